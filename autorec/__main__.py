@@ -1,0 +1,5 @@
+import sys
+
+from autorec.cli import main
+
+sys.exit(main())

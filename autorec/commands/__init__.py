@@ -1,0 +1,1 @@
+"""The `autorec` subcommands, one module each (see `autorec.cli`)."""

@@ -1,0 +1,106 @@
+"""Decoding and inspecting `PurpleDropEvent` messages.
+
+Contracts:
+- `decode(payload)` returns a parsed event or raises `DecodeError`; a payload
+  that parses but carries no oneof field is rejected too (an empty or garbage
+  frame can parse as an empty message).
+- `kind(event)` is the name of the oneof field that is set.
+- `timestamp(event)` is float epoch seconds, or None when the kind has no
+  timestamp field (`device_info`) or the sender left it unset
+  (`electrode_state` from pdserver). It never raises.
+- `peek_kind(payload)` reads the kind from the first bytes without parsing,
+  for fast scans of large logs.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
+from autorec.proto import PurpleDropEvent
+
+# Oneof field names in field-number order (field number = index + 1).
+KINDS: tuple[str, ...] = (
+    "electrode_layout",
+    "electrode_state",
+    "image",
+    "image_transform",
+    "settings",
+    "scan_capacitance",
+    "active_capacitance",
+    "hv_regulator",
+    "temperature_control",
+    "device_info",
+    "group_capacitance",
+    "duty_cycle_updated",
+)
+KIND_BY_NUMBER: dict[int, str] = {i + 1: k for i, k in enumerate(KINDS)}
+NUMBER_BY_KIND: dict[str, int] = {k: i + 1 for i, k in enumerate(KINDS)}
+
+# Kinds whose message type has a `timestamp` field.
+_TIMESTAMPED = frozenset(k for k in KINDS if k != "device_info")
+
+
+class DecodeError(ValueError):
+    """A payload is not a valid `PurpleDropEvent`."""
+
+
+def decode(payload: bytes) -> PurpleDropEvent:
+    event = PurpleDropEvent()
+    try:
+        event.ParseFromString(payload)
+    except (_ProtoDecodeError, RuntimeError, ValueError) as exc:
+        raise DecodeError(f"not a PurpleDropEvent: {exc}") from None
+    if event.WhichOneof("msg") is None:
+        raise DecodeError("not a PurpleDropEvent: no event field set")
+    return event
+
+
+def kind(event: PurpleDropEvent) -> str | None:
+    return event.WhichOneof("msg")
+
+
+def _inner(event: PurpleDropEvent):
+    k = event.WhichOneof("msg")
+    return None if k is None else getattr(event, k)
+
+
+def timestamp(event: PurpleDropEvent) -> float | None:
+    k = event.WhichOneof("msg")
+    if k not in _TIMESTAMPED:
+        return None
+    inner = getattr(event, k)
+    if not inner.HasField("timestamp"):
+        return None
+    ts = inner.timestamp
+    return ts.seconds + ts.nanos * 1e-9
+
+
+def set_timestamp(event: PurpleDropEvent, t: float) -> bool:
+    """Stamp `event` with time `t` in place; False if its kind has no timestamp field."""
+    k = event.WhichOneof("msg")
+    if k not in _TIMESTAMPED:
+        return False
+    seconds = int(t // 1)
+    nanos = round((t - seconds) * 1e9)
+    if nanos >= 1_000_000_000:
+        seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    ts = getattr(event, k).timestamp
+    ts.seconds = seconds
+    ts.nanos = nanos
+    return True
+
+
+def peek_kind(payload: bytes | memoryview) -> str | None:
+    """The kind named by the first field tag of `payload`, or None.
+
+    A serialized `PurpleDropEvent` starts with the tag of its oneof field
+    (wire type 2, length-delimited). Field numbers 1-15 fit in one tag byte.
+    """
+    if not payload:
+        return None
+    tag = payload[0]
+    if tag & 0x80:  # multi-byte tag: not one of ours
+        return None
+    if tag & 0x07 != 2:
+        return None
+    return KIND_BY_NUMBER.get(tag >> 3)

@@ -1,0 +1,1 @@
+"""Triggers: the rule engine's detectors. `base` holds the public Trigger API."""

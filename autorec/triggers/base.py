@@ -1,0 +1,191 @@
+"""The public Trigger API. Built-in triggers and plugins use exactly this.
+
+A trigger is a small sans-I/O detector: it never touches files, sockets or
+clocks. The engine creates one instance per rule with the rule's validated
+options, then calls
+
+- `feed(time, event, state)` for every event whose kind is in `kinds`
+  (`kinds = None` means every kind), where `time` is the event's time
+  (its own timestamp, or the last known time carried forward) and `state`
+  is a read-only view of the latest state of the stream (`StateView`);
+- `tick(time, state)` whenever time advances without a matching event
+  (quiet stream, or every event), for triggers that fire on time alone.
+
+Both return the firings that happen at that moment: `None`, one `Firing`,
+or a list. Build them with `self.fire(time, **evidence)`; evidence is a
+small JSON-serialisable dict (a score, the changed pins, a value).
+
+Options are declared as `Option`s in the class attribute `options`; the rule
+loader validates a rule's keys against them (types, ranges, choices) before
+anything starts, and passes the coerced values to `__init__` as keyword
+arguments, which `Trigger.__init__` stores as attributes of the same name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from autorec.proto import PurpleDropEvent
+from autorec.units import parse_duration, parse_size
+
+REQUIRED: Any = object()
+
+# Option types a rule file may use, and what a value of each looks like.
+OPTION_TYPES = {
+    "float": "a number",
+    "int": "a whole number",
+    "bool": "true or false",
+    "str": "a string",
+    "duration": "a duration like 500ms, 10s, 30min",
+    "size": "a size like 512kB, 256MB, 1GiB",
+    "list[int]": "a list of whole numbers",
+    "list[float]": "a list of numbers",
+    "list[str]": "a list of strings",
+    "dict": "a mapping",
+    "any": "any value",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a trigger: its name, type (a key of OPTION_TYPES), default and limits."""
+
+    name: str
+    type: str = "float"
+    default: Any = REQUIRED
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: Sequence[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.name!r}: unknown type {self.type!r}")
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def describe(self) -> str:
+        """One line for `autorec plugins` / `autorec check`."""
+        parts = [f"{self.name}: {self.type}"]
+        if not self.required:
+            parts.append(f"default {self.default!r}")
+        else:
+            parts.append("required")
+        if self.min is not None:
+            parts.append(f">= {self.min}")
+        if self.max is not None:
+            parts.append(f"<= {self.max}")
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(map(str, self.choices)))
+        text = ", ".join(parts)
+        return f"{text}  {self.help}".rstrip()
+
+    def coerce(self, value: Any) -> Any:
+        """The value converted to this option's type; ValueError says what is allowed."""
+        t = self.type
+        if t == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+            value = float(value)
+        elif t == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+        elif t == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+        elif t == "str":
+            if not isinstance(value, str):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+        elif t == "duration":
+            value = parse_duration(value)
+        elif t == "size":
+            value = parse_size(value)
+        elif t.startswith("list["):
+            if not isinstance(value, list):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+            item = Option(self.name, t[5:-1])
+            value = [item.coerce(v) for v in value]
+        elif t == "dict":
+            if not isinstance(value, dict):
+                raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.min is not None and isinstance(value, (int, float)) and value < self.min:
+            raise ValueError(f"must be >= {self.min}, got {value!r}")
+        if self.max is not None and isinstance(value, (int, float)) and value > self.max:
+            raise ValueError(f"must be <= {self.max}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A trigger fired: which rule, when (stream time, epoch seconds), and why."""
+
+    rule: str
+    time: float
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "time": self.time, "evidence": dict(self.evidence)}
+
+
+class StateView(Protocol):
+    """Read-only view of the latest state of the stream (see `autorec.state`)."""
+
+    @property
+    def time(self) -> float | None: ...
+
+    def latest(self, kind: str) -> PurpleDropEvent | None: ...
+
+    def latest_time(self, kind: str) -> float | None: ...
+
+    @property
+    def driven_pins(self) -> frozenset[int]: ...
+
+    @property
+    def covered_pins(self) -> frozenset[int]: ...
+
+
+FiringResult = Firing | Sequence[Firing] | None
+
+
+class Trigger:
+    """Base class of every trigger. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    kinds: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self, rule: str, **options: Any) -> None:
+        self.rule = rule
+        for opt in self.options:
+            if opt.name in options:
+                setattr(self, opt.name, options[opt.name])
+            elif not opt.required:
+                setattr(self, opt.name, opt.default)
+            else:
+                raise TypeError(f"{type(self).__name__}: missing required option {opt.name!r}")
+
+    def fire(self, time: float, **evidence: Any) -> Firing:
+        return Firing(self.rule, time, evidence)
+
+    def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
+        return None
+
+    def tick(self, time: float, state: StateView) -> FiringResult:
+        return None
+
+
+def as_firings(result: FiringResult) -> list[Firing]:
+    """Normalise what `feed`/`tick` returned to a list."""
+    if result is None:
+        return []
+    if isinstance(result, Firing):
+        return [result]
+    return list(result)

@@ -1,0 +1,86 @@
+"""Durations and sizes as a lab user writes them: `10s`, `30min`, `256MB`, `1GiB`.
+
+`parse_duration` returns seconds (float); `parse_size` returns bytes (int).
+Bare numbers are seconds / bytes. Errors are `ValueError` with a message that
+lists the allowed units, ready to show after a file:line prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+SIZE_UNITS: dict[str, int] = {
+    "B": 1,
+    "kB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _split(text: str) -> tuple[float, str] | None:
+    m = _NUMBER_UNIT.match(text)
+    if not m:
+        return None
+    return float(m.group(1)), m.group(2)
+
+
+def parse_duration(value: str | int | float) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 10s, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    parts = _split(str(value))
+    allowed = ", ".join(DURATION_UNITS)
+    if parts is None:
+        raise ValueError(f"expected a duration like 10s or 30min (units: {allowed}), got {value!r}")
+    number, unit = parts
+    if unit == "":
+        return number
+    if unit not in DURATION_UNITS:
+        raise ValueError(f"unknown duration unit {unit!r} in {value!r} (units: {allowed})")
+    return number * DURATION_UNITS[unit]
+
+
+def parse_size(value: str | int | float) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 256MB, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value!r}")
+        return int(value)
+    parts = _split(str(value))
+    allowed = ", ".join(SIZE_UNITS)
+    if parts is None:
+        raise ValueError(f"expected a size like 256MB or 1GiB (units: {allowed}), got {value!r}")
+    number, unit = parts
+    if unit == "":
+        return int(number)
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"unknown size unit {unit!r} in {value!r} (units: {allowed})")
+    return int(number * SIZE_UNITS[unit])
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def format_size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return f"{int(n)}B"
