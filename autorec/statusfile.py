@@ -1,0 +1,131 @@
+"""The status file: one JSON object describing a running recorder, replaced atomically.
+
+Monitoring scripts (or a human with `cat`/`jq`) read it at any moment and
+always see a whole, valid document: it is written to a temporary file in the
+same directory, flushed, and moved over the old one with `os.replace`.
+
+Contract:
+- `Status` holds the fields; `as_dict()` is the JSON shape (stable keys:
+  `updated`, `pid`, `connected`, `msg_per_s`, `open_segment`, `last_segment`,
+  `disk_free`, `disk_total`, `disk_below_floor`, `counters`, `alerts`).
+- `write_status(path, status)` never leaves a partial file at `path`; on an
+  OSError (e.g. a full disk) the old file stays and the error is raised for
+  the caller to count.
+- `StatusFile` adds the cadence: `due(now)` says when a write is due
+  (every `interval` seconds of the caller's monotonic clock); it keeps no
+  clock itself.
+- `RateMeter` gives messages per second over a sliding window, fed counts
+  with the caller's monotonic time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Status:
+    """A snapshot of the recorder for the status file. Times are epoch seconds."""
+
+    updated: float
+    connected: bool
+    msg_per_s: float = 0.0
+    open_segment: dict[str, Any] | None = None  # e.g. {"path", "start", "rules", "bytes"}
+    last_segment: dict[str, Any] | None = None  # e.g. {"path", "start", "end", "bytes"}
+    disk_free: int | None = None
+    disk_total: int | None = None
+    disk_below_floor: bool = False
+    counters: dict[str, int] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)  # alerts currently raised, one line each
+    pid: int = field(default_factory=os.getpid)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_status(path: str | os.PathLike[str], status: Status | dict[str, Any]) -> None:
+    """Replace `path` with `status` as JSON, atomically. See the module docstring."""
+    path = Path(path)
+    data = status.as_dict() if isinstance(status, Status) else status
+    blob = (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The last status written at `path` (raises OSError / ValueError like `json.loads`)."""
+    return json.loads(Path(path).read_text())
+
+
+@dataclass
+class StatusFile:
+    """When to rewrite the status file: every `interval` seconds of the caller's monotonic clock."""
+
+    path: Path
+    interval: float = 2.0
+    writes: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    _last: float | None = None
+
+    def due(self, now: float) -> bool:
+        return self._last is None or now - self._last >= self.interval
+
+    def write(self, now: float, status: Status | dict[str, Any]) -> bool:
+        """Write now; False (counted in `errors`, message in `last_error`) if the disk refused."""
+        self._last = now
+        try:
+            write_status(self.path, status)
+        except OSError as exc:
+            self.errors += 1
+            self.last_error = f"status file {self.path}: {exc.strerror or exc}"
+            return False
+        self.writes += 1
+        return True
+
+
+class RateMeter:
+    """Events per second over the last `window` seconds of a monotonic clock."""
+
+    def __init__(self, window: float = 5.0):
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+        self._sum = 0
+        self._first: float | None = None
+
+    def add(self, now: float, count: int = 1) -> None:
+        if self._first is None:
+            self._first = now
+        self._samples.append((now, count))
+        self._sum += count
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if self._first is None:
+            return 0.0
+        # Until a whole window has passed, divide by the time actually observed (at least 1 s,
+        # so the first message does not read as a burst of millions per second).
+        span = min(self.window, max(now - self._first, 1.0))
+        return self._sum / span
+
+    def _trim(self, now: float) -> None:
+        while self._samples and self._samples[0][0] <= now - self.window:
+            self._sum -= self._samples.popleft()[1]

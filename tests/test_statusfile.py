@@ -1,0 +1,98 @@
+"""Status file: always a whole JSON document, replaced atomically, on a cadence; msg/s meter."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from autorec.statusfile import RateMeter, Status, StatusFile, read_status, write_status
+
+
+def _status(i: int) -> Status:
+    return Status(
+        updated=1700000000.0 + i,
+        connected=i % 2 == 0,
+        msg_per_s=12.5,
+        open_segment={"path": f"seg-{i}.bin.partial", "rules": ["moves"], "bytes": i * 1000},
+        last_segment={"path": "seg-0.bin", "start": 1.0, "end": 2.0, "bytes": 10},
+        disk_free=123,
+        disk_total=456,
+        counters={"messages": i, "decode_errors": 0},
+        alerts=["disconnected for 60s"] if i % 3 == 0 else [],
+    )
+
+
+def test_fields_round_trip(tmp_path):
+    path = tmp_path / "status.json"
+    write_status(path, _status(3))
+    data = read_status(path)
+    assert set(data) == {
+        "updated",
+        "pid",
+        "connected",
+        "msg_per_s",
+        "open_segment",
+        "last_segment",
+        "disk_free",
+        "disk_total",
+        "disk_below_floor",
+        "counters",
+        "alerts",
+    }
+    assert data["open_segment"]["bytes"] == 3000
+    assert data["alerts"] == ["disconnected for 60s"]
+    assert data["connected"] is False
+    # No temporary files left beside it.
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_concurrent_reader_always_sees_a_whole_document(tmp_path):
+    path = tmp_path / "status.json"
+    write_status(path, _status(0))
+    stop = threading.Event()
+    seen: list[int] = []
+    bad: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            text = path.read_text()
+            try:
+                seen.append(json.loads(text)["counters"]["messages"])
+            except ValueError:
+                bad.append(text)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(1, 400):
+            write_status(path, _status(i))
+    finally:
+        stop.set()
+        t.join()
+    assert not bad
+    assert seen == sorted(seen)  # never goes backwards
+    assert read_status(path)["counters"]["messages"] == 399
+
+
+def test_status_file_cadence_and_failures(tmp_path):
+    sf = StatusFile(tmp_path / "status.json", interval=2.0)
+    assert sf.due(100.0)
+    assert sf.write(100.0, _status(1))
+    assert not sf.due(101.9)
+    assert sf.due(102.0)
+    # A directory that vanished: the write fails, is counted, and does not raise.
+    gone = StatusFile(tmp_path / "missing" / "status.json")
+    assert not gone.write(0.0, _status(1))
+    assert gone.errors == 1 and "status file" in gone.last_error
+    assert sf.writes == 1
+
+
+def test_rate_meter_window():
+    meter = RateMeter(window=5.0)
+    assert meter.rate(0.0) == 0.0
+    meter.add(0.0, 1)
+    assert meter.rate(0.0) == 1.0  # one message, not a burst of millions per second
+    for i in range(1, 101):
+        meter.add(i * 0.1, 1)  # 10 msg/s for 10 s
+    assert abs(meter.rate(10.0) - 10.0) < 0.5
+    assert meter.rate(20.0) == 0.0  # all samples aged out
