@@ -1,0 +1,224 @@
+"""Retention: `output.keep` (age) and `output.max_total` (size) for closed segments.
+
+The segments a recorder has closed are the lines of `index.jsonl` in the
+output directory (each names its log with `path`, relative to the directory
+or absolute). A segment's files are its log `NAME.bin`, its sidecar
+`NAME.json` and its exports beside it (`NAME.mp4`, `NAME.mkv`).
+
+Contract:
+- `plan_deletions(segments, policy, now)` is pure: it returns the segments
+  to delete, oldest first. A segment is older than `keep` when its log was
+  last modified more than `keep` seconds before `now` (the local clock, the
+  same one that stamped the file: the rig's clock may differ). Then, while
+  the total bytes of what is left exceed `max_total`, the oldest go. The
+  newest closed segment is never deleted for size alone (a single segment
+  larger than the budget is still the latest data).
+- `apply_retention(directory, policy)` scans the index, deletes the planned
+  segments' files (exports, sidecar, then log), then rewrites `index.jsonl`
+  without their lines atomically (temp file, fsync, `os.replace`). Index
+  lines it cannot parse and lines whose log is missing are kept as they are.
+  Files that cannot be deleted are reported in `errors`, never raised, and
+  their segment's index line is kept.
+- The index is read, filtered and replaced in one step: the caller must not
+  append to `index.jsonl` meanwhile. Run retention in the writer's thread
+  after a segment closes (or hold the same lock as the writer: `index_lock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autorec.units import format_size, parse_duration, parse_size
+
+INDEX_NAME = "index.jsonl"
+SIDECAR_SUFFIX = ".json"
+EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """`keep` in seconds and `max_total` in bytes; None switches that limit off."""
+
+    keep: float | None = None
+    max_total: int | None = None
+
+    @classmethod
+    def from_config(cls, keep: str | float | None, max_total: str | int | None) -> RetentionPolicy:
+        """From rule-file values (`7d`, `50GB`); ValueError as `autorec.units` words it."""
+        return cls(
+            keep=None if keep is None else parse_duration(keep),
+            max_total=None if max_total is None else parse_size(max_total),
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.keep is not None or self.max_total is not None
+
+
+@dataclass(frozen=True)
+class SegmentFiles:
+    """One closed segment as found on disk: its log, the files that go with it, their bytes and age."""
+
+    log: Path
+    files: tuple[Path, ...]  # every existing file of the segment, log included
+    bytes: int
+    modified: float  # the log's mtime, local epoch seconds
+    index_line: int  # line number in index.jsonl (0-based)
+
+
+@dataclass
+class RetentionResult:
+    deleted: list[SegmentFiles] = field(default_factory=list)
+    freed_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+    kept_bytes: int = 0
+
+    def message(self) -> str:
+        names = ", ".join(s.log.name for s in self.deleted)
+        return f"retention: deleted {len(self.deleted)} segment(s) ({format_size(self.freed_bytes)}): {names}"
+
+
+def plan_deletions(segments: Sequence[SegmentFiles], policy: RetentionPolicy, now: float) -> list[SegmentFiles]:
+    """The segments `policy` removes, oldest first. Pure; see the module docstring."""
+    ordered = sorted(segments, key=lambda s: (s.modified, s.index_line))
+    doomed: list[SegmentFiles] = []
+    survivors: list[SegmentFiles] = []
+    for seg in ordered:
+        if policy.keep is not None and now - seg.modified > policy.keep:
+            doomed.append(seg)
+        else:
+            survivors.append(seg)
+    if policy.max_total is not None:
+        total = sum(s.bytes for s in survivors)
+        while total > policy.max_total and len(survivors) > 1:
+            seg = survivors.pop(0)
+            doomed.append(seg)
+            total -= seg.bytes
+    return doomed
+
+
+def segment_files(log: Path) -> list[Path]:
+    """The files that belong to the segment whose log is `log` and exist now."""
+    stem = log.with_suffix("") if log.suffix == ".bin" else log
+    candidates = [stem.with_name(stem.name + s) for s in EXPORT_SUFFIXES]
+    candidates.append(stem.with_name(stem.name + SIDECAR_SUFFIX))
+    candidates.append(log)
+    return [p for p in candidates if p.exists()]
+
+
+def read_index(directory: Path) -> list[str]:
+    """The index's lines (without newlines); [] when there is none. A cut final line is kept as is."""
+    try:
+        return (directory / INDEX_NAME).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _log_of(directory: Path, line: str) -> Path | None:
+    try:
+        entry: Any = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return None
+    p = Path(entry["path"])
+    return p if p.is_absolute() else directory / p
+
+
+def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
+    """The closed segments listed in `lines` whose log still exists."""
+    found: list[SegmentFiles] = []
+    for i, line in enumerate(lines):
+        log = _log_of(directory, line)
+        if log is None:
+            continue
+        try:
+            modified = log.stat().st_mtime
+        except OSError:
+            continue
+        files = segment_files(log)
+        size = 0
+        for f in files:
+            with contextlib.suppress(OSError):
+                size += f.stat().st_size
+        found.append(SegmentFiles(log, tuple(files), size, modified, i))
+    return found
+
+
+def write_index(directory: Path, lines: Sequence[str]) -> None:
+    """Replace `index.jsonl` with `lines` atomically and durably."""
+    path = directory / INDEX_NAME
+    tmp = directory / f".{INDEX_NAME}.tmp"
+    data = "".join(line + "\n" for line in lines).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def apply_retention(
+    directory: str | os.PathLike[str],
+    policy: RetentionPolicy,
+    now: float | None = None,
+    index_lock: contextlib.AbstractContextManager[Any] | None = None,
+) -> RetentionResult:
+    """Delete what `policy` says must go and drop their index lines. See the module docstring."""
+    directory = Path(directory)
+    result = RetentionResult()
+    if not policy.active:
+        return result
+    now = time.time() if now is None else now
+    with index_lock if index_lock is not None else contextlib.nullcontext():
+        lines = read_index(directory)
+        segments = scan(directory, lines)
+        doomed = plan_deletions(segments, policy, now)
+        dropped_lines: set[int] = set()
+        for seg in doomed:
+            failed = False
+            for f in seg.files:
+                try:
+                    f.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failed = True
+                    result.errors.append(f"retention: cannot delete {f}: {exc.strerror or exc}")
+            if failed:
+                continue
+            dropped_lines.add(seg.index_line)
+            result.deleted.append(seg)
+            result.freed_bytes += seg.bytes
+        if dropped_lines:
+            try:
+                write_index(directory, [line for i, line in enumerate(lines) if i not in dropped_lines])
+            except OSError as exc:
+                result.errors.append(f"retention: cannot rewrite {directory / INDEX_NAME}: {exc.strerror or exc}")
+        gone = {id(s) for s in result.deleted}
+        result.kept_bytes = sum(s.bytes for s in segments if id(s) not in gone)
+    return result
