@@ -38,6 +38,15 @@ class MinFree:
     bytes: int = DEFAULT_MIN_BYTES
     fraction: float = DEFAULT_MIN_FRACTION
 
+    @classmethod
+    def from_settings(cls, min_free: int | None, min_free_percent: float | None) -> MinFree:
+        """From the rule file's parsed `output` settings (`OutputSettings.min_free`, `.min_free_percent`)."""
+        if min_free is not None:
+            return cls(bytes=min_free, fraction=0.0)
+        if min_free_percent is not None:
+            return cls(bytes=0, fraction=min_free_percent / 100)
+        return cls()
+
     def floor(self, total_bytes: int) -> int:
         return max(self.bytes, int(self.fraction * total_bytes))
 

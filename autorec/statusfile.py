@@ -42,7 +42,7 @@ class Status:
     disk_total: int | None = None
     disk_below_floor: bool = False
     counters: dict[str, int] = field(default_factory=dict)
-    alerts: list[str] = field(default_factory=list)  # alerts currently raised, one line each
+    alerts: list[Any] = field(default_factory=list)  # alerts currently raised (AlertMonitor.status())
     pid: int = field(default_factory=os.getpid)
 
     def as_dict(self) -> dict[str, Any]:

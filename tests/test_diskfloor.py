@@ -76,3 +76,9 @@ def test_disk_usage_reads_statvfs(tmp_path):
     st = os.statvfs(tmp_path)
     assert total == st.f_blocks * st.f_frsize > 0
     assert 0 <= free <= total
+
+
+def test_from_parsed_settings():
+    assert MinFree.from_settings(None, None) == MinFree()
+    assert MinFree.from_settings(5 * GB, None).floor(1000 * GB) == 5 * GB
+    assert MinFree.from_settings(None, 20.0).floor(10 * GB) == 2 * GB
