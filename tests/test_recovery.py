@@ -1,0 +1,170 @@
+"""Crash recovery: partial segments cut to their last whole record, finalized, indexed, never overclaimed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autorec import events
+from autorec.logfile import LogReader, LogWriter, frame
+from autorec.proto import PurpleDropEvent
+from autorec.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
+
+T0 = 1_763_000_000.0
+
+
+def _hv(t: float, v: float = 100.0) -> bytes:
+    e = PurpleDropEvent()
+    e.hv_regulator.voltage = v
+    events.set_timestamp(e, t)
+    return e.SerializeToString()
+
+
+def _device() -> bytes:
+    e = PurpleDropEvent()
+    e.device_info.connected = True
+    e.device_info.serial_number = "sim"
+    return e.SerializeToString()
+
+
+def _write_partial(path: Path, payloads: list[bytes], tail: bytes = b"") -> None:
+    with LogWriter(path) as w:
+        for p in payloads:
+            w.write(p)
+    if tail:
+        with open(path, "ab") as f:
+            f.write(tail)
+
+
+def _index(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / INDEX_NAME).read_text().splitlines()]
+
+
+def test_summary_counts_what_the_file_holds(upstream_log, upstream_counts):
+    s = summarize(upstream_log)
+    assert s.records == sum(s.counts.values())
+    assert s.bytes == upstream_log.stat().st_size
+    assert s.cut_reason is None
+    assert s.counts == upstream_counts["kinds"]
+    assert s.records == upstream_counts["records"]
+    assert s.start is not None and s.end is not None and s.end - s.start > 20
+
+
+def test_cut_record_is_removed_and_sidecar_matches_file(tmp_path):
+    payloads = [_device()] + [_hv(T0 + i * 0.5, i) for i in range(20)]
+    cut = frame(_hv(T0 + 10.0))[:-5]  # the record the crash interrupted
+    partial = tmp_path / "seg-0001.bin.partial"
+    _write_partial(partial, payloads, cut)
+
+    result = recover_partial(partial)
+    assert result.error is None, result.error
+    log = tmp_path / "seg-0001.bin"
+    assert result.log == log and not partial.exists()
+    assert result.cut_bytes == len(cut)
+    assert [r.payload for r in LogReader(log).records()] == payloads
+    reader = LogReader(log)
+    list(reader.records())
+    assert reader.truncated is None and reader.corrupt is None
+
+    sidecar = json.loads((tmp_path / "seg-0001.json").read_text())
+    assert sidecar["records"] == 21
+    assert sidecar["bytes"] == log.stat().st_size
+    assert sidecar["counts"] == {"device_info": 1, "hv_regulator": 20}
+    assert sidecar["bytes_per_kind"]["device_info"] == 4 + len(payloads[0])
+    assert sidecar["start"] == T0 and abs(sidecar["end"] - (T0 + 9.5)) < 1e-6  # the cut record's time is not claimed
+    assert sidecar["recovered"]["cut_bytes"] == len(cut)
+    assert sidecar["recovered"]["cut_reason"].startswith("truncated")
+
+    [line] = _index(tmp_path)
+    assert line["path"] == "seg-0001.bin"
+    assert line["records"] == 21 and line["recovered"]["from"] == "seg-0001.bin.partial"
+    assert "bin.partial" in result.message() and "21 records" in result.message()
+
+
+def test_descriptive_fields_kept_content_fields_recomputed(tmp_path):
+    partial = tmp_path / "seg-0002.bin.partial"
+    _write_partial(partial, [_hv(T0), _hv(T0 + 1)])
+    # A sidecar the writer left that claims far more than the file holds.
+    (tmp_path / "seg-0002.json.partial").write_text(
+        json.dumps({"rules": ["moves"], "firings": [{"rule": "moves", "time": T0}], "records": 999, "end": T0 + 500})
+    )
+    recover_partial(partial)
+    sidecar = json.loads((tmp_path / "seg-0002.json").read_text())
+    assert sidecar["rules"] == ["moves"] and sidecar["firings"][0]["rule"] == "moves"
+    assert sidecar["records"] == 2 and sidecar["end"] == T0 + 1
+    assert not (tmp_path / "seg-0002.json.partial").exists()
+    assert _index(tmp_path)[0]["rules"] == ["moves"]
+
+
+def test_corrupt_header_and_undecodable_records(tmp_path):
+    partial = tmp_path / "seg-0003.bin.partial"
+    good = [_hv(T0), b"\xff\xff garbage", _hv(T0 + 2)]
+    _write_partial(partial, good, b"\xff\xff\xff\x7f" + b"x" * 100)  # a 2 GB length: corrupt
+    result = recover_partial(partial)
+    assert result.summary.records == 3 and result.summary.undecodable == 1
+    assert result.summary.cut_reason.startswith("corrupt")
+    assert [r.payload for r in LogReader(result.log).records()] == good  # whole records are never dropped
+    assert json.loads(result.sidecar.read_text())["counts"] == {"hv_regulator": 2, "undecodable": 1}
+
+
+def test_empty_partial_is_removed_and_names_never_clobber(tmp_path):
+    (tmp_path / "seg-0004.bin.partial").write_bytes(b"\x10\x00")  # only a cut header
+    _write_partial(tmp_path / "seg-0005.bin.partial", [_hv(T0)])
+    (tmp_path / "seg-0005.bin").write_bytes(b"already here")  # must not be overwritten
+    (tmp_path / "telemetry.bin").write_bytes(b"")  # not a partial: untouched
+    results = {r.partial.name: r for r in recover_directory(tmp_path)}
+    assert results["seg-0004.bin.partial"].empty and not (tmp_path / "seg-0004.bin.partial").exists()
+    assert results["seg-0005.bin.partial"].log.name == "seg-0005.recovered-1.bin"
+    assert (tmp_path / "seg-0005.bin").read_bytes() == b"already here"
+    assert (tmp_path / "seg-0005.recovered-1.json").exists()
+    assert [e["path"] for e in _index(tmp_path)] == ["seg-0005.recovered-1.bin"]
+    assert recover_directory(tmp_path) == []  # nothing left to do
+    assert recover_directory(tmp_path / "missing") == []
+
+
+WRITER_SCRIPT = """
+import sys
+from autorec import events
+from autorec.logfile import LogWriter
+from autorec.proto import PurpleDropEvent
+w = LogWriter(sys.argv[1], buffer_bytes=1)  # every record reaches the OS at once
+e = PurpleDropEvent()
+e.image.image_data = bytes(range(256)) * 200
+i = 0
+while True:
+    events.set_timestamp(e, 1763000000.0 + i * 0.1)
+    w.write(e.SerializeToString())
+    i += 1
+    if i == 50:
+        print("writing", flush=True)
+"""
+
+
+def test_sigkilled_writer_is_recovered_whole(tmp_path):
+    partial = tmp_path / "seg-0006.bin.partial"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(partial)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    started = time.monotonic()
+    [result] = recover_directory(tmp_path)
+    assert result.error is None
+    assert time.monotonic() - started < 30
+    records = list(LogReader(result.log).records())
+    assert len(records) >= 50
+    for r in records:
+        e = events.decode(r.payload)
+        assert len(e.image.image_data) == 256 * 200
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["records"] == len(records) == sidecar["counts"]["image"]
+    assert sidecar["bytes"] == result.log.stat().st_size
