@@ -1,0 +1,208 @@
+"""WebsocketSource against a real websockets server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from autorec import events
+from autorec.logfile import LogReader, LogWriter
+from autorec.proto import PurpleDropEvent
+from autorec.source import Connected, Disconnected, Message, WebsocketSource
+from tests.wsfixtures import EventServer, fixture_payloads
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def next_item(source: WebsocketSource, timeout: float = 10.0):
+    return await asyncio.wait_for(source.__anext__(), timeout)
+
+
+async def expect(source: WebsocketSource, cls: type, timeout: float = 10.0):
+    item = await next_item(source, timeout)
+    assert isinstance(item, cls), f"expected {cls.__name__}, got {item!r}"
+    return item
+
+
+async def messages(source: WebsocketSource, n: int, timeout: float = 10.0) -> list[Message]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        item = await next_item(source, max(0.01, deadline - time.monotonic()))
+        assert isinstance(item, Message), f"unexpected {item!r} after {len(out)} messages"
+        out.append(item)
+    return out
+
+
+def big_image_event(size: int) -> bytes:
+    event = PurpleDropEvent()
+    event.image.timestamp.seconds = 1_700_000_000
+    event.image.image_data = bytes(range(256)) * (size // 256)
+    return event.SerializeToString()
+
+
+async def until_clients(server: EventServer, n: int = 1) -> None:
+    await asyncio.to_thread(server.wait_for_clients, n)
+
+
+def test_round_trip_stream_to_file_is_byte_identical(upstream_log: Path, tmp_path: Path) -> None:
+    payloads = fixture_payloads(upstream_log)
+    out = tmp_path / "stream.bin"
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri) as source:
+                assert isinstance(await next_item(source), Connected)
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, payloads)
+                got = await messages(source, len(payloads))
+        assert all(m.rejected is None for m in got)
+        assert [m.kind for m in got] == [events.peek_kind(p) for p in payloads]
+        assert all(m.event is not None and m.event.SerializeToString() == m.payload for m in got)
+        assert all(got[i].monotonic <= got[i + 1].monotonic for i in range(len(got) - 1))
+        assert source.stats.messages == len(payloads)
+        assert source.stats.bytes == sum(map(len, payloads))
+        with LogWriter(out) as w:
+            for m in got:
+                w.write(m.payload)
+
+    asyncio.run(main())
+    assert out.read_bytes() == upstream_log.read_bytes()
+    assert [r.payload for r in LogReader(out)] == payloads
+
+
+def test_text_garbage_empty_and_big_frames(upstream_log: Path) -> None:
+    good = fixture_payloads(upstream_log)[0]
+    big = big_image_event(3 * 1024 * 1024)  # over websockets' 1 MiB default
+    garbage = b"\xff\xfe\x00garbage"
+    frames: list[bytes | str] = ["hello, text", good, garbage, b"", big, "more text", good]
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, frames)
+                got = await messages(source, 5)
+                stats = source.stats
+        assert [m.payload for m in got] == [good, garbage, b"", big, good]
+        assert [m.rejected is None for m in got] == [True, False, False, True, True]
+        assert "not a PurpleDropEvent" in got[1].rejected and got[1].event is None
+        assert got[2].kind is None
+        assert got[3].kind == "image" and len(got[3].event.image.image_data) == 3 * 1024 * 1024
+        assert (stats.messages, stats.rejected, stats.text_frames) == (3, 2, 2)
+        assert stats.rejected_bytes == len(garbage)
+        assert stats.gaps == [] and stats.reconnects == 0
+
+    asyncio.run(main())
+
+
+def test_refused_then_server_appears(upstream_log: Path) -> None:
+    port = free_port()
+    payload = fixture_payloads(upstream_log)[0]
+
+    async def main() -> None:
+        server = EventServer(greeting=[payload])
+        try:
+            async with WebsocketSource(f"ws://127.0.0.1:{port}", min_backoff=0.02, max_backoff=0.1) as source:
+                gone = await expect(source, Disconnected)
+                assert gone.cause == "connection refused"
+                server.port = port
+                await asyncio.to_thread(server.start)
+                back = await expect(source, Connected)
+                (m,) = await messages(source, 1)
+                assert m.payload == payload
+                (gap,) = source.stats.gaps
+                assert gap.start == gone.time and gap.end == back.time and gap.cause == "connection refused"
+                assert source.stats.failed_attempts >= 1
+                assert source.stats.reconnects == 0  # never had a connection before: not a reconnect
+        finally:
+            await asyncio.to_thread(server.close)
+
+    asyncio.run(main())
+
+
+def test_dropped_connection_reconnects_and_reports_gap(upstream_log: Path) -> None:
+    payloads = fixture_payloads(upstream_log)[:20]
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, min_backoff=0.02, max_backoff=0.2) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, payloads[:10])
+                assert [m.payload for m in await messages(source, 10)] == payloads[:10]
+                await asyncio.to_thread(server.drop_connections)
+                gone = await expect(source, Disconnected)
+                assert gone.cause == "connection lost (no close frame)"
+                assert not source.stats.connected
+                await expect(source, Connected)
+                assert source.stats.connected
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, payloads[10:])
+                assert [m.payload for m in await messages(source, 10)] == payloads[10:]
+                # a server that dies for a while and comes back on the same port
+                await asyncio.to_thread(server.stop)
+                await expect(source, Disconnected)
+                await asyncio.to_thread(server.start)
+                await expect(source, Connected)
+            stats = source.stats
+            assert stats.reconnects == 2 and stats.connects == 3
+            assert len(stats.gaps) == 2 and all(g.end is not None and g.end >= g.start for g in stats.gaps)
+
+    asyncio.run(main())
+
+
+def test_stop_ends_iteration_while_retrying() -> None:
+    port = free_port()
+
+    async def main() -> None:
+        source = WebsocketSource(f"ws://127.0.0.1:{port}", min_backoff=5.0, max_backoff=5.0)
+        await expect(source, Disconnected)
+        started = time.monotonic()
+        consumer = asyncio.ensure_future(source.__anext__())  # now waiting out a 5 s backoff
+        await asyncio.sleep(0)
+        source.stop()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(consumer, 5)
+        assert time.monotonic() - started < 4.0
+        assert source.stats.gaps[0].end is not None
+
+    asyncio.run(main())
+
+
+def test_backoff_keeps_retrying_with_cap() -> None:
+    port = free_port()
+
+    async def main() -> None:
+        source = WebsocketSource(f"ws://127.0.0.1:{port}", min_backoff=0.01, max_backoff=0.02)
+        items = []
+
+        async def consume() -> None:
+            async for item in source:
+                items.append(item)
+
+        consumer = asyncio.ensure_future(consume())
+        deadline = time.monotonic() + 10
+        while source.stats.failed_attempts < 5:
+            assert time.monotonic() < deadline, "source stopped retrying"
+            await asyncio.sleep(0.01)
+        await source.close()
+        await asyncio.wait_for(consumer, 5)
+        assert len(items) == 1 and isinstance(items[0], Disconnected)  # one gap however many attempts
+        assert len(source.stats.gaps) == 1
+
+    asyncio.run(main())
+
+
+def test_invalid_uri_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not a websocket URI"):
+        WebsocketSource("http://localhost:7001")
