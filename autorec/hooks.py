@@ -7,9 +7,10 @@ Placeholders in argv items are replaced by the event's values:
 
 | event              | placeholders                                           |
 |--------------------|--------------------------------------------------------|
-| on_segment_open    | {path} {sidecar} {rules} {start}                       |
+| on_segment_open    | {path} {sidecar} {rules} {start} ({end} is empty)      |
 | on_segment_close   | {path} {sidecar} {rules} {start} {end}                 |
-| on_alert           | {alert} {message} {state} {time} {since}               |
+| on_alert           | {alert} {message} {state} {time} {since}, and {start}  |
+|                    | {end} (the alert's span), {rules} (plugin alerts)      |
 
 `{start}`, `{end}`, `{time}` and `{since}` are epoch seconds (`1700000000.250`),
 or any strftime format in UTC: `{start:%Y-%m-%dT%H:%M:%SZ}`. `{{` and `}}` are
@@ -58,10 +59,13 @@ from typing import Any
 log = logging.getLogger("autorec.hooks")
 
 # Which placeholders each hook event offers; time-valued ones accept a strftime format.
+# Every segment placeholder is accepted in every hook (unknown values become empty), so that any
+# command the rule loader (`autorec.rules`) accepts also runs here.
+_SEGMENT_FIELDS = frozenset({"path", "sidecar", "rules", "start", "end"})
 PLACEHOLDERS: dict[str, frozenset[str]] = {
-    "on_segment_open": frozenset({"path", "sidecar", "rules", "start"}),
-    "on_segment_close": frozenset({"path", "sidecar", "rules", "start", "end"}),
-    "on_alert": frozenset({"alert", "message", "state", "time", "since"}),
+    "on_segment_open": _SEGMENT_FIELDS,
+    "on_segment_close": _SEGMENT_FIELDS,
+    "on_alert": _SEGMENT_FIELDS | {"alert", "message", "state", "time", "since"},
 }
 EVENTS: tuple[str, ...] = tuple(PLACEHOLDERS)
 TIME_PLACEHOLDERS = frozenset({"start", "end", "time", "since"})
@@ -125,8 +129,6 @@ def _check_template(item: str, allowed: frozenset[str]) -> None:
                 + ", ".join("{" + p + "}" for p in sorted(allowed))
                 + f"; write {{{{{name}}}}} for a literal {{{name}}})"
             )
-        if m.group(2) is not None and name not in TIME_PLACEHOLDERS:
-            raise HookConfigError(f"{{{name}}} takes no format in {item!r} (only times do: start, end, time, since)")
 
 
 def validate_commands(event: str, commands: Any) -> list[tuple[str, ...]]:
@@ -170,8 +172,15 @@ def _format_value(name: str, value: Any, spec: str | None) -> str:
             return datetime.fromtimestamp(value, tz=timezone.utc).strftime(spec)
         return f"{value:.3f}"
     if isinstance(value, (list, tuple, set, frozenset)):
-        return ",".join(str(v) for v in value)
-    return str(value)
+        text = ",".join(str(v) for v in value)
+    else:
+        text = str(value)
+    if spec:
+        try:
+            return format(text, spec)  # e.g. {rules:.40} to shorten
+        except ValueError:
+            return text  # a spec meant for a number: the value itself is more use than a crash
+    return text
 
 
 def substitute(item: str, values: Mapping[str, Any]) -> str:
@@ -454,9 +463,17 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def from_config(config: Mapping[str, Any] | None, **kwargs: Any) -> HookRunner:
-    """A HookRunner from a rule file's `hooks:` mapping (event lists plus an optional `timeout`)."""
-    config = dict(config or {})
+def from_config(config: Any, **kwargs: Any) -> HookRunner:
+    """A HookRunner from a rule file's `hooks:` settings.
+
+    `config` is a mapping (event lists plus an optional `timeout`) or an object
+    with those attributes (`autorec.rules.HookSettings`), or None.
+    """
+    if config is None:
+        config = {}
+    elif not isinstance(config, Mapping):
+        config = {name: getattr(config, name, None) for name in (*EVENTS, "timeout")}
+    config = {k: v for k, v in dict(config).items() if v is not None}
     timeout = config.pop("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, str):
         from autorec.units import parse_duration

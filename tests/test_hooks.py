@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -83,6 +84,7 @@ def test_placeholders_are_substituted_and_never_split(tmp_path: Path) -> None:
 def test_substitute_missing_value_is_empty_and_values_are_not_reparsed() -> None:
     assert substitute("{path}", {"path": "{rules}"}) == "{rules}"
     assert substitute("a{end}b", {}) == "ab"
+    assert substitute("{rules:.5}|{path:>3}|{path:d}", {"rules": "drops-moved", "path": "p"}) == "drops|  p|p"
     assert substitute("awk '{print $1}' {path", {"path": "p"}) == "awk '{print $1}' {path"
     assert validate_commands("on_segment_close", ["awk", "{ print }", "{path}"])[0][1] == "{ print }"
 
@@ -90,12 +92,11 @@ def test_substitute_missing_value_is_empty_and_values_are_not_reparsed() -> None
 @pytest.mark.parametrize(
     ("event", "commands", "complaint"),
     [
-        ("on_segment_open", ["echo", "{end}"], "unknown placeholder {end}"),
+        ("on_segment_open", ["echo", "{alert}"], "unknown placeholder {alert}"),
         ("on_segment_close", ["echo", "{pth}"], "allowed here: {end}, {path}, {rules}, {sidecar}, {start}"),
-        ("on_alert", ["echo", "{path}"], "unknown placeholder {path}"),
+        ("on_alert", ["echo", "{pat}"], "unknown placeholder {pat}"),
         ("on_segment_close", "gzip {path}", "no shell is used"),
         ("on_segment_close", ["sh", "-c", "echo ${HOME}"], "write {{HOME}} for a literal {HOME}"),
-        ("on_segment_close", ["echo", "{path:%Y}"], "takes no format"),
         ("on_segment_close", [], "expected an argv list"),
         ("on_segment_close", [["echo"], []], "non-empty argv list"),
         ("on_segment_close", ["echo", {"a": 1}], "argv items must be strings"),
@@ -121,7 +122,16 @@ def test_from_config_reads_timeout_and_rejects_bad_hooks() -> None:
     finally:
         runner.close(1)
     with pytest.raises(HookConfigError, match="unknown placeholder"):
-        from_config({"on_alert": ["echo", "{path}"]})
+        from_config({"on_alert": ["echo", "{paht}"]})
+    # the rule loader's HookSettings: one argv list per event, None when absent
+    settings = SimpleNamespace(
+        on_segment_open=None, on_segment_close=None, on_alert=["logger", "{message}"], timeout=5.0
+    )
+    runner = from_config(settings)
+    try:
+        assert runner.timeout == 5.0 and runner.has_hooks("on_alert") and not runner.has_hooks("on_segment_open")
+    finally:
+        runner.close(1)
 
 
 def test_failing_hook_is_logged_with_status_and_output(caplog: pytest.LogCaptureFixture) -> None:
