@@ -161,13 +161,38 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 
 def _write_json_atomic(path: Path, data: dict[str, Any], fsync: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def append_index_line(index: Path, entry: dict[str, Any], fsync: bool = True) -> None:
+    """Append one JSON line to `index`; on failure (a full disk) cut it back so no half line remains."""
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def default_index_entry(sidecar: dict[str, Any], log_path: str) -> dict[str, Any]:
@@ -238,19 +263,16 @@ def recover_partial(
                 },
             }
         )
-        # The log is renamed first: a crash now leaves a whole NAME.bin without a sidecar, never a
-        # sidecar describing a file that is not there.
-        os.rename(partial, log)
-        result.log = log
+        # Sidecar first, then the rename: a failure in between (a full disk) leaves the partial to be
+        # recovered again on the next start, never a finalized log without its sidecar; a stale
+        # sidecar is recomputed then, since its content fields are never trusted.
         _write_json_atomic(sidecar_path, sidecar, fsync)
         result.sidecar = sidecar_path
+        os.rename(partial, log)
+        result.log = log
         with contextlib.suppress(FileNotFoundError):
             stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX).unlink()
-        with open(directory / INDEX_NAME, "a") as index:
-            index.write(json.dumps(index_entry(sidecar, log.name), sort_keys=True) + "\n")
-            index.flush()
-            if fsync:
-                os.fsync(index.fileno())
+        append_index_line(directory / INDEX_NAME, index_entry(sidecar, log.name), fsync)
         if fsync:
             _fsync_path(directory, directory=True)
     except OSError as exc:

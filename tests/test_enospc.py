@@ -1,0 +1,164 @@
+"""A full disk (a real 2 MB tmpfs) during writes: finalized data stays whole, nothing raises past its owner.
+
+Mounting needs root; elsewhere these tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autorec import events
+from autorec.diskfloor import DiskFloor, MinFree, disk_usage
+from autorec.logfile import LogReader, LogWriteError, LogWriter
+from autorec.proto import PurpleDropEvent
+from autorec.recovery import INDEX_NAME, append_index_line, recover_partial
+from autorec.statusfile import Status, StatusFile, read_status
+
+T0 = 1_763_000_000.0
+
+
+def _can_mount() -> str | None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "needs root to mount a small tmpfs (run the suite as root to exercise a real full disk)"
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        return "mount/umount not available"
+    return None
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 2 MB tmpfs mounted for this test only."""
+    reason = _can_mount()
+    if reason:
+        pytest.skip(reason)
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here (container without CAP_SYS_ADMIN?): {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _image(i: int, size: int = 50_000) -> bytes:
+    e = PurpleDropEvent()
+    e.image.image_data = (i.to_bytes(4, "little") * (size // 4 + 1))[:size]
+    events.set_timestamp(e, T0 + i * 0.1)
+    return e.SerializeToString()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fill_until_enospc(writer: LogWriter, start: int) -> tuple[int, LogWriteError]:
+    """Write images until the disk refuses; returns how many writes were attempted and the error."""
+    for i in range(start, start + 1000):
+        try:
+            writer.write(_image(i))
+            writer.flush()
+        except LogWriteError as exc:
+            return i - start + 1, exc
+    raise AssertionError("the 2 MB disk never filled")
+
+
+def test_enospc_mid_segment_keeps_finalized_and_open_logs_whole(small_disk):
+    done = small_disk / "seg-0001.bin"
+    with LogWriter(done, fsync_on_close=True) as w:
+        for i in range(5):
+            w.write(_image(i))
+    done_hash = _sha(done)
+
+    partial = small_disk / "seg-0002.bin.partial"
+    w = LogWriter(partial, buffer_bytes=120_000)
+    attempts, exc = _fill_until_enospc(w, 100)
+    assert exc.errno == errno.ENOSPC
+    assert w.dropped >= 1 and w.records == attempts - w.dropped
+
+    # The open log still ends on a record boundary and every record in it is whole.
+    reader = LogReader(partial)
+    records = list(reader.records())
+    assert reader.truncated is None and reader.corrupt is None
+    assert len(records) == w.records
+    assert all(events.decode(r.payload).image.image_data for r in records)
+    assert _sha(done) == done_hash  # the finalized segment was never touched
+
+    # The writer keeps working once space returns.
+    done.unlink()
+    w.write(_image(999))
+    w.close()
+    assert len(list(LogReader(partial).records())) == len(records) + 1
+
+
+def test_disk_floor_sees_the_fill_and_the_release(small_disk):
+    floor = DiskFloor(MinFree(bytes=500_000, fraction=0.0))
+    free, total = disk_usage(small_disk)
+    assert floor.update(free, total) is None
+    filler = small_disk / "filler.bin"
+    with LogWriter(filler) as w:
+        try:
+            _fill_until_enospc(w, 0)
+        except AssertionError:
+            pytest.fail("disk never filled")
+    change = floor.update(*disk_usage(small_disk))
+    assert change is not None and change.state == "below"
+    filler.unlink()
+    change = floor.update(*disk_usage(small_disk))
+    assert change is not None and change.state == "above"
+
+
+def test_recovery_and_status_on_a_full_disk_fail_cleanly(small_disk):
+    status = StatusFile(small_disk / "status.json")
+    assert status.write(0.0, Status(updated=T0, connected=True, counters={"n": 1}))
+    append_index_line(small_disk / INDEX_NAME, {"path": "seg-0000.bin", "records": 1})
+
+    partial = small_disk / "seg-0003.bin.partial"
+    w = LogWriter(partial, buffer_bytes=1)
+    _fill_until_enospc(w, 0)
+    w.close()
+    with open(partial, "ab") as f:  # a cut record, as a crash would leave
+        f.write(b"\xff\x00")
+    # Use the last free blocks so not even a small sidecar fits.
+    fd = os.open(small_disk / "crumbs", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"x" * 512)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+    index_before = (small_disk / INDEX_NAME).read_bytes()
+    with pytest.raises(OSError):
+        append_index_line(small_disk / INDEX_NAME, {"path": "x" * 100_000})
+    assert (small_disk / INDEX_NAME).read_bytes() == index_before  # no half line left behind
+
+    assert not status.write(1.0, Status(updated=T0 + 1, connected=False, counters={"n": 2}))
+    assert status.errors == 1
+    assert read_status(small_disk / "status.json")["counters"] == {"n": 1}  # the old one, whole
+
+    result = recover_partial(partial)
+    # Either the sidecar fitted (then everything is consistent) or the partial waits for the next start.
+    if result.error is None:
+        assert json.loads(result.sidecar.read_text())["records"] == len(list(LogReader(result.log).records()))
+    else:
+        assert partial.exists() and not (small_disk / "seg-0003.bin").exists()
+        assert not list(small_disk.glob(".*.tmp"))
+        (small_disk / "crumbs").unlink()
+        result = recover_partial(partial)
+        assert result.error is None
+        reader = LogReader(result.log)
+        n = len(list(reader.records()))
+        assert reader.truncated is None
+        assert json.loads(result.sidecar.read_text())["records"] == n
+        assert json.loads((small_disk / INDEX_NAME).read_text().splitlines()[-1])["records"] == n
