@@ -1,0 +1,733 @@
+"""Rule files: the YAML a lab user writes, loaded and validated completely before anything starts.
+
+```yaml
+source: ws://localhost:7001
+output: {dir: recordings, name: "{start:%Y%m%dT%H%M%SZ}-{rules}"}
+segments: {pre_roll: 10s, post_roll: 20s, max_length: 30min, pre_roll_max_bytes: 256MB}
+rules:
+  - {name: drops-moved, trigger: movement, min_pins: 1, post_roll: 30s}
+```
+
+Contracts:
+- `load_rules(path)` returns a `RuleSet` or raises `ConfigError`, whose `str` is
+  one line `FILE:LINE: key: what is wrong (what is allowed)`. Every key is
+  checked: unknown keys are errors with a close-match suggestion, an unknown
+  trigger lists the known ones, trigger options are coerced and range-checked
+  by the trigger's `Option` declarations, and each trigger is constructed
+  once so that its own cross-option checks run at load time too (a trigger's
+  `__init__` may raise `ValueError("OPTION: what is wrong")` to point at one of
+  its options).
+- YAML is loaded with a safe loader; duplicate keys are errors (PyYAML would
+  silently keep the last one).
+- `render_segment_name` never returns a name containing a path separator,
+  `..`, or a leading dot, so a segment always lands directly in `output.dir`;
+  the template is also checked at load time so a bad one is reported up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autorec.events import KINDS
+from autorec.triggers.base import Trigger
+from autorec.triggers.fields import suggest
+from autorec.units import parse_duration, parse_size
+
+DEFAULT_NAME = "{start:%Y%m%dT%H%M%SZ}-{rules}"
+DEFAULT_START_FORMAT = "%Y%m%dT%H%M%SZ"
+NAME_FIELDS = ("start", "rules", "seq")
+HOOK_FIELDS = ("path", "sidecar", "rules", "start", "end")
+ALERT_HOOK_FIELDS = (*HOOK_FIELDS, "alert", "message")
+VIDEO_MODES = ("h264", "copy", "off")
+# Longest segment base name in bytes: leaves room for ".bin.partial" and friends within NAME_MAX (255).
+MAX_NAME_BYTES = 200
+_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """A rule file is wrong. `str(err)` is `FILE:LINE: key: what is wrong (what is allowed)`."""
+
+    def __init__(self, file: str | Path, line: int | None, key: str, message: str) -> None:
+        self.file = str(file)
+        self.line = line
+        self.key = key
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How segments are cut (seconds, bytes). Per-rule overrides produce a copy."""
+
+    pre_roll: float = 10.0
+    post_roll: float = 20.0
+    max_length: float = 1800.0
+    pre_roll_max_bytes: int = 256_000_000
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where and how segments are written.
+
+    `min_free` / `min_free_percent` store what the user wrote (both None: the
+    default floor); use `min_free_bytes(total)` for the effective floor.
+    `dir` is relative to the working directory (as on the command line).
+    """
+
+    dir: Path = Path("recordings")
+    name: str = DEFAULT_NAME
+    telemetry: bool = True
+    video: str = "off"
+    min_free: int | None = None
+    min_free_percent: float | None = None
+    keep: float | None = None
+    max_total: int | None = None
+    fsync: bool = True
+    status_file: str | None = "status.json"
+    queue_max_bytes: int = 512_000_000
+
+    DEFAULT_MIN_FREE_BYTES = 1_000_000_000
+    DEFAULT_MIN_FREE_PERCENT = 5.0
+
+    def min_free_bytes(self, total_bytes: int) -> int:
+        """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
+        if self.min_free is not None:
+            return self.min_free
+        if self.min_free_percent is not None:
+            return int(total_bytes * self.min_free_percent / 100)
+        return max(self.DEFAULT_MIN_FREE_BYTES, int(total_bytes * self.DEFAULT_MIN_FREE_PERCENT / 100))
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """Commands run in the background on segment open/close and on alerts (argv lists, no shell)."""
+
+    on_segment_open: list[str] | None = None
+    on_segment_close: list[str] | None = None
+    on_alert: list[str] | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """When to raise alerts: source disconnected for `alert_after`, camera silent for `camera_stall`."""
+
+    alert_after: float = 60.0
+    camera_stall: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validated rule: its trigger class, coerced options and effective segment settings."""
+
+    name: str
+    trigger: type[Trigger]
+    trigger_name: str
+    options: dict[str, Any]
+    segments: SegmentSettings
+    line: int | None = None
+    max_errors: int = 10
+
+    def make_trigger(self) -> Trigger:
+        return self.trigger(self.name, **self.options)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: Path
+    source: str | None = None
+    output: OutputSettings = field(default_factory=OutputSettings)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    rules: list[Rule] = field(default_factory=list)
+    hooks: HookSettings = field(default_factory=HookSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    max_errors: int = 10
+    shutdown_grace: float = 10.0
+
+    def rule(self, name: str) -> Rule:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def max_pre_roll(self) -> float:
+        return max([self.segments.pre_roll, *(r.segments.pre_roll for r in self.rules)])
+
+    @property
+    def max_pre_roll_bytes(self) -> int:
+        return max([self.segments.pre_roll_max_bytes, *(r.segments.pre_roll_max_bytes for r in self.rules)])
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Map(dict):
+    """A YAML mapping that remembers its own line and the line of each key (1-based)."""
+
+    line: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[Any, int] = {}
+
+
+class _Seq(list):
+    line: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that builds `_Map`/`_Seq` carrying line numbers, and rejects duplicate keys."""
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode):
+    m = _Map()
+    m.line = node.start_mark.line + 1
+    yield m
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise _DuplicateKey(None, None, f"unhashable key {key!r}", key_node.start_mark) from None
+        if key in m:
+            raise _DuplicateKey(
+                None, None, f"duplicate key {key!r} (first on line {m.lines[key]})", key_node.start_mark
+            )
+        m[key] = loader.construct_object(value_node, deep=True)
+        m.lines[key] = key_node.start_mark.line + 1
+
+
+def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode):
+    s = _Seq()
+    s.line = node.start_mark.line + 1
+    yield s
+    for child in node.value:
+        s.append(loader.construct_object(child, deep=True))
+        s.lines.append(child.start_mark.line + 1)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read and validate the rule file at `path`. Raises ConfigError (one line, file:line)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(p, None, "(file)", f"cannot read: {reason}") from None
+    return parse_rules(text, p)
+
+
+def parse_rules(text: str, path: str | Path = "<rules>") -> RuleSet:
+    """Validate rule-file `text`; `path` is used in messages and to find `module:Class` plugins beside it."""
+    p = Path(path)
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(p, line, "(yaml)", f"{problem} (the file must be valid YAML)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(p, None, "(yaml)", f"{exc} (the file must be valid YAML)") from None
+    return _Validator(p).ruleset(doc)
+
+
+_TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace")
+_OUTPUT_KEYS = (
+    "dir",
+    "name",
+    "telemetry",
+    "video",
+    "min_free",
+    "keep",
+    "max_total",
+    "fsync",
+    "status_file",
+    "queue_max_bytes",
+)
+_SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
+_HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
+_ALERT_KEYS = ("alert_after", "camera_stall")
+_RULE_KEYS = ("name", "trigger", "max_errors", *_SEGMENT_KEYS)
+
+
+class _Validator:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def error(self, line: int | None, key: str, message: str) -> ConfigError:
+        return ConfigError(self.path, line, key, message)
+
+    def mapping(self, value: Any, line: int | None, key: str) -> _Map:
+        if value is None:
+            empty = _Map()
+            empty.line = line
+            return empty
+        if not isinstance(value, _Map):
+            raise self.error(line, key, f"expected a mapping of keys, got {_show(value)}")
+        return value
+
+    def check_keys(self, m: _Map, allowed: tuple[str, ...], prefix: str) -> None:
+        for key in m:
+            if not isinstance(key, str) or key not in allowed:
+                hint = suggest(str(key), allowed)
+                raise self.error(
+                    m.lines.get(key, m.line),
+                    _join(prefix, str(key)),
+                    f"unknown key{hint} (allowed: {', '.join(allowed)})",
+                )
+
+    def convert(self, m: _Map, key: str, prefix: str, conv: Callable[[Any], Any], default: Any) -> Any:
+        if key not in m:
+            return default
+        try:
+            return conv(m[key])
+        except ValueError as exc:
+            raise self.error(m.lines.get(key, m.line), _join(prefix, key), str(exc)) from None
+
+    # -- sections -------------------------------------------------------------------------
+
+    def ruleset(self, doc: Any) -> RuleSet:
+        if doc is None:
+            raise self.error(1, "(file)", "the file is empty (expected a mapping with a `rules:` list)")
+        top = self.mapping(doc, 1, "(file)")
+        self.check_keys(top, _TOP_KEYS, "")
+        source = self.convert(top, "source", "", _source, None)
+        output = self.output(top)
+        segments = self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None)
+        max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
+        grace = self.convert(top, "shutdown_grace", "", parse_duration, 10.0)
+        hooks = self.hooks(top)
+        alerts = self.alerts(top)
+        rules = self.rules(top, segments, max_errors)
+        # Checked with the real rule names so that the sample rendering is realistic.
+        _check_name_template(self, output.name, top, [r.name for r in rules])
+        return RuleSet(
+            path=self.path,
+            source=source,
+            output=output,
+            segments=segments,
+            rules=rules,
+            hooks=hooks,
+            alerts=alerts,
+            max_errors=max_errors,
+            shutdown_grace=grace,
+        )
+
+    def output(self, top: _Map) -> OutputSettings:
+        m = self.mapping(top.get("output"), top.lines.get("output"), "output")
+        self.check_keys(m, _OUTPUT_KEYS, "output")
+        p = "output"
+        d = OutputSettings()
+        min_free, min_free_percent = self.convert(m, "min_free", p, _min_free, (None, None))
+        return OutputSettings(
+            dir=Path(self.convert(m, "dir", p, _nonempty_str, str(d.dir))),
+            name=self.convert(m, "name", p, _nonempty_str, d.name),
+            telemetry=self.convert(m, "telemetry", p, _bool, d.telemetry),
+            video=self.convert(m, "video", p, _video, d.video),
+            min_free=min_free,
+            min_free_percent=min_free_percent,
+            keep=self.convert(m, "keep", p, _optional(_positive_duration), d.keep),
+            max_total=self.convert(m, "max_total", p, _optional(_positive_size), d.max_total),
+            fsync=self.convert(m, "fsync", p, _bool, d.fsync),
+            status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
+            queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
+        )
+
+    def segments(self, m: _Map, base: SegmentSettings | None, prefix: str = "segments") -> SegmentSettings:
+        if base is None:
+            self.check_keys(m, _SEGMENT_KEYS, prefix)
+            base = SegmentSettings()
+        return SegmentSettings(
+            pre_roll=self.convert(m, "pre_roll", prefix, parse_duration, base.pre_roll),
+            post_roll=self.convert(m, "post_roll", prefix, parse_duration, base.post_roll),
+            max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
+            pre_roll_max_bytes=self.convert(m, "pre_roll_max_bytes", prefix, parse_size, base.pre_roll_max_bytes),
+        )
+
+    def hooks(self, top: _Map) -> HookSettings:
+        m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
+        self.check_keys(m, _HOOK_KEYS, "hooks")
+        return HookSettings(
+            on_segment_open=self.convert(m, "on_segment_open", "hooks", _argv(HOOK_FIELDS), None),
+            on_segment_close=self.convert(m, "on_segment_close", "hooks", _argv(HOOK_FIELDS), None),
+            on_alert=self.convert(m, "on_alert", "hooks", _argv(ALERT_HOOK_FIELDS), None),
+            timeout=self.convert(m, "timeout", "hooks", _positive_duration, HookSettings.timeout),
+        )
+
+    def alerts(self, top: _Map) -> AlertSettings:
+        m = self.mapping(top.get("alerts"), top.lines.get("alerts"), "alerts")
+        self.check_keys(m, _ALERT_KEYS, "alerts")
+        return AlertSettings(
+            alert_after=self.convert(m, "alert_after", "alerts", _positive_duration, AlertSettings.alert_after),
+            camera_stall=self.convert(
+                m, "camera_stall", "alerts", _optional(_positive_duration), AlertSettings.camera_stall
+            ),
+        )
+
+    def rules(self, top: _Map, segments: SegmentSettings, max_errors: int) -> list[Rule]:
+        if "rules" not in top:
+            raise self.error(top.line, "rules", "missing (a list of rules, each with a name and a trigger)")
+        seq = top["rules"]
+        line = top.lines["rules"]
+        if not isinstance(seq, _Seq) or not seq:
+            raise self.error(line, "rules", f"expected a non-empty list of rules, got {_show(seq)}")
+        seen: dict[str, int] = {}
+        out = []
+        for i, item in enumerate(seq):
+            item_line = seq.lines[i]
+            rule = self.rule(self.mapping(item, item_line, f"rules[{i}]"), i, segments, max_errors)
+            if rule.name in seen:
+                raise self.error(
+                    rule.line, f"rules[{rule.name}].name", f"duplicate rule name (first on line {seen[rule.name]})"
+                )
+            seen[rule.name] = rule.line or 0
+            out.append(rule)
+        return out
+
+    def rule(self, m: _Map, index: int, segments: SegmentSettings, max_errors: int) -> Rule:
+        from autorec.triggers import registry
+
+        if not m:
+            raise self.error(m.line, f"rules[{index}]", "empty rule (needs name and trigger)")
+        if "name" not in m:
+            raise self.error(m.line, f"rules[{index}].name", "missing (a unique name like drops-moved)")
+        name = self.convert(m, "name", f"rules[{index}]", _rule_name, None)
+        prefix = f"rules[{name}]"
+        if "trigger" not in m:
+            known = ", ".join(registry.known_names())
+            raise self.error(m.line, f"{prefix}.trigger", f"missing (one of: {known}; or module:Class)")
+        trig_line = m.lines["trigger"]
+        trigger_name = m["trigger"]
+        if not isinstance(trigger_name, str) or not trigger_name:
+            raise self.error(trig_line, f"{prefix}.trigger", f"expected a trigger name, got {_show(trigger_name)}")
+        try:
+            cls = registry.resolve(trigger_name, search_dir=self.path.parent)
+        except registry.TriggerLookupError as exc:
+            raise self.error(trig_line, f"{prefix}.trigger", str(exc)) from None
+        option_names = tuple(o.name for o in cls.options)
+        clash = sorted(set(option_names) & set(_RULE_KEYS))
+        if clash:
+            raise self.error(
+                trig_line,
+                f"{prefix}.trigger",
+                f"trigger {trigger_name} declares option(s) {', '.join(clash)}, which are reserved rule keys",
+            )
+        self.check_keys(m, (*_RULE_KEYS, *option_names), prefix)
+        options: dict[str, Any] = {}
+        for opt in cls.options:
+            if opt.name in m:
+                options[opt.name] = _plain_data(self.convert(m, opt.name, prefix, opt.coerce, None))
+            elif opt.required:
+                raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
+        rule_segments = self.segments(m, segments, prefix)
+        rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
+        # Construct once now so the trigger's own checks (field paths, option combinations) run
+        # before anything starts. Any exception from a plugin's constructor is a config error.
+        try:
+            instance = cls(name, **options)
+        except Exception as exc:
+            key, message = _split_option_error(exc, option_names)
+            line = m.lines.get(key, m.line) if key else m.line
+            raise self.error(line, f"{prefix}.{key}" if key else prefix, message) from None
+        kinds = getattr(instance, "kinds", None)
+        if kinds is not None:
+            bad = sorted(k for k in kinds if k not in KINDS)
+            if bad:
+                raise self.error(
+                    trig_line,
+                    f"{prefix}.trigger",
+                    f"trigger {trigger_name} wants unknown kind(s) {', '.join(bad)} (kinds: {', '.join(KINDS)})",
+                )
+        return Rule(
+            name=name,
+            trigger=cls,
+            trigger_name=trigger_name,
+            options=options,
+            segments=rule_segments,
+            line=m.line,
+            max_errors=rule_max_errors,
+        )
+
+
+def _split_option_error(exc: Exception, option_names: tuple[str, ...]) -> tuple[str | None, str]:
+    """(option, message) from a trigger constructor's exception `OPTION: message`, else (None, message)."""
+    text = str(exc) or type(exc).__name__
+    head, sep, rest = text.partition(":")
+    if sep and head.strip() in option_names:
+        return head.strip(), rest.strip()
+    if not isinstance(exc, ValueError):
+        text = f"the trigger failed to start: {type(exc).__name__}: {text}"
+    return None, text
+
+
+def _plain_data(value: Any) -> Any:
+    """`value` with the loader's line-carrying containers turned into plain dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value converters: each raises ValueError("what is wrong (what is allowed)")
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _nonempty_str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_show(value)}")
+    return value
+
+
+def _source(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^wss?://[^\s/]+", value):
+        raise ValueError(f"expected a websocket URI like ws://localhost:7001, got {_show(value)}")
+    return value
+
+
+def _rule_name(value: Any) -> str:
+    if not isinstance(value, str) or not _RULE_NAME.match(value):
+        raise ValueError(
+            f"bad rule name {_show(value)} (letters, digits, '_', '.', '-'; starting with a letter or digit; "
+            "at most 64 characters: it goes into file names)"
+        )
+    return value
+
+
+def _video(value: Any) -> str:
+    # YAML 1.1 reads a bare `off` as false; accept it as the user meant it.
+    if value is False:
+        return "off"
+    if value not in VIDEO_MODES:
+        raise ValueError(f"expected one of {', '.join(VIDEO_MODES)}, got {_show(value)}")
+    return value
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be more than 0, got {_show(value)} (a duration like 10s, 30min, 7d)")
+    return seconds
+
+
+def _at_least_duration(minimum: float) -> Callable[[Any], float]:
+    def conv(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < minimum:
+            raise ValueError(f"must be at least {minimum:g}s, got {_show(value)}")
+        return seconds
+
+    return conv
+
+
+def _positive_size(value: Any) -> int:
+    n = parse_size(value)
+    if n <= 0:
+        raise ValueError(f"must be more than 0, got {_show(value)} (a size like 50GB, 1GiB)")
+    return n
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def conv(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}, got {_show(value)}")
+        return value
+
+    return conv
+
+
+def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(value: Any) -> Any:
+        return None if value is None else conv(value)
+
+    return wrapped
+
+
+def _min_free(value: Any) -> tuple[int | None, float | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"expected a percentage like 5%, got {value!r}") from None
+        if not 0 < percent < 100:
+            raise ValueError(f"a percentage must be between 0 and 100, got {value!r}")
+        return None, percent
+    return parse_size(value), None
+
+
+def _plain_file_name(value: Any) -> str:
+    if not isinstance(value, str) or not value or "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"expected a plain file name inside output.dir, got {_show(value)}")
+    return value
+
+
+def _argv(fields: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
+    def conv(value: Any) -> list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            raise ValueError(
+                "expected a list of arguments like [gzip, '{path}'], got a string "
+                "(there is no shell; write [sh, -c, '...'] if you need one)"
+            )
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected a non-empty list of arguments like [gzip, '{{path}}'], got {_show(value)}")
+        argv = []
+        for arg in value:
+            if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+                raise ValueError(f"each argument must be a string, got {_show(arg)}")
+            arg = str(arg)
+            _check_placeholders(arg, fields)
+            argv.append(arg)
+        return argv
+
+    return conv
+
+
+def _check_placeholders(text: str, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (field, spec) pairs in a format string; ValueError unless each is a plain allowed name."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"bad placeholder in {text!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+    out = []
+    allowed = ", ".join("{" + f + "}" for f in fields)
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in fields:
+            raise ValueError(f"unknown placeholder {{{name}}} in {text!r}{suggest(name, fields)} (allowed: {allowed})")
+        if conversion:
+            raise ValueError(f"placeholder {{{name}!{conversion}}} in {text!r}: conversions are not allowed")
+        if spec and ("{" in spec or "}" in spec):
+            raise ValueError(f"placeholder {{{name}}} in {text!r}: nested placeholders are not allowed")
+        out.append((name, spec or ""))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Segment names
+
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
+    when = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
+    rule_text = "+".join(dict.fromkeys(rules)) or "none"
+    parts = []
+    for literal, name, spec, _conv in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is None:
+            continue
+        if name == "start":
+            parts.append(when.strftime(spec or DEFAULT_START_FORMAT))
+        elif name == "rules":
+            parts.append(format(rule_text, spec or ""))
+        elif name == "seq":
+            parts.append(format(seq, spec or ""))
+        else:  # rejected at load time; never render an unknown field
+            raise ValueError(f"unknown placeholder {{{name}}}")
+    return "".join(parts)
+
+
+def render_segment_name(template: str, start: float, rules: list[str], seq: int) -> str:
+    """The base name (no extension) of a segment starting at `start` (epoch s, shown in UTC).
+
+    Placeholders: `{start:STRFTIME}` (default %Y%m%dT%H%M%SZ), `{rules}` (rule names joined by
+    '+'), `{seq}` (an int, format spec allowed). The result is always a single path component
+    inside the output directory: separators and control characters become '_', a leading '.'
+    becomes '_', and it is cut to MAX_NAME_BYTES bytes of UTF-8.
+    """
+    name = _UNSAFE.sub("_", _render_raw(template, start, rules, seq)).strip()
+    if name.startswith("."):
+        name = "_" + name[1:]
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME_BYTES:
+        name = encoded[:MAX_NAME_BYTES].decode("utf-8", errors="ignore")
+    return name or "segment"
+
+
+def _check_name_template(v: _Validator, template: str, top: _Map, rule_names: list[str]) -> None:
+    out = top.get("output") if isinstance(top.get("output"), _Map) else None
+    line = out.lines.get("name", out.line) if out is not None else top.line
+    try:
+        fields = _check_placeholders(template, NAME_FIELDS)
+    except ValueError as exc:
+        raise v.error(line, "output.name", str(exc)) from None
+    names = {f for f, _ in fields}
+    if not names & {"start", "seq"}:
+        raise v.error(line, "output.name", "must contain {start} or {seq}, or every segment gets the same name")
+    # Render with a sample time whose every field is two-digit-or-more, and check the raw output.
+    try:
+        sample = _render_raw(template, 1_700_000_000.123456, rule_names, 12)
+    except (ValueError, TypeError) as exc:
+        raise v.error(line, "output.name", f"cannot render: {exc}") from None
+    if _UNSAFE.search(sample) or sample.strip() in ("", ".", ".."):
+        raise v.error(
+            line,
+            "output.name",
+            f"renders as {sample!r}, which is not a plain file name (no '/', '\\' or control characters: "
+            "segments are written directly into output.dir)",
+        )
+    if sample.startswith("."):
+        raise v.error(line, "output.name", f"renders as {sample!r}: a name starting with '.' would be hidden")
