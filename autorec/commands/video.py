@@ -1,15 +1,194 @@
-"""`autorec video`: (not built yet)."""
+"""`autorec video`: export the camera frames of logs to video files, each frame at its own time.
+
+One log: `autorec video LOG [-o OUT]`. Batch: `autorec video DIR_OR_LOGS... [--out-dir DIR]`
+writes one file per log (beside it, or under DIR mirroring a scanned directory's layout) and
+skips logs whose video is already newer than the log. Directories are searched recursively for
+`*.bin`; logs found that way without any camera frame (telemetry logs) are passed over, while a
+log named on the command line without frames is an error.
+
+Exit codes: 0 all exported or up to date, 1 any log failed (a summary lists them), 2 bad usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("video", help="(not built yet)")
+    p = sub.add_parser(
+        "video",
+        help="export camera frames of logs to H.264 MP4 (or lossless MKV with --copy)",
+        description="Export the camera frames of logs to video with true per-frame timing.",
+    )
+    p.add_argument("paths", nargs="+", metavar="DIR_OR_LOG", help="log files, or directories searched for *.bin")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (one log only)")
+    p.add_argument("--out-dir", metavar="DIR", help="write outputs here instead of beside each log")
+    p.add_argument("--copy", action="store_true", help="no re-encode: original JPEGs into an MKV (lossless, fast)")
+    p.add_argument("--crf", type=int, default=23, help="H.264 quality, 0-51, lower is better (default 23)")
+    p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
+    p.add_argument("--start", metavar="T", help="first frame: seconds from the log's start (10, 5min) or ISO time")
+    p.add_argument("--end", metavar="T", help="last frame: seconds from the log's start or ISO time")
+    p.add_argument("--timestamp", action="store_true", help="burn each frame's local time into the picture")
+    p.add_argument("--force", action="store_true", help="export even when the output is up to date")
+    p.add_argument("--threads", type=int, default=None, help="JPEG decode threads (default: one per CPU, max 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-log lines")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    print("autorec video: not built yet", flush=True)
+@dataclass
+class _Job:
+    log: Path
+    out: Path
+    scanned: bool  # found by scanning a directory, not named
+
+
+_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _usage(message: str) -> int:
+    print(f"autorec video: {message}", file=sys.stderr)
     return 2
+
+
+def _jobs(args: argparse.Namespace, mode: str) -> tuple[list[_Job], list[str]]:
+    from autorec import video
+
+    jobs: list[_Job] = []
+    missing: list[str] = []
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    for raw in args.paths:
+        path = Path(raw)
+        if path.is_dir():
+            for log in sorted(path.rglob("*.bin")):
+                if not log.is_file():
+                    continue
+                target_dir = out_dir / log.parent.relative_to(path) if out_dir else None
+                jobs.append(_Job(log, video.default_output(log, mode, target_dir), scanned=True))
+        elif path.is_file():
+            out = Path(args.output) if args.output else video.default_output(path, mode, out_dir)
+            jobs.append(_Job(path, out, scanned=False))
+        else:
+            missing.append(raw)
+    return jobs, missing
+
+
+def run(args: argparse.Namespace) -> int:
+    from autorec import video
+
+    mode = "copy" if args.copy else "h264"
+    if args.copy and args.timestamp:
+        return _usage("--timestamp needs re-encoding: it cannot be used with --copy")
+    if not 0 <= args.crf <= 51:
+        return _usage(f"--crf must be 0-51, got {args.crf}")
+    if args.preset not in _PRESETS:
+        return _usage(f"unknown --preset {args.preset!r} (presets: {', '.join(_PRESETS)})")
+    if args.threads is not None and args.threads < 1:
+        return _usage("--threads must be at least 1")
+    try:
+        start = video.TimeRef.parse(args.start) if args.start else None
+        end = video.TimeRef.parse(args.end) if args.end else None
+    except ValueError as exc:
+        return _usage(f"--start/--end: {exc}")
+    if args.output and (len(args.paths) != 1 or Path(args.paths[0]).is_dir()):
+        return _usage("-o/--output takes exactly one log file; use --out-dir for several")
+    if args.output and Path(args.output).suffix.lower() != video.SUFFIX[mode]:
+        return _usage(f"-o: {mode} output must end in {video.SUFFIX[mode]}")
+
+    options = video.ExportOptions(
+        mode=mode,
+        crf=args.crf,
+        preset=args.preset,
+        start=start,
+        end=end,
+        timestamp=args.timestamp,
+        decode_threads=args.threads,
+    )
+    jobs, missing = _jobs(args, mode)
+    failures: list[str] = []
+
+    def fail(message: str) -> None:
+        failures.append(message)
+        print(f"autorec video: {message}", file=sys.stderr, flush=True)
+
+    for m in missing:
+        fail(f"{m}: no such file or directory")
+    up_to_date = 0
+    frameless = 0
+    todo: list[tuple[_Job, int]] = []
+    for job in jobs:
+        if not args.force and video.is_up_to_date(job.log, job.out):
+            up_to_date += 1
+            if not job.scanned and not args.quiet:
+                print(f"{job.out}: up to date (--force exports again)", flush=True)
+            continue
+        try:
+            images = video.count_images(job.log)
+        except OSError as exc:
+            fail(f"{job.log}: cannot read: {exc.strerror or exc}")
+            continue
+        if images == 0 and job.scanned:
+            frameless += 1  # telemetry and camera-less logs in a scanned directory are not errors
+            continue
+        todo.append((job, images))
+
+    show_bar = not args.quiet and sys.stderr.isatty()
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(n for _, n in todo), unit="frame", dynamic_ncols=True, file=sys.stderr)
+
+    def say(line: str) -> None:
+        if args.quiet:
+            return
+        if bar is not None:
+            bar.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
+    exported = 0
+    try:
+        for job, images in todo:
+            if bar is not None:
+                bar.set_description(job.log.name)
+            done = 0
+
+            def progress(n: int) -> None:
+                nonlocal done
+                done += n
+                if bar is not None:
+                    bar.update(n)
+
+            try:
+                job.out.parent.mkdir(parents=True, exist_ok=True)
+                result = video.export(job.log, job.out, options, progress)
+            except video.ExportError as exc:
+                fail(str(exc))
+                continue
+            except OSError as exc:
+                fail(f"{job.log}: {exc}")
+                continue
+            finally:
+                if bar is not None and done < images:
+                    bar.update(images - done)  # frames cut by --end, or the log's tail
+            exported += 1
+            say(f"{job.out}: {result.summary()}")
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if not jobs and not missing:
+        print("autorec video: no logs found", file=sys.stderr)
+        return 1
+    if len(jobs) + len(missing) > 1:
+        parts = [f"{exported} exported", f"{up_to_date} up to date"]
+        if frameless:
+            parts.append(f"{frameless} without camera frames passed over")
+        parts.append(f"{len(failures)} failed")
+        print(f"autorec video: {', '.join(parts)}", file=sys.stderr if failures else sys.stdout, flush=True)
+        for failure in failures:
+            print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
