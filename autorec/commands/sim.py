@@ -1,15 +1,53 @@
-"""`autorec sim`: (not built yet)."""
+"""`autorec sim`: serve a simulated PurpleDrop rig (pdserver stand-in) on a websocket."""
 
 from __future__ import annotations
 
 import argparse
 
+from autorec.sim.config import add_sim_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sim", help="(not built yet)")
+    p = sub.add_parser(
+        "sim",
+        help="serve a simulated rig (scripted scenarios, ground truth, faults)",
+        description="Serve a simulated PurpleDrop rig like pdserver: a websocket of PurpleDropEvent frames "
+        "following a scenario, with optional ground truth (--truth) and injected faults (--faults).",
+    )
+    add_sim_arguments(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("autorec sim: not built yet", flush=True)
-    return 2
+    import asyncio
+    import logging
+
+    from autorec.sim.config import SimConfig
+    from autorec.sim.scenario import ScenarioError
+    from autorec.sim.server import SimServer
+
+    log = logging.getLogger("autorec.sim")
+    try:
+        config = SimConfig.from_args(args)
+    except ValueError as exc:
+        print(f"autorec sim: {exc}", flush=True)
+        return 2
+
+    async def serve() -> int:
+        try:
+            server = SimServer(config)
+        except ScenarioError as exc:
+            print(f"autorec sim: {exc}", flush=True)
+            return 2
+        try:
+            async with server:
+                print(f"autorec sim: serving on {server.uri}", flush=True)
+                await server.wait_finished()
+                log.info("sim: stats %s", server.stats)
+        except OSError as exc:
+            print(f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", flush=True)
+            return 1
+        return 0
+
+    return asyncio.run(serve())

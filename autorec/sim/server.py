@@ -1,0 +1,264 @@
+"""The simulated rig on the network: paces a `Simulation` in real time and broadcasts it.
+
+    async with SimServer(config, port=0) as server:
+        ...connect to server.uri...
+        await server.wait_finished()      # the simulated duration has been sent
+        server.truth                      # ground truth so far (dict, as written to --truth)
+        server.stats                      # per-client sent/dropped counters, achieved speed
+
+Pacing: each loop iteration computes the simulated time that should have been
+reached (`speed` x real time elapsed), pulls everything due from the
+simulation, encodes it and publishes it to all clients in one batch, then
+sleeps until the next item is due (at least a few milliseconds, so that at
+high speed many messages go out per iteration). If the machine cannot keep
+up, the simulation falls behind rather than bursting: each iteration does at
+most `MAX_BATCH_REAL` seconds' worth of simulated time, and the achieved
+factor is reported in `stats["speed_achieved"]`.
+
+`SimServerThread(config)` runs the same server on a private event loop in a
+background thread, for synchronous callers (`with SimServerThread(cfg) as s: s.uri`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from autorec.broadcast import Broadcaster, BroadcastServer
+from autorec.sim.config import SimConfig
+from autorec.sim.core import Simulation
+from autorec.sim.scenario import load_scenario
+from autorec.sim.stream import CLOSE, StreamEncoder
+
+log = logging.getLogger("autorec.sim")
+
+MAX_BATCH_REAL = 0.05  # seconds of real time worth of simulation per loop iteration, at most
+MIN_SLEEP = 0.004  # shortest pause between iterations: batches messages at high speed
+MAX_LAG_REAL = 1.0  # further behind than this, stop trying to catch up (the speed factor drops)
+
+
+def make_renderer(cols: int, rows: int, seed: int):
+    """The camera renderer, or None (logged) when `autorec.sim.camera` is unavailable."""
+    try:
+        from autorec.sim.camera import CameraRenderer
+    except ImportError as exc:
+        log.warning("sim: camera renderer unavailable (%s): no camera frames", exc)
+        return None
+    return CameraRenderer(cols, rows, seed=seed)
+
+
+def write_truth(path: str | os.PathLike[str], truth: dict) -> None:
+    """Write the ground truth JSON atomically (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(truth, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+class SimServer:
+    """See the module docstring. `host`/`port` override the config's."""
+
+    def __init__(self, config: SimConfig, host: str | None = None, port: int | None = None):
+        self.config = config
+        self.host = config.host if host is None else host
+        self._port = config.port if port is None else port
+        self.scenario = load_scenario(config.scenario)  # raises ScenarioError (file:line) early
+        start = time.time() if config.start_time is None else config.start_time
+        self.sim = Simulation(
+            self.scenario,
+            seed=config.seed,
+            start_time=start,
+            duration=config.duration,
+            fps=config.fps,
+            camera=config.camera,
+            faults=config.faults,
+        )
+        self.broadcaster = Broadcaster(config.max_queue_bytes, name="sim")
+        self._server = BroadcastServer(self.broadcaster, self.host, self._port)
+        self._encoder: StreamEncoder | None = None
+        self._task: asyncio.Task | None = None
+        self._finished: asyncio.Event | None = None
+        self._real_start = 0.0
+        self._real_elapsed = 0.0
+        self._closes = 0
+        self.sent_until = start  # simulated time published so far
+
+    async def __aenter__(self) -> SimServer:
+        renderer = None
+        if self.config.camera and self.config.fps > 0:
+            renderer = make_renderer(self.scenario.board.cols, self.scenario.board.rows, self.config.seed)
+        self._encoder = StreamEncoder(renderer, seed=self.config.seed)
+        self._finished = asyncio.Event()
+        await self._server.__aenter__()
+        log.info(
+            "sim: serving %s scenario %r (seed %d) at %gx on %s",
+            self.scenario.board.name,
+            self.scenario.name,
+            self.config.seed,
+            self.config.speed,
+            self.uri,
+        )
+        self._task = asyncio.ensure_future(self._pace())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        # Give clients what is already queued before closing (bounded: a stalled client can't hold us).
+        await self.broadcaster.drain(2.0)
+        await self._server.__aexit__(*exc)
+        if self.config.truth:
+            write_truth(self.config.truth, self.truth)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def uri(self) -> str:
+        return self._server.uri
+
+    @property
+    def truth(self) -> dict:
+        """Ground truth up to the simulated time sent so far (windows still running are cut there)."""
+        return self.sim.truth.as_dict(until=self.sent_until)
+
+    @property
+    def stats(self) -> dict:
+        s = self.broadcaster.stats()
+        sim_elapsed = self.sent_until - self.sim.start_time
+        s["sim_seconds"] = sim_elapsed
+        s["real_seconds"] = self._real_elapsed
+        s["speed_achieved"] = sim_elapsed / self._real_elapsed if self._real_elapsed > 0 else 0.0
+        s["connection_closes"] = self._closes
+        return s
+
+    async def wait_finished(self) -> None:
+        """Return once the whole simulated duration has been published (never, without a duration)."""
+        assert self._finished is not None, "use `async with SimServer(...)` first"
+        await self._finished.wait()
+
+    @property
+    def finished(self) -> bool:
+        return self._finished is not None and self._finished.is_set()
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        sim, encoder, speed = self.sim, self._encoder, self.config.speed
+        assert encoder is not None
+        if self.config.wait_for_clients > 0:
+            await self.broadcaster.wait_for_clients(self.config.wait_for_clients)
+        real0 = self._real_start = loop.time()
+        sim0 = sim.start_time
+        lag = 0.0  # real seconds given up on catching up
+        try:
+            while not sim.finished:
+                now = loop.time()
+                target = sim0 + (now - real0 - lag) * speed
+                behind = target - self.sent_until
+                if behind > MAX_LAG_REAL * speed:
+                    lag += behind / speed - MAX_LAG_REAL
+                    target = sim0 + (now - real0 - lag) * speed
+                until = min(target, self.sent_until + MAX_BATCH_REAL * speed)
+                batch: list[bytes | str] = []
+                for t, item in sim.advance(until):
+                    for m in encoder.encode(t, item):
+                        if m is CLOSE:
+                            self.broadcaster.publish(batch)
+                            batch = []
+                            n = self.broadcaster.close_all()
+                            self._closes += 1
+                            log.info("sim: fault: closed %d connection(s)", n)
+                        else:
+                            batch.append(m)
+                self.broadcaster.publish(batch)
+                self.sent_until = until
+                self._real_elapsed = loop.time() - real0
+                nxt = sim.next_time()
+                if nxt is None:
+                    break
+                wait = (nxt - sim0) / speed - (loop.time() - real0 - lag)
+                await asyncio.sleep(max(wait, MIN_SLEEP) if wait > 0 else 0)
+            if sim.end_time is not None:
+                self.sent_until = sim.end_time
+        finally:
+            self._real_elapsed = loop.time() - real0
+            if self._finished is not None:
+                self._finished.set()
+            if self.config.truth:
+                write_truth(self.config.truth, self.truth)
+        log.info(
+            "sim: finished %.1f simulated seconds in %.1f s (%.1fx)",
+            self.sent_until - sim0,
+            self._real_elapsed,
+            self.stats["speed_achieved"],
+        )
+
+
+class SimServerThread:
+    """A `SimServer` on its own event loop in a daemon thread (for synchronous code and tests).
+
+    `__enter__` returns once the server listens (or re-raises its startup
+    error); `wait_finished(timeout)` blocks until the duration has been sent.
+    """
+
+    def __init__(self, config: SimConfig, host: str | None = None, port: int | None = 0):
+        self.config = config
+        self._host, self._port = host, port
+        self.server: SimServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="autorec-sim", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with SimServer(self.config, self._host, self._port) as server:
+                    self.server = server
+                    self._loop = asyncio.get_running_loop()
+                    self._ready.set()
+                    finished = asyncio.ensure_future(server.wait_finished())
+                    await self._stop.wait()
+                    finished.cancel()
+            except BaseException as exc:  # reported to the caller of __enter__
+                self._error = exc
+            finally:
+                self._ready.set()
+                self._done.set()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> SimServer:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        assert self.server is not None
+        return self.server
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.server is not None and not self.server.finished:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self._done.wait(0.01):
+                break
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None and not self._done.is_set():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
