@@ -502,6 +502,7 @@ class _Writer:
         self._durations: dict[int, int] = {}
         self.last_pts = 0
         self.last_duration = 0
+        self._first_dts: int | None = None
 
     def pts(self, t: float) -> int:
         return round((t - self.t0) / self.time_base)
@@ -538,11 +539,22 @@ class _Writer:
             self._mux_encoded(packet)
 
     def _flush_encoder(self) -> None:
-        if self.stream.codec_context.is_encoder and self.stream.codec_context.name != "mjpeg":
-            for packet in self.stream.encode(None):
-                self._mux_encoded(packet)
+        if self.stream.codec_context.name == "mjpeg":
+            return
+        tail = list(self.stream.encode(None))
+        for i, packet in enumerate(tail):
+            if i == len(tail) - 1 and packet.dts is not None:
+                # MP4 sample durations are decode-time deltas and the last one is the last packet's
+                # duration; with B-frames that packet is not the last frame shown. Size it so the
+                # samples add up to the last frame's end (the first frame is at 0).
+                self._durations.pop(packet.pts, None)
+                first_dts = self._first_dts if self._first_dts is not None else packet.dts
+                packet.duration = max(1, self.last_pts + self.last_duration + first_dts - packet.dts)
+            self._mux_encoded(packet)
 
     def _mux_encoded(self, packet: av.Packet) -> None:
+        if self._first_dts is None:
+            self._first_dts = packet.dts
         if packet.pts is not None:
             duration = self._durations.pop(packet.pts, None)
             if duration is not None:

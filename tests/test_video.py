@@ -1,0 +1,297 @@
+"""`autorec video`: real PyAV round trips (JPEGs with known timestamps -> log -> export -> decode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from videolog import (
+    T0,
+    decoded_times,
+    frames_log,
+    image_event,
+    make_jpeg,
+    packet_payloads,
+    sensor_event,
+    transform_event,
+    write_log,
+)
+
+from autorec import video
+from autorec.cli import main
+from autorec.proto import PurpleDropEvent
+
+MODES = ("h264", "copy")
+
+
+def export(log: Path, mode: str = "h264", **kw) -> video.ExportResult:
+    return video.export(log, None, video.ExportOptions(mode=mode, **kw))
+
+
+def assert_times(got: list[float], want_log_times: list[float]) -> None:
+    want = [t - want_log_times[0] for t in want_log_times]
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert abs(g - w) <= 0.001, f"frame {i}: {g:.6f} s in the file, {w:.6f} s in the log"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_trip_regular_frames_keep_their_times(tmp_path, mode):
+    times = [T0 + i * 0.1 for i in range(12)]
+    log = frames_log(tmp_path / "cam.bin", times)
+    result = export(log, mode)
+    assert result.output == tmp_path / f"cam{video.SUFFIX[mode]}"
+    assert result.frames == 12 and result.corrupt == 0
+    got, duration, size = decoded_times(result.output)
+    assert_times(got, times)
+    assert size == (320, 240)
+    assert duration == pytest.approx(times[-1] - times[0] + 0.1, abs=0.002)
+    assert result.duration == pytest.approx(1.2, abs=0.002)
+    assert not video.partial_path(result.output).exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_irregular_intervals_and_camera_stall_keep_true_timing(tmp_path, mode):
+    deltas = [0.1, 0.07, 0.13, 0.1, 0.25, 0.1, 3.0, 0.1, 0.05, 0.15, 0.1]  # a 3 s stall in the middle
+    times = [T0]
+    for d in deltas:
+        times.append(times[-1] + d)
+    log = frames_log(tmp_path / "irregular.bin", times)
+    result = export(log, mode)
+    got, duration, _ = decoded_times(result.output)
+    assert_times(got, times)
+    # the last frame lasts one typical interval (the median), not the stall
+    assert duration == pytest.approx(times[-1] - times[0] + 0.1, abs=0.002)
+
+
+def test_copy_mode_is_bit_exact_per_frame(tmp_path):
+    jpegs = [make_jpeg(i) for i in range(6)]
+    times = [T0 + i * 0.2 for i in range(6)]
+    log = frames_log(tmp_path / "exact.bin", times, jpegs)
+    result = export(log, "copy")
+    packets = packet_payloads(result.output)
+    assert [p for _, p in packets] == jpegs
+    assert_times([t for t, _ in packets], times)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_corrupt_frames_are_skipped_and_counted(tmp_path, mode):
+    good = make_jpeg(1)
+    truncated = good[: len(good) // 2]
+    garbage = b"\x00\x01not a jpeg at all" * 50
+    jpegs = [good, garbage, make_jpeg(2), truncated, make_jpeg(3)]
+    times = [T0 + i * 0.1 for i in range(5)]
+    log = frames_log(tmp_path / "corrupt.bin", times, jpegs)
+    result = export(log, mode)
+    assert result.corrupt == 2
+    assert result.frames == 3
+    got, _, _ = decoded_times(result.output)
+    assert_times(got, [times[0], times[2], times[4]])
+    assert "2 corrupt frames skipped" in result.summary()
+
+
+def test_a_corrupt_first_frame_does_not_stop_the_export(tmp_path):
+    times = [T0 + i * 0.1 for i in range(4)]
+    log = frames_log(tmp_path / "bad-first.bin", times, [b"\xff\xd8junk", make_jpeg(1), make_jpeg(2), make_jpeg(3)])
+    result = export(log)
+    assert (result.frames, result.corrupt) == (3, 1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_log_without_frames_is_a_clear_error_and_leaves_no_file(tmp_path, mode):
+    log = write_log(tmp_path / "telemetry.bin", [sensor_event(T0 + i) for i in range(5)])
+    with pytest.raises(video.ExportError, match="no camera frames"):
+        export(log, mode)
+    assert list(tmp_path.iterdir()) == [log]
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(video.ExportError, match="no camera frames"):
+        export(empty, mode)
+
+
+def test_cli_log_without_frames_exits_1_with_message(tmp_path, capsys):
+    log = write_log(tmp_path / "telemetry.bin", [sensor_event(T0)])
+    assert main(["video", str(log)]) == 1
+    assert "no camera frames" in capsys.readouterr().err
+
+
+def test_frames_without_timestamp_get_the_carried_forward_time(tmp_path):
+    jpegs = [make_jpeg(i) for i in range(4)]
+    payloads = [
+        image_event(jpegs[0], T0),
+        sensor_event(T0 + 0.4),
+        image_event(jpegs[1], None),  # takes T0 + 0.4
+        image_event(jpegs[2], T0 + 0.9),
+        image_event(jpegs[3], None),  # nothing since: carried T0 + 0.9, nudged 1 ms later
+    ]
+    log = write_log(tmp_path / "untimed.bin", payloads)
+    result = export(log, "copy")
+    got = [t for t, _ in packet_payloads(result.output)]
+    assert got == pytest.approx([0.0, 0.4, 0.9, 0.901], abs=0.0011)
+    assert result.selection.no_timestamp == 2
+
+
+def test_snapshot_image_at_segment_start_is_not_a_frame(tmp_path):
+    start = T0 - 1.0
+    layout = PurpleDropEvent()
+    layout.electrode_layout.layout = "{}"
+    layout.electrode_layout.timestamp.seconds = int(start)
+    layout.electrode_layout.timestamp.nanos = round((start % 1) * 1e9)
+    snapshot = [
+        layout.SerializeToString(),
+        transform_event(start),
+        sensor_event(start),
+        image_event(make_jpeg(9), start),
+    ]
+    times = [T0 + i * 0.1 for i in range(3)]
+    live = [image_event(make_jpeg(i), t) for i, t in enumerate(times)]
+    log = write_log(tmp_path / "segment.bin", snapshot + live)
+    result = export(log, "copy")
+    assert result.selection.snapshot == 1
+    assert_times([t for t, _ in packet_payloads(result.output)], times)
+
+    # the same records with the sidecar's declared snapshot extent
+    (tmp_path / "segment.json").write_text(json.dumps({"snapshot": {"records": 4, "items": []}}))
+    assert video.snapshot_records_from_sidecar(log) == 4
+    assert export(log, "copy").frames == 3
+
+
+def test_pdserver_like_start_is_not_mistaken_for_a_snapshot(tmp_path):
+    # image_transform + image stamped alike at the start of a plain log: a real frame
+    payloads = [transform_event(T0), image_event(make_jpeg(0), T0), sensor_event(T0 + 0.05)]
+    payloads += [transform_event(T0 + 0.1), image_event(make_jpeg(1), T0 + 0.1)]
+    log = write_log(tmp_path / "plain.bin", payloads)
+    assert export(log, "copy").frames == 2
+
+
+def test_resolution_change_is_scaled_to_the_first_size(tmp_path):
+    jpegs = [make_jpeg(0), make_jpeg(1, 160, 120), make_jpeg(2, 330, 250), make_jpeg(3)]
+    times = [T0 + i * 0.1 for i in range(4)]
+    log = frames_log(tmp_path / "sizes.bin", times, jpegs)
+    result = export(log)
+    assert (result.frames, result.rescaled) == (4, 2)
+    got, _, size = decoded_times(result.output)
+    assert size == (320, 240)
+    assert_times(got, times)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_start_and_end_select_frames_by_log_time(tmp_path, mode):
+    times = [T0 + i * 0.5 for i in range(10)]  # 0 .. 4.5 s
+    log = frames_log(tmp_path / "range.bin", times)
+    result = export(log, mode, start=video.TimeRef.parse("1s"), end=video.TimeRef.parse("2.9"))
+    got, _, _ = decoded_times(result.output)
+    assert_times(got, times[2:6])
+    absolute = video.TimeRef(times[7], absolute=True)
+    assert export(log, mode, start=absolute).frames == 3
+
+
+def test_time_ref_parses_durations_and_iso_times():
+    assert video.TimeRef.parse("90") == video.TimeRef(90.0)
+    assert video.TimeRef.parse("5min") == video.TimeRef(300.0)
+    assert video.TimeRef.parse("2026-09-21T12:00:00Z") == video.TimeRef(1789992000.0, absolute=True)
+    with pytest.raises(ValueError, match="ISO time"):
+        video.TimeRef.parse("yesterday")
+
+
+def test_timestamp_overlay_is_burned_into_frames(tmp_path):
+    times = [T0 + i * 0.1 for i in range(3)]
+    log = frames_log(tmp_path / "ts.bin", times)
+    plain = video.export(log, tmp_path / "plain.mp4")
+    stamped = video.export(log, tmp_path / "stamped.mp4", video.ExportOptions(timestamp=True))
+    import av
+
+    def corner(path: Path):
+        with av.open(str(path)) as c:
+            return next(c.decode(video=0)).to_ndarray(format="gray")[:20, :100].astype(int)
+
+    a, b = corner(plain.output), corner(stamped.output)
+    assert abs(a - b).mean() > 20  # text pixels differ a lot from the flat picture
+    assert b.max() > 200 and b.min() < 40  # white glyphs on a black box
+
+
+def test_clock_step_back_keeps_frames_in_order():
+    stats = video.SelectionStats()
+    clock = video.FrameClock(stats)
+    got = [clock.frame_time(t) for t in (100.0, 100.1, 100.2, 50.0, 50.1, 100.15)]
+    assert got == pytest.approx([100.0, 100.1, 100.2, 100.3, 100.4, 150.45])
+    assert stats.clock_steps == 1
+    assert clock.frame_time(100.15) == pytest.approx(150.451)  # the same time again: nudged 1 ms
+    assert stats.nudged == 1
+
+
+def test_jpeg_size_reads_the_frame_header(board_photo_1, board_photo_2):
+    assert video.jpeg_size(board_photo_1.read_bytes()) == (1024, 768)
+    assert video.jpeg_size(board_photo_2.read_bytes()) == (1024, 768)  # progressive
+    assert video.jpeg_size(make_jpeg(0, 64, 48)) == (64, 48)
+    assert video.jpeg_size(b"\xff\xd8\xff\xe0") is None
+    assert video.jpeg_size(b"GIF89a") is None
+
+
+def test_cli_batch_directory_skips_up_to_date_and_reports_failures(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    (logs / "night").mkdir(parents=True)
+    frames_log(logs / "a.bin", [T0, T0 + 0.1])
+    frames_log(logs / "night" / "b.bin", [T0, T0 + 0.2, T0 + 0.3])
+    write_log(logs / "telemetry-2026-09-21.bin", [sensor_event(T0)])  # no frames: passed over
+    out = tmp_path / "videos"
+    assert main(["video", str(logs), "--out-dir", str(out)]) == 0
+    assert (out / "a.mp4").is_file() and (out / "night" / "b.mp4").is_file()
+    assert not (out / "telemetry-2026-09-21.mp4").exists()
+    text = capsys.readouterr().out
+    assert "2 exported, 0 up to date, 1 without camera frames passed over, 0 failed" in text
+
+    first_mtime = (out / "a.mp4").stat().st_mtime_ns
+    assert main(["video", str(logs), "--out-dir", str(out)]) == 0
+    assert "0 exported, 2 up to date" in capsys.readouterr().out
+    assert (out / "a.mp4").stat().st_mtime_ns == first_mtime
+
+    bad = write_log(tmp_path / "bad.bin", [image_event(b"junk", T0)])
+    assert main(["video", "--copy", str(logs / "a.bin"), str(bad), "--out-dir", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert (out / "a.mkv").is_file()
+    assert "1 exported, 0 up to date, 1 failed" in captured.err
+    assert f"failed: {bad}: no exportable camera frames (1 images: 1 corrupt)" in captured.err
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    log = frames_log(tmp_path / "u.bin", [T0])
+    assert main(["video", "--copy", "--timestamp", str(log)]) == 2
+    assert main(["video", "--start", "yesterday", str(log)]) == 2
+    assert main(["video", "-o", str(tmp_path / "x.mp4"), str(log), str(log)]) == 2
+    assert main(["video", "--copy", "-o", str(tmp_path / "x.mp4"), str(log)]) == 2
+    assert main(["video", "--crf", "99", str(log)]) == 2
+
+
+def test_killed_export_leaves_no_file_under_the_output_name(tmp_path):
+    # Big enough to take a few seconds at the slowest preset, made of a few reused JPEGs.
+    jpegs = [make_jpeg(i, 640, 480) for i in range(4)]
+    n = 600
+    log = frames_log(tmp_path / "long.bin", [T0 + i * 0.1 for i in range(n)], [jpegs[i % 4] for i in range(n)])
+    out = tmp_path / "long.mp4"
+    partial = video.partial_path(out)
+    cmd = [sys.executable, "-m", "autorec", "video", "-q", "--preset", "veryslow", "--threads", "1", str(log)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size > 0):
+            assert proc.poll() is None, f"export ended before it could be killed: {proc.stderr.read()!r}"
+            assert time.monotonic() < deadline, "export never started writing"
+            time.sleep(0.01)  # polling interval for the file to appear, not a wait for an outcome
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert not out.exists()
+    # the next run replaces the stale partial file and completes
+    result = video.export(log, out, video.ExportOptions(preset="ultrafast"))
+    assert result.frames == n and out.is_file() and not partial.exists()
