@@ -1,29 +1,38 @@
-"""Crash recovery: finalize the segments a killed recorder left as `NAME.bin.partial`.
+"""Crash recovery: finalize the segments a killed recorder left behind.
 
 Run once at start, after taking the output directory's instance lock (so no
-live recorder is still writing the partials) and before recording.
+live recorder is still writing) and before recording. The file layout is the
+segment writer's (`autorec.writer`): `NAME.bin.partial` while open, then
+`NAME.bin`, sidecar `NAME.json`, and one line per segment in `index.jsonl`.
 
-Contract, for every `*.bin.partial` in the directory:
+Contract, for every `NAME.bin.partial` in the directory:
 - The file is read with `LogReader` and cut (`ftruncate`) just after its
   last whole record: a record cut by the crash, or a header with an absurd
   length, and everything after it, is removed. Whole records are never
   removed, also when their payload does not decode (they are counted as
   `undecodable`).
-- It is renamed to `NAME.bin` (or `NAME.recovered-N.bin` when that name is
-  taken), with fsync of the file and of the directory when `fsync` is true.
-- Its sidecar `NAME.json` is written from what the file actually holds:
-  `start`/`end` (epoch seconds of the first and last timestamped record),
-  `records`, `bytes`, `counts` and `bytes_per_kind`, plus `recovered` (how
-  much was cut and why). Descriptive fields of a sidecar the writer may have
-  left (rules, firings, ...) are kept; fields that describe the file's
-  content are always recomputed, so the sidecar never claims more than the
-  file holds.
-- A line for it is appended to `index.jsonl` (the sidecar's summary plus
-  `path`, relative to the directory).
+- Its sidecar `NAME.json` is written in the writer's format from what the
+  file actually holds: `start`/`end` (epoch seconds of the first and last
+  timestamped record), `records`, `bytes`, `counts`, `bytes_per_kind`
+  (payload bytes), `recovered: true`, `close_reason: "recovered"`, and
+  `recovery` (how much was cut and why). Descriptive fields of a sidecar
+  left beside it (`NAME.json.partial` or `NAME.json`: rules, firings, ...)
+  are kept; fields that describe the file's content are always recomputed,
+  so the sidecar never claims more than the file holds. Messages the crash
+  lost before they reached the disk are unknown and not claimed either way.
+- Then the log is renamed to `NAME.bin` (or `NAME.recovered-N.bin` when that
+  name is taken) and a line is appended to `index.jsonl` with the writer's
+  summary keys. With `fsync`, file, sidecar, index and directory are synced.
+  A failure before the rename (a full disk) leaves the partial for the next
+  start; a half-appended index line is cut back.
 - A partial holding no whole record is deleted (nothing to recover) and
   reported with `empty=True`.
-- Errors on one partial (I/O) are reported in its result and do not stop
-  the others.
+- A `NAME.bin` that has no sidecar and no index line (a crash between the
+  writer's rename and its sidecar) gets both the same way, without a rename
+  and without ever being modified.
+  Telemetry logs (`telemetry-*.bin`) are never touched.
+- Errors on one file (I/O) are reported in its result and do not stop the
+  others.
 """
 
 from __future__ import annotations
@@ -32,12 +41,11 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec import events
+from autorec import __version__, events
 from autorec.logfile import LogReader
 
 PARTIAL_SUFFIX = ".partial"
@@ -45,10 +53,32 @@ LOG_SUFFIX = ".bin"
 SIDECAR_SUFFIX = ".json"
 INDEX_NAME = "index.jsonl"
 
-# Sidecar keys that describe the file's content: always recomputed from the file on recovery.
+TELEMETRY_PREFIX = "telemetry-"
+SIDECAR_VERSION = 1  # the writer's sidecar format version this module writes
+
+# Sidecar keys that describe the file's content (or its finalization): always recomputed on recovery.
 CONTENT_KEYS: frozenset[str] = frozenset(
-    {"start", "end", "records", "bytes", "counts", "bytes_per_kind", "duration", "path", "recovered"}
+    {
+        "version",
+        "autorec",
+        "name",
+        "path",
+        "start",
+        "end",
+        "segment_end",
+        "close_reason",
+        "records",
+        "bytes",
+        "counts",
+        "bytes_per_kind",
+        "origins",
+        "dropped",
+        "recovered",
+        "recovery",
+    }
 )
+# The index line: these sidecar keys, plus `path`, `sidecar`, `gaps` (a count) and `dropped` (a count).
+INDEX_KEYS: tuple[str, ...] = ("name", "start", "end", "rules", "records", "bytes", "close_reason", "part", "recovered")
 
 
 @dataclass
@@ -60,7 +90,7 @@ class LogSummary:
     start: float | None = None
     end: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    bytes_per_kind: dict[str, int] = field(default_factory=dict)
+    bytes_per_kind: dict[str, int] = field(default_factory=dict)  # payload bytes, as the writer counts them
     undecodable: int = 0
     cut_reason: str | None = None  # "truncated" / "corrupt" / None (file ends on a record boundary)
 
@@ -70,7 +100,7 @@ def summarize(path: str | os.PathLike[str]) -> LogSummary:
     reader = LogReader(path)
     s = LogSummary()
     for record in reader.records():
-        size = 4 + len(record.payload)
+        size = len(record.payload)
         try:
             event = events.decode(record.payload)
         except events.DecodeError:
@@ -195,101 +225,172 @@ def append_index_line(index: Path, entry: dict[str, Any], fsync: bool = True) ->
         os.close(fd)
 
 
-def default_index_entry(sidecar: dict[str, Any], log_path: str) -> dict[str, Any]:
-    """The index line for a recovered segment: the sidecar's summary fields plus `path`."""
-    keys = ("start", "end", "records", "bytes", "rules", "counts", "recovered")
-    entry: dict[str, Any] = {"path": log_path}
-    entry.update({k: sidecar[k] for k in keys if k in sidecar})
+def index_entry(sidecar: dict[str, Any], log_name: str, sidecar_name: str) -> dict[str, Any]:
+    """The `index.jsonl` line for a sidecar: the writer's summary shape."""
+    entry: dict[str, Any] = {k: sidecar.get(k) for k in INDEX_KEYS}
+    entry["path"] = log_name
+    entry["sidecar"] = sidecar_name
+    gaps = sidecar.get("gaps")
+    entry["gaps"] = len(gaps) if isinstance(gaps, list) else 0
+    dropped = sidecar.get("dropped")
+    entry["dropped"] = dropped.get("records", 0) if isinstance(dropped, dict) else 0
     return entry
 
 
-def recover_partial(
-    partial: Path,
-    fsync: bool = True,
-    index_entry: Callable[[dict[str, Any], str], dict[str, Any]] = default_index_entry,
-    now: float | None = None,
-) -> Recovered:
-    """Finalize one partial log. See the module docstring."""
-    directory = partial.parent
+def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, recovery: dict[str, Any]) -> dict[str, Any]:
+    """A recovered segment's sidecar: `previous`'s descriptive fields, content fields from `summary`."""
+    sidecar: dict[str, Any] = {
+        "version": SIDECAR_VERSION,
+        "autorec": __version__,
+        "name": _stem(log).name,
+        "path": log.name,
+        "seq": None,
+        "part": None,
+        "segment_start": summary.start,
+        "open_reason": None,
+        "rules": [],
+        "firings": [],
+        "snapshot": None,
+        "pre_roll": None,
+        "gaps": [],
+    }
+    sidecar.update({k: v for k, v in previous.items() if k not in CONTENT_KEYS})
+    # Gaps after the last record the file holds describe nothing in it.
+    if isinstance(sidecar.get("gaps"), list) and summary.end is not None:
+        sidecar["gaps"] = [
+            g
+            for g in sidecar["gaps"]
+            if not (isinstance(g, dict) and isinstance(g.get("start"), (int, float)) and g["start"] > summary.end)
+        ]
+    sidecar.update(
+        {
+            "start": summary.start,
+            "end": summary.end,
+            "segment_end": summary.end,
+            "close_reason": "recovered",
+            "records": summary.records,
+            "bytes": summary.bytes,
+            "counts": dict(sorted(summary.counts.items())),
+            "bytes_per_kind": dict(sorted(summary.bytes_per_kind.items())),
+            "origins": None,  # which records were snapshot / pre-roll / live is not in the file
+            "dropped": {"records": 0, "bytes": 0},  # none known; what never reached the disk is unknown
+            "recovered": True,
+            "recovery": recovery,
+        }
+    )
+    return sidecar
+
+
+def _sidecar_candidates(stem: Path) -> list[Path]:
+    return [
+        stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX),
+        stem.with_name(stem.name + SIDECAR_SUFFIX),
+    ]
+
+
+def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -> None:
+    """Cut `source` to its whole records, write its sidecar, rename it if partial, index it."""
+    directory = source.parent
+    result.original_bytes = source.stat().st_size
+    summary = summarize(source)
+    result.summary = summary
+    stem = _stem(source)
+    is_partial = source.name.endswith(PARTIAL_SUFFIX)
+    trailing = result.original_bytes - summary.bytes  # bytes after the last whole record
+    result.cut_bytes = trailing if is_partial else 0
+    if summary.records == 0 and is_partial:
+        source.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            _sidecar_candidates(stem)[0].unlink()
+        result.empty = True
+        return
+    if result.cut_bytes:
+        # Only a partial is cut: a finalized log is never modified (its sidecar counts its whole records).
+        os.truncate(source, summary.bytes)
+    if fsync and is_partial:
+        _fsync_path(source)
+
+    previous: dict[str, Any] = {}
+    for candidate in _sidecar_candidates(stem):
+        loaded = _load_json(candidate)
+        if loaded is not None:
+            previous = loaded
+            break
+
+    log = final_name(source) if is_partial else source
+    sidecar_path = _stem(log).with_name(_stem(log).name + SIDECAR_SUFFIX)
+    recovery = {
+        "at": time.time() if now is None else now,
+        "from": source.name,
+        "original_bytes": result.original_bytes,
+        "cut_bytes": result.cut_bytes,
+        "cut_reason": summary.cut_reason,
+        "trailing_bytes_kept": 0 if is_partial else trailing,
+        "undecodable": summary.undecodable,
+    }
+    sidecar = build_sidecar(previous, log, summary, recovery)
+    # Sidecar first, then the rename: a failure in between (a full disk) leaves the partial to be
+    # recovered again on the next start, never a finalized log without its sidecar; a stale
+    # sidecar is recomputed then, since its content fields are never trusted.
+    _write_json_atomic(sidecar_path, sidecar, fsync)
+    result.sidecar = sidecar_path
+    if is_partial:
+        os.rename(source, log)
+    result.log = log
+    with contextlib.suppress(FileNotFoundError):
+        _sidecar_candidates(stem)[0].unlink()
+    append_index_line(directory / INDEX_NAME, index_entry(sidecar, log.name, sidecar_path.name), fsync)
+    if fsync:
+        _fsync_path(directory, directory=True)
+
+
+def recover_partial(partial: Path, fsync: bool = True, now: float | None = None) -> Recovered:
+    """Finalize one `NAME.bin.partial` (or an unindexed `NAME.bin`). See the module docstring."""
     result = Recovered(partial)
     try:
-        result.original_bytes = partial.stat().st_size
-        summary = summarize(partial)
-        result.summary = summary
-        result.cut_bytes = result.original_bytes - summary.bytes
-        stem = _stem(partial)
-        if summary.records == 0:
-            partial.unlink()
-            with contextlib.suppress(FileNotFoundError):
-                stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX).unlink()
-            result.empty = True
-            return result
-        if result.cut_bytes:
-            os.truncate(partial, summary.bytes)
-        if fsync:
-            _fsync_path(partial)
-
-        # A sidecar the writer may have left (finished or not) supplies the descriptive fields.
-        previous: dict[str, Any] = {}
-        for candidate in (
-            stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX),
-            stem.with_name(stem.name + SIDECAR_SUFFIX),
-        ):
-            loaded = _load_json(candidate)
-            if loaded is not None:
-                previous = loaded
-                break
-
-        log = final_name(partial)
-        sidecar_path = _stem(log).with_name(_stem(log).name + SIDECAR_SUFFIX)
-        sidecar = {k: v for k, v in previous.items() if k not in CONTENT_KEYS}
-        sidecar.update(
-            {
-                "path": log.name,
-                "start": summary.start,
-                "end": summary.end,
-                "duration": None if summary.start is None else summary.end - summary.start,
-                "records": summary.records,
-                "bytes": summary.bytes,
-                "counts": summary.counts,
-                "bytes_per_kind": summary.bytes_per_kind,
-                "recovered": {
-                    "at": time.time() if now is None else now,
-                    "from": partial.name,
-                    "original_bytes": result.original_bytes,
-                    "cut_bytes": result.cut_bytes,
-                    "cut_reason": summary.cut_reason,
-                    "undecodable": summary.undecodable,
-                },
-            }
-        )
-        # Sidecar first, then the rename: a failure in between (a full disk) leaves the partial to be
-        # recovered again on the next start, never a finalized log without its sidecar; a stale
-        # sidecar is recomputed then, since its content fields are never trusted.
-        _write_json_atomic(sidecar_path, sidecar, fsync)
-        result.sidecar = sidecar_path
-        os.rename(partial, log)
-        result.log = log
-        with contextlib.suppress(FileNotFoundError):
-            stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX).unlink()
-        append_index_line(directory / INDEX_NAME, index_entry(sidecar, log.name), fsync)
-        if fsync:
-            _fsync_path(directory, directory=True)
+        _finalize(partial, result, fsync, now)
     except OSError as exc:
         result.error = f"{exc.strerror or exc}"
     return result
 
 
-def recover_directory(
-    directory: str | os.PathLike[str],
-    fsync: bool = True,
-    index_entry: Callable[[dict[str, Any], str], dict[str, Any]] = default_index_entry,
-) -> list[Recovered]:
-    """Recover every `*.bin.partial` in `directory`, oldest first. [] if there is none."""
+def _indexed_paths(directory: Path) -> set[str]:
+    paths: set[str] = set()
+    try:
+        lines = (directory / INDEX_NAME).read_text(errors="replace").splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                paths.add(Path(entry["path"]).name)
+    return paths
+
+
+def find_unfinished(directory: str | os.PathLike[str]) -> list[Path]:
+    """Partials, and logs without sidecar or index line, oldest first (what `recover_directory` handles)."""
     directory = Path(directory)
     try:
-        partials = [p for p in directory.iterdir() if p.name.endswith(LOG_SUFFIX + PARTIAL_SUFFIX) and p.is_file()]
+        files = [p for p in directory.iterdir() if p.is_file()]
     except FileNotFoundError:
         return []
-    partials.sort(key=lambda p: (p.stat().st_mtime, p.name))
-    return [recover_partial(p, fsync=fsync, index_entry=index_entry) for p in partials]
+    indexed: set[str] | None = None
+    found: list[Path] = []
+    for p in files:
+        if p.name.endswith(LOG_SUFFIX + PARTIAL_SUFFIX):
+            found.append(p)
+        elif p.name.endswith(LOG_SUFFIX) and not p.name.startswith(TELEMETRY_PREFIX) and not p.name.startswith("."):
+            if _stem(p).with_name(_stem(p).name + SIDECAR_SUFFIX).exists():
+                continue
+            if indexed is None:
+                indexed = _indexed_paths(directory)
+            if p.name not in indexed:
+                found.append(p)
+    found.sort(key=lambda p: (p.stat().st_mtime, p.name))
+    return found
+
+
+def recover_directory(directory: str | os.PathLike[str], fsync: bool = True) -> list[Recovered]:
+    """Recover everything `find_unfinished` lists. [] if there is nothing to do."""
+    return [recover_partial(p, fsync=fsync) for p in find_unfinished(directory)]

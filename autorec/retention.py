@@ -3,7 +3,8 @@
 The segments a recorder has closed are the lines of `index.jsonl` in the
 output directory (each names its log with `path`, relative to the directory
 or absolute). A segment's files are its log `NAME.bin`, its sidecar
-`NAME.json` and its exports beside it (`NAME.mp4`, `NAME.mkv`).
+`NAME.json` (or the `sidecar` the line names) and its exports beside it
+(`NAME.mp4`, `NAME.mkv`).
 
 Contract:
 - `plan_deletions(segments, policy, now)` is pure: it returns the segments
@@ -19,9 +20,10 @@ Contract:
   lines it cannot parse and lines whose log is missing are kept as they are.
   Files that cannot be deleted are reported in `errors`, never raised, and
   their segment's index line is kept.
-- The index is read, filtered and replaced in one step: the caller must not
-  append to `index.jsonl` meanwhile. Run retention in the writer's thread
-  after a segment closes (or hold the same lock as the writer: `index_lock`).
+- The index is read, filtered and replaced in one step: nobody may append to
+  `index.jsonl` meanwhile. Pass the segment writer's `index_lock`
+  (`SegmentWriter.index_lock`, held around its appends) or run retention
+  where no segment can close concurrently.
 """
 
 from __future__ import annotations
@@ -121,29 +123,34 @@ def read_index(directory: Path) -> list[str]:
         return []
 
 
-def _log_of(directory: Path, line: str) -> Path | None:
+def _entry(directory: Path, line: str) -> tuple[Path, Path | None] | None:
+    """`(log, sidecar named by the line or None)` for an index line, None if it names no log."""
     try:
         entry: Any = json.loads(line)
     except ValueError:
         return None
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         return None
-    p = Path(entry["path"])
-    return p if p.is_absolute() else directory / p
+    log = directory / entry["path"]  # an absolute path stays absolute
+    side = entry.get("sidecar")
+    return log, (directory / side if isinstance(side, str) and side else None)
 
 
 def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
     """The closed segments listed in `lines` whose log still exists."""
     found: list[SegmentFiles] = []
     for i, line in enumerate(lines):
-        log = _log_of(directory, line)
-        if log is None:
+        named = _entry(directory, line)
+        if named is None:
             continue
+        log, sidecar = named
         try:
             modified = log.stat().st_mtime
         except OSError:
             continue
         files = segment_files(log)
+        if sidecar is not None and sidecar not in files and sidecar.exists() and sidecar != log:
+            files.insert(-1, sidecar)
         size = 0
         for f in files:
             with contextlib.suppress(OSError):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from autorec import events
 from autorec.logfile import LogReader, LogWriter, frame
 from autorec.proto import PurpleDropEvent
@@ -75,14 +77,16 @@ def test_cut_record_is_removed_and_sidecar_matches_file(tmp_path):
     assert sidecar["records"] == 21
     assert sidecar["bytes"] == log.stat().st_size
     assert sidecar["counts"] == {"device_info": 1, "hv_regulator": 20}
-    assert sidecar["bytes_per_kind"]["device_info"] == 4 + len(payloads[0])
+    assert sidecar["bytes_per_kind"]["device_info"] == len(payloads[0])  # payload bytes, as the writer counts
     assert sidecar["start"] == T0 and abs(sidecar["end"] - (T0 + 9.5)) < 1e-6  # the cut record's time is not claimed
-    assert sidecar["recovered"]["cut_bytes"] == len(cut)
-    assert sidecar["recovered"]["cut_reason"].startswith("truncated")
+    assert sidecar["recovered"] is True and sidecar["close_reason"] == "recovered"
+    assert sidecar["recovery"]["cut_bytes"] == len(cut)
+    assert sidecar["recovery"]["cut_reason"].startswith("truncated")
 
     [line] = _index(tmp_path)
     assert line["path"] == "seg-0001.bin"
-    assert line["records"] == 21 and line["recovered"]["from"] == "seg-0001.bin.partial"
+    assert line["records"] == 21 and line["recovered"] is True and line["sidecar"] == "seg-0001.json"
+    assert sidecar["recovery"]["from"] == "seg-0001.bin.partial"
     assert "bin.partial" in result.message() and "21 records" in result.message()
 
 
@@ -116,13 +120,16 @@ def test_empty_partial_is_removed_and_names_never_clobber(tmp_path):
     (tmp_path / "seg-0004.bin.partial").write_bytes(b"\x10\x00")  # only a cut header
     _write_partial(tmp_path / "seg-0005.bin.partial", [_hv(T0)])
     (tmp_path / "seg-0005.bin").write_bytes(b"already here")  # must not be overwritten
-    (tmp_path / "telemetry.bin").write_bytes(b"")  # not a partial: untouched
+    (tmp_path / "telemetry-20261124.bin").write_bytes(b"")  # the telemetry track: untouched
     results = {r.partial.name: r for r in recover_directory(tmp_path)}
     assert results["seg-0004.bin.partial"].empty and not (tmp_path / "seg-0004.bin.partial").exists()
     assert results["seg-0005.bin.partial"].log.name == "seg-0005.recovered-1.bin"
     assert (tmp_path / "seg-0005.bin").read_bytes() == b"already here"
     assert (tmp_path / "seg-0005.recovered-1.json").exists()
-    assert [e["path"] for e in _index(tmp_path)] == ["seg-0005.recovered-1.bin"]
+    assert [e["path"] for e in _index(tmp_path)] == ["seg-0005.recovered-1.bin", "seg-0005.bin"]
+    # seg-0005.bin had neither sidecar nor index line (it is not even a log): it gets both, as it is.
+    assert json.loads((tmp_path / "seg-0005.json").read_text())["records"] == 0
+    assert not (tmp_path / "telemetry-20261124.json").exists()
     assert recover_directory(tmp_path) == []  # nothing left to do
     assert recover_directory(tmp_path / "missing") == []
 
@@ -168,3 +175,56 @@ def test_sigkilled_writer_is_recovered_whole(tmp_path):
     sidecar = json.loads(result.sidecar.read_text())
     assert sidecar["records"] == len(records) == sidecar["counts"]["image"]
     assert sidecar["bytes"] == result.log.stat().st_size
+
+
+def test_renamed_log_without_sidecar_gets_one(tmp_path):
+    """A crash between the writer's rename and its sidecar: the log is whole but unlisted."""
+    payloads = [_hv(T0 + i) for i in range(3)]
+    _write_partial(tmp_path / "seg-0007.bin", payloads)
+    _write_partial(tmp_path / "seg-0008.bin", payloads)  # listed in the index: left alone
+    (tmp_path / INDEX_NAME).write_text(json.dumps({"path": "seg-0008.bin"}) + "\n")
+    [result] = recover_directory(tmp_path)
+    assert result.log == tmp_path / "seg-0007.bin"
+    assert json.loads(result.sidecar.read_text())["records"] == 3
+    assert [e["path"] for e in _index(tmp_path)] == ["seg-0008.bin", "seg-0007.bin"]
+    assert not (tmp_path / "seg-0008.json").exists()
+
+
+def test_matches_the_writers_sidecar_and_index_format(tmp_path):
+    """A segment cut short by a crash recovers to the same shapes the writer produces on close."""
+    writer_mod = pytest.importorskip("autorec.writer")
+    from autorec.segmenter import CloseSegment, OpenSegment, PreRollExtent, Write
+    from autorec.triggers.base import Firing
+
+    def segment(directory: Path):
+        w = writer_mod.SegmentWriter(directory, "seg-{seq}", telemetry=False, flush_interval=0.01).start()
+        firing = Firing("moved", T0, {"pins": [3]})
+        w.submit([OpenSegment(1, 1, T0, "trigger", ("moved",), (firing,), (), PreRollExtent(None, None, 0, 0))])
+        w.submit([Write(T0 + i, _hv(T0 + i), "hv_regulator") for i in range(10)])
+        return w, firing
+
+    done, crash = tmp_path / "done", tmp_path / "crash"
+    done.mkdir()
+    crash.mkdir()
+    w, firing = segment(done)
+    partial = done / "seg-1.bin.partial"
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size > 0 and len(list(LogReader(partial))) == 10):
+        assert time.monotonic() < deadline, "writer never flushed"
+        time.sleep(0.01)
+    image = partial.read_bytes()
+    w.submit([CloseSegment(1, 1, T0, T0 + 9, "post_roll", ("moved",), (firing,), ())])
+    assert w.close(30)
+    (crash / "seg-1.bin.partial").write_bytes(image + image[:7])  # plus a cut record
+
+    [result] = recover_directory(crash)
+    normal = json.loads((done / "seg-1.json").read_text())
+    recovered = json.loads(result.sidecar.read_text())
+    assert set(normal) <= set(recovered)
+    assert set(recovered) - set(normal) == {"recovery"}
+    for key in ("records", "bytes", "counts", "bytes_per_kind", "start", "end"):
+        assert recovered[key] == normal[key], key
+    [normal_line] = _index(done)
+    [recovered_line] = _index(crash)
+    assert set(normal_line) == set(recovered_line)
+    assert recovered_line["recovered"] is True and normal_line["recovered"] is False

@@ -126,3 +126,35 @@ def test_undeletable_segment_keeps_its_line(tmp_path):
 def test_no_index_is_nothing_to_do(tmp_path):
     assert apply_retention(tmp_path, RetentionPolicy(keep=1.0), now=NOW).deleted == []
     assert not (tmp_path / INDEX_NAME).exists()
+
+
+def test_writer_shaped_lines_name_their_sidecar_and_lock_is_held(tmp_path):
+    import threading
+
+    log = tmp_path / "a.bin"
+    with LogWriter(log) as w:
+        w.write(b"\x0a\x00")
+    (tmp_path / "a-meta.json").write_text("{}")
+    os.utime(log, (NOW - 10 * DAY, NOW - 10 * DAY))
+    (tmp_path / INDEX_NAME).write_text(
+        json.dumps({"path": "a.bin", "sidecar": "a-meta.json", "recovered": False}) + "\n"
+    )
+
+    class Lock:
+        def __init__(self) -> None:
+            self.inner = threading.Lock()
+            self.entered = 0
+
+        def __enter__(self):
+            self.entered += 1
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    lock = Lock()
+    result = apply_retention(tmp_path, RetentionPolicy(keep=DAY), now=NOW, index_lock=lock)
+    assert lock.entered == 1 and not lock.inner.locked()
+    assert [s.log.name for s in result.deleted] == ["a.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [INDEX_NAME]
+    assert read_index(tmp_path) == []
