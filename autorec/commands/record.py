@@ -1,15 +1,155 @@
-"""`autorec record`: (not built yet)."""
+"""`autorec record [--uri ws://localhost:7001] OUT`: record the whole stream, like upstream pdrecord.
+
+Every frame that parses as a `PurpleDropEvent` is written to OUT exactly as
+received, in order (an upstream-format log: upstream's reader parses every
+record, so nothing else may go in). Frames that do not parse go, framed the
+same way, to `OUT.rejected`. Lost connections are retried for ever (capped
+backoff) and reported as gaps. Ctrl-C, SIGTERM or `--duration` end the
+recording: the log is flushed and closed, a summary is printed, exit 0.
+Exit 1 if records could not be written (disk full): the recording goes on
+meanwhile, and the log always ends on a whole record. Exit 2 for usage errors
+(an existing OUT without --append/--force, a bad URI or duration).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+DEFAULT_URI = "ws://localhost:7001"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("record", help="(not built yet)")
+    p = sub.add_parser(
+        "record",
+        help="record the whole event stream to an upstream-format log (like pdrecord)",
+        description="Record every event of a PurpleDrop stream to OUT until Ctrl-C, SIGTERM or --duration.",
+    )
+    p.add_argument("out", metavar="OUT", help="log file to write (upstream pdrecord format)")
+    p.add_argument("--uri", default=DEFAULT_URI, help=f"pdserver websocket (default {DEFAULT_URI})")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--append", action="store_true", help="add to an existing OUT")
+    exists.add_argument("--force", action="store_true", help="replace an existing OUT")
+    p.add_argument("--duration", metavar="TIME", help="stop after this long, e.g. 30s, 10min, 2h")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="print the kind of every message")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("autorec record: not built yet", flush=True)
-    return 2
+    import asyncio
+
+    from autorec.recorder import CaptureLog
+    from autorec.source import WebsocketSource
+    from autorec.units import parse_duration
+
+    prog = "autorec record"
+    duration = None
+    if args.duration is not None:
+        try:
+            duration = parse_duration(args.duration)
+        except ValueError as exc:
+            print(f"{prog}: --duration: {exc}", file=sys.stderr)
+            return 2
+    try:
+        source = WebsocketSource(args.uri)
+    except ValueError as exc:
+        print(f"{prog}: --uri: {exc}", file=sys.stderr)
+        return 2
+    mode = "append" if args.append else "overwrite" if args.force else "new"
+    try:
+        capture = CaptureLog(args.out, mode)
+    except FileExistsError as exc:
+        print(f"{prog}: {exc.filename} exists; use --append to add to it or --force to replace it", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: cannot open {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(_record(source, capture, duration, args.verbose))
+
+
+async def _record(source, capture, duration: float | None, verbose: int) -> int:
+    import asyncio
+    import logging
+    import signal
+    import time
+
+    from autorec.logfile import LogWriteError
+    from autorec.source import Message
+
+    log = logging.getLogger("autorec.record")
+    loop = asyncio.get_running_loop()
+    reason = "stopped"
+    write_error: str | None = None  # the disk error being reported, until writes work again
+
+    def stop(why: str) -> None:
+        nonlocal reason
+        if reason == "stopped":
+            reason = why
+        source.stop()
+
+    def guarded(action) -> bool:
+        # Disk full or an I/O error: say so once, count what is lost, keep recording.
+        nonlocal write_error
+        try:
+            action()
+        except LogWriteError as exc:
+            if write_error is None:
+                log.error("%s; recording continues, lost records are counted", exc)
+            write_error = str(exc)
+            return False
+        return True
+
+    def flush_tick() -> None:
+        # Keep the file current even when the stream goes quiet (info/tail on a live log).
+        nonlocal write_error
+        if guarded(capture.flush) and write_error is not None:
+            log.info("writing to %s works again (%d records lost so far)", capture.path, capture.lost)
+            write_error = None
+        timers[0] = loop.call_later(1.0, flush_tick)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, f"{signal.Signals(sig).name} received")
+    timers = [loop.call_later(1.0, flush_tick)]
+    if duration is not None:
+        timers.append(loop.call_later(duration, stop, "duration reached"))
+    started = time.monotonic()
+    log.info("recording %s to %s", source.uri, capture.path)
+    try:
+        async for item in source:
+            if not isinstance(item, Message):
+                continue  # the source logs connects and gaps itself
+            guarded(lambda m=item: capture.write(m))
+            if verbose:
+                print(item.kind if item.rejected is None else f"rejected ({item.rejected})", flush=True)
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        guarded(capture.close)
+        await source.close()
+    elapsed = time.monotonic() - started
+    _summary(capture, source.stats, elapsed, reason)
+    return 1 if capture.lost else 0
+
+
+def _summary(capture, stats, elapsed: float, reason: str) -> None:
+    from autorec.units import format_duration, format_size
+
+    gap_time = sum(g.duration or 0.0 for g in stats.gaps)
+    lines = [
+        f"autorec record: {reason}; {capture.path}",
+        f"  messages: {capture.messages}  bytes: {format_size(stats.bytes)}  duration: {format_duration(elapsed)}",
+        f"  gaps: {len(stats.gaps)} ({format_duration(gap_time)} without a connection)  reconnects: {stats.reconnects}",
+        f"  rejected: {capture.rejected}"
+        + (f" (in {capture.rejected_path})" if capture.rejected else "")
+        + f"  text frames skipped: {stats.text_frames}",
+    ]
+    shown = stats.gaps[-10:]
+    if len(stats.gaps) > len(shown):
+        lines.append(f"    ({len(stats.gaps) - len(shown)} earlier gaps not shown)")
+    for gap in shown:
+        lines.append(f"    gap of {format_duration(gap.duration or 0.0)}: {gap.cause}")
+    if capture.lost:
+        lines.append(f"  NOT WRITTEN (disk/I-O errors): {capture.lost} records")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,138 @@
+"""`autorec record` against a real websockets server, as a real subprocess where signals matter."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autorec.cli import main
+from autorec.logfile import LogReader
+from autorec.proto import PurpleDropEvent
+from tests.wsfixtures import EventServer, fixture_payloads, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def upstream_read(path: Path) -> list[bytes]:
+    """Upstream EventReader's logic: length-prefix loop, ParseFromString on every record."""
+    out = []
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(4)
+            if len(header) < 4:
+                return out
+            (n,) = struct.unpack("I", header)
+            data = f.read(n)
+            if len(data) < n:
+                return out
+            PurpleDropEvent().ParseFromString(data)
+            out.append(data)
+
+
+def records(path: Path) -> list[bytes]:
+    return [r.payload for r in LogReader(path)] if path.exists() else []
+
+
+def big_image_event(size: int) -> bytes:
+    event = PurpleDropEvent()
+    event.image.timestamp.seconds = 1_700_000_000
+    event.image.image_data = os.urandom(size)
+    return event.SerializeToString()
+
+
+def start_record(uri: str, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autorec", "record", "--uri", uri, str(out), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_record_survives_dropped_connection_and_stops_on_signal(
+    sig: signal.Signals, upstream_log: Path, tmp_path: Path
+) -> None:
+    payloads = fixture_payloads(upstream_log)
+    big = big_image_event(2 * 1024 * 1024)  # > websockets' 1 MiB default
+    first, second = [*payloads[:120], big], payloads[120:]
+    out = tmp_path / "rec.bin"
+    with EventServer() as server:
+        proc = start_record(server.uri, out)
+        try:
+            server.wait_for_clients(1, timeout=30)
+            server.broadcast([*first[:50], "a text frame", b"\x07garbage", b"", *first[50:]])
+            # the recorder flushes at least once a second: poll the file, no sleeping
+            wait_until(lambda: len(records(out)) == len(first), 30, "first half on disk")
+            server.drop_connections()
+            wait_until(lambda: server.connects == 2 and server.clients == 1, 30, "the recorder to reconnect")
+            server.broadcast(second)
+            wait_until(lambda: len(records(out)) == len(payloads) + 1, 30, "second half on disk")
+            proc.send_signal(sig)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert records(out) == [*first, *second]
+    assert upstream_read(out) == [*first, *second]  # upstream's reader parses every record
+    assert records(Path(f"{out}.rejected")) == [b"\x07garbage", b""]
+    assert f"{sig.name} received" in stdout
+    assert f"messages: {len(payloads) + 1}" in stdout
+    assert "gaps: 1 " in stdout and "reconnects: 1" in stdout
+    assert "rejected: 2" in stdout and "text frames skipped: 1" in stdout
+    assert "connection lost (no close frame)" in stdout
+    assert "no connection to" in stderr  # the gap was reported while it happened
+
+
+def test_existing_out_is_refused_then_appended_or_replaced(upstream_log: Path, tmp_path: Path, capsys) -> None:
+    payloads = fixture_payloads(upstream_log)
+    out = tmp_path / "rec.bin"
+    out.write_bytes(b"")
+    assert main(["record", "--uri", "ws://127.0.0.1:9", str(out)]) == 2
+    assert "exists; use --append" in capsys.readouterr().err
+    with EventServer(greeting=payloads[:5]) as server:
+        # --duration: the greeting arrives right after connecting, well within it
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--force", str(out)]) == 0
+        assert records(out) == payloads[:5]
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--append", "-v", str(out)]) == 0
+        assert records(out) == payloads[:5] * 2
+    stdout = capsys.readouterr().out
+    assert "duration reached" in stdout
+    kinds = [line for line in stdout.splitlines() if line and not line.startswith((" ", "autorec"))]
+    assert kinds == [PurpleDropEvent.FromString(p).WhichOneof("msg") for p in payloads[:5]]
+
+
+def test_existing_rejected_sidecar_is_refused_too(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rec.bin"
+    Path(f"{out}.rejected").write_bytes(b"")
+    assert main(["record", "--uri", "ws://127.0.0.1:9", str(out)]) == 2
+    assert "rec.bin.rejected exists" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--duration", "ten minutes"], "--duration"), (["--uri", "http://x"], "not a websocket URI")],
+)
+def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert main(["record", *args, str(tmp_path / "x.bin")]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_disk_full_keeps_recording_counts_losses_and_exits_1(upstream_log: Path, capsys) -> None:
+    payloads = fixture_payloads(upstream_log)[:5]
+    with EventServer(greeting=payloads) as server:
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--force", "/dev/full"]) == 1
+    captured = capsys.readouterr()
+    assert "NOT WRITTEN (disk/I-O errors): 5 records" in captured.out
+    assert "No space left on device" in captured.err or "No space left on device" in captured.out
