@@ -134,3 +134,36 @@ def disk_usage(path: str | os.PathLike[str]) -> tuple[int, int]:
     """`(free_bytes, total_bytes)` of the filesystem holding `path`, as an unprivileged writer sees it."""
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+@dataclass
+class DiskWatch:
+    """The edge around `DiskFloor`: samples `directory`'s filesystem at most every `interval` seconds.
+
+    `poll(now)` takes the caller's monotonic time and returns the floor change
+    of this sample, if any. It never raises: a failed `statvfs` is counted in
+    `errors` (message in `last_error`) and changes nothing.
+    """
+
+    directory: str | os.PathLike[str]
+    floor: DiskFloor = field(default_factory=DiskFloor)
+    interval: float = 5.0
+    errors: int = 0
+    last_error: str | None = None
+    _last: float | None = None
+
+    def poll(self, now: float, force: bool = False) -> FloorChange | None:
+        if not force and self._last is not None and now - self._last < self.interval:
+            return None
+        self._last = now
+        try:
+            free, total = disk_usage(self.directory)
+        except OSError as exc:
+            self.errors += 1
+            self.last_error = f"disk usage of {self.directory}: {exc.strerror or exc}"
+            return None
+        return self.floor.update(free, total)
+
+    @property
+    def below(self) -> bool:
+        return self.floor.below

@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autorec.units import format_size, parse_duration, parse_size
+
+log = logging.getLogger("autorec.retention")
 
 INDEX_NAME = "index.jsonl"
 SIDECAR_SUFFIX = ".json"
@@ -229,3 +233,92 @@ def apply_retention(
         gone = {id(s) for s in result.deleted}
         result.kept_bytes = sum(s.bytes for s in segments if id(s) not in gone)
     return result
+
+
+class RetentionWorker:
+    """Runs `apply_retention` in its own thread whenever asked, so deleting never delays recording.
+
+    Register it as a segment-writer observer (`segment_closed` asks for a run)
+    and call `request()` once at start; requests made while a run is going
+    are coalesced into one more run. Each run's result is logged, counted, and
+    passed to `on_result` (from the worker thread).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        policy: RetentionPolicy,
+        index_lock: contextlib.AbstractContextManager[Any] | None = None,
+        on_result: Callable[[RetentionResult], None] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.policy = policy
+        self.index_lock = index_lock
+        self.on_result = on_result
+        self.runs = 0
+        self.deleted = 0  # segments deleted so far
+        self.freed_bytes = 0
+        self.errors = 0
+        self._wake = threading.Condition()
+        self._pending = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> RetentionWorker:
+        if self.policy.active and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="autorec-retention", daemon=True)
+            self._thread.start()
+        return self
+
+    def request(self) -> None:
+        with self._wake:
+            self._pending = True
+            self._wake.notify()
+
+    # The segment writer's observer interface.
+    def segment_opened(self, segment: object) -> None:
+        pass
+
+    def segment_closed(self, segment: object) -> None:
+        self.request()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop after the run in progress (pending requests are dropped). True if stopped in time."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                self._pending = False
+            self.run_once()
+
+    def run_once(self, now: float | None = None) -> RetentionResult:
+        """One retention pass in the calling thread. Never raises."""
+        try:
+            result = apply_retention(self.directory, self.policy, now=now, index_lock=self.index_lock)
+        except Exception as exc:  # an unexpected failure must not end retention for the night
+            result = RetentionResult(errors=[f"retention: {exc}"])
+        self.runs += 1
+        self.deleted += len(result.deleted)
+        self.freed_bytes += result.freed_bytes
+        self.errors += len(result.errors)
+        if result.deleted:
+            log.info("%s", result.message())
+        for error in result.errors:
+            log.error("%s", error)
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("retention: result callback failed")
+        return result

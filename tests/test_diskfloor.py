@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from autorec.diskfloor import DiskFloor, MinFree, disk_usage, parse_min_free
+from autorec.diskfloor import DiskFloor, DiskWatch, MinFree, disk_usage, parse_min_free
 
 GB = 10**9
 
@@ -82,3 +82,16 @@ def test_from_parsed_settings():
     assert MinFree.from_settings(None, None) == MinFree()
     assert MinFree.from_settings(5 * GB, None).floor(1000 * GB) == 5 * GB
     assert MinFree.from_settings(None, 20.0).floor(10 * GB) == 2 * GB
+
+
+def test_disk_watch_samples_on_its_interval(tmp_path):
+    free, total = disk_usage(tmp_path)
+    watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=free + 10**12, fraction=0.0)), interval=5.0)
+    change = watch.poll(100.0)
+    assert change is not None and change.state == "below" and watch.below
+    assert watch.floor.last_total == total
+    watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
+    assert watch.poll(104.0) is None  # not due yet
+    assert watch.poll(105.0).state == "above"
+    gone = DiskWatch(tmp_path / "missing")
+    assert gone.poll(0.0) is None and gone.errors == 1 and "missing" in gone.last_error

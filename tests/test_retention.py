@@ -12,6 +12,7 @@ from autorec.logfile import LogWriter
 from autorec.retention import (
     INDEX_NAME,
     RetentionPolicy,
+    RetentionWorker,
     SegmentFiles,
     apply_retention,
     plan_deletions,
@@ -158,3 +159,35 @@ def test_writer_shaped_lines_name_their_sidecar_and_lock_is_held(tmp_path):
     assert [s.log.name for s in result.deleted] == ["a.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [INDEX_NAME]
     assert read_index(tmp_path) == []
+
+
+def test_worker_runs_on_segment_close_in_its_own_thread(tmp_path):
+    import threading
+    import time
+
+    log = _segment(tmp_path, "seg-001", 10 * DAY, 100)
+    old = time.time() - 10 * DAY  # the worker uses the real clock
+    os.utime(log, (old, old))
+    results = []
+    done = threading.Event()
+
+    def on_result(r):
+        results.append((r, threading.current_thread().name))
+        done.set()
+
+    lock = threading.Lock()
+    worker = RetentionWorker(tmp_path, RetentionPolicy(keep=7 * DAY), index_lock=lock, on_result=on_result).start()
+    try:
+        worker.segment_closed(object())
+        assert done.wait(30)
+        [(result, thread)] = results
+        assert thread == "autorec-retention"
+        assert [s.log.name for s in result.deleted] == ["seg-001.bin"]
+        deadline = time.monotonic() + 30
+        while worker.deleted != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert worker.runs == 1 and worker.errors == 0
+    finally:
+        assert worker.close(30)
+    assert RetentionWorker(tmp_path, RetentionPolicy()).start().close(1)  # inactive policy: no thread
