@@ -49,6 +49,25 @@ class Status:
         return asdict(self)
 
 
+def segment_info(segment: Any) -> dict[str, Any] | None:
+    """The status file's view of a writer `SegmentFile` (duck-typed; None stays None)."""
+    if segment is None:
+        return None
+    path = getattr(segment, "path", None)
+    partial = getattr(segment, "partial", None)
+    closed = getattr(segment, "end", None) is not None
+    shown = path if closed or partial is None else partial
+    return {
+        "path": str(shown) if shown is not None else None,
+        "start": getattr(segment, "start", None),
+        "end": getattr(segment, "end", None),
+        "rules": list(getattr(segment, "rules", ()) or ()),
+        "records": getattr(segment, "records", 0),
+        "bytes": getattr(segment, "bytes", 0),
+        "close_reason": getattr(segment, "close_reason", None),
+    }
+
+
 def write_status(path: str | os.PathLike[str], status: Status | dict[str, Any]) -> None:
     """Replace `path` with `status` as JSON, atomically. See the module docstring."""
     path = Path(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from autorec.statusfile import RateMeter, Status, StatusFile, read_status, write_status
+from autorec.statusfile import RateMeter, Status, StatusFile, read_status, segment_info, write_status
 
 
 def _status(i: int) -> Status:
@@ -96,3 +96,27 @@ def test_rate_meter_window():
         meter.add(i * 0.1, 1)  # 10 msg/s for 10 s
     assert abs(meter.rate(10.0) - 10.0) < 0.5
     assert meter.rate(20.0) == 0.0  # all samples aged out
+
+
+def test_segment_info_from_writer_segment_files(tmp_path):
+    from autorec.writer import SegmentFile
+
+    seg = SegmentFile(
+        seq=1,
+        part=1,
+        name="s",
+        path=tmp_path / "s.bin",
+        partial=tmp_path / "s.bin.partial",
+        sidecar=tmp_path / "s.json",
+        start=5.0,
+        rules=("moved",),
+        records=3,
+        bytes=99,
+    )
+    assert segment_info(seg)["path"].endswith("s.bin.partial")  # still open
+    seg.end, seg.close_reason = 9.0, "post_roll"
+    info = segment_info(seg)
+    assert info["path"].endswith("s.bin") and info["rules"] == ["moved"] and info["bytes"] == 99
+    assert segment_info(None) is None
+    write_status(tmp_path / "st.json", Status(updated=1.0, connected=True, last_segment=info))
+    assert read_status(tmp_path / "st.json")["last_segment"]["close_reason"] == "post_roll"
