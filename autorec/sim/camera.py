@@ -91,7 +91,7 @@ class CameraRenderer:
         height: int = 768,
         seed: int = 0,
         quality: int = 3,
-        noise_sigma: float = 2.5,
+        noise_sigma: float = 3.0,
         noise_variants: int = 4,
         position_step: float = 0.125,
         cache_size: int = 256,
@@ -242,10 +242,11 @@ class CameraRenderer:
         rgb[array] = ink + (pad - ink) * shade[:, None]
         rgb[outline(-0.05, -0.05, cols + 0.05, rows + 0.05, 0.08)] = ink
 
-        # Uneven illumination: brighter in the middle, darker corners, a faint warm cast.
+        # Uneven illumination, brighter in the middle; overall level like the reference rig
+        # (median ~150, whites ~210), leaving headroom for lighting steps before clipping.
         nx = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
         ny = (np.arange(h, dtype=np.float32) / h - 0.45)[:, None]
-        rgb *= (1.08 - 0.55 * (nx * nx + ny * ny))[..., None]
+        rgb *= (0.86 - 0.44 * (nx * nx + ny * ny))[..., None]
         # Low-frequency blotches (flux residue, plate reflections) so the board is not flat.
         for _ in range(6):
             fx, fy = self._rng.uniform(1.5, 6.0, size=2)
