@@ -1,15 +1,320 @@
-"""`autorec info`: (not built yet)."""
+"""`autorec info LOG...`: what is in a log, fast, without decoding images.
+
+Per log: records; per kind count, payload bytes and rate; the time span
+(earliest and latest event timestamp, epoch seconds); image frames, their mean
+record size and the first frame's resolution (read from the JPEG's SOF
+header, not decoded); truncation (a cut final record: still readable, exit 0)
+and corruption (an absurd length prefix: exit 1, as for an unreadable file).
+
+`--json` prints one object per log (a list for several) with `path`,
+`size`, `records`, `kinds: {kind: {"count", "bytes"}}`, `start`/`end`
+(epoch seconds or null), `duration`, `images: {"count", "mean_bytes",
+"width", "height"}`, `truncated` (null or `{"offset", "missing_bytes"}`),
+`corrupt` (null or `{"offset", "reason"}`), `trailing_bytes` (bytes after the
+last whole record) and, for an unreadable file, `error`. Records whose first
+byte names no known kind are counted under the kind "unknown".
+
+Speed: the scan reads only each record's length prefix and first bytes
+(`LogReader.heads`) and takes the kind from the first tag byte. Timestamps
+are parsed straight from those first bytes (every event type that has one
+serializes it ahead of its bulk data); only a small record whose timestamp
+lies beyond the head is decoded whole. Timestamps of 0 or less count as unset.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+HEAD = 64  # bytes of each payload looked at; holds the timestamp of every kind in practice
+DECODE_LIMIT = 64 * 1024  # small records whose timestamp is not in the head are decoded whole
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="(not built yet)")
+    p = sub.add_parser(
+        "info",
+        help="summarize logs: kinds, counts, rates, time span, images, truncation",
+        description="Summarize upstream-format logs quickly (images are never decoded).",
+    )
+    p.add_argument("logs", nargs="+", metavar="LOG", help="log file(s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
+# -- reading timestamps and JPEG sizes from raw bytes -------------------------
+
+# Field number of `timestamp` inside each kind's message (see protocol.md).
+_TS_FIELD = {"hv_regulator": 3, "temperature_control": 3, "device_info": None}
+
+ABSENT = "absent"  # the record certainly has no timestamp
+UNKNOWN = "unknown"  # the head is too short to tell
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]  # IndexError past the end: caller treats as "head too short"
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def head_timestamp(kind: str, head: bytes) -> float | str:
+    """The timestamp in the first bytes of a record of `kind`, or ABSENT, or UNKNOWN.
+
+    Relies on protobuf writing fields in field-number order (all official
+    implementations do): once a field numbered above `timestamp` shows up,
+    the timestamp is not there.
+    """
+    ts_field = _TS_FIELD.get(kind, 1)
+    if ts_field is None:
+        return ABSENT
+    try:
+        _, pos = _varint(head, 1)  # skip the oneof tag byte and the inner message's length
+        while pos < len(head):
+            key, pos = _varint(head, pos)
+            number, wire = key >> 3, key & 7
+            if number == ts_field and wire == 2:
+                length, pos = _varint(head, pos)
+                end = pos + length
+                if end > len(head):
+                    return UNKNOWN
+                return _parse_timestamp(head, pos, end)
+            if number > ts_field:
+                return ABSENT
+            if wire == 0:
+                _, pos = _varint(head, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                length, pos = _varint(head, pos)
+                pos += length
+            elif wire == 5:
+                pos += 4
+            else:
+                return UNKNOWN
+    except (IndexError, ValueError):
+        return UNKNOWN
+    return UNKNOWN
+
+
+def _parse_timestamp(buf: bytes, pos: int, end: int) -> float | str:
+    seconds = nanos = 0
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key == 0x08:
+            seconds, pos = _varint(buf, pos)
+            if seconds >= 1 << 63:
+                seconds -= 1 << 64
+        elif key == 0x10:
+            nanos, pos = _varint(buf, pos)
+            if nanos >= 1 << 63:
+                nanos -= 1 << 64
+        else:
+            return UNKNOWN
+    return seconds + nanos * 1e-9
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame header, or None if there is none."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length field
+            i += 2
+            continue
+        seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + seg_len
+    return None
+
+
+# -- the summary -------------------------------------------------------------------
+
+
+@dataclass
+class LogSummary:
+    path: str
+    size: int = 0
+    records: int = 0
+    kinds: dict[str, list[int]] = field(default_factory=dict)  # kind -> [count, bytes]
+    start: float | None = None
+    end: float | None = None
+    image_size: tuple[int, int] | None = None
+    truncated: dict[str, int] | None = None
+    corrupt: dict[str, Any] | None = None
+    trailing_bytes: int = 0
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.corrupt is not None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.start is None or self.end is None else self.end - self.start
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        count, nbytes = self.kinds.get("image", [0, 0])
+        return {
+            "path": self.path,
+            "size": self.size,
+            "records": self.records,
+            "kinds": {k: {"count": c, "bytes": b} for k, (c, b) in sorted(self.kinds.items())},
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "images": {
+                "count": count,
+                "mean_bytes": round(nbytes / count) if count else None,
+                "width": self.image_size[0] if self.image_size else None,
+                "height": self.image_size[1] if self.image_size else None,
+            },
+            "truncated": self.truncated,
+            "corrupt": self.corrupt,
+            "trailing_bytes": self.trailing_bytes,
+        }
+
+
+def summarize(path: str) -> LogSummary:
+    """Scan one log; never raises for bad content or an unreadable file (see `error`)."""
+    from autorec import events
+    from autorec.logfile import LogReader
+
+    summary = LogSummary(path)
+    try:
+        summary.size = os.stat(path).st_size
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        summary.error = exc.strerror or str(exc)
+        return summary
+    try:
+        reader = LogReader(path)
+        kinds = summary.kinds
+        peek = events.peek_kind
+        start = end = None
+        first_image = None
+        records = 0
+        # min/max rather than first/last: the span stays right when the rig's clock jumps back.
+        for offset, length, head in reader.heads(HEAD):
+            records += 1
+            kind = peek(head) or "unknown"
+            entry = kinds.get(kind)
+            if entry is None:
+                entry = kinds[kind] = [0, 0]
+            entry[0] += 1
+            entry[1] += length
+            if kind == "unknown":
+                continue
+            if kind == "image" and first_image is None:
+                first_image = (offset, length)
+            t = head_timestamp(kind, head)
+            if t is UNKNOWN:
+                t = ABSENT
+                if kind != "image" and length <= DECODE_LIMIT:
+                    try:
+                        t = events.timestamp(events.decode(os.pread(fd, length, offset + 4))) or ABSENT
+                    except events.DecodeError:
+                        pass
+            if t is ABSENT or t <= 0:
+                continue
+            if start is None or t < start:
+                start = t
+            if end is None or t > end:
+                end = t
+        summary.records = records
+        summary.start, summary.end = start, end
+        summary.truncated = reader.truncated.as_dict() if reader.truncated else None
+        summary.corrupt = reader.corrupt.as_dict() if reader.corrupt else None
+        summary.trailing_bytes = summary.size - reader.end_offset
+        if first_image is not None:
+            offset, length = first_image
+            try:
+                image = events.decode(os.pread(fd, length, offset + 4)).image
+                summary.image_size = jpeg_size(image.image_data)
+            except events.DecodeError:
+                pass
+    except OSError as exc:
+        summary.error = exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+    return summary
+
+
+def _utc(t: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def format_text(s: LogSummary) -> str:
+    from autorec.units import format_duration, format_size
+
+    if s.error is not None:
+        return f"{s.path}: cannot read: {s.error}"
+    lines = [f"{s.path}: {s.records} records, {format_size(s.size)}"]
+    duration = s.duration
+    if s.start is not None and s.end is not None:
+        lines[0] += f", {format_duration(duration)} from {_utc(s.start)} to {_utc(s.end)}"
+    else:
+        lines[0] += ", no timestamps"
+    if s.kinds:
+        lines.append(f"  {'kind':<22}{'count':>9}{'bytes':>11}{'rate':>11}")
+        for kind, (count, nbytes) in sorted(s.kinds.items(), key=lambda kv: -kv[1][0]):
+            rate = f"{count / duration:.2f}/s" if duration else "-"
+            lines.append(f"  {kind:<22}{count:>9}{format_size(nbytes):>11}{rate:>11}")
+    count, nbytes = s.kinds.get("image", [0, 0])
+    if count:
+        res = f"{s.image_size[0]}x{s.image_size[1]}" if s.image_size else "unknown resolution"
+        lines.append(f"  images: {count} frames, mean {format_size(nbytes / count)}, first frame {res}")
+    else:
+        lines.append("  images: none")
+    if s.truncated:
+        t = s.truncated
+        lines.append(
+            f"  TRUNCATED: the record at offset {t['offset']} is missing {t['missing_bytes']} bytes "
+            "(everything before it is readable)"
+        )
+    elif s.corrupt:
+        c = s.corrupt
+        lines.append(f"  CORRUPT at offset {c['offset']}: {c['reason']}; {s.trailing_bytes} bytes after it not read")
+    else:
+        lines.append("  ends on a whole record")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    print("autorec info: not built yet", flush=True)
-    return 2
+    summaries = [summarize(path) for path in args.logs]
+    if args.json:
+        out = [s.as_dict() for s in summaries]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=1))
+    else:
+        print("\n".join(format_text(s) for s in summaries))
+    for s in summaries:
+        if s.error is not None:
+            print(f"autorec info: {s.path}: cannot read: {s.error}", file=sys.stderr)
+        elif s.corrupt is not None:
+            print(f"autorec info: {s.path}: corrupt at offset {s.corrupt['offset']}", file=sys.stderr)
+    return 1 if any(s.failed for s in summaries) else 0
