@@ -20,11 +20,16 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from autorec.units import format_size, parse_size
+
+log = logging.getLogger("autorec.diskfloor")
 
 DEFAULT_MIN_BYTES = 10**9
 DEFAULT_MIN_FRACTION = 0.05
@@ -167,3 +172,74 @@ class DiskWatch:
     @property
     def below(self) -> bool:
         return self.floor.below
+
+
+PAUSE_REASON = "disk_floor"
+
+
+class DiskFloorGuard:
+    """Keeps a pipeline from opening segments while the disk is below the floor.
+
+    A stream listener (the pipeline calls `message`/`tick`/...; only time
+    matters here). On each call it polls `watch` (rate-limited on `clock`, a
+    monotonic clock) and, sooner, whenever `write_errors()` has grown (a write
+    failed, perhaps ENOSPC). Crossing below the floor closes the open segment
+    cleanly with reason "disk_floor" (`segmenter.pause`) and suppresses new
+    ones; crossing back above resumes. Each change goes to `on_change(t,
+    change)` (raise/clear the alert there); without a callback it is logged.
+    `pipeline` needs `.segmenter` (pause/resume) and `.sink` (submit).
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        watch: DiskWatch,
+        on_change: Callable[[float, FloorChange], None] | None = None,
+        write_errors: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pipeline = pipeline
+        self.watch = watch
+        self.on_change = on_change
+        self.write_errors = write_errors
+        self.clock = clock
+        self._errors_seen = 0
+
+    def check(self, t: float) -> FloorChange | None:
+        """Sample if due (or forced by new write errors) and act on a crossing at stream time `t`."""
+        force = False
+        if self.write_errors is not None:
+            errors = self.write_errors()
+            force = errors > self._errors_seen
+            self._errors_seen = errors
+        change = self.watch.poll(self.clock(), force=force)
+        if change is None:
+            return None
+        segmenter = self.pipeline.segmenter
+        if change.state == "below":
+            actions = segmenter.pause(t, PAUSE_REASON)
+            if actions:
+                self.pipeline.sink.submit(actions)
+        elif segmenter.paused == PAUSE_REASON:
+            segmenter.resume()
+        if self.on_change is not None:
+            self.on_change(t, change)
+        else:
+            log.warning("%s", change.message())
+        return change
+
+    # -- the pipeline's StreamListener interface ---------------------------------------------
+    def message(self, t: float, kind: str | None) -> None:
+        self.check(t)
+
+    def tick(self, t: float) -> None:
+        self.check(t)
+
+    def connected(self, t: float) -> None:
+        pass
+
+    def disconnected(self, t: float) -> None:
+        pass
+
+    def fired(self, t: float, firings: Any) -> None:
+        pass

@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from autorec.diskfloor import DiskFloor, DiskWatch, MinFree, disk_usage, parse_min_free
+from autorec import events
+from autorec.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage, parse_min_free
+from autorec.proto import PurpleDropEvent
+from autorec.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
+from autorec.triggers.base import Firing
 
 GB = 10**9
 
@@ -95,3 +99,63 @@ def test_disk_watch_samples_on_its_interval(tmp_path):
     assert watch.poll(105.0).state == "above"
     gone = DiskWatch(tmp_path / "missing")
     assert gone.poll(0.0) is None and gone.errors == 1 and "missing" in gone.last_error
+
+
+class _Collect:
+    """A sink that keeps the actions it is given, in order."""
+
+    def __init__(self) -> None:
+        self.actions: list = []
+
+    def submit(self, actions) -> None:
+        self.actions.extend(actions)
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.segmenter = Segmenter(default=SegmentPolicy(pre_roll=1.0, post_roll=100.0))
+        self.sink = _Collect()
+
+    def feed(self, t: float, fire: bool = False) -> None:
+        e = PurpleDropEvent()
+        e.hv_regulator.voltage = 1.0
+        events.set_timestamp(e, t)
+        firings = [Firing("moved", t, {})] if fire else []
+        self.sink.submit(self.segmenter.feed(t, e.SerializeToString(), "hv_regulator", firings))
+
+
+def test_guard_closes_the_open_segment_and_resumes(tmp_path):
+    free, _ = disk_usage(tmp_path)
+    clock = [0.0]
+    errors = [0]
+    changes = []
+    pipe = _Pipe()
+    watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=5.0)
+    guard = DiskFloorGuard(pipe, watch, lambda t, c: changes.append((t, c.state)), lambda: errors[0], lambda: clock[0])
+
+    pipe.feed(10.0, fire=True)
+    guard.tick(10.0)
+    assert pipe.segmenter.is_open and changes == []
+
+    # The disk "fills": the next due sample is below the floor.
+    watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)
+    clock[0] = 1.0
+    guard.tick(11.0)
+    assert changes == []  # not due yet...
+    errors[0] = 1  # ...but a failed write forces a sample at once
+    guard.message(11.5, "hv_regulator")
+    assert changes == [(11.5, "below")]
+    assert not pipe.segmenter.is_open and pipe.segmenter.paused == "disk_floor"
+    close = [a for a in pipe.sink.actions if isinstance(a, CloseSegment)]
+    assert len(close) == 1 and close[0].reason == "disk_floor" and close[0].end == 11.5
+
+    pipe.feed(12.0, fire=True)  # suppressed: no new segment below the floor
+    assert sum(isinstance(a, OpenSegment) for a in pipe.sink.actions) == 1
+    assert pipe.segmenter.suppressed == 1
+
+    watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
+    clock[0] = 7.0
+    guard.tick(13.0)
+    assert changes[-1] == (13.0, "above") and pipe.segmenter.paused is None
+    pipe.feed(14.0, fire=True)
+    assert sum(isinstance(a, OpenSegment) for a in pipe.sink.actions) == 2
