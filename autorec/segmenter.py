@@ -37,6 +37,8 @@ Contract:
   segment is still open when data returns, the gap has both ends, otherwise
   the segment closes when its post-roll expires on the tick clock and the gap
   is left open-ended.
+- `pause(time, reason)` closes the open segment and opens none until
+  `resume()` (the disk floor uses it); firings meanwhile are only counted.
 """
 
 from __future__ import annotations
@@ -193,6 +195,8 @@ class Segmenter:
         self._disconnected_at: float | None = None
         self._last_gap: Gap | None = None
         self.segments = 0  # segments opened (parts included)
+        self.paused: str | None = None  # why segments are not being opened (see `pause`)
+        self.suppressed = 0  # firings ignored while paused
 
     # -- queries -------------------------------------------------------
     @property
@@ -256,12 +260,25 @@ class Segmenter:
             self._disconnected_at = None
         return actions
 
-    def close(self, time: float | None = None) -> list[Action]:
-        """Close the open segment now (shutdown) at `time`, or at the last time seen."""
+    def close(self, time: float | None = None, reason: str = "shutdown") -> list[Action]:
+        """Close the open segment now at `time` (or the last time seen), e.g. at shutdown or end of log."""
         if self._open is None:
             return []
         t = time if time is not None else (self._time if self._time is not None else self._open.start)
-        return [self._close(max(t, self._open.start), "shutdown")]
+        t = min(max(t, self._open.start), self._open.end)
+        return [self._close(t, reason)]
+
+    def pause(self, time: float, reason: str) -> list[Action]:
+        """Stop recording segments (e.g. the disk floor): the open segment closes with `reason`, and
+        firings open nothing until `resume()` (they are counted in `suppressed`). The ring keeps running."""
+        actions = self._advance(time)
+        self.paused = reason
+        if self._open is not None:
+            actions.append(self._close(time, reason))
+        return actions
+
+    def resume(self) -> None:
+        self.paused = None
 
     # -- internals -----------------------------------------------------
     def _advance(self, time: float) -> list[Action]:
@@ -293,6 +310,9 @@ class Segmenter:
 
     def _fire(self, time: float, firings: Sequence[Firing], actions: list[Action]) -> None:
         seg = self._open
+        if seg is None and self.paused is not None:
+            self.suppressed += len(firings)
+            return
         if seg is None:
             window = min(f.time - self.policy(f.rule).pre_roll for f in firings)
             cap = max(self.policy(f.rule).pre_roll_max_bytes for f in firings)

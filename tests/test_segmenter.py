@@ -254,3 +254,23 @@ def test_tick_firing_opens_a_segment_with_pre_roll():
     r.tick(6.0, fire="interval")
     [(opened, writes, _)] = r.segments()
     assert opened.start == 0.0 and live_times(writes) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_pause_closes_and_suppresses_until_resumed():
+    r = Run(Segmenter(default=POLICY))
+    r.feed(0.0, fire="a")
+    r.actions += r.seg.pause(5.0, "disk_floor")
+    r.feed(6.0, fire="a")
+    assert r.seg.suppressed == 1 and not r.seg.is_open
+    r.seg.resume()
+    r.feed(7.0, fire="a")
+    segs = r.segments()
+    assert [s[2].reason if s[2] else None for s in segs] == ["disk_floor", None]
+    assert segs[1][0].start == 6.0  # pre-roll kept running while paused
+
+
+def test_close_at_end_of_log_never_beyond_the_post_roll():
+    seg = Segmenter(default=POLICY)
+    seg.feed(0.0, payload("hv_regulator", 0.0), "hv_regulator", [Firing("a", 0.0)])
+    [closed] = seg.close(500.0, reason="end_of_log")
+    assert closed.end == 20.0 and closed.reason == "end_of_log"
