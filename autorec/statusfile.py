@@ -21,12 +21,17 @@ Contract:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("autorec.statusfile")
 
 
 @dataclass
@@ -148,3 +153,93 @@ class RateMeter:
     def _trim(self, now: float) -> None:
         while self._samples and self._samples[0][0] <= now - self.window:
             self._sum -= self._samples.popleft()[1]
+
+
+class StatusReporter:
+    """A stream listener that keeps the status file up to date.
+
+    The pipeline calls `connected`/`disconnected`/`message`/`tick`; every
+    `interval` seconds of `clock` (monotonic) one of those calls rewrites the
+    file from what it has seen plus what the callables return:
+    `counters()` (a flat dict of ints), `alerts()` (AlertMonitor.status()),
+    `writer_stats()` (the writer's stats: `open_segment`, `last_segment`),
+    and `disk` (a `DiskWatch`, for free/total/below-floor; it is not polled
+    here). A failed write is counted and logged once per run of failures;
+    recording is never interrupted.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        interval: float = 2.0,
+        counters: Callable[[], dict[str, int]] | None = None,
+        alerts: Callable[[], list[Any]] | None = None,
+        writer_stats: Callable[[], Any] | None = None,
+        disk: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.file = StatusFile(Path(path), interval)
+        self.counters = counters
+        self.alerts = alerts
+        self.writer_stats = writer_stats
+        self.disk = disk
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.is_connected = False
+        self.meter = RateMeter()
+        self._failing = False
+
+    def snapshot(self, now: float) -> Status:
+        ws = self.writer_stats() if self.writer_stats is not None else None
+        floor = getattr(self.disk, "floor", None)
+        return Status(
+            updated=self.wall_clock(),
+            connected=self.is_connected,
+            msg_per_s=round(self.meter.rate(now), 2),
+            open_segment=segment_info(getattr(ws, "open_segment", None)),
+            last_segment=segment_info(getattr(ws, "last_segment", None)),
+            disk_free=getattr(floor, "last_free", None),
+            disk_total=getattr(floor, "last_total", None),
+            disk_below_floor=bool(getattr(floor, "below", False)),
+            counters=dict(self.counters()) if self.counters is not None else {},
+            alerts=list(self.alerts()) if self.alerts is not None else [],
+        )
+
+    def update(self, force: bool = False) -> bool:
+        """Rewrite the file if due (or `force`). True if it was written now."""
+        now = self.clock()
+        if not force and not self.file.due(now):
+            return False
+        try:
+            status = self.snapshot(now)
+        except Exception:  # a broken callable must not stop the recorder
+            log.exception("status: cannot collect the status")
+            self.file._last = now
+            return False
+        ok = self.file.write(now, status)
+        if not ok and not self._failing:
+            log.error("%s (status updates continue to be tried)", self.file.last_error)
+        self._failing = not ok
+        return ok
+
+    # -- the pipeline's StreamListener interface ---------------------------------------------
+    def connected(self, t: float) -> None:
+        self.is_connected = True
+        self.update(force=True)
+
+    def disconnected(self, t: float) -> None:
+        self.is_connected = False
+        self.update(force=True)
+
+    def message(self, t: float, kind: str | None) -> None:
+        self.is_connected = True
+        self.meter.add(self.clock())
+        self.update()
+
+    def tick(self, t: float) -> None:
+        self.update()
+
+    def fired(self, t: float, firings: Any) -> None:
+        pass

@@ -120,3 +120,40 @@ def test_segment_info_from_writer_segment_files(tmp_path):
     assert segment_info(None) is None
     write_status(tmp_path / "st.json", Status(updated=1.0, connected=True, last_segment=info))
     assert read_status(tmp_path / "st.json")["last_segment"]["close_reason"] == "post_roll"
+
+
+def test_reporter_writes_on_its_cadence_from_what_it_sees(tmp_path):
+    from autorec.diskfloor import DiskWatch
+    from autorec.statusfile import StatusReporter
+
+    clock = [0.0]
+    counters = {"messages": 0}
+    watch = DiskWatch(tmp_path)
+    watch.poll(0.0)
+    path = tmp_path / "status.json"
+    rep = StatusReporter(
+        path,
+        interval=2.0,
+        counters=lambda: counters,
+        alerts=lambda: [{"key": "disconnected"}],
+        disk=watch,
+        clock=lambda: clock[0],
+        wall_clock=lambda: 1234.0,
+    )
+    rep.connected(0.0)
+    first = read_status(path)
+    assert first["connected"] is True and first["updated"] == 1234.0
+    assert first["disk_free"] == watch.floor.last_free and first["disk_below_floor"] is False
+    for i in range(30):  # 10 msg/s for 3 s
+        clock[0] = i * 0.1
+        counters["messages"] += 1
+        rep.message(clock[0], "hv_regulator")
+    data = read_status(path)
+    assert data["counters"]["messages"] == 21  # written at 2.0 s, not since
+    assert 8 <= data["msg_per_s"] <= 12
+    assert data["alerts"] == [{"key": "disconnected"}]
+    rep.disconnected(3.0)  # a connection change is written at once
+    assert read_status(path)["connected"] is False
+
+    broken = StatusReporter(tmp_path / "gone" / "status.json", counters=lambda: 1 / 0)
+    assert broken.update(force=True) is False  # logged, never raised
