@@ -32,8 +32,8 @@ class MessageTrigger(Trigger):
         super().__init__(rule, **options)
         kind = self.kind
         if kind is None:
-            prefixes = {str(k).split(".")[0] for k in self.where}
-            if len(prefixes) == 1 and next(iter(prefixes)) in KINDS:
+            prefixes = {str(k).split(".")[0] for k in self.where} & set(KINDS)
+            if len(prefixes) == 1:
                 kind = next(iter(prefixes))
             else:
                 raise ValueError(f"kind: missing (one of: {', '.join(KINDS)}; or prefix the where keys with it)")

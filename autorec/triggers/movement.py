@@ -2,11 +2,14 @@
 
 Covered pins come from `scan_capacitance` via the state tracker (`drop_present`, or
 capacitance clearly above the empty level). Debounce: a covered set becomes the
-new *settled* set only once it has been seen unchanged for `settle` seconds
-(from its first scan to a later scan or tick), so a single noisy scan never
-fires. The first settled set is the baseline and does not fire (a drop sitting
-on the board when recording starts has not moved). A firing compares the new
-settled set with the previous one and happens at the time it settled.
+new *settled* set only once scans have shown it unchanged over at least `settle`
+seconds (its first scan to a later one), so with any `settle` > 0 a single noisy
+scan never fires; pdserver scans ~4 times a second, so the default 200ms means
+"seen in two consecutive scans". Only scans confirm (time passing without a scan
+says nothing about the board). The first settled set is the baseline and does
+not fire (a drop sitting on the board when recording starts has not moved). A
+firing compares the new settled set with the previous one, at the confirming
+scan's time; `since` in the evidence is when the new set was first seen.
 """
 
 from __future__ import annotations
@@ -38,27 +41,11 @@ class MovementTrigger(Trigger):
         pins = state.covered_pins
         if self._filter is not None:
             pins = pins & self._filter
-        out = []
         if pins != self._pending:
-            # The previous candidate held until now: settle it before replacing it.
-            fired = self._settle(time)
-            if fired is not None:
-                out.append(fired)
             self._pending, self._pending_since = pins, time
-        fired = self._settle(time)
-        if fired is not None:
-            out.append(fired)
-        return out
-
-    def tick(self, time: float, state: StateView) -> FiringResult:
-        return self._settle(time)
-
-    def _settle(self, time: float):
-        if self._pending is None or self._pending == self._settled:
-            return None
-        if time < self._pending_since:  # the clock jumped back: count the hold from now
+        elif time < self._pending_since:  # the clock jumped back: count the hold from now
             self._pending_since = time
-        if time - self._pending_since < self.settle - 1e-9:
+        if self._pending == self._settled or time - self._pending_since < self.settle - 1e-9:
             return None
         previous, self._settled = self._settled, self._pending
         if previous is None:

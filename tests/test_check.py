@@ -1,0 +1,73 @@
+"""`autorec check` and `autorec plugins` through the real command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from autorec.cli import main
+from tests.rulefiles import write_rules
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_check_good_file_prints_a_summary(tmp_path, capsys):
+    path = write_rules(
+        tmp_path,
+        """
+        source: ws://rig:7001
+        output: {dir: out, keep: 7d}
+        segments: {pre_roll: 5s}
+        rules:
+          - {name: moved, trigger: movement, min_pins: 2, post_roll: 45s}
+          - {name: hot, trigger: threshold, field: 'temperature_control.temperatures[0]', above: 40}
+        """,
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: OK, 2 rules" in out
+    assert "ws://rig:7001" in out and "out/{start:%Y%m%dT%H%M%SZ}-{rules}.bin" in out and "keep 7d" in out
+    assert "pre_roll 5.0s" in out
+    assert "moved" in out and "movement  min_pins=2" in out and "(post_roll 45.0s)" in out
+    assert "field=temperature_control.temperatures[0] above=40" in out
+
+
+def test_check_bad_files_exit_2_with_file_line(tmp_path, capsys):
+    good = write_rules(tmp_path, "rules:\n  - {name: a, trigger: electrodes}\n", "good.yaml")
+    bad = write_rules(tmp_path, "rules:\n  - name: a\n    trigger: electrodes\n    pinz: [1]\n", "bad.yaml")
+    assert main(["check", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert f"{good}: OK" in captured.out
+    err_lines = captured.err.strip().splitlines()
+    assert err_lines[0] == (
+        f"{bad}:4: rules[a].pinz: unknown key; did you mean 'pins'? (allowed: name, trigger, max_errors, "
+        "pre_roll, post_roll, max_length, pre_roll_max_bytes, pins, groups)"
+    )
+    assert err_lines[1] == "1 of 2 rule files have errors"
+
+
+def test_check_shipped_rule_files(capsys):
+    files = [str(p) for p in sorted((REPO / "rules").glob("*.yaml")) if p.name != "motion.yaml"]
+    assert main(["check", "-q", *files]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_check_as_a_real_command(tmp_path):
+    bad = write_rules(tmp_path, "rules:\n  - {name: a, trigger: nosuch}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autorec", "check", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{bad}:2: rules[a].trigger: unknown trigger 'nosuch' (known: electrodes, ")
+
+
+def test_plugins_lists_builtins_with_options(capsys):
+    code = main(["plugins"])
+    out = capsys.readouterr().out
+    for name in ("electrodes", "movement", "threshold", "message", "interval", "motion"):
+        assert f"\n{name}  (built-in, " in "\n" + out
+    assert "- min_pins: int, default 1, >= 1" in out
+    assert "- every: duration, required" in out
+    # Exit 1 exactly when something listed cannot be loaded.
+    assert code == (1 if "not available" in out else 0)
