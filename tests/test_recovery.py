@@ -228,3 +228,43 @@ def test_matches_the_writers_sidecar_and_index_format(tmp_path):
     [recovered_line] = _index(crash)
     assert set(normal_line) == set(recovered_line)
     assert recovered_line["recovered"] is True and normal_line["recovered"] is False
+
+
+def test_sigkilled_autorec_run_leaves_a_recoverable_partial(tmp_path):
+    """Against the real recorder and simulator: SIGKILL mid-segment, then recover: every record whole."""
+    rules = Path(__file__).resolve().parent.parent / "rules" / "electrodes.yaml"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--sim", "--speed", "20"]
+    cmd += ["--duration", "30min", "--out", str(out), "--no-telemetry"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            partials = list(out.glob("*.bin.partial")) if out.exists() else []
+            if partials and partials[0].stat().st_size > 2_000_000:
+                break
+            assert proc.poll() is None, "recorder exited before a segment was half written"
+            assert time.monotonic() < deadline, "no segment was being written"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    closed_before = {p.name: p.stat().st_size for p in out.glob("*.bin")}
+    results = recover_directory(out)
+    assert results and all(r.error is None for r in results)
+    for r in results:
+        reader = LogReader(r.log)
+        kinds: dict[str, int] = {}
+        for _, event in reader.events():
+            kinds[events.kind(event)] = kinds.get(events.kind(event), 0) + 1
+        assert reader.truncated is None and reader.corrupt is None and reader.undecodable == 0
+        sidecar = json.loads(r.sidecar.read_text())
+        assert sidecar["counts"] == kinds and sidecar["recovered"] is True
+        assert sidecar["bytes"] == r.log.stat().st_size
+    # Segments closed before the kill are untouched.
+    for name, size in closed_before.items():
+        assert (out / name).stat().st_size == size
+    assert {e["path"] for e in _index(out) if e["recovered"]} == {r.log.name for r in results}
