@@ -29,12 +29,16 @@ restarts its camera and disconnect reference times at the new time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import collections
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from autorec.units import format_duration, format_size
+
+log = logging.getLogger("autorec.alerts")
 
 DISCONNECTED = "disconnected"
 CAMERA_STALLED = "camera_stalled"
@@ -195,10 +199,11 @@ class AlertMonitor:
         key = f"{PLUGIN_DISABLED}:{rule}"
         if key in self._active:
             return []
-        after = f" after {errors} errors" if errors is not None else ""
-        text = f"rule {rule!r} disabled{after}: its trigger keeps failing"
+        text = f"rule {rule!r} disabled"
+        if errors is not None:
+            text += f" after {errors} errors"
         if reason:
-            text += f" (last error: {reason})"
+            text += f" ({reason})"
         details: dict[str, Any] = {"rule": rule, "reason": reason}
         if errors is not None:
             details["errors"] = errors
@@ -276,3 +281,79 @@ class AlertMonitor:
     def _clear(self, key: str, t: float, text: str) -> AlertAction:
         alert = self._active.pop(key)
         return AlertAction("cleared", alert, t, text)
+
+
+# -- the edge: logging and the on_alert hook --------------------------------------------------------
+
+
+class _Hooks(Protocol):
+    def submit(self, event: str, **values: Any) -> int: ...
+
+
+class _Engine(Protocol):
+    disabled: Mapping[str, str]
+    errors: Mapping[str, int]
+
+    def take_newly_disabled(self) -> list[str]: ...
+
+
+class AlertReporter:
+    """Feeds an `AlertMonitor` from the pipeline and announces what it returns.
+
+    A stream listener for `autorec.pipeline.Pipeline` (`connected`,
+    `disconnected`, `message`, `tick`, `fired`, all with stream time). After
+    each call it also asks `engine` (a `RuleEngine`, optional) for rules it
+    disabled. Every action is logged as one line (`ALERT key: message` as a
+    warning when raised, `alert cleared key: message` as info when cleared)
+    and handed to `hooks` (a `HookRunner`, optional) as the `on_alert` hook.
+    The disk floor code calls `disk_floor_reached` / `disk_floor_cleared`;
+    `plugin_enabled` is for a rule reload. `announced` keeps the last 1000
+    actions, for tests and diagnostics. Logging and hook submission never block.
+    """
+
+    def __init__(self, monitor: AlertMonitor, hooks: _Hooks | None = None, engine: _Engine | None = None) -> None:
+        self.monitor = monitor
+        self.hooks = hooks
+        self.engine = engine
+        self.announced: collections.deque[AlertAction] = collections.deque(maxlen=1000)
+
+    def connected(self, t: float) -> None:
+        self.announce(self.monitor.connected(t), t)
+
+    def disconnected(self, t: float) -> None:
+        self.announce(self.monitor.disconnected(t), t)
+
+    def message(self, t: float, kind: str | None) -> None:
+        self.announce(self.monitor.message(t, kind), t)
+
+    def tick(self, t: float) -> None:
+        self.announce(self.monitor.tick(t), t)
+
+    def fired(self, t: float, firings: Sequence[Any]) -> None:
+        self.announce([], t)
+
+    def disk_floor_reached(self, t: float, free: int, floor: int) -> None:
+        self.announce(self.monitor.disk_floor_reached(t, free, floor), t)
+
+    def disk_floor_cleared(self, t: float, free: int) -> None:
+        self.announce(self.monitor.disk_floor_cleared(t, free), t)
+
+    def plugin_enabled(self, t: float, rule: str) -> None:
+        self.announce(self.monitor.plugin_enabled(t, rule), t)
+
+    def announce(self, actions: Iterable[AlertAction], t: float) -> None:
+        """Log and hook `actions`, plus alerts for rules the engine disabled since the last call."""
+        actions = list(actions)
+        if self.engine is not None:
+            for rule in self.engine.take_newly_disabled():
+                reason = self.engine.disabled.get(rule, "")
+                # the engine's reason already says how many errors and the last one
+                actions += self.monitor.plugin_disabled(t, rule, reason)
+        for action in actions:
+            if action.state == "raised":
+                log.warning("ALERT %s: %s", action.key, action.message)
+            else:
+                log.info("alert cleared %s: %s", action.key, action.message)
+            self.announced.append(action)
+            if self.hooks is not None:
+                self.hooks.submit("on_alert", **action.hook_values())

@@ -452,6 +452,26 @@ class HookRunner:
         return HookResult(job.event, shown, proc.returncode, timed_out, None, duration, tail)
 
 
+class SegmentHooks:
+    """A segment observer for `autorec.writer.SegmentWriter` that runs the segment hooks.
+
+    Duck-typed to the writer's `SegmentObserver` (`segment_opened(file)`,
+    `segment_closed(file)`, called on the writer's thread; `file` has `path`,
+    `sidecar`, `rules`, `start`, `end`). `{path}` is the segment's final
+    `NAME.bin`: while the segment is open, that file is being written as
+    `NAME.bin.partial`.
+    """
+
+    def __init__(self, runner: HookRunner) -> None:
+        self.runner = runner
+
+    def segment_opened(self, segment: Any) -> None:
+        self.runner.segment_opened(segment.path, segment.sidecar, segment.rules, segment.start)
+
+    def segment_closed(self, segment: Any) -> None:
+        self.runner.segment_closed(segment.path, segment.sidecar, segment.rules, segment.start, segment.end)
+
+
 def _indent(text: str) -> str:
     return "" if not text else "; output:\n  " + text.replace("\n", "\n  ")
 
@@ -489,6 +509,7 @@ __all__ = [
     "HookEvent",
     "HookResult",
     "HookRunner",
+    "SegmentHooks",
     "from_config",
     "substitute",
     "validate_commands",

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.alerts import AlertMonitor
-from autorec.hooks import from_config
+from autorec.alerts import AlertMonitor, AlertReporter
+from autorec.hooks import HookEvent, HookRunner, SegmentHooks, from_config
 from autorec.logfile import LogReader
 from autorec.proto import PurpleDropEvent
 
@@ -180,18 +180,26 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
     caplog.set_level(logging.INFO)
     ruleset = rules_mod.load_rules(path)
     engine = engine_mod.RuleEngine(ruleset)
-    monitor = AlertMonitor()
+    hook_events: list[HookEvent] = []
+    hooks = HookRunner()
+    hooks.add_callback("on_alert", hook_events.append)
+    reporter = AlertReporter(AlertMonitor(), hooks, engine)
     ev = PurpleDropEvent()
     ev.hv_regulator.voltage = 100.0
-    alerts, fired = [], []
+    fired = []
     for i in range(5):
-        fired += [f.rule for f in engine.feed(1000.0 + i, ev)]
-        for rule in engine.take_newly_disabled():
-            alerts += monitor.plugin_disabled(1000.0 + i, rule, engine.disabled[rule], errors=engine.errors[rule])
+        firings = engine.feed(1000.0 + i, ev)
+        fired += [f.rule for f in firings]
+        reporter.fired(1000.0 + i, firings)
+    assert hooks.close(30)
     assert fired == ["volts"] * 5  # the other rule never noticed
     assert engine.errors["bubbles"] == 3  # not called again once disabled
     assert "bubbles" in engine.disabled and "ZeroDivisionError" in engine.disabled["bubbles"]
-    assert [(a.state, a.key, a.time) for a in alerts] == [("raised", "plugin_disabled:bubbles", 1002.0)]
+    assert [(a.state, a.key, a.time) for a in reporter.announced] == [("raised", "plugin_disabled:bubbles", 1002.0)]
+    [hook_event] = hook_events
+    assert hook_event.values["alert"] == "plugin_disabled:bubbles" and hook_event.values["rules"] == "bubbles"
+    assert "bubble detector divided by zero" in hook_event.values["message"]
+    assert any("ALERT plugin_disabled:bubbles: rule 'bubbles' disabled" in r.getMessage() for r in caplog.records)
     tracebacks = [r for r in caplog.records if r.exc_info and "bubbles" in r.getMessage()]
     assert len(tracebacks) == 1  # logged once, with its traceback
 
@@ -265,3 +273,34 @@ def test_autorec_check_accepts_the_example_rule_file(installed_plugin: Path) -> 
     )
     assert bare.returncode == 2
     assert f"{RULES}:" in bare.stdout + bare.stderr and "capacitance_step" in bare.stdout + bare.stderr
+
+
+def test_replay_through_the_pipeline_archives_every_segment(
+    installed_plugin: Path, tmp_path: Path, upstream_log: Path
+) -> None:
+    """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""
+    pipeline_mod = pytest.importorskip("autorec.pipeline", reason="the pipeline (issue 7) is not in this tree yet")
+    filesource = pytest.importorskip("autorec.filesource")
+    writer_mod = pytest.importorskip("autorec.writer")
+    text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
+    text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")
+    ruleset = rules_mod.parse_rules(text, RULES)
+    archive = tmp_path / "archive"
+    close_hook = list(ruleset.hooks.on_segment_close)
+    close_hook[0], close_hook[-1] = sys.executable, str(archive)  # same script, this interpreter, a tmp archive
+    close_hook[1] = str(EXAMPLES / "hooks" / "archive_segment.py")
+    hooks = from_config({"on_segment_close": close_hook, "timeout": ruleset.hooks.timeout})
+    writer = writer_mod.SegmentWriter(
+        tmp_path / "out", ruleset.output.name, fsync=False, telemetry=False, block=True, observers=[SegmentHooks(hooks)]
+    )
+    writer.start()
+    pipeline = pipeline_mod.Pipeline(ruleset, writer, offline=True, telemetry=False)
+    pipeline_mod.run_file(pipeline, filesource.FileSource(upstream_log))
+    assert writer.close(60)
+    assert hooks.close(60)
+    segments = sorted((tmp_path / "out").glob("*.bin"))
+    assert len(segments) >= 2, "each group-0 step with 1 s post-roll should give its own segment"
+    assert hooks.counters["ok"] == len(segments) and hooks.counters["failed"] == 0
+    for seg in segments:
+        assert gzip.decompress((archive / (seg.name + ".gz")).read_bytes()) == seg.read_bytes()
+        assert (archive / seg.with_suffix(".json").name).is_file()
