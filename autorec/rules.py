@@ -469,8 +469,14 @@ class _Validator:
             line = m.lines.get(key, m.line) if key else m.line
             raise self.error(line, f"{prefix}.{key}" if key else prefix, message) from None
         kinds = getattr(instance, "kinds", None)
+        if isinstance(kinds, str) or (kinds is not None and not hasattr(kinds, "__iter__")):
+            raise self.error(
+                trig_line,
+                f"{prefix}.trigger",
+                f"trigger {trigger_name} has kinds={kinds!r}; expected None or a set like frozenset({{'image'}})",
+            )
         if kinds is not None:
-            bad = sorted(k for k in kinds if k not in KINDS)
+            bad = sorted(str(k) for k in kinds if k not in KINDS)
             if bad:
                 raise self.error(
                     trig_line,
@@ -608,7 +614,7 @@ def _min_free(value: Any) -> tuple[int | None, float | None]:
             percent = float(value.strip()[:-1])
         except ValueError:
             raise ValueError(f"expected a percentage like 5%, got {value!r}") from None
-        if not 0 < percent < 100:
+        if not 0 <= percent < 100:
             raise ValueError(f"a percentage must be between 0 and 100, got {value!r}")
         return None, percent
     return parse_size(value), None

@@ -269,6 +269,10 @@ def test_plugin_module_class_beside_the_rule_file(tmp_path):
         "    def __init__(self, rule, **options):\n"
         "        raise RuntimeError('no camera calibration')\n"
         "NotATrigger = dict\n"
+        "class OneKind(Trigger):\n"
+        "    kinds = 'image'\n"
+        "class Unknown(Trigger):\n"
+        "    kinds = frozenset({'imagez'})\n"
     )
     rs = load_rules(write_rules(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Bubble\n    size: 2\n"))
     assert rs.rules[0].trigger.__name__ == "Bubble" and rs.rules[0].options == {"size": 2.0}
@@ -280,6 +284,10 @@ def test_plugin_module_class_beside_the_rule_file(tmp_path):
     assert "not a Trigger subclass" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Broken\n")
     assert (err.line, err.key) == (2, "rules[b]") and "RuntimeError: no camera calibration" in err.message
+    err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:OneKind\n")
+    assert (err.line, err.key) == (3, "rules[b].trigger") and "kinds='image'" in err.message
+    err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Unknown\n")
+    assert "unknown kind(s) imagez" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: no_such_pkg_h6.sub:X\n")
     assert (err.line, err.key) == (3, "rules[b].trigger") and "cannot import no_such_pkg_h6.sub" in err.message
 
