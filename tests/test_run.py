@@ -1,0 +1,203 @@
+"""`autorec run` end to end: against the simulator (live and --sim), and --replay / --dry-run on real logs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autorec import events
+from autorec.logfile import LogReader
+from autorec.sim.config import SimConfig
+from autorec.sim.server import SimServerThread
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "rules" / "electrodes.yaml"
+PRE_ROLL, POST_ROLL = 10.0, 20.0  # as in rules/electrodes.yaml
+
+
+def autorec(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autorec", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=kw.pop("cwd", None),
+        **kw,
+    )
+
+
+def poll(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def stream_times(payloads: list[bytes]) -> list[float]:
+    """Each record's time: its own timestamp, or the last one carried forward."""
+    times, last = [], 0.0
+    for p in payloads:
+        t = events.timestamp(events.decode(p))
+        last = t if t is not None else last
+        times.append(last)
+    return times
+
+
+def find_slice(full: list[bytes], part: list[bytes]) -> int | None:
+    for i, p in enumerate(full):
+        if p == part[0] and full[i : i + len(part)] == part:
+            return i
+    return None
+
+
+def test_run_against_the_simulator_keeps_every_activity_window(tmp_path: Path):
+    cfg = SimConfig(speed=20.0, duration=150.0, seed=3, fps=2.0, truth=str(tmp_path / "truth.json"), wait_for_clients=2)
+    out = tmp_path / "segments"
+    full = tmp_path / "full.bin"
+    with SimServerThread(cfg) as server:
+        rec = autorec("record", str(full), "--uri", server.uri)
+        run = autorec("run", "--rules", str(RULES), "--uri", server.uri, "--out", str(out))
+        try:
+            poll(lambda: server.finished, 60, "the simulator to finish")
+            published = server.broadcaster.published
+
+            def delivered() -> bool:
+                clients = server.broadcaster.stats()["clients"]
+                return len(clients) == 2 and all(c["sent"] + c["dropped"] >= published for c in clients)
+
+            poll(delivered, 20, "both clients to receive everything")
+        finally:
+            rc_run, _, err_run = stop(run)
+            rc_rec, _, err_rec = stop(rec)
+    assert rc_run == 0, err_run
+    assert rc_rec == 0, err_rec
+    assert all(c["dropped"] == 0 for c in server.broadcaster.stats()["clients"])
+
+    truth = json.loads(Path(cfg.truth).read_text())
+    full_payloads = [r.payload for r in LogReader(full)]
+    full_times = stream_times(full_payloads)
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert index, err_run
+    kept = 0
+    spans = []
+    for entry in index:
+        side = json.loads((out / entry["sidecar"]).read_text())
+        payloads = [r.payload for r in LogReader(out / entry["path"])]
+        assert len(payloads) == side["records"] == entry["records"]
+        nsnap = side["snapshot"]["records"]
+        assert nsnap >= 3  # state kinds and sensors that predate the pre-roll
+        for p in payloads[:nsnap]:  # the snapshot is re-stamped to the segment's start
+            t = events.timestamp(events.decode(p))
+            assert t is None or t == pytest.approx(side["segment_start"], abs=1e-6)
+        body = payloads[nsnap:]
+        # no message missing inside the segment's span: its records are a contiguous run of the full log
+        i = find_slice(full_payloads, body)
+        assert i is not None, f"{entry['path']} is not a contiguous part of the full recording"
+        spans.append((full_times[i], full_times[i + len(body) - 1]))
+        kept += sum(len(p) + 4 for p in body)
+    # every activity window lies inside a segment from pre_roll before its start to its end
+    first = full_times[0]
+    for a in truth["activity"]:
+        want = max(a["start"] - PRE_ROLL, first)
+        assert any(s <= want + 0.5 and e >= a["end"] for s, e in spans), (a, spans)
+    # kept bytes close to the ideal: the union of [start - pre_roll, end + post_roll]
+    windows = sorted((a["start"] - PRE_ROLL, a["end"] + POST_ROLL) for a in truth["activity"])
+    ideal = sum(len(p) + 4 for p, t in zip(full_payloads, full_times) if any(s <= t <= e for s, e in windows))
+    print(f"kept {kept} bytes, ideal {ideal} ({kept / ideal:.3f}x), {len(index)} segment(s)")
+    assert 0.95 * ideal <= kept <= 1.1 * ideal
+    # the telemetry track holds every non-image message, in order
+    tele = [r.payload for f in sorted(out.glob("telemetry-*.bin")) for r in LogReader(f)]  # a run may span midnight
+    assert tele == [p for p in full_payloads if events.peek_kind(p) != "image"]
+
+
+def test_run_sim_in_process_stops_by_itself(tmp_path: Path):
+    out = tmp_path / "out"
+    proc = autorec(
+        "run",
+        "--rules",
+        str(RULES),
+        "--sim",
+        "--speed",
+        "20",
+        "--duration",
+        "60s",
+        "--no-camera",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert index and all(e["rules"] == ["electrodes-changed"] for e in index)
+    assert not list(out.glob("*.partial"))
+
+
+def test_sigterm_closes_the_open_segment_and_exits_0(tmp_path: Path):
+    out = tmp_path / "out"
+    # slow enough that a segment is surely open when the signal comes
+    proc = autorec(
+        "run", "--rules", str(RULES), "--sim", "--speed", "10", "--no-camera", "--seed", "3", "--out", str(out)
+    )
+    try:
+        poll(lambda: bool(list(out.glob("*.bin.partial"))), 60, "a segment to open")
+    finally:
+        t0 = time.monotonic()
+        rc, _, err = stop(proc)
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 10
+    assert not list(out.glob("*.partial"))
+    last = json.loads((out / "index.jsonl").read_text().splitlines()[-1])
+    assert last["close_reason"] == "shutdown"
+    assert len(list(LogReader(out / last["path"]))) == last["records"]
+
+
+def test_replay_writes_the_segments_it_would_have_written(tmp_path: Path, upstream_log: Path):
+    proc = autorec("run", "--rules", str(RULES), "--replay", str(upstream_log), "--out", str(tmp_path))
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    [entry] = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
+    # a drop moved every 0.5 s for the whole 30 s: the segment is the whole log, byte for byte
+    assert (tmp_path / entry["path"]).read_bytes() == upstream_log.read_bytes()
+    assert entry["close_reason"] == "end_of_log"
+    assert not list(tmp_path.glob("telemetry-*"))  # the log itself is the full record
+
+
+def test_replay_dry_run_prints_segments_and_writes_nothing(tmp_path: Path, upstream_log: Path):
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(upstream_log.read_bytes()[:-100])  # a log cut off mid-record still replays
+    proc = autorec("run", "--rules", str(RULES), "--replay", str(cut), "--dry-run", cwd=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert "electrodes-changed" in lines[0] and "(end_of_log)" in lines[0]
+    assert lines[-1].startswith("1 segment(s)") and "(100.0 %)" in lines[-1]
+    assert "cut off" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.bin"]
+
+
+def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    trigger: no-such-trigger\n")
+    proc = autorec("run", "--rules", str(bad), "--replay", str(upstream_log), "--dry-run")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and f"{bad}:3" in err
+    proc = autorec("run", "--rules", str(RULES), "--dry-run")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--replay" in err
+    proc = autorec("run", "--rules", str(RULES), "--replay", str(tmp_path / "missing.bin"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "no such log" in err
