@@ -241,6 +241,7 @@ class Simulation:
     def _event(self, t: float, kind: str) -> tuple[PurpleDropEvent, object]:
         ev = PurpleDropEvent()
         inner = getattr(ev, kind)
+        inner.timestamp.SetInParent()  # selects the oneof field, so set_timestamp sees the kind
         events.set_timestamp(ev, t)
         return ev, inner
 

@@ -1,0 +1,175 @@
+"""Serving a recorded log as a live stream, with its original timing.
+
+`playback_offsets(payloads)` (sans-I/O) gives each record the moment it is
+due, in seconds of log time after the log's first timestamp:
+- a record with a timestamp is due at its timestamp;
+- a record without one (`device_info`, pdserver's `electrode_state`, or a
+  record that does not decode) keeps its place: it is due with the record
+  before it;
+- time never runs backwards (a clock step back in the log plays on at once),
+  and with `max_gap` a quiet stretch longer than that is shortened to it.
+The payloads themselves are sent unchanged, byte for byte.
+
+`ReplayServer(path, speed, loop, host, port)` is the async context manager
+that plays a log to every websocket client through `autorec.broadcast`, at
+`speed` times real time, from the top again with `loop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Iterator
+
+from autorec import events
+from autorec.broadcast import Broadcaster, BroadcastServer
+from autorec.logfile import LogReader
+
+log = logging.getLogger("autorec.replay")
+
+MIN_SLEEP = 0.004  # messages due closer together than this go out in one batch
+MAX_BATCH = 512  # ...but never more than this many before letting clients' writers run
+LOOP_GAP = 1.0  # log seconds between the end of a pass and the start of the next one
+
+
+def playback_offsets(payloads: Iterable[bytes], max_gap: float | None = None) -> Iterator[tuple[float, bytes]]:
+    """`(due, payload)` per record, `due` in log seconds after the first timestamp. See the module docstring."""
+    first: float | None = None
+    last = 0.0
+    shift = 0.0  # time removed by max_gap
+    for payload in payloads:
+        t = None
+        try:
+            t = events.timestamp(events.decode(payload))
+        except events.DecodeError:
+            pass
+        if t is not None:
+            if first is None:
+                first = t
+            due = t - first - shift
+            if max_gap is not None and due - last > max_gap:
+                shift += due - last - max_gap
+                due = last + max_gap
+            last = max(last, due)
+        yield last, payload
+
+
+class ReplayServer:
+    """Plays one log to all clients. See the module docstring.
+
+    `wait_for_clients`: hold playback until that many clients are connected.
+    `passes` counts completed passes over the log; `await wait_finished()`
+    returns when the (last) pass has been published.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        speed: float = 1.0,
+        loop: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 7001,
+        max_gap: float | None = None,
+        wait_for_clients: int = 0,
+        max_queue_bytes: int = 32 * 1024 * 1024,
+    ):
+        if speed <= 0:
+            raise ValueError("--speed must be above zero")
+        self.path = path
+        self.speed = speed
+        self.loop = loop
+        self.max_gap = max_gap
+        self.wait_for_clients = wait_for_clients
+        self.broadcaster = Broadcaster(max_queue_bytes, name="replay")
+        self._server = BroadcastServer(self.broadcaster, host, port)
+        self._task: asyncio.Task | None = None
+        self._finished: asyncio.Event | None = None
+        self.passes = 0
+        self.records = 0
+        self.error: str | None = None
+
+    async def __aenter__(self) -> ReplayServer:
+        with open(self.path, "rb"):  # fail early (OSError) on a missing or unreadable log
+            pass
+        self._finished = asyncio.Event()
+        await self._server.__aenter__()
+        self._task = asyncio.ensure_future(self._play())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.broadcaster.drain(2.0)
+        await self._server.__aexit__(*exc)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def uri(self) -> str:
+        return self._server.uri
+
+    @property
+    def stats(self) -> dict:
+        s = self.broadcaster.stats()
+        s["passes"] = self.passes
+        s["records"] = self.records
+        return s
+
+    async def wait_finished(self) -> None:
+        assert self._finished is not None, "use `async with ReplayServer(...)` first"
+        await self._finished.wait()
+
+    async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
+        publish = self.broadcaster.publish
+        try:
+            if self.wait_for_clients > 0:
+                await self.broadcaster.wait_for_clients(self.wait_for_clients)
+            real0 = loop.time()
+            base = 0.0  # log seconds of the passes already played
+            while True:
+                reader = LogReader(self.path)
+                batch: list[bytes] = []
+                due = 0.0
+                for due, payload in playback_offsets((r.payload for r in reader.records()), self.max_gap):
+                    wait = (base + due) / self.speed - (loop.time() - real0)
+                    if wait > MIN_SLEEP or len(batch) >= MAX_BATCH:
+                        publish(batch)
+                        batch = []
+                        await asyncio.sleep(max(wait, 0))
+                    batch.append(payload)
+                    self.records += 1
+                publish(batch)
+                if reader.truncated is not None:
+                    log.warning(
+                        "replay: %s ends inside a record at offset %d: played up to there",
+                        self.path,
+                        reader.truncated.offset,
+                    )
+                if reader.corrupt is not None:
+                    log.warning(
+                        "replay: %s: %s at offset %d: stopped there",
+                        self.path,
+                        reader.corrupt.reason,
+                        reader.corrupt.offset,
+                    )
+                self.passes += 1
+                if not self.loop:
+                    break
+                if self.records == 0:
+                    self.error = "the log holds no records"
+                    break
+                base += due + LOOP_GAP
+        except OSError as exc:
+            self.error = f"cannot read {self.path}: {exc.strerror or exc}"
+            log.error("replay: %s", self.error)
+        finally:
+            if self._finished is not None:
+                self._finished.set()
