@@ -9,7 +9,8 @@ Contracts:
   enabled rule in rule-file order, calls `trigger.feed` if the trigger wants the
   event's kind (`kinds` None = all) and `trigger.tick` otherwise, so time-based
   triggers see time advance on every event. Returns the firings, each carrying
-  its rule's name.
+  its rule's name. `time` None means "no timestamp": the last known time is
+  used, and before any time is known only the state is updated.
 - `tick(time)` advances `state` and calls every enabled trigger's `tick`.
 - Isolation: a trigger that raises (or returns something that is not a firing)
   does not affect the others. Its first failure is logged with the rule name and
@@ -70,8 +71,14 @@ class RuleEngine:
         """rule name -> its trigger instance (enabled or not)."""
         return {s.rule.name: s.trigger for s in self._slots if s.trigger is not None}
 
-    def feed(self, time: float, event: PurpleDropEvent) -> list[Firing]:
+    def feed(self, time: float | None, event: PurpleDropEvent) -> list[Firing]:
         kind = self.state.update(time, event)
+        if time is None:
+            # No timestamp and none to carry forward yet (a stream that starts with
+            # electrode_state or device_info): the state learns it, triggers wait for a time.
+            time = self.state.time
+            if time is None:
+                return []
         out: list[Firing] = []
         for slot in self._slots:
             if slot.trigger is None or slot.rule.name in self.disabled:

@@ -180,3 +180,12 @@ def test_parse_rules_engine_multiple_rules_share_state():
     )
     out = eng.feed(1.0, electrode_state(drive=[2])) + eng.feed(2.0, message("hv_regulator", 2.0, voltage=10.0))
     assert [(f.rule, f.time) for f in out] == [("el", 1.0), ("volt", 2.0)]
+
+
+def test_events_before_any_time_update_state_only():
+    eng = RuleEngine(parse_rules("rules:\n  - {name: el, trigger: electrodes}\n"))
+    assert eng.feed(None, electrode_state(drive=[4])) == []
+    assert eng.state.driven_pins == {4} and eng.state.time is None
+    eng.tick(10.0)
+    [f] = eng.feed(None, electrode_state(drive=[5]))  # carried forward
+    assert f.time == 10.0 and f.evidence["added"] == [5]
