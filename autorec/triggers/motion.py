@@ -1,0 +1,271 @@
+"""`motion`: something visibly moved in the camera picture (frame difference against a slow background).
+
+Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, at construction):
+- Fed `image` events. At most `detect_fps` frames per second of stream time are
+  analysed (0: every frame); the others are ignored here (the segmenter buffers
+  them like any message), so backtests of long logs stay fast.
+- Each analysed frame is decoded to a small grayscale picture (1/`scale` of the
+  size, DCT-scaled inside the JPEG decoder: see `autorec.framedecode`), and
+  compared with a background that follows the scene with time constant
+  `background_time`. Before differencing, the frame's brightness is mapped onto
+  the background's by a least-squares gain + offset fit, so a lamp change or
+  auto-exposure step is not a difference; pixels saturated in the frame are
+  not counted.
+- score = fraction of the watched pixels (`region` and/or `mask`; default the
+  whole frame) whose normalised level differs from the background by more than
+  `pixel_threshold` (levels 0-255). A frame whose score exceeds `max_fraction`
+  is a global change (light switched, camera bumped), not motion: it never
+  counts, and the background is re-learnt from it at once.
+- Fires on every analysed frame once the score has exceeded `threshold` on
+  `min_frames` consecutive analysed frames. Evidence: `score`, `bbox`
+  ([x, y, w, h] of the changed pixels, full-frame pixels) and `frames` (the run length).
+- Corrupt or truncated JPEGs are counted (`counters["corrupt"]`) and skipped;
+  a change of frame size re-learns the background (`counters["resolution_changes"]`).
+- Stream time may jump: a backwards jump just resumes analysis, a long gap
+  makes the background snap to the next frame.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from autorec.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
+from autorec.proto import PurpleDropEvent
+from autorec.triggers.base import FiringResult, Option, StateView, Trigger
+
+# Levels at or beyond these are clipped by the sensor/encoder: their brightness cannot be normalised.
+_DARK, _BRIGHT = 8, 245
+
+
+def load_mask(path: str) -> np.ndarray:
+    """A mask image (any format FFmpeg reads: PNG, JPEG, BMP, ...) as a bool array; True = watched.
+
+    Raises ValueError("mask: ...") when the file cannot be read, or watches nothing.
+    """
+    import av  # only needed when a mask is configured
+
+    try:
+        with av.open(path) as container:
+            frame = next(container.decode(video=0))
+            gray = frame.to_ndarray(format="gray")
+    except (OSError, av.FFmpegError, StopIteration, ValueError) as exc:
+        raise ValueError(f"mask: cannot read {path} as an image ({exc})") from None
+    mask = gray > 127
+    if not mask.any():
+        raise ValueError(f"mask: {path} has no white (watched) pixels")
+    return mask
+
+
+def _brightness_fit(bg: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(gain, offset) with cur ~= gain * bg + offset: least squares over unclipped pixels.
+
+    A lamp step or auto-exposure change is, to first order, such a map. The fit uses a
+    1-in-16 subsample (two numbers need few samples) and leaves out pixels clipped in
+    either picture, which would bias the gain. Falls back to (1, 0) when the picture is flat.
+    """
+    b = bg[::4, ::4].astype(np.float64).reshape(-1)
+    c = cur[::4, ::4].astype(np.float64).reshape(-1)
+    keep = (b > _DARK) & (b < _BRIGHT) & (c > _DARK) & (c < _BRIGHT)
+    b, c = b[keep], c[keep]
+    n = b.size
+    if n < 16:
+        return 1.0, 0.0
+    mb, mc = b.mean(), c.mean()
+    b -= mb
+    c -= mc
+    var = float(np.dot(b, b))
+    gain = float(np.dot(b, c)) / var if var > 1e-3 * n else 1.0
+    if not (math.isfinite(gain) and 0.2 <= gain <= 5.0):
+        gain = 1.0
+    return gain, float(mc - gain * mb)
+
+
+def _resample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a full-frame mask to the analysis size."""
+    ys = (np.arange(height) * mask.shape[0]) // height
+    xs = (np.arange(width) * mask.shape[1]) // width
+    return mask[ys[:, None], xs[None, :]]
+
+
+class MotionTrigger(Trigger):
+    name: ClassVar[str] = "motion"
+    description: ClassVar[str] = "something moved in the camera picture (frame difference, lighting changes ignored)"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "threshold", "float", default=0.0003, min=0.0, max=1.0, help="fire above this fraction of changed pixels"
+        ),
+        Option("pixel_threshold", "float", default=25.0, min=1.0, max=255.0, help="a pixel changed by more levels"),
+        Option("min_frames", "int", default=2, min=1, help="consecutive analysed frames above threshold"),
+        Option("region", "list[int]", default=[], help="[x, y, w, h] in full-frame pixels to watch (empty: all)"),
+        Option("mask", "str", default="", help="image file, white = watched (scaled to the frame)"),
+        Option("max_fraction", "float", default=0.3, min=0.0, max=1.0, help="more changed than this is lighting"),
+        Option("detect_fps", "float", default=5.0, min=0.0, help="analyse at most this many frames/s (0: all)"),
+        Option("background_time", "duration", default=2.0, min=0.0, help="how fast the background follows"),
+        Option("scale", "int", default=4, choices=SCALES, help="analyse at 1/scale of the frame size"),
+    )
+    kinds: ClassVar[frozenset[str] | None] = frozenset({"image"})
+
+    def __init__(self, rule: str, **options: Any) -> None:
+        super().__init__(rule, **options)
+        if self.region:
+            if len(self.region) != 4:
+                raise ValueError(f"region: expected [x, y, w, h], got {self.region!r}")
+            x, y, w, h = self.region
+            if x < 0 or y < 0 or w <= 0 or h <= 0:
+                raise ValueError(f"region: x, y must be >= 0 and w, h > 0, got {self.region!r}")
+        self._mask_full = load_mask(self.mask) if self.mask else None
+        self._decoder = GrayDecoder(self.scale)
+        self._interval = 1.0 / self.detect_fps if self.detect_fps > 0 else 0.0
+        self.counters: dict[str, int] = {
+            "frames": 0,  # image events seen
+            "analysed": 0,
+            "corrupt": 0,
+            "global_changes": 0,
+            "resolution_changes": 0,
+        }
+        self.last_score: float | None = None
+        self._last_time: float | None = None
+        self._geometry: tuple[int, int, int, int] | None = None  # full w, h, reduced w, h
+        self._crop: tuple[slice, slice] = (slice(0), slice(0))
+        self._crop_mask: np.ndarray | None = None
+        self._watched = 0
+        self._background: np.ndarray | None = None
+        self._streak = 0
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
+        self.counters["frames"] += 1
+        if not self._due(time):
+            return None
+        # One read of the field: protobuf hands out the bytes object, which goes straight to the decoder.
+        return self.analyse(time, event.image.image_data)
+
+    def _due(self, time: float) -> bool:
+        last = self._last_time
+        if last is None or time < last:  # first frame, or the clock went backwards
+            return True
+        # A little slack so 10 fps timestamps with float noise still give exactly 5 analysed/s.
+        return time - last >= self._interval * 0.99
+
+    def analyse(self, time: float, jpeg: bytes) -> FiringResult:
+        """Analyse one frame now, whatever `detect_fps` says; the core of `feed`."""
+        try:
+            image = self._decoder.decode(jpeg)
+        except FrameDecodeError:
+            self.counters["corrupt"] += 1
+            return None
+        previous = self._last_time
+        self._last_time = time
+        self.counters["analysed"] += 1
+        cur = self._prepare(image)
+        bg = self._background
+        if bg is None or cur is None:
+            self._background = cur
+            self._streak = 0
+            self.last_score = None
+            return None
+
+        gain, offset = _brightness_fit(bg, cur)
+        # |(cur - offset) / gain - bg| > t  <=>  |cur - (gain * bg + offset)| > t * gain
+        predicted = bg * np.float32(gain)
+        predicted += np.float32(offset)
+        diff = np.subtract(cur, predicted)
+        np.abs(diff, out=diff)
+        changed = diff > np.float32(self.pixel_threshold * gain)
+        count = int(np.count_nonzero(changed))
+        if count:
+            # Where the frame or the prediction is clipped, brightness cannot be mapped: not evidence.
+            changed &= (cur > _DARK) & (cur < _BRIGHT) & (predicted > _DARK) & (predicted < _BRIGHT)
+            if self._crop_mask is not None:
+                changed &= self._crop_mask
+            count = int(np.count_nonzero(changed))
+        score = count / self._watched if self._watched else 0.0
+        self.last_score = score
+
+        if score > self.max_fraction:
+            # Most of the picture changed at once: lighting or a bumped camera, not a drop.
+            self.counters["global_changes"] += 1
+            self._background = cur
+            self._streak = 0
+            return None
+
+        self._learn(cur, time, previous)
+        if score <= self.threshold:
+            self._streak = 0
+            return None
+        self._streak += 1
+        if self._streak < self.min_frames:
+            return None
+        return self.fire(time, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _prepare(self, image: GrayImage) -> np.ndarray | None:
+        """The watched part of the frame as float32; resets the background when the size changes."""
+        h, w = image.pixels.shape
+        geometry = (image.full_width, image.full_height, w, h)
+        if geometry != self._geometry:
+            if self._geometry is not None:
+                self.counters["resolution_changes"] += 1
+            self._geometry = geometry
+            self._set_roi(geometry)
+            self._background = None
+        ys, xs = self._crop
+        if self._watched == 0:
+            return None
+        return image.pixels[ys, xs].astype(np.float32)
+
+    def _set_roi(self, geometry: tuple[int, int, int, int]) -> None:
+        full_w, full_h, w, h = geometry
+        sx, sy = w / full_w, h / full_h
+        if self.region:
+            x, y, rw, rh = self.region
+            x0, y0 = max(0, math.floor(x * sx)), max(0, math.floor(y * sy))
+            x1, y1 = min(w, math.ceil((x + rw) * sx)), min(h, math.ceil((y + rh) * sy))
+        else:
+            x0, y0, x1, y1 = 0, 0, w, h
+        x1, y1 = max(x0, x1), max(y0, y1)
+        self._crop = (slice(y0, y1), slice(x0, x1))
+        self._crop_mask = None
+        self._watched = (x1 - x0) * (y1 - y0)
+        if self._mask_full is not None and self._watched:
+            mask = _resample(self._mask_full, h, w)[y0:y1, x0:x1]
+            self._crop_mask = mask
+            self._watched = int(np.count_nonzero(mask))
+
+    def _learn(self, cur: np.ndarray, time: float, previous: float | None) -> None:
+        """Move the background towards the frame by the share of `background_time` that passed."""
+        bg = self._background
+        assert bg is not None
+        if previous is None or time < previous or self.background_time <= 0:
+            alpha = 1.0 if self.background_time <= 0 else min(1.0, max(self._interval, 0.1) / self.background_time)
+        else:
+            alpha = min(1.0, (time - previous) / self.background_time)
+        if alpha >= 1.0:
+            self._background = cur
+            return
+        # bg += alpha * (cur - bg), in place.
+        delta = cur - bg
+        delta *= np.float32(alpha)
+        bg += delta
+
+    def _bbox(self, changed: np.ndarray) -> list[int]:
+        full_w, full_h, w, h = self._geometry or (1, 1, 1, 1)
+        ys_any = np.flatnonzero(changed.any(axis=1))
+        xs_any = np.flatnonzero(changed.any(axis=0))
+        if not len(xs_any):
+            return [0, 0, 0, 0]
+        y0c, x0c = self._crop[0].start, self._crop[1].start
+        sx, sy = full_w / w, full_h / h
+        x0 = math.floor((x0c + xs_any[0]) * sx)
+        y0 = math.floor((y0c + ys_any[0]) * sy)
+        x1 = min(full_w, math.ceil((x0c + xs_any[-1] + 1) * sx))
+        y1 = min(full_h, math.ceil((y0c + ys_any[-1] + 1) * sy))
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    def tick(self, time: float, state: StateView) -> FiringResult:
+        return None

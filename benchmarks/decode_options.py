@@ -1,0 +1,121 @@
+"""Which way of turning a camera JPEG into a small grayscale image is fastest?
+
+Measures, on one core, frames/s for each option the dependencies give:
+PyAV's mjpeg decoder at full size (luma plane only, and luma + numpy 4x4 block
+mean), with DCT-domain downscaling (`lowres` 1/2/3 = 1/2, 1/4, 1/8 size), with
+the decoder's `gray` flag (skips chroma), with `flags2=fast`; and, when it is
+importable, OpenCV's reduced-grayscale imdecode for comparison only (OpenCV is
+not a dependency of autorec).
+
+    .venv/bin/python benchmarks/decode_options.py [--seconds 1.0] [PHOTO ...]
+
+Defaults to ../shared/fixtures/board-photo-1.jpg (baseline) and -2 (progressive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+
+
+def pyav_decoder(lowres: int = 0, gray: bool = False, fast: bool = False) -> Callable[[bytes], np.ndarray]:
+    ctx = av.CodecContext.create("mjpeg", "r")
+    opts = {"lowres": str(lowres)}
+    if gray:
+        opts["flags"] = "gray"
+    if fast:
+        opts["flags2"] = "fast"
+    ctx.options = opts
+    ctx.thread_count = 1
+
+    def decode(jpeg: bytes) -> np.ndarray:
+        frame = ctx.decode(av.Packet(jpeg))[0]
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+
+    return decode
+
+
+def block_mean(factor: int, inner: Callable[[bytes], np.ndarray]) -> Callable[[bytes], np.ndarray]:
+    def decode(jpeg: bytes) -> np.ndarray:
+        y = inner(jpeg)
+        h, w = y.shape[0] // factor * factor, y.shape[1] // factor * factor
+        return y[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float32)
+
+    return decode
+
+
+def options() -> dict[str, Callable[[bytes], np.ndarray]]:
+    out: dict[str, Callable[[bytes], np.ndarray]] = {
+        "pyav full, luma plane": pyav_decoder(),
+        "pyav full + numpy 4x4 mean": block_mean(4, pyav_decoder()),
+        "pyav full gray": pyav_decoder(gray=True),
+        "pyav lowres=1 (1/2)": pyav_decoder(1),
+        "pyav lowres=2 (1/4)": pyav_decoder(2),
+        "pyav lowres=3 (1/8)": pyav_decoder(3),
+        "pyav lowres=2 gray": pyav_decoder(2, gray=True),
+        "pyav lowres=3 gray": pyav_decoder(3, gray=True),
+        "pyav lowres=2 gray fast": pyav_decoder(2, gray=True, fast=True),
+    }
+    try:
+        import cv2  # optional, comparison only
+
+        cv2.setNumThreads(1)
+        for name, flag in (("1/4", cv2.IMREAD_REDUCED_GRAYSCALE_4), ("1/8", cv2.IMREAD_REDUCED_GRAYSCALE_8)):
+
+            def dec(jpeg: bytes, flag: int = flag) -> np.ndarray:
+                return cv2.imdecode(np.frombuffer(jpeg, np.uint8), flag)
+
+            out[f"opencv imdecode reduced gray {name} (not a dep)"] = dec
+    except ImportError:
+        pass
+    return out
+
+
+def rate(fn: Callable[[bytes], np.ndarray], jpeg: bytes, seconds: float) -> float:
+    """Best of three runs of ~seconds/3 each: the least disturbed by other load on a shared machine."""
+    fn(jpeg)
+    best = 0.0
+    for _ in range(3):
+        n = 0
+        start = time.perf_counter()
+        deadline = start + seconds / 3
+        while True:
+            fn(jpeg)
+            n += 1
+            if n % 16 == 0 and time.perf_counter() >= deadline:
+                break
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photos", nargs="*", type=Path)
+    parser.add_argument("--seconds", type=float, default=1.5, help="time per option and photo")
+    args = parser.parse_args()
+    photos = args.photos or [FIXTURES / "board-photo-1.jpg", FIXTURES / "board-photo-2.jpg"]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the target says
+    opts = options()
+    for photo in photos:
+        jpeg = photo.read_bytes()
+        print(f"{photo.name} ({len(jpeg)} bytes)")
+        baseline = None
+        for name, fn in opts.items():
+            shape = fn(jpeg).shape
+            fps = rate(fn, jpeg, args.seconds)
+            baseline = baseline or fps
+            print(f"  {name:48s} {fps:7.0f} frames/s  x{fps / baseline:4.2f}  -> {shape[1]}x{shape[0]}")
+
+
+if __name__ == "__main__":
+    main()
