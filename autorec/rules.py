@@ -210,17 +210,24 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode):
     m = _Map()
     m.line = node.start_mark.line + 1
     yield m
+    explicit = sum(1 for k, _v in node.value if k.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
+    # flatten_mapping puts keys merged in with `<<: *anchor` first; the mapping's own keys may
+    # override those, but a key written twice in the mapping itself is an error.
+    merged = len(node.value) - explicit
+    own: set = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
         except TypeError:
             raise _DuplicateKey(None, None, f"unhashable key {key!r}", key_node.start_mark) from None
-        if key in m:
-            raise _DuplicateKey(
-                None, None, f"duplicate key {key!r} (first on line {m.lines[key]})", key_node.start_mark
-            )
+        if index >= merged:
+            if key in own:
+                raise _DuplicateKey(
+                    None, None, f"duplicate key {key!r} (first on line {m.lines[key]})", key_node.start_mark
+                )
+            own.add(key)
         m[key] = loader.construct_object(value_node, deep=True)
         m.lines[key] = key_node.start_mark.line + 1
 

@@ -311,3 +311,24 @@ def test_shipped_rule_files_load(path):
             pytest.skip(f"{path.name} uses a trigger not present in this tree: {exc}")
     rs = load_rules(path)
     assert rs.rules and {r.trigger_name for r in rs.rules} == trigger_names
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    rs = load_rules(
+        write_rules(
+            tmp_path,
+            """
+            rules:
+              - &moved {name: moved, trigger: movement, post_roll: 30s, min_pins: 2}
+              - <<: *moved
+                name: moved-fast
+                post_roll: 5s
+            """,
+        )
+    )
+    assert [(r.name, r.segments.post_roll, r.options) for r in rs.rules] == [
+        ("moved", 30.0, {"min_pins": 2}),
+        ("moved-fast", 5.0, {"min_pins": 2}),
+    ]
+    err = error_of(tmp_path, "rules:\n  - &m {name: a, trigger: movement, min_pins: 0}\n  - {<<: *m, name: b}\n")
+    assert (err.line, err.key) == (2, "rules[a].min_pins")
