@@ -20,6 +20,8 @@ from pathlib import Path
 
 log = logging.getLogger("autorec.run")
 
+REPLAY_QUEUE_BYTES = 32_000_000
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.sim.config import add_sim_arguments
@@ -87,13 +89,14 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     if args.dry_run:
         sink = DryRun()
     else:
-        # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping.
+        # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
+        # and a small queue is enough (a big one would only hold memory while reading races ahead).
         sink = SegmentWriter(
             out,
             ruleset.output.name,
             fsync=ruleset.output.fsync,
             telemetry=False,
-            queue_max_bytes=ruleset.output.queue_max_bytes,
+            queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
             block=True,
         ).start()
     pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False)

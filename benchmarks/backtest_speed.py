@@ -1,0 +1,148 @@
+"""How fast does `autorec run --replay` backtest rules over a long log?
+
+Generates a long log from the built-in simulator (sans-I/O, no sockets: the
+same events `autorec sim` would send, camera frames included), then times,
+in this one process on the same file (the OS page cache warmed by the first pass):
+
+- baseline: a plain `LogReader` pass over the records (what any reader pays);
+- baseline + decode: `LogReader` plus `events.decode` of every record;
+- backtest --dry-run: `FileSource` -> `Pipeline` (timeline, rule engine,
+  segmenter) -> `DryRun`, i.e. `autorec run --replay LOG --dry-run`;
+- backtest writing: the same into a `SegmentWriter` in a temporary directory.
+
+For each: wall seconds, MB/s, records/s, and x real time (the log's own time
+span / wall time), plus the ratio to the plain LogReader baseline.
+
+    .venv/bin/python benchmarks/backtest_speed.py [--minutes 20] [--fps 10] [--rules rules/electrodes.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from autorec import events
+from autorec.commands.run import REPLAY_QUEUE_BYTES
+from autorec.filesource import FileSource
+from autorec.logfile import LogReader, LogWriter
+from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.rules import load_rules
+from autorec.writer import SegmentWriter
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def generate(path: Path, minutes: float, fps: float, seed: int) -> tuple[int, float]:
+    """Write `minutes` of simulated stream to `path`; returns (records, time span in s)."""
+    from autorec.sim.core import Simulation
+    from autorec.sim.scenario import load_scenario
+    from autorec.sim.server import make_renderer
+    from autorec.sim.stream import CLOSE, StreamEncoder
+
+    scenario = load_scenario("demo")
+    start = 1_700_000_000.0
+    duration = minutes * 60
+    sim = Simulation(scenario, seed=seed, start_time=start, duration=duration, fps=fps, camera=fps > 0)
+    renderer = make_renderer(scenario.board.cols, scenario.board.rows, seed) if fps > 0 else None
+    encoder = StreamEncoder(renderer, seed=seed)
+    n = 0
+    with LogWriter(path, mode="overwrite") as w:
+        until = start
+        while not sim.finished:
+            until += 10.0
+            for t, item in sim.advance(until):
+                for m in encoder.encode(t, item):
+                    if m is CLOSE or isinstance(m, str):
+                        continue
+                    w.write(m)
+                    n += 1
+    return n, duration
+
+
+def timed(label: str, size: int, span: float, fn, baseline: float | None = None) -> float:
+    t0 = time.perf_counter()
+    records, extra = fn()
+    wall = time.perf_counter() - t0
+    mbs = size / wall / 1e6
+    ratio = f"  {wall / baseline:5.2f}x baseline time" if baseline else ""
+    print(
+        f"{label:<26} {wall:7.2f} s  {mbs:8.1f} MB/s  {records / wall:10,.0f} rec/s  "
+        f"{span / wall:8.0f}x real time{ratio}{extra}"
+    )
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=20.0, help="simulated minutes in the generated log")
+    ap.add_argument("--fps", type=float, default=10.0, help="camera frames per second (0: no camera)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rules", type=Path, default=REPO / "rules" / "electrodes.yaml")
+    ap.add_argument("--log", type=Path, default=None, help="use this log instead of generating one")
+    args = ap.parse_args()
+    ruleset = load_rules(args.rules)
+
+    with tempfile.TemporaryDirectory(prefix="autorec-backtest-") as tmp:
+        tmpdir = Path(tmp)
+        if args.log is None:
+            log_path = tmpdir / "long.bin"
+            t0 = time.perf_counter()
+            records, span = generate(log_path, args.minutes, args.fps, args.seed)
+            print(
+                f"generated {records} records, {log_path.stat().st_size / 1e6:.1f} MB, {span:.0f} s of stream "
+                f"({args.fps:g} fps camera) in {time.perf_counter() - t0:.1f} s"
+            )
+        else:
+            log_path = args.log
+            times = [events.timestamp(ev) for _r, ev in LogReader(log_path).events()]
+            times = [t for t in times if t is not None]
+            span = times[-1] - times[0]
+        size = log_path.stat().st_size
+        print(f"rules: {args.rules.name} ({len(ruleset.rules)} rule(s))")
+
+        def read_only():
+            n = 0
+            for _ in LogReader(log_path).records():
+                n += 1
+            return n, ""
+
+        def read_decode():
+            n = 0
+            decode = events.decode
+            for r in LogReader(log_path).records():
+                decode(r.payload)
+                n += 1
+            return n, ""
+
+        def dry_run():
+            source = FileSource(log_path)
+            sink = DryRun()
+            pipe = Pipeline(ruleset, sink, offline=True, telemetry=False)
+            run_file(pipe, source)
+            return source.records, f"  ({len(sink.segments)} segments, kept {100 * sink.kept_bytes / size:.1f} %)"
+
+        def write_segments():
+            out = tmpdir / "segments"
+            source = FileSource(log_path)
+            writer = SegmentWriter(
+                out, ruleset.output.name, fsync=False, telemetry=False, block=True, queue_max_bytes=REPLAY_QUEUE_BYTES
+            ).start()
+            pipe = Pipeline(ruleset, writer, offline=True, telemetry=False)
+            run_file(pipe, source)
+            writer.close()
+            return source.records, f"  ({writer.stats.segments} segments, {writer.stats.bytes / 1e6:.1f} MB written)"
+
+        read_only()  # warm the page cache so every pass reads from memory
+        base = timed("LogReader pass (baseline)", size, span, read_only)
+        timed("LogReader + decode", size, span, read_decode, base)
+        timed("backtest --dry-run", size, span, dry_run, base)
+        timed("backtest writing segments", size, span, write_segments, base)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {rss:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
