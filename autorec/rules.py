@@ -685,7 +685,10 @@ _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
-    when = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
+    try:
+        when: _dt.datetime | None = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        when = None  # a rig clock far out of range must not stop the writer: fall back to seconds
     rule_text = "+".join(dict.fromkeys(rules)) or "none"
     parts = []
     for literal, name, spec, _conv in string.Formatter().parse(template):
@@ -693,7 +696,7 @@ def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
         if name is None:
             continue
         if name == "start":
-            parts.append(when.strftime(spec or DEFAULT_START_FORMAT))
+            parts.append(when.strftime(spec or DEFAULT_START_FORMAT) if when is not None else f"{start:.0f}")
         elif name == "rules":
             parts.append(format(rule_text, spec or ""))
         elif name == "seq":
