@@ -173,6 +173,7 @@ class _Capture:
         self.log: CaptureLog | None = None
         self.error: BaseException | None = None
         self.ready = False
+        self.stop_requested = False  # set by the caller's thread too, before the loop sees the request
         self.phase = "connecting"
         self.loop: asyncio.AbstractEventLoop | None = None
         self._last_cause = "no answer"
@@ -188,6 +189,9 @@ class _Capture:
 
     def request_stop(self) -> None:
         """Ask the capture to end (call on its loop)."""
+        self.stop_requested = True
+        if self.phase == "recording":
+            self.phase = "stopping (closing the connection)"
         self.source.stop()
 
     def _connect_timed_out(self) -> None:
@@ -305,7 +309,13 @@ class EventRecorder:
 
     @property
     def recording(self) -> bool:
-        return self._capture is not None and self._capture.error is None and self._capture.phase == "recording"
+        capture = self._capture
+        return (
+            capture is not None
+            and capture.error is None
+            and capture.phase == "recording"
+            and not capture.stop_requested
+        )
 
     @property
     def count(self) -> int:
@@ -336,7 +346,7 @@ class EventRecorder:
         with self._lock:
             self._finish_failed()
             if self._capture is not None:
-                state = "stopping" if self._capture.phase != "recording" else "recording"
+                state = "stopping" if self._capture.stop_requested else "recording"
                 raise RecorderError(f"already {state} to {self._capture.path}; call stop() first")
             capture = _Capture(
                 self.uri, Path(path), self.mode, self.connect_timeout, self.reconnect_timeout, self._source_options
@@ -382,6 +392,7 @@ class EventRecorder:
             capture, thread = self._capture, self._thread
             if capture is None or thread is None:
                 raise RecorderError("not recording")
+            capture.stop_requested = True
             self._request_stop(capture)
             thread.join(timeout)
             if thread.is_alive():
@@ -438,7 +449,13 @@ class AsyncEventRecorder:
 
     @property
     def recording(self) -> bool:
-        return self._capture is not None and self._capture.error is None and self._capture.phase == "recording"
+        capture = self._capture
+        return (
+            capture is not None
+            and capture.error is None
+            and capture.phase == "recording"
+            and not capture.stop_requested
+        )
 
     @property
     def count(self) -> int:
@@ -457,7 +474,8 @@ class AsyncEventRecorder:
             self._last = capture
             capture.outcome()
         if self._capture is not None:
-            raise RecorderError(f"already recording to {self._capture.path}; call stop() first")
+            state = "stopping" if self._capture.stop_requested else "recording"
+            raise RecorderError(f"already {state} to {self._capture.path}; call stop() first")
         capture = _Capture(
             self.uri, Path(path), self.mode, self.connect_timeout, self.reconnect_timeout, self._source_options
         )
