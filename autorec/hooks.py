@@ -23,9 +23,13 @@ in the environment as `AUTOREC_PATH`, `AUTOREC_SIDECAR`, ... and
 
 Contracts of `HookRunner`:
 - `submit()` never blocks and never raises for a hook's sake: it queues the
-  event's commands and callbacks for a small pool of worker threads and
-  returns at once. If the queue is full (hooks far slower than segments) the
-  event is dropped, logged and counted in `counters["dropped"]`.
+  event's commands and callbacks and returns at once. Each hook event has
+  its own queue and worker thread: hooks of one event run one at a time, in
+  the order submitted (an alert's "cleared" never overtakes its "raised";
+  archiving segments does not compete with itself for the disk), and a slow
+  `on_segment_close` never holds up `on_alert`. If a queue is full
+  (`max_pending`: hooks far slower than segments) the hook is dropped,
+  logged and counted in `counters["dropped"]`.
 - Every command gets `timeout` seconds; on expiry its whole process group is
   terminated (SIGTERM, then SIGKILL a second later). Its exit status, or the
   timeout, or a failure to start, is logged with the tail of its output and
@@ -221,13 +225,12 @@ class HookRunner:
     """Runs the hook commands and callbacks of a recorder in the background. See the module docstring.
 
     `commands` maps hook event names to argv lists as written in the rule file
-    (validated here; HookConfigError on a bad one). `workers` bounds how many
-    hooks run at once, `max_pending` how many may wait.
+    (validated here; HookConfigError on a bad one). `max_pending` bounds how
+    many hooks of one event may wait.
     """
 
     commands: Mapping[str, Any] | None = None
     timeout: float = DEFAULT_TIMEOUT
-    workers: int = 2
     max_pending: int = 1000
     keep_results: int = 100
     cwd: str | os.PathLike[str] | None = None
@@ -243,14 +246,16 @@ class HookRunner:
         self._callbacks: dict[str, list[Callable[[HookEvent], Any]]] = {e: [] for e in EVENTS}
         self.counters = dict.fromkeys(("submitted", "started", "ok", "failed", "timed_out", "dropped"), 0)
         self.results = collections.deque(maxlen=self.keep_results)
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.max_pending)
+        self._queues: dict[str, queue.Queue[_Job | None]] = {e: queue.Queue(maxsize=self.max_pending) for e in EVENTS}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = 0  # jobs queued or running
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._closed = False
+        self._abandoned = False  # past the grace period: start nothing more
         self._threads = [
-            threading.Thread(target=self._work, name=f"autorec-hook-{i}", daemon=True) for i in range(self.workers)
+            threading.Thread(target=self._work, args=(q,), name=f"autorec-hook-{e}", daemon=True)
+            for e, q in self._queues.items()
         ]
         for t in self._threads:
             t.start()
@@ -285,7 +290,7 @@ class HookRunner:
                 self._busy += 1
                 self.counters["submitted"] += 1
             try:
-                self._queue.put_nowait(job)
+                self._queues[event].put_nowait(job)
                 queued += 1
             except queue.Full:
                 with self._lock:
@@ -321,22 +326,13 @@ class HookRunner:
         finished = self.wait(grace)
         if not finished:
             with self._lock:
+                self._abandoned = True  # workers drop what is still queued
                 procs = list(self._procs)
             for proc in procs:
                 log.warning("hook still running after the %.1f s grace period, killed: pid %d", grace, proc.pid)
                 _kill_group(proc, signal.SIGKILL)
-            # drop what never started; workers finish the killed ones promptly
-            while True:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not None:
-                    with self._lock:
-                        self._busy -= 1
-                        self.counters["dropped"] += 1
-        for _ in self._threads:
-            self._queue.put(None)
+        for q in self._queues.values():
+            q.put(None)  # after the queued jobs: each worker stops once its queue is done (or dropped)
         for t in self._threads:
             t.join(timeout=2.0)
         return finished
@@ -349,11 +345,17 @@ class HookRunner:
 
     # -- the workers' side -------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, jobs: queue.Queue[_Job | None]) -> None:
         while True:
-            job = self._queue.get()
+            job = jobs.get()
             if job is None:
                 return
+            with self._lock:
+                if self._abandoned:
+                    self._busy -= 1
+                    self.counters["dropped"] += 1
+                    self._idle.notify_all()
+                    continue
             try:
                 result = self._run_callback(job) if job.callback is not None else self._run_command(job)
             except Exception as exc:  # a bug here must not kill the worker
@@ -413,6 +415,8 @@ class HookRunner:
         with self._lock:
             self.counters["started"] += 1
             self._procs.add(proc)
+            if self._abandoned:  # close() gave up while this one was starting
+                _kill_group(proc, signal.SIGKILL)
         timed_out = False
         try:
             try:

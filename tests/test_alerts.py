@@ -188,10 +188,8 @@ def test_alerts_and_on_alert_hook_against_the_simulator(tmp_path: Path) -> None:
 
     out = tmp_path / "alerts log.txt"
     append = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')"
-    # one worker: hook runs in submission order, so the file lists the alerts in order
-    hooks = HookRunner(
-        {"on_alert": [sys.executable, "-c", append, str(out), "{state}", "{alert}"]}, timeout=30, workers=1
-    )
+    # on_alert hooks run one at a time in submission order, so the file lists the alerts in order
+    hooks = HookRunner({"on_alert": [sys.executable, "-c", append, str(out), "{state}", "{alert}"]}, timeout=30)
     reporter = AlertReporter(AlertMonitor(alert_after=0.5, camera_stall=1.0), hooks)
     seen = {"image": 0, "other": 0}
 

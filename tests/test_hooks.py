@@ -161,12 +161,12 @@ def test_hanging_hook_is_killed_with_its_children_and_never_delays_submit(tmp_pa
         "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
         " open(sys.argv[1], 'w').write(str(p.pid)); time.sleep(300)"
     )
-    runner = HookRunner({"on_segment_close": [PY, "-c", code, str(pidfile)]}, timeout=1.0, workers=1)
+    runner = HookRunner({"on_segment_close": [PY, "-c", code, str(pidfile)]}, timeout=1.0)
     try:
         t0 = time.perf_counter()
         runner.segment_closed("a.bin", "a.json", "r", 1.0, 2.0)
         first = time.perf_counter() - t0
-        # more events than workers while the first hangs: each submit still returns at once
+        # more events while the first hangs (they queue behind it): each submit still returns at once
         t0 = time.perf_counter()
         for i in range(20):
             runner.segment_closed(f"{i}.bin", f"{i}.json", "r", 1.0, 2.0)
@@ -225,7 +225,7 @@ def test_python_callbacks_get_values_and_a_raising_one_is_contained(caplog: pyte
 
 def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     gate = threading.Event()
-    runner = HookRunner(workers=1, max_pending=2)
+    runner = HookRunner(max_pending=2)
     runner.add_callback("on_segment_open", lambda e: gate.wait(DEADLINE))
     try:
         queued = [runner.submit("on_segment_open", path=str(i)) for i in range(5)]
@@ -247,3 +247,20 @@ def test_status_reports_counters_and_last_results() -> None:
     assert status["ok"] == 1 and status["pending"] == 0
     assert status["last"][0]["hook"] == "true" and status["last"][0]["returncode"] == 0
     assert os.environ.get("AUTOREC_EVENT") is None  # hooks' environment never leaks into ours
+
+
+def test_hooks_of_one_event_run_in_order_and_a_slow_event_does_not_hold_up_another(tmp_path: Path) -> None:
+    out = tmp_path / "order.txt"
+    append = [PY, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')", str(out), "{alert}"]
+    slow = [PY, "-c", "import time; time.sleep(300)"]
+    runner = HookRunner({"on_alert": append, "on_segment_close": slow}, timeout=60)
+    try:
+        runner.segment_closed("a.bin", "a.json", "r", 1.0, 2.0)  # hangs for the whole test
+        for i in range(8):
+            runner.submit("on_alert", alert=f"a{i}", message="m", state="raised", time=float(i))
+        assert _poll(lambda: runner.counters["ok"] == 8)
+        assert out.read_text().splitlines() == [f"a{i}" for i in range(8)]
+        assert runner.pending == 1  # only the slow close hook
+    finally:
+        assert runner.close(0.2) is False
+    assert runner.counters["failed"] == 1  # the slow one, killed at close
