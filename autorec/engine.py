@@ -72,6 +72,8 @@ class RuleEngine:
         return {s.rule.name: s.trigger for s in self._slots if s.trigger is not None}
 
     def feed(self, time: float | None, event: PurpleDropEvent) -> list[Firing]:
+        if time is not None and not math.isfinite(time):
+            time = None  # never hand NaN/inf to triggers: it would count against built-ins as errors
         kind = self.state.update(time, event)
         if time is None:
             # No timestamp and none to carry forward yet (a stream that starts with
@@ -90,6 +92,8 @@ class RuleEngine:
         return out
 
     def tick(self, time: float) -> list[Firing]:
+        if not math.isfinite(time):
+            return []
         self.state.advance(time)
         out: list[Firing] = []
         for slot in self._slots:

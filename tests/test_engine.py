@@ -189,3 +189,5 @@ def test_events_before_any_time_update_state_only():
     eng.tick(10.0)
     [f] = eng.feed(None, electrode_state(drive=[5]))  # carried forward
     assert f.time == 10.0 and f.evidence["added"] == [5]
+    assert eng.feed(math.nan, electrode_state(drive=[6])) != [] and eng.tick(math.inf) == []
+    assert eng.state.time == 10.0 and eng.errors == {}
