@@ -305,3 +305,44 @@ def test_rules_motion_yaml_loads_with_the_motion_trigger() -> None:
     assert motion and motion[0].trigger is MotionTrigger
     trig = motion[0].make_trigger()
     assert isinstance(trig, MotionTrigger)
+
+
+# -- the simulator's own scenario and truth ---------------------------------------------------
+
+
+def test_simulated_rig_lighting_from_truth_never_fires_and_moves_do() -> None:
+    from autorec.sim.core import CameraFrame, Simulation
+    from autorec.sim.scenario import parse_scenario
+
+    scenario = parse_scenario(
+        "board: misl_v4.1\n"
+        "drops: [[3, 3]]\n"
+        "timeline:\n"
+        "  - idle: 3s\n"
+        "  - lighting: 0.8\n"
+        "  - idle: 3s\n"
+        "  - flicker: {amplitude: 0.06, period: 1.5s, for: 6s}\n"
+        "  - idle: 7s\n"
+        "  - lighting: 1.2\n"
+        "  - idle: 3s\n"
+        "  - move: {drop: 0, path: [[4, 3], [5, 3], [6, 3]]}\n"
+        "  - idle: 60s\n",
+        "test-scenario",
+    )
+    sim = Simulation(scenario, seed=3, start_time=1000.0, duration=24.0)
+    cam = CameraRenderer(scenario.board.cols, scenario.board.rows, seed=3)
+    trig = MotionTrigger("m")
+    fired: list[Firing] = []
+    for t, item in sim.advance(1024.0):
+        if isinstance(item, CameraFrame):
+            fired += as_firings(trig.feed(t, image_event(cam.frame(item.drops, item.gain, item.offset)), None))  # type: ignore[arg-type]
+    truth = sim.truth.as_dict(until=1024.0)
+    assert len(truth["lighting"]) == 3 and truth["activity"], truth
+    first_move = min(a["start"] for a in truth["activity"])
+    assert first_move > max(e["end"] for e in truth["lighting"])
+    # Nothing fires before the drop moves (lighting steps and flicker included)...
+    assert [f.time for f in fired if f.time < first_move] == []
+    # ...and the move fires soon after it starts, inside the activity window (+ background catch-up).
+    assert fired and fired[0].time < first_move + 1.5
+    last_end = max(a["end"] for a in truth["activity"])
+    assert all(f.time <= last_end + 2 * trig.background_time for f in fired)
