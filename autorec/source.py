@@ -131,10 +131,15 @@ class SourceStats:
 def describe_failure(exc: BaseException) -> str:
     """A short, human cause for a failed or lost connection."""
     if isinstance(exc, ConnectionClosed):
-        if exc.rcvd is None:
+        sent, rcvd = exc.sent, exc.rcvd
+        if sent is not None and int(sent.code) not in (1000, 1001) and (rcvd is None or exc.rcvd_then_sent is False):
+            # We closed on a protocol problem, e.g. a frame over max_size (1009).
+            reason = f": {sent.reason}" if sent.reason else ""
+            return f"closed by autorec (code {int(sent.code)}{reason})"
+        if rcvd is None:
             return "connection lost (no close frame)"
-        reason = f": {exc.rcvd.reason}" if exc.rcvd.reason else ""
-        return f"server closed the connection (code {int(exc.rcvd.code)}{reason})"
+        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        return f"server closed the connection (code {int(rcvd.code)}{reason})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):

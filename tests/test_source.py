@@ -161,6 +161,20 @@ def test_dropped_connection_reconnects_and_reports_gap(upstream_log: Path) -> No
     asyncio.run(main())
 
 
+def test_frame_over_max_size_is_reported_as_the_gap_cause() -> None:
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, max_size=1000, min_backoff=0.02) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, [big_image_event(4096)])
+                gone = await expect(source, Disconnected)
+                assert "code 1009" in gone.cause and "closed by autorec" in gone.cause
+                await expect(source, Connected)  # and it carries on
+
+    asyncio.run(main())
+
+
 def test_stop_ends_iteration_while_retrying() -> None:
     port = free_port()
 
