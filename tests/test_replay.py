@@ -1,0 +1,131 @@
+"""`autorec replay`: a log served as a live stream over a real websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from test_sim_support import DEADLINE, receive
+
+from autorec import events
+from autorec.logfile import LogReader, LogWriter
+from autorec.proto import PurpleDropEvent
+from autorec.replay import ReplayServer, playback_offsets
+
+
+def _event(kind: str, t: float | None) -> bytes:
+    ev = PurpleDropEvent()
+    if kind == "device_info":
+        ev.device_info.connected = True
+    else:
+        getattr(ev, kind).SetInParent()  # selects the kind; no timestamp unless set below
+        if t is not None:
+            events.set_timestamp(ev, t)
+    return ev.SerializeToString()
+
+
+def test_playback_offsets_keep_untimed_records_in_place():
+    payloads = [
+        _event("electrode_state", None),  # before any timestamp: due at once
+        _event("hv_regulator", 100.0),
+        _event("device_info", None),
+        b"\xff\xff garbage",
+        _event("hv_regulator", 100.5),
+        _event("electrode_state", None),
+        _event("hv_regulator", 99.0),  # clock stepped back: plays on at once
+        _event("hv_regulator", 101.0),
+        _event("hv_regulator", 200.0),
+    ]
+    due = [d for d, _ in playback_offsets(payloads)]
+    assert due == [0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 1.0, 100.0]
+    capped = [d for d, _ in playback_offsets(payloads, max_gap=2.0)]
+    assert capped[-1] == 3.0
+    assert [p for _, p in playback_offsets(payloads)] == payloads
+
+
+def _play(path, speed: float, loop: bool = False, limit: int | None = None):
+    async def main():
+        async with ReplayServer(path, speed=speed, loop=loop, port=0, wait_for_clients=1) as server:
+            got = asyncio.ensure_future(receive(server.uri, limit=limit))
+            if limit is None:
+                await asyncio.wait_for(server.wait_finished(), DEADLINE)
+                await asyncio.wait_for(server.broadcaster.drain(DEADLINE), DEADLINE)
+            else:
+                await asyncio.wait_for(asyncio.shield(got), DEADLINE)
+            stats = server.stats
+        return await got, stats
+
+    return asyncio.run(main())
+
+
+def test_replay_of_upstream_log_keeps_records_and_timing(upstream_log, upstream_counts):
+    records = [r.payload for r in LogReader(upstream_log).records()]
+    msgs, stats = _play(upstream_log, speed=10)
+    assert [m.payload for m in msgs] == records
+    assert len(records) == upstream_counts["records"]
+    assert stats["passes"] == 1
+    # spacing: arrival times follow the timestamps / 10
+    first_at, first_ts = None, None
+    errors = []
+    for m in msgs:
+        ts = events.timestamp(events.decode(m.payload))
+        if ts is None:
+            continue
+        if first_at is None:
+            first_at, first_ts = m.at, ts
+            continue
+        errors.append((m.at - first_at) - (ts - first_ts) / 10)
+    span = (max(events.timestamp(events.decode(p)) or 0 for p in records) - first_ts) / 10
+    assert span > 2.5
+    assert msgs[-1].at - first_at == pytest.approx(span, abs=0.25)
+    errors.sort()
+    assert abs(errors[len(errors) // 2]) < 0.05  # median
+    assert errors[int(len(errors) * 0.9)] < 0.2  # late by load at most now and then, never early
+    assert errors[0] > -0.02
+
+
+def test_replay_loop_starts_again(tmp_path):
+    path = tmp_path / "short.bin"
+    payloads = [_event("hv_regulator", 1000.0 + i * 0.1) for i in range(5)] + [_event("electrode_state", None)]
+    with LogWriter(path) as w:
+        for p in payloads:
+            w.write(p)
+    msgs, stats = _play(path, speed=20, loop=True, limit=3 * len(payloads))
+    assert [m.payload for m in msgs] == payloads * 3
+    assert stats["passes"] >= 2
+
+
+def test_replay_cli_errors_and_truncated_log(tmp_path):
+    missing = tmp_path / "missing.bin"
+    r = subprocess.run(
+        [sys.executable, "-m", "autorec", "replay", str(missing), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "no such log file" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "autorec", "replay", str(missing), "--speed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "--speed must be above zero" in r.stdout
+
+    cut = tmp_path / "cut.bin"
+    with LogWriter(cut) as w:
+        for i in range(3):
+            w.write(_event("hv_regulator", 1000.0 + i * 0.01))
+    with open(cut, "ab") as f:
+        f.write(b"\x40\x00\x00\x00partial")
+    r = subprocess.run(
+        [sys.executable, "-m", "autorec", "replay", str(cut), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sent 3 record(s)" in r.stdout
+    assert "ends inside a record" in r.stderr
