@@ -134,9 +134,9 @@ class Pipeline:
         if isinstance(item, Message):
             self.message(item)
         elif isinstance(item, Connected):
-            self.connected(item.monotonic)
+            self.connected(item.monotonic, item.time)
         elif isinstance(item, Disconnected):
-            self.disconnected(item.monotonic)
+            self.disconnected(item.monotonic, item.time)
 
     def message(self, msg: Message) -> None:
         if msg.rejected is not None:
@@ -187,14 +187,21 @@ class Pipeline:
         for listener in self.listeners:
             listener.message(t, kind)
 
-    def tick(self, monotonic: float | None = None, time: float | None = None) -> None:
-        """Time passes without a message: live give `monotonic`, offline give stream `time`."""
+    def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
+        """Time passes without a message: live give `monotonic`, offline give stream `time`.
+
+        Before any stream time is known (never connected, or nothing timestamped yet) only the
+        listeners are ticked, with the local `wall` clock: the alert for a rig that never
+        answered needs a clock, and there is no other."""
         t = time
         if t is None:
             if monotonic is None:
                 return
             t = self.timeline.tick(monotonic)
             if t is None:
+                if wall is not None:
+                    for listener in self.listeners:
+                        listener.tick(wall)
                 return
             t -= self.tick_lag
         if self._segment_time is not None and t <= self._segment_time:
@@ -209,23 +216,27 @@ class Pipeline:
         for listener in self.listeners:
             listener.tick(t)
 
-    def connected(self, monotonic: float | None = None) -> None:
+    def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        """The source connected. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = True
         t = self._now(monotonic)
-        if t is None:
+        if t is not None:
+            self._submit(self.segmenter.connected(t))
+        elif wall is None:
             return
-        self._submit(self.segmenter.connected(t))
         for listener in self.listeners:
-            listener.connected(t)
+            listener.connected(t if t is not None else wall)
 
-    def disconnected(self, monotonic: float | None = None) -> None:
+    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = False
         t = self._now(monotonic)
-        if t is None:
+        if t is not None:
+            self._submit(self.segmenter.disconnected(t))
+        elif wall is None:
             return
-        self._submit(self.segmenter.disconnected(t))
         for listener in self.listeners:
-            listener.disconnected(t)
+            listener.disconnected(t if t is not None else wall)
 
     def finish(self, reason: str | None = None) -> None:
         """Close the open segment (end of stream or shutdown)."""
@@ -256,10 +267,11 @@ class Pipeline:
     def _now(self, monotonic: float | None) -> float | None:
         if self.offline or monotonic is None:
             return self._segment_time if self._segment_time is not None else self.timeline.time
+        # No tick lag here: a (dis)connection is ordered after every message of the old
+        # connection, so nothing can still be on its way, and the gap keeps its true length.
         t = self.timeline.tick(monotonic)
         if t is None:
             return None
-        t -= self.tick_lag
         return max(t, self._segment_time) if self._segment_time is not None else t
 
     def _submit(self, actions: list[Action]) -> None:
@@ -435,7 +447,7 @@ async def run_live(
         while True:
             await asyncio.sleep(tick_interval)
             now = _time.monotonic()
-            pipeline.tick(now)
+            pipeline.tick(now, wall=_time.time())
             if status is not None:
                 status.maybe_show(now)
 

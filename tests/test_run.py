@@ -201,3 +201,52 @@ def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
     proc = autorec("run", "--rules", str(RULES), "--replay", str(tmp_path / "missing.bin"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "no such log" in err
+
+
+# -- the pipeline in process, with hand-made messages ---------------------------------------
+
+
+def _pipeline(tmp_path: Path, **kw):
+    from autorec.pipeline import DryRun, Pipeline
+    from autorec.rules import load_rules
+
+    sink = DryRun()
+    return Pipeline(load_rules(RULES), sink, **kw), sink
+
+
+def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
+    from segment_helpers import payload
+
+    from autorec.source import Message
+
+    p = payload(kind, t, value)
+    return Message(p, 0.0, mono, kind, event=events.decode(p))
+
+
+def test_pipeline_counts_rejects_and_holds_untimed_messages_until_a_time(tmp_path: Path):
+    from autorec.source import Message
+
+    pipe, sink = _pipeline(tmp_path, offline=True)
+    pipe.message(Message(b"\xff\x00garbage", 0.0, 0.0, None, rejected="not a PurpleDropEvent"))
+    pipe.message(_msg("electrode_state", None, 1))  # no time known yet: held
+    assert pipe.stats.messages == 0 and pipe.stats.rejected == 1
+    pipe.message(_msg("hv_regulator", 1000.0, 1))
+    assert pipe.stats.messages == 2 and pipe.stats.first_time == 1000.0
+    pipe.message(_msg("electrode_state", None, 2))  # a change of driven pins: fires
+    pipe.message(_msg("hv_regulator", 1001.0, 2))
+    pipe.finish()
+    [seg] = sink.segments
+    assert seg.rules == ("electrodes-changed",) and seg.reason == "end_of_log"
+
+
+def test_live_ticks_close_the_post_roll_on_the_monotonic_clock(tmp_path: Path):
+    pipe, sink = _pipeline(tmp_path, rate=1.0, tick_lag=0.25)
+    pipe.message(_msg("electrode_state", 1000.0, 1, mono=50.0))
+    pipe.message(_msg("electrode_state", 1000.5, 2, mono=50.5))  # fires: post_roll 20 s -> ends at 1020.5
+    assert pipe.segmenter.is_open
+    pipe.tick(monotonic=50.5 + 20.0)  # 1020.25 after the lag: still open
+    assert pipe.segmenter.is_open and not sink.segments
+    pipe.tick(monotonic=50.5 + 20.5)
+    assert not pipe.segmenter.is_open
+    [seg] = sink.segments
+    assert seg.end == 1020.5 and seg.reason == "post_roll"

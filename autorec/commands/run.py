@@ -124,11 +124,118 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     return 0
 
 
-def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-    import asyncio
+class _Services:
+    """The overnight services around a live pipeline, wired through its plug points.
 
-    from autorec.pipeline import Pipeline, StatusLine, run_live
-    from autorec.source import DEFAULT_URI, WebsocketSource
+    Writer observers: segment hooks, video export on close, retention. Stream
+    listeners: disk floor guard (pauses the segmenter), alerts (with the
+    on_alert hook), status file. Built before the writer starts; `close()`
+    lets hooks and exports finish within the rule file's `shutdown_grace`.
+    """
+
+    def __init__(self, ruleset, out: Path) -> None:
+        from autorec.alerts import AlertMonitor
+        from autorec.diskfloor import DiskFloor, DiskWatch, MinFree
+        from autorec.exportqueue import ExportQueue
+        from autorec.hooks import SegmentHooks
+        from autorec.hooks import from_config as hooks_from_config
+        from autorec.retention import RetentionPolicy, RetentionWorker
+
+        self.ruleset = ruleset
+        self.out = out
+        self.hooks = hooks_from_config(ruleset.hooks)
+        self.export = ExportQueue(ruleset.output.video)
+        self.retention = RetentionPolicy.from_config(ruleset.output.keep, ruleset.output.max_total)
+        self.retention_worker: RetentionWorker | None = None
+        self.monitor = AlertMonitor(ruleset.alerts.alert_after, ruleset.alerts.camera_stall)
+        self.disk = DiskWatch(
+            out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
+        )
+        self.segment_hooks = SegmentHooks(self.hooks)
+
+    def observers(self) -> list:
+        from autorec.writer import SegmentObserver
+
+        export = self.export
+
+        class _ExportOnClose(SegmentObserver):
+            def segment_closed(self, segment) -> None:
+                export.submit(segment.path)
+
+        out = [self.segment_hooks]
+        if self.ruleset.output.video != "off":
+            out.append(_ExportOnClose())
+        return out
+
+    def attach(self, pipeline, writer) -> None:
+        from autorec.alerts import AlertReporter
+        from autorec.diskfloor import DiskFloorGuard
+        from autorec.retention import RetentionWorker
+        from autorec.statusfile import StatusReporter
+
+        alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
+
+        def floor_changed(t: float, change) -> None:
+            if change.state == "below":
+                alerts.disk_floor_reached(t, change.free_bytes, change.floor_bytes)
+            else:
+                alerts.disk_floor_cleared(t, change.free_bytes)
+
+        guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
+        pipeline.listeners += [guard, alerts]
+        if self.retention.active:
+            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
+            writer.add_observer(self.retention_worker)
+            self.retention_worker.request()
+        if self.ruleset.output.status_file:
+
+            def counters() -> dict[str, int]:
+                ps, ws = pipeline.stats, writer.stats
+                return {
+                    "messages": ps.messages,
+                    "rejected": ps.rejected,
+                    "firings": ps.firings,
+                    "segments_opened": ps.segments,
+                    "segments_closed": ws.segments,
+                    "bytes_written": ws.bytes,
+                    "dropped": ws.dropped,
+                    "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+                    "write_errors": ws.errors,
+                    "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
+                    "suppressed_firings": pipeline.segmenter.suppressed,
+                    "clock_jumps": len(pipeline.timeline.jumps),
+                    "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
+                    "exports_failed": self.export.failed,
+                }
+
+            self.status = StatusReporter(
+                self.out / self.ruleset.output.status_file,
+                counters=counters,
+                alerts=self.monitor.status,
+                writer_stats=lambda: writer.stats,
+                disk=self.disk,
+            )
+            pipeline.listeners.append(self.status)
+        else:
+            self.status = None
+
+    def close(self) -> None:
+        grace = self.ruleset.shutdown_grace
+        if self.status is not None:
+            self.status.update(force=True)
+        if not self.hooks.close(grace):
+            log.warning("hooks still running after %g s were stopped", grace)
+        self.export.close(grace)
+        if self.retention_worker is not None:
+            self.retention_worker.close(5)
+
+
+def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
+
+    from autorec.instancelock import InstanceLock, InstanceLockError
+    from autorec.pipeline import Pipeline
+    from autorec.recovery import recover_directory
+    from autorec.source import DEFAULT_URI
     from autorec.writer import SegmentWriter
 
     sim_config = None
@@ -147,19 +254,43 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
     except OSError as exc:
         print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    writer = SegmentWriter(
-        out,
-        ruleset.output.name,
-        fsync=ruleset.output.fsync,
-        telemetry=ruleset.output.telemetry and not args.no_telemetry,
-        queue_max_bytes=ruleset.output.queue_max_bytes,
-    ).start()
-    pipeline = Pipeline(
-        ruleset,
-        writer,
-        rate=sim_config.speed if sim_config is not None else 1.0,
-        telemetry=ruleset.output.telemetry and not args.no_telemetry,
-    )
+    lock = InstanceLock(out)
+    try:
+        lock.acquire()
+    except InstanceLockError as exc:
+        print(f"autorec run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if lock.previous is not None:
+            log.info("took over the lock of a recorder that is gone (%s)", lock.previous.describe())
+        for recovered in recover_directory(out, fsync=ruleset.output.fsync):
+            log.warning("%s", recovered.message())
+        services = _Services(ruleset, out)
+        telemetry = ruleset.output.telemetry and not args.no_telemetry
+        writer = SegmentWriter(
+            out,
+            ruleset.output.name,
+            fsync=ruleset.output.fsync,
+            telemetry=telemetry,
+            queue_max_bytes=ruleset.output.queue_max_bytes,
+            observers=services.observers(),
+        )
+        pipeline = Pipeline(
+            ruleset, writer, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry
+        )
+        services.attach(pipeline, writer)
+        writer.start()
+        return _record(pipeline, writer, services, uri, out, sim_config, duration)
+    finally:
+        lock.release()
+
+
+def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_config, duration: float | None) -> int:
+    import asyncio
+
+    from autorec.pipeline import StatusLine, run_live
+    from autorec.source import WebsocketSource
+
     status = StatusLine(pipeline, out, writer_stats=lambda: writer.stats)
 
     async def main() -> None:
@@ -201,6 +332,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         pass
     finally:
         ok = writer.close(30)
+        services.close()
     if not ok:
         log.error("writer did not finish within 30 s")
         return 1
