@@ -11,12 +11,25 @@ as they are (a still scene: same decode cost, no firings).
 Prints frames/s with `detect_fps: 0` (every frame analysed: the worst case),
 the decode alone (`GrayDecoder`, same scale) as the in-process baseline, and
 their ratio. Target: >= 600 frames/s for board-photo-1.
+
+    --replay-minutes N   also write an N-minute 10 fps simulated log (demo scenario,
+                         simulator core + camera renderer) and time
+                         `autorec run --replay LOG --dry-run` with rules/motion.yaml,
+                         against rules/electrodes.yaml (no camera work) as baseline.
+                         Target: >= 60x real time for 60 minutes.
+    --live-seconds N     also serve `autorec sim` (its own process) at 10 fps, real time,
+                         and record it with `autorec run` (motion + electrodes + movement)
+                         for N seconds: the recorder's CPU share of one core. Target: <= 3 %.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,10 +139,143 @@ def bench(label: str, jpegs: list[bytes], seconds: float) -> None:
     )
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_sim_log(path: Path, minutes: float) -> dict:
+    """An N-minute simulated log at 10 fps (demo scenario), as `autorec record --sim` would keep it."""
+    from autorec.logfile import LogWriter
+    from autorec.sim.camera import CameraRenderer
+    from autorec.sim.core import Simulation
+    from autorec.sim.scenario import load_scenario
+    from autorec.sim.stream import StreamEncoder
+
+    scenario = load_scenario("demo")
+    start = 1_700_000_000.0
+    sim = Simulation(scenario, seed=1, start_time=start, duration=minutes * 60, fps=10.0)
+    cam = CameraRenderer(scenario.board.cols, scenario.board.rows, seed=1)
+    encoder = StreamEncoder(cam, seed=1)
+    messages = images = 0
+    with LogWriter(path, mode="overwrite") as writer:
+        t = start
+        while not sim.finished and t < start + minutes * 60:
+            t += 10.0
+            for when, item in sim.advance(t):
+                for msg in encoder.encode(when, item):
+                    if isinstance(msg, bytes):
+                        writer.write(msg)
+                        messages += 1
+                        images += msg[:1] == b"\x1a"  # field 3 (image), length-delimited
+    truth = sim.truth.as_dict()
+    return {"messages": messages, "images": images, "activity": len(truth["activity"]), "cache": cam.cache_info()}
+
+
+def child_run(argv: list[str]) -> tuple[float, float, int, str]:
+    """(wall s, child CPU s, peak RSS KiB of the largest child so far, stdout) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss, proc.stdout
+
+
+def bench_replay(minutes: float) -> None:
+    autorec = [sys.executable, "-m", "autorec"]
+    with tempfile.TemporaryDirectory(prefix="motion-replay-") as tmp:
+        log = Path(tmp) / "sim.bin"
+        start = time.perf_counter()
+        info = write_sim_log(log, minutes)
+        made = time.perf_counter() - start
+        size = log.stat().st_size
+        print(
+            f"replay: {minutes:g} min simulated log, {size / 1e6:.0f} MB, {info['images']} frames,"
+            f" {info['messages']} messages, {info['activity']} activity windows (written in {made:.1f} s)"
+        )
+        for rules in ("electrodes.yaml", "motion.yaml"):
+            argv = [*autorec, "run", "--rules", str(REPO / "rules" / rules), "--replay", str(log), "--dry-run"]
+            wall, cpu, rss, out = child_run(argv)
+            segments = sum(1 for line in out.splitlines() if line.lstrip()[:1].isdigit())
+            print(
+                f"  rules/{rules:16s} {wall:6.1f} s wall, {cpu:6.1f} s CPU, {minutes * 60 / wall:6.0f}x real time,"
+                f" {size / wall / 1e6:5.0f} MB/s, peak RSS {rss / 1024:.0f} MiB; dry-run lines {segments}"
+            )
+
+
+LIVE_RULES = """\
+source: ws://127.0.0.1:7001
+output: {dir: recordings}
+rules:
+  - {name: motion, trigger: motion}
+  - {name: electrodes, trigger: electrodes}
+  - {name: drops, trigger: movement}
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_live(seconds: float) -> None:
+    """The recorder's CPU share while it records a 10 fps simulated rig in real time."""
+    autorec = [sys.executable, "-m", "autorec"]
+    with tempfile.TemporaryDirectory(prefix="motion-live-") as tmp:
+        sim = subprocess.Popen(
+            [*autorec, "sim", "--port", "0", "--fps", "10", "--seed", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            line = sim.stdout.readline() if sim.stdout else ""
+            uri = line.strip().rsplit(" ", 1)[-1]
+            if not uri.startswith("ws://"):
+                raise SystemExit(f"autorec sim did not say where it serves: {line!r}")
+            rules = Path(tmp) / "live.yaml"
+            rules.write_text(LIVE_RULES)
+            rec = subprocess.Popen(
+                [*autorec, "run", "--rules", str(rules), "--uri", uri, "--out", str(Path(tmp) / "out")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(3.0)  # benchmark pacing, not a test: let it connect and warm up
+                cpu0, wall0 = _cpu_seconds(rec.pid), time.perf_counter()
+                sim0 = _cpu_seconds(sim.pid)
+                time.sleep(seconds)
+                cpu1, wall1 = _cpu_seconds(rec.pid), time.perf_counter()
+                sim1 = _cpu_seconds(sim.pid)
+            finally:
+                rec.terminate()
+                rec.wait(timeout=30)
+        finally:
+            sim.terminate()
+            sim.wait(timeout=30)
+    share = (cpu1 - cpu0) / (wall1 - wall0)
+    print(
+        f"live: autorec run (motion + electrodes + movement) on a 10 fps simulated rig for {seconds:g} s:"
+        f" {share * 100:.1f} % of one core (the simulator itself: {(sim1 - sim0) / (wall1 - wall0) * 100:.1f} %)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--replay-minutes", type=float, default=0.0, help="also time autorec run --replay")
+    parser.add_argument("--live-seconds", type=float, default=0.0, help="also measure a live run's CPU share")
+    parser.add_argument("--skip-frames", action="store_true", help="skip the frames/s section")
     args = parser.parse_args()
+    if args.replay_minutes > 0:
+        bench_replay(args.replay_minutes)  # subprocesses: before pinning this process to one core
+    if args.live_seconds > 0:
+        bench_live(args.live_seconds)
+    if args.skip_frames:
+        return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the target says
     p1, p2 = FIXTURES / "board-photo-1.jpg", FIXTURES / "board-photo-2.jpg"

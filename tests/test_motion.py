@@ -188,6 +188,11 @@ def test_detect_fps_caps_analysis(cam: CameraRenderer) -> None:
     every = MotionTrigger("m", detect_fps=0.0)
     feed_all(every, frames)
     assert every.counters["analysed"] == 40
+    # Jittery frame times (the simulator's and a real camera's) still give detect_fps analyses per second.
+    rng = np.random.default_rng(0)
+    jittery = MotionTrigger("m")
+    feed_all(jittery, [(i / FPS + rng.uniform(-0.02, 0.02), frames[i % 40][1]) for i in range(100)])
+    assert 48 <= jittery.counters["analysed"] <= 51
     # A clock jumping backwards resumes analysis rather than stalling.
     feed_all(capped, [(0.0, frames[0][1]), (0.05, frames[1][1])])
     assert capped.counters["analysed"] == 21

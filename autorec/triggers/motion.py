@@ -127,7 +127,8 @@ class MotionTrigger(Trigger):
             "resolution_changes": 0,
         }
         self.last_score: float | None = None
-        self._last_time: float | None = None
+        self._last_time: float | None = None  # of the last analysed frame
+        self._next_due: float | None = None
         self._geometry: tuple[int, int, int, int] | None = None  # full w, h, reduced w, h
         self._crop: tuple[slice, slice] = (slice(0), slice(0))
         self._crop_mask: np.ndarray | None = None
@@ -145,11 +146,18 @@ class MotionTrigger(Trigger):
         return self.analyse(time, event.image.image_data)
 
     def _due(self, time: float) -> bool:
-        last = self._last_time
-        if last is None or time < last:  # first frame, or the clock went backwards
+        """Whether to analyse a frame at `time`: the first frame at or after each slot of a
+        1/detect_fps grid, so jittery frame times still give detect_fps analyses per second."""
+        last, due = self._last_time, self._next_due
+        if last is None or due is None or time < last:  # first frame, or the clock went backwards
+            self._next_due = time + self._interval
             return True
-        # A little slack so 10 fps timestamps with float noise still give exactly 5 analysed/s.
-        return time - last >= self._interval * 0.99
+        # A little slack absorbs float noise in timestamps like 0.1 * n.
+        if time < due - 0.01 * self._interval:
+            return False
+        # Keep to the grid, unless frames stopped for a while (then restart it here).
+        self._next_due = due + self._interval if time - due < self._interval else time + self._interval
+        return True
 
     def analyse(self, time: float, jpeg: bytes) -> FiringResult:
         """Analyse one frame now, whatever `detect_fps` says; the core of `feed`."""
