@@ -193,7 +193,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any], fsync: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, indent=1)
             f.write("\n")
             f.flush()
             if fsync:
@@ -207,7 +207,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any], fsync: bool) -> None:
 
 def append_index_line(index: Path, entry: dict[str, Any], fsync: bool = True) -> None:
     """Append one JSON line to `index`; on failure (a full disk) cut it back so no half line remains."""
-    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()  # the writer's compact form
     fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -237,47 +237,75 @@ def index_entry(sidecar: dict[str, Any], log_name: str, sidecar_name: str) -> di
     return entry
 
 
+# The writer's sidecar keys, in its order (recovered sidecars add `recovery` at the end).
+SIDECAR_KEYS: tuple[str, ...] = (
+    "version",
+    "autorec",
+    "name",
+    "path",
+    "seq",
+    "part",
+    "start",
+    "end",
+    "segment_start",
+    "segment_end",
+    "open_reason",
+    "close_reason",
+    "rules",
+    "firings",
+    "snapshot",
+    "pre_roll",
+    "records",
+    "bytes",
+    "counts",
+    "bytes_per_kind",
+    "origins",
+    "gaps",
+    "dropped",
+    "recovered",
+)
+
+
 def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, recovery: dict[str, Any]) -> dict[str, Any]:
     """A recovered segment's sidecar: `previous`'s descriptive fields, content fields from `summary`."""
-    sidecar: dict[str, Any] = {
+    kept = {k: v for k, v in previous.items() if k not in CONTENT_KEYS}
+    gaps = kept.get("gaps", [])
+    if isinstance(gaps, list) and summary.end is not None:
+        # Gaps after the last record the file holds describe nothing in it.
+        gaps = [
+            g
+            for g in gaps
+            if not (isinstance(g, dict) and isinstance(g.get("start"), (int, float)) and g["start"] > summary.end)
+        ]
+    values: dict[str, Any] = {
         "version": SIDECAR_VERSION,
         "autorec": __version__,
         "name": _stem(log).name,
         "path": log.name,
-        "seq": None,
-        "part": None,
-        "segment_start": summary.start,
-        "open_reason": None,
-        "rules": [],
-        "firings": [],
-        "snapshot": None,
-        "pre_roll": None,
-        "gaps": [],
+        "seq": kept.get("seq"),
+        "part": kept.get("part"),
+        "start": summary.start,
+        "end": summary.end,
+        "segment_start": kept.get("segment_start", summary.start),
+        "segment_end": summary.end,
+        "open_reason": kept.get("open_reason"),
+        "close_reason": "recovered",
+        "rules": kept.get("rules", []),
+        "firings": kept.get("firings", []),
+        "snapshot": kept.get("snapshot"),
+        "pre_roll": kept.get("pre_roll"),
+        "records": summary.records,
+        "bytes": summary.bytes,
+        "counts": dict(sorted(summary.counts.items())),
+        "bytes_per_kind": dict(sorted(summary.bytes_per_kind.items())),
+        "origins": None,  # which records were snapshot / pre-roll / live is not in the file
+        "gaps": gaps,
+        "dropped": {"records": 0, "bytes": 0},  # none known; what never reached the disk is unknown
+        "recovered": True,
     }
-    sidecar.update({k: v for k, v in previous.items() if k not in CONTENT_KEYS})
-    # Gaps after the last record the file holds describe nothing in it.
-    if isinstance(sidecar.get("gaps"), list) and summary.end is not None:
-        sidecar["gaps"] = [
-            g
-            for g in sidecar["gaps"]
-            if not (isinstance(g, dict) and isinstance(g.get("start"), (int, float)) and g["start"] > summary.end)
-        ]
-    sidecar.update(
-        {
-            "start": summary.start,
-            "end": summary.end,
-            "segment_end": summary.end,
-            "close_reason": "recovered",
-            "records": summary.records,
-            "bytes": summary.bytes,
-            "counts": dict(sorted(summary.counts.items())),
-            "bytes_per_kind": dict(sorted(summary.bytes_per_kind.items())),
-            "origins": None,  # which records were snapshot / pre-roll / live is not in the file
-            "dropped": {"records": 0, "bytes": 0},  # none known; what never reached the disk is unknown
-            "recovered": True,
-            "recovery": recovery,
-        }
-    )
+    sidecar = {k: values[k] for k in SIDECAR_KEYS}
+    sidecar.update({k: v for k, v in kept.items() if k not in sidecar})  # fields a later writer may add
+    sidecar["recovery"] = recovery
     return sidecar
 
 

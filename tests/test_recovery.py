@@ -224,9 +224,11 @@ def test_matches_the_writers_sidecar_and_index_format(tmp_path):
     assert set(recovered) - set(normal) == {"recovery"}
     for key in ("records", "bytes", "counts", "bytes_per_kind", "start", "end"):
         assert recovered[key] == normal[key], key
+    assert list(recovered)[:-1] == list(normal)  # same keys in the same order, plus `recovery`
     [normal_line] = _index(done)
     [recovered_line] = _index(crash)
-    assert set(normal_line) == set(recovered_line)
+    assert list(normal_line) == list(recovered_line)
+    assert '"recovered":true' in (crash / INDEX_NAME).read_text()  # the writer's compact form
     assert recovered_line["recovered"] is True and normal_line["recovered"] is False
 
 
