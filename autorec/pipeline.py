@@ -244,6 +244,18 @@ class Pipeline:
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
 
+    def reload(self, ruleset: RuleSet) -> None:
+        """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
+        the latest state of the stream as it stands; the open segment goes on under its old end.
+        Output settings (directory, names, hooks) are not changed by a reload."""
+        engine = RuleEngine(ruleset)
+        old = self.engine.state
+        for _kind, (t, event) in old.snapshot().items():
+            engine.state.update(t, event)
+        self.engine = engine
+        self.ruleset = ruleset
+        self.segmenter.set_policies({r.name: policy_of(r.segments) for r in ruleset.rules}, policy_of(ruleset.segments))
+
     # -- status --------------------------------------------------------
     def status(self) -> dict[str, Any]:
         seg = self.segmenter

@@ -182,12 +182,8 @@ class Segmenter:
     """
 
     def __init__(self, policies: Mapping[str, SegmentPolicy] | None = None, default: SegmentPolicy | None = None):
-        self.default = default or SegmentPolicy()
-        self.policies = dict(policies or {})
-        every = [self.default, *self.policies.values()]
-        self._ring = PreRoll(
-            max(p.pre_roll for p in every), max(p.pre_roll_max_bytes for p in every), on_evict=self._remember
-        )
+        self._ring = PreRoll(0.0, 0, on_evict=self._remember)
+        self.set_policies(policies, default)
         self._latest: dict[str, Entry] = {}  # latest of each snapshot kind already behind us
         self._open: _Open | None = None
         self._seq = 0
@@ -197,6 +193,17 @@ class Segmenter:
         self.segments = 0  # segments opened (parts included)
         self.paused: str | None = None  # why segments are not being opened (see `pause`)
         self.suppressed = 0  # firings ignored while paused
+
+    def set_policies(
+        self, policies: Mapping[str, SegmentPolicy] | None = None, default: SegmentPolicy | None = None
+    ) -> None:
+        """Replace the rules' policies (a rule file reload). The open segment keeps its end and
+        max_length; the pre-roll ring is re-bounded (shrinking applies from the next message)."""
+        self.default = default or SegmentPolicy()
+        self.policies = dict(policies or {})
+        every = [self.default, *self.policies.values()]
+        self._ring.seconds = max(p.pre_roll for p in every)
+        self._ring.max_bytes = max(p.pre_roll_max_bytes for p in every)
 
     # -- queries -------------------------------------------------------
     @property

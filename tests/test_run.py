@@ -250,3 +250,25 @@ def test_live_ticks_close_the_post_roll_on_the_monotonic_clock(tmp_path: Path):
     assert not pipe.segmenter.is_open
     [seg] = sink.segments
     assert seg.end == 1020.5 and seg.reason == "post_roll"
+
+
+def test_sighup_reloads_good_rules_and_keeps_the_old_ones_on_bad(tmp_path: Path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.read_text())
+    logf = tmp_path / "run.log"
+    out = tmp_path / "out"
+    proc = autorec(
+        "run", "--rules", str(rules), "--sim", "--speed", "5", "--no-camera", "--out", str(out), "--log-file", str(logf)
+    )
+    try:
+        poll(lambda: logf.exists() and "recording the simulator" in logf.read_text(), 30, "the recorder to start")
+        rules.write_text("rules:\n  - name: x\n    trigger: electrodes\n    bogus: 1\n")
+        proc.send_signal(signal.SIGHUP)
+        poll(lambda: "reload rejected" in logf.read_text(), 10, "the bad reload to be reported")
+        assert f"{rules}:4" in logf.read_text()
+        rules.write_text(RULES.read_text().replace("electrodes-changed", "renamed-rule"))
+        proc.send_signal(signal.SIGHUP)
+        poll(lambda: "renamed-rule" in logf.read_text(), 10, "the good reload")
+    finally:
+        rc, _, err = stop(proc)
+    assert rc == 0, err

@@ -173,7 +173,7 @@ class _Services:
         from autorec.retention import RetentionWorker
         from autorec.statusfile import StatusReporter
 
-        alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
+        alerts = self.alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
 
         def floor_changed(t: float, change) -> None:
             if change.state == "below":
@@ -285,8 +285,28 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         lock.release()
 
 
+def _reload(pipeline, services: _Services) -> None:
+    """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
+    from autorec.rules import ConfigError, load_rules
+
+    path = pipeline.ruleset.path
+    try:
+        ruleset = load_rules(path)
+    except ConfigError as exc:
+        log.error("reload rejected, the rules in use are kept: %s", exc)
+        return
+    except OSError as exc:
+        log.error("reload rejected, the rules in use are kept: cannot read %s: %s", path, exc.strerror or exc)
+        return
+    pipeline.reload(ruleset)
+    services.alerts.engine = pipeline.engine
+    log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
+
+
 def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_config, duration: float | None) -> int:
     import asyncio
+    import contextlib
+    import signal
 
     from autorec.pipeline import StatusLine, run_live
     from autorec.source import WebsocketSource
@@ -301,6 +321,8 @@ def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_conf
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests, embedding): the caller stops us another way
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, _reload, pipeline, services)
         if sim_config is None:
             if duration is not None:
                 loop.call_later(duration, stop.set)
