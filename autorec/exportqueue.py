@@ -59,7 +59,7 @@ class ExportQueue:
         *,
         out_dir: str | os.PathLike[str] | None = None,
         crf: int = 23,
-        preset: str = "veryfast",
+        preset: str | None = None,
         nice: int = 10,
         job_timeout: float | None = None,
         on_done: Callable[[ExportOutcome], None] | None = None,
@@ -180,7 +180,9 @@ class ExportQueue:
         if self.mode == "copy":
             cmd.append("--copy")
         else:
-            cmd += ["--crf", str(self.crf), "--preset", self.preset]
+            cmd += ["--crf", str(self.crf)]
+            if self.preset is not None:
+                cmd += ["--preset", self.preset]
         if self.out_dir is not None:
             cmd += ["--out-dir", str(self.out_dir)]
         return [*cmd, "--", str(path)]

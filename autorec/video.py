@@ -377,7 +377,7 @@ def _plane_array(plane) -> np.ndarray:
 
 
 def draw_text(frame: av.VideoFrame, text: str) -> None:
-    """Burn `text` (white on a black box, top-left) into a yuv420p frame in place."""
+    """Burn `text` (white on a black box, top-left) into a full-range 4:2:0 frame in place."""
     scale = max(1, frame.height // 240)
     mask = np.concatenate([np.pad(_GLYPH_ARRAYS.get(c, _GLYPH_ARRAYS[" "]), ((0, 0), (0, 1))) for c in text], axis=1)
     mask = np.kron(mask, np.ones((scale, scale), dtype=bool))
@@ -386,9 +386,9 @@ def draw_text(frame: av.VideoFrame, text: str) -> None:
     h = min(mask.shape[0] + 2 * pad, y_plane.shape[0]) & ~1
     w = min(mask.shape[1] + 2 * pad, y_plane.shape[1]) & ~1
     box = y_plane[:h, :w]
-    box[:] = 16
+    box[:] = 0
     sub = mask[: h - pad, : w - pad]
-    box[pad : pad + sub.shape[0], pad : pad + sub.shape[1]][sub] = 235
+    box[pad : pad + sub.shape[0], pad : pad + sub.shape[1]][sub] = 255
     for i in (1, 2):  # neutral chroma under the box
         _plane_array(frame.planes[i])[: h // 2, : w // 2] = 128
 
@@ -397,12 +397,32 @@ def draw_text(frame: av.VideoFrame, text: str) -> None:
 # Export
 
 
+# x264's fastest presets turn off mb-tree rate control (and its lookahead). A camera watching a
+# board is mostly static, where mb-tree spends bits on what stays: about half the size for a
+# few percent more time (measured in benchmarks/video_export.py).
+FAST_PRESET_PARAMS = "mbtree=1:rc-lookahead=10"
+
+
+def x264_options(options: ExportOptions) -> dict[str, str]:
+    """The libx264 private options for an export."""
+    opts = {"crf": str(options.crf), "preset": options.preset}
+    params = options.x264_params
+    if params is None and options.preset in ("ultrafast", "superfast"):
+        params = FAST_PRESET_PARAMS
+    if params:
+        opts["x264-params"] = params
+    return opts
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     mode: Mode = "h264"
     crf: int = 23
-    # veryfast: the best size for the time on a Pi-class CPU (see benchmarks/video_export.py)
-    preset: str = "veryfast"
+    # superfast + mb-tree (see x264_params): faster than OpenCV's mp4v writer at under half its
+    # size on camera views of a board (benchmarks/video_export.py)
+    preset: str = "superfast"
+    # None: `FAST_PRESET_PARAMS` for the two fastest presets, nothing for the others
+    x264_params: str | None = None
     start: TimeRef | None = None
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
@@ -460,8 +480,15 @@ def partial_path(out_path: str | os.PathLike[str]) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+# Camera JPEGs are full-range 4:2:0 YUV. The video keeps exactly that and says so (H.264's
+# full-range flag, which FFmpeg, VLC, mpv and browsers honour): no per-pixel range conversion
+# (it cost ~1.2 ms a frame, 15% of the export) and no loss of levels.
+_PIX_FMT = "yuvj420p"
+_JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
 class _Decoder:
-    """JPEG -> yuv420p frames of one size; one FFmpeg decoder per thread (contexts are not thread-safe)."""
+    """JPEG -> full-range 4:2:0 frames of one size; one FFmpeg decoder per thread (contexts are not thread-safe)."""
 
     def __init__(self, width: int, height: int, timestamp: bool) -> None:
         self.width, self.height, self.timestamp = width, height, timestamp
@@ -486,7 +513,10 @@ class _Decoder:
             return None, False
         picture = pictures[0]
         rescaled = (picture.width, picture.height) != (self.width, self.height)
-        out = picture.reformat(width=self.width, height=self.height, format="yuv420p")
+        if picture.format.name == _PIX_FMT and not rescaled:
+            out = picture  # the usual case: the decoder's own frame, no copy
+        else:  # other subsampling (e.g. progressive 4:4:4) or size
+            out = picture.reformat(width=self.width, height=self.height, format=_PIX_FMT)
         out.pict_type = PictureType.NONE  # decoded JPEGs are marked I; let x264 choose
         if self.timestamp:
             draw_text(out, format_overlay_time(frame.log_time))
@@ -718,9 +748,10 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         if writer is None:
             stream = container.add_stream("libx264")
             stream.width, stream.height = picture.width, picture.height
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = _PIX_FMT
+            stream.codec_context.color_range = _JPEG_RANGE
             stream.time_base = stream.codec_context.time_base = _TIME_BASE["h264"]
-            stream.codec_context.options = {"crf": str(options.crf), "preset": options.preset}
+            stream.codec_context.options = x264_options(options)
             _set_metadata(container, frame.log_time)
             writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time)
         if prev_time is not None:
@@ -738,7 +769,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
                         pending.append((frame, _done((None, False))))
                         take()
                         continue
-                    # yuv420p needs even sizes
+                    # 4:2:0 needs even sizes
                     decoder = _Decoder(max(2, size[0] & ~1), max(2, size[1] & ~1), options.timestamp)
                 pending.append((frame, pool.submit(decoder, frame)))
                 if len(pending) >= window:

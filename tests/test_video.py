@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import pytest
 from videolog import (
     T0,
@@ -54,6 +55,20 @@ def test_round_trip_regular_frames_keep_their_times(tmp_path, mode):
     assert duration == pytest.approx(times[-1] - times[0] + 0.1, abs=0.002)
     assert result.duration == pytest.approx(1.2, abs=0.002)
     assert not video.partial_path(result.output).exists()
+
+
+def test_h264_keeps_the_cameras_brightness_and_contrast(tmp_path):
+    # JPEGs are full range: a range mix-up would lift blacks and dim whites by ~10 levels
+    jpegs = [make_jpeg(i) for i in range(3)]
+    log = frames_log(tmp_path / "levels.bin", [T0, T0 + 0.1, T0 + 0.2], jpegs)
+    result = export(log)
+    with av.open(str(result.output)) as c:
+        decoded = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    for jpeg, picture in zip(jpegs, decoded):
+        ctx = av.CodecContext.create("mjpeg", "r")
+        source = ctx.decode(av.Packet(jpeg))[0].to_ndarray(format="rgb24").astype(float)
+        assert abs(picture.mean() - source.mean()) < 1.5
+        assert abs(picture.std() - source.std()) < 1.5
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -205,7 +220,6 @@ def test_timestamp_overlay_is_burned_into_frames(tmp_path):
     log = frames_log(tmp_path / "ts.bin", times)
     plain = video.export(log, tmp_path / "plain.mp4")
     stamped = video.export(log, tmp_path / "stamped.mp4", video.ExportOptions(timestamp=True))
-    import av
 
     def corner(path: Path):
         with av.open(str(path)) as c:

@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", metavar="DIR", help="write outputs here instead of beside each log")
     p.add_argument("--copy", action="store_true", help="no re-encode: original JPEGs into an MKV (lossless, fast)")
     p.add_argument("--crf", type=int, default=23, help="H.264 quality, 0-51, lower is better (default 23)")
-    p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
+    p.add_argument("--preset", default=None, help="x264 speed preset (default superfast, with mb-tree)")
+    p.add_argument(
+        "--x264-params", default=None, metavar="K=V:...", help="extra x264 settings ('' for none; see README)"
+    )
     p.add_argument("--start", metavar="T", help="first frame: seconds from the log's start (10, 5min) or ISO time")
     p.add_argument("--end", metavar="T", help="last frame: seconds from the log's start or ISO time")
     p.add_argument("--timestamp", action="store_true", help="burn each frame's local time into the picture")
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage("--timestamp needs re-encoding: it cannot be used with --copy")
     if not 0 <= args.crf <= 51:
         return _usage(f"--crf must be 0-51, got {args.crf}")
-    if args.preset not in _PRESETS:
+    if args.preset is not None and args.preset not in _PRESETS:
         return _usage(f"unknown --preset {args.preset!r} (presets: {', '.join(_PRESETS)})")
     if args.threads is not None and args.threads < 1:
         return _usage("--threads must be at least 1")
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     options = video.ExportOptions(
         mode=mode,
         crf=args.crf,
-        preset=args.preset,
+        preset=args.preset or video.ExportOptions.preset,
+        x264_params=args.x264_params,
         start=start,
         end=end,
         timestamp=args.timestamp,
