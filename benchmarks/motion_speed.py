@@ -25,6 +25,7 @@ their ratio. Target: >= 600 frames/s for board-photo-1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import subprocess
@@ -127,12 +128,13 @@ def bench(label: str, jpegs: list[bytes], seconds: float) -> None:
             f" ratio {full / base:.2f}; fired on {fired[scale]} of {t.counters['analysed']} analysed"
         )
     # At 10 fps with the default detect_fps 5, half the frames are not decoded at all.
-    paced = MotionTrigger("bench")
-    start = time.perf_counter()
-    n = 2000
-    for i in range(n):
-        paced.feed(i * 0.1, evs[i % len(evs)], None)  # type: ignore[arg-type]
-    dt = time.perf_counter() - start
+    n, dt = 1000, math.inf
+    for _ in range(3):
+        paced = MotionTrigger("bench")
+        start = time.perf_counter()
+        for i in range(n):
+            paced.feed(i * 0.1, evs[i % len(evs)], None)  # type: ignore[arg-type]
+        dt = min(dt, time.perf_counter() - start)
     print(
         f"  defaults (scale 4, detect_fps 5) on a 10 fps stream: {n / dt:6.0f} stream frames/s"
         f" = {n / dt / 10:.0f}x real time"
@@ -198,10 +200,10 @@ def bench_replay(minutes: float) -> None:
         for rules in ("electrodes.yaml", "motion.yaml"):
             argv = [*autorec, "run", "--rules", str(REPO / "rules" / rules), "--replay", str(log), "--dry-run"]
             wall, cpu, rss, out = child_run(argv)
-            segments = sum(1 for line in out.splitlines() if line.lstrip()[:1].isdigit())
+            summary = (out.strip().splitlines() or ["(no output)"])[-1]  # "N segment(s), X kept of Y"
             print(
                 f"  rules/{rules:16s} {wall:6.1f} s wall, {cpu:6.1f} s CPU, {minutes * 60 / wall:6.0f}x real time,"
-                f" {size / wall / 1e6:5.0f} MB/s, peak RSS {rss / 1024:.0f} MiB; dry-run lines {segments}"
+                f" {size / wall / 1e6:5.0f} MB/s, peak RSS {rss / 1024:.0f} MiB\n    {summary}"
             )
 
 
