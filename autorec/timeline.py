@@ -9,11 +9,14 @@ what arrives into one non-decreasing time line:
 - small backwards steps (messages built on different threads of the server
   arrive slightly out of order) are clamped to the last time, so time never
   runs backwards;
-- a clock jump (the rig's clock stepped by NTP or by hand) is detected and
+- a backward clock jump (the rig's clock stepped back by NTP or by hand) is
   absorbed: stream time continues from where it was and later timestamps are
-  shifted by the jump (`offset`), counted in `jumps`. Backward jumps are
-  detected by size alone; forward jumps need the monotonic arrival time
-  (live), since offline a long quiet period looks the same as a jump;
+  shifted by the jump (`offset`), counted in `jumps`; otherwise time would
+  stand still until the clock caught up, and no post-roll would end;
+- a forward jump (live: the stamps ran ahead of the monotonic clock by more
+  than the threshold) is only counted in `jumps`, not absorbed: it is
+  harmless (a post-roll ends early), and a simulator running faster than
+  `rate` or a long reconnect look the same, which must not shift time;
 - `tick(monotonic)` is the time of a quiet moment: the last event time plus
   the monotonic time elapsed since that event arrived (times `rate`, the
   simulator's speed-up). Post-roll therefore
@@ -81,13 +84,13 @@ class Timeline:
             return t
         expected = self.expected(monotonic)
         assert expected is not None
-        if t < self.time - self.jump_threshold or (
-            monotonic is not None and self._mono is not None and t > expected + self.jump_threshold
-        ):
-            # The rig's clock stepped: continue from the expected time and shift what follows.
+        if t < self.time - self.jump_threshold:
+            # The rig's clock stepped back: continue from the expected time and shift what follows.
             self.jumps.append(ClockJump(at=expected, size=t - expected))
             self.offset += expected - t
             t = expected
+        elif monotonic is not None and self._mono is not None and t > expected + self.jump_threshold:
+            self.jumps.append(ClockJump(at=expected, size=t - expected))
         elif t < self.time:
             self.clamped += 1
             t = self.time

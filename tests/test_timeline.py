@@ -44,12 +44,12 @@ def test_backward_clock_jump_is_absorbed():
     assert tl.stamp(1001.5 - 3600.0) == pytest.approx(1001.5)
 
 
-def test_forward_jump_detected_only_with_monotonic_times():
+def test_forward_jump_counted_with_monotonic_times_but_not_absorbed():
     tl = Timeline(jump_threshold=5.0)
     tl.stamp(1000.0, 0.0)
-    assert tl.stamp(4600.0, 1.0) == pytest.approx(1001.0)  # 1 s elapsed, clock says an hour
-    assert len(tl.jumps) == 1
-    assert tl.stamp(4601.0, 2.0) == pytest.approx(1002.0)
+    assert tl.stamp(4600.0, 1.0) == 4600.0  # 1 s elapsed, clock says an hour: counted, time follows
+    assert len(tl.jumps) == 1 and tl.jumps[0].size == pytest.approx(3599.0)
+    assert tl.stamp(4601.0, 2.0) == 4601.0
     # offline a long quiet period is indistinguishable from a jump: accepted
     off = Timeline(jump_threshold=5.0)
     off.stamp(1000.0)
