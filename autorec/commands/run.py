@@ -222,6 +222,7 @@ class _Services:
     def close(self) -> None:
         grace = self.ruleset.shutdown_grace
         if self.status is not None:
+            self.status.is_connected = False  # the source is stopped: the last word says so
             self.status.update(force=True)
         if not self.hooks.close(grace):
             log.warning("hooks still running after %g s were stopped", grace)
