@@ -242,3 +242,27 @@ def test_cookbook_demo_runs(payloads: list[bytes], tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"log{i}.bin: 4 events" for i in range(3)]
     assert all(records(tmp_path / f"log{i}.bin") == payloads[:4] for i in range(3))
+
+
+def test_script_that_forgets_stop_still_saves_its_log(payloads: list[bytes], tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from autorec import EventRecorder\n"
+        "rec = EventRecorder(sys.argv[1])\n"
+        "rec.start(sys.argv[2])\n"
+        "deadline = time.monotonic() + 30\n"
+        "while rec.count < 6 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print(rec.count)\n"  # and exit without stop(): the interpreter must neither hang nor lose the buffer
+    )
+    with EventServer(greeting=payloads[:6]) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", script, server.uri, str(tmp_path / "f.bin")],
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6"
+    assert records(tmp_path / "f.bin") == payloads[:6]
