@@ -281,6 +281,10 @@ def check_new(index: Path, done: int, out: Path, sent: Sent, check: Check, keep:
     return done
 
 
+def rec_text(out: Path) -> str:
+    return (out / "soak-recorder.log").read_text(errors="replace")
+
+
 def report(args: argparse.Namespace, out: Path, sent: Sent, check: Check, samples: list) -> None:
     print()
     print(f"soak: {args.hours:g} simulated h at {args.speed:g}x, camera {args.fps:g} fps, faults {args.faults}")
@@ -299,8 +303,18 @@ def report(args: argparse.Namespace, out: Path, sent: Sent, check: Check, sample
     telemetry = sum(p.stat().st_size for p in out.glob("telemetry-*.bin"))
     reconnects = 0
     with contextlib.suppress(OSError):
-        reconnects = (out / "soak-recorder.log").read_text().count("connected to ws://") - 1
+        reconnects = rec_text(out).count("connected to ws://") - 1
+    # The simulator, like pdserver, drops the oldest queued messages of a client that falls too far
+    # behind (a loaded machine): such messages never reach the recorder and show up as lost below.
+    slow = {}
+    with contextlib.suppress(OSError):
+        for m in re.finditer(
+            r"client (\S+) is too slow: dropped \d+ oldest message\(s\) \((\d+) so far\)", rec_text(out)
+        ):
+            slow[m.group(1)] = int(m.group(2))
     print(f"sent (valid) {len(sent.hashes)}, bad frames seen by the checker {sent.rejected}")
+    if slow:
+        print(f"simulator dropped {sum(slow.values())} message(s) for slow clients (machine too loaded): {slow}")
     print(f"checker connects {sent.connects}, recorder reconnects {max(reconnects, 0)}")
     print(
         f"segments {check.segments} ({check.recovered} recovered), {check.records} records, "
