@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,19 @@ def big_image_event(size: int) -> bytes:
     event.image.timestamp.seconds = 1_700_000_000
     event.image.image_data = os.urandom(size)
     return event.SerializeToString()
+
+
+def wait_for_line(stream, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no line with {text!r} within {timeout}s"
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if ready:
+            line = stream.readline()
+            assert line, f"stream ended before a line with {text!r}"
+            if text in line:
+                return line
 
 
 def start_record(uri: str, out: Path, *extra: str) -> subprocess.Popen:
@@ -136,3 +152,23 @@ def test_disk_full_keeps_recording_counts_losses_and_exits_1(upstream_log: Path,
     captured = capsys.readouterr()
     assert "NOT WRITTEN (disk/I-O errors): 5 records" in captured.out
     assert "No space left on device" in captured.err or "No space left on device" in captured.out
+
+
+def test_sigterm_while_no_server_is_reachable(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "rec.bin"
+    proc = start_record(f"ws://127.0.0.1:{port}", out)
+    try:
+        # signal handlers are installed before this first log line: a SIGTERM earlier would just kill it
+        wait_for_line(proc.stderr, "recording ws://", 30)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "SIGTERM received" in stdout and "messages: 0" in stdout
+    assert out.read_bytes() == b""
