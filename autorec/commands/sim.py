@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
     import logging
+    import signal
 
     from autorec.sim.config import SimConfig
     from autorec.sim.scenario import ScenarioError
@@ -40,10 +42,19 @@ def run(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             print(f"autorec sim: {exc}", flush=True)
             return 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         try:
             async with server:
                 print(f"autorec sim: serving on {server.uri}", flush=True)
-                await server.wait_finished()
+                finished = asyncio.ensure_future(server.wait_finished())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                finished.cancel()
+                stopped.cancel()
                 log.info("sim: stats %s", server.stats)
         except OSError as exc:
             print(f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", flush=True)
