@@ -194,8 +194,8 @@ def main() -> int:
                     best[name] = (wall, cpu)
 
         print(f"\nbest of {args.rounds} interleaved rounds; CPU = user+system seconds of all threads")
-        head = f"{'exporter':52} {'frames':>6} {'seconds':>8} {'frames/s':>9} {'CPU ms/fr':>9} {'size MB':>8} {'PSNR dB':>8}"
-        print(head)
+        columns = ("frames", 6), ("seconds", 8), ("frames/s", 9), ("CPU ms/fr", 9), ("size MB", 8), ("PSNR dB", 8)
+        print(f"{'exporter':52} " + " ".join(f"{title:>{width}}" for title, width in columns))
         for name, _ in cases:
             frames, path = outputs[name]
             wall, cpu = best[name]
