@@ -343,7 +343,7 @@ def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_conf
                 if finished.done() and not stop.is_set():
                     # Let the last messages reach us: wait until the recorder has seen
                     # all the simulator published, bounded in time.
-                    await _drain(server, pipeline)
+                    await _drain(server, source)
                 stop.set()
                 await live
                 for task in (finished, stopped):
@@ -370,17 +370,26 @@ def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_conf
     return 0
 
 
-async def _drain(server, pipeline, timeout: float = 5.0) -> None:
-    """Wait until the pipeline has received as many messages as the simulator published (or `timeout`)."""
+async def _drain(server, source, timeout: float = 5.0) -> None:
+    """Wait until the source has received every frame the simulator sent it (or `timeout`).
+
+    Frames sent to a connection that a `close` fault then dropped may never arrive: that is
+    what the timeout is for. Two agreeing samples in a row guard against a batch still queued.
+    """
     import asyncio
     import time
 
+    def settled() -> bool:
+        s = source.stats
+        received = s.messages + s.rejected + s.text_frames
+        sent = sum(c["sent"] for c in server.broadcaster.stats()["clients"])
+        return received >= sent
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        published = server.broadcaster.published
-        if pipeline.stats.messages + pipeline.stats.rejected >= published:
-            return
-        await asyncio.sleep(0.02)
+    agreeing = 0
+    while time.monotonic() < deadline and agreeing < 2:
+        agreeing = agreeing + 1 if settled() else 0
+        await asyncio.sleep(0.05)
 
 
 def _signals() -> list[int]:
