@@ -168,6 +168,24 @@ def test_corrupt_and_truncated_frames_are_counted_and_skipped(cam: CameraRendere
     assert feed_all(trig, moving(cam, 1.5, cells=2)) != []
 
 
+def test_random_damage_never_raises(cam: CameraRenderer) -> None:
+    """Whatever arrives as image_data, feeding returns (counted as corrupt or analysed), never raises."""
+    rng = np.random.default_rng(7)
+    good = cam.frame([(4, 3, 0.5)])
+    trig = MotionTrigger("m", detect_fps=0.0)
+    trig.analyse(0.0, good)
+    for i in range(40):
+        data = bytearray(good[: int(rng.integers(0, len(good) + 1))])
+        for pos in rng.integers(0, max(1, len(data)), size=int(rng.integers(0, 6))):
+            if data:
+                data[pos] = int(rng.integers(0, 256))
+        if i % 3 == 0:
+            data += good[-2:]  # keep an EOI so the decoder itself has to judge the damage
+        trig.analyse(0.1 * (i + 1), bytes(data))
+    assert trig.counters["corrupt"] + trig.counters["analysed"] == 41
+    assert trig.counters["corrupt"] >= 25
+
+
 def test_resolution_change_resets_background() -> None:
     big = CameraRenderer(8, 6, width=640, height=480, seed=1)
     small = CameraRenderer(8, 6, width=320, height=240, seed=1)
