@@ -24,11 +24,11 @@ def _pair(i: int, size: int) -> list[bytes]:
     return [it.SerializeToString(), im.SerializeToString()]
 
 
-async def _until(predicate, what: str) -> None:
+async def _until(predicate, what: str, poll: float = 0.005) -> None:
     deadline = time.monotonic() + DEADLINE
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(poll)
 
 
 def test_slow_client_loses_its_oldest_whole_pairs_and_others_get_everything():
@@ -46,13 +46,13 @@ def test_slow_client_loses_its_oldest_whole_pairs_and_others_get_everything():
                 for i in range(frames):
                     b.publish(published[2 * i : 2 * i + 2])
                     # publish at the pace of the live client: it must never be the one dropping
-                    await _until(lambda i=i: live.sent >= 2 * i + 2, "the live client")
+                    await _until(lambda i=i: live.sent >= 2 * i + 2, "the live client", poll=0)
                 stats = b.stats()
                 # the stalled client now reads: it gets only the newest frames, in whole pairs
                 late = []
                 while True:
                     try:
-                        late.append(await asyncio.wait_for(stalled.recv(), 1.0))
+                        late.append(await asyncio.wait_for(stalled.recv(), 0.5))
                     except asyncio.TimeoutError:
                         break
             await _until(lambda: b.client_count <= 1, "the stalled client to go")
