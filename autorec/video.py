@@ -426,7 +426,7 @@ class ExportOptions:
     start: TimeRef | None = None
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
-    decode_threads: int | None = None  # default: one per CPU, at most 4
+    decode_threads: int | None = None  # default: one per CPU, at most 4; 0: decode in the encoding thread
 
 
 @dataclass
@@ -490,8 +490,11 @@ _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
 class _Decoder:
     """JPEG -> full-range 4:2:0 frames of one size; one FFmpeg decoder per thread (contexts are not thread-safe)."""
 
-    def __init__(self, width: int, height: int, timestamp: bool) -> None:
-        self.width, self.height, self.timestamp = width, height, timestamp
+    def __init__(self, source_size: tuple[int, int], timestamp: bool) -> None:
+        self.source_size = source_size  # the first frame's size; others are "rescaled" to it
+        # 4:2:0 needs even sizes
+        self.width, self.height = max(2, source_size[0] & ~1), max(2, source_size[1] & ~1)
+        self.timestamp = timestamp
         self._local = threading.local()
 
     def _context(self) -> av.CodecContext:
@@ -512,8 +515,8 @@ class _Decoder:
         if not pictures:
             return None, False
         picture = pictures[0]
-        rescaled = (picture.width, picture.height) != (self.width, self.height)
-        if picture.format.name == _PIX_FMT and not rescaled:
+        rescaled = (picture.width, picture.height) != self.source_size
+        if picture.format.name == _PIX_FMT and (picture.width, picture.height) == (self.width, self.height):
             out = picture  # the usual case: the decoder's own frame, no copy
         else:  # other subsampling (e.g. progressive 4:4:4) or size
             out = picture.reformat(width=self.width, height=self.height, format=_PIX_FMT)
@@ -727,8 +730,8 @@ def _export_copy(frames: Iterator[Frame], container, result: ExportResult, progr
 
 
 def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
-    workers = options.decode_threads or max(1, min(4, os.cpu_count() or 1))
-    window = 2 * workers + 2  # frames in flight: enough to keep every decoder busy, little memory
+    workers = options.decode_threads if options.decode_threads is not None else min(4, os.cpu_count() or 1)
+    window = 2 * max(1, workers) + 2  # frames in flight: enough to keep every decoder busy, little memory
     writer: _Writer | None = None
     decoder: _Decoder | None = None
     prev_time: float | None = None
@@ -760,7 +763,8 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         writer.add(writer.pts(frame.time), picture)
         _note(result, frame)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="jpeg-decode") as pool:
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="jpeg-decode") as executor:
+        pool = executor if workers > 0 else None
         try:
             for frame in frames:
                 if decoder is None:
@@ -769,9 +773,11 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
                         pending.append((frame, _done((None, False))))
                         take()
                         continue
-                    # 4:2:0 needs even sizes
-                    decoder = _Decoder(max(2, size[0] & ~1), max(2, size[1] & ~1), options.timestamp)
-                pending.append((frame, pool.submit(decoder, frame)))
+                    decoder = _Decoder(size, options.timestamp)
+                if pool is None:  # serial: decode in this thread (benchmark baseline)
+                    pending.append((frame, _done(decoder(frame))))
+                else:
+                    pending.append((frame, pool.submit(decoder, frame)))
                 if len(pending) >= window:
                     take()
             while pending:

@@ -309,3 +309,16 @@ def test_killed_export_leaves_no_file_under_the_output_name(tmp_path):
     # the next run replaces the stale partial file and completes
     result = video.export(log, out, video.ExportOptions(preset="ultrafast"))
     assert result.frames == n and out.is_file() and not partial.exists()
+
+
+def test_serial_and_pooled_decoding_give_the_same_video(tmp_path):
+    times = [T0 + i * 0.1 for i in range(8)]
+    jpegs = [make_jpeg(i) for i in range(7)] + [b"junk"]
+    log = frames_log(tmp_path / "same.bin", times, jpegs)
+    serial = video.export(log, tmp_path / "serial.mp4", video.ExportOptions(decode_threads=0))
+    pooled = video.export(log, tmp_path / "pooled.mp4", video.ExportOptions(decode_threads=3))
+    assert (serial.frames, serial.corrupt) == (pooled.frames, pooled.corrupt) == (7, 1)
+    with av.open(str(serial.output)) as a, av.open(str(pooled.output)) as b:
+        for fa, fb in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            assert fa.pts == fb.pts
+            assert (fa.to_ndarray() == fb.to_ndarray()).all()
