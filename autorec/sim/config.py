@@ -79,14 +79,22 @@ class SimConfig:
     def from_args(cls, args: argparse.Namespace) -> SimConfig:
         """Build from options registered by `add_sim_arguments`; ValueError on a bad value."""
         duration = getattr(args, "sim_duration", None)
+        try:
+            seconds = None if duration is None else parse_duration(duration)
+        except ValueError as exc:
+            raise ValueError(f"--duration: {exc}") from None
+        try:
+            faults = parse_faults(args.faults or "")
+        except ValueError as exc:
+            raise ValueError(f"--faults: {exc}") from None
         return cls(
             scenario=args.scenario,
             seed=args.seed,
             speed=args.speed,
-            duration=None if duration is None else parse_duration(duration),
+            duration=seconds,
             fps=args.fps,
             camera=args.camera,
-            faults=parse_faults(args.faults or ""),
+            faults=faults,
             truth=args.truth,
             host=getattr(args, "sim_host", "127.0.0.1"),
             port=getattr(args, "sim_port", 7001),
