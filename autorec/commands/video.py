@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", metavar="T", help="last frame: seconds from the log's start or ISO time")
     p.add_argument("--timestamp", action="store_true", help="burn each frame's local time into the picture")
     p.add_argument("--force", action="store_true", help="export even when the output is up to date")
-    p.add_argument("--threads", type=int, default=None, help="JPEG decode threads (default: one per CPU, max 4)")
+    p.add_argument("--threads", type=int, default=None, help="JPEG decode threads (default: one per 2 CPUs, max 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-log lines")
     p.set_defaults(func=run)
 
