@@ -8,8 +8,8 @@ goes together with the `image` after it), counted in its stats and logged at
 most every few seconds; other clients never wait for it.
 
 `BroadcastServer(broadcaster, host, port)` is the async context manager that
-serves the websocket (binary frames; no compression, JPEGs do not shrink;
-no inbound size limit matters since clients send nothing). Port 0 picks a
+serves the websocket (binary frames; no compression: JPEGs do not shrink
+and deflating 100 MB/s would cost a core). Port 0 picks a
 free port; `.port` and `.uri` tell which.
 """
 
@@ -239,7 +239,7 @@ class BroadcastServer:
             self.host,
             self._port,
             compression=None,
-            max_size=None,
+            max_size=1 << 20,  # inbound only: clients send nothing, so refuse anything big
             # Buffer up to this much in the transport before a send waits, so big
             # frames don't cost an event-loop round trip each.
             write_limit=1024 * 1024,
