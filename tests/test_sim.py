@@ -113,8 +113,10 @@ def test_close_fault_closes_every_connection_and_clients_can_reconnect():
 
 
 def test_stalled_client_does_not_hold_up_the_other():
-    # Camera on: big frames fill a stalled client's socket and queue quickly.
-    cfg = SimConfig(scenario="demo", speed=50, duration=20, fps=10, max_queue_bytes=2_000_000, wait_for_clients=2)
+    # Camera on: big frames (~40 MB in all) fill a stalled client's socket buffers and queue quickly.
+    # The queue bound must stay well above one pacing batch (~2.5 MB here), or a live client
+    # on a loaded machine would lose frames too.
+    cfg = SimConfig(scenario="demo", speed=50, duration=40, fps=10, max_queue_bytes=8_000_000, wait_for_clients=2)
 
     async def main() -> None:
         async with SimServer(cfg, port=0) as server:
@@ -134,7 +136,7 @@ def test_stalled_client_does_not_hold_up_the_other():
         assert live["sent"] == published == len(msgs)
         assert stuck["dropped"] > 0
         # the live client kept pace: the stream took about duration / speed
-        assert msgs[-1].at - msgs[0].at < 20 / 50 * 5
+        assert msgs[-1].at - msgs[0].at < 40 / 50 * 5
 
     asyncio.run(main())
 
@@ -149,7 +151,8 @@ def _frames(msgs) -> list[tuple[float, float]]:
 
 
 def test_camera_frames_pair_up_and_hold_speed():
-    cfg = SimConfig(scenario="demo", speed=100, duration=30, fps=10, start_time=None)
+    # The queue holds the whole run (~30 MB), so a loaded machine slows the client but loses nothing.
+    cfg = SimConfig(scenario="demo", speed=100, duration=30, fps=10, max_queue_bytes=200_000_000)
     msgs, _, stats = stream_run(cfg)
     evs = [ev for _, ev in decoded(msgs)]
     kinds = [events.kind(ev) for ev in evs]
