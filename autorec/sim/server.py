@@ -15,6 +15,10 @@ up, the simulation falls behind rather than bursting: each iteration does at
 most `MAX_BATCH_REAL` seconds' worth of simulated time, and the achieved
 factor is reported in `stats["speed_achieved"]`.
 
+With `config.truth` set, the ground truth file is rewritten whenever it
+gained entries (at most every few seconds) and at the end, so a long run
+killed outright still leaves a current one.
+
 `SimServerThread(config)` runs the same server on a private event loop in a
 background thread, for synchronous callers (`with SimServerThread(cfg) as s: s.uri`).
 """
@@ -40,6 +44,7 @@ log = logging.getLogger("autorec.sim")
 MAX_BATCH_REAL = 0.05  # seconds of real time worth of simulation per loop iteration, at most
 MIN_SLEEP = 0.004  # shortest pause between iterations: batches messages at high speed
 MAX_LAG_REAL = 1.0  # further behind than this, stop trying to catch up (the speed factor drops)
+TRUTH_INTERVAL = 5.0  # real seconds between rewrites of the --truth file during a run
 
 
 def make_renderer(cols: int, rows: int, seed: int):
@@ -86,6 +91,8 @@ class SimServer:
         self._real_start = 0.0
         self._real_elapsed = 0.0
         self._closes = 0
+        self._truth_written_at = float("-inf")
+        self._truth_size: tuple[int, ...] = ()
         self.sent_until = start  # simulated time published so far
 
     async def __aenter__(self) -> SimServer:
@@ -151,6 +158,17 @@ class SimServer:
     def finished(self) -> bool:
         return self._finished is not None and self._finished.is_set()
 
+    def _maybe_write_truth(self, now: float) -> None:
+        """Keep the --truth file current during long runs (at most every TRUTH_INTERVAL s, when it changed)."""
+        if not self.config.truth or now - self._truth_written_at < TRUTH_INTERVAL:
+            return
+        t = self.sim.truth
+        size = (len(t.activity), len(t.lighting), len(t.disconnects), len(t.temperature), len(t.faults))
+        if size != self._truth_size:
+            write_truth(self.config.truth, self.truth)
+            self._truth_size = size
+            self._truth_written_at = now
+
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
         sim, encoder, speed = self.sim, self._encoder, self.config.speed
@@ -183,6 +201,7 @@ class SimServer:
                 self.broadcaster.publish(batch)
                 self.sent_until = until
                 self._real_elapsed = loop.time() - real0
+                self._maybe_write_truth(loop.time())
                 nxt = sim.next_time()
                 if nxt is None:
                     break
