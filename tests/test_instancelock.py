@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from autorec.instancelock import LOCK_NAME, InstanceLock, InstanceLockError, rea
 
 HOLDER_SCRIPT = """
 import sys
+import time
+from pathlib import Path
 from autorec.instancelock import InstanceLock
 lock = InstanceLock(sys.argv[1])
 lock.acquire()
@@ -115,3 +119,30 @@ def test_garbage_lock_file_is_taken_over(tmp_path):
     with InstanceLock(tmp_path) as lock:
         assert lock.previous is not None and lock.previous.pid is None
         assert read_holder(tmp_path).pid == os.getpid()
+
+
+def test_second_autorec_run_on_one_directory_exits_2(tmp_path):
+    """Two real recorders on one output directory: the second refuses with exit 2 and names the first."""
+    rules = Path(__file__).resolve().parent.parent / "rules" / "electrodes.yaml"
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--out", str(out), "--sim", "--no-camera"]
+    first = subprocess.Popen([*base, "--duration", "1h"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while read_holder(out) is None or read_holder(out).pid != first.pid:
+            assert first.poll() is None, "the first recorder exited"
+            assert time.monotonic() < deadline, "the first recorder never locked its directory"
+            time.sleep(0.02)
+        second = subprocess.run([*base, "--duration", "5s"], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"pid {first.pid}" in second.stderr and "already being recorded" in second.stderr
+        assert first.poll() is None  # the first one is unaffected
+    finally:
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0
+    assert not (out / LOCK_NAME).exists()  # released on a clean exit
