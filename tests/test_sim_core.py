@@ -201,3 +201,16 @@ def test_config_from_args():
         parse_faults("explode=1s")
     with pytest.raises(ValueError, match="needs an interval"):
         parse_faults("close")
+
+
+def test_drop_present_can_be_left_unset_like_upstream():
+    sc = parse_scenario("drops: [[2, 2]]\ndrop_present: false\ntimeline:\n  - idle: 5s\n", "u.yaml")
+    _, items = run_core(sc, 2, camera=False)
+    scans = [
+        it.scan_capacitance for _, it in items if isinstance(it, PurpleDropEvent) and it.HasField("scan_capacitance")
+    ]
+    assert scans
+    for scan in scans:
+        assert not any(m.drop_present for m in scan.measurements)
+        high = [i for i, m in enumerate(scan.measurements) if m.capacitance > 100]
+        assert high == [sc.board.pin_at((2, 2))]

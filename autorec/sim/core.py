@@ -453,12 +453,13 @@ class Simulation:
         ev, inner = self._event(t, "scan_capacitance")
         covered = self.covered_pins(t)
         gauss = self._noise_rng.gauss
+        present = self.scenario.drop_present
         for pin in range(PIN_COUNT):
             m = inner.measurements.add()
             if pin in covered:
                 m.capacitance = 210.0 + gauss(0, 4.0)
                 m.raw = 1000.0 + gauss(0, 10.0)
-                m.drop_present = True
+                m.drop_present = present
         self._emit(t, ev)
 
     def _emit_group_capacitance(self, t: float) -> None:

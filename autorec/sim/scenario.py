@@ -16,6 +16,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - disconnect: 3s               # the device drops off USB for 3 s
       - fault: garbage               # one bad frame (see config.FAULT_KINDS)
     faults: {close: 60s}             # periodic faults, as --faults
+    drop_present: false              # leave drop_present unset, as upstream's simulator does
 
 Contract: `load_scenario(name_or_path)` returns a validated `Scenario` or
 raises `ScenarioError` whose message starts with `file:line:`.
@@ -75,6 +76,8 @@ class Scenario:
     faults: dict[str, float] = field(default_factory=dict)
     repeat: bool = True
     temperature: float = 25.0
+    # False mimics upstream's simulator, which leaves drop_present unset (capacitance still shows drops).
+    drop_present: bool = True
 
 
 class _LineDict(dict):
@@ -131,7 +134,18 @@ def parse_scenario(text: str, source: str) -> Scenario:
         return ScenarioError(f"{source}:{line}: {msg}")
 
     top = getattr(doc, "line", 1)
-    known = {"name", "board", "drops", "rates", "control", "timeline", "faults", "repeat", "temperature"}
+    known = {
+        "name",
+        "board",
+        "drops",
+        "rates",
+        "control",
+        "timeline",
+        "faults",
+        "repeat",
+        "temperature",
+        "drop_present",
+    }
     for key in doc:
         if key not in known:
             raise fail(top, f"unknown key {key!r} (keys: {', '.join(sorted(known))})")
@@ -179,6 +193,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         except ValueError as exc:
             raise fail(getattr(faults, "line", top), f"faults: {k}: {exc}") from None
     sc.repeat = bool(doc.get("repeat", True))
+    sc.drop_present = bool(doc.get("drop_present", True))
     sc.temperature = float(doc.get("temperature", 25.0))
 
     timeline = doc.get("timeline") or []
