@@ -167,7 +167,8 @@ def main() -> int:
 
             return go
 
-        cases = [(f"autorec h264 {args.preset} crf {args.crf} {params}", exporter(default, "h264.mp4"))]
+        print(f"autorec H.264 default: preset {args.preset}, crf {args.crf}, x264-params {params or '(none)'}")
+        cases = [(f"autorec h264 {args.preset} crf {args.crf} (default)", exporter(default, "h264.mp4"))]
         pool = 2 * video.default_decode_threads()
         cases.append((f"  same, {pool} decode threads", exporter(replace(default, decode_threads=pool), "h264-n.mp4")))
         cases.append(
