@@ -36,7 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", metavar="T", help="last frame: seconds from the log's start or ISO time")
     p.add_argument("--timestamp", action="store_true", help="burn each frame's local time into the picture")
     p.add_argument("--force", action="store_true", help="export even when the output is up to date")
-    p.add_argument("--threads", type=int, default=None, help="JPEG decode threads (default: one per 2 CPUs, max 4)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="JPEG decode threads beside the encoder (default: one per 2 CPUs, max 4; 0: none)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-log lines")
     p.set_defaults(func=run)
 
@@ -88,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"--crf must be 0-51, got {args.crf}")
     if args.preset is not None and args.preset not in _PRESETS:
         return _usage(f"unknown --preset {args.preset!r} (presets: {', '.join(_PRESETS)})")
-    if args.threads is not None and args.threads < 1:
-        return _usage("--threads must be at least 1")
+    if args.threads is not None and args.threads < 0:
+        return _usage("--threads must be 0 (decode in the encoding thread) or more")
     try:
         start = video.TimeRef.parse(args.start) if args.start else None
         end = video.TimeRef.parse(args.end) if args.end else None
