@@ -5,12 +5,16 @@ Mounting needs root; elsewhere these tests are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,21 +37,33 @@ def _can_mount() -> str | None:
     return None
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Path:
-    """A 2 MB tmpfs mounted for this test only."""
+def _mount(tmp_path: Path, size: str):
     reason = _can_mount()
     if reason:
         pytest.skip(reason)
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here (container without CAP_SYS_ADMIN?): {proc.stderr.strip()}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)  # still busy: detach it anyway
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 2 MB tmpfs mounted for this test only."""
+    yield from _mount(tmp_path, "2m")
+
+
+@pytest.fixture
+def small_disk_16m(tmp_path) -> Path:
+    """A 16 MB tmpfs mounted for this test only: less than one camera segment."""
+    yield from _mount(tmp_path, "16m")
 
 
 def _image(i: int, size: int = 50_000) -> bytes:
@@ -162,3 +178,64 @@ def test_recovery_and_status_on_a_full_disk_fail_cleanly(small_disk):
         assert reader.truncated is None
         assert json.loads(result.sidecar.read_text())["records"] == n
         assert json.loads((small_disk / INDEX_NAME).read_text().splitlines()[-1])["records"] == n
+
+
+def _wait_status(path: Path, predicate, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"recorder exited ({proc.returncode}) while waiting for {what}"
+        with contextlib.suppress(OSError, ValueError):
+            status = read_status(path)
+            if predicate(status):
+                return status
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_recorder_survives_a_full_disk_and_resumes(small_disk_16m, tmp_path):
+    """`autorec run --sim` with camera on a 16 MB tmpfs: ENOSPC mid-segment, floor, recovery of space."""
+    out = small_disk_16m
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("output:\n  min_free: 1MB\n  telemetry: false\nrules:\n  - name: moves\n    trigger: electrodes\n")
+    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--out", str(out)]
+    cmd += ["--sim", "--speed", "20", "--duration", "30min"]
+    log_path = tmp_path / "recorder.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    status_path = out / "status.json"
+    try:
+        status = _wait_status(
+            status_path,
+            lambda s: s["disk_below_floor"] and s["open_segment"] is None and s["last_segment"] is not None,
+            proc,
+            "the disk floor to close the segment",
+        )
+        assert "disk_floor" in [a["key"] for a in status["alerts"]]
+        # Every finalized segment is whole, and its sidecar counts what it holds.
+        finals = sorted(out.glob("*.bin"))
+        assert finals
+        for log_file in finals:
+            reader = LogReader(log_file)
+            n = sum(1 for _ in reader.events())
+            assert reader.truncated is None and reader.corrupt is None and reader.undecodable == 0
+            sidecar = json.loads(log_file.with_suffix(".json").read_text())
+            assert sidecar["records"] == n
+        reasons = {json.loads(p.with_suffix(".json").read_text())["close_reason"] for p in finals}
+        assert "disk_floor" in reasons
+        opened = status["counters"]["segments_opened"]
+
+        # Space comes back: recording resumes by itself (and, at 20x with a camera, soon fills the
+        # 16 MB again: a new segment having opened is the proof).
+        for log_file in finals:
+            log_file.unlink()
+        _wait_status(status_path, lambda s: s["counters"]["segments_opened"] > opened, proc, "recording to resume")
+        assert "disk space back" in log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log_path.read_text()[-2000:]
+    assert "Traceback" not in log_path.read_text()
