@@ -4,7 +4,7 @@ The segments a recorder has closed are the lines of `index.jsonl` in the
 output directory (each names its log with `path`, relative to the directory
 or absolute). A segment's files are its log `NAME.bin`, its sidecar
 `NAME.json` (or the `sidecar` the line names) and its exports beside it
-(`NAME.mp4`, `NAME.mkv`).
+(`NAME.mp4`, `NAME.mkv`, and a `.partial` one a crash left).
 
 Contract:
 - `plan_deletions(segments, policy, now)` is pure: it returns the segments
@@ -114,6 +114,8 @@ def segment_files(log: Path) -> list[Path]:
     """The files that belong to the segment whose log is `log` and exist now."""
     stem = log.with_suffix("") if log.suffix == ".bin" else log
     candidates = [stem.with_name(stem.name + s) for s in EXPORT_SUFFIXES]
+    # An export a crash interrupted (`NAME.mp4.partial`) goes with its segment too.
+    candidates += [stem.with_name(stem.name + s + ".partial") for s in EXPORT_SUFFIXES]
     candidates.append(stem.with_name(stem.name + SIDECAR_SUFFIX))
     candidates.append(log)
     return [p for p in candidates if p.exists()]

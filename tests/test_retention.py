@@ -67,7 +67,7 @@ def test_newest_is_never_deleted_for_size_alone():
 
 def test_apply_deletes_files_and_index_lines(tmp_path):
     _segment(tmp_path, "seg-001", 10 * DAY, 1000, exports=(".mp4",))
-    _segment(tmp_path, "seg-002", 8 * DAY, 1000, exports=(".mkv", ".mp4"))
+    _segment(tmp_path, "seg-002", 8 * DAY, 1000, exports=(".mkv", ".mp4", ".mp4.partial"))
     _segment(tmp_path, "seg-003", 2 * DAY, 1000)
     _segment(tmp_path, "seg-004", 1 * DAY, 1000)
     (tmp_path / "telemetry-2026-11-20.bin").write_bytes(b"")  # not a segment: never touched
@@ -76,7 +76,7 @@ def test_apply_deletes_files_and_index_lines(tmp_path):
     result = apply_retention(tmp_path, RetentionPolicy(keep=7 * DAY), now=NOW)
     assert [s.log.name for s in result.deleted] == ["seg-001.bin", "seg-002.bin"]
     assert not result.errors
-    assert result.freed_bytes == 2 * 1004 + len("video") * 3 + sum(
+    assert result.freed_bytes == 2 * 1004 + len("video") * 4 + sum(
         len(json.dumps({"path": f"seg-00{i}.bin", "start": 1.0, "end": 2.0})) for i in (1, 2)
     )
     remaining = sorted(p.name for p in tmp_path.iterdir())
