@@ -44,6 +44,9 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
         handlers=handlers,
         force=True,
     )
+    # websockets logs every connection open/close at INFO; autorec reports
+    # connections itself, once, in words a lab user reads. Keep theirs for -vv.
+    logging.getLogger("websockets").setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
