@@ -12,7 +12,7 @@ Contract, for every `NAME.bin.partial` in the directory:
   removed, also when their payload does not decode (they are counted as
   `undecodable`).
 - Its sidecar `NAME.json` is written in the writer's format from what the
-  file actually holds: `start`/`end` (epoch seconds of the first and last
+  file actually holds: `start`/`end` (epoch seconds of the earliest and latest
   timestamped record), `records`, `bytes`, `counts`, `bytes_per_kind`
   (payload bytes), `recovered: true`, `close_reason: "recovered"`, and
   `recovery` (how much was cut and why). Descriptive fields of a sidecar
