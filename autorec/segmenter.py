@@ -171,8 +171,6 @@ class _Open:
     rules: list[str]
     firings: list[Firing]
     gaps: list[Gap] = field(default_factory=list)
-    records: int = 0
-    bytes: int = 0
 
 
 class Segmenter:
@@ -401,8 +399,6 @@ class Segmenter:
             )
         )
         actions.extend(snap_writes)
-        seg.records += len(snap_writes)
-        seg.bytes += sum(len(w.payload) for w in snap_writes)
         for e in pre_roll:
             actions.append(self._write(e, "pre_roll"))
 
@@ -420,10 +416,6 @@ class Segmenter:
         return items, writes
 
     def _write(self, entry: Entry, origin: str) -> Write:
-        seg = self._open
-        assert seg is not None
-        seg.records += 1
-        seg.bytes += len(entry.payload)
         self._remember(entry)
         return Write(entry.time, entry.payload, entry.kind, origin)
 
