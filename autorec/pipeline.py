@@ -125,7 +125,7 @@ class Pipeline:
         self.tick_lag = tick_lag * rate
         self.listeners: list[StreamListener] = list(listeners)
         self.stats = PipelineStats()
-        self._held: list[Message] = []
+        self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
         self._last_open: tuple[str, ...] = ()
 
@@ -154,18 +154,18 @@ class Pipeline:
                 self.stats.rejected += 1
                 return
         t = self.timeline.stamp(events.timestamp(event), None if self.offline else msg.monotonic)
+        kind = msg.kind or event.WhichOneof("msg") or ""
         if t is None:
             if len(self._held) < MAX_HELD:
-                self._held.append(msg)
+                self._held.append((msg.payload, kind, event))
             else:
                 self.stats.held += 1
             return
         if self._held:
             held, self._held = self._held, []
-            for m in held:
-                ev = m.event if m.event is not None else events.decode(m.payload)  # parsed above once
-                self._process(t, m.payload, m.kind or ev.WhichOneof("msg") or "", ev)
-        self._process(t, msg.payload, msg.kind or event.WhichOneof("msg") or "", event)
+            for payload, held_kind, held_event in held:
+                self._process(t, payload, held_kind, held_event)
+        self._process(t, msg.payload, kind, event)
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
         stats = self.stats
