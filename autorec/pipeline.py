@@ -127,7 +127,6 @@ class Pipeline:
         self.stats = PipelineStats()
         self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
-        self._last_open: tuple[str, ...] = ()
 
     # -- inputs --------------------------------------------------------
     def handle(self, item: Message | Connected | Disconnected) -> None:
