@@ -7,6 +7,7 @@ lists the allowed units, ready to show after a file:line prefix.
 
 from __future__ import annotations
 
+import math
 import re
 
 DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -31,23 +32,31 @@ def _split(text: str) -> tuple[float, str] | None:
     return float(m.group(1)), m.group(2)
 
 
+def _finite(number: float, value: object, what: str) -> float:
+    # YAML's .inf/.nan and overflowing exponents (1e400s) would otherwise pass as
+    # durations no timer can wait for, or crash int() for sizes.
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
 def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 10s, got {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value!r}")
-        return float(value)
+        return _finite(float(value), value, "a duration")
     parts = _split(str(value))
     allowed = ", ".join(DURATION_UNITS)
     if parts is None:
         raise ValueError(f"expected a duration like 10s or 30min (units: {allowed}), got {value!r}")
     number, unit = parts
     if unit == "":
-        return number
+        return _finite(number, value, "a duration")
     if unit not in DURATION_UNITS:
         raise ValueError(f"unknown duration unit {unit!r} in {value!r} (units: {allowed})")
-    return number * DURATION_UNITS[unit]
+    return _finite(number * DURATION_UNITS[unit], value, "a duration")
 
 
 def parse_size(value: str | int | float) -> int:
@@ -56,17 +65,17 @@ def parse_size(value: str | int | float) -> int:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a size cannot be negative: {value!r}")
-        return int(value)
+        return int(_finite(value, value, "a size"))
     parts = _split(str(value))
     allowed = ", ".join(SIZE_UNITS)
     if parts is None:
         raise ValueError(f"expected a size like 256MB or 1GiB (units: {allowed}), got {value!r}")
     number, unit = parts
     if unit == "":
-        return int(number)
+        return int(_finite(number, value, "a size"))
     if unit not in SIZE_UNITS:
         raise ValueError(f"unknown size unit {unit!r} in {value!r} (units: {allowed})")
-    return int(number * SIZE_UNITS[unit])
+    return int(_finite(number * SIZE_UNITS[unit], value, "a size"))
 
 
 def format_duration(seconds: float) -> str:
