@@ -509,6 +509,10 @@ class _Decoder:
 
     def __call__(self, frame: Frame) -> tuple[av.VideoFrame | None, bool]:
         """(picture or None if corrupt, whether it was rescaled)."""
+        if not frame.jpeg:
+            # An empty packet is FFmpeg's end-of-stream signal: it would put the decoder at EOF and the
+            # next, good frame would fail too. An image event without data is just a corrupt frame.
+            return None, False
         try:
             pictures = self._context().decode(av.Packet(frame.jpeg))
         except (av.FFmpegError, ValueError):

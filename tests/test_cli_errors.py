@@ -40,3 +40,15 @@ def test_units_reject_non_finite():
         with pytest.raises(ValueError, match="finite"):
             parse_size(bad)
     assert parse_duration("1e3s") == 1000.0 and parse_size("1e3kB") == 10**6
+
+
+def test_video_empty_jpeg_costs_only_its_own_frame(tmp_path, capsys):
+    from tests.videolog import T0, frames_log, make_jpeg
+
+    # Frame 1 is an image event with no data (a camera hiccup). It used to reach FFmpeg as an
+    # empty packet, which ends the decoder's stream, and frame 2 was then lost as "corrupt" too.
+    jpegs = [make_jpeg(0, 64, 48), b"", make_jpeg(2, 64, 48), make_jpeg(3, 64, 48)]
+    log = frames_log(tmp_path / "cam.bin", [T0 + i * 0.1 for i in range(4)], jpegs)
+    assert main(["video", str(log), "--threads", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "3 frames" in out and "1 corrupt frames skipped" in out, out
