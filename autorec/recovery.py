@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__, events
+from autorec.atomicfile import append_json_line as append_index_line  # re-exported: tests and tools append index lines
+from autorec.atomicfile import fsync_path, write_json
 from autorec.logfile import LogReader
 
 PARTIAL_SUFFIX = ".partial"
@@ -181,50 +183,6 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY if directory else os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any], fsync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def append_index_line(index: Path, entry: dict[str, Any], fsync: bool = True) -> None:
-    """Append one JSON line to `index`; on failure (a full disk) cut it back so no half line remains."""
-    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()  # the writer's compact form
-    fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)
-            raise
-    finally:
-        os.close(fd)
-
-
 def index_entry(sidecar: dict[str, Any], log_name: str, sidecar_name: str) -> dict[str, Any]:
     """The `index.jsonl` line for a sidecar: the writer's summary shape."""
     entry: dict[str, Any] = {k: sidecar.get(k) for k in INDEX_KEYS}
@@ -336,7 +294,7 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
         # Only a partial is cut: a finalized log is never modified (its sidecar counts its whole records).
         os.truncate(source, summary.bytes)
     if fsync and is_partial:
-        _fsync_path(source)
+        fsync_path(source)
 
     previous: dict[str, Any] = {}
     for candidate in _sidecar_candidates(stem):
@@ -360,7 +318,7 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
     # Sidecar first, then the rename: a failure in between (a full disk) leaves the partial to be
     # recovered again on the next start, never a finalized log without its sidecar; a stale
     # sidecar is recomputed then, since its content fields are never trusted.
-    _write_json_atomic(sidecar_path, sidecar, fsync)
+    write_json(sidecar_path, sidecar, fsync)
     result.sidecar = sidecar_path
     if is_partial:
         os.rename(source, log)
@@ -369,7 +327,7 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
         _sidecar_candidates(stem)[0].unlink()
     append_index_line(directory / INDEX_NAME, index_entry(sidecar, log.name, sidecar_path.name), fsync)
     if fsync:
-        _fsync_path(directory, directory=True)
+        fsync_path(directory)
 
 
 def recover_partial(partial: Path, fsync: bool = True, now: float | None = None) -> Recovered:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autorec.atomicfile import fsync_path, replace_file
 from autorec.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger("autorec.retention")
@@ -167,32 +168,9 @@ def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
 
 def write_index(directory: Path, lines: Sequence[str]) -> None:
     """Replace `index.jsonl` with `lines` atomically and durably."""
-    path = directory / INDEX_NAME
-    tmp = directory / f".{INDEX_NAME}.tmp"
-    data = "".join(line + "\n" for line in lines).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
+    replace_file(directory / INDEX_NAME, "".join(line + "\n" for line in lines).encode(), fsync=True)
     with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_path(directory)
 
 
 def apply_retention(

@@ -60,6 +60,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from autorec import events
+from autorec.atomicfile import fsync_path
 from autorec.logfile import LogReader
 
 Mode = Literal["h264", "copy"]
@@ -650,7 +651,8 @@ def export(
             raise ExportError(_no_frames_message(log, stats, result, options))
         container.close()
         container = None
-        _fsync(tmp)
+        # The rename must not land before the data: a power cut would leave a broken file under the real name.
+        fsync_path(tmp)
         os.replace(tmp, out)
     except ExportError:
         raise
@@ -666,15 +668,6 @@ def export(
     result.bytes = out.stat().st_size
     result.seconds = time.perf_counter() - began
     return result
-
-
-def _fsync(path: Path) -> None:
-    # The rename must not land before the data: a power cut would leave a broken file under the real name.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _no_frames_message(log: Path, stats: SelectionStats, result: ExportResult, options: ExportOptions) -> str:

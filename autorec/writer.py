@@ -36,7 +36,6 @@ Contract:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
+from autorec.atomicfile import append_json_line, write_json
 from autorec.logfile import LogWriteError, LogWriter
 from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
@@ -448,12 +448,12 @@ class SegmentWriter:
         file.summary = summary
         if cur.writer is not None:
             try:
-                _write_json(file.sidecar, sidecar)
+                write_json(file.sidecar, sidecar)
             except OSError as exc:
                 self._error(f"cannot write {file.sidecar}: {exc.strerror or exc}")
             try:
-                with self.index_lock, open(self.directory / INDEX_NAME, "a") as f:
-                    f.write(json.dumps(summary, separators=(",", ":")) + "\n")
+                with self.index_lock:
+                    append_json_line(self.directory / INDEX_NAME, summary, fsync=False)
             except OSError as exc:
                 self._error(f"cannot append to {self.directory / INDEX_NAME}: {exc.strerror or exc}")
         self.stats.segments += 1
@@ -531,12 +531,3 @@ class SegmentWriter:
             self._telemetry.close()
             self.stats.telemetry_records = self._telemetry.records
             self.stats.telemetry_errors = self._telemetry.dropped
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as JSON to `path` atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)

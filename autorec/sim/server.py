@@ -26,13 +26,12 @@ background thread, for synchronous callers (`with SimServerThread(cfg) as s: s.u
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
 import time
-from pathlib import Path
 
+from autorec.atomicfile import write_json
 from autorec.broadcast import Broadcaster, BroadcastServer
 from autorec.sim.config import SimConfig
 from autorec.sim.core import Simulation
@@ -59,10 +58,7 @@ def make_renderer(cols: int, rows: int, seed: int):
 
 def write_truth(path: str | os.PathLike[str], truth: dict) -> None:
     """Write the ground truth JSON atomically (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(truth, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, truth)
 
 
 class SimServer:
