@@ -20,18 +20,15 @@ Contracts:
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from autorec.jpeg import JpegError, jpeg_complete, jpeg_header
+
 SCALES = (1, 2, 4, 8)
 _LOWRES = {1: 0, 2: 1, 4: 2, 8: 3}
-# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-# Some encoders pad after EOI; look for it this far from the end.
-_EOI_SLACK = 64
 
 
 class FrameDecodeError(ValueError):
@@ -46,39 +43,6 @@ class GrayImage:
     full_width: int
     full_height: int
     progressive: bool
-
-
-def jpeg_header(data: bytes | memoryview) -> tuple[int, int, bool]:
-    """(width, height, progressive) from the JPEG's frame header; FrameDecodeError if there is none.
-
-    Walks the marker segments from SOI to the first SOF: a handful of steps, no pixel data read.
-    """
-    n = len(data)
-    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        raise FrameDecodeError("not a JPEG (no SOI marker)")
-    pos = 2
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            raise FrameDecodeError(f"not a JPEG (bad marker at byte {pos})")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        if marker in _SOF:
-            if pos + 9 > n:
-                break
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            if width == 0 or height == 0:
-                raise FrameDecodeError("JPEG frame header has a zero size")
-            return width, height, marker in (0xC2, 0xC6, 0xCA, 0xCE)
-        pos += 2 + length
-    raise FrameDecodeError("not a whole JPEG (no frame header)")
 
 
 class GrayDecoder:
@@ -99,10 +63,12 @@ class GrayDecoder:
 
     def decode(self, jpeg: bytes) -> GrayImage:
         """The reduced luma of one JPEG; FrameDecodeError if it is not a whole, decodable JPEG."""
-        width, height, progressive = jpeg_header(jpeg)
-        n = len(jpeg)
-        if jpeg.rfind(b"\xff\xd9", max(0, n - _EOI_SLACK)) < 0:
-            raise FrameDecodeError(f"JPEG cut off (no EOI marker; {n} bytes)")
+        try:
+            width, height, progressive = jpeg_header(jpeg)  # also the cheap check for "not a JPEG at all"
+        except JpegError as exc:
+            raise FrameDecodeError(str(exc)) from None
+        if not jpeg_complete(jpeg):
+            raise FrameDecodeError(f"JPEG cut off (no EOI marker; {len(jpeg)} bytes)")
         try:
             frames = self._ctx.decode(av.Packet(jpeg))
         except (av.FFmpegError, ValueError, MemoryError) as exc:

@@ -61,6 +61,7 @@ from av.video.frame import PictureType
 
 from autorec import events
 from autorec.atomicfile import fsync_path
+from autorec.jpeg import jpeg_complete, jpeg_size
 from autorec.logfile import LogReader
 
 Mode = Literal["h264", "copy"]
@@ -305,43 +306,6 @@ def count_images(log_path: str | os.PathLike[str]) -> int:
     """How many `image` records a log holds (fast: reads only record heads)."""
     reader = LogReader(log_path)
     return sum(1 for _, _, head in reader.heads(1) if events.peek_kind(head) == "image")
-
-
-# ---------------------------------------------------------------------------------------------
-# JPEG helpers
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, or None when it is not a readable JPEG."""
-    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return None
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            i += 2
-            continue
-        length = (data[i + 2] << 8) | data[i + 3]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > n:
-                return None
-            height = (data[i + 5] << 8) | data[i + 6]
-            width = (data[i + 7] << 8) | data[i + 8]
-            return (width, height) if width and height else None
-        if marker == 0xDA or length < 2:  # scan data before any frame header
-            return None
-        i += 2 + length
-    return None
-
-
-def _jpeg_complete(data: bytes) -> bool:
-    # Some encoders pad after the end-of-image marker; allow a little.
-    return data.rfind(b"\xff\xd9", max(0, len(data) - 64)) != -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,7 +672,7 @@ def _export_copy(frames: Iterator[Frame], container, result: ExportResult, progr
         if progress:
             progress(1)
         size = jpeg_size(frame.jpeg)
-        if size is None or not _jpeg_complete(frame.jpeg):
+        if size is None or not jpeg_complete(frame.jpeg):
             result.corrupt += 1
             continue
         if writer is None:

@@ -32,6 +32,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from autorec.jpeg import jpeg_size
+
 HEAD = 64  # bytes of each payload looked at; holds the timestamp of every kind in practice
 DECODE_LIMIT = 64 * 1024  # small records whose timestamp is not in the head are decoded whole
 
@@ -126,32 +128,6 @@ def _parse_timestamp(buf: bytes, pos: int, end: int) -> float | str:
     except _DecodeError:
         return UNKNOWN
     return ts.seconds + ts.nanos * 1e-9
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame header, or None if there is none."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length field
-            i += 2
-            continue
-        seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > len(data):
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + seg_len
-    return None
 
 
 # -- the summary -------------------------------------------------------------------
