@@ -284,8 +284,8 @@ def _split_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class EventRecorder:
-    """Records the event stream in a background thread. See the module docstring."""
+class _RecorderBase:
+    """What `EventRecorder` and `AsyncEventRecorder` share: settings, the current/last capture and its counters."""
 
     def __init__(
         self,
@@ -302,10 +302,9 @@ class EventRecorder:
         self.reconnect_timeout = reconnect_timeout
         self.mode = mode
         self._source_options = _split_options(source_options)
-        self._lock = threading.Lock()
         self._capture: _Capture | None = None
-        self._thread: threading.Thread | None = None
         self._last: _Capture | None = None
+        self._lock = threading.Lock()  # serialises the threaded recorder's start/stop
 
     @property
     def recording(self) -> bool:
@@ -333,6 +332,21 @@ class EventRecorder:
         capture = self._capture or self._last
         return list(capture.source.stats.gaps) if capture else []
 
+    def _new_capture(self, path: str | os.PathLike[str]) -> _Capture:
+        """A capture to `path`; RecorderError if one is still running."""
+        if self._capture is not None:
+            state = "stopping" if self._capture.stop_requested else "recording"
+            raise RecorderError(f"already {state} to {self._capture.path}; call stop() first")
+        return _Capture(
+            self.uri, Path(path), self.mode, self.connect_timeout, self.reconnect_timeout, self._source_options
+        )
+
+
+class EventRecorder(_RecorderBase):
+    """Records the event stream in a background thread. See the module docstring."""
+
+    _thread: threading.Thread | None = None  # runs the current capture
+
     def _finish_failed(self) -> None:
         """Raise (once) the error of a capture that ended on its own."""
         capture, thread = self._capture, self._thread
@@ -345,12 +359,7 @@ class EventRecorder:
     def start(self, path: str | os.PathLike[str]) -> None:
         with self._lock:
             self._finish_failed()
-            if self._capture is not None:
-                state = "stopping" if self._capture.stop_requested else "recording"
-                raise RecorderError(f"already {state} to {self._capture.path}; call stop() first")
-            capture = _Capture(
-                self.uri, Path(path), self.mode, self.connect_timeout, self.reconnect_timeout, self._source_options
-            )
+            capture = self._new_capture(path)
             ready = threading.Event()
             thread = threading.Thread(
                 target=self._run, args=(capture, ready), name="autorec-EventRecorder", daemon=True
@@ -425,47 +434,10 @@ class EventRecorder:
             log.error("%s", err)
 
 
-class AsyncEventRecorder:
+class AsyncEventRecorder(_RecorderBase):
     """`EventRecorder` for code running its own asyncio loop: same contract, coroutines."""
 
-    def __init__(
-        self,
-        uri: str = DEFAULT_URI,
-        *,
-        connect_timeout: float = 5.0,
-        reconnect_timeout: float = 10.0,
-        mode: Mode = "overwrite",
-        **source_options: Any,
-    ):
-        WebsocketSource(uri)
-        self.uri = uri
-        self.connect_timeout = connect_timeout
-        self.reconnect_timeout = reconnect_timeout
-        self.mode = mode
-        self._source_options = _split_options(source_options)
-        self._capture: _Capture | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._last: _Capture | None = None
-
-    @property
-    def recording(self) -> bool:
-        capture = self._capture
-        return (
-            capture is not None
-            and capture.error is None
-            and capture.phase == "recording"
-            and not capture.stop_requested
-        )
-
-    @property
-    def count(self) -> int:
-        capture = self._capture or self._last
-        return capture.count if capture else 0
-
-    @property
-    def gaps(self) -> list[Gap]:
-        capture = self._capture or self._last
-        return list(capture.source.stats.gaps) if capture else []
+    _task: asyncio.Task[None] | None = None  # runs the current capture
 
     async def start(self, path: str | os.PathLike[str]) -> None:
         capture, task = self._capture, self._task
@@ -473,12 +445,7 @@ class AsyncEventRecorder:
             self._capture = self._task = None
             self._last = capture
             capture.outcome()
-        if self._capture is not None:
-            state = "stopping" if self._capture.stop_requested else "recording"
-            raise RecorderError(f"already {state} to {self._capture.path}; call stop() first")
-        capture = _Capture(
-            self.uri, Path(path), self.mode, self.connect_timeout, self.reconnect_timeout, self._source_options
-        )
+        capture = self._new_capture(path)
         ready = asyncio.Event()
         task = asyncio.ensure_future(capture.run(ready.set))
         waiter = asyncio.ensure_future(ready.wait())
