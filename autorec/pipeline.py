@@ -45,8 +45,8 @@ from typing import Any, Protocol, TextIO
 from autorec import events
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
-from autorec.rules import RuleSet, SegmentSettings
-from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, SegmentPolicy, Write
+from autorec.rules import RuleSet
+from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
@@ -79,10 +79,6 @@ class StreamListener:
     def tick(self, t: float) -> None: ...
 
     def fired(self, t: float, firings: Sequence[Firing]) -> None: ...
-
-
-def policy_of(s: SegmentSettings) -> SegmentPolicy:
-    return SegmentPolicy(s.pre_roll, s.post_roll, s.max_length, s.pre_roll_max_bytes)
 
 
 @dataclass
@@ -119,7 +115,7 @@ class Pipeline:
         self.sink = sink
         self.offline = offline
         self.engine = RuleEngine(ruleset)
-        self.segmenter = Segmenter({r.name: policy_of(r.segments) for r in ruleset.rules}, policy_of(ruleset.segments))
+        self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self.timeline = Timeline(rate=rate)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
@@ -253,7 +249,7 @@ class Pipeline:
             engine.state.update(t, event)
         self.engine = engine
         self.ruleset = ruleset
-        self.segmenter.set_policies({r.name: policy_of(r.segments) for r in ruleset.rules}, policy_of(ruleset.segments))
+        self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
 
     # -- status --------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from autorec.events import KINDS
+from autorec.segmenter import SegmentPolicy
 from autorec.triggers.base import Trigger
 from autorec.triggers.fields import suggest
 from autorec.units import parse_duration, parse_size
@@ -72,14 +73,9 @@ class ConfigError(Exception):
 # Settings
 
 
-@dataclass(frozen=True)
-class SegmentSettings:
-    """How segments are cut (seconds, bytes). Per-rule overrides produce a copy."""
-
-    pre_roll: float = 10.0
-    post_roll: float = 20.0
-    max_length: float = 1800.0
-    pre_roll_max_bytes: int = 256_000_000
+# How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
+# policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
+SegmentSettings = SegmentPolicy
 
 
 @dataclass(frozen=True)
