@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from autorec.diskfloor import MinFree
 from autorec.events import KINDS
 from autorec.segmenter import SegmentPolicy
 from autorec.triggers.base import Trigger
@@ -99,16 +100,9 @@ class OutputSettings:
     status_file: str | None = "status.json"
     queue_max_bytes: int = 512_000_000
 
-    DEFAULT_MIN_FREE_BYTES = 1_000_000_000
-    DEFAULT_MIN_FREE_PERCENT = 5.0
-
     def min_free_bytes(self, total_bytes: int) -> int:
         """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
-        if self.min_free is not None:
-            return self.min_free
-        if self.min_free_percent is not None:
-            return int(total_bytes * self.min_free_percent / 100)
-        return max(self.DEFAULT_MIN_FREE_BYTES, int(total_bytes * self.DEFAULT_MIN_FREE_PERCENT / 100))
+        return MinFree.from_settings(self.min_free, self.min_free_percent).floor(total_bytes)
 
 
 @dataclass(frozen=True)
