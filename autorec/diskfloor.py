@@ -3,7 +3,9 @@
 Sans-I/O core: `DiskFloor` is fed `(free_bytes, total_bytes)` samples and
 returns a `FloorChange` only when the state flips, so the caller raises one
 alert when space runs out and one "cleared" message when it returns.
-`disk_usage(path)` is the only edge: one `os.statvfs` call.
+The edges around it: `disk_usage(path)` (one `os.statvfs` call), `DiskWatch`
+(samples it at most every `interval` seconds of a time the caller passes in)
+and `DiskFloorGuard` (acts on a pipeline; reads the monotonic clock it is given).
 
 Contract:
 - `parse_min_free(value)` accepts a size (`2GB`, `500MiB`, bytes as a
