@@ -126,18 +126,27 @@ class StatusFile:
 
 
 class RateMeter:
-    """Events per second over the last `window` seconds of a monotonic clock."""
+    """Events per second over the last `window` seconds of a monotonic clock.
+
+    Counts are kept in buckets of `window / 50` seconds, not one sample per event:
+    `add` runs for every message, and a busy rig sends thousands a second.
+    """
 
     def __init__(self, window: float = 5.0):
         self.window = window
-        self._samples: deque[tuple[float, int]] = deque()
+        self._bucket = window / 50
+        self._samples: deque[list[float]] = deque()  # [bucket start, count]
         self._sum = 0
         self._first: float | None = None
 
     def add(self, now: float, count: int = 1) -> None:
         if self._first is None:
             self._first = now
-        self._samples.append((now, count))
+        samples = self._samples
+        if samples and now - samples[-1][0] < self._bucket:
+            samples[-1][1] += count
+        else:
+            samples.append([now, count])
         self._sum += count
         self._trim(now)
 
@@ -207,9 +216,10 @@ class StatusReporter:
             alerts=list(self.alerts()) if self.alerts is not None else [],
         )
 
-    def update(self, force: bool = False) -> bool:
-        """Rewrite the file if due (or `force`). True if it was written now."""
-        now = self.clock()
+    def update(self, force: bool = False, now: float | None = None) -> bool:
+        """Rewrite the file if due (or `force`). True if it was written now. `now`: `clock()` if None."""
+        if now is None:
+            now = self.clock()
         if not force and not self.file.due(now):
             return False
         try:
@@ -235,8 +245,9 @@ class StatusReporter:
 
     def message(self, t: float, kind: str | None) -> None:
         self.is_connected = True
-        self.meter.add(self.clock())
-        self.update()
+        now = self.clock()
+        self.meter.add(now)
+        self.update(now=now)
 
     def tick(self, t: float) -> None:
         self.update()
