@@ -15,6 +15,7 @@ from autorec import events
 from autorec.logfile import LogReader
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules" / "electrodes.yaml"
@@ -30,13 +31,6 @@ def autorec(*args: str, **kw) -> subprocess.Popen:
         cwd=kw.pop("cwd", None),
         **kw,
     )
-
-
-def poll(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:
@@ -70,14 +64,14 @@ def test_run_against_the_simulator_keeps_every_activity_window(tmp_path: Path):
         rec = autorec("record", str(full), "--uri", server.uri)
         run = autorec("run", "--rules", str(RULES), "--uri", server.uri, "--out", str(out))
         try:
-            poll(lambda: server.finished, 60, "the simulator to finish")
+            wait_until(lambda: server.finished, 60, "the simulator to finish")
             published = server.broadcaster.published
 
             def delivered() -> bool:
                 clients = server.broadcaster.stats()["clients"]
                 return len(clients) == 2 and all(c["sent"] + c["dropped"] >= published for c in clients)
 
-            poll(delivered, 20, "both clients to receive everything")
+            wait_until(delivered, 20, "both clients to receive everything")
         finally:
             rc_run, _, err_run = stop(run)
             rc_rec, _, err_rec = stop(rec)
@@ -153,7 +147,7 @@ def test_sigterm_closes_the_open_segment_and_exits_0(tmp_path: Path):
         "run", "--rules", str(RULES), "--sim", "--speed", "10", "--no-camera", "--seed", "3", "--out", str(out)
     )
     try:
-        poll(lambda: bool(list(out.glob("*.bin.partial"))), 60, "a segment to open")
+        wait_until(lambda: bool(list(out.glob("*.bin.partial"))), 60, "a segment to open")
     finally:
         t0 = time.monotonic()
         rc, _, err = stop(proc)
@@ -261,14 +255,14 @@ def test_sighup_reloads_good_rules_and_keeps_the_old_ones_on_bad(tmp_path: Path)
         "run", "--rules", str(rules), "--sim", "--speed", "5", "--no-camera", "--out", str(out), "--log-file", str(logf)
     )
     try:
-        poll(lambda: logf.exists() and "recording the simulator" in logf.read_text(), 30, "the recorder to start")
+        wait_until(lambda: logf.exists() and "recording the simulator" in logf.read_text(), 30, "the recorder to start")
         rules.write_text("rules:\n  - name: x\n    trigger: electrodes\n    bogus: 1\n")
         proc.send_signal(signal.SIGHUP)
-        poll(lambda: "reload rejected" in logf.read_text(), 10, "the bad reload to be reported")
+        wait_until(lambda: "reload rejected" in logf.read_text(), 10, "the bad reload to be reported")
         assert f"{rules}:4" in logf.read_text()
         rules.write_text(RULES.read_text().replace("electrodes-changed", "renamed-rule"))
         proc.send_signal(signal.SIGHUP)
-        poll(lambda: "renamed-rule" in logf.read_text(), 10, "the good reload")
+        wait_until(lambda: "renamed-rule" in logf.read_text(), 10, "the good reload")
     finally:
         rc, _, err = stop(proc)
     assert rc == 0, err

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,10 @@ from autorec.segmenter import Segmenter, SegmentPolicy, Write
 from autorec.telemetry import telemetry_name
 from autorec.triggers.base import Firing
 from autorec.writer import SegmentFile, SegmentObserver, SegmentWriter
+from tests.polling import wait_until
 
 T0 = 1_700_000_000.0
 POLICY = SegmentPolicy(pre_roll=2.0, post_roll=3.0, max_length=100.0)
-
-
-def poll(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)
 
 
 class Recorder(SegmentObserver):
@@ -104,7 +97,7 @@ def test_open_segment_is_flushed_as_partial_within_a_second(tmp_path: Path):
     w.submit(seg.feed(T0, payload("hv_regulator", T0, 1), "hv_regulator", [Firing("a", T0)]))
     w.submit(seg.feed(T0 + 1, payload("hv_regulator", T0 + 1, 2), "hv_regulator"))
     partial = tmp_path / "1-a.bin.partial"
-    poll(lambda: partial.exists() and len(list(LogReader(partial))) == 2)
+    wait_until(lambda: partial.exists() and len(list(LogReader(partial))) == 2, 10, "two records in the partial")
     assert not (tmp_path / "1-a.bin").exists()
     w.submit(seg.close())
     assert w.close(10)

@@ -9,7 +9,7 @@ moment it connects. `drop_connections()` cuts TCP without a close frame,
 `pause_reading()` makes it ignore close frames (so a client's closing
 handshake hangs until its close timeout).
 
-Use `wait_until(predicate, timeout)` to poll for a condition with a deadline
+`wait_until` (from `tests.polling`) polls for a condition with a deadline
 instead of sleeping.
 """
 
@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from autorec.logfile import LogReader
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll `predicate` until true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
+from tests.polling import wait_until  # re-exported: the websocket tests import it from here
 
 
 def fixture_payloads(path: Path) -> list[bytes]:
