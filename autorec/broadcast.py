@@ -11,6 +11,9 @@ most every few seconds; other clients never wait for it.
 serves the websocket (binary frames; no compression: JPEGs do not shrink
 and deflating 100 MB/s would cost a core). Port 0 picks a
 free port; `.port` and `.uri` tell which.
+
+`StreamServer` is the shell of a server that plays one stream to all its
+clients (the simulator, the log replayer): see its docstring.
 """
 
 from __future__ import annotations
@@ -264,3 +267,49 @@ class BroadcastServer:
         if host in ("0.0.0.0", "", "[::]"):
             host = "127.0.0.1"
         return f"ws://{host}:{self.port}"
+
+
+class StreamServer:
+    """A `Broadcaster` served on a websocket plus the task that feeds it; subclasses write `_play()`.
+
+    `async with` starts serving, then runs `_play()` as a task; `_play()` publishes
+    through `self.broadcaster` and sets `self._finished` when it ends (also on
+    error), which `wait_finished()` waits for. Leaving the context cancels the
+    task, gives clients up to 2 s to receive what is already queued (a stalled
+    client cannot hold this up), and closes the server.
+    """
+
+    def __init__(self, broadcaster: Broadcaster, host: str, port: int) -> None:
+        self.broadcaster = broadcaster
+        self._server = BroadcastServer(broadcaster, host, port)
+        self._task: asyncio.Task | None = None
+        self._finished: asyncio.Event | None = None
+
+    async def _play(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> StreamServer:
+        self._finished = asyncio.Event()
+        await self._server.__aenter__()
+        self._task = asyncio.ensure_future(self._play())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.broadcaster.drain(2.0)
+        await self._server.__aexit__(*exc)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def uri(self) -> str:
+        return self._server.uri
+
+    async def wait_finished(self) -> None:
+        assert self._finished is not None, f"use `async with {type(self).__name__}(...)` first"
+        await self._finished.wait()

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from autorec import events
-from autorec.broadcast import Broadcaster, BroadcastServer
+from autorec.broadcast import Broadcaster, StreamServer
 from autorec.logfile import LogReader
 
 log = logging.getLogger("autorec.replay")
@@ -55,7 +55,7 @@ def playback_offsets(payloads: Iterable[bytes], max_gap: float | None = None) ->
         yield last, payload
 
 
-class ReplayServer:
+class ReplayServer(StreamServer):
     """Plays one log to all clients. See the module docstring.
 
     `wait_for_clients`: hold playback until that many clients are connected.
@@ -81,10 +81,7 @@ class ReplayServer:
         self.loop = loop
         self.max_gap = max_gap
         self.wait_for_clients = wait_for_clients
-        self.broadcaster = Broadcaster(max_queue_bytes, name="replay")
-        self._server = BroadcastServer(self.broadcaster, host, port)
-        self._task: asyncio.Task | None = None
-        self._finished: asyncio.Event | None = None
+        super().__init__(Broadcaster(max_queue_bytes, name="replay"), host, port)
         self.passes = 0
         self.records = 0
         self.error: str | None = None
@@ -92,28 +89,8 @@ class ReplayServer:
     async def __aenter__(self) -> ReplayServer:
         with open(self.path, "rb"):  # fail early (OSError) on a missing or unreadable log
             pass
-        self._finished = asyncio.Event()
-        await self._server.__aenter__()
-        self._task = asyncio.ensure_future(self._play())
+        await super().__aenter__()
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.broadcaster.drain(2.0)
-        await self._server.__aexit__(*exc)
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def uri(self) -> str:
-        return self._server.uri
 
     @property
     def stats(self) -> dict:
@@ -121,10 +98,6 @@ class ReplayServer:
         s["passes"] = self.passes
         s["records"] = self.records
         return s
-
-    async def wait_finished(self) -> None:
-        assert self._finished is not None, "use `async with ReplayServer(...)` first"
-        await self._finished.wait()
 
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()

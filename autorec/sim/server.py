@@ -32,7 +32,7 @@ import threading
 import time
 
 from autorec.atomicfile import write_json
-from autorec.broadcast import Broadcaster, BroadcastServer
+from autorec.broadcast import Broadcaster, StreamServer
 from autorec.sim.config import SimConfig
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario
@@ -61,7 +61,7 @@ def write_truth(path: str | os.PathLike[str], truth: dict) -> None:
     write_json(path, truth)
 
 
-class SimServer:
+class SimServer(StreamServer):
     """See the module docstring. `host`/`port` override the config's."""
 
     def __init__(self, config: SimConfig, host: str | None = None, port: int | None = None):
@@ -79,11 +79,8 @@ class SimServer:
             camera=config.camera,
             faults=config.faults,
         )
-        self.broadcaster = Broadcaster(config.max_queue_bytes, name="sim")
-        self._server = BroadcastServer(self.broadcaster, self.host, self._port)
+        super().__init__(Broadcaster(config.max_queue_bytes, name="sim"), self.host, self._port)
         self._encoder: StreamEncoder | None = None
-        self._task: asyncio.Task | None = None
-        self._finished: asyncio.Event | None = None
         self._real_start = 0.0
         self._real_elapsed = 0.0
         self._closes = 0
@@ -96,8 +93,7 @@ class SimServer:
         if self.config.camera and self.config.fps > 0:
             renderer = make_renderer(self.scenario.board.cols, self.scenario.board.rows, self.config.seed)
         self._encoder = StreamEncoder(renderer, seed=self.config.seed)
-        self._finished = asyncio.Event()
-        await self._server.__aenter__()
+        await super().__aenter__()
         log.info(
             "sim: serving %s scenario %r (seed %d) at %gx on %s",
             self.scenario.board.name,
@@ -106,29 +102,12 @@ class SimServer:
             self.config.speed,
             self.uri,
         )
-        self._task = asyncio.ensure_future(self._pace())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        # Give clients what is already queued before closing (bounded: a stalled client can't hold us).
-        await self.broadcaster.drain(2.0)
-        await self._server.__aexit__(*exc)
+        await super().__aexit__(*exc)
         if self.config.truth:
             write_truth(self.config.truth, self.truth)
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def uri(self) -> str:
-        return self._server.uri
 
     @property
     def truth(self) -> dict:
@@ -145,11 +124,6 @@ class SimServer:
         s["connection_closes"] = self._closes
         return s
 
-    async def wait_finished(self) -> None:
-        """Return once the whole simulated duration has been published (never, without a duration)."""
-        assert self._finished is not None, "use `async with SimServer(...)` first"
-        await self._finished.wait()
-
     @property
     def finished(self) -> bool:
         return self._finished is not None and self._finished.is_set()
@@ -165,7 +139,7 @@ class SimServer:
             self._truth_size = size
             self._truth_written_at = now
 
-    async def _pace(self) -> None:
+    async def _play(self) -> None:
         loop = asyncio.get_running_loop()
         sim, encoder, speed = self.sim, self._encoder, self.config.speed
         assert encoder is not None
