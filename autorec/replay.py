@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 
@@ -74,8 +75,10 @@ class ReplayServer(StreamServer):
         wait_for_clients: int = 0,
         max_queue_bytes: int = 32 * 1024 * 1024,
     ):
-        if speed <= 0:
-            raise ValueError("--speed must be above zero")
+        if not 0 < speed < math.inf:  # also rejects nan
+            raise ValueError("--speed must be above zero and finite")
+        if not 0 <= port <= 65535:  # else bind() raises OverflowError, not OSError
+            raise ValueError(f"--port must be 0-65535 (0: any free port), got {port}")
         self.path = path
         self.speed = speed
         self.loop = loop

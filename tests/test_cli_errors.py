@@ -52,3 +52,38 @@ def test_video_empty_jpeg_costs_only_its_own_frame(tmp_path, capsys):
     assert main(["video", str(log), "--threads", "0"]) == 0
     out = capsys.readouterr().out
     assert "3 frames" in out and "1 corrupt frames skipped" in out, out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--speed", "nan"], "--speed must be above zero"),
+        (["--speed", "inf"], "--speed must be above zero"),
+        (["--fps", "inf"], "--fps must be 0-100"),
+        (["--fps", "1e9"], "--fps must be 0-100"),
+        (["--fps", "nan"], "--fps must be 0-100"),
+        (["--port", "99999"], "--port must be 0-65535"),
+        (["--port", "-1"], "--port must be 0-65535"),
+    ],
+)
+def test_sim_rejects_absurd_numbers(capsys, argv, message):
+    # --speed nan froze the simulated clock for ever, --fps inf ate all memory (OOM kill),
+    # --port 99999 escaped as an OverflowError traceback from bind().
+    assert main(["sim", "--duration", "1s", *argv]) == 2
+    assert message in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--speed", "nan", "--port", "0"], "--speed must be above zero"),
+        (["--port", "99999"], "--port must be 0-65535"),
+        (["--port", "-1"], "--port must be 0-65535"),
+    ],
+)
+def test_replay_rejects_absurd_numbers(tmp_path, capsys, argv, message):
+    from tests.videolog import T0, sensor_event, write_log
+
+    log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
+    assert main(["replay", str(log), *argv]) == 2
+    assert message in capsys.readouterr().out

@@ -14,11 +14,13 @@ cut short, `oversized`: a valid image event over 1 MiB).
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field
 
 from autorec.units import parse_duration
 
 FAULT_KINDS: tuple[str, ...] = ("close", "garbage", "text", "truncated", "oversized")
+MAX_FPS = 100.0  # far above any lab camera; each frame is a full JPEG
 
 
 def parse_faults(spec: str) -> dict[str, float]:
@@ -68,10 +70,14 @@ class SimConfig:
     wait_for_clients: int = 0
 
     def __post_init__(self) -> None:
-        if self.speed <= 0:
-            raise ValueError("--speed must be above zero")
-        if self.fps < 0:
-            raise ValueError("--fps cannot be negative")
+        # Written so that nan fails too: --speed nan froze the simulated clock, --fps inf or 1e9
+        # scheduled frames without end until the machine ran out of memory.
+        if not 0 < self.speed < math.inf:
+            raise ValueError("--speed must be above zero and finite")
+        if not 0 <= self.fps <= MAX_FPS:
+            raise ValueError(f"--fps must be 0-{MAX_FPS:g} (0: no camera frames)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("--duration must be above zero")
 
