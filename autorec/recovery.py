@@ -49,14 +49,10 @@ from autorec import __version__, events
 from autorec.atomicfile import append_json_line as append_index_line  # re-exported: tests and tools append index lines
 from autorec.atomicfile import fsync_path, write_json
 from autorec.logfile import LogReader
+from autorec.telemetry import PREFIX as TELEMETRY_PREFIX
+from autorec.writer import INDEX_NAME, LOG_SUFFIX, SIDECAR_SUFFIX, SIDECAR_VERSION
 
-PARTIAL_SUFFIX = ".partial"
-LOG_SUFFIX = ".bin"
-SIDECAR_SUFFIX = ".json"
-INDEX_NAME = "index.jsonl"
-
-TELEMETRY_PREFIX = "telemetry-"
-SIDECAR_VERSION = 1  # the writer's sidecar format version this module writes
+PARTIAL_SUFFIX = ".partial"  # on NAME.bin (the writer's PARTIAL_SUFFIX) and on a NAME.json left beside it
 
 # Sidecar keys that describe the file's content (or its finalization): always recomputed on recovery.
 CONTENT_KEYS: frozenset[str] = frozenset(

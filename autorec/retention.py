@@ -41,11 +41,10 @@ from typing import Any
 
 from autorec.atomicfile import fsync_path, replace_file
 from autorec.units import format_size, parse_duration, parse_size
+from autorec.writer import INDEX_NAME, SIDECAR_SUFFIX
 
 log = logging.getLogger("autorec.retention")
 
-INDEX_NAME = "index.jsonl"
-SIDECAR_SUFFIX = ".json"
 EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
 
 

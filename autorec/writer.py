@@ -55,8 +55,11 @@ from autorec.telemetry import TelemetryLog
 
 log = logging.getLogger("autorec.writer")
 
+# The segment directory's layout; crash recovery and retention read it through these names.
+LOG_SUFFIX = ".bin"
+PARTIAL_SUFFIX = LOG_SUFFIX + ".partial"
+SIDECAR_SUFFIX = ".json"
 INDEX_NAME = "index.jsonl"
-PARTIAL_SUFFIX = ".bin.partial"
 SIDECAR_VERSION = 1
 
 
@@ -316,7 +319,9 @@ class SegmentWriter:
 
     def _unique_name(self, base: str) -> str:
         name, n = base, 1
-        while any((self.directory / f"{name}{suffix}").exists() for suffix in (".bin", PARTIAL_SUFFIX, ".json")):
+        while any(
+            (self.directory / f"{name}{suffix}").exists() for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
+        ):
             n += 1
             name = f"{base}-{n}"
         return name
@@ -329,9 +334,9 @@ class SegmentWriter:
             seq=a.seq,
             part=a.part,
             name=name,
-            path=self.directory / f"{name}.bin",
+            path=self.directory / f"{name}{LOG_SUFFIX}",
             partial=self.directory / f"{name}{PARTIAL_SUFFIX}",
-            sidecar=self.directory / f"{name}.json",
+            sidecar=self.directory / f"{name}{SIDECAR_SUFFIX}",
             start=a.start,
             rules=a.rules,
         )
