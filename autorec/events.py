@@ -59,11 +59,6 @@ def kind(event: PurpleDropEvent) -> str | None:
     return event.WhichOneof("msg")
 
 
-def _inner(event: PurpleDropEvent):
-    k = event.WhichOneof("msg")
-    return None if k is None else getattr(event, k)
-
-
 def timestamp(event: PurpleDropEvent) -> float | None:
     k = event.WhichOneof("msg")
     if k not in _TIMESTAMPED:

@@ -48,6 +48,7 @@ from autorec.filesource import FileSource
 from autorec.rules import RuleSet
 from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message
+from autorec.telemetry import is_telemetry_kind
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
 from autorec.units import format_size
@@ -175,7 +176,7 @@ class Pipeline:
         self._segment_time = t
         if actions:
             self._submit(actions)
-        if self.telemetry and kind != "image":
+        if self.telemetry and is_telemetry_kind(kind):
             self.sink.telemetry(t, payload)
         if firings:
             self._fired(t, firings)
