@@ -87,3 +87,13 @@ def test_replay_rejects_absurd_numbers(tmp_path, capsys, argv, message):
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), *argv]) == 2
     assert message in capsys.readouterr().out
+
+
+def test_sim_negative_seed_and_binary_scenario_are_usage_errors(tmp_path, capsys):
+    # Both escaped as tracebacks (numpy's ValueError, UnicodeDecodeError).
+    assert main(["sim", "--seed", "-5", "--duration", "1s"]) == 2
+    assert "--seed must be 0 or more, got -5" in capsys.readouterr().out
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\x9f\x00\xff binary")
+    assert main(["sim", "--scenario", str(scenario), "--duration", "1s"]) == 2
+    assert f"{scenario}:0: cannot read scenario: not UTF-8 text" in capsys.readouterr().out

@@ -76,6 +76,8 @@ class SimConfig:
             raise ValueError("--speed must be above zero and finite")
         if not 0 <= self.fps <= MAX_FPS:
             raise ValueError(f"--fps must be 0-{MAX_FPS:g} (0: no camera frames)")
+        if self.seed < 0:  # numpy's generators take only non-negative seeds
+            raise ValueError(f"--seed must be 0 or more, got {self.seed}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         if self.duration is not None and self.duration <= 0:

@@ -111,6 +111,8 @@ def load_scenario(name_or_path: str) -> Scenario:
             text = path.read_text()
         except OSError as exc:
             raise ScenarioError(f"{path}:0: cannot read scenario: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:  # a binary file given by mistake
+            raise ScenarioError(f"{path}:0: cannot read scenario: not UTF-8 text ({exc.reason})") from None
         return parse_scenario(text, str(path))
     resource = resources.files("autorec.sim").joinpath("scenarios", f"{name_or_path}.yaml")
     if not resource.is_file():
