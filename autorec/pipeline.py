@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
-import shutil
 import sys
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from autorec import events
+from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
 from autorec.rules import RuleSet
@@ -429,7 +429,7 @@ class StatusLine:
                 parts.append(f"{ws.dropped} dropped")
         if self.out_dir is not None:
             with contextlib.suppress(OSError):
-                parts.append(f"{format_size(shutil.disk_usage(self.out_dir).free)} free")
+                parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
         return "  ".join(parts)
 
     def end(self) -> None:
