@@ -97,3 +97,32 @@ def test_sim_negative_seed_and_binary_scenario_are_usage_errors(tmp_path, capsys
     scenario.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\x9f\x00\xff binary")
     assert main(["sim", "--scenario", str(scenario), "--duration", "1s"]) == 2
     assert f"{scenario}:0: cannot read scenario: not UTF-8 text" in capsys.readouterr().out
+
+
+def _electrode_rules(tmp_path):
+    return write_rules(tmp_path, "rules:\n  - {name: a, trigger: electrodes}\n")
+
+
+def test_run_replay_into_an_uncreatable_out_dir_is_a_usage_error(tmp_path, capsys):
+    from tests.videolog import T0, sensor_event, write_log
+
+    log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
+    # --out names a file: SegmentWriter's mkdir used to escape as a FileExistsError traceback.
+    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--out", str(log)]) == 2
+    assert f"autorec run: cannot create {log}: File exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_run_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys, dry_run):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100))
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(photo), "--out", str(tmp_path / "o")]
+    assert main(argv + dry_run) == 1
+    assert f"autorec run: {photo} is not an upstream log: record length" in capsys.readouterr().err
+
+
+def test_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a log\n")
+    assert main(["replay", str(text), "--port", "0"]) == 1
+    assert f"autorec replay: {text} is not an upstream log: record length" in capsys.readouterr().out

@@ -89,6 +89,11 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     if args.dry_run:
         sink = DryRun()
     else:
+        try:
+            out.mkdir(parents=True, exist_ok=True)  # as a live run does: a usage error, not a traceback
+        except OSError as exc:
+            print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
         # and a small queue is enough (a big one would only hold memory while reading races ahead).
         sink = SegmentWriter(
@@ -110,6 +115,10 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     if source.truncated is not None:
         log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
     if source.corrupt is not None:
+        if source.records == 0:
+            # Not a log at all (a JPEG, a text file): say so and fail, as `autorec info` does.
+            print(f"autorec run: {path} is not an upstream log: {source.corrupt.reason}", file=sys.stderr)
+            return 1
         log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
     if pipeline.stats.rejected:
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
