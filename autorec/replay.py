@@ -129,6 +129,10 @@ class ReplayServer(StreamServer):
                         self.path,
                         reader.truncated.offset,
                     )
+                if reader.corrupt is not None and self.records == 0:
+                    # Not a log at all (a JPEG, a text file): a failed job, as in `autorec info`.
+                    self.error = f"{self.path} is not an upstream log: {reader.corrupt.reason}"
+                    break
                 if reader.corrupt is not None:
                     log.warning(
                         "replay: %s: %s at offset %d: stopped there",
