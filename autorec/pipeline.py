@@ -285,9 +285,7 @@ class Pipeline:
     def _submit(self, actions: list[Action]) -> None:
         if not actions:
             return
-        for a in actions:
-            if isinstance(a, OpenSegment):
-                self.stats.segments += 1
+        self.stats.segments = self.segmenter.segments  # copied, not counted again: plain attributes for other threads
         self.sink.submit(actions)
 
     def _fired(self, t: float, firings: list[Firing]) -> None:
