@@ -30,6 +30,7 @@ import dataclasses
 import datetime as _dt
 import re
 import string
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -542,6 +543,10 @@ def _nonempty_str(value: Any) -> str:
 def _source(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^wss?://[^\s/]+", value):
         raise ValueError(f"expected a websocket URI like ws://localhost:7001, got {_show(value)}")
+    try:
+        _ = urllib.parse.urlsplit(value).port  # a port above 65535 would only fail when `run` connects
+    except ValueError as exc:
+        raise ValueError(f"{exc} in {_show(value)}") from None
     return value
 
 

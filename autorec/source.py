@@ -170,7 +170,7 @@ class WebsocketSource:
     ):
         try:
             parse_uri(uri)
-        except InvalidURI as exc:
+        except (InvalidURI, ValueError) as exc:  # ValueError: urllib's "Port out of range 0-65535"
             raise ValueError(f"not a websocket URI: {uri!r} ({exc})") from None
         if not 0 < min_backoff <= max_backoff:
             raise ValueError("need 0 < min_backoff <= max_backoff")

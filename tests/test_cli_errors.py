@@ -126,3 +126,18 @@ def test_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys):
     text.write_text("this is not a log\n")
     assert main(["replay", str(text), "--port", "0"]) == 1
     assert f"autorec replay: {text} is not an upstream log: record length" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("uri", ["http://localhost:7001", "garbage", "ws://127.0.0.1:99999"])
+def test_run_bad_uri_is_a_usage_error(tmp_path, capsys, uri):
+    # The URI was first parsed inside the event loop: a ValueError traceback, exit 1.
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--uri", uri, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert f"autorec run: --uri: not a websocket URI: '{uri}'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_check_rule_source_port_out_of_range(tmp_path, capsys):
+    path = write_rules(tmp_path, "source: ws://rig:99999\nrules:\n  - {name: a, trigger: electrodes}\n")
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}:1: source: Port out of range 0-65535 in 'ws://rig:99999'"

@@ -245,7 +245,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
     from autorec.instancelock import InstanceLock, InstanceLockError
     from autorec.pipeline import Pipeline
     from autorec.recovery import recover_directory
-    from autorec.source import DEFAULT_URI
+    from autorec.source import DEFAULT_URI, WebsocketSource
     from autorec.writer import SegmentWriter
 
     sim_config = None
@@ -259,6 +259,12 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
     uri = args.uri or ruleset.source or DEFAULT_URI
+    if sim_config is None:
+        try:
+            WebsocketSource(uri)  # check the URI now: later it would escape from the event loop as a traceback
+        except ValueError as exc:
+            print(f"autorec run: --uri: {exc}", file=sys.stderr)
+            return 2
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
