@@ -141,3 +141,21 @@ def test_check_rule_source_port_out_of_range(tmp_path, capsys):
     path = write_rules(tmp_path, "source: ws://rig:99999\nrules:\n  - {name: a, trigger: electrodes}\n")
     assert main(["check", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"{path}:1: source: Port out of range 0-65535 in 'ws://rig:99999'"
+
+
+@pytest.mark.parametrize("verb", ["sim", "run"])
+def test_sim_bad_truth_or_scenario_fails_before_serving(tmp_path, capsys, verb):
+    # run --sim: a bad scenario was a ScenarioError traceback from inside the event loop; a --truth
+    # in a missing directory was a traceback at the end of the run (sim: "cannot serve on ...").
+    argv = ["sim", "--port", "0"] if verb == "sim" else ["run", "--rules", str(_electrode_rules(tmp_path)), "--sim"]
+    argv += ["--out", str(tmp_path / "o")] if verb == "run" else []
+    cases = [
+        (["--truth", str(tmp_path / "missing" / "t.json")], "--truth: "),
+        (["--truth", str(tmp_path)], f"--truth: {tmp_path} is a directory"),
+        (["--scenario", "no-such-scenario"], "no-such-scenario:0: no such scenario file or built-in"),
+    ]
+    for extra, message in cases:
+        assert main([*argv, "--duration", "1s", *extra]) == 2
+        captured = capsys.readouterr()
+        assert f"autorec {verb}: {message}" in captured.out + captured.err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "missing").exists()

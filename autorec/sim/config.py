@@ -95,7 +95,7 @@ class SimConfig:
             faults = parse_faults(args.faults or "")
         except ValueError as exc:
             raise ValueError(f"--faults: {exc}") from None
-        return cls(
+        config = cls(
             scenario=args.scenario,
             seed=args.seed,
             speed=args.speed,
@@ -107,6 +107,26 @@ class SimConfig:
             host=getattr(args, "sim_host", "127.0.0.1"),
             port=getattr(args, "sim_port", 7001),
         )
+        config.check_files()
+        return config
+
+    def check_files(self) -> None:
+        """ValueError (a one-line message) if the scenario cannot be loaded or --truth cannot be written.
+
+        Checked before anything is served: otherwise the scenario fails inside `autorec run`'s event
+        loop, and a truth file in a missing directory fails only when the run ends.
+        """
+        from pathlib import Path
+
+        from autorec.sim.scenario import load_scenario
+
+        load_scenario(self.scenario)  # ScenarioError is a ValueError starting with FILE:LINE:
+        if self.truth:
+            truth = Path(self.truth)
+            if truth.is_dir():
+                raise ValueError(f"--truth: {truth} is a directory")
+            if not truth.absolute().parent.is_dir():
+                raise ValueError(f"--truth: {truth}: no such directory {truth.absolute().parent}")
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
