@@ -52,7 +52,11 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "verbose", 0), getattr(args, "log_file", None))
+    try:
+        setup_logging(getattr(args, "verbose", 0), getattr(args, "log_file", None))
+    except OSError as exc:  # --log-file in a missing directory, or a directory
+        print(f"autorec {args.command}: cannot open --log-file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

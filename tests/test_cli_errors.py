@@ -159,3 +159,10 @@ def test_sim_bad_truth_or_scenario_fails_before_serving(tmp_path, capsys, verb):
         captured = capsys.readouterr()
         assert f"autorec {verb}: {message}" in captured.out + captured.err
     assert not (tmp_path / "o").exists() and not (tmp_path / "missing").exists()
+
+
+def test_run_unopenable_log_file_is_a_usage_error(tmp_path, capsys):
+    # logging.FileHandler's IsADirectoryError used to escape as a traceback.
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--sim", "--log-file", str(tmp_path)]
+    assert main(argv) == 2
+    assert f"autorec run: cannot open --log-file {tmp_path}: Is a directory" in capsys.readouterr().err
