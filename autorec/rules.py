@@ -240,11 +240,19 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 # Loading
 
 
+MAX_RULE_FILE_BYTES = 2**20
+
+
 def load_rules(path: str | Path) -> RuleSet:
     """Read and validate the rule file at `path`. Raises ConfigError (one line, file:line)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            # Bounded: `--rules /dev/zero` (or a log given by mistake) must not read until memory runs out.
+            data = f.read(MAX_RULE_FILE_BYTES + 1)
+        if len(data) > MAX_RULE_FILE_BYTES:
+            raise ConfigError(p, None, "(file)", f"larger than {MAX_RULE_FILE_BYTES // 2**20} MiB: not a rule file")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(p, None, "(file)", f"cannot read: {reason}") from None

@@ -166,3 +166,11 @@ def test_run_unopenable_log_file_is_a_usage_error(tmp_path, capsys):
     argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--sim", "--log-file", str(tmp_path)]
     assert main(argv) == 2
     assert f"autorec run: cannot open --log-file {tmp_path}: Is a directory" in capsys.readouterr().err
+
+
+def test_check_refuses_a_huge_rule_file_without_reading_it_all(tmp_path, capsys):
+    # `autorec check /dev/zero` read until memory ran out (MemoryError traceback at best).
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * 120_000)  # 1.2 MB of valid YAML comments
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{path}: (file): larger than 1 MiB: not a rule file"
