@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import re
 import subprocess
@@ -46,7 +47,6 @@ from autorec.source import Connected, Disconnected, Message, WebsocketSource
 
 REPO = Path(__file__).resolve().parent.parent
 GAP_SLACK = 10.0  # simulated seconds (the tick lag is 0.25 real s, 5 s simulated at 20x)
-SEARCH_LIMIT = 50_000  # how far ahead of the last match a record is looked for in the sent stream
 
 
 def h64(payload: bytes) -> int:
@@ -59,6 +59,7 @@ class Sent:
 
     hashes: array = field(default_factory=lambda: array("Q"))
     times: array = field(default_factory=lambda: array("d"))
+    kinds: array = field(default_factory=lambda: array("B"))
     first: dict[int, int] = field(default_factory=dict)  # hash -> first position
     dups: set[int] = field(default_factory=set)  # hashes sent more than once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,7 +68,7 @@ class Sent:
     connects: int = 0
     disconnects: int = 0
 
-    def add(self, payload: bytes, t: float | None) -> None:
+    def add(self, payload: bytes, t: float | None, kind: str | None) -> None:
         h = h64(payload)
         if t is not None:
             self.last_time = t
@@ -75,6 +76,7 @@ class Sent:
             pos = len(self.hashes)
             self.hashes.append(h)
             self.times.append(self.last_time)
+            self.kinds.append(events.NUMBER_BY_KIND.get(kind or "", 0))
             if h in self.first:
                 self.dups.add(h)
             else:
@@ -90,13 +92,24 @@ class Check:
     lost_in_gaps: int = 0
     lost: int = 0  # sent, inside a segment, not in it, not explained by a recorded gap
     lost_examples: list[str] = field(default_factory=list)
+    lost_kinds: dict[str, int] = field(default_factory=dict)
+    out_of_order: int = 0
+    kept: list[str] = field(default_factory=list)  # segments with losses, kept for a look
     recorded_gaps: int = 0
     dropped_counted: int = 0  # the recorder's own counted drops (sidecars)
     recovered: int = 0
     bytes: int = 0
 
 
-def check_segment(path: Path, sidecar: dict, sent: Sent, result: Check) -> None:
+def check_segment(path: Path, sidecar: dict, sent: Sent, result: Check) -> int:
+    """Match one segment against the sent stream; returns how many messages it lost (outside gaps).
+
+    Records whose payload was sent exactly once are anchors: their position in the sent stream is
+    certain. Between two consecutive anchors, the segment must hold every message sent between
+    them; records in between (payloads sent more than once, e.g. unchanged electrode states) are
+    matched only inside that window, so a payload the checker itself missed can never make the
+    match jump ahead.
+    """
     # Gap times are the recorder's stream time, which lags real arrival by its tick lag: allow slack.
     slack = GAP_SLACK
     gaps = [
@@ -107,43 +120,56 @@ def check_segment(path: Path, sidecar: dict, sent: Sent, result: Check) -> None:
     result.recovered += bool(sidecar.get("recovered"))
     hashes = [h64(r.payload) for r in LogReader(path).records()]
     result.records += len(hashes)
+    result.bytes += path.stat().st_size
     # The snapshot opens the segment: copies of older messages (re-stamped, or as sent for kinds
     # without a timestamp), which are not part of the stream at this point.
     snap = (sidecar.get("snapshot") or {}).get("records", 0)
     result.unmatched += snap
     hashes = hashes[snap:]
-    result.bytes += path.stat().st_size
+    lost_here = 0
     with sent.lock:
-        sent_hashes, sent_times = sent.hashes, sent.times
-        start = None
-        for i, h in enumerate(hashes):
-            if h in sent.first and h not in sent.dups:
-                start = i
-                break
-        if start is None:
-            result.unmatched += len(hashes)
-            return
-        result.unmatched += start  # duplicates before the first record that is unique in the stream
-        j = sent.first[hashes[start]]
-        n = len(sent_hashes)
-        for h in hashes[start:]:
-            k = j
-            limit = min(n, j + SEARCH_LIMIT)
-            while k < limit and sent_hashes[k] != h:
-                k += 1
-            if k >= limit:
-                result.unmatched += 1
+        sent_hashes, sent_times, sent_kinds = sent.hashes, sent.times, sent.kinds
+        anchors = [(i, sent.first[h]) for i, h in enumerate(hashes) if h in sent.first and h not in sent.dups]
+        # Anchors out of order would mean the recorder reordered messages: count, never match across.
+        ordered: list[tuple[int, int]] = []
+        for i, pos in anchors:
+            if ordered and pos <= ordered[-1][1]:
+                result.out_of_order += 1
                 continue
-            for m in range(j, k):  # sent, not in the segment
+            ordered.append((i, pos))
+        if not ordered:
+            result.unmatched += len(hashes)
+            return 0
+        result.unmatched += ordered[0][0]  # records before the first anchor cannot be placed
+        result.matched += 1
+        for (i1, p1), (i2, p2) in itertools.pairwise(ordered):
+            window = {}  # hash -> positions in (p1, p2), in order
+            for m in range(p1 + 1, p2):
+                window.setdefault(sent_hashes[m], []).append(m)
+            taken: set[int] = set()
+            for h in hashes[i1 + 1 : i2]:
+                positions = window.get(h)
+                if positions:
+                    taken.add(positions.pop(0))
+                    result.matched += 1
+                else:
+                    result.unmatched += 1
+            result.matched += 1  # the anchor at i2
+            for m in range(p1 + 1, p2):
+                if m in taken:
+                    continue
                 t = sent_times[m]
                 if any(a <= t <= b for a, b in gaps):
                     result.lost_in_gaps += 1
-                else:
-                    result.lost += 1
-                    if len(result.lost_examples) < 5:
-                        result.lost_examples.append(f"{path.name}: sent #{m} at {t:.3f}")
-            result.matched += 1
-            j = k + 1
+                    continue
+                lost_here += 1
+                kind = events.KIND_BY_NUMBER.get(sent_kinds[m], "?")
+                result.lost_kinds[kind] = result.lost_kinds.get(kind, 0) + 1
+                if len(result.lost_examples) < 5:
+                    result.lost_examples.append(f"{path.name}: sent #{m} ({kind}) at {t:.3f}")
+        result.unmatched += len(hashes) - 1 - ordered[-1][0]  # after the last anchor: not checked
+    result.lost += lost_here
+    return lost_here
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
@@ -167,7 +193,7 @@ async def listen(uri: str, sent: Sent, stop: asyncio.Event) -> None:
                 if item.rejected is not None or item.event is None:
                     sent.rejected += 1
                     continue
-                sent.add(item.payload, events.timestamp(item.event))
+                sent.add(item.payload, events.timestamp(item.event), events.kind(item.event))
             elif isinstance(item, Connected):
                 sent.connects += 1
             elif isinstance(item, Disconnected):
@@ -271,9 +297,11 @@ def check_new(index: Path, done: int, out: Path, sent: Sent, check: Check, keep:
         log = out / entry["path"]
         sidecar_path = out / entry.get("sidecar", Path(entry["path"]).with_suffix(".json").name)
         sidecar = json.loads(sidecar_path.read_text())
-        check_segment(log, sidecar, sent, check)
+        lost = check_segment(log, sidecar, sent, check)
         check.segments += 1
-        if not keep:
+        if lost:
+            check.kept.append(log.name)
+        elif not keep:
             for p in (log, sidecar_path, log.with_suffix(".mp4"), log.with_suffix(".mkv")):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
@@ -321,10 +349,14 @@ def report(args: argparse.Namespace, out: Path, sent: Sent, check: Check, sample
         f"{check.bytes / 1e6:.1f} MB; telemetry {telemetry / 1e6:.1f} MB"
     )
     print(
-        f"records matched {check.matched}, not in the sent stream {check.unmatched} (snapshots), "
+        f"records matched {check.matched}, not placed {check.unmatched} (snapshots, edges), "
         f"recorder's counted drops {check.dropped_counted}, recorded gaps {check.recorded_gaps}"
     )
     print(f"messages lost inside segments: {check.lost} (plus {check.lost_in_gaps} inside recorded gaps)")
+    if check.lost:
+        print(f"  by kind: {check.lost_kinds}; segments kept for a look: {check.kept}")
+    if check.out_of_order:
+        print(f"  records out of order: {check.out_of_order}")
     for ex in check.lost_examples:
         print("  e.g.", ex)
     print(f"output: {out}")
