@@ -6,10 +6,11 @@ Files in the output directory, per segment `NAME` (from `output.name`):
 - `NAME.json`, the sidecar, written (atomically) when the segment closes:
   `start`/`end` (epoch seconds of the first and last record), rules, firings
   with times and evidence, snapshot and pre-roll extent, counts and bytes per
-  kind, gaps, dropped counts (see `Sidecar` fields in `_sidecar`);
+  kind, gaps, dropped counts (the keys are built in `_sidecar`);
 - `index.jsonl`: one line per closed segment (a summary of the sidecar plus
   `path` and `sidecar`, relative to the directory), appended under
-  `index_lock` (retention rewrites the index under the same lock);
+  `index_lock` (retention rewrites the index under the same lock); an append
+  that fails (a full disk) is cut back, so the index never holds half a line;
 - `telemetry-YYYYMMDD.bin` (see `autorec.telemetry`) when telemetry is on.
 
 Contract:
