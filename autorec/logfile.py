@@ -21,6 +21,7 @@ Writer contract:
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -170,8 +171,9 @@ class LogWriter:
     """Appends records to a log file. See the module docstring.
 
     `mode`: "new" refuses an existing file, "append" adds to it (after
-    cutting a partial final record, so the log stays readable), "overwrite"
-    replaces it.
+    cutting a partial final record, so the log stays readable; a file with a
+    corrupt record header is refused with OSError EILSEQ and left untouched),
+    "overwrite" replaces it.
     """
 
     def __init__(
@@ -193,6 +195,17 @@ class LogWriter:
             reader = LogReader(self.path)
             for _ in reader.heads(0):
                 pass
+            if reader.corrupt is not None:
+                # Cutting back to the last whole record is right for a cut final record, but here it
+                # would destroy everything after the bad header (or a whole file that is not a log).
+                os.close(self._fd)
+                self._fd = None
+                raise OSError(
+                    errno.EILSEQ,
+                    f"not appending: bad record header at offset {reader.corrupt.offset} "
+                    f"({reader.corrupt.reason}); the file is left as it is",
+                    str(self.path),
+                )
             self._committed = reader.end_offset
             os.ftruncate(self._fd, self._committed)
         os.lseek(self._fd, self._committed, os.SEEK_SET)

@@ -174,3 +174,22 @@ def test_check_refuses_a_huge_rule_file_without_reading_it_all(tmp_path, capsys)
     path.write_text("# padding\n" * 120_000)  # 1.2 MB of valid YAML comments
     assert main(["check", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"{path}: (file): larger than 1 MiB: not a rule file"
+
+
+def test_record_append_never_cuts_a_corrupt_file(tmp_path, capsys):
+    from tests.videolog import T0, sensor_event, write_log
+
+    # --append cut the file back to its last whole record before a bad header: the whole of a
+    # non-log file, or everything after a damaged length prefix in a long log, was destroyed.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a lab notebook, not a log\n")
+    log = write_log(tmp_path / "night.bin", [sensor_event(T0 + i) for i in range(3)])
+    damaged = bytearray(log.read_bytes())
+    second = 4 + int.from_bytes(damaged[:4], "little")  # the second record's length prefix
+    damaged[second : second + 4] = b"\xff\xff\xff\x7f"
+    log.write_bytes(bytes(damaged))
+    for path, before in ((notes, notes.read_bytes()), (log, bytes(damaged))):
+        assert main(["record", str(path), "--append", "--uri", "ws://127.0.0.1:1", "--duration", "1s"]) == 1
+        err = capsys.readouterr().err
+        assert f"autorec record: cannot open {path}: not appending: bad record header at offset" in err
+        assert path.read_bytes() == before
