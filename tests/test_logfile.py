@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 
 from autorec import events
 from autorec.logfile import HEADER, LogReader, LogWriter, frame
-
-
-def upstream_read(path: Path) -> list[bytes]:
-    """Upstream EventReader's logic: length-prefix loop, ParseFromString on every record."""
-    from autorec.proto import PurpleDropEvent
-
-    out = []
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(4)
-            if len(header) < 4:
-                return out
-            (n,) = struct.unpack("I", header)
-            data = f.read(n)
-            if len(data) < n:
-                return out
-            PurpleDropEvent().ParseFromString(data)
-            out.append(data)
+from tests.upstreamreader import upstream_read
 
 
 def test_fixture_counts(upstream_log: Path, upstream_counts: dict) -> None:

@@ -6,7 +6,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -17,25 +16,10 @@ import pytest
 from autorec.cli import main
 from autorec.logfile import LogReader
 from autorec.proto import PurpleDropEvent
+from tests.upstreamreader import upstream_read
 from tests.wsfixtures import EventServer, fixture_payloads, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def upstream_read(path: Path) -> list[bytes]:
-    """Upstream EventReader's logic: length-prefix loop, ParseFromString on every record."""
-    out = []
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(4)
-            if len(header) < 4:
-                return out
-            (n,) = struct.unpack("I", header)
-            data = f.read(n)
-            if len(data) < n:
-                return out
-            PurpleDropEvent().ParseFromString(data)
-            out.append(data)
 
 
 def records(path: Path) -> list[bytes]:

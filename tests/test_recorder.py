@@ -16,7 +16,7 @@ import pytest
 from autorec import AsyncEventRecorder, EventRecorder
 from autorec.logfile import LogReader
 from autorec.recorder import RecorderConnectError, RecorderError, RecorderTimeout
-from tests.test_record import upstream_read
+from tests.upstreamreader import upstream_read
 from tests.wsfixtures import EventServer, fixture_payloads, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
