@@ -672,7 +672,8 @@ def _export_copy(frames: Iterator[Frame], container, result: ExportResult, progr
         if progress:
             progress(1)
         size = jpeg_size(frame.jpeg)
-        if size is None or not jpeg_complete(frame.jpeg):
+        # A damaged header can claim any size (0 or 60000 pixels): as the first frame it failed the export.
+        if size is None or not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE) or not jpeg_complete(frame.jpeg):
             result.corrupt += 1
             continue
         if writer is None:
@@ -731,12 +732,16 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         try:
             for frame in frames:
                 if decoder is None:
+                    # Size the video from the first frame that decodes: a damaged first frame whose header
+                    # claims 60000x60000 failed the whole export, or would scale every later frame up to it.
                     size = jpeg_size(frame.jpeg)
-                    if size is None:  # cannot size the video from it; it will fail to decode anyway
-                        pending.append((frame, _done((None, False))))
-                        take()
-                        continue
-                    decoder = _Decoder(size, options.timestamp)
+                    probe = _Decoder(size, options.timestamp) if size is not None else None
+                    first = probe(frame) if probe is not None else (None, False)
+                    if first[0] is not None:
+                        decoder = probe
+                    pending.append((frame, _done(first)))
+                    take()
+                    continue
                 if pool is None:  # serial: decode in this thread (benchmark baseline)
                     pending.append((frame, _done(decoder(frame))))
                 else:
@@ -749,6 +754,9 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             for _, future in pending:
                 future.cancel()
     _finish(writer, statistics.median(intervals) if intervals else DEFAULT_INTERVAL, result)
+
+
+MAX_SIDE = 16384  # pixels; a JPEG header claiming more (or 0) is damaged, not a camera frame
 
 
 def default_decode_threads() -> int:

@@ -193,3 +193,18 @@ def test_record_append_never_cuts_a_corrupt_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"autorec record: cannot open {path}: not appending: bad record header at offset" in err
         assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("copy", [[], ["--copy"]])
+def test_video_first_frame_with_a_damaged_size_does_not_fail_the_export(tmp_path, capsys, copy):
+    from tests.videolog import T0, frames_log, make_jpeg
+
+    # The first frame's header set the video's size: 60000x60000 failed the whole export
+    # ("Invalid argument"), and the three good frames after it were lost.
+    bad = bytearray(make_jpeg(0, 64, 48))
+    sof = bad.find(b"\xff\xc0")
+    bad[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
+    jpegs = [bytes(bad)] + [make_jpeg(i, 64, 48) for i in (1, 2, 3)]
+    log = frames_log(tmp_path / "cam.bin", [T0 + i * 0.1 for i in range(4)], jpegs)
+    assert main(["video", str(log), "--threads", "0", *copy]) == 0
+    assert "3 frames" in capsys.readouterr().out
