@@ -208,3 +208,15 @@ def test_video_first_frame_with_a_damaged_size_does_not_fail_the_export(tmp_path
     log = frames_log(tmp_path / "cam.bin", [T0 + i * 0.1 for i in range(4)], jpegs)
     assert main(["video", str(log), "--threads", "0", *copy]) == 0
     assert "3 frames" in capsys.readouterr().out
+
+
+def test_video_out_dir_that_is_a_file_says_which_path(tmp_path, capsys):
+    from tests.videolog import T0, frames_log
+
+    log = frames_log(tmp_path / "cam.bin", [T0, T0 + 0.1], width=32, height=32)
+    blocker = tmp_path / "exports"
+    blocker.write_text("a file where the output directory should go")
+    assert main(["video", str(log), "--out-dir", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert f"autorec video: {log}: cannot write {blocker / 'cam.mp4'}: {blocker}: File exists" in err
+    assert "[Errno" not in err

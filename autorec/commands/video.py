@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
                 fail(str(exc))
                 continue
             except OSError as exc:
-                fail(f"{job.log}: {exc}")
+                # e.g. --out-dir names a file (mkdir): the path and reason, without Python's "[Errno 17]"
+                fail(f"{job.log}: cannot write {job.out}: {exc.filename or ''}: {exc.strerror or exc}")
                 continue
             finally:
                 if bar is not None and done < images:
