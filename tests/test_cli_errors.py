@@ -220,3 +220,11 @@ def test_video_out_dir_that_is_a_file_says_which_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"autorec video: {log}: cannot write {blocker / 'cam.mp4'}: {blocker}: File exists" in err
     assert "[Errno" not in err
+
+
+def test_run_help_says_what_duration_means_live(capsys):
+    # The only --duration help was the simulator's ("simulated time"), yet it also ends a live run.
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--help"])
+    assert exit_.value.code == 0
+    assert "--duration ends a live run after that much real time" in " ".join(capsys.readouterr().out.split())

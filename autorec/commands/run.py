@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Record the interesting parts of a PurpleDrop stream: triggers in the rule file open "
             "segments with pre-roll and post-roll. Live (--uri), against the built-in simulator "
-            "(--sim), or offline over a log (--replay, with --dry-run to only list the segments)."
+            "(--sim), or offline over a log (--replay, with --dry-run to only list the segments). "
+            "--duration ends a live run after that much real time, a --sim run after that much simulated time."
         ),
     )
     p.add_argument("--rules", required=True, metavar="FILE", help="rule file (YAML); see `autorec check`")
