@@ -45,6 +45,7 @@ Contracts of `HookRunner`:
 from __future__ import annotations
 
 import collections
+import difflib
 import logging
 import os
 import queue
@@ -128,8 +129,10 @@ def _check_template(item: str, allowed: frozenset[str]) -> None:
         if name is None:  # a brace that is no placeholder (code, awk, JSON) stays as written
             continue
         if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"; did you mean {{{close[0]}}}?" if close else ""
             raise HookConfigError(
-                f"unknown placeholder {{{name}}} in {item!r} (allowed here: "
+                f"unknown placeholder {{{name}}} in {item!r}{hint} (allowed here: "
                 + ", ".join("{" + p + "}" for p in sorted(allowed))
                 + f"; write {{{{{name}}}}} for a literal {{{name}}})"
             )

@@ -48,8 +48,6 @@ from autorec.units import parse_duration, parse_size
 DEFAULT_NAME = "{start:%Y%m%dT%H%M%SZ}-{rules}"
 DEFAULT_START_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_FIELDS = ("start", "rules", "seq")
-HOOK_FIELDS = ("path", "sidecar", "rules", "start", "end")
-ALERT_HOOK_FIELDS = (*HOOK_FIELDS, "alert", "message")
 VIDEO_MODES = ("h264", "copy", "off")
 # Longest segment base name in bytes: leaves room for ".bin.partial" and friends within NAME_MAX (255).
 MAX_NAME_BYTES = 200
@@ -110,9 +108,10 @@ class OutputSettings:
 class HookSettings:
     """Commands run in the background on segment open/close and on alerts (argv lists, no shell)."""
 
-    on_segment_open: list[str] | None = None
-    on_segment_close: list[str] | None = None
-    on_alert: list[str] | None = None
+    # one argv list, or a list of argv lists (see autorec.hooks.validate_commands)
+    on_segment_open: list[Any] | None = None
+    on_segment_close: list[Any] | None = None
+    on_alert: list[Any] | None = None
     timeout: float = 60.0
 
 
@@ -393,9 +392,9 @@ class _Validator:
         m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
         self.check_keys(m, _HOOK_KEYS, "hooks")
         return HookSettings(
-            on_segment_open=self.convert(m, "on_segment_open", "hooks", _argv(HOOK_FIELDS), None),
-            on_segment_close=self.convert(m, "on_segment_close", "hooks", _argv(HOOK_FIELDS), None),
-            on_alert=self.convert(m, "on_alert", "hooks", _argv(ALERT_HOOK_FIELDS), None),
+            on_segment_open=self.convert(m, "on_segment_open", "hooks", _hook_commands("on_segment_open"), None),
+            on_segment_close=self.convert(m, "on_segment_close", "hooks", _hook_commands("on_segment_close"), None),
+            on_alert=self.convert(m, "on_alert", "hooks", _hook_commands("on_alert"), None),
             timeout=self.convert(m, "timeout", "hooks", _positive_duration, HookSettings.timeout),
         )
 
@@ -636,25 +635,18 @@ def _plain_file_name(value: Any) -> str:
     return value
 
 
-def _argv(fields: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
-    def conv(value: Any) -> list[str] | None:
+def _hook_commands(event: str) -> Callable[[Any], list[Any] | None]:
+    """Hook commands are checked by `autorec.hooks.validate_commands`, the one contract
+    for what a hook may be (argv lists, known placeholders for that hook); the value
+    keeps the user's shape (one argv list or a list of them), every item a string."""
+
+    def conv(value: Any) -> list[Any] | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            raise ValueError(
-                "expected a list of arguments like [gzip, '{path}'], got a string "
-                "(there is no shell; write [sh, -c, '...'] if you need one)"
-            )
-        if not isinstance(value, list) or not value:
-            raise ValueError(f"expected a non-empty list of arguments like [gzip, '{{path}}'], got {_show(value)}")
-        argv = []
-        for arg in value:
-            if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
-                raise ValueError(f"each argument must be a string, got {_show(arg)}")
-            arg = str(arg)
-            _check_placeholders(arg, fields)
-            argv.append(arg)
-        return argv
+        from autorec.hooks import validate_commands  # hooks imports nothing from here
+
+        argvs = [list(argv) for argv in validate_commands(event, value)]
+        return argvs if all(isinstance(c, list) for c in value) else argvs[0]
 
     return conv
 

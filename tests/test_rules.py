@@ -164,9 +164,14 @@ def test_video_off_is_yaml_false(tmp_path):
         ("rules:\n  - name: e\n    trigger: electrodes\n    pins: [1, 200]\n", 4, "rules[e].pins", "0-127"),
         # hooks
         ("hooks:\n  on_segment_close: gzip {path}\n" + MINIMAL_RULE, 2, "hooks.on_segment_close", "no shell"),
-        ("hooks:\n  on_segment_close: [cp, '{pth}', /b]\n" + MINIMAL_RULE, 2, "hooks.on_segment_close", "'path'"),
+        (
+            "hooks:\n  on_segment_close: [cp, '{pth}', /b]\n" + MINIMAL_RULE,
+            2,
+            "hooks.on_segment_close",
+            "did you mean {path}?",
+        ),
         ("hooks:\n  on_segment_open: [echo, '{alert}']\n" + MINIMAL_RULE, 2, "hooks.on_segment_open", "{sidecar}"),
-        ("hooks:\n  on_alert: [echo, '{path']\n" + MINIMAL_RULE, 2, "hooks.on_alert", "bad placeholder"),
+        ("hooks:\n  on_alert: [echo, '{alrt}']\n" + MINIMAL_RULE, 2, "hooks.on_alert", "did you mean {alert}?"),
         ("hooks:\n  timeot: 5s\n" + MINIMAL_RULE, 2, "hooks.timeot", "did you mean 'timeout'?"),
         ("alerts:\n  alert_after: 0\n" + MINIMAL_RULE, 2, "alerts.alert_after", "more than 0"),
     ],
@@ -335,3 +340,15 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
     ]
     err = error_of(tmp_path, "rules:\n  - &m {name: a, trigger: movement, min_pins: 0}\n  - {<<: *m, name: b}\n")
     assert (err.line, err.key) == (2, "rules[a].min_pins")
+
+
+def test_hook_commands_follow_the_hooks_contract(tmp_path: Path) -> None:
+    """What `autorec check` accepts is exactly what the hook runner runs: one contract."""
+    text = (
+        "hooks:\n"
+        "  on_segment_close: [awk, '{ print }', '{path}']\n"
+        "  on_alert: [[logger, '{alert} {state} {since}'], [echo, '{time}']]\n" + MINIMAL_RULE
+    )
+    rs = load_rules(write_rules(tmp_path, text))
+    assert rs.hooks.on_segment_close == ["awk", "{ print }", "{path}"]
+    assert rs.hooks.on_alert == [["logger", "{alert} {state} {since}"], ["echo", "{time}"]]
