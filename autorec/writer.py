@@ -454,12 +454,12 @@ class SegmentWriter:
         file.summary = summary
         if cur.writer is not None:
             try:
-                write_json(file.sidecar, sidecar)
+                write_json(file.sidecar, sidecar, fsync=self.fsync)
             except OSError as exc:
                 self._error(f"cannot write {file.sidecar}: {exc.strerror or exc}")
             try:
                 with self.index_lock:
-                    append_json_line(self.directory / INDEX_NAME, summary, fsync=False)
+                    append_json_line(self.directory / INDEX_NAME, summary, fsync=self.fsync)
             except OSError as exc:
                 self._error(f"cannot append to {self.directory / INDEX_NAME}: {exc.strerror or exc}")
         self.stats.segments += 1
