@@ -114,9 +114,9 @@ def test_close_fault_closes_every_connection_and_clients_can_reconnect():
 
 def test_stalled_client_does_not_hold_up_the_other():
     # Camera on: big frames (~40 MB in all) fill a stalled client's socket buffers and queue quickly.
-    # The queue bound must stay well above one pacing batch (~2.5 MB here), or a live client
-    # on a loaded machine would lose frames too.
-    cfg = SimConfig(scenario="demo", speed=50, duration=40, fps=10, max_queue_bytes=8_000_000, wait_for_clients=2)
+    # The queue bound must stay well above one pacing batch (~1 MB at 20x), or a live client
+    # on a loaded machine would lose frames too (at 50x it did, once, with the load average ~5).
+    cfg = SimConfig(scenario="demo", speed=20, duration=40, fps=10, max_queue_bytes=8_000_000, wait_for_clients=2)
 
     async def main() -> None:
         async with SimServer(cfg, port=0) as server:
@@ -136,7 +136,7 @@ def test_stalled_client_does_not_hold_up_the_other():
         assert live["sent"] == published == len(msgs)
         assert stuck["dropped"] > 0
         # the live client kept pace: the stream took about duration / speed
-        assert msgs[-1].at - msgs[0].at < 40 / 50 * 5
+        assert msgs[-1].at - msgs[0].at < 40 / 20 * 5
 
     asyncio.run(main())
 
