@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -169,9 +170,12 @@ class WebsocketSource:
         ping_timeout: float | None = 20.0,
     ):
         try:
-            parse_uri(uri)
+            parsed = parse_uri(uri)
         except (InvalidURI, ValueError) as exc:  # ValueError: urllib's "Port out of range 0-65535"
             raise ValueError(f"not a websocket URI: {uri!r} ({exc})") from None
+        if urllib.parse.urlsplit(uri).port is None:
+            # ws://rig is valid but means port 80: say so once, not only "connection refused" for ever.
+            log.warning("%s names no port: connecting to port %d (pdserver listens on 7001)", uri, parsed.port)
         if not 0 < min_backoff <= max_backoff:
             raise ValueError("need 0 < min_backoff <= max_backoff")
         self.uri = uri

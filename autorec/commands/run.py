@@ -260,9 +260,10 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
     uri = args.uri or ruleset.source or DEFAULT_URI
+    live_source = None
     if sim_config is None:
         try:
-            WebsocketSource(uri)  # check the URI now: later it would escape from the event loop as a traceback
+            live_source = WebsocketSource(uri)  # check the URI now, not inside the event loop (a traceback)
         except ValueError as exc:
             print(f"autorec run: --uri: {exc}", file=sys.stderr)
             return 2
@@ -297,7 +298,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         )
         services.attach(pipeline, writer)
         writer.start()
-        return _record(pipeline, writer, services, uri, out, sim_config, duration)
+        return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source)
     finally:
         lock.release()
 
@@ -320,7 +321,9 @@ def _reload(pipeline, services: _Services) -> None:
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 
-def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_config, duration: float | None) -> int:
+def _record(
+    pipeline, writer, services: _Services, uri: str, out: Path, sim_config, duration: float | None, live_source=None
+) -> int:
     import asyncio
     import contextlib
     import signal
@@ -344,7 +347,7 @@ def _record(pipeline, writer, services: _Services, uri: str, out: Path, sim_conf
             if duration is not None:
                 loop.call_later(duration, stop.set)
             log.info("recording %s into %s", uri, out)
-            async with WebsocketSource(uri) as source:
+            async with live_source as source:
                 await run_live(pipeline, source, stop=stop, status=status)
             return
         from autorec.sim.server import SimServer
