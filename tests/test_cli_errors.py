@@ -238,3 +238,23 @@ def test_uri_without_port_is_named_once(tmp_path, capsys):
     argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--uri", "ws://127.0.0.1", "--duration", "0"]
     assert main([*argv, "--out", str(tmp_path / "o"), "--no-telemetry"]) == 0
     assert capsys.readouterr().err.count(note) == 1
+
+
+def test_sim_keeps_streaming_when_the_truth_file_cannot_be_written(tmp_path):
+    import asyncio
+
+    from autorec.sim.config import SimConfig
+    from autorec.sim.server import SimServer
+
+    # A write error (disk full; here: the path became a directory) used to kill the play task.
+    truth = tmp_path / "truth.json"
+    truth.mkdir()
+    config = SimConfig(speed=1000, duration=20, camera=False, truth=str(truth), start_time=1_790_000_000.0)
+
+    async def play() -> SimServer:
+        async with SimServer(config, port=0) as server:
+            await asyncio.wait_for(server.wait_finished(), 30)
+        return server
+
+    server = asyncio.run(play())
+    assert server.sent_until == 1_790_000_020.0 and server.truth_errors >= 1

@@ -86,6 +86,7 @@ class SimServer(StreamServer):
         self._closes = 0
         self._truth_written_at = float("-inf")
         self._truth_size: tuple[int, ...] = ()
+        self.truth_errors = 0  # --truth writes that failed
         self.sent_until = start  # simulated time published so far
 
     async def __aenter__(self) -> SimServer:
@@ -107,7 +108,7 @@ class SimServer(StreamServer):
     async def __aexit__(self, *exc: object) -> None:
         await super().__aexit__(*exc)
         if self.config.truth:
-            write_truth(self.config.truth, self.truth)
+            self._save_truth()
 
     @property
     def truth(self) -> dict:
@@ -128,6 +129,15 @@ class SimServer(StreamServer):
     def finished(self) -> bool:
         return self._finished is not None and self._finished.is_set()
 
+    def _save_truth(self) -> None:
+        """Write the --truth file; a failure (disk full) is logged once and counted, the stream goes on."""
+        try:
+            write_truth(self.config.truth, self.truth)
+        except OSError as exc:
+            self.truth_errors += 1
+            if self.truth_errors == 1:
+                log.error("sim: cannot write the ground truth to %s: %s", self.config.truth, exc.strerror or exc)
+
     def _maybe_write_truth(self, now: float) -> None:
         """Keep the --truth file current during long runs (at most every TRUTH_INTERVAL s, when it changed)."""
         if not self.config.truth or now - self._truth_written_at < TRUTH_INTERVAL:
@@ -135,7 +145,7 @@ class SimServer(StreamServer):
         t = self.sim.truth
         size = (len(t.activity), len(t.lighting), len(t.disconnects), len(t.temperature), len(t.faults))
         if size != self._truth_size:
-            write_truth(self.config.truth, self.truth)
+            self._save_truth()
             self._truth_size = size
             self._truth_written_at = now
 
@@ -184,7 +194,7 @@ class SimServer(StreamServer):
             if self._finished is not None:
                 self._finished.set()
             if self.config.truth:
-                write_truth(self.config.truth, self.truth)
+                self._save_truth()
         log.info(
             "sim: finished %.1f simulated seconds in %.1f s (%.1fx)",
             self.sent_until - sim0,
