@@ -7,7 +7,8 @@ Contracts:
 - `kind(event)` is the name of the oneof field that is set.
 - `timestamp(event)` is float epoch seconds, or None when the kind has no
   timestamp field (`device_info`) or the sender left it unset
-  (`electrode_state` from pdserver). It never raises.
+  (`electrode_state` from pdserver), or outside years 1-9999 (damaged). It
+  never raises.
 - `peek_kind(payload)` reads the kind from the first bytes without parsing,
   for fast scans of large logs.
 """
@@ -35,6 +36,10 @@ KINDS: tuple[str, ...] = (
 )
 KIND_BY_NUMBER: dict[int, str] = {i + 1: k for i, k in enumerate(KINDS)}
 NUMBER_BY_KIND: dict[str, int] = {k: i + 1 for i, k in enumerate(KINDS)}
+
+# Timestamps outside years 1-9999 (what datetime can show) are treated as unset.
+MIN_TIMESTAMP = -62_135_596_800.0
+MAX_TIMESTAMP = 253_402_300_800.0
 
 # Kinds whose message type has a `timestamp` field.
 _TIMESTAMPED = frozenset(k for k in KINDS if k != "device_info")
@@ -67,7 +72,10 @@ def timestamp(event: PurpleDropEvent) -> float | None:
     if not inner.HasField("timestamp"):
         return None
     ts = inner.timestamp
-    return ts.seconds + ts.nanos * 1e-9
+    t = ts.seconds + ts.nanos * 1e-9
+    if not MIN_TIMESTAMP <= t < MAX_TIMESTAMP:
+        return None  # damaged (e.g. 2**62): no calendar shows it, and it made every date format raise
+    return t
 
 
 def set_timestamp(event: PurpleDropEvent, t: float) -> bool:

@@ -258,3 +258,24 @@ def test_sim_keeps_streaming_when_the_truth_file_cannot_be_written(tmp_path):
 
     server = asyncio.run(play())
     assert server.sent_until == 1_790_000_020.0 and server.truth_errors >= 1
+
+
+def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
+    from autorec.proto import PurpleDropEvent
+    from tests.videolog import T0, image_event, make_jpeg, transform_event, write_log
+
+    # seconds=2**62 (a flipped bit): info, run --dry-run and video all raised from datetime or PyAV.
+    def hv(seconds: int) -> bytes:
+        ev = PurpleDropEvent()
+        ev.hv_regulator.voltage = 1.0
+        ev.hv_regulator.timestamp.seconds = seconds
+        return ev.SerializeToString()
+
+    log = write_log(tmp_path / "a.bin", [hv(int(T0)), hv(2**62), hv(int(T0) + 2)])
+    assert main(["info", str(log)]) == 0
+    assert "2.0s from 2026-" in capsys.readouterr().out
+    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--dry-run"]) == 0
+    frames = [image_event(make_jpeg(i, 32, 32), t) for i, t in enumerate((T0, 2.0**62, T0 + 0.2))]
+    cam = write_log(tmp_path / "cam.bin", [transform_event(T0), *frames])
+    assert main(["video", str(cam), "--threads", "0"]) == 0
+    assert "3 frames" in capsys.readouterr().out

@@ -217,7 +217,7 @@ def summarize(path: str) -> LogSummary:
                         t = events.timestamp(events.decode(os.pread(fd, length, offset + 4))) or ABSENT
                     except events.DecodeError:
                         pass
-            if t is ABSENT or t <= 0:
+            if t is ABSENT or t <= 0 or t >= events.MAX_TIMESTAMP:  # unset, or damaged beyond year 9999
                 continue
             if start is None or t < start:
                 start = t
