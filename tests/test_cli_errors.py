@@ -279,3 +279,11 @@ def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
     cam = write_log(tmp_path / "cam.bin", [transform_event(T0), *frames])
     assert main(["video", str(cam), "--threads", "0"]) == 0
     assert "3 frames" in capsys.readouterr().out
+
+
+def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
+    from tests.videolog import T0, sensor_event, write_log
+
+    log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
+    assert main(["replay", str(log), "--max-gap=-1s", "--port", "0"]) == 2
+    assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().out

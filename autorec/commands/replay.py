@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         max_gap = None if args.max_gap is None else parse_duration(args.max_gap)
+    except ValueError as exc:
+        print(f"autorec replay: --max-gap: {exc}", flush=True)
+        return 2
+    try:
         server = ReplayServer(
             args.log,
             speed=args.speed,
