@@ -287,3 +287,23 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), "--max-gap=-1s", "--port", "0"]) == 2
     assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().out
+
+
+def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
+    from autorec.instancelock import InstanceLock
+    from tests.videolog import T0, sensor_event, write_log
+
+    # Offline runs wrote segments (and index.jsonl lines) into a directory a live run was recording into.
+    log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
+    out = tmp_path / "recordings"
+    out.mkdir()
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--out", str(out)]
+    live = InstanceLock(out)
+    live.acquire()
+    try:
+        assert main(argv) == 2
+        assert "autorec run: " in capsys.readouterr().err
+        assert main([*argv, "--dry-run"]) == 0  # writes nothing: no lock needed
+    finally:
+        live.release()
+    assert main(argv) == 0 and not (out / ".autorec.lock").exists()

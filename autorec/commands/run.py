@@ -78,23 +78,41 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
-    from autorec.filesource import FileSource
-    from autorec.pipeline import DryRun, Pipeline, run_file
-    from autorec.writer import SegmentWriter
+    """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
+    from autorec.instancelock import InstanceLock, InstanceLockError
 
     path = Path(args.replay)
     if not path.is_file():
         print(f"autorec run: --replay: no such log: {path}", file=sys.stderr)
         return 1
+    if args.dry_run:
+        return _replay_into(args, ruleset, out, path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # as a live run does: a usage error, not a traceback
+    except OSError as exc:
+        print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    lock = InstanceLock(out)
+    try:
+        lock.acquire()
+    except InstanceLockError as exc:
+        print(f"autorec run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _replay_into(args, ruleset, out, path)
+    finally:
+        lock.release()
+
+
+def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
+    from autorec.filesource import FileSource
+    from autorec.pipeline import DryRun, Pipeline, run_file
+    from autorec.writer import SegmentWriter
+
     source = FileSource(path)
     if args.dry_run:
         sink = DryRun()
     else:
-        try:
-            out.mkdir(parents=True, exist_ok=True)  # as a live run does: a usage error, not a traceback
-        except OSError as exc:
-            print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
         # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
         # and a small queue is enough (a big one would only hold memory while reading races ahead).
         sink = SegmentWriter(
