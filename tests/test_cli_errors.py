@@ -189,7 +189,7 @@ def test_record_append_never_cuts_a_corrupt_file(tmp_path, capsys):
     damaged[second : second + 4] = b"\xff\xff\xff\x7f"
     log.write_bytes(bytes(damaged))
     for path, before in ((notes, notes.read_bytes()), (log, bytes(damaged))):
-        assert main(["record", str(path), "--append", "--uri", "ws://127.0.0.1:1", "--duration", "1s"]) == 1
+        assert main(["record", str(path), "--append", "--uri", "ws://127.0.0.1:1", "--duration", "1s"]) == 2
         err = capsys.readouterr().err
         assert f"autorec record: cannot open {path}: not appending: bad record header at offset" in err
         assert path.read_bytes() == before
@@ -307,3 +307,10 @@ def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
     finally:
         live.release()
     assert main(argv) == 0 and not (out / ".autorec.lock").exists()
+
+
+def test_record_out_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys):
+    # Exit 1 means "records were lost"; nothing was recorded here, the OUT given is wrong (as for run --out).
+    for out, reason in ((tmp_path, "Is a directory"), (tmp_path / "missing" / "r.bin", "No such file or directory")):
+        assert main(["record", str(out), "--force", "--uri", "ws://127.0.0.1:1", "--duration", "0"]) == 2
+        assert f"autorec record: cannot open {out}: {reason}" in capsys.readouterr().err

@@ -8,7 +8,8 @@ backoff) and reported as gaps. Ctrl-C, SIGTERM or `--duration` end the
 recording: the log is flushed and closed, a summary is printed, exit 0.
 Exit 1 if records could not be written (disk full): the recording goes on
 meanwhile, and the log always ends on a whole record. Exit 2 for usage errors
-(an existing OUT without --append/--force, a bad URI or duration).
+(an existing OUT without --append/--force, an OUT that cannot be opened, a bad
+URI or duration).
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"{prog}: {exc.filename} exists; use --append to add to it or --force to replace it", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # nothing recorded yet: a missing directory, a directory, a corrupt log to --append to
         print(f"{prog}: cannot open {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return 2
     return asyncio.run(_record(source, capture, duration, args.verbose))
 
 
