@@ -314,3 +314,20 @@ def test_record_out_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys):
     for out, reason in ((tmp_path, "Is a directory"), (tmp_path / "missing" / "r.bin", "No such file or directory")):
         assert main(["record", str(out), "--force", "--uri", "ws://127.0.0.1:1", "--duration", "0"]) == 2
         assert f"autorec record: cannot open {out}: {reason}" in capsys.readouterr().err
+
+
+def test_run_options_the_mode_would_ignore_are_usage_errors(tmp_path, capsys):
+    from tests.videolog import T0, sensor_event, write_log
+
+    # `run --replay LOG --speed 20` or `run --uri ... --fps 5` used to run without a word about them.
+    log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
+    base = ["run", "--rules", str(_electrode_rules(tmp_path)), "--out", str(tmp_path / "o")]
+    cases = [
+        (["--replay", str(log), "--speed", "20", "--no-camera"], "--speed, --no-camera only apply with --sim"),
+        (["--uri", "ws://127.0.0.1:1", "--fps", "5"], "--fps only applies with --sim"),
+        (["--replay", str(log), "--duration", "10s"], "--duration does not apply to --replay"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        assert f"autorec run: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run and not args.replay:
         print("autorec run: --dry-run needs --replay LOG", file=sys.stderr)
         return 2
+    ignored = _ignored_options(args)
+    if ignored:  # they used to be dropped without a word: say so rather than run with something else
+        print(f"autorec run: {ignored}", file=sys.stderr)
+        return 2
     try:
         duration = None if args.sim_duration is None else parse_duration(args.sim_duration)
     except ValueError as exc:
@@ -75,6 +79,21 @@ def run(args: argparse.Namespace) -> int:
     if args.replay:
         return _replay(args, ruleset, out)
     return _live(args, ruleset, out, duration)
+
+
+# The simulated rig's options besides --duration, with their defaults: they mean nothing without --sim.
+_SIM_ONLY = {"scenario": "demo", "seed": 0, "speed": 1.0, "fps": 10.0, "camera": True, "faults": "", "truth": None}
+
+
+def _ignored_options(args: argparse.Namespace) -> str | None:
+    """A message naming options that the chosen mode would ignore, or None."""
+    if not args.sim:
+        given = [f"--{'no-camera' if k == 'camera' else k}" for k, v in _SIM_ONLY.items() if getattr(args, k) != v]
+        if given:
+            return f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --sim"
+    if args.replay and args.sim_duration is not None:
+        return "--duration does not apply to --replay (the log is read to its end)"
+    return None
 
 
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
