@@ -27,9 +27,12 @@ Contract, for every `NAME.bin.partial` in the directory:
   start; a half-appended index line is cut back.
 - A partial holding no whole record is deleted (nothing to recover) and
   reported with `empty=True`.
-- A `NAME.bin` that has no sidecar and no index line (a crash between the
-  writer's rename and its sidecar) gets both the same way, without a rename
-  and without ever being modified.
+- A `NAME.bin` with a sidecar but no index line (a crash between the
+  writer's rename and its index append) gets its sidecar recomputed and its
+  index line the same way, without a rename and without ever being modified.
+  A `NAME.bin` without a sidecar is not a segment (the writer writes the
+  sidecar before the final name exists): it is left alone, so a user's own
+  file in the output directory is never adopted and never reaches retention.
   Telemetry logs (`telemetry-*.bin`) are never touched.
 - Errors on one file (I/O) are reported in its result and do not stop the
   others.
@@ -363,7 +366,10 @@ def find_unfinished(directory: str | os.PathLike[str]) -> list[Path]:
         if p.name.endswith(LOG_SUFFIX + PARTIAL_SUFFIX):
             found.append(p)
         elif p.name.endswith(LOG_SUFFIX) and not p.name.startswith(TELEMETRY_PREFIX) and not p.name.startswith("."):
-            if _stem(p).with_name(_stem(p).name + SIDECAR_SUFFIX).exists():
+            # The writer writes a segment's sidecar before its final name exists, so a
+            # NAME.bin without a sidecar is not a segment (a user's file, a copied log):
+            # adopting it would hand it to retention. Only a missing index line is repaired.
+            if not _stem(p).with_name(_stem(p).name + SIDECAR_SUFFIX).exists():
                 continue
             if indexed is None:
                 indexed = _indexed_paths(directory)

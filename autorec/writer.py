@@ -439,24 +439,27 @@ class SegmentWriter:
                 self._error(f"closing {file.partial}: {exc.strerror or exc}")
             self.stats.records += cur.writer.records - before
             records, size = cur.writer.records, cur.writer.bytes
-            try:
-                os.replace(file.partial, file.path)
-            except OSError as exc:
-                self._error(f"cannot rename {file.partial}: {exc.strerror or exc}")
-                file.path = file.partial
         file.end = c.end
         file.close_reason = c.reason
         file.rules = c.rules
         self.stats.bytes += size - file.bytes
         file.records, file.bytes = records, size
         sidecar = self._sidecar(cur, c, records, size)
+        if cur.writer is not None:
+            # The sidecar is written before the log gets its final name, so a NAME.bin in
+            # the directory always has its sidecar: recovery never has to guess whether a
+            # sidecar-less .bin is ours (a user's own file must never be adopted, and then
+            # deleted by retention). If the sidecar cannot be written, the log stays
+            # NAME.bin.partial and the next start recovers it.
+            try:
+                write_json(file.sidecar, sidecar, fsync=self.fsync)
+                os.replace(file.partial, file.path)
+            except OSError as exc:
+                self._error(f"cannot finalize {file.partial}: {exc.strerror or exc}")
+                file.path = file.partial
         summary = self._summary(sidecar, file)
         file.summary = summary
         if cur.writer is not None:
-            try:
-                write_json(file.sidecar, sidecar, fsync=self.fsync)
-            except OSError as exc:
-                self._error(f"cannot write {file.sidecar}: {exc.strerror or exc}")
             try:
                 with self.index_lock:
                     append_json_line(self.directory / INDEX_NAME, summary, fsync=self.fsync)

@@ -126,9 +126,9 @@ def test_empty_partial_is_removed_and_names_never_clobber(tmp_path):
     assert results["seg-0005.bin.partial"].log.name == "seg-0005.recovered-1.bin"
     assert (tmp_path / "seg-0005.bin").read_bytes() == b"already here"
     assert (tmp_path / "seg-0005.recovered-1.json").exists()
-    assert [e["path"] for e in _index(tmp_path)] == ["seg-0005.recovered-1.bin", "seg-0005.bin"]
-    # seg-0005.bin had neither sidecar nor index line (it is not even a log): it gets both, as it is.
-    assert json.loads((tmp_path / "seg-0005.json").read_text())["records"] == 0
+    assert [e["path"] for e in _index(tmp_path)] == ["seg-0005.recovered-1.bin"]
+    # seg-0005.bin has no sidecar: not a segment (here not even a log), so it is never adopted.
+    assert not (tmp_path / "seg-0005.json").exists()
     assert not (tmp_path / "telemetry-20261124.json").exists()
     assert recover_directory(tmp_path) == []  # nothing left to do
     assert recover_directory(tmp_path / "missing") == []
@@ -177,17 +177,30 @@ def test_sigkilled_writer_is_recovered_whole(tmp_path):
     assert sidecar["bytes"] == result.log.stat().st_size
 
 
-def test_renamed_log_without_sidecar_gets_one(tmp_path):
-    """A crash between the writer's rename and its sidecar: the log is whole but unlisted."""
+def test_finalized_log_missing_its_index_line_gets_it(tmp_path):
+    """A crash between the writer's rename and its index append: sidecar there, index line not."""
     payloads = [_hv(T0 + i) for i in range(3)]
     _write_partial(tmp_path / "seg-0007.bin", payloads)
+    (tmp_path / "seg-0007.json").write_text(json.dumps({"rules": ["moves"], "records": 99}))
     _write_partial(tmp_path / "seg-0008.bin", payloads)  # listed in the index: left alone
+    (tmp_path / "seg-0008.json").write_text("{}")
     (tmp_path / INDEX_NAME).write_text(json.dumps({"path": "seg-0008.bin"}) + "\n")
+    before = (tmp_path / "seg-0007.bin").read_bytes()
     [result] = recover_directory(tmp_path)
     assert result.log == tmp_path / "seg-0007.bin"
-    assert json.loads(result.sidecar.read_text())["records"] == 3
+    assert (tmp_path / "seg-0007.bin").read_bytes() == before  # a finalized log is never modified
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["records"] == 3 and sidecar["rules"] == ["moves"]
     assert [e["path"] for e in _index(tmp_path)] == ["seg-0008.bin", "seg-0007.bin"]
-    assert not (tmp_path / "seg-0008.json").exists()
+
+
+def test_a_users_own_bin_file_is_never_adopted(tmp_path):
+    """Only the writer's segments are recovered and indexed, so retention can never delete a user's file."""
+    _write_partial(tmp_path / "my-copy-of-last-night.bin", [_hv(T0 + i) for i in range(3)])
+    (tmp_path / "notes.bin").write_bytes(b"not a log at all")
+    assert recover_directory(tmp_path) == []
+    assert not (tmp_path / INDEX_NAME).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-copy-of-last-night.bin", "notes.bin"]
 
 
 def test_matches_the_writers_sidecar_and_index_format(tmp_path):
