@@ -70,7 +70,7 @@ def test_sim_rejects_absurd_numbers(capsys, argv, message):
     # --speed nan froze the simulated clock for ever, --fps inf ate all memory (OOM kill),
     # --port 99999 escaped as an OverflowError traceback from bind().
     assert main(["sim", "--duration", "1s", *argv]) == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -86,17 +86,17 @@ def test_replay_rejects_absurd_numbers(tmp_path, capsys, argv, message):
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), *argv]) == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
 
 
 def test_sim_negative_seed_and_binary_scenario_are_usage_errors(tmp_path, capsys):
     # Both escaped as tracebacks (numpy's ValueError, UnicodeDecodeError).
     assert main(["sim", "--seed", "-5", "--duration", "1s"]) == 2
-    assert "--seed must be 0 or more, got -5" in capsys.readouterr().out
+    assert "--seed must be 0 or more, got -5" in capsys.readouterr().err
     scenario = tmp_path / "scenario.yaml"
     scenario.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\x9f\x00\xff binary")
     assert main(["sim", "--scenario", str(scenario), "--duration", "1s"]) == 2
-    assert f"{scenario}:0: cannot read scenario: not UTF-8 text" in capsys.readouterr().out
+    assert f"{scenario}:0: cannot read scenario: not UTF-8 text" in capsys.readouterr().err
 
 
 def _electrode_rules(tmp_path):
@@ -125,7 +125,7 @@ def test_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("this is not a log\n")
     assert main(["replay", str(text), "--port", "0"]) == 1
-    assert f"autorec replay: {text} is not an upstream log: record length" in capsys.readouterr().out
+    assert f"autorec replay: {text} is not an upstream log: record length" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("uri", ["http://localhost:7001", "garbage", "ws://127.0.0.1:99999"])
@@ -286,7 +286,7 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), "--max-gap=-1s", "--port", "0"]) == 2
-    assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().out
+    assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().err
 
 
 def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
@@ -326,6 +326,8 @@ def test_run_options_the_mode_would_ignore_are_usage_errors(tmp_path, capsys):
         (["--replay", str(log), "--speed", "20", "--no-camera"], "--speed, --no-camera only apply with --sim"),
         (["--uri", "ws://127.0.0.1:1", "--fps", "5"], "--fps only applies with --sim"),
         (["--replay", str(log), "--duration", "10s"], "--duration does not apply to --replay"),
+        (["--replay", str(log), "--uri", "ws://rig:7001"], "--uri does not apply with --replay"),
+        (["--sim", "--uri", "ws://rig:7001"], "--uri does not apply with --sim"),
     ]
     for extra, message in cases:
         assert main([*base, *extra]) == 2

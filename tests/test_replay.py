@@ -105,14 +105,14 @@ def test_replay_cli_errors_and_truncated_log(tmp_path):
         text=True,
         timeout=60,
     )
-    assert r.returncode == 1 and "no such log file" in r.stdout
+    assert r.returncode == 1 and "no such log file" in r.stderr
     r = subprocess.run(
         [sys.executable, "-m", "autorec", "replay", str(missing), "--speed", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert r.returncode == 2 and "--speed must be above zero" in r.stdout
+    assert r.returncode == 2 and "--speed must be above zero" in r.stderr
 
     cut = tmp_path / "cut.bin"
     with LogWriter(cut) as w:

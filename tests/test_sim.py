@@ -193,7 +193,7 @@ def test_cli_sim_runs_and_reports_bad_scenario(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2
-    assert f"{bad}:2: timeline: unknown step 'jump'" in r.stdout
+    assert f"{bad}:2: timeline: unknown step 'jump'" in r.stderr
     truth = tmp_path / "t.json"
     r = subprocess.run(
         [

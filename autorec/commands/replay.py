@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         max_gap = None if args.max_gap is None else parse_duration(args.max_gap)
     except ValueError as exc:
-        print(f"autorec replay: --max-gap: {exc}", flush=True)
+        print(f"autorec replay: --max-gap: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
         server = ReplayServer(
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
             wait_for_clients=1 if args.wait else 0,
         )
     except ValueError as exc:
-        print(f"autorec replay: {exc}", flush=True)
+        print(f"autorec replay: {exc}", file=sys.stderr, flush=True)
         return 2
     if not os.path.isfile(args.log):
-        print(f"autorec replay: {args.log}: no such log file", flush=True)
+        print(f"autorec replay: {args.log}: no such log file", file=sys.stderr, flush=True)
         return 1
 
     async def serve() -> int:
@@ -63,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"autorec replay: serving {args.log} on {server.uri}", flush=True)
                 await server.wait_finished()
         except OSError as exc:
-            print(f"autorec replay: {exc.strerror or exc}", flush=True)
+            print(f"autorec replay: {exc.strerror or exc}", file=sys.stderr, flush=True)
             return 1
         if server.error:
-            print(f"autorec replay: {server.error}", flush=True)
+            print(f"autorec replay: {server.error}", file=sys.stderr, flush=True)
             return 1
         print(f"autorec replay: sent {server.records} record(s)", flush=True)
         return 0

@@ -91,6 +91,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         given = [f"--{'no-camera' if k == 'camera' else k}" for k, v in _SIM_ONLY.items() if getattr(args, k) != v]
         if given:
             return f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --sim"
+    if args.uri and (args.sim or args.replay):
+        return f"--uri does not apply with {'--sim' if args.sim else '--replay'} (the stream comes from there)"
     if args.replay and args.sim_duration is not None:
         return "--duration does not apply to --replay (the log is read to its end)"
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from autorec.sim.config import add_sim_arguments
 
@@ -33,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = SimConfig.from_args(args)
     except ValueError as exc:
-        print(f"autorec sim: {exc}", flush=True)
+        print(f"autorec sim: {exc}", file=sys.stderr, flush=True)
         return 2
 
     async def serve() -> int:
         try:
             server = SimServer(config)
         except ScenarioError as exc:
-            print(f"autorec sim: {exc}", flush=True)
+            print(f"autorec sim: {exc}", file=sys.stderr, flush=True)
             return 2
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -57,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
                 stopped.cancel()
                 log.info("sim: stats %s", server.stats)
         except OSError as exc:
-            print(f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", flush=True)
+            print(
+                f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
         return 0
 
