@@ -98,9 +98,29 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _claim_output(out: Path):
+    """Create the output directory and take its instance lock (one recorder per directory).
+
+    Returns the held `InstanceLock`, or None after printing why not (a usage error, exit 2).
+    """
+    from autorec.instancelock import InstanceLock, InstanceLockError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    lock = InstanceLock(out)
+    try:
+        lock.acquire()
+    except InstanceLockError as exc:
+        print(f"autorec run: {exc}", file=sys.stderr)
+        return None
+    return lock
+
+
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
-    from autorec.instancelock import InstanceLock, InstanceLockError
 
     path = Path(args.replay)
     if not path.is_file():
@@ -108,16 +128,8 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
         return 1
     if args.dry_run:
         return _replay_into(args, ruleset, out, path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)  # as a live run does: a usage error, not a traceback
-    except OSError as exc:
-        print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    lock = InstanceLock(out)
-    try:
-        lock.acquire()
-    except InstanceLockError as exc:
-        print(f"autorec run: {exc}", file=sys.stderr)
+    lock = _claim_output(out)
+    if lock is None:
         return 2
     try:
         return _replay_into(args, ruleset, out, path)
@@ -282,7 +294,6 @@ class _Services:
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
 
-    from autorec.instancelock import InstanceLock, InstanceLockError
     from autorec.pipeline import Pipeline
     from autorec.recovery import recover_directory
     from autorec.source import DEFAULT_URI, WebsocketSource
@@ -306,16 +317,8 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         except ValueError as exc:
             print(f"autorec run: --uri: {exc}", file=sys.stderr)
             return 2
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"autorec run: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    lock = InstanceLock(out)
-    try:
-        lock.acquire()
-    except InstanceLockError as exc:
-        print(f"autorec run: {exc}", file=sys.stderr)
+    lock = _claim_output(out)
+    if lock is None:
         return 2
     try:
         if lock.previous is not None:
