@@ -461,6 +461,9 @@ class _Validator:
         for opt in cls.options:
             if opt.name in m:
                 options[opt.name] = _plain_data(self.convert(m, opt.name, prefix, opt.coerce, None))
+                if opt.type == "path" and options[opt.name]:
+                    # relative to the rule file, not to wherever autorec happens to be started
+                    options[opt.name] = str(self.path.parent / Path(options[opt.name]).expanduser())
             elif opt.required:
                 raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
         rule_segments = self.segments(m, segments, prefix)

@@ -369,3 +369,19 @@ def test_simulated_rig_lighting_from_truth_never_fires_and_moves_do() -> None:
     assert fired and fired[0].time < first_move + 1.5
     last_end = max(a["end"] for a in truth["activity"])
     assert all(f.time <= last_end + 2 * trig.background_time for f in fired)
+
+
+def test_mask_path_in_a_rule_file_is_relative_to_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autorec.rules import ConfigError, load_rules
+
+    rules_dir = tmp_path / "lab" / "rules"
+    (rules_dir / "masks").mkdir(parents=True)
+    _write_png(np.full((48, 64), 255, np.uint8), rules_dir / "masks" / "roi.png")
+    rule_file = rules_dir / "cam.yaml"
+    rule_file.write_text("rules:\n  - name: cam\n    trigger: motion\n    mask: masks/roi.png\n")
+    monkeypatch.chdir(tmp_path)  # started from elsewhere: the mask is still found beside the rules
+    [rule] = load_rules(rule_file).rules
+    assert rule.options["mask"] == str(rules_dir / "masks" / "roi.png")
+    rule_file.write_text("rules:\n  - name: cam\n    trigger: motion\n    mask: masks/missing.png\n")
+    with pytest.raises(ConfigError, match=r"cam.yaml:4: rules\[cam\]\.mask: cannot read"):
+        load_rules(rule_file)

@@ -19,6 +19,8 @@ Options are declared as `Option`s in the class attribute `options`; the rule
 loader validates a rule's keys against them (types, ranges, choices) before
 anything starts, and passes the coerced values to `__init__` as keyword
 arguments, which `Trigger.__init__` stores as attributes of the same name.
+An option of type "path" reaches the trigger resolved against the folder of
+the rule file that names it (an empty string stays empty: "none").
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ OPTION_TYPES = {
     "int": "a whole number",
     "bool": "true or false",
     "str": "a string",
+    "path": "a file path (relative to the rule file's folder)",
     "duration": "a duration like 500ms, 10s, 30min",
     "size": "a size like 512kB, 256MB, 1GiB",
     "list[int]": "a list of whole numbers",
@@ -98,7 +101,7 @@ class Option:
         elif t == "bool":
             if not isinstance(value, bool):
                 raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
-        elif t == "str":
+        elif t in ("str", "path"):
             if not isinstance(value, str):
                 raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
         elif t == "duration":

@@ -100,7 +100,7 @@ class MotionTrigger(Trigger):
         Option("pixel_threshold", "float", default=25.0, min=1.0, max=255.0, help="a pixel changed by more levels"),
         Option("min_frames", "int", default=2, min=1, help="consecutive analysed frames above threshold"),
         Option("region", "list[int]", default=[], help="[x, y, w, h] in full-frame pixels to watch (empty: all)"),
-        Option("mask", "str", default="", help="image file, white = watched (scaled to the frame)"),
+        Option("mask", "path", default="", help="image file, white = watched (scaled to the frame)"),
         Option("max_fraction", "float", default=0.3, min=0.0, max=1.0, help="more changed than this is lighting"),
         Option("detect_fps", "float", default=5.0, min=0.0, help="analyse at most this many frames/s (0: all)"),
         Option("background_time", "duration", default=2.0, min=0.0, help="how fast the background follows"),
