@@ -266,3 +266,43 @@ def test_sighup_reloads_good_rules_and_keeps_the_old_ones_on_bad(tmp_path: Path)
     finally:
         rc, _, err = stop(proc)
     assert rc == 0, err
+
+
+def test_trigger_counters_reach_the_status_file(tmp_path):
+    """A corrupt camera frame is skipped by the motion trigger, and the count is visible in status.json."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.polling import wait_until
+    from tests.videolog import T0, frames_log, make_jpeg
+    from tests.wsfixtures import EventServer, fixture_payloads
+
+    jpegs = [make_jpeg(i % 3, 64, 48) for i in range(10)]
+    jpegs[4] = jpegs[4][: len(jpegs[4]) // 2]  # cut off mid-scan, as a dropped packet would
+    log = frames_log(tmp_path / "cam.bin", [T0 + i * 0.2 for i in range(10)], jpegs)
+    rules = tmp_path / "cam.yaml"
+    rules.write_text("rules:\n  - name: cam\n    trigger: motion\n    detect_fps: 0\n")
+    out = tmp_path / "out"
+    status = out / "status.json"
+
+    def counters() -> dict:
+        try:
+            return json.loads(status.read_text())["counters"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    with EventServer(greeting=fixture_payloads(log)) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--uri", server.uri, "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: counters().get("cam.frames") == 10, timeout=30, what="status.json counting 10 frames")
+            assert counters()["cam.corrupt"] == 1
+            assert counters()["trigger_errors"] == 0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0

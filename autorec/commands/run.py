@@ -252,7 +252,7 @@ class _Services:
 
             def counters() -> dict[str, int]:
                 ps, ws = pipeline.stats, writer.stats
-                return {
+                out = {
                     "messages": ps.messages,
                     "rejected": ps.rejected,
                     "firings": ps.firings,
@@ -267,7 +267,14 @@ class _Services:
                     "clock_jumps": len(pipeline.timeline.jumps),
                     "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
                     "exports_failed": self.export.failed,
+                    "trigger_errors": sum(pipeline.engine.errors.values()),
                 }
+                # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
+                for rule, trigger in pipeline.engine.triggers.items():
+                    for key, value in (getattr(trigger, "counters", None) or {}).items():
+                        if isinstance(value, int):
+                            out[f"{rule}.{key}"] = value
+                return out
 
             self.status = StatusReporter(
                 self.out / self.ruleset.output.status_file,

@@ -21,6 +21,10 @@ anything starts, and passes the coerced values to `__init__` as keyword
 arguments, which `Trigger.__init__` stores as attributes of the same name.
 An option of type "path" reaches the trigger resolved against the folder of
 the rule file that names it (an empty string stays empty: "none").
+
+A trigger may keep a `counters` attribute (a dict of str -> int, e.g. corrupt
+frames skipped); `autorec run` reports each in the status file's `counters`
+as "RULE.NAME".
 """
 
 from __future__ import annotations
