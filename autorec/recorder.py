@@ -342,6 +342,16 @@ class _RecorderBase:
         )
 
 
+def _stop_timeout(capture: _Capture, timeout: float) -> RecorderTimeout:
+    """The error `stop()` raises (sync and async alike) when a capture does not finish in time."""
+    return RecorderTimeout(
+        f"recording to {capture.path} did not finish within {timeout:g}s (still {capture.phase}); "
+        "call stop() again to wait for it",
+        capture.count,
+        capture.path,
+    )
+
+
 class EventRecorder(_RecorderBase):
     """Records the event stream in a background thread. See the module docstring."""
 
@@ -405,12 +415,7 @@ class EventRecorder(_RecorderBase):
             self._request_stop(capture)
             thread.join(timeout)
             if thread.is_alive():
-                raise RecorderTimeout(
-                    f"recording to {capture.path} did not finish within {timeout:g}s (still {capture.phase}); "
-                    "call stop() again to wait for it",
-                    capture.count,
-                    capture.path,
-                )
+                raise _stop_timeout(capture, timeout)
             self._capture = self._thread = None
             self._last = capture
             _running.discard(self)
@@ -468,12 +473,7 @@ class AsyncEventRecorder(_RecorderBase):
         capture.request_stop()
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
-            raise RecorderTimeout(
-                f"recording to {capture.path} did not finish within {timeout:g}s (still {capture.phase}); "
-                "call stop() again to wait for it",
-                capture.count,
-                capture.path,
-            )
+            raise _stop_timeout(capture, timeout)
         self._capture = self._task = None
         self._last = capture
         return capture.outcome()
