@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
@@ -316,6 +316,8 @@ class AlertReporter:
         self.hooks = hooks
         self.engine = engine
         self.announced: collections.deque[AlertAction] = collections.deque(maxlen=1000)
+        # called with every action after it is logged (the night journal); must return quickly
+        self.observers: list[Callable[[AlertAction], None]] = []
 
     def connected(self, t: float) -> None:
         self.announce(self.monitor.connected(t), t)
@@ -355,5 +357,7 @@ class AlertReporter:
             else:
                 log.info("alert cleared %s: %s", action.key, action.message)
             self.announced.append(action)
+            for observer in self.observers:
+                observer(action)
             if self.hooks is not None:
                 self.hooks.submit("on_alert", **action.hook_values())

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="summarize logs: kinds, counts, rates, time span, images, truncation",
         description="Summarize upstream-format logs quickly (images are never decoded).",
     )
-    p.add_argument("logs", nargs="+", metavar="LOG", help="log file(s)")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="log file(s), or one output directory to list its segments")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -284,7 +284,40 @@ def format_text(s: LogSummary) -> str:
     return "\n".join(lines)
 
 
+def _sidecar_of(path: str) -> str | None:
+    """If `path` is an autorec sidecar (NAME.json), the name of its log; else None."""
+    if not path.endswith(".json"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(64 << 20))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("path"), str) and "close_reason" in data:
+        return data["path"]
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    if len(args.logs) == 1 and os.path.isdir(args.logs[0]):
+        # An output directory: list its segments (what `autorec ls DIR` prints).
+        from autorec.commands.ls import listing
+
+        return listing(args.logs[0], [], None, None, args.json, "info")
+    for path in args.logs:
+        log_name = _sidecar_of(path)
+        if log_name is not None:
+            print(
+                f"autorec info: {path} is a segment's sidecar (JSON), not a log; its log is "
+                f"{os.path.join(os.path.dirname(path), log_name)}",
+                file=sys.stderr,
+            )
+            return 2
+        if os.path.isdir(path):
+            print(f"autorec info: {path} is a directory; give it alone to list its segments", file=sys.stderr)
+            return 2
     summaries = [summarize(path) for path in args.logs]
     if args.json:
         out = [s.as_dict() for s in summaries]

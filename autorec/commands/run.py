@@ -231,10 +231,24 @@ class _Services:
     def attach(self, pipeline, writer) -> None:
         from autorec.alerts import AlertReporter
         from autorec.diskfloor import DiskFloorGuard
+        from autorec.journal import JOURNAL_NAME, JournalListener
         from autorec.retention import RetentionWorker
         from autorec.statusfile import StatusReporter
 
+        self._pipeline, self._writer = pipeline, writer
+        self.journal = JournalListener(
+            self.out / JOURNAL_NAME,
+            stats=lambda: {
+                "messages": pipeline.stats.messages,
+                "bytes_seen": pipeline.stats.bytes,
+                "bytes_kept": writer.stats.bytes,
+                "segments": writer.stats.segments,
+                "disk_free": self.disk.floor.last_free,
+            },
+            counters=self.counters,
+        )
         alerts = self.alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
+        alerts.observers.append(self.journal.alert)
 
         def floor_changed(t: float, change) -> None:
             if change.state == "below":
@@ -243,39 +257,13 @@ class _Services:
                 alerts.disk_floor_cleared(t, change.free_bytes)
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
-        pipeline.listeners += [guard, alerts]
+        pipeline.listeners += [guard, alerts, self.journal]
         if self.retention.active:
             self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
             writer.add_observer(self.retention_worker)
             self.retention_worker.request()
+        counters = self.counters
         if self.ruleset.output.status_file:
-
-            def counters() -> dict[str, int]:
-                ps, ws = pipeline.stats, writer.stats
-                out = {
-                    "messages": ps.messages,
-                    "rejected": ps.rejected,
-                    "firings": ps.firings,
-                    "segments_opened": ps.segments,
-                    "segments_closed": ws.segments,
-                    "bytes_written": ws.bytes,
-                    "dropped": ws.dropped,
-                    "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
-                    "write_errors": ws.errors,
-                    "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
-                    "suppressed_firings": pipeline.segmenter.suppressed,
-                    "clock_jumps": len(pipeline.timeline.jumps),
-                    "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
-                    "exports_failed": self.export.failed,
-                    "trigger_errors": sum(pipeline.engine.errors.values()),
-                }
-                # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
-                for rule, trigger in pipeline.engine.triggers.items():
-                    for key, value in (getattr(trigger, "counters", None) or {}).items():
-                        if isinstance(value, int):
-                            out[f"{rule}.{key}"] = value
-                return out
-
             self.status = StatusReporter(
                 self.out / self.ruleset.output.status_file,
                 counters=counters,
@@ -287,8 +275,48 @@ class _Services:
         else:
             self.status = None
 
+    def counters(self) -> dict[str, int]:
+        """The recorder's counters (status file, journal): a flat dict of ints."""
+        pipeline, writer = self._pipeline, self._writer
+        ps, ws = pipeline.stats, writer.stats
+        out = {
+            "messages": ps.messages,
+            "rejected": ps.rejected,
+            "firings": ps.firings,
+            "segments_opened": ps.segments,
+            "segments_closed": ws.segments,
+            "bytes_written": ws.bytes,
+            "dropped": ws.dropped,
+            "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+            "write_errors": ws.errors,
+            "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
+            "suppressed_firings": pipeline.segmenter.suppressed,
+            "clock_jumps": len(pipeline.timeline.jumps),
+            "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
+            "exports_failed": self.export.failed,
+            "trigger_errors": sum(pipeline.engine.errors.values()),
+        }
+        # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
+        for rule, trigger in pipeline.engine.triggers.items():
+            for key, value in (getattr(trigger, "counters", None) or {}).items():
+                if isinstance(value, int):
+                    out[f"{rule}.{key}"] = value
+        return out
+
+    def start(self, mode: str, source: str | None) -> None:
+        """Say in the journal that recording starts (after recovery, before the first message)."""
+        from autorec.diskfloor import disk_usage
+
+        try:
+            disk: tuple[int, int] | None = disk_usage(self.out)
+        except OSError:
+            disk = None
+        self.journal.start(mode=mode, source=source, rules=self.ruleset.path, out=self.out, disk=disk)
+
     def close(self) -> None:
         grace = self.ruleset.shutdown_grace
+        self.journal.is_connected = False
+        self.journal.stop()
         if self.status is not None:
             self.status.is_connected = False  # the source is stopped: the last word says so
             self.status.update(force=True)
@@ -346,6 +374,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             ruleset, writer, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry
         )
         services.attach(pipeline, writer)
+        services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
         writer.start()
         return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source)
     finally:

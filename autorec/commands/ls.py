@@ -1,0 +1,110 @@
+"""`autorec ls DIR`: the segments of an output directory, one line each, with totals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from autorec.units import format_duration, format_size
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ls",
+        help="list the segments of an output directory",
+        description="List the segments an `autorec run` kept in DIR: local and UTC start, duration, rules, "
+        "size and why each closed, then the totals. Problems (a damaged index line, a missing file) go to stderr.",
+    )
+    p.add_argument("directory", metavar="DIR", help="an output directory (holds index.jsonl)")
+    add_filter_arguments(p)
+    p.add_argument("--json", action="store_true", help="print JSON (raw numbers, epoch seconds and ISO times)")
+    p.set_defaults(func=run)
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rule", action="append", default=[], metavar="NAME", help="only segments of this rule (repeat)")
+    p.add_argument("--from", dest="since", metavar="TIME", help="only segments ending after TIME (see below)")
+    p.add_argument("--to", dest="until", metavar="TIME", help="only segments starting before TIME")
+    p.epilog = (
+        "TIME is ISO 8601 ('2026-11-30T22:00', local time unless it ends in Z or an offset like +01:00), "
+        "a time of day ('22:00', today in local time), or epoch seconds."
+    )
+
+
+def segment_row(seg: Any) -> dict[str, Any]:
+    from autorec.night import utc_text
+
+    return {
+        "name": seg.name,
+        "path": str(seg.path),
+        "start": seg.start,
+        "end": seg.end,
+        "start_iso": utc_text(seg.start, "%Y-%m-%dT%H:%M:%S.%fZ"),
+        "end_iso": utc_text(seg.end, "%Y-%m-%dT%H:%M:%S.%fZ"),
+        "duration_s": round(seg.duration, 3),
+        "rules": list(seg.rules),
+        "records": seg.records,
+        "bytes": seg.bytes,
+        "close_reason": seg.close_reason,
+        "exists": seg.exists,
+        "videos": [str(v) for v in seg.videos],
+    }
+
+
+def listing(directory: str, rules: list[str], since: str | None, until: str | None, as_json: bool, prog: str) -> int:
+    """Print the segments of `directory` (text or JSON). Exit code: 0, or 2 for bad arguments / not a directory."""
+    import os
+
+    from autorec.night import load_night, local_text, parse_when, utc_text
+
+    try:
+        t0 = parse_when(since) if since else None
+        t1 = parse_when(until) if until else None
+    except ValueError as exc:
+        print(f"autorec {prog}: {exc}", file=sys.stderr)
+        return 2
+    if not os.path.isdir(directory):
+        print(f"autorec {prog}: {directory}: not a directory", file=sys.stderr)
+        return 2
+    night = load_night(directory, since=t0, until=t1)
+    segments = [s for s in night.segments if not rules or set(rules) & set(s.rules)]
+    for problem in night.problems:
+        print(f"autorec {prog}: {problem}", file=sys.stderr)
+    total = sum(s.bytes for s in segments)
+    length = sum(s.duration for s in segments)
+    if as_json:
+        out = {
+            "directory": str(night.directory),
+            "segments": [segment_row(s) for s in segments],
+            "totals": {"segments": len(segments), "bytes": total, "duration_s": round(length, 3)},
+            "open": [str(p) for p in night.partials],
+            "problems": night.problems,
+        }
+        print(json.dumps(out, indent=1))
+        return 0
+    if not segments:
+        what = "no segments" + (" match" if (rules or t0 or t1) and night.segments else "")
+        print(
+            f"{what} in {directory}"
+            + (" (no index.jsonl yet)" if not (night.directory / "index.jsonl").exists() else "")
+        )
+    else:
+        print(f"{'local start':19}  {'UTC start':19}  {'length':>8}  {'size':>8}  {'close':10}  rules")
+        for s in segments:
+            flags = "" if s.exists else "  [file missing]"
+            print(
+                f"{local_text(s.start):19}  {utc_text(s.start):19}  {format_duration(s.duration):>8}  "
+                f"{format_size(s.bytes):>8}  {s.close_reason:10}  {'+'.join(s.rules)}{flags}"
+            )
+        print(f"{len(segments)} segment(s), {format_size(total)}, {format_duration(length)} recorded")
+    for p in night.partials:
+        print(
+            f"open: {p.name} (being recorded, or left by a crash: the next `autorec run` on this directory finishes it)"
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return listing(args.directory, args.rule, args.since, args.until, args.json, "ls")

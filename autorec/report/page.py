@@ -1,0 +1,376 @@
+"""`autorec report`: one night of an output directory in one self-contained HTML file.
+
+`build_report(directory, out, since, until)` reads the night (`autorec.night`),
+the telemetry logs (`autorec.sensorseries`), a score track and near-misses if
+the directory has them, and writes one HTML file: summary, timeline,
+telemetry plots, then one card per segment with its contact strip. The file
+needs no network: Bokeh's JavaScript is inlined, thumbnails are data URIs,
+and the only links are relative ones to the segment's own files.
+
+Contracts:
+- Never raises for bad content: every problem found (a damaged index line, a
+  corrupt sidecar, a missing segment file, a sidecar from a newer autorec, a
+  damaged telemetry log) is listed on the page and returned in
+  `Report.problems` (the command prints them on stderr); the report still
+  comes out. A directory being recorded into gives a report of what is
+  finished (open `.partial` segments are counted, not shown).
+- Thumbnails are made one segment at a time from that segment's log and are
+  never all held as pictures: the page holds their small JPEGs (the number
+  per segment shrinks for big nights so the file stays a few MB).
+- Every text that comes from the directory is HTML-escaped.
+- The file is written atomically (`.NAME.tmp`, then renamed).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+import os
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autorec import __version__
+from autorec.atomicfile import replace_file
+from autorec.night import Night, Segment, describe_evidence, load_night, local_text, utc_text
+from autorec.report.summary import NightSummary, summarize_night
+from autorec.sensorseries import read_sensor_series
+from autorec.units import format_duration, format_size
+
+log = logging.getLogger(__name__)
+
+THUMB_BUDGET = 4_500_000  # bytes of thumbnail JPEGs in one report (before base64)
+THUMB_ESTIMATE = 2_600  # bytes of one 160-px thumbnail, measured on the simulator's frames
+THUMB_WIDTH = 160
+MAX_THUMBS = 5
+
+
+@dataclass
+class Report:
+    path: Path
+    segments: int
+    bytes: int
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+    summary: NightSummary | None = None
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "?"
+    return f"{local_text(t)} <span class=utc>(UTC {utc_text(t)})</span>"
+
+
+def thumbs_per_segment(segments: int) -> int:
+    if segments <= 0:
+        return MAX_THUMBS
+    return max(1, min(MAX_THUMBS, THUMB_BUDGET // (segments * THUMB_ESTIMATE)))
+
+
+def _read_near_misses(directory: Path, problems: list[str]):
+    from autorec.report.charts import NearMiss
+
+    path = directory / "near-misses.jsonl"
+    out: list[NearMiss] = []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return out
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return out
+    with f:
+        for number, raw in enumerate(f, 1):
+            try:
+                e = json.loads(raw)
+                start, end = float(e["start"]), float(e.get("end", e["start"]))
+                peak = e.get("peak")
+                threshold = e.get("threshold")
+                out.append(
+                    NearMiss(
+                        str(e.get("rule", "?")),
+                        start,
+                        end,
+                        float(peak) if isinstance(peak, (int, float)) else None,
+                        float(threshold) if isinstance(threshold, (int, float)) else None,
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"{path}:{number}: not a near-miss line; skipped")
+    return out
+
+
+# -- the HTML ---------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 0 16px 40px; color: #222; }
+h1 { margin: 18px 0 4px; font-size: 1.6em; }
+h2 { margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.sub { color: #666; margin-bottom: 12px; }
+.utc { color: #888; font-size: 0.9em; }
+table.facts { border-collapse: collapse; }
+table.facts td { padding: 3px 14px 3px 0; vertical-align: top; }
+table.facts td:first-child { color: #555; white-space: nowrap; }
+.problems { background: #fff3f3; border: 1px solid #e4b9b9; padding: 8px 14px; border-radius: 6px; }
+.problems li { font-family: ui-monospace, monospace; font-size: 0.85em; }
+.ok { color: #2d7a2d; } .bad { color: #b52a2a; font-weight: 600; }
+.card { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; margin: 12px 0;
+        scroll-margin-top: 10px; transition: background 0.4s; }
+.card.flash { background: #fff7d6; }
+.card h3 { margin: 0 0 4px; font-size: 1.05em; }
+.card .meta { color: #555; font-size: 0.92em; }
+.card .evidence { margin: 6px 0; }
+.strip { display: flex; gap: 6px; flex-wrap: wrap; margin-top: 6px; }
+.strip figure { margin: 0; text-align: center; font-size: 0.75em; color: #666; }
+.strip img { display: block; border-radius: 4px; border: 2px solid transparent; }
+.strip img.evidence { border-color: #e028c8; }
+.tag { display: inline-block; padding: 0 6px; border-radius: 4px; background: #eef; margin-right: 4px; }
+a { color: #1a5fb4; }
+"""
+
+
+def _summary_html(s: NightSummary, night: Night) -> str:
+    rows: list[tuple[str, str]] = []
+    if s.start is not None and s.end is not None:
+        rows.append(("night", f"{_when(s.start)} to {_when(s.end)} ({format_duration(s.end - s.start)})"))
+    else:
+        rows.append(("night", "nothing recorded yet"))
+    if s.connected_s is not None:
+        gaps = s.disconnections
+        gap_text = (
+            f"; <span class=bad>{len(gaps)} disconnection(s), {format_duration(sum(b - a for a, b in gaps))}</span>"
+            if gaps
+            else "; <span class=ok>no disconnection</span>"
+        )
+        rows.append(("connected", f"{format_duration(s.connected_s)} in {s.runs} run(s){gap_text}"))
+    else:
+        rows.append(("connected", "unknown (no journal.jsonl: recorded by an older autorec)"))
+    per_rule = ", ".join(f"{_e(r)}: {n}" for r, n in s.segments_per_rule.items()) or "none"
+    rows.append(("segments", f"{s.segments} ({per_rule}); {format_duration(s.recorded_s)} recorded"))
+    if s.open_segments:
+        rows.append(("open", f"{s.open_segments} segment(s) still being written (not in this report)"))
+    if s.pdrecord_bytes:
+        rows.append(
+            (
+                "kept",
+                f"{format_size(s.kept_bytes)} of {format_size(s.seen_bytes or 0)} seen "
+                f"({100 * (s.kept_fraction or 0):.1f} % of the {format_size(s.pdrecord_bytes)} a full pdrecord "
+                f"would have written)",
+            )
+        )
+    else:
+        rows.append(("kept", f"{format_size(s.kept_bytes)} (bytes seen unknown: no journal)"))
+    if s.alerts:
+        items = []
+        for a in s.alerts:
+            state = (
+                f"cleared {local_text(a.cleared, '%H:%M:%S')}"
+                if a.cleared is not None
+                else "<span class=bad>not cleared</span>"
+            )
+            items.append(f"{local_text(a.raised, '%H:%M:%S')} {_e(a.message)} ({state})")
+        rows.append(("alerts", f"{len(s.alerts)}:<br>" + "<br>".join(items)))
+    else:
+        rows.append(("alerts", "<span class=ok>none</span>" if s.runs else "unknown (no journal)"))
+    if s.disk_start is not None or s.disk_end is not None:
+        rows.append(
+            (
+                "disk free",
+                f"{format_size(s.disk_start) if s.disk_start is not None else '?'} at start, "
+                f"{format_size(s.disk_end) if s.disk_end is not None else '?'} at the end",
+            )
+        )
+    rows.append(("autorec", _e(", ".join(s.versions) or "?") + f" (this report: {__version__})"))
+    if s.rule_files:
+        rows.append(
+            (
+                "rule file",
+                "<br>".join(f"{_e(p)} <span class=utc>sha256 {_e((h or '?')[:16])}</span>" for p, h in s.rule_files),
+            )
+        )
+    rows.append(("directory", _e(night.directory)))
+    body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    out = f"<table class=facts>{body}</table>"
+    if s.problems:
+        items = "".join(f"<li>{_e(p)}</li>" for p in s.problems[:200])
+        more = f"<li>... and {len(s.problems) - 200} more</li>" if len(s.problems) > 200 else ""
+        out += (
+            f"<div class=problems id=problems><b>{len(s.problems)} problem(s) found reading this directory</b>"
+            f"<ul>{items}{more}</ul></div>"
+        )
+    return out
+
+
+def _card_html(index: int, seg: Segment, strip, link_base: Path) -> str:
+    from autorec.report.charts import card_id
+
+    firings = seg.firings
+    per_rule: dict[str, int] = {}
+    for f in firings:
+        per_rule[str(f.get("rule"))] = per_rule.get(str(f.get("rule")), 0) + 1
+    omitted = (seg.sidecar or {}).get("firings_omitted")
+    if isinstance(omitted, dict):  # a capped sidecar lists the rest as counts
+        for rule, n in omitted.items():
+            if isinstance(n, int):
+                per_rule[str(rule)] = per_rule.get(str(rule), 0) + n
+    evidence = ""
+    if firings:
+        first = firings[0]
+        evidence = (
+            f"<div class=evidence>first firing {local_text(first['time'], '%H:%M:%S.%f')[:-4]}: "
+            f"{_e(describe_evidence(str(first.get('rule')), first.get('evidence')))}"
+            f"{' (' + ', '.join(f'{_e(r)} fired {n}x' for r, n in per_rule.items()) + ')' if per_rule else ''}</div>"
+        )
+    links = []
+    for p in [seg.path, seg.sidecar_path, *seg.videos]:
+        if p.exists():
+            rel = os.path.relpath(p, link_base)
+            links.append(f'<a href="{_e(rel)}">{_e(p.name)}</a>')
+    flags = []
+    if not seg.exists:
+        flags.append("<span class=bad>segment file missing</span>")
+    if seg.recovered:
+        flags.append("<span class=tag>recovered after a crash</span>")
+    if seg.gaps:
+        flags.append(f"<span class=tag>{seg.gaps} gap(s)</span>")
+    if seg.dropped:
+        flags.append(f"<span class=bad>{seg.dropped} message(s) dropped</span>")
+    thumbs = ""
+    if strip is not None and strip.thumbs:
+        figs = []
+        for th in strip.thumbs:
+            data = base64.b64encode(th.jpeg).decode()
+            cls = " class=evidence" if th.evidence else ""
+            label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
+            figs.append(
+                f'<figure><img{cls} width={th.width} height={th.height} alt="frame at {label}" '
+                f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
+            )
+        thumbs = f"<div class=strip>{''.join(figs)}</div>"
+    elif strip is not None and strip.problem:
+        thumbs = f"<div class=meta>{_e(strip.problem)}</div>"
+    elif strip is not None and strip.frames == 0 and seg.exists:
+        thumbs = "<div class=meta>no camera frames in this segment</div>"
+    rules = " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)
+    return (
+        f'<div class=card id="{card_id(index)}" data-name="{_e(seg.name)}">'
+        f"<h3>{_when(seg.start)}</h3>"
+        f"<div class=meta>{rules} {format_duration(seg.duration)}, {format_size(seg.bytes)}, "
+        f"{seg.records} records, closed by {_e(seg.close_reason)} {' '.join(flags)}</div>"
+        f"{evidence}{thumbs}<div class=meta>{' · '.join(links)}</div></div>"
+    )
+
+
+_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="autorec {{ version }}">
+<title>{{ title }}</title>
+<style>{{ css }}</style>
+{{ bokeh_css }}
+{{ bokeh_js }}
+</head>
+<body>
+<h1>{{ title }}</h1>
+<div class=sub>{{ subtitle }}</div>
+<h2 id=summary>Summary</h2>
+{{ summary }}
+<h2 id=timeline>Timeline</h2>
+{{ embed(roots.charts) }}
+<h2 id=segments>Segments</h2>
+{{ cards }}
+{{ plot_script }}
+</body>
+</html>
+"""
+
+
+def build_report(
+    directory: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    thumbnails: bool = True,
+) -> Report:
+    """Write the report of `directory` to `out` (default DIR/report.html). See the module docstring."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import Range1d
+    from bokeh.resources import INLINE
+    from jinja2 import Template
+
+    from autorec.report.charts import telemetry_figures, timeline_figure
+    from autorec.thumbnails import contact_strip
+
+    began = _time.perf_counter()
+    directory = Path(directory)
+    out_path = Path(out) if out is not None else directory / "report.html"
+    night = load_night(directory, since, until)
+    summary = summarize_night(night)
+    problems = summary.problems
+    near = _read_near_misses(directory, problems)
+    sensors = read_sensor_series(night.telemetry, since, until)
+    problems += sensors.problems
+    span = night.span()
+    if span is None:
+        now = _time.time()
+        span = (now - 3600, now)
+    lo, hi = span
+    pad = max(1.0, (hi - lo) * 0.01)
+    x_range = Range1d(1000 * (lo - pad), 1000 * (hi + pad))
+    charts = [timeline_figure(night, x_range, near)] + telemetry_figures(sensors, x_range)
+    layout = column(*charts, sizing_mode="stretch_width", name="charts")
+    per = thumbs_per_segment(len(night.segments))
+    cards: list[str] = []
+    link_base = out_path.resolve().parent
+    for i, seg in enumerate(night.segments):
+        strip = None
+        if thumbnails and seg.exists:
+            first = seg.firings[0] if seg.firings else None
+            bbox = (first or {}).get("evidence", {}).get("bbox") if isinstance(first, dict) else None
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox)):
+                bbox = None
+            strip = contact_strip(
+                seg.path,
+                seg.start,
+                seg.end,
+                per,
+                evidence_time=first["time"] if first else None,
+                bbox=bbox,
+                width=THUMB_WIDTH,
+            )
+            if strip.problem:
+                problems.append(strip.problem)
+        cards.append(_card_html(i, seg, strip, link_base))
+    if not cards:
+        cards.append("<p>No segment in this directory" + (" in the chosen span" if since or until else "") + ".</p>")
+    title = f"autorec night report: {directory.resolve().name}"
+    made = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    subtitle = _e(f"{directory.resolve()} · made {made} by autorec {__version__}")
+    page = file_html(
+        layout,
+        resources=INLINE,
+        title=title,
+        template=Template(_TEMPLATE),
+        template_variables={
+            "css": _CSS,
+            "summary": _summary_html(summary, night),
+            "cards": "\n".join(cards),
+            "subtitle": subtitle,
+            "version": __version__,
+        },
+    )
+    data = page.encode()
+    replace_file(out_path, data)
+    return Report(out_path, len(night.segments), len(data), _time.perf_counter() - began, problems, summary)
