@@ -156,7 +156,7 @@ def contact_strip(
         strip.problem = f"cannot read {path}: {exc.strerror or exc}"
         return strip
     used: set[float] = set()
-    for (target, is_evidence), chosen in zip(targets, best):
+    for (_, is_evidence), chosen in zip(targets, best):
         if chosen is None or (chosen[1] in used and not is_evidence):
             continue
         used.add(chosen[1])

@@ -329,7 +329,7 @@ def build_report(
     lo, hi = span
     pad = max(1.0, (hi - lo) * 0.01)
     x_range = Range1d(1000 * (lo - pad), 1000 * (hi + pad))
-    charts = [timeline_figure(night, x_range, near)] + telemetry_figures(sensors, x_range)
+    charts = [timeline_figure(night, x_range, near), *telemetry_figures(sensors, x_range)]
     layout = column(*charts, sizing_mode="stretch_width", name="charts")
     per = thumbs_per_segment(len(night.segments))
     cards: list[str] = []
