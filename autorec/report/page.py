@@ -69,6 +69,14 @@ def _when(t: float | None) -> str:
     return f"{local_text(t)} <span class=utc>(UTC {utc_text(t)})</span>"
 
 
+def _bbox(firing: dict[str, Any]) -> list[int] | None:
+    evidence = firing.get("evidence")
+    bbox = evidence.get("bbox") if isinstance(evidence, dict) else None
+    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
+        return bbox
+    return None
+
+
 def thumbs_per_segment(segments: int) -> int:
     if segments <= 0:
         return MAX_THUMBS
@@ -337,10 +345,10 @@ def build_report(
     for i, seg in enumerate(night.segments):
         strip = None
         if thumbnails and seg.exists:
-            first = seg.firings[0] if seg.firings else None
-            bbox = (first or {}).get("evidence", {}).get("bbox") if isinstance(first, dict) else None
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox)):
-                bbox = None
+            # the frame at the first firing; the first camera firing's when there is one, so its box is drawn
+            firings = seg.firings
+            first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
+            bbox = _bbox(first) if first is not None else None
             strip = contact_strip(
                 seg.path,
                 seg.start,
