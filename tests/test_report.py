@@ -44,8 +44,10 @@ def night(tmp_path_factory) -> Path:
     rules.write_text(RULES)
     out = base / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--sim", "--speed", "20"]
-        + ["--duration", "200s", "--fps", "5", "--seed", "4", "--faults", "close=70s", "--out", str(out)],
+        [
+            *(sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--sim", "--speed", "20"),
+            *("--duration", "200s", "--fps", "5", "--seed", "4", "--faults", "close=70s", "--out", str(out)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
