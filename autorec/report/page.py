@@ -319,7 +319,7 @@ def build_report(
     from jinja2 import Template
 
     from autorec.report.charts import telemetry_figures, timeline_figure
-    from autorec.thumbnails import contact_strip
+    from autorec.thumbnails import Thumbnailer, contact_strip
 
     began = _time.perf_counter()
     directory = Path(directory)
@@ -340,6 +340,7 @@ def build_report(
     charts = [timeline_figure(night, x_range, near), *telemetry_figures(sensors, x_range)]
     layout = column(*charts, sizing_mode="stretch_width", name="charts")
     per = thumbs_per_segment(len(night.segments))
+    thumbnailer = Thumbnailer(THUMB_WIDTH)
     cards: list[str] = []
     link_base = out_path.resolve().parent
     for i, seg in enumerate(night.segments):
@@ -357,6 +358,7 @@ def build_report(
                 evidence_time=first["time"] if first else None,
                 bbox=bbox,
                 width=THUMB_WIDTH,
+                thumbnailer=thumbnailer,
             )
             if strip.problem:
                 problems.append(strip.problem)
