@@ -10,7 +10,7 @@ logs (upstream format) and returns one `Series` per quantity a lab plots:
   takes the time of the last decoded record before it).
 
 Only those kinds are decoded (the others are skipped by their first byte),
-records are streamed (a night's log is never held in memory), and each
+the logs are mapped, not read (a night's log is never copied into memory), and each
 series is reduced to at most `max_points` points by keeping the minimum and
 the maximum of each time bin, so a spike survives the reduction. Records
 without a usable timestamp, undecodable records and non-finite values are
@@ -22,19 +22,23 @@ bad content.
 from __future__ import annotations
 
 import logging
-import math
+import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from autorec import events
-from autorec.logfile import LogReader
+from autorec.logfile import DEFAULT_MAX_RECORD, HEADER
+from autorec.proto import PurpleDropEvent
 
 log = logging.getLogger(__name__)
 
 _KINDS = frozenset({"temperature_control", "hv_regulator", "group_capacitance", "electrode_state"})
+# The first byte of a record of each kind: the oneof field's tag (wire type 2).
+_TAG = {name: (field.number << 3) | 2 for name, field in PurpleDropEvent.DESCRIPTOR.fields_by_name.items()}
 
 
 @dataclass
@@ -86,6 +90,56 @@ def _driven(state) -> int:
     return sum(1 for on in state.electrodes if on)
 
 
+def _records(path: str | os.PathLike[str], data: SensorData, wanted: set[int]) -> Iterator[bytes]:
+    """The payloads of the records whose first byte is in `wanted`, through mmap; `data.records` counts all.
+
+    Only wanted payloads are copied out. Stops at a cut-off record or an absurd length prefix, as
+    `LogReader` does, and names it in `data.problems`.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            offset = 0
+            unpack = HEADER.unpack_from
+            while offset + 4 <= size:
+                (length,) = unpack(mm, offset)
+                if length > DEFAULT_MAX_RECORD:
+                    data.problems.append(
+                        f"{path}: corrupt at offset {offset} (record length {length}); read up to there"
+                    )
+                    return
+                end = offset + 4 + length
+                if end > size:
+                    break
+                data.records += 1
+                if length and mm[offset + 4] in wanted:
+                    yield mm[offset + 4 : end]
+                offset = end
+            if offset != size:
+                data.problems.append(f"{path}: ends in a cut-off record at offset {offset}")
+
+
+_SERIES = (
+    ("temperature_control", "temperature", "temperature", "°C"),
+    ("hv_regulator", "hv", "voltage", "V"),
+    ("group_capacitance", "capacitance", "capacitance", "pF"),
+    ("electrode_state", "driven electrodes", "electrodes", "pins"),
+)
+
+
+def _add(data: SensorData, name: str, group: str, unit: str, times: np.ndarray, values: np.ndarray, n: int) -> None:
+    finite = np.isfinite(values)
+    data.skipped += int((~finite).sum())
+    times, values = times[finite], values[finite]
+    if not len(times):
+        return
+    order = np.argsort(times, kind="stable")
+    times, values = reduce_minmax(times[order], values[order], n)
+    data.series.append(Series(name, group, unit, times, values))
+
+
 def read_sensor_series(
     paths: Iterable[str | os.PathLike[str]],
     since: float | None = None,
@@ -94,31 +148,25 @@ def read_sensor_series(
 ) -> SensorData:
     """Read telemetry logs into plot-sized series. See the module docstring."""
     data = SensorData()
-    raw: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
 
-    def add(name: str, group: str, unit: str, t: float, v: float) -> None:
-        if not math.isfinite(v):
-            data.skipped += 1
-            return
-        ts, vs = raw.setdefault((name, group, unit), ([], []))
-        ts.append(t)
-        vs.append(v)
-
+    # Per kind: times and rows of values (a group count can change mid-night: rows may differ in length).
+    rows: dict[str, tuple[list[float], list[Any]]] = {k: ([], []) for k in _KINDS}
+    wanted = {_TAG[k] for k in _KINDS}
+    decode = PurpleDropEvent.FromString
     last_time: float | None = None
     for path in sorted(paths, key=os.fspath):
-        reader = LogReader(path)
         try:
-            for record in reader.records():
-                data.records += 1
-                kind = events.peek_kind(record.payload)
-                if kind not in _KINDS:
-                    continue
+            for payload in _records(path, data, wanted):
                 try:
-                    event = events.decode(record.payload)
-                except events.DecodeError:
+                    event = decode(payload)
+                except Exception:  # protobuf's DecodeError, or a value error from a damaged field
                     data.skipped += 1
                     continue
-                t = events.timestamp(event)
+                kind = event.WhichOneof("msg")
+                inner = getattr(event, kind)
+                t = None
+                if kind != "electrode_state" or inner.HasField("timestamp"):
+                    t = events.timestamp(event)
                 if t is None:
                     # pdserver's electrode_state carries no timestamp: it happened at the last known time
                     t = last_time
@@ -128,29 +176,36 @@ def read_sensor_series(
                 last_time = t
                 if (since is not None and t < since) or (until is not None and t > until):
                     continue
+                ts, vs = rows[kind]
+                ts.append(t)
                 if kind == "temperature_control":
-                    for i, v in enumerate(event.temperature_control.temperatures):
-                        add(f"temperature[{i}]", "temperature", "°C", t, v)
+                    vs.append(list(inner.temperatures))
                 elif kind == "hv_regulator":
-                    add("hv", "voltage", "V", t, event.hv_regulator.voltage)
+                    vs.append(inner.voltage)
                 elif kind == "group_capacitance":
-                    for i, v in enumerate(event.group_capacitance.measurements):
-                        add(f"capacitance[{i}]", "capacitance", "pF", t, v)
+                    vs.append(list(inner.measurements))
                 else:
-                    add("driven electrodes", "electrodes", "pins", t, float(_driven(event.electrode_state)))
-        except OSError as exc:
-            data.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+                    vs.append(_driven(inner))
+        except (OSError, ValueError) as exc:  # ValueError: mmap of an unmappable file
+            data.problems.append(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
             continue
-        if reader.corrupt is not None:
-            data.problems.append(
-                f"{path}: corrupt at offset {reader.corrupt.offset} ({reader.corrupt.reason}); read up to there"
-            )
-        elif reader.truncated is not None:
-            data.problems.append(f"{path}: ends in a cut-off record at offset {reader.truncated.offset}")
-    for (name, group, unit), (ts, vs) in sorted(raw.items()):
+    for kind, name, group, unit in _SERIES:
+        ts, vs = rows[kind]
+        if not ts:
+            continue
         times = np.asarray(ts, dtype=np.float64)
-        values = np.asarray(vs, dtype=np.float64)
-        order = np.argsort(times, kind="stable")
-        times, values = reduce_minmax(times[order], values[order], max_points)
-        data.series.append(Series(name, group, unit, times, values))
+        if kind in ("hv_regulator", "electrode_state"):
+            _add(data, name, group, unit, times, np.asarray(vs, dtype=np.float64), max_points)
+            continue
+        lengths = np.fromiter((len(v) for v in vs), dtype=np.int64, count=len(vs))
+        width = int(lengths.max())
+        if int(lengths.min()) == width:
+            table = np.asarray(vs, dtype=np.float64).reshape(len(vs), width)
+        else:  # the number of groups changed: pad the short rows, and leave the padding out below
+            table = np.full((len(vs), width), np.nan)
+            for i, v in enumerate(vs):
+                table[i, : len(v)] = v
+        for col in range(width):
+            present = lengths > col
+            _add(data, f"{name}[{col}]", group, unit, times[present], table[present, col], max_points)
     return data

@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from autorec import events
 from autorec.jpeg import JpegError, jpeg_complete, jpeg_header
@@ -83,6 +84,9 @@ class Thumbnailer:
         self.quality = quality
         self._decoders: dict[int, av.CodecContext] = {}
         self._encoders: dict[tuple[int, int], av.CodecContext] = {}
+        self._scale = VideoReformatter()
+        self._to_rgb = VideoReformatter()
+        self._to_yuv = VideoReformatter()
 
     def _decoder(self, lowres: int) -> av.CodecContext:
         dec = self._decoders.get(lowres)
@@ -123,14 +127,21 @@ class Thumbnailer:
             self._decoders.pop(lowres, None)
             return None
         try:
-            # AREA: 0.2 ms for 256x192 -> 160x120 here, against 3-5 ms for the default (bicubic)
-            small = frames[0].reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+            # One kept reformatter per conversion: PyAV then reuses its scaler (2.4 ms a call without,
+            # measured) and AREA scaling is 0.2 ms for 256x192 -> 160x120 against 3-5 ms for bicubic.
             if bbox is not None and len(bbox) == 4:
-                rgb = small.to_ndarray().copy()
+                rgb = self._to_rgb.reformat(
+                    frames[0], width=width, height=height, format="rgb24", interpolation="AREA"
+                ).to_ndarray()
+                rgb = rgb.copy()
                 scale = width / full_w
                 _draw_box(rgb, tuple(round(v * scale) for v in bbox))  # type: ignore[arg-type]
-                small = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            packets = self._encoder(width, height).encode(small.reformat(format="yuvj420p"))
+                small = self._to_yuv.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuvj420p")
+            else:
+                small = self._scale.reformat(
+                    frames[0], width=width, height=height, format="yuvj420p", interpolation="AREA"
+                )
+            packets = self._encoder(width, height).encode(small)
         except (av.FFmpegError, ValueError, MemoryError) as exc:
             log.debug("thumbnail: cannot encode: %s", exc)
             self._encoders.pop((width, height), None)

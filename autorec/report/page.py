@@ -116,6 +116,49 @@ def _read_near_misses(directory: Path, problems: list[str]):
     return out
 
 
+# -- thumbnails, on every core ---------------------------------------------------------------
+
+_thumbnailer = None  # one per worker process
+
+
+def _strip_job(job: tuple | None):
+    """A contact strip for one segment (runs in a worker process); never raises."""
+    global _thumbnailer
+    from autorec.thumbnails import Strip, Thumbnailer, contact_strip
+
+    if job is None:
+        return None
+    path, start, end, count, evidence_time, bbox = job
+    if _thumbnailer is None:
+        _thumbnailer = Thumbnailer(THUMB_WIDTH)
+    try:
+        return contact_strip(path, start, end, count, evidence_time, bbox, THUMB_WIDTH, _thumbnailer)
+    except Exception as exc:  # a bug must cost one strip, not the report
+        log.exception("thumbnails of %s failed", path)
+        return Strip(problem=f"thumbnails of {path} failed: {exc}")
+
+
+def _strips(jobs_list: list, jobs: int | None):
+    """The strips of `jobs_list`, in order; on `jobs` processes (default: every core) when it is worth it.
+
+    Decoding JPEGs is most of a report's time (measured: ~6 ms a thumbnail against ~1.7 s for a
+    12-hour telemetry log), and segments are independent, so they are spread over the cores.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    work = sum(job is not None for job in jobs_list)
+    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    jobs = max(1, min(jobs, work // 8 or 1))
+    if jobs == 1:
+        yield from (_strip_job(job) for job in jobs_list)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        yield from pool.map(_strip_job, jobs_list, chunksize=4)
+
+
 # -- the HTML ---------------------------------------------------------------------------------
 
 _CSS = """
@@ -310,6 +353,7 @@ def build_report(
     since: float | None = None,
     until: float | None = None,
     thumbnails: bool = True,
+    jobs: int | None = None,
 ) -> Report:
     """Write the report of `directory` to `out` (default DIR/report.html). See the module docstring."""
     from bokeh.embed import file_html
@@ -319,7 +363,6 @@ def build_report(
     from jinja2 import Template
 
     from autorec.report.charts import telemetry_figures, timeline_figure
-    from autorec.thumbnails import Thumbnailer, contact_strip
 
     began = _time.perf_counter()
     directory = Path(directory)
@@ -340,28 +383,22 @@ def build_report(
     charts = [timeline_figure(night, x_range, near), *telemetry_figures(sensors, x_range)]
     layout = column(*charts, sizing_mode="stretch_width", name="charts")
     per = thumbs_per_segment(len(night.segments))
-    thumbnailer = Thumbnailer(THUMB_WIDTH)
-    cards: list[str] = []
+    jobs_list = []
+    for seg in night.segments:
+        if not (thumbnails and seg.exists):
+            jobs_list.append(None)
+            continue
+        # the frame at the first firing; the first camera firing's when there is one, so its box is drawn
+        firings = seg.firings
+        first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
+        jobs_list.append(
+            (str(seg.path), seg.start, seg.end, per, first["time"] if first else None, _bbox(first) if first else None)
+        )
     link_base = out_path.resolve().parent
-    for i, seg in enumerate(night.segments):
-        strip = None
-        if thumbnails and seg.exists:
-            # the frame at the first firing; the first camera firing's when there is one, so its box is drawn
-            firings = seg.firings
-            first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
-            bbox = _bbox(first) if first is not None else None
-            strip = contact_strip(
-                seg.path,
-                seg.start,
-                seg.end,
-                per,
-                evidence_time=first["time"] if first else None,
-                bbox=bbox,
-                width=THUMB_WIDTH,
-                thumbnailer=thumbnailer,
-            )
-            if strip.problem:
-                problems.append(strip.problem)
+    cards: list[str] = []
+    for i, (seg, strip) in enumerate(zip(night.segments, _strips(jobs_list, jobs))):
+        if strip is not None and strip.problem:
+            problems.append(strip.problem)
         cards.append(_card_html(i, seg, strip, link_base))
     if not cards:
         cards.append("<p>No segment in this directory" + (" in the chosen span" if since or until else "") + ".</p>")
