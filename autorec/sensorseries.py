@@ -85,9 +85,10 @@ def reduce_minmax(times: np.ndarray, values: np.ndarray, max_points: int) -> tup
 
 
 def _driven(state) -> int:
+    # list.count in C: summing 128 protobuf bools in Python cost 40 µs a state (measured)
     if len(state.drive_groups):
-        return sum(sum(1 for on in g.electrodes if on) for g in state.drive_groups)
-    return sum(1 for on in state.electrodes if on)
+        return sum(list(g.electrodes).count(True) for g in state.drive_groups)
+    return list(state.electrodes).count(True)
 
 
 def _records(path: str | os.PathLike[str], data: SensorData, wanted: set[int]) -> Iterator[bytes]:
