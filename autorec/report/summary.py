@@ -44,7 +44,8 @@ def summarize_night(night: Night) -> NightSummary:
     versions: dict[str, None] = {}
     rule_files: dict[tuple[str, str | None], None] = {}
     for r in runs:
-        versions.setdefault(str(r.start.get("autorec", "?")), None)
+        if isinstance(r.start.get("autorec"), str):
+            versions.setdefault(r.start["autorec"], None)
         rules = r.start.get("rules")
         if isinstance(rules, str):
             sha = r.start.get("rules_sha256")
