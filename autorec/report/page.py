@@ -262,7 +262,7 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     return out
 
 
-def _card_html(index: int, seg: Segment, strip, link_base: Path) -> str:
+def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     from autorec.report.charts import card_id
 
     firings = seg.firings
@@ -282,11 +282,7 @@ def _card_html(index: int, seg: Segment, strip, link_base: Path) -> str:
             f"{_e(describe_evidence(str(first.get('rule')), first.get('evidence')))}"
             f"{' (' + ', '.join(f'{_e(r)} fired {n}x' for r, n in per_rule.items()) + ')' if per_rule else ''}</div>"
         )
-    links = []
-    for p in [seg.path, seg.sidecar_path, *seg.videos]:
-        if p.exists():
-            rel = os.path.relpath(p, link_base)
-            links.append(f'<a href="{_e(rel)}">{_e(p.name)}</a>')
+    links = links_for(seg)
     flags = []
     if not seg.exists:
         flags.append("<span class=bad>segment file missing</span>")
@@ -308,6 +304,8 @@ def _card_html(index: int, seg: Segment, strip, link_base: Path) -> str:
                 f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
             )
         thumbs = f"<div class=strip>{''.join(figs)}</div>"
+    elif isinstance(strip, str):  # a URL: the page fetches the strip when the card scrolls into view
+        thumbs = f'<div class=strip data-strip="{_e(strip)}"></div>'
     elif strip is not None and strip.problem:
         thumbs = f"<div class=meta>{_e(strip.problem)}</div>"
     elif strip is not None and strip.frames == 0 and seg.exists:
@@ -343,20 +341,45 @@ _TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 <h2 id=segments>Segments</h2>
 {{ cards }}
 {{ plot_script }}
+{{ extra_body }}
 </body>
 </html>
 """
 
 
-def build_report(
+def file_links(link_base: Path):
+    """Card links for a report file: relative paths from the report's folder to the segment's files."""
+
+    def links(seg: Segment) -> list[str]:
+        out = []
+        for p in [seg.path, seg.sidecar_path, *seg.videos]:
+            if p.exists():
+                out.append(f'<a href="{_e(os.path.relpath(p, link_base))}">{_e(p.name)}</a>')
+        return out
+
+    return links
+
+
+def render_report(
     directory: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
     since: float | None = None,
     until: float | None = None,
+    *,
     thumbnails: bool = True,
     jobs: int | None = None,
-) -> Report:
-    """Write the report of `directory` to `out` (default DIR/report.html). See the module docstring."""
+    resources=None,
+    links_for=None,
+    strip_url=None,
+    title_prefix: str = "autorec night report",
+    extra_body: str = "",
+) -> tuple[str, Report]:
+    """The report page as a string (see `build_report`); the web UI's night page uses it too.
+
+    `resources`: Bokeh resources (default INLINE: the file stands alone). `links_for(segment)`: the
+    card's links (default: relative file paths from `directory`). `strip_url(segment)`: if given,
+    cards hold that URL instead of inline thumbnails (the page fetches them as it scrolls).
+    `extra_body`: HTML placed at the end of the body (the web UI's own script).
+    """
     from bokeh.embed import file_html
     from bokeh.layouts import column
     from bokeh.models import Range1d
@@ -367,7 +390,6 @@ def build_report(
 
     began = _time.perf_counter()
     directory = Path(directory)
-    out_path = Path(out) if out is not None else directory / "report.html"
     night = load_night(directory, since, until)
     summary = summarize_night(night)
     problems = summary.problems
@@ -386,7 +408,7 @@ def build_report(
     per = thumbs_per_segment(len(night.segments))
     jobs_list = []
     for seg in night.segments:
-        if not (thumbnails and seg.exists):
+        if not (thumbnails and seg.exists) or strip_url is not None:
             jobs_list.append(None)
             continue
         # the frame at the first firing; the first camera firing's when there is one, so its box is drawn
@@ -395,20 +417,22 @@ def build_report(
         jobs_list.append(
             (str(seg.path), seg.start, seg.end, per, first["time"] if first else None, _bbox(first) if first else None)
         )
-    link_base = out_path.resolve().parent
+    links_for = links_for or file_links(directory.resolve())
     cards: list[str] = []
     for i, (seg, strip) in enumerate(zip(night.segments, _strips(jobs_list, jobs))):
         if strip is not None and strip.problem:
             problems.append(strip.problem)
-        cards.append(_card_html(i, seg, strip, link_base))
+        if strip_url is not None and thumbnails and seg.exists:
+            strip = strip_url(seg)
+        cards.append(_card_html(i, seg, strip, links_for))
     if not cards:
         cards.append("<p>No segment in this directory" + (" in the chosen span" if since or until else "") + ".</p>")
-    title = f"autorec night report: {directory.resolve().name}"
+    title = f"{title_prefix}: {directory.resolve().name}"
     made = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     subtitle = _e(f"{directory.resolve()} · made {made} by autorec {__version__}")
     page = file_html(
         layout,
-        resources=INLINE,
+        resources=resources or INLINE,
         title=title,
         template=Template(_TEMPLATE),
         template_variables={
@@ -417,8 +441,29 @@ def build_report(
             "cards": "\n".join(cards),
             "subtitle": subtitle,
             "version": __version__,
+            "extra_body": extra_body,
         },
+    )
+    report = Report(directory, len(night.segments), len(page), _time.perf_counter() - began, problems, summary)
+    return page, report
+
+
+def build_report(
+    directory: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    thumbnails: bool = True,
+    jobs: int | None = None,
+) -> Report:
+    """Write the report of `directory` to `out` (default DIR/report.html). See the module docstring."""
+    began = _time.perf_counter()
+    directory = Path(directory)
+    out_path = Path(out) if out is not None else directory / "report.html"
+    page, report = render_report(
+        directory, since, until, thumbnails=thumbnails, jobs=jobs, links_for=file_links(out_path.resolve().parent)
     )
     data = page.encode()
     replace_file(out_path, data)
-    return Report(out_path, len(night.segments), len(data), _time.perf_counter() - began, problems, summary)
+    report.path, report.bytes, report.seconds = out_path, len(data), _time.perf_counter() - began
+    return report
