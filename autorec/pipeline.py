@@ -121,6 +121,8 @@ class Pipeline:
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
         self.listeners: list[StreamListener] = list(listeners)
+        # called with (time, decoded event) for each camera frame (the web UI's latest picture); must be quick
+        self.frame_listeners: list[Callable[[float, Any], None]] = []
         self.stats = PipelineStats()
         self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
@@ -182,6 +184,9 @@ class Pipeline:
             self._fired(t, firings)
         for listener in self.listeners:
             listener.message(t, kind)
+        if kind == "image":
+            for frame_listener in self.frame_listeners:
+                frame_listener(t, event)
 
     def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
         """Time passes without a message: live give `monotonic`, offline give stream `time`.

@@ -221,6 +221,16 @@ class Segmenter:
     def open_start(self) -> float | None:
         return self._open.start if self._open else None
 
+    def open_holds(self, time: float) -> dict[str, float]:
+        """For the open segment: each rule that fired in it, and how long its post-roll still holds the
+        segment open at `time` (seconds, 0 once expired). Empty when no segment is open."""
+        if self._open is None:
+            return {}
+        last: dict[str, float] = {}
+        for f in self._open.firings:
+            last[f.rule] = max(last.get(f.rule, f.time), f.time)
+        return {rule: max(0.0, t + self.policy(rule).post_roll - time) for rule, t in last.items()}
+
     @property
     def pre_roll_dropped(self) -> tuple[int, int]:
         """(records, bytes) dropped from the pre-roll by its byte cap since start."""
