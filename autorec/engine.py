@@ -32,7 +32,7 @@ from typing import Any
 from autorec.proto import PurpleDropEvent
 from autorec.rules import Rule, RuleSet
 from autorec.state import StateTracker
-from autorec.triggers.base import Firing, Trigger
+from autorec.triggers.base import MAX_ONSET_LAG, Firing, Trigger
 
 log = logging.getLogger("autorec.engine")
 
@@ -102,6 +102,16 @@ class RuleEngine:
             self._call(slot, out, "tick", time, self.state)
         return out
 
+    def onset_lags(self) -> dict[str, float]:
+        """rule name -> how far before a firing its onset may lie (the trigger's `max_onset_lag`,
+        bounded by MAX_ONSET_LAG; 0 for a trigger whose declaration is not a sane number)."""
+        out: dict[str, float] = {}
+        for slot in self._slots:
+            lag = getattr(slot.trigger, "max_onset_lag", 0.0) if slot.trigger is not None else 0.0
+            ok = isinstance(lag, (int, float)) and not isinstance(lag, bool) and math.isfinite(lag) and lag > 0
+            out[slot.rule.name] = min(float(lag), MAX_ONSET_LAG) if ok else 0.0
+        return out
+
     def take_newly_disabled(self) -> list[str]:
         """Rules disabled since the last call (each reported once)."""
         out, self._newly_disabled = self._newly_disabled, []
@@ -159,7 +169,11 @@ def _normalise(result: Any, rule: str) -> list[Firing]:
             raise TypeError(f"trigger returned {type(f).__name__} in its firings, expected Firing")
         if isinstance(f.time, bool) or not isinstance(f.time, (int, float)) or not math.isfinite(f.time):
             raise TypeError(f"firing time must be a finite number, got {f.time!r}")
-        out.append(Firing(rule, float(f.time), _json_safe(f.evidence)))
+        time = float(f.time)
+        onset = f.onset
+        if isinstance(onset, bool) or not isinstance(onset, (int, float)) or not math.isfinite(onset):
+            raise TypeError(f"firing onset must be a finite number, got {onset!r}")
+        out.append(Firing(rule, time, _json_safe(f.evidence), min(float(onset), time)))  # never after the firing
     return out
 
 

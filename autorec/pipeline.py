@@ -117,6 +117,7 @@ class Pipeline:
         self.offline = offline
         self.engine = RuleEngine(ruleset)
         self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self.segmenter.set_onset_lags(self.engine.onset_lags())
         self.timeline = Timeline(rate=rate)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
@@ -251,6 +252,7 @@ class Pipeline:
         self.engine = engine
         self.ruleset = ruleset
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self.segmenter.set_onset_lags(self.engine.onset_lags())
 
     # -- status --------------------------------------------------------
     def status(self) -> dict[str, Any]:

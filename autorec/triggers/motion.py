@@ -19,6 +19,9 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
 - Fires on every analysed frame once the score has exceeded `threshold` on
   `min_frames` consecutive analysed frames. Evidence: `score`, `bbox`
   ([x, y, w, h] of the changed pixels, full-frame pixels) and `frames` (the run length).
+  The firing's onset is the first analysed frame of that run (pre-roll counts from
+  there, not from the frame that confirmed it); `max_onset_lag` bounds it by
+  `min_frames` analysis intervals plus a second of slack.
 - Corrupt or truncated JPEGs are counted (`counters["corrupt"]`) and skipped;
   a change of frame size re-learns the background (`counters["resolution_changes"]`).
 - Stream time may jump: a backwards jump just resumes analysis, a long gap
@@ -135,6 +138,14 @@ class MotionTrigger(Trigger):
         self._watched = 0
         self._background: np.ndarray | None = None
         self._streak = 0
+        self._streak_start = 0.0  # time of the first analysed frame of the current run above threshold
+
+    @property
+    def max_onset_lag(self) -> float:  # type: ignore[override]
+        """A run of `min_frames` analysed frames spans (min_frames - 1) intervals; with every
+        frame analysed (detect_fps 0) the camera's rate is unknown: assume at least 1 fps."""
+        interval = self._interval if self._interval > 0 else 1.0
+        return self.min_frames * interval + 1.0
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -205,10 +216,14 @@ class MotionTrigger(Trigger):
         if score <= self.threshold:
             self._streak = 0
             return None
+        if self._streak == 0:
+            self._streak_start = time
         self._streak += 1
         if self._streak < self.min_frames:
             return None
-        return self.fire(time, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak)
+        return self.fire(
+            time, onset=self._streak_start, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 
