@@ -32,7 +32,7 @@ from typing import Any
 from autorec.proto import PurpleDropEvent
 from autorec.rules import Rule, RuleSet
 from autorec.state import StateTracker
-from autorec.triggers.base import MAX_ONSET_LAG, Firing, Trigger
+from autorec.triggers.base import MAX_ONSET_LAG, Firing, Score, Trigger
 
 log = logging.getLogger("autorec.engine")
 
@@ -54,6 +54,9 @@ class RuleEngine:
         self.disabled: dict[str, str] = {}
         self.fired: dict[str, int] = {r.name: 0 for r in ruleset.rules}
         self._newly_disabled: list[str] = []
+        self._scores: list[Score] = []  # reported since the last take_scores()
+        self.latest_scores: dict[str, Score] = {}
+        self.bad_scores = 0  # scores that were not finite numbers (dropped)
         self._slots: list[_Slot] = []
         for rule in ruleset.rules:
             try:
@@ -112,6 +115,11 @@ class RuleEngine:
             out[slot.rule.name] = min(float(lag), MAX_ONSET_LAG) if ok else 0.0
         return out
 
+    def take_scores(self) -> list[Score]:
+        """Scores the triggers reported since the last call, in order (see `Trigger.score`)."""
+        out, self._scores = self._scores, []
+        return out
+
     def take_newly_disabled(self) -> list[str]:
         """Rules disabled since the last call (each reported once)."""
         out, self._newly_disabled = self._newly_disabled, []
@@ -125,11 +133,32 @@ class RuleEngine:
             result = getattr(slot.trigger, method)(*args)
             firings = _normalise(result, name)
         except Exception as exc:
+            self._collect_scores(slot)
             self._failed(slot, method, exc)
             return
+        self._collect_scores(slot)
         if firings:
             self.fired[name] = self.fired.get(name, 0) + len(firings)
             out.extend(firings)
+
+    def _collect_scores(self, slot: _Slot) -> None:
+        pending = getattr(slot.trigger, "__dict__", {}).get("_scores")
+        if not pending:
+            return
+        name = slot.rule.name
+        for item in pending:
+            try:
+                t, v, th = (float(x) for x in item)
+            except (TypeError, ValueError):
+                self.bad_scores += 1
+                continue
+            if not (math.isfinite(t) and math.isfinite(v) and math.isfinite(th)):
+                self.bad_scores += 1
+                continue
+            score = Score(name, t, v, th)
+            self._scores.append(score)
+            self.latest_scores[name] = score
+        pending.clear()
 
     def _failed(self, slot: _Slot, method: str, exc: Exception) -> None:
         name = slot.rule.name

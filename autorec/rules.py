@@ -134,6 +134,8 @@ class Rule:
     segments: SegmentSettings
     line: int | None = None
     max_errors: int = 10
+    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
+    near_miss_clip: bool = False  # keep a short segment around each near-miss
 
     def make_trigger(self) -> Trigger:
         return self.trigger(self.name, **self.options)
@@ -289,7 +291,7 @@ _OUTPUT_KEYS = (
 _SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
 _HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
 _ALERT_KEYS = ("alert_after", "camera_stall")
-_RULE_KEYS = ("name", "trigger", "max_errors", *_SEGMENT_KEYS)
+_RULE_KEYS = ("name", "trigger", "max_errors", "near_miss", "near_miss_clip", *_SEGMENT_KEYS)
 
 
 class _Validator:
@@ -468,6 +470,8 @@ class _Validator:
                 raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
         rule_segments = self.segments(m, segments, prefix)
         rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
+        near_miss = self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss)
+        near_miss_clip = self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip)
         # Construct once now so the trigger's own checks (field paths, option combinations) run
         # before anything starts. Any exception from a plugin's constructor is a config error.
         try:
@@ -499,6 +503,8 @@ class _Validator:
             segments=rule_segments,
             line=m.line,
             max_errors=rule_max_errors,
+            near_miss=near_miss,
+            near_miss_clip=near_miss_clip,
         )
 
 
@@ -542,6 +548,14 @@ def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {_show(value)}")
     return value
+
+
+def _near_miss_fraction(value: Any) -> float:
+    if value is None or value is False:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"expected a fraction of the threshold from 0 (off) to below 1, like 0.5; got {_show(value)}")
+    return float(value)
 
 
 def _nonempty_str(value: Any) -> str:

@@ -156,14 +156,24 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
             queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
             block=True,
         ).start()
-    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False)
+    from autorec.scorelog import ScoreLog
+
+    # A dry run sums the score track up on stdout; a replay into a directory writes it there.
+    score_log = None if args.dry_run else ScoreLog(out)
+    pipeline = Pipeline(
+        ruleset, sink, offline=True, telemetry=False, score_sinks=[sink if score_log is None else score_log]
+    )
     try:
         run_file(pipeline, source)
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
+        if score_log is not None:
+            score_log.close()
         return 1
     sink.close()
+    if score_log is not None:
+        score_log.close()
     if source.truncated is not None:
         log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
     if source.corrupt is not None:
@@ -176,6 +186,7 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
     if isinstance(sink, DryRun):
         sink.report(source.bytes, sys.stdout)
+        sink.report_scores(sys.stdout)
     else:
         print(
             f"{sink.stats.segments} segment(s), {sink.stats.bytes} bytes written to {out} "
@@ -213,6 +224,7 @@ class _Services:
             out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
         )
         self.segment_hooks = SegmentHooks(self.hooks)
+        self.score_log = None  # set by _live
 
     def observers(self) -> list:
         from autorec.writer import SegmentObserver
@@ -276,12 +288,24 @@ class _Services:
                             out[f"{rule}.{key}"] = value
                 return out
 
+            def scores() -> dict:
+                return {
+                    rule: {
+                        "time": s.time,
+                        "score": s.value,
+                        "threshold": s.threshold,
+                        "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
+                    }
+                    for rule, s in pipeline.scores.latest.items()
+                }
+
             self.status = StatusReporter(
                 self.out / self.ruleset.output.status_file,
                 counters=counters,
                 alerts=self.monitor.status,
                 writer_stats=lambda: writer.stats,
                 disk=self.disk,
+                scores=scores,
             )
             pipeline.listeners.append(self.status)
         else:
@@ -289,6 +313,8 @@ class _Services:
 
     def close(self) -> None:
         grace = self.ruleset.shutdown_grace
+        if self.score_log is not None and not self.score_log.close(10):
+            log.warning("score track still being written after 10 s")
         if self.status is not None:
             self.status.is_connected = False  # the source is stopped: the last word says so
             self.status.update(force=True)
@@ -342,8 +368,16 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             queue_max_bytes=ruleset.output.queue_max_bytes,
             observers=services.observers(),
         )
+        from autorec.scorelog import ScoreLog
+
+        score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
+        services.score_log = score_log
         pipeline = Pipeline(
-            ruleset, writer, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry
+            ruleset,
+            writer,
+            rate=sim_config.speed if sim_config is not None else 1.0,
+            telemetry=telemetry,
+            score_sinks=[score_log],
         )
         services.attach(pipeline, writer)
         writer.start()

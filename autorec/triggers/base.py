@@ -29,6 +29,12 @@ arguments, which `Trigger.__init__` stores as attributes of the same name.
 An option of type "path" reaches the trigger resolved against the folder of
 the rule file that names it (an empty string stays empty: "none").
 
+A trigger that computes a score (how close it is to firing) reports it on each
+evaluation with `self.score(time, value, threshold)`: it fires when `value`
+passes `threshold`, so `value / threshold` is how close it came. The engine
+collects the scores (`RuleEngine.take_scores()`); autorec keeps a per-second
+maximum track of them all night and lists near-misses (`autorec.scores`).
+
 A trigger may keep a `counters` attribute (a dict of str -> int, e.g. corrupt
 frames skipped); `autorec run` reports each in the status file's `counters`
 as "RULE.NAME".
@@ -160,6 +166,16 @@ class Firing:
         return {"rule": self.rule, "time": self.time, "onset": self.onset, "evidence": dict(self.evidence)}
 
 
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One evaluation of a rule: its `value` against the `threshold` it fires at (stream time)."""
+
+    rule: str
+    time: float
+    value: float
+    threshold: float
+
+
 class StateView(Protocol):
     """Read-only view of the latest state of the stream (see `autorec.state`)."""
 
@@ -204,6 +220,13 @@ class Trigger:
     def fire(self, time: float, onset: float | None = None, **evidence: Any) -> Firing:
         """A firing at `time`; `onset`: when the evidence for it began (default: `time`)."""
         return Firing(self.rule, time, evidence, onset)
+
+    def score(self, time: float, value: float, threshold: float) -> None:
+        """Report this evaluation's score: `value` against the `threshold` this rule fires at.
+        Collected by the engine after the call; never affects firing."""
+        pending = self.__dict__.setdefault("_scores", [])
+        if len(pending) < 1000:  # a runaway plugin cannot grow memory between two collections
+            pending.append((time, value, threshold))
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         return None

@@ -26,6 +26,7 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
   a change of frame size re-learns the background (`counters["resolution_changes"]`).
 - Stream time may jump: a backwards jump just resumes analysis, a long gap
   makes the background snap to the next frame.
+- Reports every analysed frame's score against `threshold` (`Trigger.score`).
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class MotionTrigger(Trigger):
             self._background = cur
             self._streak = 0
             self.last_score = None
+            self.score(time, 0.0, self.threshold)  # nothing to compare with yet: no change seen
             return None
 
         gain, offset = _brightness_fit(bg, cur)
@@ -204,6 +206,7 @@ class MotionTrigger(Trigger):
             count = int(np.count_nonzero(changed))
         score = count / self._watched if self._watched else 0.0
         self.last_score = score
+        self.score(time, score, self.threshold)
 
         if score > self.max_fraction:
             # Most of the picture changed at once: lighting or a bumped camera, not a drop.

@@ -13,7 +13,8 @@ scan's time; `since` in the evidence is when the new set was first seen. The
 firing's onset (pre-roll counts from there) is the first scan that differed from
 the settled set: while drops keep moving the set may never hold still long enough
 to settle, and the firing only comes when they stop; the movement began at the
-first departure. `max_onset_lag` (settle + 10 s) bounds how far back that reaches.
+first departure. Each scan's score is the number of pins that differ from the
+settled set, against `min_pins`. `max_onset_lag` (settle + 10 s) bounds how far back that reaches.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class MovementTrigger(Trigger):
         pins = state.covered_pins
         if self._filter is not None:
             pins = pins & self._filter
+        if self._settled is not None:
+            # How many pins differ from the settled drops, against the min_pins it takes to fire.
+            self.score(time, float(len(pins ^ self._settled)), float(self.min_pins))
         if self._settled is not None and pins != self._settled:
             if self._departed is None or time < self._departed:
                 self._departed = time

@@ -14,6 +14,9 @@
 - `delta: D` fires when the value differs by at least D from the reference,
   which is the first value seen and then the value at each firing.
 
+Scores (`Trigger.score`): the value against `above` (a `below`-only rule reports
+none: "how close" runs the other way), or the change against `delta`.
+
 The first value counts: a temperature already above the level when recording
 starts fires at once. Events whose field is missing (a list shorter than the
 index) are ignored.
@@ -80,12 +83,14 @@ class ThresholdTrigger(Trigger):
             if self._reference is None:
                 self._reference = value
                 return None
+            self.score(time, abs(value - self._reference), self.delta)
             if abs(value - self._reference) >= self.delta:
                 previous, self._reference = self._reference, value
                 return self.fire(time, field=self.field, value=value, previous=previous, change=value - previous)
             return None
         out = []
         if self.above is not None:
+            self.score(time, value, self.above)
             if self._armed_above and value > self.above:
                 onset = self._held("above", time)
                 if onset is not None:
