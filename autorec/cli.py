@@ -18,7 +18,7 @@ import sys
 
 from autorec import __version__
 
-COMMANDS = ("run", "record", "info", "video", "sim", "replay", "check", "plugins")
+COMMANDS = ("run", "tune", "record", "info", "video", "sim", "replay", "check", "plugins")
 
 
 def build_parser() -> argparse.ArgumentParser:

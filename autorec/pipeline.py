@@ -485,8 +485,9 @@ def _iso(t: float) -> str:
 # -- drivers -------------------------------------------------------------------
 
 
-def run_file(pipeline: Pipeline, source: FileSource) -> None:
-    """Feed a whole log through `pipeline` as fast as possible, then close the open segment."""
+def run_file(pipeline: Pipeline, source: FileSource | Iterable[Message]) -> None:
+    """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
+    then close the open segment."""
     handle = pipeline.message
     for msg in source:
         handle(msg)

@@ -43,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--sim", action="store_true", help="record the built-in simulator, run in this process")
     mode.add_argument("--replay", metavar="LOG", default=None, help="run the rules over a log as fast as possible")
     p.add_argument("--dry-run", action="store_true", help="with --replay: print the segments, write nothing")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="RULE.OPTION=VALUE",
+        help="override a rule's option or segment key for this run (repeatable), checked like the rule file",
+    )
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
@@ -52,11 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorec.rules import ConfigError, load_rules
+    from autorec.rules import ConfigError, Override, load_rules
     from autorec.units import parse_duration
 
     try:
-        ruleset = load_rules(args.rules)
+        args.overrides = [Override.parse(text) for text in args.overrides]
+        ruleset = load_rules(args.rules, args.overrides)
     except ConfigError as exc:
         print(f"autorec run: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +147,7 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
-    from autorec.filesource import FileSource
+    from autorec.filesource import FileSource, with_progress
     from autorec.pipeline import DryRun, Pipeline, run_file
     from autorec.writer import SegmentWriter
 
@@ -164,7 +173,7 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         ruleset, sink, offline=True, telemetry=False, score_sinks=[sink if score_log is None else score_log]
     )
     try:
-        run_file(pipeline, source)
+        run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
@@ -225,6 +234,7 @@ class _Services:
         )
         self.segment_hooks = SegmentHooks(self.hooks)
         self.score_log = None  # set by _live
+        self.overrides: list = []  # --set, applied again on reload
 
     def observers(self) -> list:
         from autorec.writer import SegmentObserver
@@ -359,6 +369,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         for recovered in recover_directory(out, fsync=ruleset.output.fsync):
             log.warning("%s", recovered.message())
         services = _Services(ruleset, out)
+        services.overrides = list(args.overrides)
         telemetry = ruleset.output.telemetry and not args.no_telemetry
         writer = SegmentWriter(
             out,
@@ -392,7 +403,7 @@ def _reload(pipeline, services: _Services) -> None:
 
     path = pipeline.ruleset.path
     try:
-        ruleset = load_rules(path)
+        ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
     except ConfigError as exc:
         log.error("reload rejected, the rules in use are kept: %s", exc)
         return

@@ -35,6 +35,13 @@ passes `threshold`, so `value / threshold` is how close it came. The engine
 collects the scores (`RuleEngine.take_scores()`); autorec keeps a per-second
 maximum track of them all night and lists near-misses (`autorec.scores`).
 
+A trigger whose firings follow from its scores alone names the option they
+are compared with in `threshold_option` and returns a `Decider` from
+`decider(threshold)`: fed the scores in order, it returns the firings the
+trigger would have made with that threshold (at least their times and
+onsets). `autorec tune` uses it to try many thresholds in one pass over a
+log. The default (None) means "cannot be swept from scores".
+
 A trigger may keep a `counters` attribute (a dict of str -> int, e.g. corrupt
 frames skipped); `autorec run` reports each in the status file's `counters`
 as "RULE.NAME".
@@ -176,6 +183,12 @@ class Score:
     threshold: float
 
 
+class Decider(Protocol):
+    """Replays a trigger's firing decision from its scores with another threshold (see `Trigger.decider`)."""
+
+    def feed(self, score: Score) -> Firing | Sequence[Firing] | None: ...
+
+
 class StateView(Protocol):
     """Read-only view of the latest state of the stream (see `autorec.state`)."""
 
@@ -206,6 +219,8 @@ class Trigger:
     # How far before its firing time a firing's `onset` may lie, in seconds (at most
     # MAX_ONSET_LAG). Built-ins compute it from their options (min_frames, settle, for).
     max_onset_lag: float = 0.0
+    # The option a threshold sweep varies (`autorec tune`), when `decider` supports it.
+    threshold_option: ClassVar[str | None] = None
 
     def __init__(self, rule: str, **options: Any) -> None:
         self.rule = rule
@@ -227,6 +242,11 @@ class Trigger:
         pending = self.__dict__.setdefault("_scores", [])
         if len(pending) < 1000:  # a runaway plugin cannot grow memory between two collections
             pending.append((time, value, threshold))
+
+    def decider(self, threshold: float) -> Decider | None:
+        """A `Decider` giving this trigger's firings from its scores with `threshold` in place of
+        its own; None if its firings do not follow from its scores alone (the default)."""
+        return None
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         return None

@@ -38,7 +38,7 @@ import numpy as np
 
 from autorec.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
-from autorec.triggers.base import FiringResult, Option, StateView, Trigger
+from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
 
 # Levels at or beyond these are clipped by the sensor/encoder: their brightness cannot be normalised.
 _DARK, _BRIGHT = 8, 245
@@ -111,6 +111,7 @@ class MotionTrigger(Trigger):
         Option("scale", "int", default=4, choices=SCALES, help="analyse at 1/scale of the frame size"),
     )
     kinds: ClassVar[frozenset[str] | None] = frozenset({"image"})
+    threshold_option: ClassVar[str | None] = "threshold"
 
     def __init__(self, rule: str, **options: Any) -> None:
         super().__init__(rule, **options)
@@ -147,6 +148,11 @@ class MotionTrigger(Trigger):
         frame analysed (detect_fps 0) the camera's rate is unknown: assume at least 1 fps."""
         interval = self._interval if self._interval > 0 else 1.0
         return self.min_frames * interval + 1.0
+
+    def decider(self, threshold: float) -> _MotionDecider:
+        """The firing decision of `analyse` from the reported scores (the background and the
+        scores do not depend on `threshold`, only the run of frames above it does)."""
+        return _MotionDecider(self.rule, threshold, self.min_frames, self.max_fraction)
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -295,3 +301,23 @@ class MotionTrigger(Trigger):
 
     def tick(self, time: float, state: StateView) -> FiringResult:
         return None
+
+
+class _MotionDecider:
+    """`MotionTrigger.analyse`'s decision, replayed from scores: see `Trigger.decider`."""
+
+    def __init__(self, rule: str, threshold: float, min_frames: int, max_fraction: float) -> None:
+        self.rule, self.threshold, self.min_frames, self.max_fraction = rule, threshold, min_frames, max_fraction
+        self._streak = 0
+        self._start = 0.0
+
+    def feed(self, score: Score) -> Firing | None:
+        if score.value > self.max_fraction or score.value <= self.threshold:
+            self._streak = 0  # lighting (re-learnt), or not above the threshold
+            return None
+        if self._streak == 0:
+            self._start = score.time
+        self._streak += 1
+        if self._streak < self.min_frames:
+            return None
+        return Firing(self.rule, score.time, {"score": score.value, "frames": self._streak}, onset=self._start)

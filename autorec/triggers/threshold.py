@@ -28,7 +28,7 @@ import math
 from typing import Any, ClassVar
 
 from autorec.proto import PurpleDropEvent
-from autorec.triggers.base import FiringResult, Option, StateView, Trigger
+from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
 from autorec.triggers.fields import parse_path
 
 
@@ -44,6 +44,7 @@ class ThresholdTrigger(Trigger):
         Option("for", "duration", default=0.0, min=0.0, max=60.0, help="fire only once past the level this long"),
     )
     kinds: ClassVar[frozenset[str] | None] = None  # set per instance from `field`
+    threshold_option: ClassVar[str | None] = "above"  # with `above:` (its scores are the values)
 
     def __init__(self, rule: str, **options: Any) -> None:
         super().__init__(rule, **options)
@@ -79,6 +80,9 @@ class ThresholdTrigger(Trigger):
         value = float(raw)
         if not math.isfinite(value):
             return None
+        return self._decide(time, value)
+
+    def _decide(self, time: float, value: float) -> list[Firing] | Firing | None:
         if self.delta is not None:
             if self._reference is None:
                 self._reference = value
@@ -112,6 +116,17 @@ class ThresholdTrigger(Trigger):
                     self._armed_below = True
         return out
 
+    def decider(self, threshold: float) -> _ThresholdDecider | None:
+        """With `above:`, every value is reported as a score, so a twin trigger with `above` set
+        to `threshold` fed those values decides exactly as this one would have."""
+        if self.above is None or self.delta is not None:
+            return None
+        options = {o.name: getattr(self, o.name) for o in self.options}
+        options["above"] = threshold
+        if self.below is not None and self.below >= threshold:
+            return None  # no such rule could exist: below must stay under above
+        return _ThresholdDecider(ThresholdTrigger(self.rule, **options))
+
     @property
     def max_onset_lag(self) -> float:  # type: ignore[override]
         """The hold, plus slack for the events' own spacing."""
@@ -126,3 +141,15 @@ class ThresholdTrigger(Trigger):
             return None
         self._past_since[side] = None
         return since
+
+
+class _ThresholdDecider:
+    """A twin `ThresholdTrigger` fed the reported values: see `ThresholdTrigger.decider`."""
+
+    def __init__(self, twin: ThresholdTrigger) -> None:
+        self.twin = twin
+
+    def feed(self, score: Score) -> FiringResult:
+        result = self.twin._decide(score.time, score.value)
+        self.twin.__dict__.pop("_scores", None)  # the twin's own score reports go nowhere
+        return result
