@@ -96,17 +96,26 @@ def sweep(
     seen_bytes = 0
     last_t: float | None = None
 
+    # Bound methods looked up once: this loop runs (lanes x messages) times.
+    steps = [(lane.decider.feed, lane.segmenter.feed, lane.sink.submit) for lane in lanes]
+
     def process(t: float, payload: bytes, kind: str, event: Any) -> None:
         firings = engine.feed(t, event)
-        scores = [s for s in engine.take_scores() if s.rule == rule]
-        others = [f for f in firings if f.rule != rule]
-        for lane in lanes:
-            mine: list[Firing] = []
-            for s in scores:
-                mine += as_firings(lane.decider.feed(s))
-            actions = lane.segmenter.feed(t, payload, kind, others + mine if mine else others)
+        scores = engine.take_scores()
+        if scores:
+            scores = [s for s in scores if s.rule == rule]
+        others = [f for f in firings if f.rule != rule] if firings else firings
+        for decide, feed, submit in steps:
+            fs = others
+            if scores:
+                mine: list[Firing] = []
+                for s in scores:
+                    mine += as_firings(decide(s))
+                if mine:
+                    fs = others + mine
+            actions = feed(t, payload, kind, fs)
             if actions:
-                lane.sink.submit(actions)
+                submit(actions)
 
     for msg in messages:
         seen_bytes += 4 + len(msg.payload)
