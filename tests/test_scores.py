@@ -125,3 +125,22 @@ def test_replay_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp
     for c in clips:
         side = json.loads((tmp_path / c["sidecar"]).read_text())
         assert side["near_miss"] is True and all(f["evidence"]["near_miss"] for f in side["firings"])
+
+
+def test_the_status_line_shows_each_rules_latest_score() -> None:
+    import io
+
+    from autorec import events
+    from autorec.pipeline import StatusLine
+    from autorec.proto import PurpleDropEvent
+    from autorec.source import Message
+
+    rules = parse_rules("rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n", "s.yaml")
+    pipeline = Pipeline(rules, DryRun(), offline=True, telemetry=False)
+    for i, volts in enumerate([60.0, 97.5]):
+        ev = PurpleDropEvent()
+        ev.hv_regulator.voltage = volts
+        events.set_timestamp(ev, T0 + i)
+        pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
+    assert pipeline.scores.latest["hv"].value == 97.5
+    assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
