@@ -135,7 +135,8 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
     from autorec.proto import PurpleDropEvent
     from autorec.source import Message
 
-    rules = parse_rules("rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n", "s.yaml")
+    text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
+    rules = parse_rules(text, "s.yaml")
     pipeline = Pipeline(rules, DryRun(), offline=True, telemetry=False)
     for i, volts in enumerate([60.0, 97.5]):
         ev = PurpleDropEvent()
