@@ -18,6 +18,14 @@ Contracts:
   `max_errors` failures the rule is disabled (`disabled[rule]` holds the reason,
   logged once) and never called again. `take_newly_disabled()` hands newly
   disabled rules to the alerting code once each.
+- Scores a trigger reports (`Trigger.score`) are collected after each call,
+  stamped with the rule's name (non-finite ones dropped, counted in
+  `bad_scores`), and handed out by `take_scores()`; at most MAX_PENDING_SCORES
+  wait between two calls (older ones are dropped and counted in
+  `dropped_scores`), so an engine whose owner never takes them stays bounded.
+  `latest_scores[rule]` is each rule's latest.
+- A firing's `onset` must be a finite number; one after the firing time counts
+  as the firing time. `onset_lags()` gives each rule's declared bound.
 - Evidence is made JSON-safe (non-JSON values become strings) so sidecars can
   always be written.
 """
@@ -35,6 +43,8 @@ from autorec.state import StateTracker
 from autorec.triggers.base import MAX_ONSET_LAG, Firing, Score, Trigger
 
 log = logging.getLogger("autorec.engine")
+
+MAX_PENDING_SCORES = 100_000
 
 
 @dataclass
@@ -57,6 +67,7 @@ class RuleEngine:
         self._scores: list[Score] = []  # reported since the last take_scores()
         self.latest_scores: dict[str, Score] = {}
         self.bad_scores = 0  # scores that were not finite numbers (dropped)
+        self.dropped_scores = 0  # scores nobody took in time (see MAX_PENDING_SCORES)
         self._slots: list[_Slot] = []
         for rule in ruleset.rules:
             try:
@@ -159,6 +170,10 @@ class RuleEngine:
             self._scores.append(score)
             self.latest_scores[name] = score
         pending.clear()
+        if len(self._scores) > MAX_PENDING_SCORES:
+            excess = len(self._scores) - MAX_PENDING_SCORES // 2
+            del self._scores[:excess]
+            self.dropped_scores += excess
 
     def _failed(self, slot: _Slot, method: str, exc: Exception) -> None:
         name = slot.rule.name

@@ -145,3 +145,30 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
         pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
     assert pipeline.scores.latest["hv"].value == 97.5
     assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
+
+
+def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autorec import engine as engine_module
+    from autorec.engine import RuleEngine
+    from autorec.proto import PurpleDropEvent
+
+    (tmp_path / "noisy.py").write_text(
+        "from autorec.triggers.base import Trigger\n"
+        "class Noisy(Trigger):\n"
+        "    kinds = frozenset({'hv_regulator'})\n"
+        "    def feed(self, time, event, state):\n"
+        "        self.score(time, event.hv_regulator.voltage, 100)\n"
+        "        self.score(time, float('nan'), 100)\n"
+        "        self.score(time, 'high', 100)\n"
+    )
+    engine = RuleEngine(parse_rules("rules:\n  - {name: n, trigger: 'noisy:Noisy'}\n", tmp_path / "r.yaml"))
+    ev = PurpleDropEvent()
+    ev.hv_regulator.voltage = 42.0
+    engine.feed(5.0, ev)
+    assert engine.take_scores() == [Score("n", 5.0, 42.0, 100.0)] and engine.bad_scores == 2
+    assert engine.take_scores() == [] and engine.latest_scores["n"].value == 42.0
+    # nobody takes them: the engine stays bounded
+    monkeypatch.setattr(engine_module, "MAX_PENDING_SCORES", 100)
+    for i in range(engine_module.MAX_PENDING_SCORES + 10):
+        engine.feed(6.0 + i, ev)
+    assert len(engine.take_scores()) <= engine_module.MAX_PENDING_SCORES and engine.dropped_scores > 0
