@@ -172,3 +172,17 @@ def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypat
     for i in range(engine_module.MAX_PENDING_SCORES + 10):
         engine.feed(6.0 + i, ev)
     assert len(engine.take_scores()) <= engine_module.MAX_PENDING_SCORES and engine.dropped_scores > 0
+
+
+def test_check_names_near_miss_settings_that_differ_from_the_default(tmp_path: Path, capsys) -> None:
+    from autorec.cli import main
+
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "rules:\n  - {name: a, trigger: motion, near_miss: 0.8, near_miss_clip: true}\n"
+        "  - {name: b, trigger: motion, near_miss: 0}\n  - {name: c, trigger: motion}\n"
+    )
+    assert main(["check", str(rules)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].endswith("motion  (near_miss 0.8, near_miss_clip)")
+    assert lines[-2].endswith("motion  (near_miss off)") and lines[-1].endswith("motion")
