@@ -18,6 +18,14 @@ Contracts:
   `max_errors` failures the rule is disabled (`disabled[rule]` holds the reason,
   logged once) and never called again. `take_newly_disabled()` hands newly
   disabled rules to the alerting code once each.
+- Scores a trigger reports (`Trigger.score`) are collected after each call,
+  stamped with the rule's name (non-finite ones dropped, counted in
+  `bad_scores`), and handed out by `take_scores()`; at most MAX_PENDING_SCORES
+  wait between two calls (older ones are dropped and counted in
+  `dropped_scores`), so an engine whose owner never takes them stays bounded.
+  `latest_scores[rule]` is each rule's latest.
+- A firing's `onset` must be a finite number; one after the firing time counts
+  as the firing time. `onset_lags()` gives each rule's declared bound.
 - Evidence is made JSON-safe (non-JSON values become strings) so sidecars can
   always be written.
 """
@@ -32,9 +40,11 @@ from typing import Any
 from autorec.proto import PurpleDropEvent
 from autorec.rules import Rule, RuleSet
 from autorec.state import StateTracker
-from autorec.triggers.base import Firing, Trigger
+from autorec.triggers.base import MAX_ONSET_LAG, Firing, Score, Trigger
 
 log = logging.getLogger("autorec.engine")
+
+MAX_PENDING_SCORES = 100_000
 
 
 @dataclass
@@ -54,6 +64,10 @@ class RuleEngine:
         self.disabled: dict[str, str] = {}
         self.fired: dict[str, int] = {r.name: 0 for r in ruleset.rules}
         self._newly_disabled: list[str] = []
+        self._scores: list[Score] = []  # reported since the last take_scores()
+        self.latest_scores: dict[str, Score] = {}
+        self.bad_scores = 0  # scores that were not finite numbers (dropped)
+        self.dropped_scores = 0  # scores nobody took in time (see MAX_PENDING_SCORES)
         self._slots: list[_Slot] = []
         for rule in ruleset.rules:
             try:
@@ -102,6 +116,21 @@ class RuleEngine:
             self._call(slot, out, "tick", time, self.state)
         return out
 
+    def onset_lags(self) -> dict[str, float]:
+        """rule name -> how far before a firing its onset may lie (the trigger's `max_onset_lag`,
+        bounded by MAX_ONSET_LAG; 0 for a trigger whose declaration is not a sane number)."""
+        out: dict[str, float] = {}
+        for slot in self._slots:
+            lag = getattr(slot.trigger, "max_onset_lag", 0.0) if slot.trigger is not None else 0.0
+            ok = isinstance(lag, (int, float)) and not isinstance(lag, bool) and math.isfinite(lag) and lag > 0
+            out[slot.rule.name] = min(float(lag), MAX_ONSET_LAG) if ok else 0.0
+        return out
+
+    def take_scores(self) -> list[Score]:
+        """Scores the triggers reported since the last call, in order (see `Trigger.score`)."""
+        out, self._scores = self._scores, []
+        return out
+
     def take_newly_disabled(self) -> list[str]:
         """Rules disabled since the last call (each reported once)."""
         out, self._newly_disabled = self._newly_disabled, []
@@ -115,11 +144,36 @@ class RuleEngine:
             result = getattr(slot.trigger, method)(*args)
             firings = _normalise(result, name)
         except Exception as exc:
+            self._collect_scores(slot)
             self._failed(slot, method, exc)
             return
+        self._collect_scores(slot)
         if firings:
             self.fired[name] = self.fired.get(name, 0) + len(firings)
             out.extend(firings)
+
+    def _collect_scores(self, slot: _Slot) -> None:
+        pending = getattr(slot.trigger, "__dict__", {}).get("_scores")
+        if not pending:
+            return
+        name = slot.rule.name
+        for item in pending:
+            try:
+                t, v, th = (float(x) for x in item)
+            except (TypeError, ValueError):
+                self.bad_scores += 1
+                continue
+            if not (math.isfinite(t) and math.isfinite(v) and math.isfinite(th)):
+                self.bad_scores += 1
+                continue
+            score = Score(name, t, v, th)
+            self._scores.append(score)
+            self.latest_scores[name] = score
+        pending.clear()
+        if len(self._scores) > MAX_PENDING_SCORES:
+            excess = len(self._scores) - MAX_PENDING_SCORES // 2
+            del self._scores[:excess]
+            self.dropped_scores += excess
 
     def _failed(self, slot: _Slot, method: str, exc: Exception) -> None:
         name = slot.rule.name
@@ -159,7 +213,11 @@ def _normalise(result: Any, rule: str) -> list[Firing]:
             raise TypeError(f"trigger returned {type(f).__name__} in its firings, expected Firing")
         if isinstance(f.time, bool) or not isinstance(f.time, (int, float)) or not math.isfinite(f.time):
             raise TypeError(f"firing time must be a finite number, got {f.time!r}")
-        out.append(Firing(rule, float(f.time), _json_safe(f.evidence)))
+        time = float(f.time)
+        onset = f.onset
+        if isinstance(onset, bool) or not isinstance(onset, (int, float)) or not math.isfinite(onset):
+            raise TypeError(f"firing onset must be a finite number, got {onset!r}")
+        out.append(Firing(rule, time, _json_safe(f.evidence), min(float(onset), time)))  # never after the firing
     return out
 
 

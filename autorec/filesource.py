@@ -56,3 +56,28 @@ class FileSource:
                 continue
             t = stamp(event)
             yield Message(payload, 0.0 if t is None else t, 0.0, event.WhichOneof("msg"), event=event)
+
+
+def with_progress(source: FileSource, enabled: bool, desc: str = "backtest") -> Iterator[Message]:
+    """`source`'s messages, with a progress bar (bytes of the log, on stderr) when `enabled`
+    (a terminal): backtests of a night's camera log take minutes."""
+    if not enabled:
+        yield from source
+        return
+    import sys
+
+    from tqdm import tqdm
+
+    try:
+        total = source.path.stat().st_size
+    except OSError:
+        total = None
+    with tqdm(total=total, unit="B", unit_scale=True, desc=desc, dynamic_ncols=True, file=sys.stderr) as bar:
+        pending = 0
+        for msg in source:
+            pending += 4 + len(msg.payload)
+            if pending >= 4_000_000:  # updating per message would cost more than the bar is worth
+                bar.update(pending)
+                pending = 0
+            yield msg
+        bar.update(pending)

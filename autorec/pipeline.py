@@ -46,6 +46,7 @@ from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
 from autorec.rules import RuleSet
+from autorec.scores import NearMiss, ScoreOutput, ScoreTrack
 from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message
 from autorec.telemetry import is_telemetry_kind
@@ -56,6 +57,9 @@ from autorec.units import format_size
 log = logging.getLogger("autorec.pipeline")
 
 MAX_HELD = 10_000  # messages held while no timestamp is known yet
+# A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
+# reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
+NEAR_MISS_CLIP_SPAN = 10.0
 
 
 class Sink(Protocol):
@@ -66,6 +70,14 @@ class Sink(Protocol):
     def telemetry(self, time: float, payload: bytes) -> None: ...
 
     def close(self, timeout: float | None = None) -> bool: ...
+
+
+class ScoreSink(Protocol):
+    """Where the score track goes: a `autorec.scorelog.ScoreLog`, or a `DryRun` that sums it up."""
+
+    def score_rows(self, rows: Sequence[Any]) -> None: ...
+
+    def near_misses(self, items: Sequence[NearMiss]) -> None: ...
 
 
 class StreamListener:
@@ -111,12 +123,17 @@ class Pipeline:
         telemetry: bool | None = None,
         tick_lag: float = 0.25,
         listeners: Sequence[StreamListener] = (),
+        score_sinks: Sequence[ScoreSink] = (),
     ) -> None:
         self.ruleset = ruleset
         self.sink = sink
         self.offline = offline
         self.engine = RuleEngine(ruleset)
         self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self.scores = ScoreTrack()
+        self.score_sinks: list[ScoreSink] = list(score_sinks)
+        self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)
+        self._use_rules(ruleset)
         self.timeline = Timeline(rate=rate)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
@@ -174,7 +191,7 @@ class Pipeline:
             stats.first_time = t
         stats.last_time = t
         firings = self.engine.feed(t, event)
-        actions = self.segmenter.feed(t, payload, kind, firings)
+        actions = self.segmenter.feed(t, payload, kind, self._scored(t, firings))
         self._segment_time = t
         if actions:
             self._submit(actions)
@@ -208,7 +225,7 @@ class Pipeline:
         if self._segment_time is not None and t <= self._segment_time:
             return
         firings = self.engine.tick(t)
-        actions = self.segmenter.tick(t, firings)
+        actions = self.segmenter.tick(t, self._scored(t, firings))
         self._segment_time = t
         if actions:
             self._submit(actions)
@@ -244,6 +261,7 @@ class Pipeline:
         reason = reason or ("end_of_log" if self.offline else "shutdown")
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
+        self._hand_scores(self.scores.finish())
 
     def reload(self, ruleset: RuleSet) -> None:
         """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
@@ -256,6 +274,7 @@ class Pipeline:
         self.engine = engine
         self.ruleset = ruleset
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self._use_rules(ruleset)
 
     # -- status --------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -277,6 +296,44 @@ class Pipeline:
         }
 
     # -- internals -----------------------------------------------------
+    def _use_rules(self, ruleset: RuleSet) -> None:
+        """Onset lags and near-miss settings of `ruleset` (at start and on reload)."""
+        lags = self.engine.onset_lags()
+        for r in ruleset.rules:
+            if r.near_miss_clip:  # a clip's pre-roll reaches back to the near-miss's start
+                lags[r.name] = max(lags.get(r.name, 0.0), NEAR_MISS_CLIP_SPAN + self.scores.gap)
+        self.segmenter.set_onset_lags(lags)
+        self.scores.fractions = {r.name: r.near_miss for r in ruleset.rules}
+        self._clip_rules = {r.name for r in ruleset.rules if r.near_miss_clip}
+
+    def _scored(self, t: float, firings: list[Firing]) -> list[Firing]:
+        """Feed the score track; the firings for the segmenter (plus near-miss clips, if asked for)."""
+        out = self.scores.feed(t, self.engine.take_scores(), firings)
+        if not out:
+            return firings
+        self._hand_scores(out)
+        clips = [
+            Firing(
+                nm.rule,
+                t,
+                {"near_miss": True, "peak": nm.peak, "threshold": nm.threshold, "ratio": round(nm.ratio, 4)},
+                onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap),
+            )
+            for nm in out.near_misses
+            if nm.rule in self._clip_rules
+        ]
+        if not clips:
+            return firings
+        self.near_miss_clips += len(clips)
+        return [*firings, *clips]
+
+    def _hand_scores(self, out: ScoreOutput) -> None:
+        for sink in self.score_sinks:
+            if out.rows:
+                sink.score_rows(out.rows)
+            if out.near_misses:
+                sink.near_misses(out.near_misses)
+
     def _now(self, monotonic: float | None) -> float | None:
         if self.offline or monotonic is None:
             return self._segment_time if self._segment_time is not None else self.timeline.time
@@ -313,6 +370,7 @@ class PlannedSegment:
     bytes: int = 0  # as a log file: payloads plus 4-byte headers
     reason: str = ""
     part: int = 1
+    near_miss: bool = False  # only near-miss clips in it
 
 
 class DryRun:
@@ -321,6 +379,63 @@ class DryRun:
     def __init__(self) -> None:
         self.segments: list[PlannedSegment] = []
         self._current: PlannedSegment | None = None
+        self.score_maxima: dict[str, list[float]] = {}  # rule -> its per-second maxima, in order
+        self.thresholds: dict[str, float] = {}  # rule -> its latest threshold
+        self.found_near_misses: list[NearMiss] = []
+
+    def score_rows(self, rows: Sequence[Any]) -> None:
+        for r in rows:
+            self.score_maxima.setdefault(r.rule, []).append(r.max)
+            self.thresholds[r.rule] = r.threshold
+
+    def near_misses(self, items: Sequence[NearMiss]) -> None:
+        self.found_near_misses.extend(items)
+
+    def score_summary(self) -> dict[str, dict[str, float]]:
+        """Per rule: the distribution of its per-second maximum scores (peak, p50, p90, p99),
+        the threshold, and the seconds whose maximum was above it."""
+        import numpy as np
+
+        out = {}
+        for rule, maxima in self.score_maxima.items():
+            a = np.asarray(maxima, dtype=np.float64)
+            threshold = self.thresholds[rule]
+            p50, p90, p99 = (float(x) for x in np.percentile(a, [50, 90, 99]))
+            out[rule] = {
+                "threshold": threshold,
+                "seconds": int(a.size),
+                "peak": float(a.max()),
+                "p50": p50,
+                "p90": p90,
+                "p99": p99,
+                "seconds_above": int(np.count_nonzero(a > threshold)),
+            }
+        return out
+
+    def report_scores(self, out: TextIO) -> None:
+        """Print each rule's score distribution against its threshold, and the near-misses."""
+        summary = self.score_summary()
+        if not summary:
+            return
+        print("scores (per-second maxima):", file=out)
+        for rule, d in summary.items():
+            th = d["threshold"]
+
+            def x(v: float, th: float = th) -> str:
+                return f"{v:.4g} ({v / th:.2f}x)" if th > 0 else f"{v:.4g}"
+
+            print(
+                f"  {rule}: threshold {th:.4g}  peak {x(d['peak'])}  p50 {x(d['p50'])}  p90 {x(d['p90'])}  "
+                f"p99 {x(d['p99'])}  above threshold {d['seconds_above']} s of {d['seconds']} s",
+                file=out,
+            )
+        print(f"{len(self.found_near_misses)} near-miss(es)", file=out)
+        for nm in self.found_near_misses:
+            print(
+                f"  {_iso(nm.start)}  {nm.end - nm.start:6.1f} s  {nm.rule}  peak {nm.peak:.4g} "
+                f"= {nm.ratio:.2f}x threshold {nm.threshold:.4g}",
+                file=out,
+            )
 
     def submit(self, actions: Iterable[Action]) -> None:
         for a in actions:
@@ -335,6 +450,9 @@ class DryRun:
                 self._current.end = a.end
                 self._current.rules = a.rules
                 self._current.reason = a.reason
+                self._current.near_miss = bool(a.firings) and all(
+                    f.evidence.get("near_miss") is True for f in a.firings
+                )
                 self.segments.append(self._current)
                 self._current = None
 
@@ -354,7 +472,7 @@ class DryRun:
             part = f" part {s.part}" if s.part > 1 else ""
             print(
                 f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  "
-                f"{'+'.join(s.rules)}{part} ({s.reason})",
+                f"{'+'.join(s.rules)}{part} ({s.reason}){' near miss' if s.near_miss else ''}",
                 file=out,
             )
         pct = 100.0 * self.kept_bytes / log_bytes if log_bytes else 0.0
@@ -372,8 +490,9 @@ def _iso(t: float) -> str:
 # -- drivers -------------------------------------------------------------------
 
 
-def run_file(pipeline: Pipeline, source: FileSource) -> None:
-    """Feed a whole log through `pipeline` as fast as possible, then close the open segment."""
+def run_file(pipeline: Pipeline, source: FileSource | Iterable[Message]) -> None:
+    """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
+    then close the open segment."""
     handle = pipeline.message
     for msg in source:
         handle(msg)
@@ -415,6 +534,7 @@ class StatusLine:
 
     def text(self, now: float) -> str:
         p = self.pipeline
+        scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.scores.latest.items())
         rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
         self._last_count, self._last_mono = p.stats.messages, now
         parts = ["connected" if p.stats.connected else "DISCONNECTED", f"{rate:.0f} msg/s"]
@@ -433,6 +553,8 @@ class StatusLine:
         if self.out_dir is not None:
             with contextlib.suppress(OSError):
                 parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
+        if scores:
+            parts.append(f"scores {scores}")
         return "  ".join(parts)
 
     def end(self) -> None:

@@ -220,6 +220,7 @@ SIDECAR_KEYS: tuple[str, ...] = (
     "gaps",
     "dropped",
     "recovered",
+    "near_miss",
 )
 
 
@@ -259,11 +260,22 @@ def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, reco
         "gaps": gaps,
         "dropped": {"records": 0, "bytes": 0},  # none known; what never reached the disk is unknown
         "recovered": True,
+        "near_miss": _only_near_misses(kept.get("firings")),
     }
     sidecar = {k: values[k] for k in SIDECAR_KEYS}
     sidecar.update({k: v for k, v in kept.items() if k not in sidecar})  # fields a later writer may add
     sidecar["recovery"] = recovery
     return sidecar
+
+
+def _only_near_misses(firings: Any) -> bool:
+    """Whether a segment's firings are all near-miss clips (the writer's `near_miss` sidecar key)."""
+    if not isinstance(firings, list) or not firings:
+        return False
+    return all(
+        isinstance(f, dict) and isinstance(f.get("evidence"), dict) and f["evidence"].get("near_miss") is True
+        for f in firings
+    )
 
 
 def _sidecar_candidates(stem: Path) -> list[Path]:

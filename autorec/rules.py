@@ -31,7 +31,7 @@ import datetime as _dt
 import re
 import string
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,8 @@ class Rule:
     segments: SegmentSettings
     line: int | None = None
     max_errors: int = 10
+    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
+    near_miss_clip: bool = False  # keep a short segment around each near-miss
 
     def make_trigger(self) -> Trigger:
         return self.trigger(self.name, **self.options)
@@ -242,8 +244,47 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 MAX_RULE_FILE_BYTES = 2**20
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Read and validate the rule file at `path`. Raises ConfigError (one line, file:line)."""
+class OverrideError(ConfigError):
+    """A `--set RULE.OPTION=VALUE` is wrong. `str(err)` is `--set RULE.OPTION: what is wrong`."""
+
+    def __init__(self, file: str | Path, target: str, message: str) -> None:
+        super().__init__(file, None, target, message)
+
+    def __str__(self) -> str:
+        return f"--set {self.key}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `--set RULE.OPTION=VALUE`: `value` is parsed as YAML, as if written in the rule file."""
+
+    rule: str
+    option: str
+    value: Any
+
+    @classmethod
+    def parse(cls, text: str) -> Override:
+        """From `RULE.OPTION=VALUE` (a rule name may contain dots: the option is after the last one)."""
+        target, eq, raw = text.partition("=")
+        rule, dot, option = target.strip().rpartition(".")
+        if not eq or not dot or not rule or not option:
+            raise OverrideError(
+                "--set", target.strip() or text, "expected RULE.OPTION=VALUE, e.g. camera-motion.threshold=0.0005"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise OverrideError("--set", f"{rule}.{option}", f"not a valid value: {exc}") from None
+        if value is None:
+            raise OverrideError("--set", f"{rule}.{option}", "give a value after '='")
+        return cls(rule, option, value)
+
+
+def load_rules(path: str | Path, overrides: Sequence[Override] = ()) -> RuleSet:
+    """Read and validate the rule file at `path`. Raises ConfigError (one line, file:line).
+
+    `overrides` (`--set`) replace or add rule keys before validation, so they are checked
+    exactly like the file; an error in one is an `OverrideError` (`--set RULE.OPTION: ...`)."""
     p = Path(path)
     try:
         with open(p, "rb") as f:
@@ -255,10 +296,10 @@ def load_rules(path: str | Path) -> RuleSet:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(p, None, "(file)", f"cannot read: {reason}") from None
-    return parse_rules(text, p)
+    return parse_rules(text, p, overrides)
 
 
-def parse_rules(text: str, path: str | Path = "<rules>") -> RuleSet:
+def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Override] = ()) -> RuleSet:
     """Validate rule-file `text`; `path` is used in messages and to find `module:Class` plugins beside it."""
     p = Path(path)
     try:
@@ -270,7 +311,48 @@ def parse_rules(text: str, path: str | Path = "<rules>") -> RuleSet:
         raise ConfigError(p, line, "(yaml)", f"{problem} (the file must be valid YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(p, None, "(yaml)", f"{exc} (the file must be valid YAML)") from None
-    return _Validator(p).ruleset(doc)
+    if not overrides:
+        return _Validator(p).ruleset(doc)
+    _apply_overrides(p, doc, overrides)
+    try:
+        return _Validator(p).ruleset(doc)
+    except ConfigError as exc:
+        for o in overrides:
+            if exc.key == f"rules[{o.rule}].{o.option}":
+                raise OverrideError(p, f"{o.rule}.{o.option}", exc.message) from None
+        raise
+
+
+def _apply_overrides(path: Path, doc: Any, overrides: Sequence[Override]) -> None:
+    """Put each override into its rule's mapping in the parsed (not yet validated) document."""
+    seq = doc.get("rules") if isinstance(doc, dict) else None
+    items = [m for m in seq if isinstance(m, _Map)] if isinstance(seq, list) else []
+    names = [m.get("name") for m in items]
+    for o in overrides:
+        target = f"{o.rule}.{o.option}"
+        if o.option in ("name", "trigger"):
+            raise OverrideError(path, target, f"the rule's {o.option} cannot be changed with --set (edit the file)")
+        if o.rule not in names:
+            known = ", ".join(str(n) for n in names) or "none"
+            raise OverrideError(path, target, f"no rule named {o.rule!r} (rules: {known})")
+        m = items[names.index(o.rule)]
+        m[o.option] = _to_loaded(o.value)
+        m.lines.setdefault(o.option, m.line or 0)
+
+
+def _to_loaded(value: Any) -> Any:
+    """A plain YAML value as the line-keeping loader would have produced it (lists as _Seq, dicts as _Map)."""
+    if isinstance(value, list):
+        seq = _Seq()
+        seq.extend(_to_loaded(v) for v in value)
+        seq.lines.extend(0 for _ in value)
+        return seq
+    if isinstance(value, dict):
+        m = _Map()
+        for k, v in value.items():
+            m[k] = _to_loaded(v)
+        return m
+    return value
 
 
 _TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace")
@@ -289,7 +371,7 @@ _OUTPUT_KEYS = (
 _SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
 _HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
 _ALERT_KEYS = ("alert_after", "camera_stall")
-_RULE_KEYS = ("name", "trigger", "max_errors", *_SEGMENT_KEYS)
+_RULE_KEYS = ("name", "trigger", "max_errors", "near_miss", "near_miss_clip", *_SEGMENT_KEYS)
 
 
 class _Validator:
@@ -468,6 +550,8 @@ class _Validator:
                 raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
         rule_segments = self.segments(m, segments, prefix)
         rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
+        near_miss = self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss)
+        near_miss_clip = self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip)
         # Construct once now so the trigger's own checks (field paths, option combinations) run
         # before anything starts. Any exception from a plugin's constructor is a config error.
         try:
@@ -499,6 +583,8 @@ class _Validator:
             segments=rule_segments,
             line=m.line,
             max_errors=rule_max_errors,
+            near_miss=near_miss,
+            near_miss_clip=near_miss_clip,
         )
 
 
@@ -542,6 +628,14 @@ def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {_show(value)}")
     return value
+
+
+def _near_miss_fraction(value: Any) -> float:
+    if value is None or value is False:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"expected a fraction of the threshold from 0 (off) to below 1, like 0.5; got {_show(value)}")
+    return float(value)
 
 
 def _nonempty_str(value: Any) -> str:

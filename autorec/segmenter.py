@@ -20,7 +20,9 @@ Contract:
   non-image kind that predates the pre-roll, re-stamped to the segment's
   start so the segment replays on its own with a consistent time line;
   `device_info` has no timestamp and is copied as is), then every ring entry
-  with time >= `f - p.pre_roll`, then live messages. The message that caused
+  with time >= `o - p.pre_roll`, where `o` is the firing's onset (when its
+  evidence began; never earlier than `f` minus the rule's onset lag, see
+  `set_onset_lags`), then live messages. The message that caused
   the firing is the first live message. The segment's start is the time of
   its first pre-roll message, or the current time if the ring held none.
 - Every firing (opening or not) extends the open segment's end to at least
@@ -181,6 +183,7 @@ class Segmenter:
 
     def __init__(self, policies: Mapping[str, SegmentPolicy] | None = None, default: SegmentPolicy | None = None):
         self._ring = PreRoll(0.0, 0, on_evict=self._remember)
+        self._onset_lags: dict[str, float] = {}
         self.set_policies(policies, default)
         self._latest: dict[str, Entry] = {}  # latest of each snapshot kind already behind us
         self._open: _Open | None = None
@@ -202,6 +205,27 @@ class Segmenter:
         every = [self.default, *self.policies.values()]
         self._ring.seconds = max(p.pre_roll for p in every)
         self._ring.max_bytes = max(p.pre_roll_max_bytes for p in every)
+        self._bound_ring()
+
+    def set_onset_lags(self, lags: Mapping[str, float]) -> None:
+        """How far before its firing time each rule's onsets may lie (seconds; unlisted: 0).
+        The ring then holds `pre_roll + lag` for each rule (still capped by `pre_roll_max_bytes`),
+        and an onset earlier than `time - lag` counts as `time - lag`."""
+        self._onset_lags = {rule: max(0.0, float(lag)) for rule, lag in lags.items()}
+        self._bound_ring()
+
+    def _bound_ring(self) -> None:
+        seconds = self.default.pre_roll
+        for rule, lag in self._onset_lags.items():
+            seconds = max(seconds, self.policy(rule).pre_roll + lag)
+        for p in self.policies.values():
+            seconds = max(seconds, p.pre_roll)
+        self._ring.seconds = seconds
+
+    def onset(self, firing: Firing) -> float:
+        """The time `firing`'s pre-roll is counted from: its onset, bounded by its rule's onset lag."""
+        onset = firing.onset if firing.onset is not None else firing.time
+        return min(firing.time, max(onset, firing.time - self._onset_lags.get(firing.rule, 0.0)))
 
     # -- queries -------------------------------------------------------
     @property
@@ -329,7 +353,7 @@ class Segmenter:
             self.suppressed += len(firings)
             return
         if seg is None:
-            window = min(f.time - self.policy(f.rule).pre_roll for f in firings)
+            window = min(self.onset(f) - self.policy(f.rule).pre_roll for f in firings)
             cap = max(self.policy(f.rule).pre_roll_max_bytes for f in firings)
             dropped, dropped_bytes = self._ring.drops_since(window)
             entries = self._ring.take(window)  # older entries are evicted into the snapshot state

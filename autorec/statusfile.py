@@ -48,6 +48,7 @@ class Status:
     disk_below_floor: bool = False
     counters: dict[str, int] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)  # alerts currently raised (AlertMonitor.status())
+    scores: dict[str, Any] = field(default_factory=dict)  # rule -> latest {time, score, threshold, ratio}
     pid: int = field(default_factory=os.getpid)
 
     def as_dict(self) -> dict[str, Any]:
@@ -186,6 +187,7 @@ class StatusReporter:
         alerts: Callable[[], list[Any]] | None = None,
         writer_stats: Callable[[], Any] | None = None,
         disk: Any = None,
+        scores: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -194,6 +196,7 @@ class StatusReporter:
         self.alerts = alerts
         self.writer_stats = writer_stats
         self.disk = disk
+        self.scores = scores
         self.clock = clock
         self.wall_clock = wall_clock
         self.is_connected = False
@@ -214,6 +217,7 @@ class StatusReporter:
             disk_below_floor=bool(getattr(floor, "below", False)),
             counters=dict(self.counters()) if self.counters is not None else {},
             alerts=list(self.alerts()) if self.alerts is not None else [],
+            scores=dict(self.scores()) if self.scores is not None else {},
         )
 
     def update(self, force: bool = False, now: float | None = None) -> bool:

@@ -508,6 +508,8 @@ class SegmentWriter:
             "gaps": gaps,
             "dropped": {"records": cur.dropped, "bytes": cur.dropped_bytes},
             "recovered": False,
+            # Only near-miss clips (near_miss_clip) in it: what a rule would have missed.
+            "near_miss": bool(c.firings) and all(f.evidence.get("near_miss") is True for f in c.firings),
         }
 
     def _summary(self, sidecar: dict[str, Any], file: SegmentFile) -> dict[str, Any]:
@@ -517,6 +519,8 @@ class SegmentWriter:
         out["sidecar"] = file.sidecar.name
         out["gaps"] = len(sidecar["gaps"])
         out["dropped"] = sidecar["dropped"]["records"]
+        if sidecar.get("near_miss"):
+            out["near_miss"] = True
         return out
 
     def _notify(self, method: str, file: SegmentFile) -> None:

@@ -303,6 +303,19 @@ def test_trigger_counters_reach_the_status_file(tmp_path):
             wait_until(lambda: counters().get("cam.frames") == 10, timeout=30, what="status.json counting 10 frames")
             assert counters()["cam.corrupt"] == 1
             assert counters()["trigger_errors"] == 0
+            # each rule's latest score against its threshold
+            wait_until(lambda: "cam" in json.loads(status.read_text())["scores"], 30, "a score in status.json")
+            latest = json.loads(status.read_text())["scores"]["cam"]
+            assert latest["threshold"] == 0.0003 and latest["time"] == pytest.approx(T0 + 9 * 0.2)
+            assert latest["ratio"] == pytest.approx(latest["score"] / 0.0003, rel=1e-3)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
+    # the score track beside the telemetry log: one row per second with an analysed frame
+    import gzip
+
+    [track] = out.glob("scores-*.csv.gz")
+    rows = gzip.open(track, "rt").read().splitlines()
+    seconds = sorted({int(T0 + i * 0.2) for i in range(10) if i != 4})  # frame 4 is corrupt: no score
+    assert rows[0] == "time,rule,score,threshold"
+    assert [(int(r.split(",")[0]), r.split(",")[1]) for r in rows[1:]] == [(s, "cam") for s in seconds]

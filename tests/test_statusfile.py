@@ -38,6 +38,7 @@ def test_fields_round_trip(tmp_path):
         "disk_below_floor",
         "counters",
         "alerts",
+        "scores",
     }
     assert data["open_segment"]["bytes"] == 3000
     assert data["alerts"] == ["disconnected for 60s"]

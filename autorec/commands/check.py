@@ -82,6 +82,10 @@ def summary(ruleset) -> list[str]:
             for k, v in vars(rule.segments).items()
             if v != getattr(seg, k)
         ]
+        if rule.near_miss != 0.5:  # the default (autorec.rules.Rule)
+            over.append(f"near_miss {rule.near_miss:g}" if rule.near_miss else "near_miss off")
+        if rule.near_miss_clip:
+            over.append("near_miss_clip")
         text = f"  rule      {rule.name:<{width}}  {rule.trigger_name}"
         if opts:
             text += f"  {opts}"

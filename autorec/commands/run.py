@@ -43,6 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--sim", action="store_true", help="record the built-in simulator, run in this process")
     mode.add_argument("--replay", metavar="LOG", default=None, help="run the rules over a log as fast as possible")
     p.add_argument("--dry-run", action="store_true", help="with --replay: print the segments, write nothing")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="RULE.OPTION=VALUE",
+        help="override a rule's option or segment key for this run (repeatable), checked like the rule file",
+    )
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
@@ -52,11 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorec.rules import ConfigError, load_rules
+    from autorec.rules import ConfigError, Override, load_rules
     from autorec.units import parse_duration
 
     try:
-        ruleset = load_rules(args.rules)
+        args.overrides = [Override.parse(text) for text in args.overrides]
+        ruleset = load_rules(args.rules, args.overrides)
     except ConfigError as exc:
         print(f"autorec run: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +147,7 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
-    from autorec.filesource import FileSource
+    from autorec.filesource import FileSource, with_progress
     from autorec.pipeline import DryRun, Pipeline, run_file
     from autorec.writer import SegmentWriter
 
@@ -156,14 +165,24 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
             queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
             block=True,
         ).start()
-    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False)
+    from autorec.scorelog import ScoreLog
+
+    # A dry run sums the score track up on stdout; a replay into a directory writes it there.
+    score_log = None if args.dry_run else ScoreLog(out)
+    pipeline = Pipeline(
+        ruleset, sink, offline=True, telemetry=False, score_sinks=[sink if score_log is None else score_log]
+    )
     try:
-        run_file(pipeline, source)
+        run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
+        if score_log is not None:
+            score_log.close()
         return 1
     sink.close()
+    if score_log is not None:
+        score_log.close()
     if source.truncated is not None:
         log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
     if source.corrupt is not None:
@@ -176,6 +195,7 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
     if isinstance(sink, DryRun):
         sink.report(source.bytes, sys.stdout)
+        sink.report_scores(sys.stdout)
     else:
         print(
             f"{sink.stats.segments} segment(s), {sink.stats.bytes} bytes written to {out} "
@@ -213,6 +233,8 @@ class _Services:
             out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
         )
         self.segment_hooks = SegmentHooks(self.hooks)
+        self.score_log = None  # set by _live
+        self.overrides: list = []  # --set, applied again on reload
 
     def observers(self) -> list:
         from autorec.writer import SegmentObserver
@@ -264,12 +286,25 @@ class _Services:
             self.retention_worker.request()
         counters = self.counters
         if self.ruleset.output.status_file:
+
+            def scores() -> dict:
+                return {
+                    rule: {
+                        "time": s.time,
+                        "score": s.value,
+                        "threshold": s.threshold,
+                        "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
+                    }
+                    for rule, s in pipeline.scores.latest.items()
+                }
+
             self.status = StatusReporter(
                 self.out / self.ruleset.output.status_file,
                 counters=counters,
                 alerts=self.monitor.status,
                 writer_stats=lambda: writer.stats,
                 disk=self.disk,
+                scores=scores,
             )
             pipeline.listeners.append(self.status)
         else:
@@ -317,6 +352,8 @@ class _Services:
         grace = self.ruleset.shutdown_grace
         self.journal.is_connected = False
         self.journal.stop()
+        if self.score_log is not None and not self.score_log.close(10):
+            log.warning("score track still being written after 10 s")
         if self.status is not None:
             self.status.is_connected = False  # the source is stopped: the last word says so
             self.status.update(force=True)
@@ -361,6 +398,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         for recovered in recover_directory(out, fsync=ruleset.output.fsync):
             log.warning("%s", recovered.message())
         services = _Services(ruleset, out)
+        services.overrides = list(args.overrides)
         telemetry = ruleset.output.telemetry and not args.no_telemetry
         writer = SegmentWriter(
             out,
@@ -370,8 +408,16 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             queue_max_bytes=ruleset.output.queue_max_bytes,
             observers=services.observers(),
         )
+        from autorec.scorelog import ScoreLog
+
+        score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
+        services.score_log = score_log
         pipeline = Pipeline(
-            ruleset, writer, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry
+            ruleset,
+            writer,
+            rate=sim_config.speed if sim_config is not None else 1.0,
+            telemetry=telemetry,
+            score_sinks=[score_log],
         )
         services.attach(pipeline, writer)
         services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
@@ -387,7 +433,7 @@ def _reload(pipeline, services: _Services) -> None:
 
     path = pipeline.ruleset.path
     try:
-        ruleset = load_rules(path)
+        ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
     except ConfigError as exc:
         log.error("reload rejected, the rules in use are kept: %s", exc)
         return

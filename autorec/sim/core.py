@@ -71,6 +71,7 @@ class Drop:
     src: Cell | None = None  # set while moving from src to cell
     t0: float = 0.0
     t1: float = 0.0
+    nudge: float = 0.0  # a shift along the columns the camera sees, covering no other cell (a `nudge`)
 
     def fraction(self, t: float) -> float:
         """How far along its current move (1.0 when at rest)."""
@@ -95,7 +96,7 @@ class Drop:
     def position(self, t: float) -> tuple[float, float]:
         f = self.fraction(t)
         if f >= 1.0 or self.src is None:
-            return float(self.cell[0]), float(self.cell[1])
+            return float(self.cell[0]) + self.nudge, float(self.cell[1])
         f = 0.5 - 0.5 * math.cos(math.pi * f)  # drops accelerate and brake
         f = round(f / POSITION_STEP) * POSITION_STEP
         (c0, r0), (c1, r1) = self.src, self.cell
@@ -111,6 +112,9 @@ class Truth:
     disconnects: list[dict] = field(default_factory=list)
     temperature: list[dict] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)
+    # Deliberately sub-threshold changes in the picture (`nudge`): a good motion rule does not fire
+    # on them, and lists them as near-misses.
+    subtle: list[dict] = field(default_factory=list)
 
     def as_dict(self, until: float | None = None) -> dict[str, list[dict]]:
         """Entries that started by `until` (all when None); windows still running end at `until`."""
@@ -134,6 +138,7 @@ class Truth:
             "disconnects": cut(self.disconnects),
             "temperature": cut(self.temperature),
             "faults": cut(self.faults),
+            "subtle": cut(self.subtle),
         }
 
 
@@ -357,6 +362,22 @@ class Simulation:
         pins = [self.board.pin_at(c) for c in e.args["path"]]
         self._run_steps(t, pins, f"drop {e.args['drop']} scripted move of {len(pins)} cell(s)")
         return len(pins) * self.scenario.step
+
+    def _entry_nudge(self, t: float, e: Entry) -> float:
+        """A drop shifts by a fraction of a cell (it barely moves: no electrode, no pin), then back."""
+        a = e.args
+        drop = self.drops[a["drop"]]
+        end = t + a["for"]
+
+        def shift(t2: float, by: float) -> None:
+            drop.nudge = by
+
+        shift(t, a["distance"])
+        self._schedule(end, lambda t2: shift(t2, 0.0))
+        self.truth.subtle.append(
+            {"start": t, "end": end, "what": f"drop {a['drop']} nudged by {a['distance']:.3g} cell and back"}
+        )
+        return a["for"]
 
     def _entry_burst(self, t: float, e: Entry) -> float:
         moves, ndrops = e.args["moves"], e.args["drops"]

@@ -15,6 +15,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - temperature: {to: 45, over: 30s}   # ramp runs in the background
       - disconnect: 3s               # the device drops off USB for 3 s
       - fault: garbage               # one bad frame (see config.FAULT_KINDS)
+      - nudge: {drop: 0, distance: 0.125, for: 3s}   # barely moves (camera only), then back
     faults: {close: 60s}             # periodic faults, as --faults
     drop_present: false              # leave drop_present unset, as upstream's simulator does
 
@@ -46,7 +47,7 @@ DEFAULT_RATES: dict[str, float] = {
     "duty_cycle_updated": 0.1,
 }
 
-ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault")
+ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault", "nudge")
 
 
 class ScenarioError(ValueError):
@@ -242,6 +243,17 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
             if not path:
                 raise ValueError("path: give the cells to drive, in order")
             args = {"drop": drop, "path": path}
+        elif kind == "nudge":
+            drop = int(args.get("drop", 0))
+            if not 0 <= drop < len(sc.drops):
+                raise ValueError(f"no drop {drop} (the scenario has {len(sc.drops)})")
+            args = {
+                "drop": drop,
+                "distance": float(args.get("distance", 0.125)),
+                "for": parse_duration(args.get("for", "3s")),
+            }
+            if not 0 < abs(args["distance"]) < 0.5:
+                raise ValueError("distance: a fraction of a cell, above 0 and below 0.5")
         elif kind == "lighting":
             gain = float(value)
             if gain <= 0:
@@ -270,7 +282,7 @@ def _cycle_length(sc: Scenario) -> float:
     """Simulated seconds one pass of the timeline takes (steps that block the timeline)."""
     total = 0.0
     for e in sc.timeline:
-        if e.kind in ("idle", "disconnect", "flicker"):
+        if e.kind in ("idle", "disconnect", "flicker", "nudge"):
             total += e.args["for"]
         elif e.kind == "burst":
             total += e.args["moves"] * sc.step

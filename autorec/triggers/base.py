@@ -12,8 +12,15 @@ options, then calls
   (quiet stream, or every event), for triggers that fire on time alone.
 
 Both return the firings that happen at that moment: `None`, one `Firing`,
-or a list. Build them with `self.fire(time, **evidence)`; evidence is a
-small JSON-serialisable dict (a score, the changed pins, a value).
+or a list. Build them with `self.fire(time, onset=None, **evidence)`;
+evidence is a small JSON-serialisable dict (a score, the changed pins, a
+value). `onset` is the time of the first evidence that led to the firing (a
+trigger that confirms over several frames, scans or a hold fires later than
+the thing it saw began); the segment's pre-roll is counted from it. It
+defaults to the firing time, is never later than it, and is never earlier
+than `time - max_onset_lag` (the segmenter's pre-roll ring holds
+`pre_roll + max_onset_lag`, so a trigger that passes onsets declares how far
+back they can reach; an earlier onset is clamped to that bound).
 
 Options are declared as `Option`s in the class attribute `options`; the rule
 loader validates a rule's keys against them (types, ranges, choices) before
@@ -21,6 +28,19 @@ anything starts, and passes the coerced values to `__init__` as keyword
 arguments, which `Trigger.__init__` stores as attributes of the same name.
 An option of type "path" reaches the trigger resolved against the folder of
 the rule file that names it (an empty string stays empty: "none").
+
+A trigger that computes a score (how close it is to firing) reports it on each
+evaluation with `self.score(time, value, threshold)`: it fires when `value`
+passes `threshold`, so `value / threshold` is how close it came. The engine
+collects the scores (`RuleEngine.take_scores()`); autorec keeps a per-second
+maximum track of them all night and lists near-misses (`autorec.scores`).
+
+A trigger whose firings follow from its scores alone names the option they
+are compared with in `threshold_option` and returns a `Decider` from
+`decider(threshold)`: fed the scores in order, it returns the firings the
+trigger would have made with that threshold (at least their times and
+onsets). `autorec tune` uses it to try many thresholds in one pass over a
+log. The default (None) means "cannot be swept from scores".
 
 A trigger may keep a `counters` attribute (a dict of str -> int, e.g. corrupt
 frames skipped); `autorec run` reports each in the status file's `counters`
@@ -129,16 +149,44 @@ class Option:
         return value
 
 
+# The longest onset lag any trigger may declare: bounds the pre-roll ring's extra memory.
+MAX_ONSET_LAG = 120.0
+
+
 @dataclass(frozen=True)
 class Firing:
-    """A trigger fired: which rule, when (stream time, epoch seconds), and why."""
+    """A trigger fired: which rule, when (stream time, epoch seconds), and why.
+
+    `onset` is when the evidence began (None given: the firing time); the segment's
+    pre-roll is counted from the earliest onset of the firings that open it."""
 
     rule: str
     time: float
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    onset: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.onset is None:
+            object.__setattr__(self, "onset", self.time)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "time": self.time, "evidence": dict(self.evidence)}
+        return {"rule": self.rule, "time": self.time, "onset": self.onset, "evidence": dict(self.evidence)}
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One evaluation of a rule: its `value` against the `threshold` it fires at (stream time)."""
+
+    rule: str
+    time: float
+    value: float
+    threshold: float
+
+
+class Decider(Protocol):
+    """Replays a trigger's firing decision from its scores with another threshold (see `Trigger.decider`)."""
+
+    def feed(self, score: Score) -> Firing | Sequence[Firing] | None: ...
 
 
 class StateView(Protocol):
@@ -168,6 +216,11 @@ class Trigger:
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     kinds: ClassVar[frozenset[str] | None] = None
+    # How far before its firing time a firing's `onset` may lie, in seconds (at most
+    # MAX_ONSET_LAG). Built-ins compute it from their options (min_frames, settle, for).
+    max_onset_lag: float = 0.0
+    # The option a threshold sweep varies (`autorec tune`), when `decider` supports it.
+    threshold_option: ClassVar[str | None] = None
 
     def __init__(self, rule: str, **options: Any) -> None:
         self.rule = rule
@@ -179,8 +232,21 @@ class Trigger:
             else:
                 raise TypeError(f"{type(self).__name__}: missing required option {opt.name!r}")
 
-    def fire(self, time: float, **evidence: Any) -> Firing:
-        return Firing(self.rule, time, evidence)
+    def fire(self, time: float, onset: float | None = None, **evidence: Any) -> Firing:
+        """A firing at `time`; `onset`: when the evidence for it began (default: `time`)."""
+        return Firing(self.rule, time, evidence, onset)
+
+    def score(self, time: float, value: float, threshold: float) -> None:
+        """Report this evaluation's score: `value` against the `threshold` this rule fires at.
+        Collected by the engine after the call; never affects firing."""
+        pending = self.__dict__.setdefault("_scores", [])
+        if len(pending) < 1000:  # a runaway plugin cannot grow memory between two collections
+            pending.append((time, value, threshold))
+
+    def decider(self, threshold: float) -> Decider | None:
+        """A `Decider` giving this trigger's firings from its scores with `threshold` in place of
+        its own; None if its firings do not follow from its scores alone (the default)."""
+        return None
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         return None

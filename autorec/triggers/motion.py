@@ -19,10 +19,14 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
 - Fires on every analysed frame once the score has exceeded `threshold` on
   `min_frames` consecutive analysed frames. Evidence: `score`, `bbox`
   ([x, y, w, h] of the changed pixels, full-frame pixels) and `frames` (the run length).
+  The firing's onset is the first analysed frame of that run (pre-roll counts from
+  there, not from the frame that confirmed it); `max_onset_lag` bounds it by
+  `min_frames` analysis intervals plus a second of slack.
 - Corrupt or truncated JPEGs are counted (`counters["corrupt"]`) and skipped;
   a change of frame size re-learns the background (`counters["resolution_changes"]`).
 - Stream time may jump: a backwards jump just resumes analysis, a long gap
   makes the background snap to the next frame.
+- Reports every analysed frame's score against `threshold` (`Trigger.score`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 
 from autorec.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
-from autorec.triggers.base import FiringResult, Option, StateView, Trigger
+from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
 
 # Levels at or beyond these are clipped by the sensor/encoder: their brightness cannot be normalised.
 _DARK, _BRIGHT = 8, 245
@@ -107,6 +111,7 @@ class MotionTrigger(Trigger):
         Option("scale", "int", default=4, choices=SCALES, help="analyse at 1/scale of the frame size"),
     )
     kinds: ClassVar[frozenset[str] | None] = frozenset({"image"})
+    threshold_option: ClassVar[str | None] = "threshold"
 
     def __init__(self, rule: str, **options: Any) -> None:
         super().__init__(rule, **options)
@@ -135,6 +140,19 @@ class MotionTrigger(Trigger):
         self._watched = 0
         self._background: np.ndarray | None = None
         self._streak = 0
+        self._streak_start = 0.0  # time of the first analysed frame of the current run above threshold
+
+    @property
+    def max_onset_lag(self) -> float:  # type: ignore[override]
+        """A run of `min_frames` analysed frames spans (min_frames - 1) intervals; with every
+        frame analysed (detect_fps 0) the camera's rate is unknown: assume at least 1 fps."""
+        interval = self._interval if self._interval > 0 else 1.0
+        return self.min_frames * interval + 1.0
+
+    def decider(self, threshold: float) -> _MotionDecider:
+        """The firing decision of `analyse` from the reported scores (the background and the
+        scores do not depend on `threshold`, only the run of frames above it does)."""
+        return _MotionDecider(self.rule, threshold, self.min_frames, self.max_fraction)
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -175,6 +193,7 @@ class MotionTrigger(Trigger):
             self._background = cur
             self._streak = 0
             self.last_score = None
+            self.score(time, 0.0, self.threshold)  # nothing to compare with yet: no change seen
             return None
 
         gain, offset = _brightness_fit(bg, cur)
@@ -193,6 +212,7 @@ class MotionTrigger(Trigger):
             count = int(np.count_nonzero(changed))
         score = count / self._watched if self._watched else 0.0
         self.last_score = score
+        self.score(time, score, self.threshold)
 
         if score > self.max_fraction:
             # Most of the picture changed at once: lighting or a bumped camera, not a drop.
@@ -205,10 +225,14 @@ class MotionTrigger(Trigger):
         if score <= self.threshold:
             self._streak = 0
             return None
+        if self._streak == 0:
+            self._streak_start = time
         self._streak += 1
         if self._streak < self.min_frames:
             return None
-        return self.fire(time, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak)
+        return self.fire(
+            time, onset=self._streak_start, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -277,3 +301,23 @@ class MotionTrigger(Trigger):
 
     def tick(self, time: float, state: StateView) -> FiringResult:
         return None
+
+
+class _MotionDecider:
+    """`MotionTrigger.analyse`'s decision, replayed from scores: see `Trigger.decider`."""
+
+    def __init__(self, rule: str, threshold: float, min_frames: int, max_fraction: float) -> None:
+        self.rule, self.threshold, self.min_frames, self.max_fraction = rule, threshold, min_frames, max_fraction
+        self._streak = 0
+        self._start = 0.0
+
+    def feed(self, score: Score) -> Firing | None:
+        if score.value > self.max_fraction or score.value <= self.threshold:
+            self._streak = 0  # lighting (re-learnt), or not above the threshold
+            return None
+        if self._streak == 0:
+            self._start = score.time
+        self._streak += 1
+        if self._streak < self.min_frames:
+            return None
+        return Firing(self.rule, score.time, {"score": score.value, "frames": self._streak}, onset=self._start)

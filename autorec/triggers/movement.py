@@ -9,7 +9,12 @@ scan never fires; pdserver scans ~4 times a second, so the default 200ms means
 says nothing about the board). The first settled set is the baseline and does
 not fire (a drop sitting on the board when recording starts has not moved). A
 firing compares the new settled set with the previous one, at the confirming
-scan's time; `since` in the evidence is when the new set was first seen.
+scan's time; `since` in the evidence is when the new set was first seen. The
+firing's onset (pre-roll counts from there) is the first scan that differed from
+the settled set: while drops keep moving the set may never hold still long enough
+to settle, and the firing only comes when they stop; the movement began at the
+first departure. Each scan's score is the number of pins that differ from the
+settled set, against `min_pins`. `max_onset_lag` (settle + 10 s) bounds how far back that reaches.
 """
 
 from __future__ import annotations
@@ -36,16 +41,33 @@ class MovementTrigger(Trigger):
         self._settled: frozenset[int] | None = None
         self._pending: frozenset[int] | None = None
         self._pending_since = 0.0
+        self._departed: float | None = None  # first scan that differed from the settled set
+
+    @property
+    def max_onset_lag(self) -> float:  # type: ignore[override]
+        """The hold, plus 10 s of drops moving without ever holding still (a burst)."""
+        return self.settle + 10.0
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         pins = state.covered_pins
         if self._filter is not None:
             pins = pins & self._filter
+        if self._settled is not None:
+            # How many pins differ from the settled drops, against the min_pins it takes to fire.
+            self.score(time, float(len(pins ^ self._settled)), float(self.min_pins))
+        if self._settled is not None and pins != self._settled:
+            if self._departed is None or time < self._departed:
+                self._departed = time
         if pins != self._pending:
             self._pending, self._pending_since = pins, time
         elif time < self._pending_since:  # the clock jumped back: count the hold from now
             self._pending_since = time
-        if self._pending == self._settled or time - self._pending_since < self.settle - 1e-9:
+        held = time - self._pending_since >= self.settle - 1e-9
+        if self._pending == self._settled:
+            if held:  # back where they were, and still: a drop that left and came back started nothing new
+                self._departed = None
+            return None
+        if not held:
             return None
         previous, self._settled = self._settled, self._pending
         if previous is None:
@@ -55,4 +77,13 @@ class MovementTrigger(Trigger):
             # Too small a change to report; keep the old baseline so that changes accumulate.
             self._settled = previous
             return None
-        return self.fire(time, added=added, removed=removed, covered=sorted(self._settled), since=self._pending_since)
+        onset = self._departed if self._departed is not None else self._pending_since
+        self._departed = None  # the next movement departs from the new settled set
+        return self.fire(
+            time,
+            onset=onset,
+            added=added,
+            removed=removed,
+            covered=sorted(self._settled),
+            since=self._pending_since,
+        )

@@ -1,0 +1,188 @@
+"""The score track, near-misses and near-miss clips (pure parts, then through the pipeline and files)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from simlog import T0, write_sim_log
+
+from autorec.filesource import FileSource
+from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.rules import ConfigError, parse_rules
+from autorec.scorelog import ScoreLog, scores_name
+from autorec.scores import ScoreTrack
+from autorec.triggers.base import Firing, Score
+
+
+def _feed_all(track: ScoreTrack, items):
+    rows, near = [], []
+    for t, value, fired in items:
+        out = track.feed(t, [Score("r", t, value, 1.0)], [Firing("r", t, {})] if fired else [])
+        rows += out.rows
+        near += out.near_misses
+    out = track.finish()
+    return rows + out.rows, near + out.near_misses
+
+
+def test_per_second_maximum_rows() -> None:
+    rows, _ = _feed_all(ScoreTrack(), [(10.1, 0.2, False), (10.6, 0.4, False), (11.2, 0.1, False), (13.0, 0.3, False)])
+    assert [(r.second, r.max) for r in rows] == [(10, 0.4), (11, 0.1), (13, 0.3)]
+
+
+def test_near_miss_is_a_period_above_the_fraction_without_firing() -> None:
+    items = [(0.0, 0.1, False), (1.0, 0.6, False), (1.5, 0.8, False), (2.0, 0.55, False), (4.0, 0.1, False)]
+    # then a period that fires: not a miss, nor is the rest of the same excursion
+    items += [(6.0, 0.7, False), (6.2, 1.2, True), (6.4, 0.9, False), (9.0, 0.2, False)]
+    # a new excursion after the score dropped back is one again
+    items += [(12.0, 0.9, False), (15.0, 0.0, False)]
+    _, near = _feed_all(ScoreTrack(gap=1.0), items)
+    assert [(n.start, n.end, n.peak) for n in near] == [(1.0, 2.0, 0.8), (12.0, 12.0, 0.9)]
+    d = near[0].as_dict()
+    assert d["ratio"] == 0.8 and d["start_iso"].endswith("Z") and d["rule"] == "r" and d["threshold"] == 1.0
+
+
+def test_fraction_zero_turns_near_misses_off() -> None:
+    _, near = _feed_all(ScoreTrack({"r": 0.0}), [(1.0, 0.9, False), (5.0, 0.0, False)])
+    assert near == []
+
+
+def test_near_miss_options_are_checked(tmp_path: Path) -> None:
+    base = "rules:\n  - {name: cam, trigger: motion, "
+    with pytest.raises(ConfigError, match=r"r.yaml:2: rules\[cam\]\.near_miss: expected a fraction"):
+        parse_rules(base + "near_miss: 1.5}\n", tmp_path / "r.yaml")
+    with pytest.raises(ConfigError, match=r"rules\[cam\]\.near_miss_clip: "):
+        parse_rules(base + "near_miss_clip: maybe}\n", tmp_path / "r.yaml")
+    rule = parse_rules(base + "near_miss: 0.7, near_miss_clip: true}\n", tmp_path / "r.yaml").rules[0]
+    assert (rule.near_miss, rule.near_miss_clip) == (0.7, True)
+
+
+@pytest.fixture(scope="module")
+def subtle_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("subtle") / "subtle.bin"
+    truth = write_sim_log(path, "subtle", 80.0, fps=10.0)
+    return path, truth
+
+
+def _overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
+    return a0 <= b1 and b0 <= a1
+
+
+def test_sub_threshold_motion_is_found_as_near_misses(subtle_log) -> None:
+    path, truth = subtle_log
+    rules = parse_rules("rules:\n  - {name: cam, trigger: motion}\n", "subtle.yaml")
+    sink = DryRun()
+    run_file(Pipeline(rules, sink, offline=True, telemetry=False, score_sinks=[sink]), FileSource(path))
+    subtle, activity = truth["subtle"], truth["activity"]
+    assert len(subtle) == 2 and len(activity) == 1
+    # the real burst fires; the nudges do not...
+    assert len(sink.segments) == 1 and sink.segments[0].start <= activity[0]["start"]
+    # ...and every nudge (its start or its return) shows as a near-miss, with nothing else
+    for s in subtle:
+        assert any(_overlaps(n.start, n.end, s["start"], s["end"] + 1.0) for n in sink.found_near_misses), s
+    for n in sink.found_near_misses:
+        assert 0.5 < n.ratio < 1.0
+        assert any(_overlaps(n.start, n.end, s["start"], s["end"] + 1.0) for s in subtle), n
+    summary = sink.score_summary()["cam"]
+    assert summary["peak"] > summary["threshold"] and summary["seconds"] >= 79
+
+
+def test_replay_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp_path: Path) -> None:
+    from autorec.writer import SegmentWriter
+
+    path, _truth = subtle_log
+    rules = parse_rules(
+        "segments: {pre_roll: 2s, post_roll: 2s}\n"
+        "rules:\n  - {name: cam, trigger: motion, near_miss_clip: true}\n  - {name: mv, trigger: movement}\n",
+        "subtle.yaml",
+    )
+    writer = SegmentWriter(tmp_path, rules.output.name, fsync=False, telemetry=False, block=True).start()
+    score_log = ScoreLog(tmp_path)
+    run_file(Pipeline(rules, writer, offline=True, telemetry=False, score_sinks=[score_log]), FileSource(path))
+    assert writer.close(30) and score_log.close(10)
+    # the score track: one call to read (numpy here; pandas.read_csv reads it the same way)
+    table = np.genfromtxt(tmp_path / scores_name(T0), delimiter=",", names=True, dtype=None, encoding=None)
+    assert set(table["rule"]) == {"cam", "mv"}
+    cam = table[table["rule"] == "cam"]
+    assert len(cam) >= 79 and np.all(np.diff(cam["time"]) > 0) and np.all(cam["threshold"] == 0.0003)
+    assert gzip.open(tmp_path / scores_name(T0), "rt").readline() == "time,rule,score,threshold\n"
+    near = [json.loads(line) for line in (tmp_path / "near-misses.jsonl").read_text().splitlines()]
+    assert near and {n["rule"] for n in near} == {"cam"}
+    assert all(set(n) >= {"start", "end", "start_iso", "end_iso", "rule", "peak", "threshold", "ratio"} for n in near)
+    # near_miss_clip: each near-miss kept a short segment marked near_miss, starting pre_roll before it
+    index = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
+    clips = [e for e in index if e.get("near_miss")]
+    assert clips and len(clips) < len(index)
+    spans = sorted((c["start"], c["end"]) for c in clips)
+    for n in near:  # covered from pre_roll before it (a clip opening right after another starts where it ended)
+        want = n["start"] - 2.0 + 0.2
+        i = next(i for i, (s, e) in enumerate(spans) if e >= want)
+        assert spans[i][0] <= want or (i > 0 and spans[i][0] - spans[i - 1][1] < 0.3), (n, spans)
+        assert max(e for s, e in spans[i:]) >= n["end"]
+    for c in clips:
+        side = json.loads((tmp_path / c["sidecar"]).read_text())
+        assert side["near_miss"] is True and all(f["evidence"]["near_miss"] for f in side["firings"])
+
+
+def test_the_status_line_shows_each_rules_latest_score() -> None:
+    import io
+
+    from autorec import events
+    from autorec.pipeline import StatusLine
+    from autorec.proto import PurpleDropEvent
+    from autorec.source import Message
+
+    text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
+    rules = parse_rules(text, "s.yaml")
+    pipeline = Pipeline(rules, DryRun(), offline=True, telemetry=False)
+    for i, volts in enumerate([60.0, 97.5]):
+        ev = PurpleDropEvent()
+        ev.hv_regulator.voltage = volts
+        events.set_timestamp(ev, T0 + i)
+        pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
+    assert pipeline.scores.latest["hv"].value == 97.5
+    assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
+
+
+def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autorec import engine as engine_module
+    from autorec.engine import RuleEngine
+    from autorec.proto import PurpleDropEvent
+
+    (tmp_path / "noisy.py").write_text(
+        "from autorec.triggers.base import Trigger\n"
+        "class Noisy(Trigger):\n"
+        "    kinds = frozenset({'hv_regulator'})\n"
+        "    def feed(self, time, event, state):\n"
+        "        self.score(time, event.hv_regulator.voltage, 100)\n"
+        "        self.score(time, float('nan'), 100)\n"
+        "        self.score(time, 'high', 100)\n"
+    )
+    engine = RuleEngine(parse_rules("rules:\n  - {name: n, trigger: 'noisy:Noisy'}\n", tmp_path / "r.yaml"))
+    ev = PurpleDropEvent()
+    ev.hv_regulator.voltage = 42.0
+    engine.feed(5.0, ev)
+    assert engine.take_scores() == [Score("n", 5.0, 42.0, 100.0)] and engine.bad_scores == 2
+    assert engine.take_scores() == [] and engine.latest_scores["n"].value == 42.0
+    # nobody takes them: the engine stays bounded
+    monkeypatch.setattr(engine_module, "MAX_PENDING_SCORES", 100)
+    for i in range(engine_module.MAX_PENDING_SCORES + 10):
+        engine.feed(6.0 + i, ev)
+    assert len(engine.take_scores()) <= engine_module.MAX_PENDING_SCORES and engine.dropped_scores > 0
+
+
+def test_check_names_near_miss_settings_that_differ_from_the_default(tmp_path: Path, capsys) -> None:
+    from autorec.cli import main
+
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "rules:\n  - {name: a, trigger: motion, near_miss: 0.8, near_miss_clip: true}\n"
+        "  - {name: b, trigger: motion, near_miss: 0}\n  - {name: c, trigger: motion}\n"
+    )
+    assert main(["check", str(rules)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].endswith("motion  (near_miss 0.8, near_miss_clip)")
+    assert lines[-2].endswith("motion  (near_miss off)") and lines[-1].endswith("motion")
