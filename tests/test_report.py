@@ -94,6 +94,8 @@ def test_report_has_a_card_and_a_bar_per_segment_and_the_numbers_of_ls(night: Pa
     # the server's close faults are in the journal, hence in the summary
     assert re.search(r"<span class=bad>[1-9]\d* disconnection\(s\)", page)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the score track of the motion rule is plotted with its threshold
+    assert "Score of camera-motion (threshold 0.0003)" in page
 
 
 def test_report_in_a_real_browser(night: Path, tmp_path: Path):

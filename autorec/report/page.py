@@ -386,7 +386,8 @@ def render_report(
     from bokeh.resources import INLINE
     from jinja2 import Template
 
-    from autorec.report.charts import telemetry_figures, timeline_figure
+    from autorec.report.charts import score_figures, telemetry_figures, timeline_figure
+    from autorec.scorelog import read_score_track
 
     began = _time.perf_counter()
     directory = Path(directory)
@@ -403,7 +404,19 @@ def render_report(
     lo, hi = span
     pad = max(1.0, (hi - lo) * 0.01)
     x_range = Range1d(1000 * (lo - pad), 1000 * (hi + pad))
-    charts = [timeline_figure(night, x_range, near), *telemetry_figures(sensors, x_range)]
+    scores, score_problems = read_score_track(
+        [directory / n for n in sorted(os.listdir(directory)) if n.startswith("scores-") and n.endswith(".csv.gz")]
+        if directory.is_dir()
+        else [],
+        since,
+        until,
+    )
+    problems += score_problems
+    charts = [
+        timeline_figure(night, x_range, near),
+        *telemetry_figures(sensors, x_range),
+        *score_figures(scores, x_range),
+    ]
     layout = column(*charts, sizing_mode="stretch_width", name="charts")
     per = thumbs_per_segment(len(night.segments))
     jobs_list = []
