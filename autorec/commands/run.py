@@ -14,8 +14,10 @@ failed (e.g. an unreadable log).
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("autorec.run")
@@ -54,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
+    from autorec.commands.serve import add_http_arguments
+
+    add_http_arguments(p, None)
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
     add_sim_arguments(p, network=False)
     p.set_defaults(func=run)
@@ -104,6 +109,10 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         return f"--uri does not apply with {'--sim' if args.sim else '--replay'} (the stream comes from there)"
     if args.replay and args.sim_duration is not None:
         return "--duration does not apply to --replay (the log is read to its end)"
+    if args.replay and args.http is not None:
+        return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
+    if args.token is not None and args.http is None:
+        return "--token only applies with --http"
     return None
 
 
@@ -286,25 +295,13 @@ class _Services:
             self.retention_worker.request()
         counters = self.counters
         if self.ruleset.output.status_file:
-
-            def scores() -> dict:
-                return {
-                    rule: {
-                        "time": s.time,
-                        "score": s.value,
-                        "threshold": s.threshold,
-                        "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
-                    }
-                    for rule, s in pipeline.scores.latest.items()
-                }
-
             self.status = StatusReporter(
                 self.out / self.ruleset.output.status_file,
                 counters=counters,
                 alerts=self.monitor.status,
                 writer_stats=lambda: writer.stats,
                 disk=self.disk,
-                scores=scores,
+                scores=self.scores,
             )
             pipeline.listeners.append(self.status)
         else:
@@ -337,6 +334,57 @@ class _Services:
                 if isinstance(value, int):
                     out[f"{rule}.{key}"] = value
         return out
+
+    def scores(self) -> dict:
+        """Each rule's latest score against its threshold (status file, web UI)."""
+        return {
+            rule: {
+                "time": s.time,
+                "score": s.value,
+                "threshold": s.threshold,
+                "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
+            }
+            for rule, s in self._pipeline.scores.latest.items()
+        }
+
+    def web_feed(self):
+        """A `LiveFeed` for the web UI, attached to this run's pipeline and writer."""
+        from autorec.statusfile import RateMeter, segment_info
+        from autorec.web.feed import LiveFeed
+
+        pipeline, writer = self._pipeline, self._writer
+        meter = RateMeter()
+        recent: collections.deque = collections.deque(maxlen=20)
+
+        def snapshot() -> dict:
+            ws, floor = writer.stats, self.disk.floor
+            return {
+                "updated": time.time(),
+                "msg_per_s": round(meter.rate(time.monotonic()), 2),
+                "open_segment": segment_info(ws.open_segment),
+                "last_segment": segment_info(ws.last_segment),
+                "disk_free": floor.last_free,
+                "disk_total": floor.last_total,
+                "disk_below_floor": bool(floor.below),
+                "counters": self.counters(),
+                "alerts": self.monitor.status(),
+                "scores": self.scores(),
+            }
+
+        class _Feed(LiveFeed):
+            def message(self, t: float, kind: str | None) -> None:
+                meter.add(time.monotonic())
+                super().message(t, kind)
+
+            def _segment_closed(self, summary: dict) -> None:
+                recent.append(summary)
+                super()._segment_closed(summary)
+
+        feed = _Feed(snapshot, holds=pipeline.segmenter.open_holds, recent=lambda: list(recent))
+        pipeline.listeners.append(feed)
+        pipeline.frame_listeners.append(feed.frame)
+        writer.add_observer(feed)
+        return feed
 
     def start(self, mode: str, source: str | None) -> None:
         """Say in the journal that recording starts (after recovery, before the first message)."""
@@ -381,6 +429,21 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             print(f"autorec run: {exc}", file=sys.stderr)
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
+    http = None
+    if args.http is not None:
+        try:
+            from autorec.web.server import parse_listen, resolve_token
+        except ImportError:
+            from autorec.commands.serve import WEB_EXTRA
+
+            print(f"autorec run: --http: {WEB_EXTRA}", file=sys.stderr)
+            return 2
+        try:
+            host, port = parse_listen(args.http)
+        except ValueError as exc:
+            print(f"autorec run: --http {exc}", file=sys.stderr)
+            return 2
+        http = (host, port, *resolve_token(host, args.token))
     uri = args.uri or ruleset.source or DEFAULT_URI
     live_source = None
     if sim_config is None:
@@ -422,7 +485,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         services.attach(pipeline, writer)
         services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
         writer.start()
-        return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source)
+        return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
     finally:
         lock.release()
 
@@ -446,7 +509,15 @@ def _reload(pipeline, services: _Services) -> None:
 
 
 def _record(
-    pipeline, writer, services: _Services, uri: str, out: Path, sim_config, duration: float | None, live_source=None
+    pipeline,
+    writer,
+    services: _Services,
+    uri: str,
+    out: Path,
+    sim_config,
+    duration: float | None,
+    live_source=None,
+    http: tuple | None = None,
 ) -> int:
     import asyncio
     import contextlib
@@ -459,6 +530,26 @@ def _record(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        web_runner = None
+        if http is not None:
+            from autorec.web.server import WebUI, describe_url, start_server
+
+            feed = services.web_feed()
+            feed.loop = loop
+            host, port, token, generated = http
+            try:
+                web_runner, base = await start_server(WebUI(out, feed, token), host, port)
+            except OSError as exc:
+                log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
+            else:
+                log.info("web UI at %s", describe_url(base, token if generated else None))
+        try:
+            await _main(loop)
+        finally:
+            if web_runner is not None:
+                await web_runner.cleanup()
+
+    async def _main(loop) -> None:
         stop = asyncio.Event()
         for sig in _signals():
             try:

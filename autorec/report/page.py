@@ -262,6 +262,26 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     return out
 
 
+def strip_html(strip, seg: Segment) -> str:
+    """A contact strip (`autorec.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs."""
+    if strip is not None and strip.thumbs:
+        figs = []
+        for th in strip.thumbs:
+            data = base64.b64encode(th.jpeg).decode()
+            cls = " class=evidence" if th.evidence else ""
+            label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
+            figs.append(
+                f'<figure><img{cls} width={th.width} height={th.height} alt="frame at {label}" '
+                f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
+            )
+        return f"<div class=strip>{''.join(figs)}</div>"
+    if strip is not None and strip.problem:
+        return f"<div class=meta>{_e(strip.problem)}</div>"
+    if strip is not None and strip.frames == 0 and seg.exists:
+        return "<div class=meta>no camera frames in this segment</div>"
+    return ""
+
+
 def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     from autorec.report.charts import card_id
 
@@ -292,24 +312,10 @@ def _card_html(index: int, seg: Segment, strip, links_for) -> str:
         flags.append(f"<span class=tag>{seg.gaps} gap(s)</span>")
     if seg.dropped:
         flags.append(f"<span class=bad>{seg.dropped} message(s) dropped</span>")
-    thumbs = ""
-    if strip is not None and strip.thumbs:
-        figs = []
-        for th in strip.thumbs:
-            data = base64.b64encode(th.jpeg).decode()
-            cls = " class=evidence" if th.evidence else ""
-            label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
-            figs.append(
-                f'<figure><img{cls} width={th.width} height={th.height} alt="frame at {label}" '
-                f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
-            )
-        thumbs = f"<div class=strip>{''.join(figs)}</div>"
-    elif isinstance(strip, str):  # a URL: the page fetches the strip when the card scrolls into view
+    if isinstance(strip, str):  # a URL: the page fetches the strip when the card scrolls into view
         thumbs = f'<div class=strip data-strip="{_e(strip)}"></div>'
-    elif strip is not None and strip.problem:
-        thumbs = f"<div class=meta>{_e(strip.problem)}</div>"
-    elif strip is not None and strip.frames == 0 and seg.exists:
-        thumbs = "<div class=meta>no camera frames in this segment</div>"
+    else:
+        thumbs = strip_html(strip, seg)
     rules = " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)
     return (
         f'<div class=card id="{card_id(index)}" data-name="{_e(seg.name)}">'

@@ -1,0 +1,94 @@
+"""`autorec serve DIR`: the read-only web UI for an output directory (a run writing into it, or last night's)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+WEB_EXTRA = "the web UI needs the 'web' extra: pip install 'autorec[web]' (aiohttp, Bokeh)"
+
+
+def add_http_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        default=default,
+        help="serve the web UI here (loopback unless a HOST is given; any other HOST requires a token)"
+        + (f" (default {default})" if default else ""),
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="token every request must carry (?token=...); generated and printed once when HOST is not loopback",
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="browse an output directory in a web browser (live page, night page, segments, JSON API)",
+        description="Serve a read-only web UI for DIR: the live state from the status file a run keeps there, "
+        "the night's timeline and segments (new ones appear as they close), each segment's frames and plots, "
+        "and a JSON API. For the live camera picture, attach the UI to the run itself: autorec run --http.",
+    )
+    p.add_argument("directory", metavar="DIR", help="an output directory of `autorec run`")
+    add_http_arguments(p, "127.0.0.1:8080")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+    import signal
+
+    log = logging.getLogger("autorec.serve")
+    if not os.path.isdir(args.directory):
+        print(f"autorec serve: {args.directory}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        from autorec.web.feed import DirectoryFeed
+        from autorec.web.server import WebUI, describe_url, parse_listen, resolve_token, start_server
+    except ImportError:
+        print(f"autorec serve: {WEB_EXTRA}", file=sys.stderr)
+        return 2
+    try:
+        host, port = parse_listen(args.http)
+    except ValueError as exc:
+        print(f"autorec serve: --http {exc}", file=sys.stderr)
+        return 2
+    token, generated = resolve_token(host, args.token)
+
+    async def main() -> None:
+        feed = DirectoryFeed(args.directory)
+        ui = WebUI(args.directory, feed, token)
+        try:
+            runner, base = await start_server(ui, host, port)
+        except OSError as exc:
+            raise SystemExit(f"autorec serve: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        log.info("web UI for %s at %s", args.directory, describe_url(base, token if generated else None))
+        if token and not generated:
+            log.info("every request must carry the --token given")
+        poll = asyncio.ensure_future(feed.run())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        try:
+            await stop.wait()
+        finally:
+            poll.cancel()
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,294 @@
+"""What the web UI pushes to browsers: the live state, fanned out to bounded per-browser queues.
+
+Two feeds, one interface (`Feed`): browsers subscribe (`subscribe()` ->
+`Subscriber`), read events from their own queue, and ask for the current
+`status()` and `latest_frame()`.
+
+- `LiveFeed` is attached to a running `autorec run --http`: a stream listener
+  (connection, messages, ticks, firings), a frame listener (the latest camera
+  frame, kept as the decoded event it already is: never copied or decoded
+  for this), and `segment_closed` (from the writer's thread, handed over with
+  `call_soon_threadsafe`). It is called on the recorder's event loop thread.
+- `DirectoryFeed` serves `autorec serve DIR`: it polls the directory's
+  `status.json` and `index.jsonl` (small reads, in a worker thread) and
+  pushes what changed.
+
+Contracts:
+- A push never blocks and never grows without bound: each subscriber has a
+  queue of `QUEUE_MAX` events; when it is full (a browser that stalls) the
+  oldest event is dropped and counted in `Subscriber.dropped`. The recorder
+  pays one `put_nowait` per subscriber per pushed event.
+- Status is pushed at most every `status_interval` s (and at once on a
+  connection change or a segment event); `frame` notices go to each
+  subscriber at most every `frame_interval` s (2 frames/s by default).
+- Events are `(name, data)`: `status` (the status dict), `segment` (a closed
+  segment's index line), `fired` (rule, time, onset), `frame` (sequence
+  number and time of the latest frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time as _time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autorec.pipeline import StreamListener
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 64
+MAX_SUBSCRIBERS = 32
+
+
+@dataclass(eq=False)  # identity: each browser is its own subscriber
+class Subscriber:
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    dropped: int = 0
+    last_frame: float = 0.0  # monotonic time of the last frame notice sent
+
+    def push(self, name: str, data: Any) -> None:
+        if self.queue.full():
+            try:
+                self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            self.dropped += 1
+        self.queue.put_nowait((name, data))
+
+
+class Feed:
+    """Common part: subscribers and pushing."""
+
+    def __init__(
+        self, *, status_interval: float = 0.5, frame_interval: float = 0.5, clock: Callable[[], float] = _time.monotonic
+    ) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.status_interval = status_interval
+        self.frame_interval = frame_interval
+        self.clock = clock
+        self._last_status = -1e9
+        self.frame_seq = 0
+        self.frame_time: float | None = None
+
+    def subscribe(self) -> Subscriber | None:
+        """A new subscriber, or None when `MAX_SUBSCRIBERS` are already connected."""
+        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+            return None
+        sub = Subscriber()
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def push(self, name: str, data: Any) -> None:
+        for sub in self.subscribers:
+            sub.push(name, data)
+
+    def push_status(self, force: bool = False) -> None:
+        now = self.clock()
+        if not self.subscribers or (not force and now - self._last_status < self.status_interval):
+            return
+        self._last_status = now
+        try:
+            status = self.status()
+        except Exception:  # a broken figure must never reach the recorder
+            log.exception("web: cannot collect the status")
+            return
+        self.push("status", status)
+
+    def push_frame_notice(self) -> None:
+        now = self.clock()
+        notice = None
+        for sub in self.subscribers:
+            if now - sub.last_frame >= self.frame_interval:
+                sub.last_frame = now
+                if notice is None:
+                    notice = {"seq": self.frame_seq, "time": self.frame_time}
+                sub.push("frame", notice)
+
+    # -- what subclasses provide ---------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def latest_frame(self) -> tuple[int, float, bytes] | None:
+        """(sequence, time, JPEG bytes) of the latest camera frame, or None."""
+        return None
+
+
+class LiveFeed(Feed, StreamListener):
+    """The feed of a running recorder. See the module docstring.
+
+    `snapshot()` returns the recorder's status dict (the status file's fields); `holds(t)` which
+    rules hold the open segment open and for how long; `recent()` the last closed segments.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        holds: Callable[[float], dict[str, float]] | None = None,
+        recent: Callable[[], list[dict[str, Any]]] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.snapshot = snapshot
+        self.holds = holds
+        self.recent = recent
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stream_time: float | None = None
+        self._frame_event: Any = None
+        self.connected_now = False
+
+    def status(self) -> dict[str, Any]:
+        status = dict(self.snapshot())
+        status["connected"] = self.connected_now
+        status["stream_time"] = self.stream_time
+        status["live"] = True
+        if self.holds is not None and self.stream_time is not None and status.get("open_segment"):
+            status["open_segment"] = dict(status["open_segment"])
+            status["open_segment"]["holds"] = {
+                rule: round(left, 1) for rule, left in self.holds(self.stream_time).items()
+            }
+        if self.recent is not None:
+            status["recent_segments"] = self.recent()
+        status["frame"] = {"seq": self.frame_seq, "time": self.frame_time} if self.frame_time is not None else None
+        return status
+
+    def latest_frame(self) -> tuple[int, float, bytes] | None:
+        event = self._frame_event
+        if event is None or self.frame_time is None:
+            return None
+        return self.frame_seq, self.frame_time, event.image.image_data
+
+    # -- the pipeline's listener interfaces (event loop thread) -----------------------------------
+    def connected(self, t: float) -> None:
+        self.connected_now = True
+        self.push_status(force=True)
+
+    def disconnected(self, t: float) -> None:
+        self.connected_now = False
+        self.push_status(force=True)
+
+    def message(self, t: float, kind: str | None) -> None:
+        self.stream_time = t
+        self.connected_now = True
+        self.push_status()
+
+    def tick(self, t: float) -> None:
+        self.stream_time = t
+        self.push_status()
+
+    def fired(self, t: float, firings: Sequence[Any]) -> None:
+        if not self.subscribers:
+            return
+        for f in firings:
+            self.push("fired", {"rule": f.rule, "time": f.time, "onset": getattr(f, "onset", f.time)})
+        self.push_status(force=True)
+
+    def frame(self, t: float, event: Any) -> None:
+        self._frame_event = event
+        self.frame_seq += 1
+        self.frame_time = t
+        if self.subscribers:
+            self.push_frame_notice()
+
+    # -- the writer's observer interface (writer thread) -----------------------------------------
+    def segment_opened(self, segment: Any) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.push_status, True)
+
+    def segment_closed(self, segment: Any) -> None:
+        if self.loop is None:
+            return
+        summary = dict(segment.summary)
+        self.loop.call_soon_threadsafe(self._segment_closed, summary)
+
+    def _segment_closed(self, summary: dict[str, Any]) -> None:
+        self.push("segment", summary)
+        self.push_status(force=True)
+
+
+def _read_small(path: Path, limit: int = 1 << 20) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
+class DirectoryFeed(Feed):
+    """The feed of `autorec serve DIR`: the status file and the index, polled. See the module docstring."""
+
+    def __init__(self, directory: str | os.PathLike[str], status_name: str = "status.json", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.directory = Path(directory)
+        self.status_path = self.directory / status_name
+        self.index_path = self.directory / "index.jsonl"
+        self._status: dict[str, Any] = {}
+        self._index_size = 0
+        self._index_lines = 0
+
+    def status(self) -> dict[str, Any]:
+        status = dict(self._status)
+        status["live"] = False
+        updated = status.get("updated")
+        status["stale_s"] = round(_time.time() - updated, 1) if isinstance(updated, (int, float)) else None
+        return status
+
+    def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Read the status file and any new index lines (blocking: call it in a worker thread)."""
+        status = None
+        data = _read_small(self.status_path)
+        if data is not None:
+            try:
+                parsed = json.loads(data)
+                if isinstance(parsed, dict):
+                    status = parsed
+            except ValueError:
+                pass  # being replaced, or damaged: keep the last good one
+        new: list[dict[str, Any]] = []
+        try:
+            size = self.index_path.stat().st_size
+        except OSError:
+            size = 0
+        if size < self._index_size:  # retention rewrote the index
+            self._index_size = 0
+        if size > self._index_size:
+            with open(self.index_path, "rb") as f:
+                f.seek(self._index_size)
+                chunk = f.read(size - self._index_size)
+            end = chunk.rfind(b"\n") + 1  # only whole lines
+            self._index_size += end
+            for line in chunk[:end].splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict):
+                    new.append(entry)
+        return status, new
+
+    async def run(self, interval: float = 0.5) -> None:
+        """Poll until cancelled; the first poll only learns where the index ends (no old segments pushed)."""
+        loop = asyncio.get_running_loop()
+        first = True
+        while True:
+            try:
+                status, new = await loop.run_in_executor(None, self.poll_once)
+            except Exception:
+                log.exception("web: cannot read %s", self.directory)
+                status, new = None, []
+            if status is not None and status != self._status:
+                self._status = status
+                self.push_status(force=True)
+            if not first:
+                for entry in new:
+                    self.push("segment", entry)
+            first = False
+            await asyncio.sleep(interval)

@@ -1,0 +1,233 @@
+"""The web UI's pages: HTML around the project's own small scripts (`static/*.js`) and Bokeh charts.
+
+BokehJS is served from the installed Bokeh package (`/static/js/...`), not
+inlined: a browser loads it once and caches it. Every text that comes from
+the directory is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from autorec import __version__
+from autorec.night import Night, Segment, describe_evidence, local_text, utc_text
+from autorec.units import format_duration, format_size
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _nav(active: str) -> str:
+    items = [("/", "Live"), ("/night", "Night"), ("/api/status", "API")]
+    links = " ".join(
+        f'<a href="{href}"{" class=active" if label == active else ""}>{label}</a>' for href, label in items
+    )
+    return f"<nav class=top><b>autorec</b> {links}</nav>"
+
+
+_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="autorec {version}">
+<title>{title}</title>
+<link rel="stylesheet" href="/ui/ui.css">
+</head><body>
+"""
+
+
+def live_page(directory: Path) -> str:
+    """The live page: filled and updated by /ui/live.js from /api/status and /api/events."""
+    return (
+        _HEAD.format(version=__version__, title=_e(f"autorec live: {directory.name}"))
+        + _nav("Live")
+        + f"""
+<main class=live>
+<header><h1>Live <span id=conn class="badge">…</span></h1>
+<div class=sub>{_e(directory.resolve())}</div></header>
+<section class=grid>
+  <div class=panel id=camera-panel><h2>Camera</h2>
+    <img id=frame alt="latest camera frame" width=512 height=384>
+    <div class=meta id=frame-info>no frame yet</div></div>
+  <div class=panel><h2>Stream</h2>
+    <table class=facts>
+      <tr><td>messages/s</td><td id=rate>–</td></tr>
+      <tr><td>stream time</td><td id=stream-time>–</td></tr>
+      <tr><td>disk free</td><td id=disk>–</td></tr>
+      <tr><td>segments</td><td id=seg-count>–</td></tr>
+    </table>
+    <h2>Open segment</h2><div id=open-segment class=meta>none</div>
+    <h2>Scores</h2><div id=scores class=meta>no scores yet</div>
+    <h2>Alerts</h2><div id=alerts class=meta>none</div>
+  </div>
+</section>
+<section class=panel><h2>Last segments</h2>
+<table class=segments><thead><tr><th>start</th><th>length</th><th>size</th><th>rules</th><th>closed</th></tr></thead>
+<tbody id=recent></tbody></table></section>
+</main>
+<script src="/ui/live.js"></script>
+</body></html>
+"""
+    )
+
+
+def _links(seg: Segment) -> list[str]:
+    out = [f'<a href="/segment/{_e(seg.name)}">open</a>']
+    for p in [seg.path, seg.sidecar_path, *seg.videos]:
+        if p.exists():
+            out.append(f'<a href="/files/{_e(p.name)}">{_e(p.name)}</a>')
+    return out
+
+
+def _strip_url(seg: Segment) -> str:
+    return f"/api/segments/{seg.name}/strip"
+
+
+def night_page(directory: Path) -> str:
+    """The report page of the directory, with server links, lazy strips and /ui/night.js for live updates."""
+    from bokeh.resources import Resources
+
+    from autorec.report.page import render_report
+
+    page, _ = render_report(
+        directory,
+        resources=Resources(mode="server", root_url="/"),
+        links_for=_links,
+        strip_url=_strip_url,
+        title_prefix="autorec night",
+        extra_body='<link rel="stylesheet" href="/ui/ui.css"><script src="/ui/night.js"></script>',
+    )
+    return page.replace("<body>", "<body>\n" + _nav("Night"), 1)
+
+
+def card_json(index: int, seg: Segment) -> dict[str, Any]:
+    """A new segment for the night page: its card's HTML and its timeline bars (one per rule)."""
+    from autorec.report.charts import card_id
+    from autorec.report.page import _card_html
+
+    bars: dict[str, list] = {k: [] for k in ("left", "right", "lane", "card", "name", "when", "length", "size")}
+    bars.update({"reason": [], "rules": []})
+    for rule in seg.rules:
+        bars["left"].append(seg.start * 1000)
+        bars["right"].append(max(seg.end, seg.start + 0.5) * 1000)
+        bars["lane"].append(rule)
+        bars["card"].append(card_id(index))
+        bars["name"].append(seg.name)
+        bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
+        bars["length"].append(format_duration(seg.duration))
+        bars["size"].append(format_size(seg.bytes))
+        bars["reason"].append(seg.close_reason)
+        bars["rules"].append(" + ".join(seg.rules))
+    return {"html": _card_html(index, seg, _strip_url(seg), _links), "bars": bars}
+
+
+_SEGMENT_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<link rel="stylesheet" href="/ui/ui.css">
+{{ bokeh_css }}
+{{ bokeh_js }}
+</head><body>
+{{ nav }}
+<main class=segment>
+{{ header }}
+<section class=panel><h2>Camera</h2>{{ player }}</section>
+<section class=panel><h2>Telemetry</h2>{{ embed(roots.plots) }}</section>
+<section class=panel><h2>Firings</h2>{{ firings }}</section>
+</main>
+{{ plot_script }}
+<script src="/ui/segment.js"></script>
+</body></html>
+"""
+
+
+def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment | None, next_seg: Segment | None):
+    """One segment: its sidecar in words, the camera frames, telemetry plots of its span, its firings."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import Div, Range1d
+    from bokeh.resources import Resources
+    from jinja2 import Template
+
+    from autorec.report.charts import telemetry_figures
+    from autorec.sensorseries import read_sensor_series
+
+    side = seg.sidecar or {}
+    facts: list[tuple[str, str]] = [
+        ("start", f"{_e(local_text(seg.start))} <span class=utc>(UTC {_e(utc_text(seg.start))})</span>"),
+        ("length", format_duration(seg.duration)),
+        ("rules", " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)),
+        ("size", f"{format_size(seg.bytes)} in {seg.records} records"),
+        ("closed by", _e(seg.close_reason) + (" (recovered after a crash)" if seg.recovered else "")),
+    ]
+    origins = side.get("origins")
+    if isinstance(origins, dict):
+        facts.append(("records from", ", ".join(f"{_e(k)} {_e(v)}" for k, v in origins.items())))
+    pre = side.get("pre_roll")
+    if (
+        isinstance(pre, dict)
+        and isinstance(pre.get("first"), (int, float))
+        and isinstance(pre.get("last"), (int, float))
+    ):
+        facts.append(("pre-roll", f"{format_duration(pre['last'] - pre['first'])}, {_e(pre.get('records'))} records"))
+    for gap in seg.gap_list[:20]:
+        facts.append(("gap", _e(f"{gap.get('reason', '?')}: {json_short(gap)}")))
+    if seg.dropped:
+        facts.append(("dropped", f"<span class=bad>{seg.dropped} message(s)</span>"))
+    downloads = [
+        f'<a href="/files/{_e(p.name)}" download>{_e(p.name)}</a>' for p in [seg.path, seg.sidecar_path, *seg.videos]
+    ]
+    nav = []
+    if prev_seg is not None:
+        nav.append(f'<a href="/segment/{_e(prev_seg.name)}">&larr; previous</a>')
+    nav.append('<a href="/night">night</a>')
+    if next_seg is not None:
+        nav.append(f'<a href="/segment/{_e(next_seg.name)}">next &rarr;</a>')
+    header = (
+        f"<header><h1>{_e(seg.name)}</h1><div class=sub>{' · '.join(nav)}</div></header>"
+        "<section class=panel><table class=facts>"
+        + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)
+        + f"<tr><td>download</td><td>{' · '.join(downloads)}</td></tr></table></section>"
+    )
+    mp4 = next((v for v in seg.videos if v.suffix == ".mp4"), None)
+    if mp4 is not None:
+        player = f'<video id=video controls muted preload=auto width=768 src="/files/{_e(mp4.name)}"></video>'
+    else:
+        player = (
+            f'<div id=player data-name="{_e(seg.name)}"><img id=player-frame width=768 height=576 alt="camera frame">'
+            "<div class=controls><button id=play type=button>Play</button>"
+            "<input id=scrub type=range min=0 max=0 value=0><span id=frame-time class=meta></span></div></div>"
+        )
+    firings = seg.firings
+    rows = "".join(
+        f"<tr><td>{_e(local_text(f['time'], '%H:%M:%S.%f')[:-4])}</td><td>{_e(f.get('rule'))}</td>"
+        f"<td>{_e(describe_evidence(str(f.get('rule')), f.get('evidence')))}</td></tr>"
+        for f in firings[:200]
+    )
+    more = f"<p class=meta>... and {len(firings) - 200} more in the sidecar</p>" if len(firings) > 200 else ""
+    firings_html = f"<table class=segments><tbody>{rows}</tbody></table>{more}" if rows else "<p>none listed</p>"
+    sensors = read_sensor_series(night.telemetry, seg.start - 5, seg.end + 5, max_points=2000)
+    pad = max(1.0, seg.duration * 0.02)
+    x_range = Range1d(1000 * (seg.start - pad), 1000 * (seg.end + pad))
+    figures = telemetry_figures(sensors, x_range) or [Div(text="no telemetry log covers this segment")]
+    return file_html(
+        column(*figures, sizing_mode="stretch_width", name="plots"),
+        resources=Resources(mode="server", root_url="/"),
+        title=f"autorec segment {seg.name}",
+        template=Template(_SEGMENT_TEMPLATE),
+        template_variables={"nav": _nav(""), "header": header, "player": player, "firings": firings_html},
+    )
+
+
+def json_short(data: dict[str, Any]) -> str:
+    parts = []
+    for k, v in data.items():
+        if k == "reason":
+            continue
+        if isinstance(v, float):
+            v = utc_text(v, "%H:%M:%S") if v > 1e8 else f"{v:.3g}"
+        parts.append(f"{k} {v}")
+    return ", ".join(parts)

@@ -1,0 +1,457 @@
+"""The read-only web UI: aiohttp on the recorder's event loop (`run --http`) or on its own (`serve DIR`).
+
+Pages: `/` (live), `/night` (the report's timeline, plots and cards, with new
+segments added as they close), `/segment/NAME` (one segment: its sidecar in
+words, telemetry plots of its span, its camera frames played in the browser).
+JSON API under `/api/` (documented in the README); downloads under `/files/`.
+
+Contracts:
+- Read-only: only GET (and HEAD) routes exist; anything else is 405. No
+  request writes a file or changes the recorder.
+- No path from a URL reaches the file system: a segment is looked up by name
+  in `index.jsonl`, and only its own files (`.bin`, `.json`, `.mp4`, `.mkv`)
+  are served, opened with O_NOFOLLOW (a symlink planted in the directory is a
+  404). Static files come from the package's own folders through aiohttp's
+  static route, which refuses `..` and symlinks.
+- Token: when a token is set (always when listening beyond loopback), every
+  request must carry it (`?token=`, then a cookie; or `Authorization: Bearer`);
+  without it: 401.
+- Serving never blocks the recorder: file reads, JPEG work and page rendering
+  run in worker threads; event streams read per-browser bounded queues
+  (`autorec.web.feed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time as _time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from autorec.web.feed import Feed
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+TOKEN_COOKIE = "autorec_token"
+SSE_KEEPALIVE = 15.0
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError with a readable message."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = default_host, text
+    host = host.strip("[]") or default_host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return host, port
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class _SegmentIndex:
+    """The directory's segments by name, re-read when index.jsonl changes (size or mtime)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._key: tuple | None = None
+        self.night: Any = None
+
+    def _stat_key(self) -> tuple:
+        try:
+            st = (self.directory / "index.jsonl").stat()
+            return (st.st_size, st.st_mtime_ns)
+        except OSError:
+            return (0, 0)
+
+    def load(self):
+        from autorec.night import load_night
+
+        key = self._stat_key()
+        if key != self._key or self.night is None:
+            self.night = load_night(self.directory)
+            self._key = key
+        return self.night
+
+    def find(self, name: str):
+        night = self.load()
+        for i, seg in enumerate(night.segments):
+            if seg.name == name:
+                return i, seg
+        return None, None
+
+
+def _open_nofollow(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+
+
+class WebUI:
+    """The aiohttp application around one output directory and one feed."""
+
+    def __init__(self, directory: str | os.PathLike[str], feed: Feed, token: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.feed = feed
+        self.token = token
+        self.index = _SegmentIndex(self.directory)
+        self._frames: OrderedDict[str, list[tuple[float, int, int]]] = OrderedDict()
+        self._strips: OrderedDict[str, str] = OrderedDict()
+        self._night_page: tuple[tuple, str] | None = None
+        self._night_lock = asyncio.Lock()
+        self.requests = 0
+        self.app = self._make_app()
+
+    # -- app -------------------------------------------------------------------------------------
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        get = app.router.add_get
+        get("/", self.live_page)
+        get("/night", self.night_page)
+        get("/segment/{name}", self.segment_page)
+        get("/api/status", self.api_status)
+        get("/api/segments", self.api_segments)
+        get("/api/segments/{name}", self.api_segment)
+        get("/api/segments/{name}/frames", self.api_frames)
+        get("/api/segments/{name}/frames/{i}", self.api_frame)
+        get("/api/segments/{name}/strip", self.api_strip)
+        get("/api/segments/{name}/card", self.api_card)
+        get("/api/scores", self.api_scores)
+        get("/api/events", self.api_events)
+        get("/api/frame/latest", self.api_latest_frame)
+        get("/files/{name}", self.files)
+        get("/favicon.ico", lambda request: web.Response(status=204))  # browsers ask; nothing to show
+        app.router.add_static("/ui/", STATIC, follow_symlinks=False)
+        try:
+            from bokeh.util.paths import bokehjs_path
+
+            app.router.add_static("/static/", bokehjs_path(), follow_symlinks=False)
+        except ImportError:
+            pass  # no Bokeh: the night and segment pages say what to install
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        self.requests += 1
+        if self.token is not None:
+            given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE)
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:]
+            if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+                return web.Response(
+                    status=401, text="autorec: a token is required (?token=... from the recorder's log)\n"
+                )
+            response = await handler(request)
+            if request.query.get("token") and isinstance(response, web.Response):
+                response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict")
+            return response
+        return await handler(request)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _segment(self, request: web.Request):
+        index, seg = await self._in_thread(self.index.find, request.match_info["name"])
+        if seg is None:
+            raise web.HTTPNotFound(text="no such segment in index.jsonl\n")
+        return index, seg
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> web.Response:
+        return web.Response(
+            text=json.dumps(data, separators=(",", ":"), default=str, allow_nan=False),
+            content_type="application/json",
+            status=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    # -- pages -----------------------------------------------------------------------------------
+    async def live_page(self, request: web.Request) -> web.Response:
+        from autorec.web.pages import live_page
+
+        return web.Response(text=live_page(self.directory), content_type="text/html")
+
+    def _night_key(self) -> tuple:
+        key = []
+        for name in ("index.jsonl", "journal.jsonl"):
+            try:
+                st = (self.directory / name).stat()
+                key.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                key.append(None)
+        return tuple(key)
+
+    async def night_page(self, request: web.Request) -> web.Response:
+        from autorec.web.pages import night_page
+
+        async with self._night_lock:
+            key = self._night_key()
+            if self._night_page is None or self._night_page[0] != key:
+                try:
+                    html = await self._in_thread(night_page, self.directory)
+                except ImportError:
+                    return web.Response(status=501, text="the night page needs: pip install 'autorec[web]'\n")
+                self._night_page = (key, html)
+            return web.Response(text=self._night_page[1], content_type="text/html")
+
+    async def segment_page(self, request: web.Request) -> web.Response:
+        from autorec.web.pages import segment_page
+
+        index, seg = await self._segment(request)
+        night = self.index.night
+        prev_seg = night.segments[index - 1] if index > 0 else None
+        next_seg = night.segments[index + 1] if index + 1 < len(night.segments) else None
+        try:
+            html = await self._in_thread(segment_page, self.directory, night, seg, prev_seg, next_seg)
+        except ImportError:
+            return web.Response(status=501, text="the segment page needs: pip install 'autorec[web]'\n")
+        return web.Response(text=html, content_type="text/html")
+
+    # -- API -------------------------------------------------------------------------------------
+    async def api_status(self, request: web.Request) -> web.Response:
+        return self._json(self.feed.status())
+
+    async def api_segments(self, request: web.Request) -> web.Response:
+        from autorec.commands.ls import segment_row
+
+        night = await self._in_thread(self.index.load)
+        rows = [segment_row(s) for s in night.segments]
+        for row in rows:
+            row["path"] = os.path.basename(row["path"])
+            row["videos"] = [os.path.basename(v) for v in row["videos"]]
+        return self._json({"segments": rows, "problems": night.problems})
+
+    async def api_segment(self, request: web.Request) -> web.Response:
+        from autorec.commands.ls import segment_row
+
+        _, seg = await self._segment(request)
+        row = segment_row(seg)
+        row["path"] = seg.path.name
+        row["videos"] = [v.name for v in seg.videos]
+        return self._json({"segment": row, "sidecar": seg.sidecar})
+
+    async def _frame_index(self, seg) -> list[tuple[float, int, int]]:
+        from autorec.thumbnails import Strip, _frame_index
+
+        frames = self._frames.get(seg.name)
+        if frames is None:
+            try:
+                frames = await self._in_thread(_frame_index, seg.path, Strip())
+            except OSError:
+                frames = []
+            frames.sort(key=lambda f: f[0])
+            self._frames[seg.name] = frames
+            while len(self._frames) > 16:
+                self._frames.popitem(last=False)
+        return frames
+
+    async def api_frames(self, request: web.Request) -> web.Response:
+        _, seg = await self._segment(request)
+        frames = await self._frame_index(seg)
+        return self._json({"name": seg.name, "frames": [{"i": i, "t": t} for i, (t, _, _) in enumerate(frames)]})
+
+    async def api_frame(self, request: web.Request) -> web.Response:
+        _, seg = await self._segment(request)
+        frames = await self._frame_index(seg)
+        try:
+            i = int(request.match_info["i"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        if not 0 <= i < len(frames):
+            raise web.HTTPNotFound(text="no such frame\n")
+        _, offset, length = frames[i]
+
+        def read() -> bytes | None:
+            from autorec import events
+            from autorec.thumbnails import _usable
+
+            fd = _open_nofollow(seg.path)
+            try:
+                payload = os.pread(fd, length, offset + 4)
+            finally:
+                os.close(fd)
+            try:
+                jpeg = events.decode(payload).image.image_data
+            except events.DecodeError:
+                return None
+            return jpeg if _usable(jpeg) is not None else None
+
+        try:
+            jpeg = await self._in_thread(read)
+        except OSError:
+            raise web.HTTPNotFound() from None
+        if jpeg is None:
+            raise web.HTTPUnprocessableEntity(text="this frame is damaged or too large to show\n")
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def api_strip(self, request: web.Request) -> web.Response:
+        from autorec.report.page import THUMB_QUALITY, THUMB_WIDTH, _bbox, strip_html
+        from autorec.thumbnails import Thumbnailer, contact_strip
+
+        _, seg = await self._segment(request)
+        html = self._strips.get(seg.name)
+        if html is None:
+            firings = seg.firings
+            first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
+
+            def make() -> str:
+                strip = contact_strip(
+                    seg.path,
+                    seg.start,
+                    seg.end,
+                    5,
+                    first["time"] if first else None,
+                    _bbox(first) if first else None,
+                    THUMB_WIDTH,
+                    Thumbnailer(THUMB_WIDTH, THUMB_QUALITY),
+                )
+                return strip_html(strip, seg)
+
+            html = await self._in_thread(make)
+            self._strips[seg.name] = html
+            while len(self._strips) > 256:
+                self._strips.popitem(last=False)
+        return web.Response(text=html, content_type="text/html")
+
+    async def api_card(self, request: web.Request) -> web.Response:
+        from autorec.web.pages import card_json
+
+        index, seg = await self._segment(request)
+        return self._json(card_json(index, seg))
+
+    async def api_scores(self, request: web.Request) -> web.Response:
+        status = self.feed.status()
+        return self._json({"scores": status.get("scores") or {}})
+
+    async def api_latest_frame(self, request: web.Request) -> web.Response:
+        latest = self.feed.latest_frame()
+        if latest is None:
+            raise web.HTTPNotFound(text="no camera frame yet\n")
+        seq, t, jpeg = latest
+        return web.Response(
+            body=jpeg,
+            content_type="image/jpeg",
+            headers={"Cache-Control": "no-store", "X-Frame-Seq": str(seq), "X-Frame-Time": repr(t)},
+        )
+
+    async def api_events(self, request: web.Request) -> web.StreamResponse:
+        sub = self.feed.subscribe()
+        if sub is None:
+            return web.Response(status=503, text="too many browsers connected\n")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
+        try:
+            await response.prepare(request)
+            await response.write(self._sse("status", self.feed.status()))
+            while True:
+                try:
+                    name, data = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE)
+                except asyncio.TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                await response.write(self._sse(name, data))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.feed.unsubscribe(sub)
+        return response
+
+    @staticmethod
+    def _sse(name: str, data: Any) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+
+    async def files(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        night = await self._in_thread(self.index.load)
+        allowed: dict[str, Path] = {}
+        for seg in night.segments:
+            for p in (seg.path, seg.sidecar_path, *seg.videos):
+                allowed[p.name] = p
+        path = allowed.get(name)
+        if path is None:
+            raise web.HTTPNotFound(text="not a file of a segment in index.jsonl\n")
+        try:
+            fd = await self._in_thread(_open_nofollow, path)
+        except OSError:
+            raise web.HTTPNotFound(text="not available\n") from None
+        try:
+            size = os.fstat(fd).st_size
+            types = {".bin": "application/octet-stream", ".json": "application/json", ".mp4": "video/mp4"}
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": types.get(path.suffix, "video/x-matroska"),
+                    "Content-Length": str(size),
+                    "Content-Disposition": f'attachment; filename="{path.name}"' if path.suffix == ".bin" else "inline",
+                }
+            )
+            await response.prepare(request)
+            offset = 0
+            while offset < size:
+                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                if not chunk:
+                    break
+                await response.write(chunk)
+                offset += len(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            os.close(fd)
+
+
+async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Start serving `ui` on host:port; returns the runner (to `cleanup()`) and the base URL."""
+    runner = web.AppRunner(ui.app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # the real port when 0 was asked
+    real_port = sockets[0].getsockname()[1] if sockets else port
+    shown = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown}:{real_port}/"
+
+
+def describe_url(base: str, token: str | None) -> str:
+    return base + (f"?token={token}" if token else "")
+
+
+def monotonic() -> float:
+    return _time.monotonic()
+
+
+def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token to require, and whether it was generated here (to be printed once).
+
+    Loopback: none unless one is given. Any other address: the given one, or a new random one.
+    """
+    if token:
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return new_token(), True
