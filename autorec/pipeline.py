@@ -13,8 +13,11 @@ with or without `--dry-run`). Only the drivers differ:
 
 Contracts of `Pipeline`:
 - Messages whose payload did not parse (`rejected`) are counted and never
-  reach a segment. Messages that arrive before any timestamp is known are
-  held (bounded) and fed with the first known time.
+  reach a segment. Messages that arrive before any timestamp is known, or
+  whose timestamp is far off the stream clock, are held (bounded) by the
+  timeline until it knows their time (see `autorec.timeline`): a damaged
+  timestamp is an outlier that moves no clock, a confirmed clock step is
+  followed.
 - Live, a tick's stream time is the last event time plus the monotonic time
   elapsed since it arrived (times `rate`), minus `tick_lag` real seconds so
   that a message already on its way is not shut out of a segment whose
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as _dt
 import logging
 import sys
 import time as _time
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from autorec import events
+from autorec.dates import utc_iso
 from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
@@ -117,12 +120,11 @@ class Pipeline:
         self.offline = offline
         self.engine = RuleEngine(ruleset)
         self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
-        self.timeline = Timeline(rate=rate)
+        self.timeline: Timeline[tuple[bytes, str, Any]] = Timeline(rate=rate, max_held=MAX_HELD)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
         self.listeners: list[StreamListener] = list(listeners)
         self.stats = PipelineStats()
-        self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
 
     # -- inputs --------------------------------------------------------
@@ -149,19 +151,18 @@ class Pipeline:
             except events.DecodeError:
                 self.stats.rejected += 1
                 return
-        t = self.timeline.stamp(events.timestamp(event), None if self.offline else msg.monotonic)
         kind = msg.kind or event.WhichOneof("msg") or ""
-        if t is None:
-            if len(self._held) < MAX_HELD:
-                self._held.append((msg.payload, kind, event))
-            else:
-                self.stats.held += 1
-            return
-        if self._held:
-            held, self._held = self._held, []
-            for payload, held_kind, held_event in held:
-                self._process(t, payload, held_kind, held_event)
-        self._process(t, msg.payload, kind, event)
+        # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
+        # next records decide what it was; it hands back every record it releases, in order.
+        released = self.timeline.push(
+            events.timestamp(event), None if self.offline else msg.monotonic, (msg.payload, kind, event)
+        )
+        self.stats.held = self.timeline.dropped
+        self._release(released)
+
+    def _release(self, released: list[tuple[float, tuple[bytes, str, Any]]]) -> None:
+        for t, (payload, kind, event) in released:
+            self._process(t, payload, kind, event)
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
         stats = self.stats
@@ -193,6 +194,7 @@ class Pipeline:
         if t is None:
             if monotonic is None:
                 return
+            self._release(self.timeline.expire(monotonic))
             t = self.timeline.tick(monotonic)
             if t is None:
                 if wall is not None:
@@ -215,6 +217,7 @@ class Pipeline:
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         """The source connected. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = True
+        self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
             self._submit(self.segmenter.connected(t))
@@ -226,6 +229,7 @@ class Pipeline:
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = False
+        self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
             self._submit(self.segmenter.disconnected(t))
@@ -237,6 +241,7 @@ class Pipeline:
     def finish(self, reason: str | None = None) -> None:
         """Close the open segment (end of stream or shutdown)."""
         reason = reason or ("end_of_log" if self.offline else "shutdown")
+        self._release(self.timeline.flush())
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
 
@@ -267,6 +272,8 @@ class Pipeline:
             "firings": self.stats.firings,
             "pre_roll_dropped": seg.pre_roll_dropped[0],
             "clock_jumps": len(self.timeline.jumps),
+            "clock_steps": self.timeline.steps,
+            "clock_outliers": self.timeline.outliers,
             "rule_errors": dict(self.engine.errors),
             "rules_disabled": dict(self.engine.disabled),
         }
@@ -361,7 +368,7 @@ class DryRun:
 
 
 def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return utc_iso(t)
 
 
 # -- drivers -------------------------------------------------------------------

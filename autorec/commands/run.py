@@ -265,6 +265,8 @@ class _Services:
                     "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
                     "suppressed_firings": pipeline.segmenter.suppressed,
                     "clock_jumps": len(pipeline.timeline.jumps),
+                    "clock_steps": pipeline.timeline.steps,
+                    "clock_outliers": pipeline.timeline.outliers,
                     "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
                     "exports_failed": self.export.failed,
                     "trigger_errors": sum(pipeline.engine.errors.values()),
