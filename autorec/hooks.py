@@ -58,8 +58,9 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
+
+from autorec.dates import utc_strftime
 
 log = logging.getLogger("autorec.hooks")
 
@@ -176,7 +177,7 @@ def _format_value(name: str, value: Any, spec: str | None) -> str:
         return ""
     if name in TIME_PLACEHOLDERS and isinstance(value, (int, float)):
         if spec:
-            return datetime.fromtimestamp(value, tz=timezone.utc).strftime(spec)
+            return utc_strftime(value, spec)
         return f"{value:.3f}"
     if isinstance(value, (list, tuple, set, frozenset)):
         text = ",".join(str(v) for v in value)

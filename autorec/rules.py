@@ -27,7 +27,6 @@ Contracts:
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import re
 import string
 import urllib.parse
@@ -38,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from autorec.dates import utc_strftime
 from autorec.diskfloor import MinFree
 from autorec.events import KINDS
 from autorec.segmenter import SegmentPolicy
@@ -683,10 +683,6 @@ _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
-    try:
-        when: _dt.datetime | None = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        when = None  # a rig clock far out of range must not stop the writer: fall back to seconds
     rule_text = "+".join(dict.fromkeys(rules)) or "none"
     parts = []
     for literal, name, spec, _conv in string.Formatter().parse(template):
@@ -694,7 +690,8 @@ def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
         if name is None:
             continue
         if name == "start":
-            parts.append(when.strftime(spec or DEFAULT_START_FORMAT) if when is not None else f"{start:.0f}")
+            # Never raises: a time out of the calendar's range is clamped to it (autorec.dates).
+            parts.append(utc_strftime(start, spec or DEFAULT_START_FORMAT))
         elif name == "rules":
             parts.append(format(rule_text, spec or ""))
         elif name == "seq":

@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -61,6 +61,7 @@ from av.video.frame import PictureType
 
 from autorec import events
 from autorec.atomicfile import fsync_path
+from autorec.dates import clamp_time, local_strftime, utc_iso
 from autorec.jpeg import jpeg_complete, jpeg_size
 from autorec.logfile import LogReader
 
@@ -332,8 +333,9 @@ _GLYPH_ARRAYS = {c: np.array([[ch == "1" for ch in row] for row in rows], dtype=
 
 def format_overlay_time(t: float) -> str:
     """Local wall time with milliseconds, as burned into frames by `--timestamp`."""
+    t = clamp_time(t)
     ms = round(t * 1000) % 1000
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(t))) + f".{ms:03d}"
+    return local_strftime(t, "%Y-%m-%d %H:%M:%S") + f".{ms:03d}"
 
 
 def _plane_array(plane) -> np.ndarray:
@@ -772,6 +774,5 @@ def _done(value: object) -> Future:
 
 
 def _set_metadata(container, first_time: float) -> None:
-    moment = datetime.fromtimestamp(first_time, tz=timezone.utc)
-    container.metadata["creation_time"] = moment.isoformat().replace("+00:00", "Z")
+    container.metadata["creation_time"] = utc_iso(first_time, digits=6)
     container.metadata["comment"] = f"autorec: first frame at epoch {first_time:.6f}"

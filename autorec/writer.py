@@ -298,6 +298,7 @@ class SegmentWriter:
                 if self._telemetry is not None:
                     self._telemetry.write(item.time, item.payload)
                     self.stats.telemetry_records = self._telemetry.records
+                    self.stats.telemetry_errors = self._telemetry.dropped
             elif isinstance(item, OpenSegment):
                 self._open(item)
             elif isinstance(item, CloseSegment):
