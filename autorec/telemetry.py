@@ -109,4 +109,4 @@ class TelemetryLog:
         now = _time.monotonic()
         if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
             self._logged_at = now
-            log.warning("%s (%d record(s) lost so far; repeats are logged at most once a minute)", message, self.dropped)
+            log.warning("%s (%d record(s) lost so far; repeats logged at most once a minute)", message, self.dropped)
