@@ -174,6 +174,14 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
     if pipeline.stats.rejected:
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
+    tl = pipeline.timeline
+    if tl.outliers or tl.steps:
+        log.warning(
+            "%s: %d damaged timestamp(s) kept at the time before them (outliers), %d clock step(s) followed",
+            path,
+            tl.outliers,
+            tl.steps,
+        )
     if isinstance(sink, DryRun):
         sink.report(source.bytes, sys.stdout)
     else:
