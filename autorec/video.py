@@ -60,7 +60,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from autorec import events
-from autorec.atomicfile import fsync_path
+from autorec.atomicfile import fsync_path, open_nofollow
 from autorec.dates import clamp_time, local_strftime, utc_iso
 from autorec.jpeg import jpeg_complete, jpeg_size
 from autorec.logfile import LogReader
@@ -603,10 +603,13 @@ def export(
         snapshot_records_from_sidecar(log),
     )
     container = None
+    sink = None
     try:
         try:
-            tmp.unlink(missing_ok=True)  # a stale one from a killed run
-            container = av.open(str(tmp), "w", format=_FORMAT[options.mode])
+            tmp.unlink(missing_ok=True)  # a stale one from a killed run (or a planted link: its target stays)
+            # Created by us, fresh and without following links; PyAV writes to the open file.
+            sink = os.fdopen(open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL), "w+b")
+            container = av.open(sink, "w", format=_FORMAT[options.mode])
         except (OSError, av.FFmpegError) as exc:
             raise ExportError(f"{out}: cannot write: {exc}") from None
         if options.mode == "copy":
@@ -617,6 +620,7 @@ def export(
             raise ExportError(_no_frames_message(log, stats, result, options))
         container.close()
         container = None
+        sink.close()
         # The rename must not land before the data: a power cut would leave a broken file under the real name.
         fsync_path(tmp)
         os.replace(tmp, out)
@@ -630,6 +634,8 @@ def export(
                 container.close()
             except Exception:  # already failing; the partial file is removed below
                 pass
+        if sink is not None:
+            sink.close()
         tmp.unlink(missing_ok=True)  # after success it is already renamed
     result.bytes = out.stat().st_size
     result.seconds = time.perf_counter() - began

@@ -322,7 +322,9 @@ class SegmentWriter:
     def _unique_name(self, base: str) -> str:
         name, n = base, 1
         while any(
-            (self.directory / f"{name}{suffix}").exists() for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
+            # lexists: a symbolic link (even a dangling one) takes the name too; it is never written through.
+            os.path.lexists(self.directory / f"{name}{suffix}")
+            for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
         ):
             n += 1
             name = f"{base}-{n}"

@@ -116,6 +116,9 @@ def _claim_output(out: Path):
     except InstanceLockError as exc:
         print(f"autorec run: {exc}", file=sys.stderr)
         return None
+    except OSError as exc:  # a planted link as the lock file, a read-only directory
+        print(f"autorec run: cannot lock {out}: {exc.filename or lock.path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
     return lock
 
 
