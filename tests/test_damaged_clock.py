@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from clirun import restore_logging  # noqa: F401  (autouse fixture)
 from segment_helpers import payload
 
 from autorec import dates, events

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from clirun import restore_logging  # noqa: F401  (autouse fixture)
 from segment_helpers import payload
 from videolog import T0 as VT0
 from videolog import frames_log
