@@ -373,10 +373,10 @@ def _reload(pipeline, services: _Services) -> None:
     try:
         ruleset = load_rules(path)
     except ConfigError as exc:
-        log.error("reload rejected, the rules in use are kept: %s", exc)
+        log.error("reload rejected: %s (the rules in use are kept)", exc)
         return
     except OSError as exc:
-        log.error("reload rejected, the rules in use are kept: cannot read %s: %s", path, exc.strerror or exc)
+        log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
     pipeline.reload(ruleset)
     services.alerts.engine = pipeline.engine
