@@ -26,7 +26,9 @@ Contracts of `Pipeline`:
   `SegmentObserver`s on the writer (hooks, video export on close, retention,
   status), `StreamListener`s here (alerts, status: connected/disconnected,
   every message's time and kind, ticks, firings), and
-  `segmenter.pause()/resume()` (the disk floor).
+  `segmenter.pause()/resume()` (the disk floor). While the segmenter is
+  paused, the telemetry track is paused too (it would fill the disk the
+  floor protects); what it skips is counted in `stats.telemetry_paused`.
 - `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
   offline) and hands the close to the sink; the caller then closes the sink.
 """
@@ -95,6 +97,7 @@ class PipelineStats:
     held: int = 0  # messages dropped because no timestamp ever came within MAX_HELD
     firings: int = 0
     segments: int = 0  # opened, parts included
+    telemetry_paused: int = 0  # telemetry messages not written while recording was paused (disk floor)
     connected: bool = False
     first_time: float | None = None
     last_time: float | None = None
@@ -178,7 +181,10 @@ class Pipeline:
         if actions:
             self._submit(actions)
         if self.telemetry and is_telemetry_kind(kind):
-            self.sink.telemetry(t, payload)
+            if self.segmenter.paused:
+                stats.telemetry_paused += 1
+            else:
+                self.sink.telemetry(t, payload)
         if firings:
             self._fired(t, firings)
         for listener in self.listeners:

@@ -272,6 +272,7 @@ class _Services:
                     "bytes_written": ws.bytes,
                     "dropped": ws.dropped,
                     "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+                    "telemetry_paused": ps.telemetry_paused,
                     "write_errors": ws.errors,
                     "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
                     "suppressed_firings": pipeline.segmenter.suppressed,
