@@ -5,14 +5,17 @@ One damaged record (a timestamp of 0, year 1, year 4000) must not move the
 stream clock; a rig whose clock really steps (NTP, an RTC-less board that
 syncs after boot, a log with a long gap) must be followed.
 
-Contract of `ClockNormaliser.judge(t, ref, mono)`, called for every record
-with a timestamp (already shifted by the timeline's offset), in order:
-- `t` *deviates* from a reference time `ref` when it is more than
-  `jump_threshold` seconds behind it, or more than `step_threshold` seconds
-  ahead of it. `ref` is the timeline's expected time (live: last time plus
-  monotonic time elapsed; offline: the last time), or None before there is
-  a clock.
-- The first timestamp (`ref` None) is ACCEPTED: it starts the clock. Were it
+Contract of `ClockNormaliser.judge(t, last, expected, mono)`, called for
+every record with a timestamp (already shifted by the timeline's offset), in
+order:
+- `t` *deviates* from the clock when it is more than `jump_threshold`
+  seconds behind `last` (the last stream time given out), or more than
+  `step_threshold` seconds ahead of `expected` (live: the last time plus the
+  monotonic time elapsed since; offline: the last time). Behind is measured
+  from `last`, not `expected`: a receiver that lags (a burst queued in the
+  socket) sees stamps behind the monotonic projection, which is no clock
+  step. `last` is None before there is a clock.
+- The first timestamp (`last` None) is ACCEPTED: it starts the clock. Were it
   damaged, the records after it deviate from it and confirm a step away
   from it, so the damage stays with that one record.
 - A record that does not deviate from `ref` is ACCEPTED; any run of deviant
@@ -55,24 +58,25 @@ class ClockNormaliser:
     rate: float = 1.0  # stream seconds per monotonic second
     _run: list[tuple[float, float | None]] = field(default_factory=list)  # (time, monotonic) of the run
 
-    def deviates(self, t: float, ref: float) -> bool:
-        return t < ref - self.jump_threshold or t > ref + self.step_threshold
+    def deviates(self, t: float, last: float, expected: float | None = None) -> bool:
+        ahead_of = last if expected is None else expected
+        return t < last - self.jump_threshold or t > ahead_of + self.step_threshold
 
     @property
     def run_length(self) -> int:
         return len(self._run)
 
-    def judge(self, t: float, ref: float | None, mono: float | None = None) -> Decision:
-        if ref is None or not self.deviates(t, ref):
+    def judge(self, t: float, last: float | None, expected: float | None = None, mono: float | None = None) -> Decision:
+        if last is None or not self.deviates(t, last, expected):
             refuted = len(self._run)
             self._run.clear()
             return Decision(Verdict.ACCEPTED, refuted)
         if self._run:
-            last, last_mono = self._run[-1]
-            run_ref = last
-            if mono is not None and last_mono is not None:
-                run_ref += self.rate * max(0.0, mono - last_mono)
-            if not self.deviates(t, run_ref):
+            run_last, run_mono = self._run[-1]
+            run_expected = run_last
+            if mono is not None and run_mono is not None:
+                run_expected += self.rate * max(0.0, mono - run_mono)
+            if not self.deviates(t, run_last, run_expected):
                 self._run.append((t, mono))
                 if len(self._run) >= self.confirm:
                     self._run.clear()

@@ -9,8 +9,8 @@ what arrives into one non-decreasing time line:
 - small backwards steps (messages built on different threads of the server
   arrive slightly out of order) are clamped to the last time, so time never
   runs backwards;
-- a timestamp far from the clock (more than `jump_threshold` behind it or
-  `step_threshold` ahead of it) is judged by `autorec.clock.ClockNormaliser`:
+- a timestamp far from the clock (more than `jump_threshold` behind the
+  last time, or `step_threshold` ahead of the expected time) is judged by `autorec.clock.ClockNormaliser`:
   the record is held until the next records decide. If the stream returns
   to the clock, it was an *outlier* (a damaged record: 0 = 1970, year 1, far
   future): it is kept, stamped with the carried-forward time, counted in
@@ -120,7 +120,7 @@ class Timeline(Generic[T]):
             self._set(t, monotonic)
             return [(t, item)]
         t = timestamp + self.offset
-        decision = self.rule.judge(t, self.expected(monotonic), monotonic)
+        decision = self.rule.judge(t, self.time, self.expected(monotonic), monotonic)
         out = self._refute() if decision.refuted else []
         if decision.verdict is Verdict.ACCEPTED:
             out.extend(self._accept(t, monotonic, item))

@@ -174,3 +174,14 @@ def test_the_clock_rule_alone():
     d = rule.judge(-500.0, 102.0)  # fits neither the clock nor the run: the run was an outlier
     assert d.verdict is Verdict.HOLD and d.refuted == 1
     assert rule.judge(-499.0, 102.0).verdict is Verdict.CONFIRMED
+
+
+def test_a_lagging_receiver_is_no_clock_step():
+    """Live at 20x, a burst queued in the socket arrives late: its stamps are far behind the monotonic
+    projection but not behind the last time. That is lag, not a step (it was once absorbed as one)."""
+    tl: Timeline = Timeline(rate=20.0)
+    stamp(tl, 1000.0, 0.0)
+    # 1 s of real time passed (20 s projected), the records are from 0.1-0.5 s of stream time later
+    for i in range(1, 6):
+        assert stamp(tl, 1000.0 + i * 0.1, 1.0 + i * 0.001) == pytest.approx(1000.0 + i * 0.1)
+    assert not tl.jumps and tl.steps == 0 and tl.outliers == 0 and tl.offset == 0.0
