@@ -134,7 +134,9 @@ def test_mutated_logs_never_raise_through_any_command(tmp_path: Path, capsys):
     parser = cli.build_parser()
     catcher = ExceptionRecords()
     root = logging.getLogger()
-    root.addHandler(catcher)
+    # Only ours: a handler an earlier test's main() left on a closed stream would print "Logging error"
+    # tracebacks of its own (the autouse restore_logging fixture puts the old handlers back).
+    root.handlers[:] = [catcher]
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     rng = random.Random(SEED)
@@ -170,7 +172,7 @@ def test_mutated_logs_never_raise_through_any_command(tmp_path: Path, capsys):
                 if out.exists():
                     shutil.rmtree(out)
     finally:
-        root.removeHandler(catcher)
+        root.removeHandler(catcher)  # (restore_logging puts the earlier handlers back)
     total = sum(COUNTS.values())
     assert sum(codes.values()) == total
     with capsys.disabled():
