@@ -9,9 +9,11 @@ Contract of `ClockNormaliser.judge(t, last, expected, mono)`, called for
 every record with a timestamp (already shifted by the timeline's offset), in
 order:
 - `t` *deviates* from the clock when it is more than `jump_threshold`
-  seconds behind `last` (the last stream time given out), or more than
-  `step_threshold` seconds ahead of `expected` (live: the last time plus the
-  monotonic time elapsed since; offline: the last time). Behind is measured
+  seconds behind `last` (the last stream time given out), or too far ahead
+  of `expected`: live (`mono` given), more than `jump_threshold` ahead of
+  the last time plus the monotonic time elapsed since; offline, where a
+  quiet stretch of the log looks the same as a jump, more than
+  `step_threshold` ahead of the last time. Behind is measured
   from `last`, not `expected`: a receiver that lags (a burst queued in the
   socket) sees stamps behind the monotonic projection, which is no clock
   step. `last` is None before there is a clock.
@@ -58,16 +60,18 @@ class ClockNormaliser:
     rate: float = 1.0  # stream seconds per monotonic second
     _run: list[tuple[float, float | None]] = field(default_factory=list)  # (time, monotonic) of the run
 
-    def deviates(self, t: float, last: float, expected: float | None = None) -> bool:
+    def deviates(self, t: float, last: float, expected: float | None = None, live: bool = False) -> bool:
         ahead_of = last if expected is None else expected
-        return t < last - self.jump_threshold or t > ahead_of + self.step_threshold
+        ahead = self.jump_threshold if live else self.step_threshold
+        return t < last - self.jump_threshold or t > ahead_of + ahead
 
     @property
     def run_length(self) -> int:
         return len(self._run)
 
     def judge(self, t: float, last: float | None, expected: float | None = None, mono: float | None = None) -> Decision:
-        if last is None or not self.deviates(t, last, expected):
+        live = mono is not None and expected is not None
+        if last is None or not self.deviates(t, last, expected, live):
             refuted = len(self._run)
             self._run.clear()
             return Decision(Verdict.ACCEPTED, refuted)
@@ -76,7 +80,7 @@ class ClockNormaliser:
             run_expected = run_last
             if mono is not None and run_mono is not None:
                 run_expected += self.rate * max(0.0, mono - run_mono)
-            if not self.deviates(t, run_last, run_expected):
+            if not self.deviates(t, run_last, run_expected, live and run_mono is not None):
                 self._run.append((t, mono))
                 if len(self._run) >= self.confirm:
                     self._run.clear()

@@ -10,7 +10,9 @@ what arrives into one non-decreasing time line:
   arrive slightly out of order) are clamped to the last time, so time never
   runs backwards;
 - a timestamp far from the clock (more than `jump_threshold` behind the
-  last time, or `step_threshold` ahead of the expected time) is judged by `autorec.clock.ClockNormaliser`:
+  last time; ahead of the expected time by more than `jump_threshold` live,
+  by more than `step_threshold` offline, where a quiet stretch of a log
+  looks like a jump) is judged by `autorec.clock.ClockNormaliser`:
   the record is held until the next records decide. If the stream returns
   to the clock, it was an *outlier* (a damaged record: 0 = 1970, year 1, far
   future): it is kept, stamped with the carried-forward time, counted in
@@ -20,9 +22,9 @@ what arrives into one non-decreasing time line:
   later timestamps are shifted by the step, `offset`), a forward step is
   followed. Held records are released in order with their final times, so
   a confirmed step moves no record and an outlier moves no clock;
-- live, a smaller forward jump (the stamps ran ahead of the monotonic clock
-  by more than `jump_threshold`) is followed at once and counted in `jumps`:
-  a simulator running faster than `rate` or a long reconnect look the same;
+- live, a forward jump (the stamps ran ahead of the monotonic clock by more
+  than `jump_threshold`: a rig clock step, a simulator running faster than
+  `rate`, a replay shortening gaps) is followed once confirmed like any step;
 - `tick(monotonic)` is the time of a quiet moment: the last event time plus
   the monotonic time elapsed since that event arrived (times `rate`, the
   simulator's speed-up). Post-roll therefore
@@ -61,9 +63,9 @@ class ClockJump:
 class Timeline(Generic[T]):
     """Turns event timestamps and monotonic arrival times into stream time. See the module docstring.
 
-    `jump_threshold`: a timestamp this many seconds behind the expected time is a deviation (less
-    is clamped); live, a forward jump beyond it is counted. `step_threshold`: a timestamp this far
-    ahead of the expected time is a deviation. `confirm`: consecutive consistent deviant records
+    `jump_threshold`: a timestamp this many seconds behind the last time is a deviation (less is
+    clamped), and live, one this far ahead of the expected time. `step_threshold`: offline, a
+    timestamp this far ahead of the last time is a deviation. `confirm`: consecutive consistent deviant records
     that confirm a clock step. `rate`: stream seconds per monotonic second (1 for a rig; the
     simulator's `--speed` when it runs faster than real time).
     """
@@ -158,11 +160,7 @@ class Timeline(Generic[T]):
             held, self._held = self._held, []
             self._set(t, monotonic)
             return [(t, h.item) for h in held] + [(t, item)]
-        expected = self.expected(monotonic)
-        assert expected is not None
-        if monotonic is not None and self._mono is not None and t > expected + self.jump_threshold:
-            self.jumps.append(ClockJump(at=expected, size=t - expected))
-        elif t < self.time:
+        if t < self.time:
             self.clamped += 1
             t = self.time
         self._set(t, monotonic)

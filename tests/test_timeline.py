@@ -115,17 +115,28 @@ def test_a_damaged_first_timestamp_is_left_behind_by_a_step():
     assert tl.steps == 1
 
 
-def test_forward_jump_counted_with_monotonic_times_but_not_absorbed():
+def test_forward_jump_live_is_followed_once_confirmed_and_not_absorbed():
     tl: Timeline = Timeline(jump_threshold=5.0)
     stamp(tl, 1000.0, 0.0)
-    assert stamp(tl, 1600.0, 1.0) == 1600.0  # 1 s elapsed, clock says 10 min: counted, time follows
-    assert len(tl.jumps) == 1 and tl.jumps[0].size == pytest.approx(599.0)
-    assert stamp(tl, 1601.0, 2.0) == 1601.0
+    assert stamp(tl, 1600.0, 1.0) is None  # 1 s elapsed, the clock says 10 min: held...
+    assert stamp(tl, 1600.1, 1.1) is None
+    out = tl.push(1600.2, 1.2, "third")  # ...until 3 records agree: a step, followed (not absorbed)
+    assert [t for t, _ in out] == [1600.0, 1600.1, 1600.2]
+    assert tl.steps == 1 and len(tl.jumps) == 1 and tl.jumps[0].size == pytest.approx(599.0)
+    assert stamp(tl, 1601.0, 2.0) == 1601.0 and tl.offset == 0.0
     # offline a long quiet period is indistinguishable from a jump: accepted
     off: Timeline = Timeline(jump_threshold=5.0)
     stamp(off, 1000.0)
     assert stamp(off, 4000.0) == 4000.0
     assert not off.jumps
+
+
+def test_live_a_damaged_stamp_minutes_ahead_is_an_outlier():
+    """Live the monotonic clock says how much time passed: 30 min ahead after 0.25 s is damage."""
+    tl: Timeline = Timeline()
+    got = feed(tl, [(1000.0, "a"), (1000.25 + 1800.0, "ahead"), (1000.5, "b"), (1000.75, "c")], [0.0, 0.25, 0.5, 0.75])
+    assert got["ahead"] == 1000.0 and got["b"] == 1000.5 and got["c"] == 1000.75
+    assert tl.outliers == 1 and tl.steps == 0 and not tl.jumps
 
 
 def test_an_offline_gap_longer_than_the_step_threshold_is_followed_after_confirmation():
