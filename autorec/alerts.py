@@ -33,9 +33,9 @@ import collections
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
+from autorec.dates import utc_iso
 from autorec.units import format_duration, format_size
 
 log = logging.getLogger("autorec.alerts")
@@ -53,10 +53,7 @@ CAMERA_COMPANIONS = frozenset({"image_transform"})
 
 
 def _utc(t: float) -> str:
-    try:
-        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return f"{t:.3f}"
+    return utc_iso(t, digits=0)
 
 
 @dataclass(frozen=True)

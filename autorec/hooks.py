@@ -58,8 +58,9 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
+
+from autorec.dates import utc_strftime
 
 log = logging.getLogger("autorec.hooks")
 
@@ -79,6 +80,25 @@ OUTPUT_TAIL = 2000  # characters of a hook's output kept for the log
 
 # `{{`, `}}`, `{name}` / `{name:format}`, or a lone brace (kept as written).
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)(?::([^{}]*))?\}|[{}]")
+
+
+MAX_FORMAT_WIDTH = 1000  # widths/precisions in placeholder specs; `{rules:1000000000}` allocated 1 GB
+_SPEC = re.compile(r"^(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d*))?[a-zA-Z%]?$", re.S)
+
+
+def check_format_width(name: str, spec: str) -> None:
+    """ValueError if the format spec of placeholder `name` asks for a width or precision over MAX_FORMAT_WIDTH."""
+    m = _SPEC.match(spec)
+    if m is None:
+        return  # not a standard spec: rendering reports it
+    for part in ("width", "precision"):
+        digits = (m.group(part) or "").lstrip("0")
+        # len() first: int() of a 5000-digit string raises (and a huge one takes long)
+        if len(digits) > 4 or (digits and int(digits) > MAX_FORMAT_WIDTH):
+            shown = digits if len(digits) <= 20 else f"{digits[:8]}...({len(digits)} digits)"
+            raise ValueError(
+                f"placeholder {{{name}:{spec[:30]}}}: a {part} of {shown} is absurd (at most {MAX_FORMAT_WIDTH})"
+            )
 
 
 class HookConfigError(ValueError):
@@ -128,6 +148,12 @@ def _check_template(item: str, allowed: frozenset[str]) -> None:
         name = m.group(1)
         if name is None:  # a brace that is no placeholder (code, awk, JSON) stays as written
             continue
+        spec = m.group(2)
+        if spec and name not in TIME_PLACEHOLDERS:
+            try:
+                check_format_width(name, spec)
+            except ValueError as exc:
+                raise HookConfigError(str(exc)) from None
         if name not in allowed:
             close = difflib.get_close_matches(name, allowed, n=1)
             hint = f"; did you mean {{{close[0]}}}?" if close else ""
@@ -176,7 +202,7 @@ def _format_value(name: str, value: Any, spec: str | None) -> str:
         return ""
     if name in TIME_PLACEHOLDERS and isinstance(value, (int, float)):
         if spec:
-            return datetime.fromtimestamp(value, tz=timezone.utc).strftime(spec)
+            return utc_strftime(value, spec)
         return f"{value:.3f}"
     if isinstance(value, (list, tuple, set, frozenset)):
         text = ",".join(str(v) for v in value)

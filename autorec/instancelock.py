@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autorec.atomicfile import open_nofollow
+
 LOCK_NAME = ".autorec.lock"
 
 
@@ -99,7 +101,7 @@ class InstanceLock:
             return
         # A few rounds at most: each retry means a holder released while we were opening.
         for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

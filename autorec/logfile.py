@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from autorec import events
+from autorec.atomicfile import open_nofollow
 from autorec.proto import PurpleDropEvent
 
 HEADER = struct.Struct("<I")
@@ -189,7 +190,8 @@ class LogWriter:
             flags |= os.O_EXCL
         elif mode == "overwrite":
             flags |= os.O_TRUNC
-        self._fd: int | None = os.open(self.path, flags, 0o644)
+        # Never through a symbolic link (a planted link must not make us truncate or append to its target).
+        self._fd: int | None = open_nofollow(self.path, flags)
         self._committed = 0
         if mode == "append":
             reader = LogReader(self.path)

@@ -13,8 +13,11 @@ with or without `--dry-run`). Only the drivers differ:
 
 Contracts of `Pipeline`:
 - Messages whose payload did not parse (`rejected`) are counted and never
-  reach a segment. Messages that arrive before any timestamp is known are
-  held (bounded) and fed with the first known time.
+  reach a segment. Messages that arrive before any timestamp is known, or
+  whose timestamp is far off the stream clock, are held (bounded) by the
+  timeline until it knows their time (see `autorec.timeline`): a damaged
+  timestamp is an outlier that moves no clock, a confirmed clock step is
+  followed.
 - Live, a tick's stream time is the last event time plus the monotonic time
   elapsed since it arrived (times `rate`), minus `tick_lag` real seconds so
   that a message already on its way is not shut out of a segment whose
@@ -23,7 +26,9 @@ Contracts of `Pipeline`:
   `SegmentObserver`s on the writer (hooks, video export on close, retention,
   status), `StreamListener`s here (alerts, status: connected/disconnected,
   every message's time and kind, ticks, firings), and
-  `segmenter.pause()/resume()` (the disk floor).
+  `segmenter.pause()/resume()` (the disk floor). While the segmenter is
+  paused, the telemetry track is paused too (it would fill the disk the
+  floor protects); what it skips is counted in `stats.telemetry_paused`.
 - `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
   offline) and hands the close to the sink; the caller then closes the sink.
 """
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as _dt
 import logging
 import sys
 import time as _time
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from autorec import events
+from autorec.dates import utc_iso
 from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
@@ -104,6 +109,7 @@ class PipelineStats:
     held: int = 0  # messages dropped because no timestamp ever came within MAX_HELD
     firings: int = 0
     segments: int = 0  # opened, parts included
+    telemetry_paused: int = 0  # telemetry messages not written while recording was paused (disk floor)
     connected: bool = False
     first_time: float | None = None
     last_time: float | None = None
@@ -134,14 +140,13 @@ class Pipeline:
         self.score_sinks: list[ScoreSink] = list(score_sinks)
         self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)
         self._use_rules(ruleset)
-        self.timeline = Timeline(rate=rate)
+        self.timeline: Timeline[tuple[bytes, str, Any]] = Timeline(rate=rate, max_held=MAX_HELD)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
         self.listeners: list[StreamListener] = list(listeners)
         # called with (time, decoded event) for each camera frame (the web UI's latest picture); must be quick
         self.frame_listeners: list[Callable[[float, Any], None]] = []
         self.stats = PipelineStats()
-        self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
 
     # -- inputs --------------------------------------------------------
@@ -168,19 +173,18 @@ class Pipeline:
             except events.DecodeError:
                 self.stats.rejected += 1
                 return
-        t = self.timeline.stamp(events.timestamp(event), None if self.offline else msg.monotonic)
         kind = msg.kind or event.WhichOneof("msg") or ""
-        if t is None:
-            if len(self._held) < MAX_HELD:
-                self._held.append((msg.payload, kind, event))
-            else:
-                self.stats.held += 1
-            return
-        if self._held:
-            held, self._held = self._held, []
-            for payload, held_kind, held_event in held:
-                self._process(t, payload, held_kind, held_event)
-        self._process(t, msg.payload, kind, event)
+        # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
+        # next records decide what it was; it hands back every record it releases, in order.
+        released = self.timeline.push(
+            events.timestamp(event), None if self.offline else msg.monotonic, (msg.payload, kind, event)
+        )
+        self.stats.held = self.timeline.dropped
+        self._release(released)
+
+    def _release(self, released: list[tuple[float, tuple[bytes, str, Any]]]) -> None:
+        for t, (payload, kind, event) in released:
+            self._process(t, payload, kind, event)
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
         stats = self.stats
@@ -196,7 +200,10 @@ class Pipeline:
         if actions:
             self._submit(actions)
         if self.telemetry and is_telemetry_kind(kind):
-            self.sink.telemetry(t, payload)
+            if self.segmenter.paused:
+                stats.telemetry_paused += 1
+            else:
+                self.sink.telemetry(t, payload)
         if firings:
             self._fired(t, firings)
         for listener in self.listeners:
@@ -215,6 +222,7 @@ class Pipeline:
         if t is None:
             if monotonic is None:
                 return
+            self._release(self.timeline.expire(monotonic))
             t = self.timeline.tick(monotonic)
             if t is None:
                 if wall is not None:
@@ -237,6 +245,7 @@ class Pipeline:
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         """The source connected. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = True
+        self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
             self._submit(self.segmenter.connected(t))
@@ -248,6 +257,7 @@ class Pipeline:
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
         self.stats.connected = False
+        self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
             self._submit(self.segmenter.disconnected(t))
@@ -259,6 +269,7 @@ class Pipeline:
     def finish(self, reason: str | None = None) -> None:
         """Close the open segment (end of stream or shutdown)."""
         reason = reason or ("end_of_log" if self.offline else "shutdown")
+        self._release(self.timeline.flush())
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
         self._hand_scores(self.scores.finish())
@@ -291,6 +302,8 @@ class Pipeline:
             "firings": self.stats.firings,
             "pre_roll_dropped": seg.pre_roll_dropped[0],
             "clock_jumps": len(self.timeline.jumps),
+            "clock_steps": self.timeline.steps,
+            "clock_outliers": self.timeline.outliers,
             "rule_errors": dict(self.engine.errors),
             "rules_disabled": dict(self.engine.disabled),
         }
@@ -484,7 +497,7 @@ class DryRun:
 
 
 def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return utc_iso(t)
 
 
 # -- drivers -------------------------------------------------------------------

@@ -103,6 +103,11 @@ class CaptureLog:
     def bytes(self) -> int:
         return self.log.bytes
 
+    @property
+    def written(self) -> int:
+        """Records durably handed to the OS so far (log and rejected sidecar)."""
+        return self.log.records + (self._rejected.records if self._rejected else 0)
+
     def write(self, message: Message) -> None:
         if message.rejected is None:
             self.messages += 1

@@ -50,7 +50,7 @@ from typing import Any
 
 from autorec import __version__, events
 from autorec.atomicfile import append_json_line as append_index_line  # re-exported: tests and tools append index lines
-from autorec.atomicfile import fsync_path, write_json
+from autorec.atomicfile import fsync_path, open_nofollow, write_json
 from autorec.logfile import LogReader
 from autorec.telemetry import PREFIX as TELEMETRY_PREFIX
 from autorec.writer import INDEX_NAME, LOG_SUFFIX, SIDECAR_SUFFIX, SIDECAR_VERSION
@@ -153,13 +153,13 @@ class Recovered:
 def final_name(partial: Path) -> Path:
     """`NAME.bin` for `NAME.bin.partial`, or `NAME.recovered-N.bin` if that is taken."""
     target = partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])
-    if not target.exists():
+    if not os.path.lexists(target):
         return target
     stem = target.name[: -len(LOG_SUFFIX)] if target.name.endswith(LOG_SUFFIX) else target.name
     n = 1
     while True:
         candidate = target.with_name(f"{stem}.recovered-{n}{LOG_SUFFIX}")
-        if not candidate.exists() and not candidate.with_suffix(SIDECAR_SUFFIX).exists():
+        if not os.path.lexists(candidate) and not os.path.lexists(candidate.with_suffix(SIDECAR_SUFFIX)):
             return candidate
         n += 1
 
@@ -303,7 +303,11 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
         return
     if result.cut_bytes:
         # Only a partial is cut: a finalized log is never modified (its sidecar counts its whole records).
-        os.truncate(source, summary.bytes)
+        fd = open_nofollow(source, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, summary.bytes)
+        finally:
+            os.close(fd)
     if fsync and is_partial:
         fsync_path(source)
 
@@ -369,7 +373,8 @@ def find_unfinished(directory: str | os.PathLike[str]) -> list[Path]:
     """Partials, and logs without sidecar or index line, oldest first (what `recover_directory` handles)."""
     directory = Path(directory)
     try:
-        files = [p for p in directory.iterdir() if p.is_file()]
+        # A symbolic link is never ours (the writer creates none): recovering one would cut its target.
+        files = [p for p in directory.iterdir() if p.is_file() and not p.is_symlink()]
     except FileNotFoundError:
         return []
     indexed: set[str] | None = None

@@ -10,6 +10,12 @@ due, in seconds of log time after the log's first timestamp:
   and with `max_gap` a quiet stretch longer than that is shortened to it.
 The payloads themselves are sent unchanged, byte for byte.
 
+`long_gaps(offsets, threshold)` lists the quiet stretches longer than
+`threshold` (log seconds) in those offsets. A damaged timestamp (or a log
+spanning days) can make one last years, even at `--speed 1000`, so the
+server warns about them (longer than an hour) before it starts playing and
+suggests `--max-gap`.
+
 `ReplayServer(path, speed, loop, host, port)` is the async context manager
 that plays a log to every websocket client through `autorec.broadcast`, at
 `speed` times real time, from the top again with `loop`.
@@ -26,12 +32,14 @@ from collections.abc import Iterable, Iterator
 from autorec import events
 from autorec.broadcast import Broadcaster, StreamServer
 from autorec.logfile import LogReader
+from autorec.units import format_duration
 
 log = logging.getLogger("autorec.replay")
 
 MIN_SLEEP = 0.004  # messages due closer together than this go out in one batch
 MAX_BATCH = 512  # ...but never more than this many before letting clients' writers run
 LOOP_GAP = 1.0  # log seconds between the end of a pass and the start of the next one
+WARN_GAP = 3600.0  # quiet stretches longer than this are announced before playing
 
 
 def playback_offsets(payloads: Iterable[bytes], max_gap: float | None = None) -> Iterator[tuple[float, bytes]]:
@@ -54,6 +62,29 @@ def playback_offsets(payloads: Iterable[bytes], max_gap: float | None = None) ->
                 due = last + max_gap
             last = max(last, due)
         yield last, payload
+
+
+def long_gaps(offsets: Iterable[tuple[float, bytes]], threshold: float = WARN_GAP) -> list[tuple[float, float]]:
+    """`(due, length)` of every quiet stretch longer than `threshold` seconds in `playback_offsets` output."""
+    gaps = []
+    last: float | None = None
+    for due, _payload in offsets:
+        if last is not None and due - last > threshold:
+            gaps.append((last, due - last))
+        last = due
+    return gaps
+
+
+def describe_long_gaps(path: str | os.PathLike[str], gaps: list[tuple[float, float]], speed: float) -> str:
+    """The warning for `long_gaps`, with what they cost at `speed` and the way out."""
+    at, longest = max(gaps, key=lambda g: g[1])
+    total = sum(length for _, length in gaps)
+    return (
+        f"replay: {path} has {len(gaps)} quiet stretch(es) longer than {format_duration(WARN_GAP)} "
+        f"(the longest: {format_duration(longest)}, {format_duration(at)} into the log; a damaged timestamp?): "
+        f"at --speed {speed:g} they take {format_duration(total / speed)} of waiting; "
+        "--max-gap 10s shortens every quiet stretch to 10 s"
+    )
 
 
 class ReplayServer(StreamServer):
@@ -102,10 +133,18 @@ class ReplayServer(StreamServer):
         s["records"] = self.records
         return s
 
+    def _long_gaps(self) -> list[tuple[float, float]]:
+        reader = LogReader(self.path)
+        return long_gaps(playback_offsets((r.payload for r in reader.records()), self.max_gap))
+
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
         publish = self.broadcaster.publish
         try:
+            if self.max_gap is None or self.max_gap > WARN_GAP:
+                gaps = await asyncio.to_thread(self._long_gaps)
+                if gaps:
+                    log.warning("%s", describe_long_gaps(self.path, gaps, self.speed))
             if self.wait_for_clients > 0:
                 await self.broadcaster.wait_for_clients(self.wait_for_clients)
             real0 = loop.time()

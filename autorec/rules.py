@@ -27,7 +27,6 @@ Contracts:
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import re
 import string
 import urllib.parse
@@ -38,8 +37,10 @@ from typing import Any
 
 import yaml
 
+from autorec.dates import utc_strftime
 from autorec.diskfloor import MinFree
 from autorec.events import KINDS
+from autorec.hooks import check_format_width
 from autorec.segmenter import SegmentPolicy
 from autorec.triggers.base import Trigger
 from autorec.triggers.fields import suggest
@@ -194,8 +195,29 @@ class _DuplicateKey(yaml.MarkedYAMLError):
     pass
 
 
+MAX_DEPTH = 64  # nesting levels; a rule file needs a handful, and PyYAML recurses per level
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that builds `_Map`/`_Seq` carrying line numbers, and rejects duplicate keys."""
+    """SafeLoader that builds `_Map`/`_Seq` carrying line numbers, and rejects duplicate keys.
+
+    Absurd input is a marked error (a line number), never a Python exception: nesting deeper
+    than MAX_DEPTH (PyYAML's composer and constructor recurse per level: 1000 levels raised
+    RecursionError), and scalars that YAML's resolver accepts but Python cannot build (an
+    integer of 5000 digits, a date like 2026-13-45).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _DuplicateKey(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode):
@@ -235,6 +257,27 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode):
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _marked(tag: str, what: str) -> None:
+    """Make the scalar constructor of `tag` report a value Python cannot build at its line."""
+    base = _LineLoader.yaml_constructors[tag]
+
+    def construct(loader: _LineLoader, node: yaml.Node) -> Any:
+        try:
+            return base(loader, node)
+        except (ValueError, OverflowError) as exc:
+            value = str(node.value)
+            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} characters)"
+            reason = str(exc).split(";")[0]  # Python's int-digits message goes on with advice for programmers
+            raise _DuplicateKey(None, None, f"{what} {shown!r} cannot be read: {reason}", node.start_mark) from None
+
+    _LineLoader.add_constructor(tag, construct)
+
+
+_marked("tag:yaml.org,2002:int", "the integer")
+_marked("tag:yaml.org,2002:float", "the number")
+_marked("tag:yaml.org,2002:timestamp", "the date")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,11 +342,45 @@ def load_rules(path: str | Path, overrides: Sequence[Override] = ()) -> RuleSet:
     return parse_rules(text, p, overrides)
 
 
+_BRACKETS = re.compile(r"[\[\]{}\n]")
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where `[`/`{` brackets nest deeper than MAX_DEPTH, or None.
+
+    Checked before YAML sees the text: PyYAML's scanner keeps a possible key per open bracket
+    and looks at all of them for every token, so 100,000 brackets on a line took minutes before
+    the composer's own depth check (`_LineLoader`) could stop it. Quotes and comments are not
+    told apart: an unbalanced run of 64 brackets inside a string is not a rule file either.
+    """
+    depth = 0
+    line = 1
+    for m in _BRACKETS.finditer(text):
+        c = m.group()
+        if c == "\n":
+            line += 1
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif depth:
+            depth -= 1
+    return None
+
+
 def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Override] = ()) -> RuleSet:
     """Validate rule-file `text`; `path` is used in messages and to find `module:Class` plugins beside it."""
     p = Path(path)
+    deep = _too_deep(text)
+    if deep is not None:
+        raise ConfigError(p, deep, "(yaml)", f"brackets nested more than {MAX_DEPTH} levels deep")
     try:
         doc = yaml.load(text, Loader=_LineLoader)
+    except yaml.reader.ReaderError as exc:
+        # A character YAML refuses (a NUL byte, another control character): give its line, not its offset.
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        what = "a NUL byte" if exc.character in ("\x00", 0) else f"the control character {exc.character!r}"
+        raise ConfigError(p, line, "(yaml)", f"{what} is not allowed in a rule file (the file must be text)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -311,9 +388,10 @@ def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Ove
         raise ConfigError(p, line, "(yaml)", f"{problem} (the file must be valid YAML)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(p, None, "(yaml)", f"{exc} (the file must be valid YAML)") from None
-    if not overrides:
-        return _Validator(p).ruleset(doc)
-    _apply_overrides(p, doc, overrides)
+    except RecursionError:  # a safety net: MAX_DEPTH stops nesting before this
+        raise ConfigError(p, None, "(yaml)", "nested too deeply") from None
+    if overrides:
+        _apply_overrides(p, doc, overrides)
     try:
         return _Validator(p).ruleset(doc)
     except ConfigError as exc:
@@ -321,6 +399,9 @@ def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Ove
             if exc.key == f"rules[{o.rule}].{o.option}":
                 raise OverrideError(p, f"{o.rule}.{o.option}", exc.message) from None
         raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        # A safety net: every check reports FILE:LINE itself; whatever slipped through is still one line.
+        raise ConfigError(p, None, "(file)", f"cannot be checked: {type(exc).__name__}: {exc}") from None
 
 
 def _apply_overrides(path: Path, doc: Any, overrides: Sequence[Override]) -> None:
@@ -421,7 +502,7 @@ class _Validator:
         output = self.output(top)
         segments = self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None)
         max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
-        grace = self.convert(top, "shutdown_grace", "", parse_duration, 10.0)
+        grace = self.convert(top, "shutdown_grace", "", _duration, 10.0)
         hooks = self.hooks(top)
         alerts = self.alerts(top)
         rules = self.rules(top, segments, max_errors)
@@ -464,8 +545,8 @@ class _Validator:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
             base = SegmentSettings()
         return SegmentSettings(
-            pre_roll=self.convert(m, "pre_roll", prefix, parse_duration, base.pre_roll),
-            post_roll=self.convert(m, "post_roll", prefix, parse_duration, base.post_roll),
+            pre_roll=self.convert(m, "pre_roll", prefix, _duration, base.pre_roll),
+            post_roll=self.convert(m, "post_roll", prefix, _duration, base.post_roll),
             max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
             pre_roll_max_bytes=self.convert(m, "pre_roll_max_bytes", prefix, parse_size, base.pre_roll_max_bytes),
         )
@@ -672,8 +753,19 @@ def _video(value: Any) -> str:
     return value
 
 
-def _positive_duration(value: Any) -> float:
+MAX_DURATION = 3650 * 86400.0  # 10 years: far below what threading/asyncio can wait for (~292 years)
+
+
+def _duration(value: Any) -> float:
+    """`parse_duration`, bounded: a duration autorec may have to wait for must be one it can wait for."""
     seconds = parse_duration(value)
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{_show(value)} is too long (at most 3650d, 10 years: longer cannot be waited for)")
+    return seconds
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = _duration(value)
     if seconds <= 0:
         raise ValueError(f"must be more than 0, got {_show(value)} (a duration like 10s, 30min, 7d)")
     return seconds
@@ -681,7 +773,7 @@ def _positive_duration(value: Any) -> float:
 
 def _at_least_duration(minimum: float) -> Callable[[Any], float]:
     def conv(value: Any) -> float:
-        seconds = parse_duration(value)
+        seconds = _duration(value)
         if seconds < minimum:
             raise ValueError(f"must be at least {minimum:g}s, got {_show(value)}")
         return seconds
@@ -765,6 +857,8 @@ def _check_placeholders(text: str, fields: tuple[str, ...]) -> list[tuple[str, s
             raise ValueError(f"placeholder {{{name}!{conversion}}} in {text!r}: conversions are not allowed")
         if spec and ("{" in spec or "}" in spec):
             raise ValueError(f"placeholder {{{name}}} in {text!r}: nested placeholders are not allowed")
+        if spec and name != "start":  # {start:...} is strftime; the others are Python format specs
+            check_format_width(name, spec)
         out.append((name, spec or ""))
     return out
 
@@ -777,10 +871,6 @@ _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
-    try:
-        when: _dt.datetime | None = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        when = None  # a rig clock far out of range must not stop the writer: fall back to seconds
     rule_text = "+".join(dict.fromkeys(rules)) or "none"
     parts = []
     for literal, name, spec, _conv in string.Formatter().parse(template):
@@ -788,7 +878,8 @@ def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
         if name is None:
             continue
         if name == "start":
-            parts.append(when.strftime(spec or DEFAULT_START_FORMAT) if when is not None else f"{start:.0f}")
+            # Never raises: a time out of the calendar's range is clamped to it (autorec.dates).
+            parts.append(utc_strftime(start, spec or DEFAULT_START_FORMAT))
         elif name == "rules":
             parts.append(format(rule_text, spec or ""))
         elif name == "seq":

@@ -23,9 +23,11 @@ Contract of the iteration (single consumer, one asyncio loop):
   reported again; the next `Connected` ends the gap. Gaps (start, end, cause)
   are also kept in `stats.gaps` (`end` is None while the gap is open).
 - Retries use capped exponential backoff (`min_backoff` doubling up to
-  `max_backoff`, <= 5 s by default). The backoff only resets after a
-  connection that stayed up for at least `max_backoff`, so a server that
-  accepts and drops at once is not hammered.
+  `max_backoff`, <= 5 s by default). The backoff resets when a connection
+  delivers its first frame (a server that drops every connection after a
+  second still gets recorded, reconnected at once each time) or stayed up
+  for at least `max_backoff`; a server that accepts and drops without
+  sending anything is not hammered.
 - The iteration ends (StopAsyncIteration) only after `stop()` or `close()`.
   Frames already received when the stop is requested are still yielded
   while the closing handshake runs (bounded by `close_timeout`).
@@ -196,6 +198,7 @@ class WebsocketSource:
         self._retry_at = 0.0  # monotonic time before which no new attempt is made
         self._connected_at = 0.0  # monotonic time of the last connect
         self._had_data = False  # a connection has been made before (for `reconnects`)
+        self._got_frame = False  # the current connection has delivered a frame
 
     # -- iteration ---------------------------------------------------------
 
@@ -221,6 +224,9 @@ class WebsocketSource:
                     self._lost(describe_failure(exc))
                     self._schedule_retry()
                 continue
+            if not self._got_frame:
+                self._got_frame = True
+                self._backoff = self.min_backoff  # the server serves: a drop now is worth a quick retry
             if isinstance(data, str):
                 # Not ours (pdserver only sends binary frames): count and skip.
                 self.stats.text_frames += 1
@@ -307,6 +313,7 @@ class WebsocketSource:
         now, mono = time.time(), time.monotonic()
         self._ws = ws
         self._connected_at = mono
+        self._got_frame = False
         self.stats.connects += 1
         self.stats.connected = True
         gap = self.stats.open_gap

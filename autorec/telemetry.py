@@ -9,28 +9,32 @@ recorder appends to the day's file (after cutting a partial final record).
 Contract (used from the writer's thread only):
 - `write(time, payload)` appends one record to the file of `time`'s UTC day;
   `flush()` hands buffered records to the OS; `close()` flushes and closes.
-- Write errors (full disk) never raise: the records are counted in
-  `dropped` and the error in `errors`, `last_error` keeps the message, and
-  the next write tries again.
+- Write errors (full disk, a refused file, anything unexpected) never
+  raise: the records are counted in `dropped` and the error in `errors`,
+  `last_error` keeps the message, and the next write tries again. The first
+  error is logged, then at most one line a minute while errors go on (with
+  the count lost so far), never one per record.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
+import time as _time
 from pathlib import Path
 
+from autorec.dates import utc_strftime
 from autorec.logfile import LogWriteError, LogWriter
 
 log = logging.getLogger("autorec.telemetry")
 
 PREFIX = "telemetry-"
+LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
 
 
 def telemetry_name(time: float) -> str:
     """The file name of the telemetry log holding stream time `time`."""
-    day = _dt.datetime.fromtimestamp(time, tz=_dt.timezone.utc).strftime("%Y%m%d")
+    day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
     return f"{PREFIX}{day}.bin"
 
 
@@ -52,6 +56,7 @@ class TelemetryLog:
         self.dropped = 0
         self.errors = 0
         self.last_error: str | None = None
+        self._logged_at: float | None = None  # monotonic time of the last error log line
 
     @property
     def path(self) -> Path | None:
@@ -66,7 +71,7 @@ class TelemetryLog:
             self._writer.write(payload)
             self.records += 1
             self.bytes += len(payload) + 4
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a loss is counted and reported, never a traceback per record
             self._failed(exc, 1)
 
     def flush(self) -> None:
@@ -100,6 +105,8 @@ class TelemetryLog:
         self.dropped += records
         self.errors += 1
         message = f"telemetry: {exc}"
-        if message != self.last_error:
-            log.warning("%s", message)  # once per distinct error, not once per record
         self.last_error = message
+        now = _time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.warning("%s (%d record(s) lost so far; repeats logged at most once a minute)", message, self.dropped)

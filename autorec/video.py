@@ -21,6 +21,11 @@ Timing contract (both modes):
   from there on is shifted so that this frame comes one frame interval after
   the previous one (counted in `clock_steps`). Forward jumps are kept as they
   are: they are indistinguishable from a camera stall.
+- A camera gap longer than `MAX_FRAME_GAP` (6 h) between two exported
+  frames is cut to a still of `CUT_GAP_TO` (5 s), logged and counted in
+  `gaps_cut`: an MP4 sample lasts at most 2**31 ticks of 1/90000 s (6.6 h),
+  and a night-long frozen picture is of no use anyway. Shorter gaps keep
+  their real length.
 - Snapshot records at a segment's start (state copies re-stamped to the
   segment's start time, see `tag_snapshot`) are not frames.
 - `start`/`end` select frames by their log time: seconds from the log's first
@@ -33,6 +38,12 @@ Robustness contract:
   an end marker.
 - h264: a frame of another size than the first is scaled to the first size
   (counted in `rescaled`); copy keeps every JPEG as it is.
+- Memory is bounded whatever the frames claim: a frame whose JPEG header
+  says more than `max_pixels` (default 4096x4096) is never decoded, in
+  either mode: it is skipped, counted in `too_large`, and the first one is
+  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded). FFmpeg's
+  own `max_pixels` limit is set to the same value in the decoder, so a header
+  that hides its size from `autorec.jpeg` is refused there too.
 - The file is written as `OUT.partial` and renamed to `OUT` only when
   complete, so a killed export never leaves a broken file under the real name.
 - Failures raise `ExportError` with a one-line message; the partial file is
@@ -42,6 +53,7 @@ Robustness contract:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import threading
@@ -50,7 +62,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -60,15 +72,21 @@ import numpy as np
 from av.video.frame import PictureType
 
 from autorec import events
-from autorec.atomicfile import fsync_path
+from autorec.atomicfile import fsync_path, open_nofollow
+from autorec.dates import clamp_time, local_strftime, utc_iso
 from autorec.jpeg import jpeg_complete, jpeg_size
 from autorec.logfile import LogReader
+
+_log = logging.getLogger(__name__)  # `log` names the log file being exported throughout this module
 
 Mode = Literal["h264", "copy"]
 MODES: tuple[str, ...] = ("h264", "copy")
 SUFFIX: dict[str, str] = {"h264": ".mp4", "copy": ".mkv"}
 _FORMAT: dict[str, str] = {"h264": "mp4", "copy": "matroska"}
 # MP4 takes any clock: 90 kHz is the MPEG convention. Matroska's clock is 1 ms.
+MAX_FRAME_GAP = 6 * 3600.0  # seconds; a longer camera gap is cut (MP4 sample durations overflow at 6.6 h)
+CUT_GAP_TO = 5.0  # seconds of still picture a cut gap becomes
+DEFAULT_MAX_PIXELS = 4096 * 4096  # a generous camera maximum: ~25 MB a decoded 4:2:0 picture
 _TIME_BASE: dict[str, Fraction] = {"h264": Fraction(1, 90000), "copy": Fraction(1, 1000)}
 
 CLOCK_STEP = 1.0  # seconds back in time treated as a clock step rather than jitter
@@ -332,8 +350,9 @@ _GLYPH_ARRAYS = {c: np.array([[ch == "1" for ch in row] for row in rows], dtype=
 
 def format_overlay_time(t: float) -> str:
     """Local wall time with milliseconds, as burned into frames by `--timestamp`."""
+    t = clamp_time(t)
     ms = round(t * 1000) % 1000
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(t))) + f".{ms:03d}"
+    return local_strftime(t, "%Y-%m-%d %H:%M:%S") + f".{ms:03d}"
 
 
 def _plane_array(plane) -> np.ndarray:
@@ -394,6 +413,7 @@ class ExportOptions:
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
     decode_threads: int | None = None  # default: `default_decode_threads()`; 0: decode in the encoding thread
+    max_pixels: int = DEFAULT_MAX_PIXELS  # frames larger than this (width x height) are skipped, never decoded
 
 
 @dataclass
@@ -402,6 +422,8 @@ class ExportResult:
     output: Path
     frames: int = 0  # frames written
     corrupt: int = 0
+    too_large: int = 0  # frames over `max_pixels`, skipped
+    gaps_cut: int = 0  # camera gaps longer than MAX_FRAME_GAP, cut to CUT_GAP_TO
     rescaled: int = 0
     first_time: float | None = None  # log time of the first frame written
     last_time: float | None = None
@@ -417,6 +439,8 @@ class ExportResult:
         sel = self.selection
         for count, what in (
             (self.corrupt, "corrupt frames skipped"),
+            (self.too_large, "frames over the pixel cap skipped"),
+            (self.gaps_cut, f"camera gaps over {MAX_FRAME_GAP / 3600:g}h cut to {CUT_GAP_TO:g}s"),
             (self.rescaled, "frames rescaled to the first size"),
             (sel.untimed, "frames without any time skipped"),
             (sel.clock_steps, "clock steps"),
@@ -457,18 +481,22 @@ _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
 class _Decoder:
     """JPEG -> full-range 4:2:0 frames of one size; one FFmpeg decoder per thread (contexts are not thread-safe)."""
 
-    def __init__(self, source_size: tuple[int, int], timestamp: bool) -> None:
+    def __init__(self, source_size: tuple[int, int], timestamp: bool, max_pixels: int = 0) -> None:
         self.source_size = source_size  # the first frame's size; others are "rescaled" to it
         # 4:2:0 needs even sizes
         self.width, self.height = max(2, source_size[0] & ~1), max(2, source_size[1] & ~1)
         self.timestamp = timestamp
+        self.max_pixels = max_pixels  # FFmpeg refuses pictures above this (0: no limit of ours)
         self._local = threading.local()
 
     def _context(self) -> av.CodecContext:
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             ctx = av.CodecContext.create("mjpeg", "r")
-            ctx.options = {"err_detect": "explode"}  # damaged JPEGs fail instead of half-grey pictures
+            options = {"err_detect": "explode"}  # damaged JPEGs fail instead of half-grey pictures
+            if self.max_pixels:
+                options["max_pixels"] = str(self.max_pixels)
+            ctx.options = options
             self._local.ctx = ctx
         return ctx
 
@@ -500,8 +528,19 @@ class _Decoder:
 class _Writer:
     """Muxes frames one behind, so each frame's duration (to the next frame) is known when it is written."""
 
-    def __init__(self, container: av.container.OutputContainer, stream, time_base: Fraction, t0: float):
+    def __init__(
+        self,
+        container: av.container.OutputContainer,
+        stream,
+        time_base: Fraction,
+        t0: float,
+        result: ExportResult | None = None,
+    ):
         self.container, self.stream, self.time_base, self.t0 = container, stream, time_base, t0
+        self.result = result
+        self._cut = 0  # ticks removed from long camera gaps so far
+        self._max_gap = round(MAX_FRAME_GAP / time_base)
+        self._cut_to = round(CUT_GAP_TO / time_base)
         self._held: tuple[int, object] | None = None
         self._durations: dict[int, int] = {}
         self.last_pts = 0
@@ -509,13 +548,37 @@ class _Writer:
         self._first_dts: int | None = None
 
     def pts(self, t: float) -> int:
-        return round((t - self.t0) / self.time_base)
+        return round((t - self.t0) / self.time_base) - self._cut
 
     def add(self, pts: int, payload: object) -> None:
         if self._held is not None:
             held_pts, held = self._held
+            if pts - held_pts > self._max_gap:
+                # One frame held for hours: more than a container can hold (MP4: 2**31 ticks).
+                cut = pts - held_pts - self._cut_to
+                self._cut += cut
+                pts -= cut
+                self._gap_cut(cut + self._cut_to, held_pts)
             self._emit(held_pts, held, pts - held_pts)
         self._held = (pts, payload)
+
+    def _gap_cut(self, ticks: int, at_pts: int) -> None:
+        from autorec.units import format_duration
+
+        gap = float(ticks * self.time_base)
+        if self.result is not None:
+            self.result.gaps_cut += 1
+            log_name = self.result.log
+        else:
+            log_name = "video"
+        _log.info(
+            "%s: camera gap of %s after %s of video cut to a %s still (gaps over %s are cut)",
+            log_name,
+            format_duration(gap),
+            format_duration(float(at_pts * self.time_base)),
+            format_duration(CUT_GAP_TO),
+            format_duration(MAX_FRAME_GAP),
+        )
 
     def finish(self, last_interval: float) -> None:
         if self._held is not None:
@@ -601,20 +664,24 @@ def export(
         snapshot_records_from_sidecar(log),
     )
     container = None
+    sink = None
     try:
         try:
-            tmp.unlink(missing_ok=True)  # a stale one from a killed run
-            container = av.open(str(tmp), "w", format=_FORMAT[options.mode])
+            tmp.unlink(missing_ok=True)  # a stale one from a killed run (or a planted link: its target stays)
+            # Created by us, fresh and without following links; PyAV writes to the open file.
+            sink = os.fdopen(open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL), "w+b")
+            container = av.open(sink, "w", format=_FORMAT[options.mode])
         except (OSError, av.FFmpegError) as exc:
             raise ExportError(f"{out}: cannot write: {exc}") from None
         if options.mode == "copy":
-            _export_copy(frames, container, result, progress)
+            _export_copy(frames, container, options, result, progress)
         else:
             _export_h264(frames, container, options, result, progress)
         if result.frames == 0:
             raise ExportError(_no_frames_message(log, stats, result, options))
         container.close()
         container = None
+        sink.close()
         # The rename must not land before the data: a power cut would leave a broken file under the real name.
         fsync_path(tmp)
         os.replace(tmp, out)
@@ -628,6 +695,8 @@ def export(
                 container.close()
             except Exception:  # already failing; the partial file is removed below
                 pass
+        if sink is not None:
+            sink.close()
         tmp.unlink(missing_ok=True)  # after success it is already renamed
     result.bytes = out.stat().st_size
     result.seconds = time.perf_counter() - began
@@ -663,7 +732,26 @@ def _finish(writer: _Writer | None, clock_interval: float, result: ExportResult)
     result.duration = float((writer.last_pts + writer.last_duration) * writer.time_base)
 
 
-def _export_copy(frames: Iterator[Frame], container, result: ExportResult, progress) -> None:
+def _too_large(size: tuple[int, int] | None, frame: Frame, options: ExportOptions, result: ExportResult) -> bool:
+    """Whether a frame whose header claims `size` is over the pixel cap (counted; the first one logged)."""
+    if size is None or size[0] * size[1] <= options.max_pixels:
+        return False
+    result.too_large += 1
+    if result.too_large == 1:
+        _log.warning(
+            "%s: a frame of %dx%d pixels (%.1f megapixels) at %.3f is over the cap of %.1f megapixels "
+            "(--max-pixels): skipped without decoding; further ones are counted",
+            result.log,
+            size[0],
+            size[1],
+            size[0] * size[1] / 1e6,
+            frame.log_time,
+            options.max_pixels / 1e6,
+        )
+    return True
+
+
+def _export_copy(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
     writer: _Writer | None = None
     clock_interval = DEFAULT_INTERVAL
     prev_time: float | None = None
@@ -676,13 +764,15 @@ def _export_copy(frames: Iterator[Frame], container, result: ExportResult, progr
         if size is None or not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE) or not jpeg_complete(frame.jpeg):
             result.corrupt += 1
             continue
+        if _too_large(size, frame, options, result):
+            continue
         if writer is None:
             stream = container.add_stream("mjpeg")
             stream.width, stream.height = size
             stream.pix_fmt = "yuvj420p"
             stream.time_base = stream.codec_context.time_base = _TIME_BASE["copy"]
             _set_metadata(container, frame.log_time)
-            writer = _Writer(container, stream, _TIME_BASE["copy"], frame.time)
+            writer = _Writer(container, stream, _TIME_BASE["copy"], frame.time, result)
         if prev_time is not None:
             intervals.append(frame.time - prev_time)
         prev_time = frame.time
@@ -720,7 +810,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             stream.time_base = stream.codec_context.time_base = _TIME_BASE["h264"]
             stream.codec_context.options = x264_options(options)
             _set_metadata(container, frame.log_time)
-            writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time)
+            writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time, result)
         if prev_time is not None:
             intervals.append(frame.time - prev_time)
         prev_time = frame.time
@@ -731,11 +821,15 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         pool = executor if workers > 0 else None
         try:
             for frame in frames:
+                size = jpeg_size(frame.jpeg)
+                if _too_large(size, frame, options, result):
+                    if progress:
+                        progress(1)
+                    continue
                 if decoder is None:
                     # Size the video from the first frame that decodes: a damaged first frame whose header
                     # claims 60000x60000 failed the whole export, or would scale every later frame up to it.
-                    size = jpeg_size(frame.jpeg)
-                    probe = _Decoder(size, options.timestamp) if size is not None else None
+                    probe = _Decoder(size, options.timestamp, options.max_pixels) if size is not None else None
                     first = probe(frame) if probe is not None else (None, False)
                     if first[0] is not None:
                         decoder = probe
@@ -772,6 +866,5 @@ def _done(value: object) -> Future:
 
 
 def _set_metadata(container, first_time: float) -> None:
-    moment = datetime.fromtimestamp(first_time, tz=timezone.utc)
-    container.metadata["creation_time"] = moment.isoformat().replace("+00:00", "Z")
+    container.metadata["creation_time"] = utc_iso(first_time, digits=6)
     container.metadata["comment"] = f"autorec: first frame at epoch {first_time:.6f}"

@@ -298,6 +298,7 @@ class SegmentWriter:
                 if self._telemetry is not None:
                     self._telemetry.write(item.time, item.payload)
                     self.stats.telemetry_records = self._telemetry.records
+                    self.stats.telemetry_errors = self._telemetry.dropped
             elif isinstance(item, OpenSegment):
                 self._open(item)
             elif isinstance(item, CloseSegment):
@@ -321,7 +322,9 @@ class SegmentWriter:
     def _unique_name(self, base: str) -> str:
         name, n = base, 1
         while any(
-            (self.directory / f"{name}{suffix}").exists() for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
+            # lexists: a symbolic link (even a dangling one) takes the name too; it is never written through.
+            os.path.lexists(self.directory / f"{name}{suffix}")
+            for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
         ):
             n += 1
             name = f"{base}-{n}"

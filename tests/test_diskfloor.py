@@ -159,3 +159,44 @@ def test_guard_closes_the_open_segment_and_resumes(tmp_path):
     assert changes[-1] == (13.0, "above") and pipe.segmenter.paused is None
     pipe.feed(14.0, fire=True)
     assert sum(isinstance(a, OpenSegment) for a in pipe.sink.actions) == 2
+
+
+def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
+    """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
+    from segment_helpers import payload
+
+    from autorec.logfile import LogReader
+    from autorec.pipeline import Pipeline
+    from autorec.rules import parse_rules
+    from autorec.source import Message
+    from autorec.telemetry import telemetry_name
+    from autorec.writer import SegmentWriter
+
+    out = tmp_path / "out"
+    free, _ = disk_usage(tmp_path)
+    clock = [0.0]
+    writer = SegmentWriter(out, "{seq}", telemetry=True).start()
+    pipe = Pipeline(parse_rules("rules:\n  - name: el\n    trigger: electrodes\n"), writer, offline=True)
+    watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=1.0)
+    pipe.listeners.append(DiskFloorGuard(pipe, watch, lambda t, c: None, clock=lambda: clock[0]))
+    t0 = 1_795_520_000.0
+
+    def feed(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            p = payload("hv_regulator", t0 + i, i)
+            pipe.message(Message(p, 0.0, 0.0, "hv_regulator"))
+
+    feed(10, 0)
+    watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)  # the disk "fills"
+    clock[0] = 2.0
+    feed(1, 10)  # the guard samples after this message: below from here on
+    assert pipe.segmenter.paused == "disk_floor"
+    feed(25, 11)
+    assert pipe.stats.telemetry_paused == 25
+    watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
+    clock[0] = 4.0
+    feed(1, 36)  # still paused when it arrives; back above after it
+    feed(4, 37)
+    assert writer.close(10)
+    assert len(list(LogReader(out / telemetry_name(t0)))) == 11 + 4
+    assert pipe.stats.telemetry_paused == 26  # every message is written or counted

@@ -156,3 +156,36 @@ def test_sigterm_while_no_server_is_reachable(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert "SIGTERM received" in stdout and "messages: 0" in stdout
     assert out.read_bytes() == b""
+
+
+def test_disk_trouble_is_reported_once_then_rate_limited() -> None:
+    from autorec.commands.record import DiskTrouble
+
+    lines: list[str] = []
+
+    class Log:
+        def error(self, fmt, *args):
+            lines.append("ERROR " + fmt % args)
+
+        def info(self, fmt, *args):
+            lines.append("INFO " + fmt % args)
+
+    now = [0.0]
+    trouble = DiskTrouble(Log(), "out.bin", repeat=60.0, clock=lambda: now[0])
+    full = OSError(28, "No space left on device")
+    for second in range(120):  # a disk that fails and recovers every second for two minutes
+        now[0] = float(second)
+        trouble.failed(full)
+        trouble.failed(full)  # repeats while failing are never logged
+        trouble.wrote(lost=second)
+    assert [line.split(" ")[0] for line in lines] == ["ERROR", "INFO", "ERROR", "INFO"]
+    assert "59 more failure(s)" in lines[2]
+
+
+def test_disk_full_never_claims_writes_work_again(upstream_log: Path, capsys) -> None:
+    """/dev/full fails every write; the flushes of an empty buffer in between are no recovery."""
+    payloads = fixture_payloads(upstream_log)[:5]
+    with EventServer(greeting=payloads) as server:
+        assert main(["record", "--uri", server.uri, "--duration", "2.5s", "--force", "/dev/full"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("No space left on device") == 1 and "works again" not in err, err

@@ -129,3 +129,34 @@ def test_replay_cli_errors_and_truncated_log(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "sent 3 record(s)" in r.stdout
     assert "ends inside a record" in r.stderr
+
+
+def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplog):
+    """A damaged timestamp years ahead would make even --speed 1000 wait for days: warn at start."""
+    from autorec.replay import long_gaps
+
+    t0 = 1_795_520_000.0
+    payloads = [_event("hv_regulator", t0 + i) for i in range(3)]
+    payloads += [_event("hv_regulator", t0 + 2 * 365 * 86400.0)]  # a damaged record two years on
+    payloads += [_event("hv_regulator", t0 + 2 * 365 * 86400.0 + 7200 + i) for i in range(2)]
+    assert [round(g) for _, g in long_gaps(playback_offsets(payloads))] == [2 * 365 * 86400 - 2, 7200]
+    assert long_gaps(playback_offsets(payloads, max_gap=10.0)) == []
+    log = tmp_path / "damaged.bin"
+    with LogWriter(log) as w:
+        for p in payloads:
+            w.write(p)
+
+    async def main():
+        async with ReplayServer(log, speed=1000.0, port=0, wait_for_clients=1):
+            # the warning comes before any client is there to receive: nothing was played yet
+            await asyncio.wait_for(_until(lambda: "quiet stretch" in caplog.text), DEADLINE)
+
+    with caplog.at_level("WARNING", logger="autorec.replay"):
+        asyncio.run(main())
+    [line] = [r.getMessage() for r in caplog.records if "quiet stretch" in r.getMessage()]
+    assert "2 quiet stretch(es) longer than 60.0min" in line and "--max-gap" in line
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.005)  # the poll interval, not a wait for the result

@@ -259,9 +259,10 @@ def test_render_segment_name():
         assert "/" not in name and "\\" not in name and "\x00" not in name
         assert not name.startswith(".") and name not in ("", ".", "..")
         assert Path("/out", name).parent == Path("/out")
-    # A rig clock far out of range still gives a name.
-    assert render_segment_name("{start}-{rules}", 1e20, ["r"], 0) == "100000000000000000000-r"
-    assert render_segment_name("{start}-{rules}", float("nan"), ["r"], 0) == "nan-r"
+    # A rig clock far out of range still gives a name: clamped to the calendar (autorec.dates).
+    assert render_segment_name("{start}-{rules}", 1e20, ["r"], 0) == "99991231T235959Z-r"
+    assert render_segment_name("{start}-{rules}", -1e20, ["r"], 0) == "00010101T000000Z-r"
+    assert render_segment_name("{start}-{rules}", float("nan"), ["r"], 0) == "19700101T000000Z-r"
     long = render_segment_name("{start}-{rules}", t, [f"rule-{i:02d}-" + "x" * 50 for i in range(10)], 0)
     assert len(long.encode()) <= 200
 

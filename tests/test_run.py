@@ -260,6 +260,13 @@ def test_sighup_reloads_good_rules_and_keeps_the_old_ones_on_bad(tmp_path: Path)
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "reload rejected" in logf.read_text(), 10, "the bad reload to be reported")
         assert f"{rules}:4" in logf.read_text()
+        # absurd values are rejected the same way, never a traceback from the signal callback
+        minimal = "rules:\n  - name: x\n    trigger: electrodes\n"
+        for absurd, line in (('output:\n  name: "{seq:100000000000000}"\n', 2), ("x: " + "[" * 5000 + "\n", 1)):
+            rules.write_text(absurd + minimal)
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda line=line: f"reload rejected: {rules}:{line}: " in logf.read_text(), 10, "rejection")
+        assert "Traceback" not in logf.read_text()
         rules.write_text(RULES.read_text().replace("electrodes-changed", "renamed-rule"))
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "renamed-rule" in logf.read_text(), 10, "the good reload")

@@ -220,3 +220,45 @@ def test_backoff_keeps_retrying_with_cap() -> None:
 def test_invalid_uri_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="not a websocket URI"):
         WebsocketSource("http://localhost:7001")
+
+
+def test_backoff_resets_on_the_first_frame_so_a_flapping_server_is_still_recorded(upstream_log: Path) -> None:
+    """A server that drops every connection a moment after sending: each gap stays at the minimum backoff
+    (without the reset it doubled on every drop: 0.05, 0.1, ... 3.2 s)."""
+    payloads = fixture_payloads(upstream_log)[:10]
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, min_backoff=0.05, max_backoff=5.0) as source:
+                await expect(source, Connected)
+                for i in range(8):
+                    await until_clients(server)
+                    await asyncio.to_thread(server.broadcast, payloads[i : i + 1])
+                    [got] = await messages(source, 1)
+                    assert got.payload == payloads[i]
+                    await asyncio.to_thread(server.drop_connections)
+                    await expect(source, Disconnected)
+                    await expect(source, Connected)
+            gaps = source.stats.gaps
+            assert len(gaps) == 8
+            assert max(g.end - g.start for g in gaps) < 1.0, [round(g.end - g.start, 2) for g in gaps]
+
+    asyncio.run(main())
+
+
+def test_a_server_that_drops_before_sending_anything_still_backs_off() -> None:
+    """The reset needs a frame: accept-and-drop servers are not hammered."""
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, min_backoff=0.05, max_backoff=5.0) as source:
+                await expect(source, Connected)
+                for _ in range(5):
+                    await until_clients(server)
+                    await asyncio.to_thread(server.drop_connections)
+                    await expect(source, Disconnected)
+                    await expect(source, Connected, timeout=10.0)
+            gaps = [g.end - g.start for g in source.stats.gaps]
+            assert gaps[-1] > 0.6, gaps  # 0.05 doubled four times: 0.8 s
+
+    asyncio.run(main())

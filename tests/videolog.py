@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -87,3 +88,23 @@ def packet_payloads(path: Path) -> list[tuple[float, bytes]]:
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         return [(float(p.pts * p.time_base), bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A valid grey baseline JPEG of any size, built by hand without encoding a picture.
+
+    One component, Huffman tables with a single 1-bit code each (DC difference 0, end of block), so
+    every 8x8 block is two zero bits: a 12000x12000 picture is 560 kB on the wire and 144 MB decoded
+    (a decompression bomb that FFmpeg decodes for real).
+    """
+
+    def seg(marker: int, body: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(body) + 2) + body
+
+    dqt = seg(0xDB, b"\x00" + b"\x01" * 64)
+    sof = seg(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+    dht_dc = seg(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")
+    dht_ac = seg(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\x00")
+    sos = seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    return b"\xff\xd8" + dqt + sof + dht_dc + dht_ac + sos + b"\x00" * ((blocks * 2 + 7) // 8) + b"\xff\xd9"

@@ -243,9 +243,9 @@ def summarize(path: str) -> LogSummary:
 
 
 def _utc(t: float) -> str:
-    import datetime
+    from autorec.dates import utc_iso
 
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return utc_iso(t, sep=" ")
 
 
 def format_text(s: LogSummary) -> str:

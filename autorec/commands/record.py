@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_URI = "ws://localhost:7001"
 
@@ -68,6 +70,47 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_record(source, capture, duration, args.verbose))
 
 
+class DiskTrouble:
+    """What `record` says about write errors: one line when they start, one when writes work again.
+
+    Recovery is only declared when a flush really wrote records (a flush with nothing buffered
+    proves nothing: it used to announce "works again" a second before the next ENOSPC). Both
+    lines are rate-limited: a disk that fails and recovers over and over is reported at most
+    once every `repeat` seconds, with the count of failures in between.
+    """
+
+    def __init__(self, log: Any, path: Any, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.log, self.path, self.repeat = log, path, repeat
+        self.clock = clock or time.monotonic
+        self.failing = False
+        self._reported = False  # the current failure was logged
+        self._last_log: float | None = None
+        self._unreported = 0  # failures since the last logged one
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failing:
+            return
+        self.failing = True
+        now = self.clock()
+        if self._last_log is not None and now - self._last_log < self.repeat:
+            self._unreported += 1
+            self._reported = False
+            return
+        more = f" ({self._unreported} more failure(s) since the last report)" if self._unreported else ""
+        self.log.error("%s; recording continues, lost records are counted%s", exc, more)
+        self._last_log, self._unreported, self._reported = now, 0, True
+
+    def wrote(self, lost: int) -> None:
+        """A flush wrote records."""
+        if not self.failing:
+            return
+        self.failing = False
+        if self._reported:
+            self.log.info("writing to %s works again (%d records lost so far)", self.path, lost)
+
+
 async def _record(source, capture, duration: float | None, verbose: int) -> int:
     import asyncio
     import logging
@@ -80,7 +123,7 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
     log = logging.getLogger("autorec.record")
     loop = asyncio.get_running_loop()
     reason = "stopped"
-    write_error: str | None = None  # the disk error being reported, until writes work again
+    trouble = DiskTrouble(log, capture.path)
 
     def stop(why: str) -> None:
         nonlocal reason
@@ -89,23 +132,20 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
         source.stop()
 
     def guarded(action) -> bool:
-        # Disk full or an I/O error: say so once, count what is lost, keep recording.
-        nonlocal write_error
+        # Disk full or an I/O error: say so (rate-limited), count what is lost, keep recording.
+        before = capture.written
         try:
             action()
         except LogWriteError as exc:
-            if write_error is None:
-                log.error("%s; recording continues, lost records are counted", exc)
-            write_error = str(exc)
+            trouble.failed(exc)
             return False
+        if capture.written > before:
+            trouble.wrote(capture.lost)
         return True
 
     def flush_tick() -> None:
         # Keep the file current even when the stream goes quiet (info/tail on a live log).
-        nonlocal write_error
-        if guarded(capture.flush) and write_error is not None:
-            log.info("writing to %s works again (%d records lost so far)", capture.path, capture.lost)
-            write_error = None
+        guarded(capture.flush)
         timers[0] = loop.call_later(1.0, flush_tick)
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -134,6 +134,9 @@ def _claim_output(out: Path):
     except InstanceLockError as exc:
         print(f"autorec run: {exc}", file=sys.stderr)
         return None
+    except OSError as exc:  # a planted link as the lock file, a read-only directory
+        print(f"autorec run: cannot lock {out}: {exc.filename or lock.path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
     return lock
 
 
@@ -202,6 +205,14 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
     if pipeline.stats.rejected:
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
+    tl = pipeline.timeline
+    if tl.outliers or tl.steps:
+        log.warning(
+            "%s: %d damaged timestamp(s) kept at the time before them (outliers), %d clock step(s) followed",
+            path,
+            tl.outliers,
+            tl.steps,
+        )
     if isinstance(sink, DryRun):
         sink.report(source.bytes, sys.stdout)
         sink.report_scores(sys.stdout)
@@ -320,10 +331,13 @@ class _Services:
             "bytes_written": ws.bytes,
             "dropped": ws.dropped,
             "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+            "telemetry_paused": ps.telemetry_paused,
             "write_errors": ws.errors,
             "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
             "suppressed_firings": pipeline.segmenter.suppressed,
             "clock_jumps": len(pipeline.timeline.jumps),
+            "clock_steps": pipeline.timeline.steps,
+            "clock_outliers": pipeline.timeline.outliers,
             "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
             "exports_failed": self.export.failed,
             "trigger_errors": sum(pipeline.engine.errors.values()),
@@ -498,10 +512,10 @@ def _reload(pipeline, services: _Services) -> None:
     try:
         ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
     except ConfigError as exc:
-        log.error("reload rejected, the rules in use are kept: %s", exc)
+        log.error("reload rejected: %s (the rules in use are kept)", exc)
         return
     except OSError as exc:
-        log.error("reload rejected, the rules in use are kept: cannot read %s: %s", path, exc.strerror or exc)
+        log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
     pipeline.reload(ruleset)
     services.alerts.engine = pipeline.engine

@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="JPEG decode threads beside the encoder (default: one per 2 CPUs, max 4; 0: none)",
     )
+    p.add_argument(
+        "--max-pixels",
+        default="4096x4096",
+        metavar="WxH",
+        help="skip (never decode) frames larger than this many pixels, e.g. 4096x4096 (the default) or 16M",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-log lines")
     p.set_defaults(func=run)
 
@@ -59,6 +65,24 @@ _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "s
 def _usage(message: str) -> int:
     print(f"autorec video: {message}", file=sys.stderr)
     return 2
+
+
+def _parse_pixels(text: str) -> int:
+    """`4096x4096`, `16M` or `16000000` -> a pixel count (1 to 16384x16384)."""
+    t = text.strip().lower()
+    try:
+        if "x" in t:
+            w, h = t.split("x", 1)
+            value = int(w) * int(h)
+        elif t.endswith("m"):
+            value = round(float(t[:-1]) * 1_000_000)
+        else:
+            value = int(t)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is not a size (WIDTHxHEIGHT like 4096x4096, or megapixels like 16M)") from None
+    if not 1 <= value <= 16384 * 16384:
+        raise ValueError(f"{text!r} is out of range (1 pixel to 16384x16384)")
+    return value
 
 
 def _jobs(args: argparse.Namespace, mode: str) -> tuple[list[_Job], list[str]]:
@@ -96,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 0:
         return _usage("--threads must be 0 (decode in the encoding thread) or more")
     try:
+        max_pixels = _parse_pixels(args.max_pixels)
+    except ValueError as exc:
+        return _usage(f"--max-pixels: {exc}")
+    try:
         start = video.TimeRef.parse(args.start) if args.start else None
         end = video.TimeRef.parse(args.end) if args.end else None
     except ValueError as exc:
@@ -114,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         end=end,
         timestamp=args.timestamp,
         decode_threads=args.threads,
+        max_pixels=max_pixels,
     )
     jobs, missing = _jobs(args, mode)
     failures: list[str] = []
