@@ -218,7 +218,9 @@ class Night:
                 spans.append((up, e["time"]))
                 up = None
         if up is not None and last is not None:
-            spans.append((up, last))
+            # still connected (a run going on, or one that died): up to the last thing the directory knows
+            span = self.span()
+            spans.append((up, max(last, span[1] if span else last)))
         return spans
 
     def disconnections(self) -> list[tuple[float, float]]:

@@ -166,7 +166,7 @@ def _frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float
     from autorec.logfile import DEFAULT_MAX_RECORD, HEADER
 
     frames: list[tuple[float, int, int]] = []
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink planted in the directory is not read
     try:
         size = os.fstat(fd).st_size
         offset = 0

@@ -111,10 +111,10 @@ def test_empty_and_missing_directories(tmp_path: Path, capsys):
 
 def test_info_on_a_sidecar_names_its_log(tmp_path: Path, capsys):
     make_segment(tmp_path, "seg", 1000.0, 1010.0)
-    assert main(["info", str(tmp_path / "seg.json")]) == 2
-    err = capsys.readouterr().err
-    assert "is a segment's sidecar" in err and str(tmp_path / "seg.bin") in err
-    assert "CORRUPT" not in err
+    assert main(["info", str(tmp_path / "seg.json")]) == 1
+    captured = capsys.readouterr()
+    assert "a segment's sidecar (JSON), not a log; its log is " + str(tmp_path / "seg.bin") in captured.err
+    assert "CORRUPT" not in captured.out + captured.err
 
 
 def test_journal_never_follows_a_planted_symlink_and_counts_failures(tmp_path: Path):

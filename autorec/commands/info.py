@@ -306,19 +306,14 @@ def run(args: argparse.Namespace) -> int:
         from autorec.commands.ls import listing
 
         return listing(args.logs[0], [], None, None, args.json, "info")
+    summaries = []
     for path in args.logs:
         log_name = _sidecar_of(path)
-        if log_name is not None:
-            print(
-                f"autorec info: {path} is a segment's sidecar (JSON), not a log; its log is "
-                f"{os.path.join(os.path.dirname(path), log_name)}",
-                file=sys.stderr,
-            )
-            return 2
-        if os.path.isdir(path):
-            print(f"autorec info: {path} is a directory; give it alone to list its segments", file=sys.stderr)
-            return 2
-    summaries = [summarize(path) for path in args.logs]
+        if log_name is not None:  # not "corrupt": say what it is and where its log is
+            log_path = os.path.join(os.path.dirname(path), log_name)
+            summaries.append(LogSummary(path, error=f"a segment's sidecar (JSON), not a log; its log is {log_path}"))
+        else:
+            summaries.append(summarize(path))
     if args.json:
         out = [s.as_dict() for s in summaries]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=1))

@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
         log.info("web UI for %s at %s", args.directory, describe_url(base, token if generated else None))
         if token and not generated:
             log.info("every request must carry the --token given")
-        poll = asyncio.ensure_future(feed.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         try:
             await stop.wait()
         finally:
-            poll.cancel()
             await runner.cleanup()
 
     try:

@@ -220,7 +220,7 @@ def _summary_html(s: NightSummary, night: Night) -> str:
             )
         )
     else:
-        rows.append(("kept", f"{format_size(s.kept_bytes)} (bytes seen unknown: no journal)"))
+        rows.append(("kept", f"{format_size(s.kept_bytes)} (bytes seen not known: no stats in journal.jsonl yet)"))
     if s.alerts:
         items = []
         for a in s.alerts:

@@ -124,6 +124,7 @@ class WebUI:
         self._night_page: tuple[tuple, str] | None = None
         self._night_lock = asyncio.Lock()
         self.requests = 0
+        self._feed_task: asyncio.Future | None = None
         self.app = self._make_app()
 
     # -- app -------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class WebUI:
         get("/api/events", self.api_events)
         get("/api/frame/latest", self.api_latest_frame)
         get("/files/{name}", self.files)
-        get("/favicon.ico", lambda request: web.Response(status=204))  # browsers ask; nothing to show
+        get("/favicon.ico", self.favicon)
         app.router.add_static("/ui/", STATIC, follow_symlinks=False)
         try:
             from bokeh.util.paths import bokehjs_path
@@ -152,7 +153,21 @@ class WebUI:
             app.router.add_static("/static/", bokehjs_path(), follow_symlinks=False)
         except ImportError:
             pass  # no Bokeh: the night and segment pages say what to install
+        app.on_startup.append(self._start_feed)
+        app.on_cleanup.append(self._stop_feed)
         return app
+
+    async def _start_feed(self, app: web.Application) -> None:
+        # a feed that polls (DirectoryFeed) runs as long as the server does
+        run = getattr(self.feed, "run", None)
+        self._feed_task = asyncio.ensure_future(run()) if run is not None else None
+
+    async def _stop_feed(self, app: web.Application) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)  # browsers ask for one; nothing to show
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
