@@ -91,8 +91,7 @@ def sweep(
         seg = Segmenter(policies, ruleset.segments)
         seg.set_onset_lags(lags)
         lanes.append(_Lane(th, decider, seg, DryRun()))
-    timeline = Timeline()
-    held: list[tuple[bytes, str, Any]] = []
+    timeline: Timeline[tuple[bytes, str, Any]] = Timeline(max_held=MAX_HELD)
     seen_bytes = 0
     last_t: float | None = None
 
@@ -127,17 +126,15 @@ def sweep(
                 event = events.decode(msg.payload)
             except events.DecodeError:
                 continue
-        t = timeline.stamp(events.timestamp(event), None)
         kind = msg.kind or event.WhichOneof("msg") or ""
-        if t is None:
-            if len(held) < MAX_HELD:
-                held.append((msg.payload, kind, event))
-            continue
-        if held:
-            for payload, held_kind, held_event in held:
-                process(t, payload, held_kind, held_event)
-            held = []
-        process(t, msg.payload, kind, event)
+        # the timeline holds records it cannot date yet (no clock, a possible clock step) and releases them
+        for t, (payload, item_kind, item_event) in timeline.push(
+            events.timestamp(event), None, (msg.payload, kind, event)
+        ):
+            process(t, payload, item_kind, item_event)
+            last_t = t
+    for t, (payload, item_kind, item_event) in timeline.flush():
+        process(t, payload, item_kind, item_event)
         last_t = t
     total = log_bytes if log_bytes is not None else seen_bytes
     rows = []

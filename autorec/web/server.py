@@ -125,6 +125,7 @@ class WebUI:
         self._night_lock = asyncio.Lock()
         self.requests = 0
         self._feed_task: asyncio.Future | None = None
+        self._warm_task: asyncio.Future | None = None
         self.app = self._make_app()
 
     # -- app -------------------------------------------------------------------------------------
@@ -161,10 +162,13 @@ class WebUI:
         # a feed that polls (DirectoryFeed) runs as long as the server does
         run = getattr(self.feed, "run", None)
         self._feed_task = asyncio.ensure_future(run()) if run is not None else None
+        self._warm_task = asyncio.ensure_future(self._render_night())  # the night page ready before it is asked
 
     async def _stop_feed(self, app: web.Application) -> None:
         if self._feed_task is not None:
             self._feed_task.cancel()
+        if self._warm_task is not None:
+            self._warm_task.cancel()
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)  # browsers ask for one; nothing to show
@@ -222,18 +226,32 @@ class WebUI:
                 key.append(None)
         return tuple(key)
 
-    async def night_page(self, request: web.Request) -> web.Response:
+    async def _render_night(self) -> str | None:
+        """Render the night page into the cache (one render at a time); None without Bokeh."""
         from autorec.web.pages import night_page
 
         async with self._night_lock:
             key = self._night_key()
-            if self._night_page is None or self._night_page[0] != key:
-                try:
-                    html = await self._in_thread(night_page, self.directory)
-                except ImportError:
-                    return web.Response(status=501, text="the night page needs: pip install 'autorec[web]'\n")
-                self._night_page = (key, html)
+            if self._night_page is not None and self._night_page[0] == key:
+                return self._night_page[1]
+            try:
+                html = await self._in_thread(night_page, self.directory)
+            except ImportError:
+                return None
+            self._night_page = (key, html)
+            return html
+
+    async def night_page(self, request: web.Request) -> web.Response:
+        # A big night takes seconds to render (its telemetry is read whole), so a page rendered before is
+        # served at once and refreshed behind it: the page's script adds any segment it lacks.
+        if self._night_page is not None:
+            if self._night_page[0] != self._night_key() and not self._night_lock.locked():
+                self._warm_task = asyncio.ensure_future(self._render_night())
             return web.Response(text=self._night_page[1], content_type="text/html")
+        html = await self._render_night()
+        if html is None:
+            return web.Response(status=501, text="the night page needs: pip install 'autorec[web]'\n")
+        return web.Response(text=html, content_type="text/html")
 
     async def segment_page(self, request: web.Request) -> web.Response:
         from autorec.web.pages import segment_page

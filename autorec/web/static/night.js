@@ -33,6 +33,8 @@
   }
 
   loadStrips(document);
+  // the page may have been rendered a little earlier: add the segments it does not have yet
+  fetch("/api/segments").then((r) => r.json()).then((d) => d.segments.forEach(addSegment)).catch(() => {});
   const events = new EventSource("/api/events");
   events.addEventListener("segment", (e) => addSegment(JSON.parse(e.data)));
 })();
