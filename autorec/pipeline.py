@@ -376,7 +376,13 @@ def run_file(pipeline: Pipeline, source: FileSource) -> None:
 
 
 class StatusLine:
-    """The live status: a line rewritten in place on a terminal, a log line every `log_every` s otherwise."""
+    """The live status: a line rewritten in place on a terminal, a heartbeat log line every `log_every` s otherwise.
+
+    Not on a terminal (systemd, nohup, a log file) a rewritten line would be noise, and silence
+    all night looks like a hang: a heartbeat line says the recorder is alive and what it has done
+    (connected or not, msg/s over the interval, segments, kept against seen bytes, disk free,
+    the alerts raised). `log_every=None` turns the heartbeat off.
+    """
 
     def __init__(
         self,
@@ -384,15 +390,17 @@ class StatusLine:
         out_dir: Path | None,
         stream: TextIO | None = None,
         interval: float = 2.0,
-        log_every: float = 60.0,
+        log_every: float | None = 300.0,
         writer_stats: Callable[[], Any] | None = None,
+        alerts: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.out_dir = out_dir
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if self.tty else log_every
+        self.interval = interval if self.tty else (log_every if log_every else float("inf"))
         self.writer_stats = writer_stats
+        self.alerts = alerts
         self._next = _time.monotonic() + self.interval
         self._last_count = 0
         self._last_mono = _time.monotonic()
@@ -406,7 +414,7 @@ class StatusLine:
             self.stream.write("\r\x1b[2K" + text)
             self.stream.flush()
         else:
-            log.info("%s", text)
+            log.info("heartbeat: %s", text)
 
     def text(self, now: float) -> str:
         p = self.pipeline
@@ -422,12 +430,16 @@ class StatusLine:
             parts.append("idle")
         ws = self.writer_stats() if self.writer_stats else None
         if ws is not None:
-            parts.append(f"{ws.segments} segment(s) {format_size(ws.bytes)} written")
+            parts.append(f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.bytes)} seen")
             if ws.dropped:
                 parts.append(f"{ws.dropped} dropped")
         if self.out_dir is not None:
             with contextlib.suppress(OSError):
                 parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
+        if self.alerts is not None:
+            raised = [str(a.get("key")) for a in self.alerts()]
+            if raised:
+                parts.append(f"ALERTS: {', '.join(raised)}")
         return "  ".join(parts)
 
     def end(self) -> None:

@@ -150,6 +150,7 @@ class RuleSet:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     max_errors: int = 10
     shutdown_grace: float = 10.0
+    heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -273,7 +274,17 @@ def parse_rules(text: str, path: str | Path = "<rules>") -> RuleSet:
     return _Validator(p).ruleset(doc)
 
 
-_TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace")
+_TOP_KEYS = (
+    "source",
+    "output",
+    "segments",
+    "rules",
+    "hooks",
+    "alerts",
+    "max_errors",
+    "shutdown_grace",
+    "heartbeat",
+)
 _OUTPUT_KEYS = (
     "dir",
     "name",
@@ -340,6 +351,7 @@ class _Validator:
         segments = self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None)
         max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
         grace = self.convert(top, "shutdown_grace", "", parse_duration, 10.0)
+        heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
         hooks = self.hooks(top)
         alerts = self.alerts(top)
         rules = self.rules(top, segments, max_errors)
@@ -355,6 +367,7 @@ class _Validator:
             alerts=alerts,
             max_errors=max_errors,
             shutdown_grace=grace,
+            heartbeat=heartbeat,
         )
 
     def output(self, top: _Map) -> OutputSettings:

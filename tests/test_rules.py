@@ -352,3 +352,11 @@ def test_hook_commands_follow_the_hooks_contract(tmp_path: Path) -> None:
     rs = load_rules(write_rules(tmp_path, text))
     assert rs.hooks.on_segment_close == ["awk", "{ print }", "{path}"]
     assert rs.hooks.on_alert == [["logger", "{alert} {state} {since}"], ["echo", "{time}"]]
+
+
+def test_heartbeat_default_value_and_off():
+    assert parse_rules(MINIMAL_RULE).heartbeat == 300.0
+    assert parse_rules("heartbeat: 1min\n" + MINIMAL_RULE).heartbeat == 60.0
+    assert parse_rules("heartbeat: null\n" + MINIMAL_RULE).heartbeat is None
+    with pytest.raises(ConfigError, match=r"<rules>:1: heartbeat: must be more than 0"):
+        parse_rules("heartbeat: 0s\n" + MINIMAL_RULE)

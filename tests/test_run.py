@@ -306,3 +306,36 @@ def test_trigger_counters_reach_the_status_file(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
+
+
+SIM_RUN = (sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--sim", "--no-camera")
+
+
+def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
+    out = tmp_path / "out"
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [*SIM_RUN, "--speed", "20", "--heartbeat", "200ms", "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            wait_until(lambda: log.read_text().count("heartbeat:") >= 3, 30, "three heartbeat lines")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert proc.returncode == 0
+    beats = [line for line in log.read_text().splitlines() if "heartbeat:" in line]
+    last = beats[-1]
+    assert " INFO heartbeat: connected  " in last
+    for part in (" msg/s  ", " segment(s) ", " kept of ", " seen  ", " free"):
+        assert part in last, last
+    # --heartbeat 0: none
+    proc = subprocess.run(
+        [*SIM_RUN, "--speed", "50", "--duration", "20s", "--heartbeat", "0", "--out", str(tmp_path / "quiet")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "heartbeat:" not in proc.stderr, proc.stderr

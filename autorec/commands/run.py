@@ -14,6 +14,7 @@ failed (e.g. an unreadable log).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -46,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
+    p.add_argument(
+        "--heartbeat",
+        default=None,
+        metavar="DURATION",
+        help="when stderr is not a terminal, log a status line this often (default: the rule file's "
+        "heartbeat, 5min; 0 turns it off)",
+    )
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
     add_sim_arguments(p, network=False)
     p.set_defaults(func=run)
@@ -75,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"autorec run: --duration: {exc}", file=sys.stderr)
         return 2
+    try:
+        if args.heartbeat is not None:
+            beat = parse_duration(args.heartbeat)
+            ruleset = dataclasses.replace(ruleset, heartbeat=beat if beat > 0 else None)
+    except ValueError as exc:
+        print(f"autorec run: --heartbeat: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
     if args.replay:
         return _replay(args, ruleset, out)
@@ -93,6 +108,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
             return f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --sim"
     if args.uri and (args.sim or args.replay):
         return f"--uri does not apply with {'--sim' if args.sim else '--replay'} (the stream comes from there)"
+    if args.replay and args.heartbeat is not None:
+        return "--heartbeat does not apply to --replay (it is for live runs)"
     if args.replay and args.sim_duration is not None:
         return "--duration does not apply to --replay (the log is read to its end)"
     return None
@@ -380,7 +397,13 @@ def _record(
     from autorec.pipeline import StatusLine, run_live
     from autorec.source import WebsocketSource
 
-    status = StatusLine(pipeline, out, writer_stats=lambda: writer.stats)
+    status = StatusLine(
+        pipeline,
+        out,
+        log_every=pipeline.ruleset.heartbeat,
+        writer_stats=lambda: writer.stats,
+        alerts=services.monitor.status,
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
