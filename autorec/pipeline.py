@@ -56,6 +56,7 @@ from autorec.units import format_size
 log = logging.getLogger("autorec.pipeline")
 
 MAX_HELD = 10_000  # messages held while no timestamp is known yet
+PROGRESS_EVERY = 2_000  # records between progress reports of run_file
 
 
 class Sink(Protocol):
@@ -96,6 +97,11 @@ class PipelineStats:
     first_time: float | None = None
     last_time: float | None = None
     kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seen_bytes(self) -> int:
+        """What the messages seen would take in a log (payloads plus 4-byte headers): comparable with kept bytes."""
+        return self.bytes + 4 * self.messages
 
 
 class Pipeline:
@@ -311,11 +317,18 @@ class PlannedSegment:
 
 
 class DryRun:
-    """A sink that writes nothing and lists the segments that would have been written."""
+    """A sink that writes nothing and lists the segments that would have been written.
 
-    def __init__(self) -> None:
+    With `out`, each segment's line is printed the moment the segment closes (a night's log
+    takes minutes on a Raspberry Pi: the first results show at once), through `say` when given
+    (a progress bar's `write`, so the bar is not torn).
+    """
+
+    def __init__(self, out: TextIO | None = None, say: Callable[[str], None] | None = None) -> None:
         self.segments: list[PlannedSegment] = []
         self._current: PlannedSegment | None = None
+        self._out = out
+        self._say = say
 
     def submit(self, actions: Iterable[Action]) -> None:
         for a in actions:
@@ -331,7 +344,14 @@ class DryRun:
                 self._current.rules = a.rules
                 self._current.reason = a.reason
                 self.segments.append(self._current)
+                self._show(self._current)
                 self._current = None
+
+    def _show(self, s: PlannedSegment) -> None:
+        if self._say is not None:
+            self._say(segment_line(s))
+        elif self._out is not None:
+            print(segment_line(s), file=self._out, flush=True)
 
     def telemetry(self, time: float, payload: bytes) -> None:
         pass
@@ -344,20 +364,24 @@ class DryRun:
         return sum(s.bytes for s in self.segments)
 
     def report(self, log_bytes: int, out: TextIO) -> None:
-        """Print one line per segment and the total kept against the log's size."""
-        for s in self.segments:
-            part = f" part {s.part}" if s.part > 1 else ""
-            print(
-                f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  "
-                f"{'+'.join(s.rules)}{part} ({s.reason})",
-                file=out,
-            )
+        """Print the line of each segment not printed as it closed, then the total kept against the log's size."""
+        if self._out is None and self._say is None:
+            for s in self.segments:
+                print(segment_line(s), file=out)
         pct = 100.0 * self.kept_bytes / log_bytes if log_bytes else 0.0
         print(
             f"{len(self.segments)} segment(s), {format_size(self.kept_bytes)} kept of "
             f"{format_size(log_bytes)} ({pct:.1f} %)",
             file=out,
         )
+
+
+def segment_line(s: PlannedSegment) -> str:
+    """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
+    part = f" part {s.part}" if s.part > 1 else ""
+    return (
+        f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  {'+'.join(s.rules)}{part} ({s.reason})"
+    )
 
 
 def _iso(t: float) -> str:
@@ -367,11 +391,21 @@ def _iso(t: float) -> str:
 # -- drivers -------------------------------------------------------------------
 
 
-def run_file(pipeline: Pipeline, source: FileSource) -> None:
-    """Feed a whole log through `pipeline` as fast as possible, then close the open segment."""
+def run_file(pipeline: Pipeline, source: FileSource, progress: Callable[[int], None] | None = None) -> None:
+    """Feed a whole log through `pipeline` as fast as possible, then close the open segment.
+
+    `progress(bytes_read)` is called every few thousand records (for a progress bar).
+    """
     handle = pipeline.message
-    for msg in source:
-        handle(msg)
+    if progress is None:
+        for msg in source:
+            handle(msg)
+    else:
+        for n, msg in enumerate(source, 1):
+            handle(msg)
+            if not n % PROGRESS_EVERY:
+                progress(source.bytes)
+        progress(source.bytes)
     pipeline.finish()
 
 
@@ -430,7 +464,9 @@ class StatusLine:
             parts.append("idle")
         ws = self.writer_stats() if self.writer_stats else None
         if ws is not None:
-            parts.append(f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.bytes)} seen")
+            parts.append(
+                f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.seen_bytes)} seen"
+            )
             if ws.dropped:
                 parts.append(f"{ws.dropped} dropped")
         if self.out_dir is not None:

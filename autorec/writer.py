@@ -53,6 +53,7 @@ from autorec.logfile import LogWriteError, LogWriter
 from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
 from autorec.telemetry import TelemetryLog
+from autorec.units import format_size
 
 log = logging.getLogger("autorec.writer")
 
@@ -310,9 +311,9 @@ class SegmentWriter:
                     self._current.dropped += item.records
                     self._current.dropped_bytes += item.bytes
                 log.warning(
-                    "writer: disk too slow, %d message(s) (%d bytes) dropped from the open segment",
+                    "writer: disk too slow, %d message(s) (%s) dropped from the open segment",
                     item.records,
-                    item.bytes,
+                    format_size(item.bytes),
                 )
         except Exception:  # never let one bad item kill the writer
             self.stats.errors += 1
@@ -469,12 +470,12 @@ class SegmentWriter:
         self.stats.open_segment = None
         self.stats.last_segment = file
         log.info(
-            "segment closed: %s (%s, %.1f s, %d records, %d bytes%s)",
+            "segment closed: %s (%s, %.1f s, %d records, %s%s)",
             file.path.name,
             c.reason,
             (cur.last - cur.first) if cur.first is not None and cur.last is not None else 0.0,
             records,
-            size,
+            format_size(size),
             f", {cur.dropped} dropped" if cur.dropped else "",
         )
         self._notify("segment_closed", file)

@@ -87,6 +87,7 @@ def test_record_survives_dropped_connection_and_stops_on_signal(
     assert records(Path(f"{out}.rejected")) == [b"\x07garbage", b""]
     assert f"{sig.name} received" in stdout
     assert f"messages: {len(payloads) + 1}" in stdout
+    assert stdout.strip().splitlines()[-1].startswith(f"  next: autorec info {out}, autorec video {out}, ")
     assert "gaps: 1 " in stdout and "reconnects: 1" in stdout
     assert "rejected: 2" in stdout and "text frames skipped: 1" in stdout
     assert "connection lost (no close frame)" in stdout

@@ -160,8 +160,17 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
     from autorec.writer import SegmentWriter
 
     source = FileSource(path)
+    bar = None
     if args.dry_run:
-        sink = DryRun()
+        # Each segment's line as soon as it is decided; a progress bar (bytes of the log) on a terminal.
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            size = path.stat().st_size
+            bar = tqdm(total=size, unit="B", unit_scale=True, dynamic_ncols=True, file=sys.stderr, leave=False)
+            sink = DryRun(say=lambda line: bar.write(line, file=sys.stdout))
+        else:
+            sink = DryRun(out=sys.stdout)
     else:
         # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
         # and a small queue is enough (a big one would only hold memory while reading races ahead).
@@ -174,12 +183,16 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
             block=True,
         ).start()
     pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False)
+    progress = None if bar is None else (lambda done: bar.update(done - bar.n))
     try:
-        run_file(pipeline, source)
+        run_file(pipeline, source, progress)
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
         return 1
+    finally:
+        if bar is not None:
+            bar.close()
     sink.close()
     if source.truncated is not None:
         log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
@@ -195,11 +208,25 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         sink.report(source.bytes, sys.stdout)
     else:
         print(
-            f"{sink.stats.segments} segment(s), {sink.stats.bytes} bytes written to {out} "
-            f"from {pipeline.stats.messages} messages",
-            file=sys.stdout,
+            summary_line("end of log", sink.stats.segments, sink.stats.bytes, pipeline.stats.seen_bytes, out),
+            flush=True,
         )
     return 0
+
+
+def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropped: int = 0) -> str:
+    """The last line of a run: why it ended, what was kept of what was seen, where, and what to do next."""
+    from autorec.units import format_size
+
+    where = f"{out}/" if not str(out).endswith("/") else str(out)
+    pct = f" ({100.0 * kept / seen:.1f} %)" if seen else ""
+    line = f"autorec run: {why}; {segments} segment(s) ({format_size(kept)}) kept of {format_size(seen)} seen{pct}"
+    line += f" in {where}"
+    if dropped:
+        line += f"; {dropped} message(s) DROPPED (disk too slow or failing: see the log)"
+    if segments:
+        line += f" - autorec ls {where}, autorec video {where}"
+    return line
 
 
 class _Services:
@@ -396,6 +423,7 @@ def _record(
 
     from autorec.pipeline import StatusLine, run_live
     from autorec.source import WebsocketSource
+    from autorec.units import format_size
 
     status = StatusLine(
         pipeline,
@@ -405,19 +433,25 @@ def _record(
         alerts=services.monitor.status,
     )
 
+    why: list[str] = []  # why the run ended: the first reason is the one reported
+    stop = asyncio.Event()  # binds to the loop on first use (Python >= 3.10)
+
+    def stop_for(reason: str) -> None:
+        why.append(reason)
+        stop.set()
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
         for sig in _signals():
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, stop_for, f"{signal.Signals(sig).name} received")
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests, embedding): the caller stops us another way
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, _reload, pipeline, services)
         if sim_config is None:
             if duration is not None:
-                loop.call_later(duration, stop.set)
+                loop.call_later(duration, stop_for, "duration reached")
             log.info("recording %s into %s", uri, out)
             async with live_source as source:
                 await run_live(pipeline, source, stop=stop, status=status)
@@ -435,6 +469,7 @@ def _record(
                     # Let the last messages reach us: wait until the recorder has seen
                     # all the simulator published, bounded in time.
                     await _drain(server, source)
+                    why.append("simulator finished")
                 stop.set()
                 await live
                 for task in (finished, stopped):
@@ -452,12 +487,13 @@ def _record(
         return 1
     s = writer.stats
     log.info(
-        "done: %d message(s), %d segment(s), %d bytes written%s",
+        "done: %d message(s), %d segment(s), %s written%s",
         pipeline.stats.messages,
         s.segments,
-        s.bytes,
+        format_size(s.bytes),
         f", {s.dropped} dropped" if s.dropped else "",
     )
+    print(summary_line(why[0] if why else "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
     return 0
 
 
