@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 
-DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+# `m` is minutes, as people write it (`3m`); there is no month or metre to confuse it with here.
+DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SIZE_UNITS: dict[str, int] = {
     "B": 1,
     "kB": 10**3,

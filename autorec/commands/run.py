@@ -66,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         ruleset = load_rules(args.rules)
     except ConfigError as exc:
-        print(f"autorec run: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"autorec run: {error.line_text()}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"autorec run: cannot read {args.rules}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    for warning in ruleset.warnings:
+        log.warning("%s", warning)
     if args.dry_run and not args.replay:
         print("autorec run: --dry-run needs --replay LOG", file=sys.stderr)
         return 2
@@ -404,7 +407,8 @@ def _reload(pipeline, services: _Services) -> None:
     try:
         ruleset = load_rules(path)
     except ConfigError as exc:
-        log.error("reload rejected, the rules in use are kept: %s", exc)
+        for error in exc.errors:
+            log.error("reload rejected, the rules in use are kept: %s", error.line_text())
         return
     except OSError as exc:
         log.error("reload rejected, the rules in use are kept: cannot read %s: %s", path, exc.strerror or exc)
