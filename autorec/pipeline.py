@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as _dt
 import logging
 import sys
 import time as _time
@@ -51,7 +50,7 @@ from autorec.source import Connected, Disconnected, Message
 from autorec.telemetry import is_telemetry_kind
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
-from autorec.units import format_size
+from autorec.units import format_size, iso_utc
 
 log = logging.getLogger("autorec.pipeline")
 
@@ -379,13 +378,8 @@ class DryRun:
 def segment_line(s: PlannedSegment) -> str:
     """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
     part = f" part {s.part}" if s.part > 1 else ""
-    return (
-        f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  {'+'.join(s.rules)}{part} ({s.reason})"
-    )
-
-
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    rules = "+".join(s.rules)
+    return f"{iso_utc(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  {rules}{part} ({s.reason})"
 
 
 # -- drivers -------------------------------------------------------------------

@@ -53,9 +53,11 @@ from autorec.logfile import LogWriteError, LogWriter
 from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
 from autorec.telemetry import TelemetryLog
-from autorec.units import format_size
+from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger("autorec.writer")
+
+MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
 
 # The segment directory's layout; crash recovery and retention read it through these names.
 LOG_SUFFIX = ".bin"
@@ -163,8 +165,10 @@ class SegmentWriter:
         flush_interval: float = 1.0,
         block: bool = False,
         observers: Sequence[SegmentObserver] = (),
+        max_firings: int = MAX_FIRINGS,
     ) -> None:
         self.directory = Path(directory).absolute()
+        self.max_firings = max_firings
         self.name_template = name_template
         self.fsync = fsync
         self.queue_max_bytes = queue_max_bytes
@@ -484,7 +488,7 @@ class SegmentWriter:
         a = cur.action
         gaps = [g.as_dict() for g in c.gaps] + [g.as_dict() for g in cur.gaps]
         gaps.sort(key=lambda g: g["start"])
-        return {
+        sidecar = {
             "version": SIDECAR_VERSION,
             "autorec": __version__,
             "name": cur.file.name,
@@ -498,7 +502,7 @@ class SegmentWriter:
             "open_reason": a.reason,
             "close_reason": c.reason,
             "rules": list(c.rules),
-            "firings": [f.as_dict() for f in c.firings],
+            **self._firings(c.firings),
             "snapshot": {"records": len(a.snapshot), "items": [s.as_dict() for s in a.snapshot]},
             "pre_roll": a.pre_roll.as_dict(),
             "records": records,
@@ -510,6 +514,26 @@ class SegmentWriter:
             "dropped": {"records": cur.dropped, "bytes": cur.dropped_bytes},
             "recovered": False,
         }
+        return with_iso_times(sidecar)
+
+    def _firings(self, firings: Sequence[Any]) -> dict[str, Any]:
+        """The sidecar's firing keys: every firing up to `max_firings`; beyond, counts and the last one.
+
+        A rule that fires on every frame for an hour must not grow a megabyte sidecar: the first
+        `max_firings` are kept in full (what started the segment), `firing_counts` counts them all
+        per rule, and `firings_omitted` says how many are left out and holds the last one.
+        """
+        counts: dict[str, int] = {}
+        for f in firings:
+            counts[f.rule] = counts.get(f.rule, 0) + 1
+        out: dict[str, Any] = {"firings": [f.as_dict() for f in firings[: self.max_firings]], "firing_counts": counts}
+        if len(firings) > self.max_firings:
+            out["firings_omitted"] = {
+                "count": len(firings) - self.max_firings,
+                "last": firings[-1].as_dict(),
+                "note": f"only the first {self.max_firings} firings are listed; firing_counts counts them all",
+            }
+        return out
 
     def _summary(self, sidecar: dict[str, Any], file: SegmentFile) -> dict[str, Any]:
         keys = ("name", "start", "end", "rules", "records", "bytes", "close_reason", "part", "recovered")
@@ -518,7 +542,7 @@ class SegmentWriter:
         out["sidecar"] = file.sidecar.name
         out["gaps"] = len(sidecar["gaps"])
         out["dropped"] = sidecar["dropped"]["records"]
-        return out
+        return with_iso_times(out)
 
     def _notify(self, method: str, file: SegmentFile) -> None:
         for obs in list(self.observers):
