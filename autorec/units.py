@@ -96,7 +96,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f}{unit}"
     return f"{int(n)}B"
