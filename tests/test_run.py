@@ -371,3 +371,36 @@ def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
     total = io.StringIO()
     sink.report(10_000, total)  # only the total: the segment lines are out already
     assert total.getvalue().startswith("2 segment(s), ") and total.getvalue().count("\n") == 1
+
+
+def test_dry_run_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path, stream_log: Path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--replay", str(stream_log), "--dry-run"]
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=60)
+        os.close(secondary)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0
+    assert b"%|" in terminal and b"B/s]" in terminal, terminal  # tqdm's bar (bytes of the log), on stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "electrodes-changed" in lines[0] and lines[-1].startswith(f"{len(lines) - 1} segment(s), ")
+    # not a terminal: no bar, the same lines
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and "%|" not in plain.stderr and plain.stdout == proc.stdout
