@@ -5,7 +5,7 @@ Contract:
   returns at once and never raises: the job is queued (unbounded; segments
   are few and small to describe). With `off` it does nothing.
 - One worker thread runs the jobs in order, each in a child process
-  (`python -m autorec video -q LOG`) at lowered CPU priority (`nice`, default
+  (`autorec video -q LOG` in this interpreter) at lowered CPU priority (`nice`, default
   10) in its own session: encoding never holds the recorder's GIL, never
   competes with it at equal priority, and a crash in a codec cannot take the
   recorder down. Only one export runs at a time, so a Pi keeps a core free.
@@ -36,6 +36,21 @@ from pathlib import Path
 from typing import Literal
 
 log = logging.getLogger("autorec.exportqueue")
+
+# The child must import the autorec this process runs, whatever the working directory holds.
+# `python -m autorec` puts the working directory first on sys.path, so a folder named `autorec`
+# there (the clone's top folder, when autorec is installed editable and run from its parent)
+# shadows the package. `-P` (safe path) would fix that but exists only from Python 3.11, and `-I`
+# would also drop PYTHONPATH and user site-packages, where autorec or a plugin may live. So the
+# child is started with `-c`, whose sys.path[0] is '' (the working directory), and removes that
+# entry itself before importing autorec; the rest of sys.path is as `python -m` would set it.
+CHILD_MAIN = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "from autorec.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 ExportMode = Literal["h264", "copy", "off"]
 EXPORT_MODES: tuple[str, ...] = ("h264", "copy", "off")
@@ -176,7 +191,7 @@ class ExportQueue:
         return default_output(path, "copy" if self.mode == "copy" else "h264", self.out_dir)
 
     def _command(self, path: Path) -> list[str]:
-        cmd = [sys.executable, "-m", "autorec", "video", "-q", "--force"]
+        cmd = [sys.executable, "-c", CHILD_MAIN, "video", "-q", "--force"]
         if self.mode == "copy":
             cmd.append("--copy")
         else:

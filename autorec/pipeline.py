@@ -65,6 +65,7 @@ MAX_HELD = 10_000  # messages held while no timestamp is known yet
 # A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
 # reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
 NEAR_MISS_CLIP_SPAN = 10.0
+PROGRESS_EVERY = 2_000  # records between progress reports of run_file
 
 
 class Sink(Protocol):
@@ -114,6 +115,11 @@ class PipelineStats:
     first_time: float | None = None
     last_time: float | None = None
     kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seen_bytes(self) -> int:
+        """What the messages seen would take in a log (payloads plus 4-byte headers): comparable with kept bytes."""
+        return self.bytes + 4 * self.messages
 
 
 class Pipeline:
@@ -387,11 +393,18 @@ class PlannedSegment:
 
 
 class DryRun:
-    """A sink that writes nothing and lists the segments that would have been written."""
+    """A sink that writes nothing and lists the segments that would have been written.
 
-    def __init__(self) -> None:
+    With `out`, each segment's line is printed the moment the segment closes (a night's log
+    takes minutes on a Raspberry Pi: the first results show at once), through `say` when given
+    (a progress bar's `write`, so the bar is not torn).
+    """
+
+    def __init__(self, out: TextIO | None = None, say: Callable[[str], None] | None = None) -> None:
         self.segments: list[PlannedSegment] = []
         self._current: PlannedSegment | None = None
+        self._out = out
+        self._say = say
         self.score_maxima: dict[str, list[float]] = {}  # rule -> its per-second maxima, in order
         self.thresholds: dict[str, float] = {}  # rule -> its latest threshold
         self.found_near_misses: list[NearMiss] = []
@@ -467,7 +480,14 @@ class DryRun:
                     f.evidence.get("near_miss") is True for f in a.firings
                 )
                 self.segments.append(self._current)
+                self._show(self._current)
                 self._current = None
+
+    def _show(self, s: PlannedSegment) -> None:
+        if self._say is not None:
+            self._say(segment_line(s))
+        elif self._out is not None:
+            print(segment_line(s), file=self._out, flush=True)
 
     def telemetry(self, time: float, payload: bytes) -> None:
         pass
@@ -480,14 +500,10 @@ class DryRun:
         return sum(s.bytes for s in self.segments)
 
     def report(self, log_bytes: int, out: TextIO) -> None:
-        """Print one line per segment and the total kept against the log's size."""
-        for s in self.segments:
-            part = f" part {s.part}" if s.part > 1 else ""
-            print(
-                f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  "
-                f"{'+'.join(s.rules)}{part} ({s.reason}){' near miss' if s.near_miss else ''}",
-                file=out,
-            )
+        """Print the line of each segment not printed as it closed, then the total kept against the log's size."""
+        if self._out is None and self._say is None:
+            for s in self.segments:
+                print(segment_line(s), file=out)
         pct = 100.0 * self.kept_bytes / log_bytes if log_bytes else 0.0
         print(
             f"{len(self.segments)} segment(s), {format_size(self.kept_bytes)} kept of "
@@ -500,20 +516,46 @@ def _iso(t: float) -> str:
     return utc_iso(t)
 
 
+def segment_line(s: PlannedSegment) -> str:
+    """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
+    part = f" part {s.part}" if s.part > 1 else ""
+    rules = "+".join(s.rules)
+    near = " near miss" if s.near_miss else ""
+    return f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  {rules}{part} ({s.reason}){near}"
+
+
 # -- drivers -------------------------------------------------------------------
 
 
-def run_file(pipeline: Pipeline, source: FileSource | Iterable[Message]) -> None:
+def run_file(
+    pipeline: Pipeline, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
+) -> None:
     """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
-    then close the open segment."""
+    then close the open segment.
+
+    `progress(bytes_read)` is called every few thousand records (for a progress bar; a `FileSource` only).
+    """
     handle = pipeline.message
-    for msg in source:
-        handle(msg)
+    if progress is None:
+        for msg in source:
+            handle(msg)
+    else:
+        for n, msg in enumerate(source, 1):
+            handle(msg)
+            if not n % PROGRESS_EVERY:
+                progress(source.bytes)
+        progress(source.bytes)
     pipeline.finish()
 
 
 class StatusLine:
-    """The live status: a line rewritten in place on a terminal, a log line every `log_every` s otherwise."""
+    """The live status: a line rewritten in place on a terminal, a heartbeat log line every `log_every` s otherwise.
+
+    Not on a terminal (systemd, nohup, a log file) a rewritten line would be noise, and silence
+    all night looks like a hang: a heartbeat line says the recorder is alive and what it has done
+    (connected or not, msg/s over the interval, segments, kept against seen bytes, disk free,
+    the alerts raised). `log_every=None` turns the heartbeat off.
+    """
 
     def __init__(
         self,
@@ -521,15 +563,17 @@ class StatusLine:
         out_dir: Path | None,
         stream: TextIO | None = None,
         interval: float = 2.0,
-        log_every: float = 60.0,
+        log_every: float | None = 300.0,
         writer_stats: Callable[[], Any] | None = None,
+        alerts: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.out_dir = out_dir
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if self.tty else log_every
+        self.interval = interval if self.tty else (log_every if log_every else float("inf"))
         self.writer_stats = writer_stats
+        self.alerts = alerts
         self._next = _time.monotonic() + self.interval
         self._last_count = 0
         self._last_mono = _time.monotonic()
@@ -543,7 +587,7 @@ class StatusLine:
             self.stream.write("\r\x1b[2K" + text)
             self.stream.flush()
         else:
-            log.info("%s", text)
+            log.info("heartbeat: %s", text)
 
     def text(self, now: float) -> str:
         p = self.pipeline
@@ -560,7 +604,9 @@ class StatusLine:
             parts.append("idle")
         ws = self.writer_stats() if self.writer_stats else None
         if ws is not None:
-            parts.append(f"{ws.segments} segment(s) {format_size(ws.bytes)} written")
+            parts.append(
+                f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.seen_bytes)} seen"
+            )
             if ws.dropped:
                 parts.append(f"{ws.dropped} dropped")
         if self.out_dir is not None:
@@ -568,6 +614,10 @@ class StatusLine:
                 parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
         if scores:
             parts.append(f"scores {scores}")
+        if self.alerts is not None:
+            raised = [str(a.get("key")) for a in self.alerts()]
+            if raised:
+                parts.append(f"ALERTS: {', '.join(raised)}")
         return "  ".join(parts)
 
     def end(self) -> None:

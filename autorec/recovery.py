@@ -53,6 +53,7 @@ from autorec.atomicfile import append_json_line as append_index_line  # re-expor
 from autorec.atomicfile import fsync_path, open_nofollow, write_json
 from autorec.logfile import LogReader
 from autorec.telemetry import PREFIX as TELEMETRY_PREFIX
+from autorec.units import with_iso_times
 from autorec.writer import INDEX_NAME, LOG_SUFFIX, SIDECAR_SUFFIX, SIDECAR_VERSION
 
 PARTIAL_SUFFIX = ".partial"  # on NAME.bin (the writer's PARTIAL_SUFFIX) and on a NAME.json left beside it
@@ -191,7 +192,7 @@ def index_entry(sidecar: dict[str, Any], log_name: str, sidecar_name: str) -> di
     entry["gaps"] = len(gaps) if isinstance(gaps, list) else 0
     dropped = sidecar.get("dropped")
     entry["dropped"] = dropped.get("records", 0) if isinstance(dropped, dict) else 0
-    return entry
+    return with_iso_times(entry)
 
 
 # The writer's sidecar keys, in its order (recovered sidecars add `recovery` at the end).
@@ -210,6 +211,7 @@ SIDECAR_KEYS: tuple[str, ...] = (
     "close_reason",
     "rules",
     "firings",
+    "firing_counts",
     "snapshot",
     "pre_roll",
     "records",
@@ -250,6 +252,7 @@ def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, reco
         "close_reason": "recovered",
         "rules": kept.get("rules", []),
         "firings": kept.get("firings", []),
+        "firing_counts": kept.get("firing_counts"),
         "snapshot": kept.get("snapshot"),
         "pre_roll": kept.get("pre_roll"),
         "records": summary.records,
@@ -265,7 +268,7 @@ def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, reco
     sidecar = {k: values[k] for k in SIDECAR_KEYS}
     sidecar.update({k: v for k, v in kept.items() if k not in sidecar})  # fields a later writer may add
     sidecar["recovery"] = recovery
-    return sidecar
+    return with_iso_times(sidecar)  # recomputed: the old sidecar's *_iso and duration_s may be stale
 
 
 def _only_near_misses(firings: Any) -> bool:

@@ -27,6 +27,7 @@ Contracts:
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import string
 import urllib.parse
@@ -44,7 +45,7 @@ from autorec.hooks import check_format_width
 from autorec.segmenter import SegmentPolicy
 from autorec.triggers.base import Trigger
 from autorec.triggers.fields import suggest
-from autorec.units import parse_duration, parse_size
+from autorec.units import format_size, parse_duration, parse_size
 
 DEFAULT_NAME = "{start:%Y%m%dT%H%M%SZ}-{rules}"
 DEFAULT_START_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -56,18 +57,36 @@ _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ConfigError(Exception):
-    """A rule file is wrong. `str(err)` is `FILE:LINE: key: what is wrong (what is allowed)`."""
+    """A rule file is wrong. `str(err)` is `FILE:LINE: key: what is wrong (what is allowed)`.
+
+    `errors` lists every error found in the file (the loader reports them all at once, in line
+    order); `file`, `line`, `key` and `message` are the first one's. With several errors,
+    `str(err)` is one such line per error.
+    """
 
     def __init__(self, file: str | Path, line: int | None, key: str, message: str) -> None:
         self.file = str(file)
         self.line = line
         self.key = key
         self.message = message
-        super().__init__(str(self))
+        self.errors: list[ConfigError] = [self]
+        super().__init__(self.line_text())
 
-    def __str__(self) -> str:
+    @classmethod
+    def of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One exception carrying all of `errors` (at least one), sorted by line."""
+        ordered = sorted(errors, key=lambda e: e.line or 0)
+        first = ordered[0]
+        combined = cls(first.file, first.line, first.key, first.message)
+        combined.errors = ordered
+        return combined
+
+    def line_text(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         return f"{where}: {self.key}: {self.message}"
+
+    def __str__(self) -> str:
+        return "\n".join(e.line_text() for e in self.errors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +172,9 @@ class RuleSet:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     max_errors: int = 10
     shutdown_grace: float = 10.0
+    heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)
+    # Valid but probably not meant (`FILE:LINE: key: warning: ...`); `check` prints them, `run` logs them.
+    warnings: tuple[str, ...] = ()
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -381,11 +403,17 @@ def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Ove
         line = text.count("\n", 0, max(0, exc.position)) + 1
         what = "a NUL byte" if exc.character in ("\x00", 0) else f"the control character {exc.character!r}"
         raise ConfigError(p, line, "(yaml)", f"{what} is not allowed in a rule file (the file must be text)") from None
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(p, line, "(yaml)", f"{exc.problem} (the file must be valid YAML)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and exc.context and ("quoted scalar" in exc.context or "flow" in exc.context):
+            mark = exc.context_mark  # an unclosed quote or bracket: point at where it was opened, not the file's end
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(p, line, "(yaml)", f"{problem} (the file must be valid YAML)") from None
+        raise ConfigError(p, line, "(yaml)", _yaml_for_people(problem, exc.context)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(p, None, "(yaml)", f"{exc} (the file must be valid YAML)") from None
     except RecursionError:  # a safety net: MAX_DEPTH stops nesting before this
@@ -436,7 +464,43 @@ def _to_loaded(value: Any) -> Any:
     return value
 
 
-_TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace")
+# PyYAML's messages name parser states ("expected <block end>, but found '<block mapping start>'");
+# a lab user needs what to change. The parser's own words stay in brackets for a search engine.
+_YAML_HINTS: tuple[tuple[str, str], ...] = (
+    ("'\\t'", "tabs are not allowed for indentation; use spaces"),
+    (
+        "mapping values are not allowed here",
+        "unexpected ':' (a missing ':' on the line above, indentation that does not line up, "
+        "or a value containing ': ' that needs quotes)",
+    ),
+    ("expected <block end>", "the indentation does not line up with the lines above (indent with spaces, 2 per level)"),
+    ("could not find expected ':'", "expected 'key: value' (is the ':' missing, or a line wrapped?)"),
+    ("expected ',' or ']'", "a '[' list is not closed with ']' (or its items need commas)"),
+    ("expected ',' or '}'", "a '{' mapping is not closed with '}' (or its items need commas)"),
+    ("found unexpected end of stream", "a quote (' or \") is opened and never closed"),
+    ("found undefined alias", "an alias (*name) refers to no anchor (&name) above it"),
+)
+
+
+def _yaml_for_people(problem: str, context: str | None) -> str:
+    """A YAML syntax error in words a lab user can act on, keeping the parser's own words in brackets."""
+    for needle, hint in _YAML_HINTS:
+        if needle in problem or (context and needle in context):
+            return f"{hint} [YAML: {problem}]"
+    return f"{problem} (the file must be valid YAML)"
+
+
+_TOP_KEYS = (
+    "source",
+    "output",
+    "segments",
+    "rules",
+    "hooks",
+    "alerts",
+    "max_errors",
+    "shutdown_grace",
+    "heartbeat",
+)
 _OUTPUT_KEYS = (
     "dir",
     "name",
@@ -456,13 +520,29 @@ _RULE_KEYS = ("name", "trigger", "max_errors", "near_miss", "near_miss_clip", *_
 
 
 class _Validator:
+    """Checks a whole document and collects every error it finds (`errors`), so `check` lists them
+    all at once. A section or rule that cannot be read at all (not a mapping, no trigger) is reported
+    once and skipped; a bad value is reported and replaced by its default so the rest is still
+    checked; a rule with errors in its options is not constructed (its checks would only repeat them).
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.errors: list[ConfigError] = []
+        self.warnings: list[ConfigError] = []
 
     # -- helpers --------------------------------------------------------------------------
 
     def error(self, line: int | None, key: str, message: str) -> ConfigError:
         return ConfigError(self.path, line, key, message)
+
+    def attempt(self, fn: Callable[[], Any], default: Any) -> Any:
+        """`fn()`, or `default` after recording the ConfigError it raised."""
+        try:
+            return fn()
+        except ConfigError as exc:
+            self.errors.extend(exc.errors)
+            return default
 
     def mapping(self, value: Any, line: int | None, key: str) -> _Map:
         if value is None:
@@ -474,22 +554,27 @@ class _Validator:
         return value
 
     def check_keys(self, m: _Map, allowed: tuple[str, ...], prefix: str) -> None:
+        """Record every unknown key of `m` (all of them, not only the first)."""
         for key in m:
             if not isinstance(key, str) or key not in allowed:
                 hint = suggest(str(key), allowed)
-                raise self.error(
-                    m.lines.get(key, m.line),
-                    _join(prefix, str(key)),
-                    f"unknown key{hint} (allowed: {', '.join(allowed)})",
+                self.errors.append(
+                    self.error(
+                        m.lines.get(key, m.line),
+                        _join(prefix, str(key)),
+                        f"unknown key{hint} (allowed: {', '.join(allowed)})",
+                    )
                 )
 
     def convert(self, m: _Map, key: str, prefix: str, conv: Callable[[Any], Any], default: Any) -> Any:
+        """`conv(m[key])`; `default` when the key is absent, or when the value is bad (the error is recorded)."""
         if key not in m:
             return default
         try:
             return conv(m[key])
         except ValueError as exc:
-            raise self.error(m.lines.get(key, m.line), _join(prefix, key), str(exc)) from None
+            self.errors.append(self.error(m.lines.get(key, m.line), _join(prefix, key), str(exc)))
+            return default
 
     # -- sections -------------------------------------------------------------------------
 
@@ -499,16 +584,23 @@ class _Validator:
         top = self.mapping(doc, 1, "(file)")
         self.check_keys(top, _TOP_KEYS, "")
         source = self.convert(top, "source", "", _source, None)
-        output = self.output(top)
-        segments = self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None)
+        output = self.attempt(lambda: self.output(top), OutputSettings())
+        segments = self.attempt(
+            lambda: self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None),
+            SegmentSettings(),
+        )
         max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
         grace = self.convert(top, "shutdown_grace", "", _duration, 10.0)
-        hooks = self.hooks(top)
-        alerts = self.alerts(top)
-        rules = self.rules(top, segments, max_errors)
+        heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
+        hooks = self.attempt(lambda: self.hooks(top), HookSettings())
+        alerts = self.attempt(lambda: self.alerts(top), AlertSettings())
+        rules = self.attempt(lambda: self.rules(top, segments, max_errors), [])
         # Checked with the real rule names so that the sample rendering is realistic.
-        _check_name_template(self, output.name, top, [r.name for r in rules])
+        self.attempt(lambda: _check_name_template(self, output.name, top, [r.name for r in rules]), None)
+        if self.errors:
+            raise ConfigError.of(self.errors)
         return RuleSet(
+            warnings=tuple(w.line_text() for w in sorted(self.warnings, key=lambda w: w.line or 0)),
             path=self.path,
             source=source,
             output=output,
@@ -518,6 +610,7 @@ class _Validator:
             alerts=alerts,
             max_errors=max_errors,
             shutdown_grace=grace,
+            heartbeat=heartbeat,
         )
 
     def output(self, top: _Map) -> OutputSettings:
@@ -548,8 +641,29 @@ class _Validator:
             pre_roll=self.convert(m, "pre_roll", prefix, _duration, base.pre_roll),
             post_roll=self.convert(m, "post_roll", prefix, _duration, base.post_roll),
             max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
-            pre_roll_max_bytes=self.convert(m, "pre_roll_max_bytes", prefix, parse_size, base.pre_roll_max_bytes),
+            pre_roll_max_bytes=self.convert(
+                m, "pre_roll_max_bytes", prefix, self.memory_size(m, prefix), base.pre_roll_max_bytes
+            ),
         )
+
+    def memory_size(self, m: _Map, prefix: str) -> Callable[[Any], int]:
+        """A size converter that also warns when the size is more than the machine's memory."""
+
+        def conv(value: Any) -> int:
+            n = parse_size(value)
+            memory = physical_memory()
+            if memory is not None and n > memory:
+                self.warnings.append(
+                    self.error(
+                        m.lines.get("pre_roll_max_bytes", m.line),
+                        _join(prefix, "pre_roll_max_bytes"),
+                        f"warning: {format_size(n)} is more than this machine's memory ({format_size(memory)}); "
+                        "a long quiet pre-roll of camera frames could use it all",
+                    )
+                )
+            return n
+
+        return conv
 
     def hooks(self, top: _Map) -> HookSettings:
         m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
@@ -582,16 +696,28 @@ class _Validator:
         out = []
         for i, item in enumerate(seq):
             item_line = seq.lines[i]
-            rule = self.rule(self.mapping(item, item_line, f"rules[{i}]"), i, segments, max_errors)
-            if rule.name in seen:
-                raise self.error(
-                    rule.line, f"rules[{rule.name}].name", f"duplicate rule name (first on line {seen[rule.name]})"
+            rule = self.attempt(
+                lambda item=item, i=i, item_line=item_line: self.rule(
+                    self.mapping(item, item_line, f"rules[{i}]"), i, segments, max_errors
+                ),
+                None,
+            )
+            # Duplicates are found by the name as written, so a rule with errors still claims its name.
+            name = item.get("name") if isinstance(item, _Map) else None
+            if isinstance(name, str) and name in seen:
+                self.errors.append(
+                    self.error(item.line, f"rules[{name}].name", f"duplicate rule name (first on line {seen[name]})")
                 )
-            seen[rule.name] = rule.line or 0
-            out.append(rule)
+                continue
+            if isinstance(name, str):
+                seen[name] = item.line or 0
+            if rule is not None:
+                out.append(rule)
         return out
 
-    def rule(self, m: _Map, index: int, segments: SegmentSettings, max_errors: int) -> Rule:
+    def rule(self, m: _Map, index: int, segments: SegmentSettings, max_errors: int) -> Rule | None:
+        """The validated rule, or None when it has errors (recorded, or raised when nothing more can be checked)."""
+        errors_before = len(self.errors)
         from autorec.triggers import registry
 
         if not m:
@@ -599,7 +725,7 @@ class _Validator:
         if "name" not in m:
             raise self.error(m.line, f"rules[{index}].name", "missing (a unique name like drops-moved)")
         name = self.convert(m, "name", f"rules[{index}]", _rule_name, None)
-        prefix = f"rules[{name}]"
+        prefix = f"rules[{name if name is not None else index}]"
         if "trigger" not in m:
             known = ", ".join(registry.known_names())
             raise self.error(m.line, f"{prefix}.trigger", f"missing (one of: {known}; or module:Class)")
@@ -633,6 +759,8 @@ class _Validator:
         rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
         near_miss = self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss)
         near_miss_clip = self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip)
+        if len(self.errors) > errors_before or name is None:
+            return None  # constructing it would only report the same errors again, less clearly
         # Construct once now so the trigger's own checks (field paths, option combinations) run
         # before anything starts. Any exception from a plugin's constructor is a config error.
         try:
@@ -667,6 +795,14 @@ class _Validator:
             near_miss=near_miss,
             near_miss_clip=near_miss_clip,
         )
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _split_option_error(exc: Exception, option_names: tuple[str, ...]) -> tuple[str | None, str]:

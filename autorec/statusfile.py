@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autorec.units import with_iso_times
+
 log = logging.getLogger("autorec.statusfile")
 
 
@@ -77,7 +79,7 @@ def segment_info(segment: Any) -> dict[str, Any] | None:
 def write_status(path: str | os.PathLike[str], status: Status | dict[str, Any]) -> None:
     """Replace `path` with `status` as JSON, atomically. See the module docstring."""
     path = Path(path)
-    data = status.as_dict() if isinstance(status, Status) else status
+    data = with_iso_times(status.as_dict() if isinstance(status, Status) else status)
     blob = (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

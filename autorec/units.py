@@ -1,16 +1,23 @@
-"""Durations and sizes as a lab user writes them: `10s`, `30min`, `256MB`, `1GiB`.
+"""Durations and sizes as a lab user writes them: `10s`, `30min`, `256MB`, `1GiB`; times as people read them.
 
 `parse_duration` returns seconds (float); `parse_size` returns bytes (int).
 Bare numbers are seconds / bytes. Errors are `ValueError` with a message that
 lists the allowed units, ready to show after a file:line prefix.
+
+`format_size` is the one size format a person reads (`109.7MB`); `iso_utc` and
+`with_iso_times` put ISO 8601 UTC strings beside the epoch times of the JSON
+files autorec writes (sidecars, `index.jsonl`, `status.json`).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
+from typing import Any
 
-DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+# `m` is minutes, as people write it (`3m`); there is no month or metre to confuse it with here.
+DURATION_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SIZE_UNITS: dict[str, int] = {
     "B": 1,
     "kB": 10**3,
@@ -89,7 +96,57 @@ def format_duration(seconds: float) -> str:
 
 
 def format_size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f}{unit}"
     return f"{int(n)}B"
+
+
+def iso_utc(t: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC string with milliseconds: `2026-11-24T10:31:58.912Z`."""
+    when = _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+# Keys that hold epoch seconds in sidecars, index lines and the status file.
+TIME_KEYS = frozenset(
+    {"start", "end", "segment_start", "segment_end", "time", "first", "last", "original_time", "stamped_time"}
+    | {"updated", "since", "at"}
+)
+
+
+def with_iso_times(value: Any) -> Any:
+    """`value` (JSON-like) with `KEY_iso` (UTC, see `iso_utc`) after every epoch time in `TIME_KEYS`, and
+    `duration_s` after a mapping's `start`/`end` pair, for people reading the files.
+
+    Recomputed from the epoch values: `_iso` and `duration_s` keys already in `value` are replaced.
+    Trigger evidence (`evidence`) is left as the trigger wrote it. A time that cannot be shown as a
+    date (a rig clock far out of range) gets null.
+    """
+    if isinstance(value, list):
+        return [with_iso_times(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    for key, v in value.items():
+        if key == "duration_s" or (isinstance(key, str) and key.endswith("_iso") and key[:-4] in TIME_KEYS):
+            continue
+        out[key] = v if key == "evidence" else with_iso_times(v)
+        if key in TIME_KEYS and (v is None or _is_number(v)):
+            out[f"{key}_iso"] = _iso_or_none(v)
+        if key == "end" and _is_number(value.get("start")) and _is_number(v):
+            out["duration_s"] = round(v - value["start"], 3)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _iso_or_none(v: Any) -> str | None:
+    if not _is_number(v):
+        return None
+    try:
+        return iso_utc(v)
+    except (OverflowError, OSError, ValueError):
+        return None

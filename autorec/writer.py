@@ -53,8 +53,11 @@ from autorec.logfile import LogWriteError, LogWriter
 from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
 from autorec.telemetry import TelemetryLog
+from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger("autorec.writer")
+
+MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
 
 # The segment directory's layout; crash recovery and retention read it through these names.
 LOG_SUFFIX = ".bin"
@@ -162,8 +165,10 @@ class SegmentWriter:
         flush_interval: float = 1.0,
         block: bool = False,
         observers: Sequence[SegmentObserver] = (),
+        max_firings: int = MAX_FIRINGS,
     ) -> None:
         self.directory = Path(directory).absolute()
+        self.max_firings = max_firings
         self.name_template = name_template
         self.fsync = fsync
         self.queue_max_bytes = queue_max_bytes
@@ -311,9 +316,9 @@ class SegmentWriter:
                     self._current.dropped += item.records
                     self._current.dropped_bytes += item.bytes
                 log.warning(
-                    "writer: disk too slow, %d message(s) (%d bytes) dropped from the open segment",
+                    "writer: disk too slow, %d message(s) (%s) dropped from the open segment",
                     item.records,
-                    item.bytes,
+                    format_size(item.bytes),
                 )
         except Exception:  # never let one bad item kill the writer
             self.stats.errors += 1
@@ -472,12 +477,12 @@ class SegmentWriter:
         self.stats.open_segment = None
         self.stats.last_segment = file
         log.info(
-            "segment closed: %s (%s, %.1f s, %d records, %d bytes%s)",
+            "segment closed: %s (%s, %.1f s, %d records, %s%s)",
             file.path.name,
             c.reason,
             (cur.last - cur.first) if cur.first is not None and cur.last is not None else 0.0,
             records,
-            size,
+            format_size(size),
             f", {cur.dropped} dropped" if cur.dropped else "",
         )
         self._notify("segment_closed", file)
@@ -486,7 +491,7 @@ class SegmentWriter:
         a = cur.action
         gaps = [g.as_dict() for g in c.gaps] + [g.as_dict() for g in cur.gaps]
         gaps.sort(key=lambda g: g["start"])
-        return {
+        sidecar = {
             "version": SIDECAR_VERSION,
             "autorec": __version__,
             "name": cur.file.name,
@@ -500,7 +505,7 @@ class SegmentWriter:
             "open_reason": a.reason,
             "close_reason": c.reason,
             "rules": list(c.rules),
-            "firings": [f.as_dict() for f in c.firings],
+            **self._firings(c.firings),
             "snapshot": {"records": len(a.snapshot), "items": [s.as_dict() for s in a.snapshot]},
             "pre_roll": a.pre_roll.as_dict(),
             "records": records,
@@ -514,6 +519,26 @@ class SegmentWriter:
             # Only near-miss clips (near_miss_clip) in it: what a rule would have missed.
             "near_miss": bool(c.firings) and all(f.evidence.get("near_miss") is True for f in c.firings),
         }
+        return with_iso_times(sidecar)
+
+    def _firings(self, firings: Sequence[Any]) -> dict[str, Any]:
+        """The sidecar's firing keys: every firing up to `max_firings`; beyond, counts and the last one.
+
+        A rule that fires on every frame for an hour must not grow a megabyte sidecar: the first
+        `max_firings` are kept in full (what started the segment), `firing_counts` counts them all
+        per rule, and `firings_omitted` says how many are left out and holds the last one.
+        """
+        counts: dict[str, int] = {}
+        for f in firings:
+            counts[f.rule] = counts.get(f.rule, 0) + 1
+        out: dict[str, Any] = {"firings": [f.as_dict() for f in firings[: self.max_firings]], "firing_counts": counts}
+        if len(firings) > self.max_firings:
+            out["firings_omitted"] = {
+                "count": len(firings) - self.max_firings,
+                "last": firings[-1].as_dict(),
+                "note": f"only the first {self.max_firings} firings are listed; firing_counts counts them all",
+            }
+        return out
 
     def _summary(self, sidecar: dict[str, Any], file: SegmentFile) -> dict[str, Any]:
         keys = ("name", "start", "end", "rules", "records", "bytes", "close_reason", "part", "recovered")
@@ -524,7 +549,7 @@ class SegmentWriter:
         out["dropped"] = sidecar["dropped"]["records"]
         if sidecar.get("near_miss"):
             out["near_miss"] = True
-        return out
+        return with_iso_times(out)
 
     def _notify(self, method: str, file: SegmentFile) -> None:
         for obs in list(self.observers):

@@ -1,4 +1,10 @@
-"""Shared test fixtures. `../shared/fixtures` (beside the repo) holds real upstream data."""
+"""Shared test fixtures.
+
+`../shared/fixtures` (beside the repo) holds real upstream data: a 30 s log recorded by upstream
+pdrecord from upstream pdserver --sim, its counts, and two photos of a real board. Tests about
+upstream's own bytes use it and are skipped without it. Tests that only need a realistic stream
+use `stream_log`, generated here from the built-in simulator, and always run.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +43,24 @@ def board_photo_1() -> Path:
 @pytest.fixture
 def board_photo_2() -> Path:
     return _shared("board-photo-2.jpg")
+
+
+@pytest.fixture(scope="session")
+def stream_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 s of the built-in simulator's stream (demo scenario, seed 1, no camera) as a log: ~300 records of
+    every periodic kind, timeless electrode_state and device_info among them. Generated, never skipped."""
+    from autorec.logfile import LogWriter
+    from autorec.sim.core import Simulation
+    from autorec.sim.scenario import load_scenario
+    from autorec.sim.stream import StreamEncoder
+
+    start = 1_795_516_318.9
+    sim = Simulation(load_scenario("demo"), seed=1, start_time=start, duration=30.0, camera=False)
+    encoder = StreamEncoder()
+    path = tmp_path_factory.mktemp("stream") / "sim-30s.bin"
+    with LogWriter(path) as writer:
+        for t, item in sim.advance(start + 30.0):
+            for message in encoder.encode(t, item):
+                if isinstance(message, bytes):
+                    writer.write(message)
+    return path

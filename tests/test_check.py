@@ -71,3 +71,54 @@ def test_plugins_lists_builtins_with_options(capsys):
     assert "- every: duration, required" in out
     # Exit 1 exactly when something listed cannot be loaded.
     assert code == (1 if "not available" in out else 0)
+
+
+def test_check_reports_every_error_in_a_file_at_once(tmp_path, capsys):
+    bad = write_rules(
+        tmp_path,
+        """
+        output:
+          telemetri: false
+          video: maybe
+        rules:
+          - name: a
+            trigger: movement
+            min_pinz: 2
+            post_roll: 3 weeks
+          - name: b
+            trigger: threshold
+            field: hv_regulator.voltge
+            above: 3
+          - name: a
+            trigger: electrodes
+        """,
+    )
+    assert main(["check", str(bad)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(": ")[0:2] for line in lines] == [
+        [f"{bad}:2", "output.telemetri"],
+        [f"{bad}:3", "output.video"],
+        [f"{bad}:7", "rules[a].min_pinz"],
+        [f"{bad}:8", "rules[a].post_roll"],
+        [f"{bad}:11", "rules[b].field"],
+        [f"{bad}:13", "rules[a].name"],
+    ]
+    assert "units: ms, s, m, min, h, d" in lines[3]
+
+
+def test_check_warns_about_a_pre_roll_larger_than_memory(tmp_path, capsys):
+    from autorec.rules import physical_memory
+    from autorec.units import format_size
+
+    memory = physical_memory()
+    assert memory is not None  # Linux and macOS both say
+    path = write_rules(
+        tmp_path, f"segments:\n  pre_roll_max_bytes: {2 * memory}\nrules:\n  - {{name: a, trigger: movement}}\n"
+    )
+    assert main(["check", str(path)]) == 0  # a warning, not an error
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"{path}:2: segments.pre_roll_max_bytes: warning: {format_size(2 * memory)} is more than this machine's "
+        f"memory ({format_size(memory)}); a long quiet pre-roll of camera frames could use it all"
+    )
+    assert f"{path}: OK, 1 rule" in captured.out

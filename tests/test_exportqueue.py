@@ -76,3 +76,18 @@ def test_off_does_nothing_and_bad_mode_is_refused(tmp_path):
     assert not (tmp_path / "seg.mp4").exists()
     with pytest.raises(ValueError, match="h264, copy, off"):
         ExportQueue("mpeg2")  # type: ignore[arg-type]
+
+
+def test_export_works_from_a_directory_holding_a_folder_named_autorec(tmp_path, monkeypatch):
+    # Started from the folder that holds the clone, `python -m autorec` would import the clone's
+    # top folder (or any `autorec` folder there) instead of the installed package.
+    shadow = tmp_path / "cwd" / "autorec"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")  # no __version__, no cli: the child would fail to import
+    monkeypatch.chdir(shadow.parent)
+    log = frames_log(tmp_path / "seg.bin", [T0, T0 + 0.1])
+    q = ExportQueue("copy")
+    q.submit(log)
+    assert q.close(grace=90), [o.message for o in q.outcomes]
+    assert [o.status for o in q.outcomes] == ["exported"]
+    assert (tmp_path / "seg.mkv").is_file()

@@ -58,9 +58,9 @@ def start_record(uri: str, out: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_record_survives_dropped_connection_and_stops_on_signal(
-    sig: signal.Signals, upstream_log: Path, tmp_path: Path
+    sig: signal.Signals, stream_log: Path, tmp_path: Path
 ) -> None:
-    payloads = fixture_payloads(upstream_log)
+    payloads = fixture_payloads(stream_log)
     big = big_image_event(2 * 1024 * 1024)  # > websockets' 1 MiB default
     first, second = [*payloads[:120], big], payloads[120:]
     out = tmp_path / "rec.bin"
@@ -87,14 +87,15 @@ def test_record_survives_dropped_connection_and_stops_on_signal(
     assert records(Path(f"{out}.rejected")) == [b"\x07garbage", b""]
     assert f"{sig.name} received" in stdout
     assert f"messages: {len(payloads) + 1}" in stdout
+    assert stdout.strip().splitlines()[-1].startswith(f"  next: autorec info {out}, autorec video {out}, ")
     assert "gaps: 1 " in stdout and "reconnects: 1" in stdout
     assert "rejected: 2" in stdout and "text frames skipped: 1" in stdout
     assert "connection lost (no close frame)" in stdout
     assert "no connection to" in stderr  # the gap was reported while it happened
 
 
-def test_existing_out_is_refused_then_appended_or_replaced(upstream_log: Path, tmp_path: Path, capsys) -> None:
-    payloads = fixture_payloads(upstream_log)
+def test_existing_out_is_refused_then_appended_or_replaced(stream_log: Path, tmp_path: Path, capsys) -> None:
+    payloads = fixture_payloads(stream_log)
     out = tmp_path / "rec.bin"
     out.write_bytes(b"")
     assert main(["record", "--uri", "ws://127.0.0.1:9", str(out)]) == 2
@@ -129,8 +130,8 @@ def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path, caps
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_disk_full_keeps_recording_counts_losses_and_exits_1(upstream_log: Path, capsys) -> None:
-    payloads = fixture_payloads(upstream_log)[:5]
+def test_disk_full_keeps_recording_counts_losses_and_exits_1(stream_log: Path, capsys) -> None:
+    payloads = fixture_payloads(stream_log)[:5]
     with EventServer(greeting=payloads) as server:
         assert main(["record", "--uri", server.uri, "--duration", "1s", "--force", "/dev/full"]) == 1
     captured = capsys.readouterr()

@@ -37,8 +37,8 @@ def open_fds() -> int:
 
 
 @pytest.fixture
-def payloads(upstream_log: Path) -> list[bytes]:
-    return fixture_payloads(upstream_log)
+def payloads(stream_log: Path) -> list[bytes]:
+    return fixture_payloads(stream_log)
 
 
 def test_three_captures_every_record_checked(payloads: list[bytes], tmp_path: Path) -> None:

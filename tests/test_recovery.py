@@ -16,6 +16,7 @@ from autorec import events
 from autorec.logfile import LogReader, LogWriter, frame
 from autorec.proto import PurpleDropEvent
 from autorec.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
+from autorec.units import iso_utc
 
 T0 = 1_763_000_000.0
 
@@ -82,8 +83,12 @@ def test_cut_record_is_removed_and_sidecar_matches_file(tmp_path):
     assert sidecar["recovered"] is True and sidecar["close_reason"] == "recovered"
     assert sidecar["recovery"]["cut_bytes"] == len(cut)
     assert sidecar["recovery"]["cut_reason"].startswith("truncated")
+    # the times for people are computed from what the file holds, like start and end
+    assert sidecar["start_iso"] == iso_utc(T0) and sidecar["end_iso"] == iso_utc(sidecar["end"])
+    assert sidecar["duration_s"] == 9.5
 
     [line] = _index(tmp_path)
+    assert line["start_iso"] == iso_utc(T0) and line["duration_s"] == 9.5
     assert line["path"] == "seg-0001.bin"
     assert line["records"] == 21 and line["recovered"] is True and line["sidecar"] == "seg-0001.json"
     assert sidecar["recovery"]["from"] == "seg-0001.bin.partial"

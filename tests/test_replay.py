@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 
 import pytest
+from polling import wait_until
 from test_sim_support import DEADLINE, receive
 
 from autorec import events
@@ -160,3 +162,37 @@ def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplo
 async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.005)  # the poll interval, not a wait for the result
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a background job (`cmd &`)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_replay_ends_cleanly_on_sigint_and_sigterm_even_as_a_background_job(tmp_path, sig):
+    log = tmp_path / "loop.bin"
+    with LogWriter(log) as w:
+        for i in range(20):
+            w.write(_event("hv_regulator", 1000.0 + i * 0.5))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autorec", "replay", str(log), "--loop", "--port", "0"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ignore_sigint,
+        )
+        try:
+            # the handlers are installed before the "serving" line is printed
+            wait_until(lambda: "serving" in out.read_text() or proc.poll() is not None, DEADLINE, "serving line")
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=DEADLINE)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    last = out.read_text().splitlines()[-1]
+    assert last.startswith(f"autorec replay: stopped by {sig.name}; sent ")
+    assert last.endswith(f"record(s) in 0 pass(es) of {log}")

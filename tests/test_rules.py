@@ -137,7 +137,7 @@ def test_video_off_is_yaml_false(tmp_path):
         (MINIMAL_RULE + "    min_pin: 2\n", 4, "rules[moved].min_pin", "did you mean 'min_pins'?"),
         (MINIMAL_RULE + "    postroll: 2s\n", 4, "rules[moved].postroll", "did you mean 'post_roll'?"),
         # units and ranges
-        ("segments:\n  pre_roll: 10 sec\n" + MINIMAL_RULE, 2, "segments.pre_roll", "units: ms, s, min, h"),
+        ("segments:\n  pre_roll: 10 sec\n" + MINIMAL_RULE, 2, "segments.pre_roll", "units: ms, s, m, min, h"),
         ("segments:\n  pre_roll_max_bytes: 2 gigs\n" + MINIMAL_RULE, 2, "segments.pre_roll_max_bytes", "units:"),
         ("segments:\n  post_roll: -5\n" + MINIMAL_RULE, 2, "segments.post_roll", "negative"),
         ("segments:\n  max_length: 0s\n" + MINIMAL_RULE, 2, "segments.max_length", "at least 1s"),
@@ -339,8 +339,10 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
         ("moved", 30.0, {"min_pins": 2}),
         ("moved-fast", 5.0, {"min_pins": 2}),
     ]
-    err = error_of(tmp_path, "rules:\n  - &m {name: a, trigger: movement, min_pins: 0}\n  - {<<: *m, name: b}\n")
-    assert (err.line, err.key) == (2, "rules[a].min_pins")
+    with pytest.raises(ConfigError) as info:
+        parse_rules("rules:\n  - &m {name: a, trigger: movement, min_pins: 0}\n  - {<<: *m, name: b}\n")
+    # both rules have the bad value; it is written on line 2 for both
+    assert [(e.line, e.key) for e in info.value.errors] == [(2, "rules[a].min_pins"), (2, "rules[b].min_pins")]
 
 
 def test_hook_commands_follow_the_hooks_contract(tmp_path: Path) -> None:
@@ -353,3 +355,39 @@ def test_hook_commands_follow_the_hooks_contract(tmp_path: Path) -> None:
     rs = load_rules(write_rules(tmp_path, text))
     assert rs.hooks.on_segment_close == ["awk", "{ print }", "{path}"]
     assert rs.hooks.on_alert == [["logger", "{alert} {state} {since}"], ["echo", "{time}"]]
+
+
+def test_heartbeat_default_value_and_off():
+    assert parse_rules(MINIMAL_RULE).heartbeat == 300.0
+    assert parse_rules("heartbeat: 1min\n" + MINIMAL_RULE).heartbeat == 60.0
+    assert parse_rules("heartbeat: null\n" + MINIMAL_RULE).heartbeat is None
+    with pytest.raises(ConfigError, match=r"<rules>:1: heartbeat: must be more than 0"):
+        parse_rules("heartbeat: 0s\n" + MINIMAL_RULE)
+
+
+def test_m_means_minutes_and_unit_errors_list_the_units():
+    rs = parse_rules("segments:\n  pre_roll: 3m\n" + MINIMAL_RULE)
+    assert rs.segments.pre_roll == 180.0
+    with pytest.raises(ConfigError) as info:
+        parse_rules("segments:\n  pre_roll: 3 mins\n" + MINIMAL_RULE)
+    assert str(info.value) == "<rules>:2: segments.pre_roll: unknown duration unit 'mins' in '3 mins' " + (
+        "(units: ms, s, m, min, h, d)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("rules:\n\t- name: a\n", 2, "tabs are not allowed for indentation; use spaces"),
+        ("rules:\n  - name: a: b\n", 2, "unexpected ':'"),
+        ("rules:\n  - name: a\n   trigger: x\n", 3, "the indentation does not line up"),
+        ('rules:\n  - name: "a\n\n\n', 2, "a quote (' or \") is opened and never closed"),
+        ("rules: [a, b\n\n", 1, "a '[' list is not closed with ']'"),
+    ],
+)
+def test_yaml_syntax_errors_are_reworded_for_people(text, line, words):
+    with pytest.raises(ConfigError) as info:
+        parse_rules(text, "r.yaml")
+    err = info.value
+    assert (err.line, err.key) == (line, "(yaml)")
+    assert err.message.startswith(words) and "[YAML: " in err.message  # the parser's words stay, for searching

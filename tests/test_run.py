@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from autorec import events
 from autorec.logfile import LogReader
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
+from autorec.units import format_size
 from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,11 +136,17 @@ def test_run_sim_in_process_stops_by_itself(tmp_path: Path):
         "--out",
         str(out),
     )
-    _, err = proc.communicate(timeout=60)
+    stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert index and all(e["rules"] == ["electrodes-changed"] for e in index)
     assert not list(out.glob("*.partial"))
+    # the last word: why it ended, what was kept of what was seen (human sizes), where, what next
+    summary = stdout.strip().splitlines()[-1]
+    where = re.escape(f"{out}/")
+    size = r"[0-9.]+[kMG]?B"
+    pattern = rf"autorec run: simulator finished; {len(index)} segment\(s\) \({size}\) kept of {size} seen "
+    assert re.match(pattern + rf"\([0-9.]+ %\) in {where} - autorec ls {where}, autorec video {where}$", summary)
 
 
 def test_sigterm_closes_the_open_segment_and_exits_0(tmp_path: Path):
@@ -150,9 +159,10 @@ def test_sigterm_closes_the_open_segment_and_exits_0(tmp_path: Path):
         wait_until(lambda: bool(list(out.glob("*.bin.partial"))), 60, "a segment to open")
     finally:
         t0 = time.monotonic()
-        rc, _, err = stop(proc)
+        rc, _out, err = stop(proc)
     assert rc == 0, err
     assert time.monotonic() - t0 < 10
+    assert "autorec run: SIGTERM received; " in _out, _out
     assert not list(out.glob("*.partial"))
     last = json.loads((out / "index.jsonl").read_text().splitlines()[-1])
     assert last["close_reason"] == "shutdown"
@@ -168,6 +178,8 @@ def test_replay_writes_the_segments_it_would_have_written(tmp_path: Path, upstre
     assert (tmp_path / entry["path"]).read_bytes() == upstream_log.read_bytes()
     assert entry["close_reason"] == "end_of_log"
     assert not list(tmp_path.glob("telemetry-*"))  # the log itself is the full record
+    size = format_size(upstream_log.stat().st_size)
+    assert f"end of log; 1 segment(s) ({size}) kept of {size} seen (100.0 %) in {tmp_path}/ - " in _out
 
 
 def test_replay_dry_run_prints_segments_and_writes_nothing(tmp_path: Path, upstream_log: Path):
@@ -326,3 +338,89 @@ def test_trigger_counters_reach_the_status_file(tmp_path):
     seconds = sorted({int(T0 + i * 0.2) for i in range(10) if i != 4})  # frame 4 is corrupt: no score
     assert rows[0] == "time,rule,score,threshold"
     assert [(int(r.split(",")[0]), r.split(",")[1]) for r in rows[1:]] == [(s, "cam") for s in seconds]
+
+
+SIM_RUN = (sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--sim", "--no-camera")
+
+
+def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
+    out = tmp_path / "out"
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [*SIM_RUN, "--speed", "20", "--heartbeat", "200ms", "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            wait_until(lambda: log.read_text().count("heartbeat:") >= 3, 30, "three heartbeat lines")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert proc.returncode == 0
+    beats = [line for line in log.read_text().splitlines() if "heartbeat:" in line]
+    last = beats[-1]
+    assert " INFO heartbeat: connected  " in last
+    for part in (" msg/s  ", " segment(s) ", " kept of ", " seen  ", " free"):
+        assert part in last, last
+    # --heartbeat 0: none
+    proc = subprocess.run(
+        [*SIM_RUN, "--speed", "50", "--duration", "20s", "--heartbeat", "0", "--out", str(tmp_path / "quiet")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "heartbeat:" not in proc.stderr, proc.stderr
+
+
+def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
+    from autorec.pipeline import DryRun, Pipeline
+    from autorec.rules import load_rules
+
+    shown = io.StringIO()
+    sink = DryRun(out=shown)
+    pipe = Pipeline(load_rules(RULES), sink, offline=True)
+    pipe.message(_msg("electrode_state", 1000.0, 1))
+    pipe.message(_msg("electrode_state", 1000.5, 2))  # fires: post_roll 20 s
+    pipe.message(_msg("hv_regulator", 1030.0, 1))  # past the post-roll: the segment closes here
+    [line] = shown.getvalue().splitlines()
+    assert line.startswith("1970-01-01T00:16:40.000Z      20.5 s") and line.endswith("electrodes-changed (post_roll)")
+    pipe.message(_msg("electrode_state", 1031.0, 3))
+    pipe.finish()
+    assert len(shown.getvalue().splitlines()) == 2
+    total = io.StringIO()
+    sink.report(10_000, total)  # only the total: the segment lines are out already
+    assert total.getvalue().startswith("2 segment(s), ") and total.getvalue().count("\n") == 1
+
+
+def test_dry_run_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path, stream_log: Path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--replay", str(stream_log), "--dry-run"]
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=60)
+        os.close(secondary)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0
+    assert b"%|" in terminal and b"B/s]" in terminal, terminal  # tqdm's bar (bytes of the log), on stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "electrodes-changed" in lines[0] and lines[-1].startswith(f"{len(lines) - 1} segment(s), ")
+    # not a terminal: no bar, the same lines
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and "%|" not in plain.stderr and plain.stdout == proc.stdout

@@ -217,4 +217,8 @@ def test_cli_sim_runs_and_reports_bad_scenario(tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "serving on ws://127.0.0.1:" in r.stdout
+    # the last line is a sentence, not a dict
+    last = r.stdout.splitlines()[-1]
+    assert last.startswith("autorec sim: duration reached; published ") and "{" not in last
+    assert "30.0s of simulated time" in last and "0 client(s) received 0B" in last
     assert json.loads(truth.read_text())["activity"][0]["what"].startswith("burst")

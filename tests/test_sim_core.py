@@ -6,7 +6,7 @@ import pytest
 
 from autorec import events
 from autorec.proto import PurpleDropEvent
-from autorec.sim.board import PIN_COUNT, misl_v41
+from autorec.sim.board import PIN_COUNT, SCAN_GROUP0_ROWS, misl_v41
 from autorec.sim.config import SimConfig, add_sim_arguments, parse_faults
 from autorec.sim.core import CameraFrame, Fault, Simulation
 from autorec.sim.scenario import ScenarioError, load_scenario, parse_scenario
@@ -185,7 +185,12 @@ def test_board_pin_map():
     pins = list(board.pins.values())
     assert len(pins) == len(set(pins)) == board.cols * board.rows
     assert all(board.cell_of(board.pin_at(c)) == c for c in board.pins)
-    assert not set(board.scan_pins) & set(pins)
+    # scan group 0: the off-grid reservoirs and two grid rows, where drops come and go
+    off_grid = set(board.scan_pins) - set(pins)
+    assert len(off_grid) == 6
+    assert {board.cell_of(p) for p in set(board.scan_pins) & set(pins)} == {
+        (c, r) for c in range(board.cols) for r in SCAN_GROUP0_ROWS
+    }
 
 
 def test_config_from_args():
@@ -214,3 +219,31 @@ def test_drop_present_can_be_left_unset_like_upstream():
         assert not any(m.drop_present for m in scan.measurements)
         high = [i for i, m in enumerate(scan.measurements) if m.capacitance > 100]
         assert high == [sc.board.pin_at((2, 2))]
+
+
+def test_group_capacitance_reads_tens_of_pf_per_drop_on_the_group():
+    # drop 0 starts on scan group 0 (row 5) and leaves it (row 3); drop 1 stays outside (row 1)
+    sc = parse_scenario(
+        """
+drops: [[4, 5], [10, 1]]
+control: {step: 0.5s, move_time: 0.3s, keepalive: 1s}
+repeat: false
+timeline:
+  - idle: 3s
+  - move: {drop: 0, path: [[4, 4], [4, 3]]}
+  - idle: 5s
+""",
+        "group.yaml",
+    )
+    _, items = run_core(sc, 10, camera=False)
+    readings = [
+        (t, list(it.group_capacitance.measurements))
+        for t, it in items
+        if isinstance(it, PurpleDropEvent) and events.kind(it) == "group_capacitance"
+    ]
+    before = [v[0] for t, v in readings if t < T0 + 3]
+    after = [v[0] for t, v in readings if t > T0 + 5]
+    assert before and after
+    assert before == pytest.approx([32.8] * len(before), abs=1.5)  # one drop, like upstream's 32.76
+    assert after == pytest.approx([0.0] * len(after), abs=1.5)
+    assert all(v[1:] == [0.0] * 4 for _, v in readings)  # the other groups have no electrodes

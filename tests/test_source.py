@@ -53,8 +53,8 @@ async def until_clients(server: EventServer, n: int = 1) -> None:
     await asyncio.to_thread(server.wait_for_clients, n)
 
 
-def test_round_trip_stream_to_file_is_byte_identical(upstream_log: Path, tmp_path: Path) -> None:
-    payloads = fixture_payloads(upstream_log)
+def test_round_trip_stream_to_file_is_byte_identical(stream_log: Path, tmp_path: Path) -> None:
+    payloads = fixture_payloads(stream_log)
     out = tmp_path / "stream.bin"
 
     async def main() -> None:
@@ -75,12 +75,12 @@ def test_round_trip_stream_to_file_is_byte_identical(upstream_log: Path, tmp_pat
                 w.write(m.payload)
 
     asyncio.run(main())
-    assert out.read_bytes() == upstream_log.read_bytes()
+    assert out.read_bytes() == stream_log.read_bytes()
     assert [r.payload for r in LogReader(out)] == payloads
 
 
-def test_text_garbage_empty_and_big_frames(upstream_log: Path) -> None:
-    good = fixture_payloads(upstream_log)[0]
+def test_text_garbage_empty_and_big_frames(stream_log: Path) -> None:
+    good = fixture_payloads(stream_log)[0]
     big = big_image_event(3 * 1024 * 1024)  # over websockets' 1 MiB default
     garbage = b"\xff\xfe\x00garbage"
     frames: list[bytes | str] = ["hello, text", good, garbage, b"", big, "more text", good]
@@ -105,9 +105,9 @@ def test_text_garbage_empty_and_big_frames(upstream_log: Path) -> None:
     asyncio.run(main())
 
 
-def test_refused_then_server_appears(upstream_log: Path) -> None:
+def test_refused_then_server_appears(stream_log: Path) -> None:
     port = free_port()
-    payload = fixture_payloads(upstream_log)[0]
+    payload = fixture_payloads(stream_log)[0]
 
     async def main() -> None:
         server = EventServer(greeting=[payload])
@@ -130,8 +130,8 @@ def test_refused_then_server_appears(upstream_log: Path) -> None:
     asyncio.run(main())
 
 
-def test_dropped_connection_reconnects_and_reports_gap(upstream_log: Path) -> None:
-    payloads = fixture_payloads(upstream_log)[:20]
+def test_dropped_connection_reconnects_and_reports_gap(stream_log: Path) -> None:
+    payloads = fixture_payloads(stream_log)[:20]
 
     async def main() -> None:
         with EventServer() as server:

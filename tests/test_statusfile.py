@@ -28,6 +28,7 @@ def test_fields_round_trip(tmp_path):
     data = read_status(path)
     assert set(data) == {
         "updated",
+        "updated_iso",
         "pid",
         "connected",
         "msg_per_s",
@@ -41,6 +42,9 @@ def test_fields_round_trip(tmp_path):
         "scores",
     }
     assert data["open_segment"]["bytes"] == 3000
+    # beside every epoch time, the same time for people (UTC), and a duration beside start/end
+    assert data["updated_iso"] == "2023-11-14T22:13:23.000Z"
+    assert data["last_segment"]["start_iso"] == "1970-01-01T00:00:01.000Z" and data["last_segment"]["duration_s"] == 1.0
     assert data["alerts"] == ["disconnected for 60s"]
     assert data["connected"] is False
     # No temporary files left beside it.

@@ -185,3 +185,34 @@ def test_a_full_disk_mid_segment_drops_counts_and_keeps_the_file_whole(tmp_path:
             assert side["records"] + side["dropped"]["records"] == 40
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_sidecar_caps_firings_and_carries_iso_times(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, fsync=False, telemetry=False, max_firings=5).start()
+    drive(writer, seconds=20, fire_at=tuple(range(1, 9)))  # 8 firings of one segment
+    assert writer.close(10)
+    [side_path] = [p for p in tmp_path.glob("*.json")]
+    side = json.loads(side_path.read_text())
+    assert [f["time"] for f in side["firings"]] == [T0 + i for i in range(1, 6)]  # the first 5 in full
+    assert side["firing_counts"] == {"moved": 8}
+    omitted = side["firings_omitted"]
+    assert omitted["count"] == 3 and omitted["last"]["time"] == T0 + 8 and "first 5" in omitted["note"]
+    # people read UTC strings beside the epoch times, and the duration
+    assert side["start_iso"] == "2023-11-14T22:13:20.000Z" and side["segment_start_iso"].endswith("Z")
+    assert side["duration_s"] == round(side["end"] - side["start"], 3)
+    assert side["firings"][0]["time_iso"] == "2023-11-14T22:13:21.000Z"
+    [line] = (tmp_path / "index.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert (entry["start_iso"], entry["end_iso"], entry["duration_s"]) == (
+        side["start_iso"],
+        side["end_iso"],
+        side["duration_s"],
+    )
+    # a segment with few firings lists them all and says nothing about omitting
+    small = tmp_path / "small"
+    writer = SegmentWriter(small, fsync=False, telemetry=False).start()
+    drive(writer)
+    assert writer.close(10)
+    [side_path] = list(small.glob("*.json"))
+    side = json.loads(side_path.read_text())
+    assert len(side["firings"]) == 1 and side["firing_counts"] == {"moved": 1} and "firings_omitted" not in side

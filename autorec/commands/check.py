@@ -1,8 +1,9 @@
 """`autorec check FILE...`: validate rule files and print what they would do.
 
 Nothing is started and nothing is connected to. Exit 0 when every file is
-valid, 2 when any is not (each error is one line, `FILE:LINE: key: message`,
-on stderr).
+valid, 2 when any is not (every error found is one line, `FILE:LINE: key: message`,
+on stderr). Warnings (valid but probably not meant) go to stderr too and do not
+change the exit code.
 """
 
 from __future__ import annotations
@@ -103,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             ruleset = load_rules(path)
         except ConfigError as exc:
-            print(str(exc), file=sys.stderr, flush=True)
+            print(str(exc), file=sys.stderr, flush=True)  # every error in the file, one line each
             failed += 1
             continue
+        for warning in ruleset.warnings:
+            print(warning, file=sys.stderr, flush=True)
         if not args.quiet:
             print("\n".join(summary(ruleset)), flush=True)
     if failed and len(args.files) > 1:

@@ -193,4 +193,7 @@ def _summary(capture, stats, elapsed: float, reason: str) -> None:
         lines.append(f"    gap of {format_duration(gap.duration or 0.0)}: {gap.cause}")
     if capture.lost:
         lines.append(f"  NOT WRITTEN (disk/I-O errors): {capture.lost} records")
+    if capture.messages:
+        p = capture.path
+        lines.append(f"  next: autorec info {p}, autorec video {p}, autorec run --rules RULES --replay {p} --dry-run")
     print("\n".join(lines), flush=True)

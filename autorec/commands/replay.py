@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
     import os
+    import signal
 
     from autorec.replay import ReplayServer
     from autorec.units import parse_duration
@@ -59,17 +61,38 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     async def serve() -> int:
+        # SIGINT and SIGTERM end playback cleanly, with the summary and exit 0, as for `sim` and `run`.
+        # The handlers are installed explicitly: a shell starts a background job (`autorec replay &`
+        # in a script) with SIGINT ignored, and Python's default handler only covers a SIGINT that
+        # was not ignored; SIGTERM would otherwise kill the process with no summary (exit 143).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stopped_by: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            stopped_by.append(sig.name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal, sig)
         try:
             async with server:
                 print(f"autorec replay: serving {args.log} on {server.uri}", flush=True)
-                await server.wait_finished()
+                finished = asyncio.ensure_future(server.wait_finished())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({finished, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                finished.cancel()
+                stopping.cancel()
         except OSError as exc:
             print(f"autorec replay: {exc.strerror or exc}", file=sys.stderr, flush=True)
             return 1
         if server.error:
             print(f"autorec replay: {server.error}", file=sys.stderr, flush=True)
             return 1
-        print(f"autorec replay: sent {server.records} record(s)", flush=True)
+        how = f"stopped by {stopped_by[0]}" if stopped_by else "end of log"
+        passes = f" in {server.passes} pass(es)" if args.loop else ""
+        print(f"autorec replay: {how}; sent {server.records} record(s){passes} of {args.log}", flush=True)
         return 0
 
     return asyncio.run(serve())

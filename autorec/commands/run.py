@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import logging
 import sys
 import time
@@ -56,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
+    p.add_argument(
+        "--heartbeat",
+        default=None,
+        metavar="DURATION",
+        help="when stderr is not a terminal, log a status line this often (default: the rule file's "
+        "heartbeat, 5min; 0 turns it off)",
+    )
     from autorec.commands.serve import add_http_arguments
 
     add_http_arguments(p, None)
@@ -72,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [Override.parse(text) for text in args.overrides]
         ruleset = load_rules(args.rules, args.overrides)
     except ConfigError as exc:
-        print(f"autorec run: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"autorec run: {error.line_text()}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"autorec run: cannot read {args.rules}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    for warning in ruleset.warnings:
+        log.warning("%s", warning)
     if args.dry_run and not args.replay:
         print("autorec run: --dry-run needs --replay LOG", file=sys.stderr)
         return 2
@@ -88,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
         duration = None if args.sim_duration is None else parse_duration(args.sim_duration)
     except ValueError as exc:
         print(f"autorec run: --duration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.heartbeat is not None:
+            beat = parse_duration(args.heartbeat)
+            ruleset = dataclasses.replace(ruleset, heartbeat=beat if beat > 0 else None)
+    except ValueError as exc:
+        print(f"autorec run: --heartbeat: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
     if args.replay:
@@ -107,6 +125,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
             return f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --sim"
     if args.uri and (args.sim or args.replay):
         return f"--uri does not apply with {'--sim' if args.sim else '--replay'} (the stream comes from there)"
+    if args.replay and args.heartbeat is not None:
+        return "--heartbeat does not apply to --replay (it is for live runs)"
     if args.replay and args.sim_duration is not None:
         return "--duration does not apply to --replay (the log is read to its end)"
     if args.replay and args.http is not None:
@@ -164,8 +184,17 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
     from autorec.writer import SegmentWriter
 
     source = FileSource(path)
+    bar = None
     if args.dry_run:
-        sink = DryRun()
+        # Each segment's line as soon as it is decided; a progress bar (bytes of the log) on a terminal.
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            size = path.stat().st_size
+            bar = tqdm(total=size, unit="B", unit_scale=True, dynamic_ncols=True, file=sys.stderr, leave=False)
+            sink = DryRun(say=lambda line: bar.write(line, file=sys.stdout))
+        else:
+            sink = DryRun(out=sys.stdout)
     else:
         # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
         # and a small queue is enough (a big one would only hold memory while reading races ahead).
@@ -185,13 +214,19 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         ruleset, sink, offline=True, telemetry=False, score_sinks=[sink if score_log is None else score_log]
     )
     try:
-        run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
+        if bar is not None:  # the dry run's own bar, under which segment lines are printed
+            run_file(pipeline, source, lambda done: bar.update(done - bar.n))
+        else:
+            run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
         if score_log is not None:
             score_log.close()
         return 1
+    finally:
+        if bar is not None:
+            bar.close()
     sink.close()
     if score_log is not None:
         score_log.close()
@@ -218,11 +253,25 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         sink.report_scores(sys.stdout)
     else:
         print(
-            f"{sink.stats.segments} segment(s), {sink.stats.bytes} bytes written to {out} "
-            f"from {pipeline.stats.messages} messages",
-            file=sys.stdout,
+            summary_line("end of log", sink.stats.segments, sink.stats.bytes, pipeline.stats.seen_bytes, out),
+            flush=True,
         )
     return 0
+
+
+def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropped: int = 0) -> str:
+    """The last line of a run: why it ended, what was kept of what was seen, where, and what to do next."""
+    from autorec.units import format_size
+
+    where = f"{out}/" if not str(out).endswith("/") else str(out)
+    pct = f" ({100.0 * kept / seen:.1f} %)" if seen else ""
+    line = f"autorec run: {why}; {segments} segment(s) ({format_size(kept)}) kept of {format_size(seen)} seen{pct}"
+    line += f" in {where}"
+    if dropped:
+        line += f"; {dropped} message(s) DROPPED (disk too slow or failing: see the log)"
+    if segments:
+        line += f" - autorec ls {where}, autorec video {where}"
+    return line
 
 
 class _Services:
@@ -512,7 +561,8 @@ def _reload(pipeline, services: _Services) -> None:
     try:
         ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
     except ConfigError as exc:
-        log.error("reload rejected: %s (the rules in use are kept)", exc)
+        for error in exc.errors:
+            log.error("reload rejected: %s (the rules in use are kept)", error.line_text())
         return
     except OSError as exc:
         log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
@@ -539,8 +589,22 @@ def _record(
 
     from autorec.pipeline import StatusLine, run_live
     from autorec.source import WebsocketSource
+    from autorec.units import format_size
 
-    status = StatusLine(pipeline, out, writer_stats=lambda: writer.stats)
+    status = StatusLine(
+        pipeline,
+        out,
+        log_every=pipeline.ruleset.heartbeat,
+        writer_stats=lambda: writer.stats,
+        alerts=services.monitor.status,
+    )
+
+    why: list[str] = []  # why the run ended: the first reason is the one reported
+    stop = asyncio.Event()  # binds to the loop on first use (Python >= 3.10)
+
+    def stop_for(reason: str) -> None:
+        why.append(reason)
+        stop.set()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -564,17 +628,16 @@ def _record(
                 await web_runner.cleanup()
 
     async def _main(loop) -> None:
-        stop = asyncio.Event()
         for sig in _signals():
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, stop_for, f"{signal.Signals(sig).name} received")
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests, embedding): the caller stops us another way
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, _reload, pipeline, services)
         if sim_config is None:
             if duration is not None:
-                loop.call_later(duration, stop.set)
+                loop.call_later(duration, stop_for, "duration reached")
             log.info("recording %s into %s", uri, out)
             async with live_source as source:
                 await run_live(pipeline, source, stop=stop, status=status)
@@ -592,6 +655,7 @@ def _record(
                     # Let the last messages reach us: wait until the recorder has seen
                     # all the simulator published, bounded in time.
                     await _drain(server, source)
+                    why.append("simulator finished")
                 stop.set()
                 await live
                 for task in (finished, stopped):
@@ -609,12 +673,13 @@ def _record(
         return 1
     s = writer.stats
     log.info(
-        "done: %d message(s), %d segment(s), %d bytes written%s",
+        "done: %d message(s), %d segment(s), %s written%s",
         pipeline.stats.messages,
         s.segments,
-        s.bytes,
+        format_size(s.bytes),
         f", {s.dropped} dropped" if s.dropped else "",
     )
+    print(summary_line(why[0] if why else "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
     return 0
 
 

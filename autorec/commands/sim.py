@@ -23,14 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
-    import logging
     import signal
 
     from autorec.sim.config import SimConfig
     from autorec.sim.scenario import ScenarioError
     from autorec.sim.server import SimServer
 
-    log = logging.getLogger("autorec.sim")
     try:
         config = SimConfig.from_args(args)
     except ValueError as exc:
@@ -45,9 +43,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        stopped_by: list[str] = []
+
+        def on_signal(sig: signal.Signals) -> None:
+            stopped_by.append(sig.name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
         try:
             async with server:
                 print(f"autorec sim: serving on {server.uri}", flush=True)
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 finished.cancel()
                 stopped.cancel()
-                log.info("sim: stats %s", server.stats)
+                print(f"autorec sim: {_summary(server.stats, stopped_by)}", flush=True)
         except OSError as exc:
             print(
                 f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
@@ -67,3 +71,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(serve())
+
+
+def _summary(stats: dict, stopped_by: list[str]) -> str:
+    """The final line, a sentence: why it ended, what went out, how fast, who lost what."""
+    from autorec.units import format_duration, format_size
+
+    how = f"stopped by {stopped_by[0]}" if stopped_by else "duration reached"
+    clients = stats["clients"]
+    sent_bytes = sum(c["sent_bytes"] for c in clients)
+    line = (
+        f"{how}; published {stats['published']} message(s), {format_duration(stats['sim_seconds'])} of simulated "
+        f"time in {format_duration(stats['real_seconds'])} ({stats['speed_achieved']:.1f}x); "
+        f"{len(clients)} client(s) received {format_size(sent_bytes)}"
+    )
+    if stats["dropped"]:
+        line += f", {stats['dropped']} message(s) dropped for slow clients"
+    if stats["connection_closes"]:
+        line += f"; connections closed {stats['connection_closes']} time(s) (faults)"
+    return line

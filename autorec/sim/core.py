@@ -38,6 +38,8 @@ from autorec.sim.scenario import Entry, Scenario
 
 DRIVE_SETTING = 255  # what pdserver reports for its two drive groups
 SCAN_GROUPS = 5
+GROUP_PF_PER_DROP = 32.8  # group_capacitance of one drop on a group's electrodes (upstream's simulator: 32.76)
+GROUP_NOISE_PF = 0.3
 SERIAL_NUMBER = "SIM-0001"
 FIRMWARE_VERSION = "autorec-sim 0.1"
 # Camera positions and brightness are quantized so that repeated pictures are
@@ -483,11 +485,27 @@ class Simulation:
                 m.drop_present = present
         self._emit(t, ev)
 
+    def group0_drops(self, t: float) -> float:
+        """How many drops sit on scan group 0's electrodes at `t`: a moving drop counts by the share of it
+        that has crossed (its capacitance follows the wetted area, which slides from one electrode to the next)."""
+        group = set(self.board.scan_pins)
+        pins = self.board.pins
+        total = 0.0
+        for d in self.drops:
+            f = d.fraction(t)
+            if pins[d.cell] in group:
+                total += f
+            if d.src is not None and f < 1.0 and pins[d.src] in group:
+                total += 1.0 - f
+        return total
+
     def _emit_group_capacitance(self, t: float) -> None:
         ev, inner = self._event(t, "group_capacitance")
-        on_scan = len(self.covered_pins(t) & set(self.board.scan_pins))
         gauss = self._noise_rng.gauss
-        values = [max(0.0, 200.0 * on_scan + gauss(0, 1.0)) if i == 0 else 0.0 for i in range(SCAN_GROUPS)]
+        # One drop on a group's electrodes reads ~32.8 pF, as in upstream's simulator log; the other
+        # groups have no electrodes here and read 0.
+        level = GROUP_PF_PER_DROP * self.group0_drops(t) + gauss(0, GROUP_NOISE_PF)
+        values = [max(0.0, level) if i == 0 else 0.0 for i in range(SCAN_GROUPS)]
         inner.measurements.extend(values)
         inner.raw_measurements.extend(v * 4.0 for v in values)
         self._emit(t, ev)
