@@ -315,7 +315,7 @@ class OverrideError(ConfigError):
     def __init__(self, file: str | Path, target: str, message: str) -> None:
         super().__init__(file, None, target, message)
 
-    def __str__(self) -> str:
+    def line_text(self) -> str:
         return f"--set {self.key}: {self.message}"
 
 
@@ -423,9 +423,11 @@ def parse_rules(text: str, path: str | Path = "<rules>", overrides: Sequence[Ove
     try:
         return _Validator(p).ruleset(doc)
     except ConfigError as exc:
-        for o in overrides:
-            if exc.key == f"rules[{o.rule}].{o.option}":
-                raise OverrideError(p, f"{o.rule}.{o.option}", exc.message) from None
+        # An error in an overridden value is the command line's, not the file's: say `--set RULE.OPTION`.
+        for error in exc.errors:
+            for o in overrides:
+                if error.key in (f"rules[{o.rule}].{o.option}", f"{o.rule}.{o.option}"):
+                    raise OverrideError(p, f"{o.rule}.{o.option}", error.message) from None
         raise
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         # A safety net: every check reports FILE:LINE itself; whatever slipped through is still one line.
