@@ -4,6 +4,7 @@ Feeds the upstream simulator log (decoded once, repeated with shifted times) thr
 - a baseline: only `StateTracker.update` (what any pipeline pays to know the state);
 - `RuleEngine` with rules/electrodes.yaml (one trigger);
 - `RuleEngine` with rules/overnight.yaml (six triggers of every built-in kind),
+- `RuleEngine` with one `missed-move` rule (against electrodes: its cost per message),
 and prints events/s for each, the ratio to the baseline in the same process, and
 the time to load and validate each rule file. Decoding is excluded (measured by
 the info benchmark); peak RSS is printed at the end.
@@ -21,7 +22,7 @@ from pathlib import Path
 from autorec import events
 from autorec.engine import RuleEngine
 from autorec.logfile import LogReader
-from autorec.rules import load_rules
+from autorec.rules import load_rules, parse_rules
 from autorec.state import StateTracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,9 +67,19 @@ def main() -> None:
         print(f"load_rules({name}): {(time.perf_counter() - start) / 20 * 1000:.2f} ms")
     state = StateTracker()
     base = rate("baseline: StateTracker.update", stream, lambda t, ev: state.update(t, ev) and None)
+    per_s: dict[str, float] = {}
     for name in ("electrodes.yaml", "overnight.yaml"):
         engine = RuleEngine(load_rules(REPO / "rules" / name))
-        rate(f"RuleEngine {name}", stream, engine.feed, base)
+        per_s[name] = rate(f"RuleEngine {name}", stream, engine.feed, base)
+    engine = RuleEngine(parse_rules("rules:\n  - name: mm\n    trigger: missed-move\n"))
+    per_s["missed-move"] = rate("RuleEngine missed-move", stream, engine.feed, base)
+    # Cost per message of the rule alone: engine time minus the state tracking every engine pays.
+    cost = {k: (1 / v - 1 / base) * 1e6 for k, v in per_s.items()}
+    print(
+        f"cost per message beyond state tracking: electrodes {cost['electrodes.yaml']:.2f} us, "
+        f"missed-move {cost['missed-move']:.2f} us ({cost['missed-move'] / cost['electrodes.yaml']:.2f}x electrodes)"
+    )
+    print(f"missed-move counters: {engine.triggers['mm'].counters}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

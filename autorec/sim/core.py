@@ -20,7 +20,11 @@ Contracts:
   driven and its own is not; the move takes `scenario.move_time`.
 - `truth` records activity windows (first control step of a burst to the
   moment its last drop settled, which is also its last electrode change),
-  lighting events, device disconnects and injected faults.
+  lighting events, device disconnects, injected faults and `failures`:
+  commanded moves that did not happen (a `stuck` fault arms the next one: the
+  drop that should move refuses to for `scenario.stuck_for` seconds).
+- A resting drop with driven free cells on two opposite sides (and its own
+  electrode off) splits into two drops, one on each side (`split` steps).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class Drop:
     src: Cell | None = None  # set while moving from src to cell
     t0: float = 0.0
     t1: float = 0.0
+    stuck_until: float = 0.0  # refuses to move before this time (a `stuck` fault)
 
     def fraction(self, t: float) -> float:
         """How far along its current move (1.0 when at rest)."""
@@ -111,6 +116,7 @@ class Truth:
     disconnects: list[dict] = field(default_factory=list)
     temperature: list[dict] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
 
     def as_dict(self, until: float | None = None) -> dict[str, list[dict]]:
         """Entries that started by `until` (all when None); windows still running end at `until`."""
@@ -134,6 +140,7 @@ class Truth:
             "disconnects": cut(self.disconnects),
             "temperature": cut(self.temperature),
             "faults": cut(self.faults),
+            "failures": cut(self.failures),
         }
 
 
@@ -175,6 +182,7 @@ class Simulation:
         self._temp = (start_time, scenario.temperature, start_time, scenario.temperature)
         self._entry_index = 0
         self._moves_started = 0
+        self._stuck_armed = False
 
         for kind, rate in scenario.rates.items():
             if rate > 0:
@@ -248,17 +256,41 @@ class Simulation:
     # -- physics ----------------------------------------------------------
 
     def _apply_drive(self, t: float) -> None:
-        """Start moves of resting drops that a driven neighbour pulls (own electrode not driven)."""
+        """Start moves of resting drops that a driven neighbour pulls (own electrode not driven).
+
+        Two driven free cells on opposite sides split the drop; a stuck drop stays put.
+        """
         pins = self.board.pins
-        for drop in self.drops:
+        for index, drop in enumerate(list(self.drops)):
             if not drop.at_rest(t) or pins[drop.cell] in self.driven:
                 continue
-            for n in self.board.neighbours(drop.cell):
-                if pins[n] in self.driven and not any(d.cell == n for d in self.drops):
-                    drop.src, drop.cell, drop.t0, drop.t1 = drop.cell, n, t, t + self.scenario.move_time
-                    self._moves_started += 1
-                    self._schedule(drop.t1, self._settle)
-                    break
+            pulls = [
+                n
+                for n in self.board.neighbours(drop.cell)
+                if pins[n] in self.driven and not any(d.cell == n for d in self.drops)
+            ]
+            if not pulls or t < drop.stuck_until:
+                continue
+            if self._stuck_armed:
+                self._stuck_armed = False
+                drop.stuck_until = t + self.scenario.stuck_for
+                self.truth.failures.append(
+                    {
+                        "t": t,
+                        "pins": sorted(pins[n] for n in pulls),
+                        "what": f"drop {index} stuck on pin {pins[drop.cell]} for {self.scenario.stuck_for:g}s; "
+                        f"pin(s) {', '.join(str(pins[n]) for n in pulls)} driven",
+                    }
+                )
+                continue
+            c, r = drop.cell
+            opposite = [(a, b) for a in pulls for b in pulls if (a[0] + b[0], a[1] + b[1]) == (2 * c, 2 * r) and a < b]
+            src, end = drop.cell, t + self.scenario.move_time
+            drop.src, drop.cell, drop.t0, drop.t1 = src, (opposite[0][0] if opposite else pulls[0]), t, end
+            if opposite:
+                self.drops.append(Drop(opposite[0][1], src, t, end))
+            self._moves_started += 1
+            self._schedule(end, self._settle)
 
     def _settle(self, t: float) -> None:
         # A drop arriving next to a still-driven electrode keeps going.
@@ -358,6 +390,27 @@ class Simulation:
         self._run_steps(t, pins, f"drop {e.args['drop']} scripted move of {len(pins)} cell(s)")
         return len(pins) * self.scenario.step
 
+    def _entry_split(self, t: float, e: Entry) -> float:
+        index = e.args["drop"]
+        if index < len(self.drops):
+            drop = self.drops[index]
+            (c, r), cells = drop.cell, {d.cell for d in self.drops}
+            board = self.board
+            for dc, dr in ((1, 0), (0, 1)):
+                a, b = (c - dc, r - dr), (c + dc, r + dr)
+                if not (board.contains(a) and board.contains(b)):
+                    continue
+                near = {n for x in (a, b) for n in board.neighbours(x)} | {a, b}
+                if near & (cells - {drop.cell}):
+                    continue  # another drop would be pulled too
+                pair = frozenset((board.pin_at(a), board.pin_at(b)))
+                self._schedule(t, lambda t2, p=pair: self._control_step(t2, p))
+                end = t + self.scenario.move_time
+                self._schedule(end, lambda t2: self._control_step(t2, frozenset()))
+                self.truth.activity.append({"start": t, "end": end, "what": f"split of drop {index}"})
+                break
+        return self.scenario.step
+
     def _entry_burst(self, t: float, e: Entry) -> float:
         moves, ndrops = e.args["moves"], e.args["drops"]
         pins, used = self._plan_burst(moves, ndrops)
@@ -421,7 +474,10 @@ class Simulation:
         return fire
 
     def _fault(self, t: float, kind: str) -> None:
-        self._emit(t, Fault(kind))
+        if kind == "stuck":
+            self._stuck_armed = True  # a physical fault: nothing is sent
+        else:
+            self._emit(t, Fault(kind))
         if kind == "close":
             self.truth.disconnects.append({"start": t, "end": t, "what": "connections closed"})
         self.truth.faults.append({"t": t, "what": kind})

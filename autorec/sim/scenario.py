@@ -15,6 +15,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - temperature: {to: 45, over: 30s}   # ramp runs in the background
       - disconnect: 3s               # the device drops off USB for 3 s
       - fault: garbage               # one bad frame (see config.FAULT_KINDS)
+      - split: {drop: 0}             # drive the two cells either side of drop 0: it splits in two
     faults: {close: 60s}             # periodic faults, as --faults
     drop_present: false              # leave drop_present unset, as upstream's simulator does
 
@@ -46,7 +47,7 @@ DEFAULT_RATES: dict[str, float] = {
     "duty_cycle_updated": 0.1,
 }
 
-ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault")
+ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault", "split")
 
 
 class ScenarioError(ValueError):
@@ -73,6 +74,8 @@ class Scenario:
     move_time: float = 0.3
     keepalive: float = 2.0
     drop_radius: float = 0.42
+    # How long a drop refuses to move after a `stuck` fault.
+    stuck_for: float = 3.0
     faults: dict[str, float] = field(default_factory=dict)
     repeat: bool = True
     temperature: float = 25.0
@@ -174,13 +177,16 @@ def parse_scenario(text: str, source: str) -> Scenario:
     control = doc.get("control") or {}
     cline = getattr(control, "line", top)
     for key in control:
-        if key not in ("step", "move_time", "keepalive", "drop_radius"):
-            raise fail(cline, f"control: unknown key {key!r} (keys: step, move_time, keepalive, drop_radius)")
+        if key not in ("step", "move_time", "keepalive", "drop_radius", "stuck_for"):
+            raise fail(
+                cline, f"control: unknown key {key!r} (keys: step, move_time, keepalive, drop_radius, stuck_for)"
+            )
     try:
         sc.step = parse_duration(control.get("step", sc.step))
         sc.move_time = parse_duration(control.get("move_time", sc.move_time))
         sc.keepalive = parse_duration(control.get("keepalive", sc.keepalive))
         sc.drop_radius = float(control.get("drop_radius", sc.drop_radius))
+        sc.stuck_for = parse_duration(control.get("stuck_for", sc.stuck_for))
     except (ValueError, TypeError) as exc:
         raise fail(cline, f"control: {exc}") from None
     if not 0 < sc.move_time < sc.step:
@@ -242,6 +248,11 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
             if not path:
                 raise ValueError("path: give the cells to drive, in order")
             args = {"drop": drop, "path": path}
+        elif kind == "split":
+            drop = int(args.get("drop", 0))
+            if not 0 <= drop < len(sc.drops):
+                raise ValueError(f"no drop {drop} (the scenario has {len(sc.drops)})")
+            args = {"drop": drop}
         elif kind == "lighting":
             gain = float(value)
             if gain <= 0:
@@ -276,4 +287,6 @@ def _cycle_length(sc: Scenario) -> float:
             total += e.args["moves"] * sc.step
         elif e.kind == "move":
             total += len(e.args["path"]) * sc.step
+        elif e.kind == "split":
+            total += sc.step
     return total
