@@ -24,6 +24,10 @@ Contracts of `Pipeline`:
   status), `StreamListener`s here (alerts, status: connected/disconnected,
   every message's time and kind, ticks, firings), and
   `segmenter.pause()/resume()` (the disk floor).
+- The timelapse track (`output.timelapse`, `autorec.timelapse`): every message
+  also goes through a `TimelapsePicker`; the records it picks go to
+  `sink.timelapse(time, payload)` (sinks without that method get none), and
+  nothing is picked while the disk floor has paused the segmenter.
 - `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
   offline) and hands the close to the sink; the caller then closes the sink.
 """
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from autorec import events
+from autorec.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
 from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
@@ -49,6 +54,7 @@ from autorec.rules import RuleSet
 from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message
 from autorec.telemetry import is_telemetry_kind
+from autorec.timelapse import TimelapsePicker
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
 from autorec.units import format_size
@@ -111,6 +117,7 @@ class Pipeline:
         telemetry: bool | None = None,
         tick_lag: float = 0.25,
         listeners: Sequence[StreamListener] = (),
+        timelapse: bool = True,
     ) -> None:
         self.ruleset = ruleset
         self.sink = sink
@@ -124,6 +131,10 @@ class Pipeline:
         self.stats = PipelineStats()
         self._held: list[tuple[bytes, str, Any]] = []  # (payload, kind, event) awaiting a first time
         self._segment_time: float | None = None  # last time fed to the segmenter
+        # `timelapse` False (run --no-timelapse, replays) or `output.timelapse: off`: no track.
+        interval = ruleset.output.timelapse
+        self._timelapse_out = getattr(sink, "timelapse", None) if timelapse and interval else None
+        self.timelapse = TimelapsePicker(interval) if self._timelapse_out is not None and interval else None
 
     # -- inputs --------------------------------------------------------
     def handle(self, item: Message | Connected | Disconnected) -> None:
@@ -178,6 +189,13 @@ class Pipeline:
             self._submit(actions)
         if self.telemetry and is_telemetry_kind(kind):
             self.sink.telemetry(t, payload)
+        if self.timelapse is not None:
+            blocked = self.segmenter.paused == DISK_FLOOR_PAUSE
+            # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
+            # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
+            own = events.timestamp(event) if kind == "image" else None
+            for record_time, record in self.timelapse.feed(own if own is not None else t, kind, payload, blocked):
+                self._timelapse_out(record_time, record)
         if firings:
             self._fired(t, firings)
         for listener in self.listeners:

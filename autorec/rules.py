@@ -98,6 +98,7 @@ class OutputSettings:
     fsync: bool = True
     status_file: str | None = "status.json"
     queue_max_bytes: int = 512_000_000
+    timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
 
     def min_free_bytes(self, total_bytes: int) -> int:
         """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
@@ -285,6 +286,7 @@ _OUTPUT_KEYS = (
     "fsync",
     "status_file",
     "queue_max_bytes",
+    "timelapse",
 )
 _SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
 _HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
@@ -375,6 +377,7 @@ class _Validator:
             fsync=self.convert(m, "fsync", p, _bool, d.fsync),
             status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
             queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
+            timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
         )
 
     def segments(self, m: _Map, base: SegmentSettings | None, prefix: str = "segments") -> SegmentSettings:
@@ -609,6 +612,18 @@ def _int_at_least(minimum: int) -> Callable[[Any], int]:
         return value
 
     return conv
+
+
+def _timelapse(value: Any) -> float | None:
+    # YAML reads a bare `off` (and `no`, `false`) as False: all mean "no timelapse track".
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    if value is True:
+        return OutputSettings.timelapse
+    seconds = parse_duration(value)
+    if not 1.0 <= seconds <= 86400.0:
+        raise ValueError(f"must be 1s to 1d, got {_show(value)} (a duration like 30s, 5min; or off)")
+    return seconds
 
 
 def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:

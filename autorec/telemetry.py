@@ -28,10 +28,10 @@ log = logging.getLogger("autorec.telemetry")
 PREFIX = "telemetry-"
 
 
-def telemetry_name(time: float) -> str:
-    """The file name of the telemetry log holding stream time `time`."""
+def telemetry_name(time: float, prefix: str = PREFIX) -> str:
+    """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
     day = _dt.datetime.fromtimestamp(time, tz=_dt.timezone.utc).strftime("%Y%m%d")
-    return f"{PREFIX}{day}.bin"
+    return f"{prefix}{day}.bin"
 
 
 def is_telemetry_kind(kind: str | None) -> bool:
@@ -40,10 +40,15 @@ def is_telemetry_kind(kind: str | None) -> bool:
 
 
 class TelemetryLog:
-    """Daily telemetry logs in `directory`. See the module docstring."""
+    """Daily telemetry logs in `directory`. See the module docstring.
 
-    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False) -> None:
+    `prefix` names another daily track with the same behaviour (the timelapse track:
+    `autorec.timelapse.PREFIX`).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False, prefix: str = PREFIX) -> None:
         self.directory = Path(directory)
+        self.prefix = prefix
         self.fsync_on_close = fsync_on_close
         self._writer: LogWriter | None = None
         self._name: str | None = None
@@ -58,7 +63,7 @@ class TelemetryLog:
         return self._writer.path if self._writer is not None else None
 
     def write(self, time: float, payload: bytes) -> None:
-        name = telemetry_name(time)
+        name = telemetry_name(time, self.prefix)
         try:
             if name != self._name or self._writer is None:
                 self._rotate(name)
@@ -99,7 +104,7 @@ class TelemetryLog:
     def _failed(self, exc: BaseException, records: int) -> None:
         self.dropped += records
         self.errors += 1
-        message = f"telemetry: {exc}"
+        message = f"{self.prefix.rstrip('-')}: {exc}"
         if message != self.last_error:
             log.warning("%s", message)  # once per distinct error, not once per record
         self.last_error = message

@@ -62,7 +62,8 @@ def summary(ruleset) -> list[str]:
     )
     lines.append(
         f"  output    {out.dir}/{out.name}.bin  telemetry {'on' if out.telemetry else 'off'}, video {out.video}, "
-        f"min_free {floor}, keep {_value('duration', out.keep)}, max_total {_value('size', out.max_total)}"
+        f"min_free {floor}, keep {_value('duration', out.keep)}, max_total {_value('size', out.max_total)}, "
+        f"timelapse {_value('duration', out.timelapse) if out.timelapse else 'off'}"
     )
     lines.append(
         f"  segments  pre_roll {format_duration(seg.pre_roll)}, post_roll {format_duration(seg.post_roll)}, "

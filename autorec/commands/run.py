@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--replay", metavar="LOG", default=None, help="run the rules over a log as fast as possible")
     p.add_argument("--dry-run", action="store_true", help="with --replay: print the segments, write nothing")
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
+    p.add_argument("--no-timelapse", action="store_true", help="do not write the daily timelapse log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
@@ -156,7 +157,7 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
             queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
             block=True,
         ).start()
-    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False)
+    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=False, timelapse=False)
     try:
         run_file(pipeline, source)
     except OSError as exc:
@@ -261,6 +262,9 @@ class _Services:
                     "bytes_written": ws.bytes,
                     "dropped": ws.dropped,
                     "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+                    "timelapse_frames": pipeline.timelapse.frames if pipeline.timelapse is not None else 0,
+                    "timelapse_bytes": ws.timelapse_bytes,
+                    "timelapse_dropped": ws.timelapse_dropped + ws.timelapse_errors,
                     "write_errors": ws.errors,
                     "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
                     "suppressed_firings": pipeline.segmenter.suppressed,
@@ -334,6 +338,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             log.warning("%s", recovered.message())
         services = _Services(ruleset, out)
         telemetry = ruleset.output.telemetry and not args.no_telemetry
+        timelapse = ruleset.output.timelapse is not None and not args.no_timelapse
         writer = SegmentWriter(
             out,
             ruleset.output.name,
@@ -341,9 +346,14 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             telemetry=telemetry,
             queue_max_bytes=ruleset.output.queue_max_bytes,
             observers=services.observers(),
+            timelapse=timelapse,
         )
         pipeline = Pipeline(
-            ruleset, writer, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry
+            ruleset,
+            writer,
+            rate=sim_config.speed if sim_config is not None else 1.0,
+            telemetry=telemetry,
+            timelapse=timelapse,
         )
         services.attach(pipeline, writer)
         writer.start()
