@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import re
 import string
 import urllib.parse
@@ -38,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from autorec.budget import Budget, FlapPolicy
 from autorec.diskfloor import MinFree
 from autorec.events import KINDS
 from autorec.segmenter import SegmentPolicy
@@ -135,6 +137,8 @@ class Rule:
     segments: SegmentSettings
     line: int | None = None
     max_errors: int = 10
+    budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
+    flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps
 
     def make_trigger(self) -> Trigger:
         return self.trigger(self.name, **self.options)
@@ -151,6 +155,7 @@ class RuleSet:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     max_errors: int = 10
     shutdown_grace: float = 10.0
+    budget: Budget = field(default_factory=Budget)  # the top-level `budget:` section: all segments together
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -274,7 +279,7 @@ def parse_rules(text: str, path: str | Path = "<rules>") -> RuleSet:
     return _Validator(p).ruleset(doc)
 
 
-_TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace")
+_TOP_KEYS = ("source", "output", "segments", "rules", "hooks", "alerts", "max_errors", "shutdown_grace", "budget")
 _OUTPUT_KEYS = (
     "dir",
     "name",
@@ -291,7 +296,9 @@ _OUTPUT_KEYS = (
 _SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
 _HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
 _ALERT_KEYS = ("alert_after", "camera_stall")
-_RULE_KEYS = ("name", "trigger", "max_errors", *_SEGMENT_KEYS)
+_BUDGET_KEYS = ("max_segments_per_hour", "max_bytes_per_hour", "max_share")
+_FLAP_KEYS = ("max_open", "flap_rate", "flap_for", "flap_keep_fps")
+_RULE_KEYS = ("name", "trigger", "max_errors", *_SEGMENT_KEYS, *_BUDGET_KEYS, *_FLAP_KEYS)
 
 
 class _Validator:
@@ -344,6 +351,9 @@ class _Validator:
         grace = self.convert(top, "shutdown_grace", "", parse_duration, 10.0)
         hooks = self.hooks(top)
         alerts = self.alerts(top)
+        budget_map = self.mapping(top.get("budget"), top.lines.get("budget"), "budget")
+        self.check_keys(budget_map, _BUDGET_KEYS, "budget")
+        budget = self.budget(budget_map, "budget")
         rules = self.rules(top, segments, max_errors)
         # Checked with the real rule names so that the sample rendering is realistic.
         _check_name_template(self, output.name, top, [r.name for r in rules])
@@ -357,6 +367,7 @@ class _Validator:
             alerts=alerts,
             max_errors=max_errors,
             shutdown_grace=grace,
+            budget=budget,
         )
 
     def output(self, top: _Map) -> OutputSettings:
@@ -389,6 +400,21 @@ class _Validator:
             post_roll=self.convert(m, "post_roll", prefix, parse_duration, base.post_roll),
             max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
             pre_roll_max_bytes=self.convert(m, "pre_roll_max_bytes", prefix, parse_size, base.pre_roll_max_bytes),
+        )
+
+    def budget(self, m: _Map, prefix: str) -> Budget:
+        return Budget(
+            max_segments_per_hour=self.convert(m, "max_segments_per_hour", prefix, _optional(_int_at_least(1)), None),
+            max_bytes_per_hour=self.convert(m, "max_bytes_per_hour", prefix, _optional(_positive_size), None),
+            max_share=self.convert(m, "max_share", prefix, _optional(_share), None),
+        )
+
+    def flap(self, m: _Map, prefix: str) -> FlapPolicy:
+        return FlapPolicy(
+            max_open=self.convert(m, "max_open", prefix, _optional(_positive_duration), None),
+            flap_rate=self.convert(m, "flap_rate", prefix, _optional(_int_at_least(1)), None),
+            flap_for=self.convert(m, "flap_for", prefix, _minutes, FlapPolicy.flap_for),
+            keep_fps=self.convert(m, "flap_keep_fps", prefix, _optional(_keep_fps), None),
         )
 
     def hooks(self, top: _Map) -> HookSettings:
@@ -502,6 +528,8 @@ class _Validator:
             segments=rule_segments,
             line=m.line,
             max_errors=rule_max_errors,
+            budget=self.budget(m, prefix),
+            flap=self.flap(m, prefix),
         )
 
 
@@ -612,6 +640,31 @@ def _int_at_least(minimum: int) -> Callable[[Any], int]:
         return value
 
     return conv
+
+
+def _share(value: Any) -> float:
+    """A fraction of the output volume: `10%` or 0.1, above 0 and at most 100 %."""
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        share = float(text[:-1]) / 100 if text and text.endswith("%") else float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if isinstance(value, bool) or not 0 < share <= 1:
+        raise ValueError(f"expected a share of the disk like 10% or 0.1 (above 0, at most 100%), got {_show(value)}")
+    return share
+
+
+def _minutes(value: Any) -> float:
+    seconds = parse_duration(value)
+    if not 60.0 <= seconds <= 86400.0 or seconds % 60:
+        raise ValueError(f"expected whole minutes from 1min to 1d, got {_show(value)}")
+    return seconds
+
+
+def _keep_fps(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise ValueError(f"expected frames a second, above 0 and at most 100, got {_show(value)}")
+    return float(value)
 
 
 def _timelapse(value: Any) -> float | None:
