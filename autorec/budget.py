@@ -14,8 +14,11 @@ Budgets (per rule, and `overall` for all segments together):
 A rule whose budget (or the overall budget) is spent is *exhausted*: its
 firings are blocked (they neither open nor extend a segment; the pipeline
 lists them in the open segment's sidecar, if any, and counts them) until the
-sliding window has room again. The segment open when a budget runs out goes on
-to its own end, so a budget holds to within one segment.
+sliding window has room again: bytes below `1 - REFILL_MARGIN` (80 %) of the
+limit, segments below the limit. The margin keeps a rule that fires all the
+time from being let through for a few bytes each minute, alerting each time.
+The segment open when a budget runs out goes on to its own end, so a budget
+holds to within one segment.
 
 Flapping (per rule): a rule is flapping when it fired more than `flap_rate`
 times in each of the last `flap_for` minutes (whole UTC minutes), or when
@@ -43,6 +46,7 @@ from typing import Literal
 from autorec.triggers.base import Firing
 from autorec.units import format_duration, format_size
 
+REFILL_MARGIN = 0.2
 HOUR = 3600.0
 DAY = 86400.0
 OVERALL = "*"
@@ -132,13 +136,14 @@ class _Account:
     bytes_total: int = 0
 
     def spent(self, t: float, volume: int | None) -> str | None:
-        """Why this budget is spent at `t`, or None."""
+        """Why this budget is spent at `t`, or None (while exhausted: until it has refilled past the margin)."""
         b = self.budget
+        fill = 1.0 - REFILL_MARGIN if self.exhausted else 1.0
         if b.max_segments_per_hour is not None and self.segments.total(t) >= b.max_segments_per_hour:
             return f"{b.max_segments_per_hour} segments in the last hour"
-        if b.max_bytes_per_hour is not None and self.bytes_hour.total(t) >= b.max_bytes_per_hour:
+        if b.max_bytes_per_hour is not None and self.bytes_hour.total(t) >= b.max_bytes_per_hour * fill:
             return f"{format_size(b.max_bytes_per_hour)} written in the last hour"
-        if b.max_share is not None and volume and self.bytes_day.total(t) >= b.max_share * volume:
+        if b.max_share is not None and volume and self.bytes_day.total(t) >= b.max_share * volume * fill:
             return f"{b.max_share * 100:g}% of the disk ({format_size(int(b.max_share * volume))}) in the last 24 h"
         return None
 

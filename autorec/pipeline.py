@@ -293,7 +293,10 @@ class Pipeline:
             engine.state.update(t, event)
         self.engine = engine
         self.ruleset = ruleset
+        volume = self.budget.volume_bytes if self.budget is not None else None
         self.budget = _budget_keeper(ruleset)  # budgets start afresh with the new rules
+        if self.budget is not None:
+            self.budget.volume_bytes = volume
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
 
     # -- status --------------------------------------------------------

@@ -244,6 +244,7 @@ class _Services:
                 alerts.disk_floor_cleared(t, change.free_bytes)
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
+        pipeline.on_budget_change = alerts.budget_change
         pipeline.listeners += [guard, alerts]
         if self.retention.active:
             self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
@@ -273,6 +274,8 @@ class _Services:
                     "exports_failed": self.export.failed,
                     "trigger_errors": sum(pipeline.engine.errors.values()),
                 }
+                if pipeline.budget is not None:  # blocked firings and thinned frames, per rule and in total
+                    out.update(pipeline.budget.counters())
                 # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
                 for rule, trigger in pipeline.engine.triggers.items():
                     for key, value in (getattr(trigger, "counters", None) or {}).items():
@@ -305,6 +308,7 @@ class _Services:
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
 
+    from autorec.diskfloor import disk_usage
     from autorec.pipeline import Pipeline
     from autorec.recovery import recover_directory
     from autorec.source import DEFAULT_URI, WebsocketSource
@@ -356,6 +360,11 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             timelapse=timelapse,
         )
         services.attach(pipeline, writer)
+        if pipeline.budget is not None:
+            try:  # max_share is a share of the output filesystem
+                pipeline.budget.volume_bytes = disk_usage(out)[1]
+            except OSError as exc:
+                log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
         writer.start()
         return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source)
     finally:

@@ -57,6 +57,7 @@ class CameraFrame:
     drops: tuple[tuple[float, float, float], ...]
     gain: float
     offset: float
+    spot: tuple[float, float, float, float, float] | None = None  # (gain, x, y, w, h): a blinking region
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,8 @@ class Simulation:
         # lighting: base gain (steps) times an optional flicker (start, end, amplitude, period)
         self._gain = 1.0
         self._flicker: tuple[float, float, float, float] | None = None
+        # a flickering region: (start, end, amplitude, period, (x, y, w, h) as fractions of the picture)
+        self._spot: tuple[float, float, float, float, tuple[float, ...]] | None = None
         # temperature ramp: (t0, v0, t1, v1)
         self._temp = (start_time, scenario.temperature, start_time, scenario.temperature)
         self._entry_index = 0
@@ -354,9 +357,18 @@ class Simulation:
 
     def _entry_flicker(self, t: float, e: Entry) -> float:
         a = e.args
-        self._flicker = (t, t + a["for"], a["amplitude"], a["period"])
+        if a.get("region") is not None:
+            self._spot = (t, t + a["for"], a["amplitude"], a["period"], tuple(a["region"]))
+            where = f" in region {list(a['region'])}"
+        else:
+            self._flicker = (t, t + a["for"], a["amplitude"], a["period"])
+            where = ""
         self.truth.lighting.append(
-            {"start": t, "end": t + a["for"], "what": f"flicker +-{a['amplitude']:.3g} every {a['period']:.3g}s"}
+            {
+                "start": t,
+                "end": t + a["for"],
+                "what": f"flicker +-{a['amplitude']:.3g} every {a['period']:.3g}s{where}",
+            }
         )
         return a["for"]
 
@@ -561,4 +573,10 @@ class Simulation:
     def _emit_camera(self, t: float) -> None:
         r = self.scenario.drop_radius
         drops = tuple((*d.position(t), r) for d in self.drops)
-        self._emit(t, CameraFrame(drops, self.gain(t), 0.0))
+        spot = None
+        if self._spot is not None:
+            start, end, amplitude, period, region = self._spot
+            if start <= t < end:
+                g = 1.0 + amplitude * math.sin(2 * math.pi * (t - start) / period)
+                spot = (round(g / GAIN_STEP) * GAIN_STEP, *region)
+        self._emit(t, CameraFrame(drops, self.gain(t), 0.0, spot))

@@ -12,6 +12,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - move: {drop: 0, path: [[3, 2], [4, 2]]}
       - lighting: 0.8                # global brightness step to 0.8x (instant)
       - flicker: {amplitude: 0.06, period: 1.5s, for: 10s}
+      - flicker: {amplitude: 0.5, period: 4s, for: 1h, region: [0.05, 0.05, 0.1, 0.1]}  # one blinking spot
       - temperature: {to: 45, over: 30s}   # ramp runs in the background
       - disconnect: 3s               # the device drops off USB for 3 s
       - fault: garbage               # one bad frame (see config.FAULT_KINDS)
@@ -259,13 +260,25 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
                 raise ValueError("the brightness factor must be above zero")
             args = {"gain": gain}
         elif kind == "flicker":
+            region = args.get("region")
             args = {
                 "amplitude": float(args.get("amplitude", 0.05)),
                 "period": parse_duration(args.get("period", "1s")),
                 "for": parse_duration(args.get("for", "10s")),
+                "region": None,
             }
             if args["period"] <= 0:
                 raise ValueError("period must be above zero")
+            if region is not None:
+                if not (
+                    isinstance(region, list)
+                    and len(region) == 4
+                    and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in region)
+                    and region[2] > 0
+                    and region[3] > 0
+                ):
+                    raise ValueError(f"region: [x, y, width, height] as fractions of the picture (0-1), got {region!r}")
+                args["region"] = [float(v) for v in region]
         elif kind == "temperature":
             args = {"to": float(args["to"]), "over": parse_duration(args.get("over", "30s"))}
         elif kind == "fault":
