@@ -104,7 +104,8 @@ def main() -> None:
     base.finish()
     ctl.finish()
     print(
-        f"{args.hours:g} simulated h, camera {args.fps:g} fps 1024x768, a spot blinking all night; budget {args.budget}/h"
+        f"{args.hours:g} simulated h, camera {args.fps:g} fps 1024x768, a spot blinking all night; "
+        f"budget {args.budget}/h"
     )
     print(f"{'minute':>6} {'baseline':>10} {'controlled':>11} {'cumulative':>11} {'budget':>8}")
     cum = 0
@@ -112,7 +113,8 @@ def main() -> None:
         b, c = base_sink.bytes.get(k, 0), ctl_sink.bytes.get(k, 0)
         cum += c
         print(
-            f"{k * bucket / 60:6.0f} {format_size(b):>10} {format_size(c):>11} {format_size(cum):>11} {format_size(budget):>8}"
+            f"{k * bucket / 60:6.0f} {format_size(b):>10} {format_size(c):>11} "
+            f"{format_size(cum):>11} {format_size(budget):>8}"
         )
     total_b, total_c = sum(base_sink.bytes.values()), sum(ctl_sink.bytes.values())
     print(f"baseline:   {format_size(total_b)} in {len(base_sink.closes)} segment(s)")
