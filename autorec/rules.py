@@ -410,6 +410,9 @@ class _Validator:
         )
 
     def flap(self, m: _Map, prefix: str) -> FlapPolicy:
+        for key in ("flap_for", "flap_keep_fps"):
+            if key in m and "flap_rate" not in m and "max_open" not in m:
+                raise self.error(m.lines[key], f"{prefix}.{key}", "needs flap_rate or max_open (when is it flapping?)")
         return FlapPolicy(
             max_open=self.convert(m, "max_open", prefix, _optional(_positive_duration), None),
             flap_rate=self.convert(m, "flap_rate", prefix, _optional(_int_at_least(1)), None),

@@ -233,3 +233,31 @@ def _segments(actions) -> list[list[Write]]:
         elif isinstance(a, Write) and out:
             out[-1].append(a)
     return out
+
+
+def test_rule_file_budget_keys_are_checked(tmp_path):
+    import pytest
+
+    from autorec.rules import ConfigError, load_rules
+    from tests.rulefiles import write_rules
+
+    def load(extra: str):
+        return load_rules(write_rules(tmp_path, "rules:\n  - name: r\n    trigger: electrodes\n" + extra))
+
+    rule = load("    max_share: 5%\n    max_open: 10min\n    flap_keep_fps: 0.5\n").rules[0]
+    assert rule.budget.max_share == 0.05 and rule.flap.max_open == 600 and rule.flap.keep_fps == 0.5
+    for extra, key in (
+        ("    max_share: 150%\n", "max_share"),
+        ("    max_share: lots\n", "max_share"),
+        ("    max_segments_per_hour: 0\n", "max_segments_per_hour"),
+        ("    max_bytes_per_hour: -1MB\n", "max_bytes_per_hour"),
+        ("    flap_rate: 10\n    flap_for: 90s\n", "flap_for"),
+        ("    flap_keep_fps: 1\n", "flap_keep_fps"),
+        ("    flap_rate: 10\n    flap_keep_fps: 0\n", "flap_keep_fps"),
+    ):
+        with pytest.raises(ConfigError, match=rf"rules.yaml:\d+: rules\[r\]\.{key}"):
+            load(extra)
+    with pytest.raises(ConfigError, match=r"budget.max_bytes_per_hor: unknown key"):
+        load_rules(
+            write_rules(tmp_path, "budget: {max_bytes_per_hor: 1GB}\nrules:\n  - {name: r, trigger: electrodes}\n")
+        )
