@@ -90,7 +90,8 @@ def main() -> None:
     cost = {k: (1 / v - 1 / base) * 1e6 for k, v in best.items()}
     print(
         f"best of 3: state tracking alone {1e6 / base:.1f} us/message; "
-        f"electrodes rule {1e6 / best['electrodes.yaml']:.1f} us ({cost['electrodes.yaml']:+.1f}), missed-move rule {1e6 / best['missed-move']:.1f} us"
+        f"electrodes rule {1e6 / best['electrodes.yaml']:.1f} us ({cost['electrodes.yaml']:+.1f}), "
+        f"missed-move rule {1e6 / best['missed-move']:.1f} us"
         f" ({cost['missed-move']:+.1f}); missed-move runs at {best['missed-move'] / best['electrodes.yaml']:.2f}x"
         " the electrodes rule's rate (a difference below ~2 us is noise)"
     )
