@@ -261,3 +261,18 @@ def test_rule_file_budget_keys_are_checked(tmp_path):
         load_rules(
             write_rules(tmp_path, "budget: {max_bytes_per_hor: 1GB}\nrules:\n  - {name: r, trigger: electrodes}\n")
         )
+
+
+def test_check_shows_budgets_and_flap_settings(tmp_path, capsys):
+    from autorec.cli import main
+    from tests.rulefiles import write_rules
+
+    path = write_rules(
+        tmp_path,
+        "budget: {max_bytes_per_hour: 2GB}\nrules:\n  - name: cam\n    trigger: electrodes\n"
+        "    max_segments_per_hour: 20\n    flap_rate: 20\n    flap_keep_fps: 1\n",
+    )
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[max_segments_per_hour 20, flapping above 20/min for 5.0min, flap_keep_fps 1]" in out
+    assert "  budget    max_bytes_per_hour 2.0GB" in out
