@@ -177,3 +177,15 @@ def test_periodic_stuck_faults_in_the_demo_each_fire():
     assert len(firings) == len(failures), ([f.evidence["text"] for f in firings], failures)
     for failure, firing in zip(failures, firings):
         assert firing.evidence["pin"] in failure["pins"]
+
+
+def test_with_the_boards_layout_only_pins_next_to_a_drop_expect_one():
+    text = STUCK.replace("repeat: false", "repeat: false\nlayout: true")
+    firings, truth, counters = sim_firings(parse_scenario(text, "stuck-layout.yaml"), 60.0)
+    assert len(truth["failures"]) == 2 and counters["layout_errors"] == 0
+    assert [f.evidence["pin"] in t["pins"] for f, t in zip(firings, truth["failures"])] == [True, True]
+    # Only the stuck drop's neighbour is named, not every drop on the board.
+    assert all(len(f.evidence["drops_on"]) == 1 for f in firings), [f.evidence for f in firings]
+    # A path walked after a stuck drop is no longer next to any drop: those pins expect nothing.
+    _, _, without = sim_firings(parse_scenario(STUCK, "stuck.yaml"), 60.0)
+    assert counters["expected"] < without["expected"]

@@ -30,6 +30,7 @@ Contracts:
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 from collections.abc import Callable
@@ -196,6 +197,8 @@ class Simulation:
             self._start_periodic("camera", 1.0 / fps, self._emit_camera, device=False, jitter=0.1)
         for kind, every in {**scenario.faults, **(faults or {})}.items():
             self._schedule(start_time + every, self._periodic_fault(kind, every))
+        if scenario.layout:
+            self._schedule(start_time, self._emit_layout)
         if scenario.timeline:
             self._schedule(start_time, self._next_entry)
 
@@ -568,6 +571,14 @@ class Simulation:
     def _emit_duty_cycle_updated(self, t: float) -> None:
         ev, inner = self._event(t, "duty_cycle_updated")
         inner.duty_cycles.extend([DRIVE_SETTING, DRIVE_SETTING])
+        self._emit(t, ev)
+
+    def _emit_layout(self, t: float) -> None:
+        """The board's electrode grid as upstream's board definition JSON (rows of pin numbers)."""
+        board = self.board
+        grid = [[board.pin_at((c, r)) for c in range(board.cols)] for r in range(board.rows)]
+        ev, inner = self._event(t, "electrode_layout")
+        inner.layout = json.dumps({"layout": {"grid": grid}})
         self._emit(t, ev)
 
     def _emit_camera(self, t: float) -> None:

@@ -19,6 +19,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - split: {drop: 0}             # drive the two cells either side of drop 0: it splits in two
     faults: {close: 60s}             # periodic faults, as --faults
     drop_present: false              # leave drop_present unset, as upstream's simulator does
+    layout: true                     # send an electrode_layout (board grid JSON) first; pdserver does not
 
 Contract: `load_scenario(name_or_path)` returns a validated `Scenario` or
 raises `ScenarioError` whose message starts with `file:line:`.
@@ -82,6 +83,8 @@ class Scenario:
     temperature: float = 25.0
     # False mimics upstream's simulator, which leaves drop_present unset (capacitance still shows drops).
     drop_present: bool = True
+    # True: an electrode_layout event (upstream board JSON: {"layout": {"grid": [[pin, ...], ...]}}) first.
+    layout: bool = False
 
 
 class _LineDict(dict):
@@ -151,6 +154,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         "repeat",
         "temperature",
         "drop_present",
+        "layout",
     }
     for key in doc:
         if key not in known:
@@ -203,6 +207,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
             raise fail(getattr(faults, "line", top), f"faults: {k}: {exc}") from None
     sc.repeat = bool(doc.get("repeat", True))
     sc.drop_present = bool(doc.get("drop_present", True))
+    sc.layout = bool(doc.get("layout", False))
     sc.temperature = float(doc.get("temperature", 25.0))
 
     timeline = doc.get("timeline") or []
