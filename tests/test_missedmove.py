@@ -189,3 +189,38 @@ def test_with_the_boards_layout_only_pins_next_to_a_drop_expect_one():
     # A path walked after a stuck drop is no longer next to any drop: those pins expect nothing.
     _, _, without = sim_firings(parse_scenario(STUCK, "stuck.yaml"), 60.0)
     assert counters["expected"] < without["expected"]
+
+
+def camera_firings(scenario, seconds: float) -> tuple[list[Firing], dict, dict]:
+    from autorec.sim.camera import CameraRenderer
+    from autorec.sim.stream import StreamEncoder
+
+    scenario.layout = True
+    sim = Simulation(scenario, seed=3, start_time=T0, duration=seconds, fps=5)
+    encoder = StreamEncoder(CameraRenderer(scenario.board.cols, scenario.board.rows, width=512, height=384, seed=3))
+    eng = engine("watch: camera")
+    firings: list[Firing] = []
+    for t, item in sim.advance(T0 + seconds):
+        for payload in encoder.encode(t, item):
+            if isinstance(payload, bytes):
+                ev = PurpleDropEvent()
+                ev.ParseFromString(payload)
+                firings += eng.feed(t, ev)
+    return firings, sim.truth.as_dict(), eng.triggers["mm"].counters
+
+
+def test_camera_variant_finds_the_stuck_drops_and_passes_the_good_moves():
+    firings, truth, counters = camera_firings(parse_scenario(STUCK, "stuck.yaml"), 60.0)
+    assert len(truth["failures"]) == 2
+    assert [f.evidence["what"] for f in firings] == ["no_change"] * 2, [f.evidence["text"] for f in firings]
+    for failure, firing in zip(truth["failures"], firings):
+        assert firing.evidence["pin"] in failure["pins"] and "did not change" in firing.evidence["text"]
+    assert counters["arrived"] >= 10 and counters["no_geometry"] == 0, counters
+    firings, truth, counters = camera_firings(load_scenario("demo"), 150.0)
+    assert truth["failures"] == [] and firings == [] and counters["arrived"] == counters["expected"] > 20, counters
+
+
+def test_camera_variant_needs_the_layout():
+    eng = engine("watch: camera")
+    run(eng, [es(0.5, 24), es(1.0, 26)])
+    assert eng.triggers["mm"].counters["no_geometry"] == 2

@@ -33,11 +33,25 @@ Evidence: `what` (`no_arrival` or `left_path`), `pin`, `driven_at`, `waited`,
 `drops_on` (pins still covered near the missed one, or the pins the drop left)
 and `text`, e.g. "pin 24 driven at 03:12:07.4Z; no drop after 2.0 s; drop still
 on pin 22" (UTC).
+
+`watch: camera` is the variant for rigs without capacitance scans: a newly
+driven pin expects its electrode's part of the picture to change (a drop
+arriving) within `within`; if it has not, the trigger fires (`what`:
+`no_change`). It needs the electrode layout (pin -> grid cell) and the
+`image_transform` homography (grid -> pixels; cell (col, row) spans grid
+coordinates col..col+1, row..row+1, its centre at col+0.5, row+0.5). Until both
+are known nothing is expected (counter `no_geometry`). The region is a square
+of 0.7 cell around the centre, compared as mean absolute difference of the
+grayscale (1/`scale` size) against the frame at the drive: above `change`
+levels is a change. At most `detect_fps` frames a second are decoded, and only
+while an arrival is pending. A pin driven under a drop that is already there
+(holding) looks like a miss: the camera cannot tell it from a stuck drop.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time as _time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -105,6 +119,21 @@ def neighbours_from_layout(text: str) -> dict[int, frozenset[int]]:
     return {p: frozenset(n) for p, n in out.items()}
 
 
+def cells_from_layout(text: str) -> dict[int, tuple[int, int]]:
+    """pin -> (col, row) from an `electrode_layout.layout` string (see `neighbours_from_layout`)."""
+    doc = json.loads(text)
+    if isinstance(doc, dict):
+        doc = doc.get("layout", doc)
+    if isinstance(doc, dict):
+        doc = doc.get("grid")
+    cells: dict[int, tuple[int, int]] = {}
+    for r, row in enumerate(doc or []):
+        for c, v in enumerate(row if isinstance(row, list) else []):
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                cells[v] = (c, r)
+    return cells
+
+
 @dataclass
 class _Expected:
     since: float
@@ -120,8 +149,20 @@ class MissedMoveTrigger(Trigger):
     options: ClassVar[tuple[Option, ...]] = (
         Option("within", "duration", default=2.0, min=0.05, max=600.0, help="a drop must arrive this soon"),
         Option("left_path", "bool", default=True, help="also fire when a drop turns up on a pin not driven"),
+        Option(
+            "watch",
+            "str",
+            default="capacitance",
+            choices=("capacitance", "camera"),
+            help="capacitance scans, or the camera picture (rigs without scans; needs the electrode layout)",
+        ),
+        Option("change", "float", default=12.0, min=1.0, max=255.0, help="camera: mean grey-level change of arrival"),
+        Option("detect_fps", "float", default=5.0, min=0.1, max=100.0, help="camera: frames decoded a second"),
+        Option("scale", "int", default=2, choices=(1, 2, 4, 8), help="camera: analyse at 1/scale of the frame size"),
     )
-    kinds: ClassVar[frozenset[str] | None] = frozenset({"electrode_state", "scan_capacitance", "electrode_layout"})
+    kinds: ClassVar[frozenset[str] | None] = frozenset(
+        {"electrode_state", "scan_capacitance", "electrode_layout", "image", "image_transform"}
+    )
 
     def __init__(self, rule: str, **options: Any) -> None:
         super().__init__(rule, **options)
@@ -141,19 +182,37 @@ class MissedMoveTrigger(Trigger):
             "unjudged": 0,
             "layout_errors": 0,
         }
+        self._camera = _CameraWatch(self) if self.watch == "camera" else None
+        if self._camera is not None:
+            self.counters.update(no_geometry=0, corrupt_frames=0)
+            self.kinds = frozenset({"electrode_state", "electrode_layout", "image", "image_transform"})
+        else:  # the engine asks the instance: scans mode never sees camera frames
+            self.kinds = frozenset({"electrode_state", "scan_capacitance", "electrode_layout"})
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         kind = event.WhichOneof("msg")
-        if kind == "electrode_state":
-            self._on_drive(time, state.driven_pins)
-            return None
         if kind == "electrode_layout":
             try:
                 self._neighbours = neighbours_from_layout(event.electrode_layout.layout)
+                if self._camera is not None:
+                    self._camera.cells = cells_from_layout(event.electrode_layout.layout)
             except ValueError:
                 self.counters["layout_errors"] += 1  # keep the previous layout (or none)
             return None
-        return self._on_scan(time, state.covered_pins)
+        if self._camera is not None:
+            if kind == "electrode_state":
+                self._camera.drive(time, state.driven_pins)
+            elif kind == "image_transform":
+                self._camera.transform = list(event.image_transform.transform)
+            elif kind == "image":
+                return self._camera.frame(time, event.image.image_data)
+            return None
+        if kind == "electrode_state":
+            self._on_drive(time, state.driven_pins)
+            return None
+        if kind == "scan_capacitance":
+            return self._on_scan(time, state.covered_pins)
+        return None
 
     # -- internals -------------------------------------------------------------------------
 
@@ -264,4 +323,153 @@ class MissedMoveTrigger(Trigger):
             if time - exp.since > limit:
                 del self._expect[pin]
                 self.counters["unjudged"] += 1
+        if self._camera is not None:  # frames stopped: nothing to judge with
+            for pin, reg in list(self._camera._pending.items()):
+                if time - reg.since > limit:
+                    del self._camera._pending[pin]
+                    self.counters["unjudged"] += 1
         return None
+
+
+@dataclass
+class _Region:
+    pin: int
+    since: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in analysed (scaled) pixels
+    before: Any  # grayscale crop at the drive (numpy int16)
+    chain: int
+
+
+class _CameraWatch:
+    """`watch: camera`: expected arrivals judged on the driven electrode's part of the picture."""
+
+    def __init__(self, trigger: MissedMoveTrigger) -> None:
+        self.t = trigger
+        self.cells: dict[int, tuple[int, int]] = {}
+        self.transform: list[float] = []
+        self._decoder: Any = None
+        self._jpeg: bytes | None = None  # the latest frame, decoded only when needed
+        self._gray: Any = None  # (jpeg, pixels) of the last decode
+        self._driven: frozenset[int] = frozenset()
+        self._pending: dict[int, _Region] = {}
+        self._last_analysis: float | None = None
+        self._fired_chains: set[int] = set()
+        self._chains = 0
+
+    def _pixels(self) -> Any:
+        if self._jpeg is None:
+            return None
+        if self._gray is not None and self._gray[0] is self._jpeg:
+            return self._gray[1]
+        if self._decoder is None:
+            from autorec.framedecode import GrayDecoder  # PyAV: only for camera rules
+
+            self._decoder = GrayDecoder(self.t.scale)
+        from autorec.framedecode import FrameDecodeError
+
+        try:
+            pixels = self._decoder.decode(self._jpeg).pixels
+        except FrameDecodeError:
+            self.t.counters["corrupt_frames"] += 1
+            self._jpeg = None
+            return None
+        self._gray = (self._jpeg, pixels)
+        return pixels
+
+    def _box(self, pin: int, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+        cell = self.cells.get(pin)
+        if cell is None or len(self.transform) != 9:
+            return None
+        h = self.transform
+        scale = self.t.scale
+
+        def px(x: float, y: float) -> tuple[float, float]:
+            w = h[6] * x + h[7] * y + h[8]
+            return (h[0] * x + h[1] * y + h[2]) / w / scale, (h[3] * x + h[4] * y + h[5]) / w / scale
+
+        c, r = cell
+        try:
+            cx, cy = px(c + 0.5, r + 0.5)
+            ex, ey = px(c + 1.5, r + 0.5)
+        except ZeroDivisionError:
+            return None
+        half = max(1, int(0.35 * math.hypot(ex - cx, ey - cy)))
+        x0, y0 = max(0, int(cx) - half), max(0, int(cy) - half)
+        x1, y1 = min(shape[1], int(cx) + half + 1), min(shape[0], int(cy) + half + 1)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return x0, y0, x1, y1
+
+    def drive(self, time: float, driven: frozenset[int]) -> None:
+        new = driven - self._driven
+        self._driven = driven
+        if not new:
+            return
+        pixels = self._pixels()
+        earlier = [e for e in self._pending.values() if e.since < time]
+        chain = min(earlier, key=lambda e: e.since).chain if earlier else self._chains + 1
+        self._chains = max(self._chains, chain)
+        for pin in sorted(new):
+            if pin in self._pending:
+                continue
+            box = self._box(pin, pixels.shape) if pixels is not None else None
+            if box is None:
+                self.t.counters["no_geometry"] += 1
+                continue
+            x0, y0, x1, y1 = box
+            crop = pixels[y0:y1, x0:x1].astype("int16")
+            self._pending[pin] = _Region(pin, time, box, crop, chain)
+            self.t.counters["expected"] += 1
+
+    def frame(self, time: float, jpeg: bytes) -> FiringResult:
+        self._jpeg = jpeg
+        if not self._pending:
+            self._fired_chains.clear()
+            return None
+        last = self._last_analysis
+        if last is not None and last <= time < last + 1.0 / self.t.detect_fps - 1e-9:
+            return None
+        self._last_analysis = time
+        pixels = self._pixels()
+        if pixels is None:
+            return None
+        firings: list[Firing] = []
+        for pin, reg in list(self._pending.items()):
+            x0, y0, x1, y1 = reg.box
+            now = pixels[y0:y1, x0:x1].astype("int16")
+            if now.shape != reg.before.shape:
+                del self._pending[pin]  # the frame size changed: nothing to compare with
+                self.t.counters["unjudged"] += 1
+                continue
+            diff = float(abs(now - reg.before).mean())
+            if diff > self.t.change:
+                del self._pending[pin]
+                self.t.counters["arrived"] += 1
+            elif time < reg.since:
+                reg.since = time
+            elif time - reg.since >= self.t.within - 1e-9:
+                del self._pending[pin]
+                self.t.counters["missed"] += 1
+                if reg.chain in self._fired_chains:
+                    self.t.counters["suppressed"] += 1
+                    continue
+                self._fired_chains.add(reg.chain)
+                scale = self.t.scale
+                region = [x0 * scale, y0 * scale, (x1 - x0) * scale, (y1 - y0) * scale]
+                text = (
+                    f"pin {pin} driven at {clock(reg.since)}; its part of the picture did not change "
+                    f"in {time - reg.since:.1f} s (change {diff:.1f} of {self.t.change:g} levels)"
+                )
+                firings.append(
+                    self.t.fire(
+                        time,
+                        what="no_change",
+                        pin=pin,
+                        driven_at=reg.since,
+                        waited=round(time - reg.since, 3),
+                        region=region,
+                        change=round(diff, 2),
+                        text=text,
+                    )
+                )
+        return firings or None
