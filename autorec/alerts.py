@@ -21,6 +21,8 @@ Alerts (`Alert.key`):
   many errors; cleared by `plugin_enabled` (e.g. after a rule reload).
 - `disk_floor`: free space fell below the floor and no new segment opens;
   cleared by `disk_floor_cleared`.
+- `budget_exhausted:<rule>` (`budget_exhausted:*` for the overall budget) and
+  `flapping:<rule>`: from `autorec.budget` state changes (`budget_change`).
 
 Each alert is raised once and not again until it has cleared. Times that go
 backwards (a rig clock jump) never produce negative durations: the monitor
@@ -226,6 +228,17 @@ class AlertMonitor:
             return []
         return [self._clear(DISK_FLOOR, t, f"disk space back: {format_size(free)} free, recording resumes")]
 
+    def budget_change(self, change: Any) -> list[AlertAction]:
+        """An `autorec.budget.Change` (budget spent or refilled, flapping or calm) as an alert action, once."""
+        key = change.key
+        if change.state == "raised":
+            if key in self._active:
+                return []
+            return [self._raise(key, change.name, change.time, change.time, change.message, {"rule": change.rule})]
+        if key not in self._active:
+            return []
+        return [self._clear(key, change.time, change.message)]
+
     # -- internals ------------------------------------------------------------------------------
 
     def _advance(self, t: float) -> None:
@@ -339,6 +352,9 @@ class AlertReporter:
 
     def plugin_enabled(self, t: float, rule: str) -> None:
         self.announce(self.monitor.plugin_enabled(t, rule), t)
+
+    def budget_change(self, change: Any) -> None:
+        self.announce(self.monitor.budget_change(change), change.time)
 
     def announce(self, actions: Iterable[AlertAction], t: float) -> None:
         """Log and hook `actions`, plus alerts for rules the engine disabled since the last call."""

@@ -29,6 +29,18 @@ Contracts of `Pipeline`:
   `segmenter.pause()/resume()` (the disk floor). While the segmenter is
   paused, the telemetry track is paused too (it would fill the disk the
   floor protects); what it skips is counted in `stats.telemetry_paused`.
+- The timelapse track (`output.timelapse`, `autorec.timelapse`): every message
+  also goes through a `TimelapsePicker`; the records it picks go to
+  `sink.timelapse(time, payload)` (sinks without that method get none), and
+  nothing is picked while the disk floor has paused the segmenter.
+- Budgets and flap control (`autorec.budget`, configured in the rule file):
+  firings of a rule whose budget is spent do not reach the segmenter; they
+  are listed in the open segment's sidecar (evidence `budget_blocked: true`)
+  if one is open, and counted. Camera records of a flapping rule's segment
+  are thinned (`flap_keep_fps`); each segment that lost frames to it gets a
+  `flap_thinned` gap with the records and bytes left out. When a rule starts
+  flapping its open segment is closed (reason `flapping`). State changes go
+  to `on_budget_change` (the alerts), or to the log without one.
 - `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
   offline) and hands the close to the sink; the caller then closes the sink.
 """
@@ -37,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 import time as _time
@@ -46,15 +59,18 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from autorec import events
+from autorec.budget import BudgetKeeper, Change
 from autorec.dates import utc_iso
+from autorec.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
 from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
 from autorec.rules import RuleSet
 from autorec.scores import NearMiss, ScoreOutput, ScoreTrack
-from autorec.segmenter import Action, CloseSegment, OpenSegment, Segmenter, Write
+from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message
 from autorec.telemetry import is_telemetry_kind
+from autorec.timelapse import TimelapsePicker
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
 from autorec.units import format_size
@@ -136,6 +152,7 @@ class Pipeline:
         tick_lag: float = 0.25,
         listeners: Sequence[StreamListener] = (),
         score_sinks: Sequence[ScoreSink] = (),
+        timelapse: bool = True,
     ) -> None:
         self.ruleset = ruleset
         self.sink = sink
@@ -154,6 +171,15 @@ class Pipeline:
         self.frame_listeners: list[Callable[[float, Any], None]] = []
         self.stats = PipelineStats()
         self._segment_time: float | None = None  # last time fed to the segmenter
+        # `timelapse` False (run --no-timelapse, replays) or `output.timelapse: off`: no track.
+        interval = ruleset.output.timelapse
+        self._timelapse_out = getattr(sink, "timelapse", None) if timelapse and interval else None
+        self.timelapse = TimelapsePicker(interval) if self._timelapse_out is not None and interval else None
+        self.budget: BudgetKeeper | None = _budget_keeper(ruleset)
+        self.on_budget_change: Callable[[Change], None] | None = None
+        self._budget_rules: tuple[str, ...] = ()  # rules of the open segment, as the last actions left it
+        self._thinned: list[Any] = [0, 0, None, None]  # records, bytes, first and last time in the open segment
+        self._budget_next_check: float | None = None
 
     # -- inputs --------------------------------------------------------
     def handle(self, item: Message | Connected | Disconnected) -> None:
@@ -201,15 +227,28 @@ class Pipeline:
             stats.first_time = t
         stats.last_time = t
         firings = self.engine.feed(t, event)
-        actions = self.segmenter.feed(t, payload, kind, self._scored(t, firings))
+        scored = self._scored(t, firings)
+        if self.budget is None:
+            actions = self.segmenter.feed(t, payload, kind, scored)
+        else:
+            actions = self._budgeted(t, scored, lambda allowed: self.segmenter.feed(t, payload, kind, allowed))
         self._segment_time = t
         if actions:
             self._submit(actions)
+        if self.budget is not None:
+            self._budget_check(t)
         if self.telemetry and is_telemetry_kind(kind):
             if self.segmenter.paused:
                 stats.telemetry_paused += 1
             else:
                 self.sink.telemetry(t, payload)
+        if self.timelapse is not None:
+            blocked = self.segmenter.paused == DISK_FLOOR_PAUSE
+            # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
+            # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
+            own = events.timestamp(event) if kind == "image" else None
+            for record_time, record in self.timelapse.feed(own if own is not None else t, kind, payload, blocked):
+                self._timelapse_out(record_time, record)
         if firings:
             self._fired(t, firings)
         for listener in self.listeners:
@@ -239,10 +278,16 @@ class Pipeline:
         if self._segment_time is not None and t <= self._segment_time:
             return
         firings = self.engine.tick(t)
-        actions = self.segmenter.tick(t, self._scored(t, firings))
+        scored = self._scored(t, firings)
+        if self.budget is None:
+            actions = self.segmenter.tick(t, scored)
+        else:
+            actions = self._budgeted(t, scored, lambda allowed: self.segmenter.tick(t, allowed))
         self._segment_time = t
         if actions:
             self._submit(actions)
+        if self.budget is not None:
+            self._budget_check(t, force=True)
         if firings:
             self._fired(t, firings)
         for listener in self.listeners:
@@ -290,6 +335,10 @@ class Pipeline:
             engine.state.update(t, event)
         self.engine = engine
         self.ruleset = ruleset
+        volume = self.budget.volume_bytes if self.budget is not None else None
+        self.budget = _budget_keeper(ruleset)  # budgets start afresh with the new rules
+        if self.budget is not None:
+            self.budget.volume_bytes = volume
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self._use_rules(ruleset)
 
@@ -366,13 +415,91 @@ class Pipeline:
     def _submit(self, actions: list[Action]) -> None:
         if not actions:
             return
+        if self.budget is not None:
+            actions = self._budget_actions(actions)
         self.stats.segments = self.segmenter.segments  # copied, not counted again: plain attributes for other threads
         self.sink.submit(actions)
+
+    # -- budgets and flap control (decisions in autorec.budget) --------
+    def _budgeted(self, t: float, firings: list[Firing], feed: Callable[[list[Firing]], list[Action]]) -> list[Action]:
+        assert self.budget is not None
+        if not firings:
+            return feed(firings)
+        allowed, blocked = self.budget.firings(t, firings)
+        actions = feed(allowed)
+        if blocked:
+            # After the feed: a segment the allowed firings just opened lists them too.
+            self.segmenter.note([Firing(f.rule, f.time, {**f.evidence, "budget_blocked": True}) for f in blocked])
+        return actions
+
+    def _budget_actions(self, actions: list[Action]) -> list[Action]:
+        """Charge written bytes and opened segments to the budgets; thin a flapping rule's camera records."""
+        budget = self.budget
+        assert budget is not None
+        out: list[Action] = []
+        rules = self._budget_rules
+        thinned = self._thinned
+        for a in actions:
+            if isinstance(a, Write):
+                size = len(a.payload)
+                if rules and a.kind in _CAMERA_KINDS and not budget.keep_frame(a.time, a.kind, rules, size):
+                    thinned[0] += 1
+                    thinned[1] += size
+                    thinned[2] = a.time if thinned[2] is None else thinned[2]
+                    thinned[3] = a.time
+                    continue
+                budget.wrote(a.time, size + 4, rules)
+            elif isinstance(a, OpenSegment):
+                rules = a.rules
+                self._thinned = thinned = [0, 0, None, None]
+                if a.reason == "trigger":
+                    budget.opened(a.start, a.rules)
+            elif isinstance(a, CloseSegment):
+                if thinned[0]:
+                    gap = Gap(thinned[2], thinned[3], "flap_thinned", records=thinned[0], bytes=thinned[1])
+                    a = dataclasses.replace(a, gaps=(*a.gaps, gap))
+                self._thinned = thinned = [0, 0, None, None]
+                budget.segment_closed(a.rules, a.reason)
+                rules = ()
+            out.append(a)
+        self._budget_rules = self.segmenter.open_rules
+        return out
+
+    def _budget_check(self, t: float, force: bool = False) -> None:
+        """Budget and flapping state changes, at most once a second of stream time on messages."""
+        assert self.budget is not None
+        due = self._budget_next_check
+        if not force and due is not None and due - 2.0 < t < due:
+            return
+        self._budget_next_check = t + 1.0
+        for change in self.budget.check(t, self.segmenter.open_rules):
+            if change.name == "flapping" and change.state == "raised" and change.rule in self.segmenter.open_rules:
+                # The flapping period gets a segment of its own (thinned as the rule says).
+                self._submit(self.segmenter.close(t, "flapping"))
+            if self.on_budget_change is not None:
+                self.on_budget_change(change)
+            elif change.state == "raised":
+                log.warning("%s: %s", change.key, change.message)
+            else:
+                log.info("%s: %s", change.key, change.message)
 
     def _fired(self, t: float, firings: list[Firing]) -> None:
         self.stats.firings += len(firings)
         for listener in self.listeners:
             listener.fired(t, firings)
+
+
+_CAMERA_KINDS = frozenset({"image", "image_transform"})
+
+
+def _budget_keeper(ruleset: RuleSet) -> BudgetKeeper | None:
+    """The rule file's budgets and flap policies, or None when it sets none (no cost at all then)."""
+    keeper = BudgetKeeper(
+        ruleset.budget,
+        {r.name: r.budget for r in ruleset.rules},
+        {r.name: r.flap for r in ruleset.rules},
+    )
+    return keeper if keeper.active else None
 
 
 # -- dry run -----------------------------------------------------------------

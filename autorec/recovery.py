@@ -33,7 +33,7 @@ Contract, for every `NAME.bin.partial` in the directory:
   A `NAME.bin` without a sidecar is not a segment (the writer writes the
   sidecar before the final name exists): it is left alone, so a user's own
   file in the output directory is never adopted and never reaches retention.
-  Telemetry logs (`telemetry-*.bin`) are never touched.
+  Telemetry and timelapse logs (`telemetry-*.bin`, `timelapse-*.bin`) are never touched.
 - Errors on one file (I/O) are reported in its result and do not stop the
   others.
 """
@@ -53,6 +53,7 @@ from autorec.atomicfile import append_json_line as append_index_line  # re-expor
 from autorec.atomicfile import fsync_path, open_nofollow, write_json
 from autorec.logfile import LogReader
 from autorec.telemetry import PREFIX as TELEMETRY_PREFIX
+from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import with_iso_times
 from autorec.writer import INDEX_NAME, LOG_SUFFIX, SIDECAR_SUFFIX, SIDECAR_VERSION
 
@@ -385,7 +386,7 @@ def find_unfinished(directory: str | os.PathLike[str]) -> list[Path]:
     for p in files:
         if p.name.endswith(LOG_SUFFIX + PARTIAL_SUFFIX):
             found.append(p)
-        elif p.name.endswith(LOG_SUFFIX) and not p.name.startswith(TELEMETRY_PREFIX) and not p.name.startswith("."):
+        elif p.name.endswith(LOG_SUFFIX) and not p.name.startswith((TELEMETRY_PREFIX, TIMELAPSE_PREFIX, ".")):
             # The writer writes a segment's sidecar before its final name exists, so a
             # NAME.bin without a sidecar is not a segment (a user's file, a copied log):
             # adopting it would hand it to retention. Only a missing index line is repaired.

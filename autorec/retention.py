@@ -20,6 +20,10 @@ Contract:
   lines it cannot parse and lines whose log is missing are kept as they are.
   Files that cannot be deleted are reported in `errors`, never raised, and
   their segment's index line is kept.
+- Daily timelapse logs (`timelapse-YYYYMMDD.bin`, with their exports beside
+  them) count as segments too, by the same age and size rules, except the
+  newest one (today's, still being appended to). They have no index line.
+  Telemetry logs are not covered.
 - The index is read, filtered and replaced in one step: nobody may append to
   `index.jsonl` meanwhile. Pass the segment writer's `index_lock`
   (`SegmentWriter.index_lock`, held around its appends) or run retention
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.atomicfile import fsync_path, replace_file
+from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import format_size, parse_duration, parse_size
 from autorec.writer import INDEX_NAME, SIDECAR_SUFFIX
 
@@ -165,6 +170,27 @@ def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
     return found
 
 
+def scan_timelapse(directory: Path) -> list[SegmentFiles]:
+    """The daily timelapse logs as segments without an index line (`index_line` -1), the newest left out."""
+    try:
+        logs = sorted(p for p in directory.glob(f"{TIMELAPSE_PREFIX}*.bin") if p.is_file())
+    except OSError:
+        return []
+    found: list[SegmentFiles] = []
+    for log in logs[:-1]:  # the newest (by day in the name) may still be written to
+        try:
+            modified = log.stat().st_mtime
+        except OSError:
+            continue
+        files = segment_files(log)
+        size = 0
+        for f in files:
+            with contextlib.suppress(OSError):
+                size += f.stat().st_size
+        found.append(SegmentFiles(log, tuple(files), size, modified, -1))
+    return found
+
+
 def write_index(directory: Path, lines: Sequence[str]) -> None:
     """Replace `index.jsonl` with `lines` atomically and durably."""
     replace_file(directory / INDEX_NAME, "".join(line + "\n" for line in lines).encode(), fsync=True)
@@ -186,7 +212,7 @@ def apply_retention(
     now = time.time() if now is None else now
     with index_lock if index_lock is not None else contextlib.nullcontext():
         lines = read_index(directory)
-        segments = scan(directory, lines)
+        segments = scan(directory, lines) + scan_timelapse(directory)
         doomed = plan_deletions(segments, policy, now)
         dropped_lines: set[int] = set()
         for seg in doomed:
@@ -201,7 +227,8 @@ def apply_retention(
                     result.errors.append(f"retention: cannot delete {f}: {exc.strerror or exc}")
             if failed:
                 continue
-            dropped_lines.add(seg.index_line)
+            if seg.index_line >= 0:
+                dropped_lines.add(seg.index_line)
             result.deleted.append(seg)
             result.freed_bytes += seg.bytes
         if dropped_lines:

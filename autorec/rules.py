@@ -27,6 +27,7 @@ Contracts:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import string
@@ -38,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from autorec.budget import Budget, FlapPolicy
 from autorec.dates import utc_strftime
 from autorec.diskfloor import MinFree
 from autorec.events import KINDS
@@ -118,6 +120,7 @@ class OutputSettings:
     fsync: bool = True
     status_file: str | None = "status.json"
     queue_max_bytes: int = 512_000_000
+    timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
 
     def min_free_bytes(self, total_bytes: int) -> int:
         """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
@@ -156,6 +159,8 @@ class Rule:
     max_errors: int = 10
     near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
     near_miss_clip: bool = False  # keep a short segment around each near-miss
+    budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
+    flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps
 
     def make_trigger(self) -> Trigger:
         return self.trigger(self.name, **self.options)
@@ -175,6 +180,7 @@ class RuleSet:
     heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)
     # Valid but probably not meant (`FILE:LINE: key: warning: ...`); `check` prints them, `run` logs them.
     warnings: tuple[str, ...] = ()
+    budget: Budget = field(default_factory=Budget)  # the top-level `budget:` section: all segments together
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -502,6 +508,7 @@ _TOP_KEYS = (
     "max_errors",
     "shutdown_grace",
     "heartbeat",
+    "budget",
 )
 _OUTPUT_KEYS = (
     "dir",
@@ -514,11 +521,23 @@ _OUTPUT_KEYS = (
     "fsync",
     "status_file",
     "queue_max_bytes",
+    "timelapse",
 )
 _SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
 _HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
 _ALERT_KEYS = ("alert_after", "camera_stall")
-_RULE_KEYS = ("name", "trigger", "max_errors", "near_miss", "near_miss_clip", *_SEGMENT_KEYS)
+_BUDGET_KEYS = ("max_segments_per_hour", "max_bytes_per_hour", "max_share")
+_FLAP_KEYS = ("max_open", "flap_rate", "flap_for", "flap_keep_fps")
+_RULE_KEYS = (
+    "name",
+    "trigger",
+    "max_errors",
+    "near_miss",
+    "near_miss_clip",
+    *_SEGMENT_KEYS,
+    *_BUDGET_KEYS,
+    *_FLAP_KEYS,
+)
 
 
 class _Validator:
@@ -596,6 +615,13 @@ class _Validator:
         heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
         hooks = self.attempt(lambda: self.hooks(top), HookSettings())
         alerts = self.attempt(lambda: self.alerts(top), AlertSettings())
+
+        def budget_section() -> Budget:
+            budget_map = self.mapping(top.get("budget"), top.lines.get("budget"), "budget")
+            self.check_keys(budget_map, _BUDGET_KEYS, "budget")
+            return self.budget(budget_map, "budget")
+
+        budget = self.attempt(budget_section, Budget())
         rules = self.attempt(lambda: self.rules(top, segments, max_errors), [])
         # Checked with the real rule names so that the sample rendering is realistic.
         self.attempt(lambda: _check_name_template(self, output.name, top, [r.name for r in rules]), None)
@@ -613,6 +639,7 @@ class _Validator:
             max_errors=max_errors,
             shutdown_grace=grace,
             heartbeat=heartbeat,
+            budget=budget,
         )
 
     def output(self, top: _Map) -> OutputSettings:
@@ -633,6 +660,7 @@ class _Validator:
             fsync=self.convert(m, "fsync", p, _bool, d.fsync),
             status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
             queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
+            timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
         )
 
     def segments(self, m: _Map, base: SegmentSettings | None, prefix: str = "segments") -> SegmentSettings:
@@ -666,6 +694,24 @@ class _Validator:
             return n
 
         return conv
+
+    def budget(self, m: _Map, prefix: str) -> Budget:
+        return Budget(
+            max_segments_per_hour=self.convert(m, "max_segments_per_hour", prefix, _optional(_int_at_least(1)), None),
+            max_bytes_per_hour=self.convert(m, "max_bytes_per_hour", prefix, _optional(_positive_size), None),
+            max_share=self.convert(m, "max_share", prefix, _optional(_share), None),
+        )
+
+    def flap(self, m: _Map, prefix: str) -> FlapPolicy:
+        for key in ("flap_for", "flap_keep_fps"):
+            if key in m and "flap_rate" not in m and "max_open" not in m:
+                raise self.error(m.lines[key], f"{prefix}.{key}", "needs flap_rate or max_open (when is it flapping?)")
+        return FlapPolicy(
+            max_open=self.convert(m, "max_open", prefix, _optional(_positive_duration), None),
+            flap_rate=self.convert(m, "flap_rate", prefix, _optional(_int_at_least(1)), None),
+            flap_for=self.convert(m, "flap_for", prefix, _minutes, FlapPolicy.flap_for),
+            keep_fps=self.convert(m, "flap_keep_fps", prefix, _optional(_keep_fps), None),
+        )
 
     def hooks(self, top: _Map) -> HookSettings:
         m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
@@ -796,6 +842,8 @@ class _Validator:
             max_errors=rule_max_errors,
             near_miss=near_miss,
             near_miss_clip=near_miss_clip,
+            budget=self.budget(m, prefix),
+            flap=self.flap(m, prefix),
         )
 
 
@@ -933,6 +981,43 @@ def _int_at_least(minimum: int) -> Callable[[Any], int]:
         return value
 
     return conv
+
+
+def _share(value: Any) -> float:
+    """A fraction of the output volume: `10%` or 0.1, above 0 and at most 100 %."""
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        share = float(text[:-1]) / 100 if text and text.endswith("%") else float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if isinstance(value, bool) or not 0 < share <= 1:
+        raise ValueError(f"expected a share of the disk like 10% or 0.1 (above 0, at most 100%), got {_show(value)}")
+    return share
+
+
+def _minutes(value: Any) -> float:
+    seconds = parse_duration(value)
+    if not 60.0 <= seconds <= 86400.0 or seconds % 60:
+        raise ValueError(f"expected whole minutes from 1min to 1d, got {_show(value)}")
+    return seconds
+
+
+def _keep_fps(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+        raise ValueError(f"expected frames a second, above 0 and at most 100, got {_show(value)}")
+    return float(value)
+
+
+def _timelapse(value: Any) -> float | None:
+    # YAML reads a bare `off` (and `no`, `false`) as False: all mean "no timelapse track".
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    if value is True:
+        return OutputSettings.timelapse
+    seconds = parse_duration(value)
+    if not 1.0 <= seconds <= 86400.0:
+        raise ValueError(f"must be 1s to 1d, got {_show(value)} (a duration like 30s, 5min; or off)")
+    return seconds
 
 
 def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -41,6 +41,8 @@ Contract:
   is left open-ended.
 - `pause(time, reason)` closes the open segment and opens none until
   `resume()` (the disk floor uses it); firings meanwhile are only counted.
+- `note(firings)` lists firings in the open segment without extending it or
+  adding their rules (budget-blocked firings); False when no segment is open.
 """
 
 from __future__ import annotations
@@ -318,6 +320,13 @@ class Segmenter:
 
     def resume(self) -> None:
         self.paused = None
+
+    def note(self, firings: Sequence[Firing]) -> bool:
+        """List `firings` in the open segment's firings only (no extension, no new rule). False if none is open."""
+        if self._open is None:
+            return False
+        self._open.firings.extend(firings)
+        return True
 
     # -- internals -----------------------------------------------------
     def _advance(self, time: float) -> list[Action]:

@@ -32,10 +32,10 @@ PREFIX = "telemetry-"
 LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
 
 
-def telemetry_name(time: float) -> str:
-    """The file name of the telemetry log holding stream time `time`."""
+def telemetry_name(time: float, prefix: str = PREFIX) -> str:
+    """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
     day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
-    return f"{PREFIX}{day}.bin"
+    return f"{prefix}{day}.bin"
 
 
 def is_telemetry_kind(kind: str | None) -> bool:
@@ -44,10 +44,15 @@ def is_telemetry_kind(kind: str | None) -> bool:
 
 
 class TelemetryLog:
-    """Daily telemetry logs in `directory`. See the module docstring."""
+    """Daily telemetry logs in `directory`. See the module docstring.
 
-    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False) -> None:
+    `prefix` names another daily track with the same behaviour (the timelapse track:
+    `autorec.timelapse.PREFIX`).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False, prefix: str = PREFIX) -> None:
         self.directory = Path(directory)
+        self.prefix = prefix
         self.fsync_on_close = fsync_on_close
         self._writer: LogWriter | None = None
         self._name: str | None = None
@@ -63,7 +68,7 @@ class TelemetryLog:
         return self._writer.path if self._writer is not None else None
 
     def write(self, time: float, payload: bytes) -> None:
-        name = telemetry_name(time)
+        name = telemetry_name(time, self.prefix)
         try:
             if name != self._name or self._writer is None:
                 self._rotate(name)
@@ -104,7 +109,7 @@ class TelemetryLog:
     def _failed(self, exc: BaseException, records: int) -> None:
         self.dropped += records
         self.errors += 1
-        message = f"telemetry: {exc}"
+        message = f"{self.prefix.rstrip('-')}: {exc}"
         self.last_error = message
         now = _time.monotonic()
         if self._logged_at is None or now - self._logged_at >= LOG_EVERY:

@@ -30,6 +30,9 @@ Timing contract (both modes):
   segment's start time, see `tag_snapshot`) are not frames.
 - `start`/`end` select frames by their log time: seconds from the log's first
   timestamp, or absolute epoch seconds.
+- `fps` (a fixed playback rate, e.g. for a timelapse) replaces all of the above
+  timing: the n-th selected frame is shown at n / fps seconds; the burnt-in
+  `timestamp` still shows each frame's own log time.
 
 Robustness contract:
 - A frame that does not decode whole (FFmpeg's strict `err_detect=explode`)
@@ -52,6 +55,7 @@ Robustness contract:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -414,6 +418,7 @@ class ExportOptions:
     timestamp: bool = False  # burn the log time into each frame (h264 only)
     decode_threads: int | None = None  # default: `default_decode_threads()`; 0: decode in the encoding thread
     max_pixels: int = DEFAULT_MAX_PIXELS  # frames larger than this (width x height) are skipped, never decoded
+    fps: float | None = None  # a fixed playback rate instead of each frame's own time (timelapses)
 
 
 @dataclass
@@ -663,6 +668,10 @@ def export(
         options.end,
         snapshot_records_from_sidecar(log),
     )
+    if options.fps is not None:
+        if not 0 < options.fps <= MAX_FPS:
+            raise ExportError(f"fps must be above 0 and at most {MAX_FPS:g}, got {options.fps!r}")
+        frames = fixed_rate(frames, options.fps)
     container = None
     sink = None
     try:
@@ -701,6 +710,15 @@ def export(
     result.bytes = out.stat().st_size
     result.seconds = time.perf_counter() - began
     return result
+
+
+def fixed_rate(frames: Iterable[Frame], fps: float) -> Iterator[Frame]:
+    """`frames` re-timed to one every 1/fps seconds from the first (log times unchanged)."""
+    t0: float | None = None
+    for n, frame in enumerate(frames):
+        if t0 is None:
+            t0 = frame.time
+        yield dataclasses.replace(frame, time=t0 + n / fps)
 
 
 def _no_frames_message(log: Path, stats: SelectionStats, result: ExportResult, options: ExportOptions) -> str:
@@ -850,6 +868,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
     _finish(writer, statistics.median(intervals) if intervals else DEFAULT_INTERVAL, result)
 
 
+MAX_FPS = 1000.0  # a playback rate above this is a typo, not a video
 MAX_SIDE = 16384  # pixels; a JPEG header claiming more (or 0) is damaged, not a camera frame
 
 

@@ -11,7 +11,10 @@ Files in the output directory, per segment `NAME` (from `output.name`):
   `path` and `sidecar`, relative to the directory), appended under
   `index_lock` (retention rewrites the index under the same lock); an append
   that fails (a full disk) is cut back, so the index never holds half a line;
-- `telemetry-YYYYMMDD.bin` (see `autorec.telemetry`) when telemetry is on.
+- `telemetry-YYYYMMDD.bin` (see `autorec.telemetry`) when telemetry is on;
+- `timelapse-YYYYMMDD.bin` (see `autorec.timelapse`) when the timelapse track
+  is on: `timelapse(time, payload)` appends like `telemetry`, same queue, same
+  drop-and-count when full, same error handling.
 
 Contract:
 - `submit(actions)` and `telemetry(time, payload)` are called from the
@@ -53,6 +56,7 @@ from autorec.logfile import LogWriteError, LogWriter
 from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
 from autorec.telemetry import TelemetryLog
+from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger("autorec.writer")
@@ -103,6 +107,12 @@ class _Telemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class _Timelapse:
+    time: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class _Dropped:
     """Messages the queue had no room for (coalesced): a gap in the open segment."""
 
@@ -127,6 +137,10 @@ class WriterStats:
     telemetry_records: int = 0
     telemetry_dropped: int = 0  # queue full
     telemetry_errors: int = 0  # records lost to disk errors
+    timelapse_records: int = 0
+    timelapse_bytes: int = 0  # with log headers
+    timelapse_dropped: int = 0  # queue full
+    timelapse_errors: int = 0  # records lost to disk errors
     errors: int = 0  # disk errors (each logged)
     queued_bytes: int = 0
     open_segment: SegmentFile | None = None
@@ -166,6 +180,7 @@ class SegmentWriter:
         block: bool = False,
         observers: Sequence[SegmentObserver] = (),
         max_firings: int = MAX_FIRINGS,
+        timelapse: bool = False,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.max_firings = max_firings
@@ -178,6 +193,9 @@ class SegmentWriter:
         self.index_lock = threading.Lock()
         self.stats = WriterStats()
         self._telemetry = TelemetryLog(self.directory, fsync_on_close=fsync) if telemetry else None
+        self._timelapse = (
+            TelemetryLog(self.directory, fsync_on_close=fsync, prefix=TIMELAPSE_PREFIX) if timelapse else None
+        )
         self._queue: deque[Any] = deque()
         self._cond = threading.Condition()
         self._queued = 0  # payload bytes waiting in the queue
@@ -231,6 +249,19 @@ class SegmentWriter:
             self._queue.append(_Telemetry(time, payload))
             self._cond.notify()
 
+    def timelapse(self, time: float, payload: bytes) -> None:
+        """Queue a record for the timelapse track (dropped and counted if the queue is full)."""
+        if self._timelapse is None:
+            return
+        with self._cond:
+            size = len(payload)
+            if not self._room(size):
+                self.stats.timelapse_dropped += 1
+                return
+            self._queued += size
+            self._queue.append(_Timelapse(time, payload))
+            self._cond.notify()
+
     def close(self, timeout: float | None = None) -> bool:
         """Write out what is queued and stop. True if the thread finished within `timeout`."""
         with self._cond:
@@ -279,7 +310,7 @@ class SegmentWriter:
                     self._cond.wait(wait)
                 batch = list(self._queue)
                 self._queue.clear()
-                freed = sum(len(x.payload) for x in batch if isinstance(x, (Write, _Telemetry)))
+                freed = sum(len(x.payload) for x in batch if isinstance(x, (Write, _Telemetry, _Timelapse)))
                 self._queued -= freed
                 self.stats.queued_bytes = self._queued
                 self._cond.notify_all()  # a blocked producer may go on
@@ -304,6 +335,11 @@ class SegmentWriter:
                     self._telemetry.write(item.time, item.payload)
                     self.stats.telemetry_records = self._telemetry.records
                     self.stats.telemetry_errors = self._telemetry.dropped
+            elif isinstance(item, _Timelapse):
+                if self._timelapse is not None:
+                    self._timelapse.write(item.time, item.payload)
+                    self.stats.timelapse_records = self._timelapse.records
+                    self.stats.timelapse_bytes = self._timelapse.bytes
             elif isinstance(item, OpenSegment):
                 self._open(item)
             elif isinstance(item, CloseSegment):
@@ -426,6 +462,9 @@ class SegmentWriter:
         if self._telemetry is not None:
             self._telemetry.flush()
             self.stats.telemetry_errors = self._telemetry.dropped
+        if self._timelapse is not None:
+            self._timelapse.flush()
+            self.stats.timelapse_errors = self._timelapse.dropped
 
     def _close(self, c: CloseSegment) -> None:
         cur = self._current
@@ -572,3 +611,8 @@ class SegmentWriter:
             self._telemetry.close()
             self.stats.telemetry_records = self._telemetry.records
             self.stats.telemetry_errors = self._telemetry.dropped
+        if self._timelapse is not None:
+            self._timelapse.close()
+            self.stats.timelapse_records = self._timelapse.records
+            self.stats.timelapse_bytes = self._timelapse.bytes
+            self.stats.timelapse_errors = self._timelapse.dropped

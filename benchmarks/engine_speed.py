@@ -4,6 +4,7 @@ Feeds the upstream simulator log (decoded once, repeated with shifted times) thr
 - a baseline: only `StateTracker.update` (what any pipeline pays to know the state);
 - `RuleEngine` with rules/electrodes.yaml (one trigger);
 - `RuleEngine` with rules/overnight.yaml (six triggers of every built-in kind),
+- `RuleEngine` with one `missed-move` rule (against electrodes: its cost per message),
 and prints events/s for each, the ratio to the baseline in the same process, and
 the time to load and validate each rule file. Decoding is excluded (measured by
 the info benchmark); peak RSS is printed at the end.
@@ -14,6 +15,8 @@ the info benchmark); peak RSS is printed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import resource
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 from autorec import events
 from autorec.engine import RuleEngine
 from autorec.logfile import LogReader
-from autorec.rules import load_rules
+from autorec.rules import load_rules, parse_rules
 from autorec.state import StateTracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,9 +69,33 @@ def main() -> None:
         print(f"load_rules({name}): {(time.perf_counter() - start) / 20 * 1000:.2f} ms")
     state = StateTracker()
     base = rate("baseline: StateTracker.update", stream, lambda t, ev: state.update(t, ev) and None)
+    per_s: dict[str, float] = {}
     for name in ("electrodes.yaml", "overnight.yaml"):
         engine = RuleEngine(load_rules(REPO / "rules" / name))
-        rate(f"RuleEngine {name}", stream, engine.feed, base)
+        per_s[name] = rate(f"RuleEngine {name}", stream, engine.feed, base)
+    engine = RuleEngine(parse_rules("rules:\n  - name: mm\n    trigger: missed-move\n"))
+    per_s["missed-move"] = rate("RuleEngine missed-move", stream, engine.feed, base)
+    # Cost per message of one rule beyond the state tracking every engine pays. The machine may be shared:
+    # best of three fresh runs each, interleaved, so that a busy moment does not land on one side only.
+    best = {"base": 0.0, "electrodes.yaml": 0.0, "missed-move": 0.0}
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        for _ in range(3):
+            tracker = StateTracker()
+            best["base"] = max(best["base"], rate("", stream, lambda t, ev, s=tracker: s.update(t, ev) and None))
+            for key, text in (("electrodes.yaml", "trigger: electrodes"), ("missed-move", "trigger: missed-move")):
+                eng = RuleEngine(parse_rules(f"rules:\n  - name: r\n    {text}\n"))
+                best[key] = max(best[key], rate("", stream, eng.feed))
+    base = best.pop("base")
+    cost = {k: (1 / v - 1 / base) * 1e6 for k, v in best.items()}
+    print(
+        f"best of 3: state tracking alone {1e6 / base:.1f} us/message; "
+        f"electrodes rule {1e6 / best['electrodes.yaml']:.1f} us ({cost['electrodes.yaml']:+.1f}), "
+        f"missed-move rule {1e6 / best['missed-move']:.1f} us"
+        f" ({cost['missed-move']:+.1f}); missed-move runs at {best['missed-move'] / best['electrodes.yaml']:.2f}x"
+        " the electrodes rule's rate (a difference below ~2 us is noise)"
+    )
+    print(f"missed-move counters: {engine.triggers['mm'].counters}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -42,7 +42,8 @@ def test_check_bad_files_exit_2_with_file_line(tmp_path, capsys):
     err_lines = captured.err.strip().splitlines()
     assert err_lines[0] == (
         f"{bad}:4: rules[a].pinz: unknown key; did you mean 'pins'? (allowed: name, trigger, max_errors, "
-        "near_miss, near_miss_clip, pre_roll, post_roll, max_length, pre_roll_max_bytes, pins, groups)"
+        "near_miss, near_miss_clip, pre_roll, post_roll, max_length, pre_roll_max_bytes, max_segments_per_hour, "
+        "max_bytes_per_hour, max_share, max_open, flap_rate, flap_for, flap_keep_fps, pins, groups)"
     )
     assert err_lines[1] == "1 of 2 rule files have errors"
 

@@ -196,7 +196,11 @@ def test_recorder_survives_a_full_disk_and_resumes(small_disk_16m, tmp_path):
     """`autorec run --sim` with camera on a 16 MB tmpfs: ENOSPC mid-segment, floor, recovery of space."""
     out = small_disk_16m
     rules = tmp_path / "rules.yaml"
-    rules.write_text("output:\n  min_free: 1MB\n  telemetry: false\nrules:\n  - name: moves\n    trigger: electrodes\n")
+    # Only segments on this disk: the daily tracks (telemetry, timelapse) would eat its last blocks between checks.
+    rules.write_text(
+        "output:\n  min_free: 1MB\n  telemetry: false\n  timelapse: off\n"
+        "rules:\n  - name: moves\n    trigger: electrodes\n"
+    )
     cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--out", str(out)]
     cmd += ["--sim", "--speed", "20", "--duration", "30min"]
     log_path = tmp_path / "recorder.log"

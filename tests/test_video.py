@@ -230,6 +230,20 @@ def test_timestamp_overlay_is_burned_into_frames(tmp_path):
     assert b.max() > 200 and b.min() < 40  # white glyphs on a black box
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_fixed_playback_rate_spaces_frames_evenly_whatever_their_times(tmp_path, mode):
+    # A timelapse: frames 30 s apart (one 5 min camera stall) become a 10 fps movie.
+    times = [T0, T0 + 30, T0 + 60, T0 + 360, T0 + 390]
+    log = frames_log(tmp_path / "night.bin", times)
+    result = export(log, mode, fps=10)
+    got, duration, _ = decoded_times(result.output)
+    assert_times(got, [i * 0.1 for i in range(5)])
+    assert duration == pytest.approx(0.5, abs=0.002)
+    assert result.first_time == T0 and result.last_time == T0 + 390  # the log times, for the overlay
+    assert main(["video", "-q", "--fps", "10", "--timestamp", "-o", str(tmp_path / "n.mp4"), str(log)]) == 0
+    assert decoded_times(tmp_path / "n.mp4")[1] == pytest.approx(0.5, abs=0.002)
+
+
 def test_clock_step_back_keeps_frames_in_order():
     stats = video.SelectionStats()
     clock = video.FrameClock(stats)
@@ -281,6 +295,8 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert main(["video", "-o", str(tmp_path / "x.mp4"), str(log), str(log)]) == 2
     assert main(["video", "--copy", "-o", str(tmp_path / "x.mp4"), str(log)]) == 2
     assert main(["video", "--crf", "99", str(log)]) == 2
+    assert main(["video", "--fps", "0", str(log)]) == 2
+    assert main(["video", "--fps", "nan", str(log)]) == 2
 
 
 def test_killed_export_leaves_no_file_under_the_output_name(tmp_path):

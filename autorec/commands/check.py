@@ -63,7 +63,8 @@ def summary(ruleset) -> list[str]:
     )
     lines.append(
         f"  output    {out.dir}/{out.name}.bin  telemetry {'on' if out.telemetry else 'off'}, video {out.video}, "
-        f"min_free {floor}, keep {_value('duration', out.keep)}, max_total {_value('size', out.max_total)}"
+        f"min_free {floor}, keep {_value('duration', out.keep)}, max_total {_value('size', out.max_total)}, "
+        f"timelapse {_value('duration', out.timelapse) if out.timelapse else 'off'}"
     )
     lines.append(
         f"  segments  pre_roll {format_duration(seg.pre_roll)}, post_roll {format_duration(seg.post_roll)}, "
@@ -92,8 +93,35 @@ def summary(ruleset) -> list[str]:
             text += f"  {opts}"
         if over:
             text += f"  ({', '.join(over)})"
+        limits = _limits(rule.budget, rule.flap)
+        if limits:
+            text += f"  [{limits}]"
         lines.append(text)
+    overall = _limits(ruleset.budget, None)
+    if overall:
+        lines.append(f"  budget    {overall}")
     return lines
+
+
+def _limits(budget: Any, flap: Any) -> str:
+    """A rule's (or the overall) budget and flap settings, as `check` shows them; '' when none are set."""
+    from autorec.units import format_duration, format_size
+
+    parts = []
+    if budget.max_segments_per_hour is not None:
+        parts.append(f"max_segments_per_hour {budget.max_segments_per_hour}")
+    if budget.max_bytes_per_hour is not None:
+        parts.append(f"max_bytes_per_hour {format_size(budget.max_bytes_per_hour)}")
+    if budget.max_share is not None:
+        parts.append(f"max_share {budget.max_share * 100:g}%")
+    if flap is not None and flap.active:
+        if flap.flap_rate is not None:
+            parts.append(f"flapping above {flap.flap_rate}/min for {format_duration(flap.flap_for)}")
+        if flap.max_open is not None:
+            parts.append(f"max_open {format_duration(flap.max_open)}")
+        if flap.keep_fps is not None:
+            parts.append(f"flap_keep_fps {flap.keep_fps:g}")
+    return ", ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override a rule's option or segment key for this run (repeatable), checked like the rule file",
     )
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
+    p.add_argument("--no-timelapse", action="store_true", help="do not write the daily timelapse log")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
     p.add_argument(
@@ -211,7 +212,12 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
     # A dry run sums the score track up on stdout; a replay into a directory writes it there.
     score_log = None if args.dry_run else ScoreLog(out)
     pipeline = Pipeline(
-        ruleset, sink, offline=True, telemetry=False, score_sinks=[sink if score_log is None else score_log]
+        ruleset,
+        sink,
+        offline=True,
+        telemetry=False,
+        timelapse=False,
+        score_sinks=[sink if score_log is None else score_log],
     )
     try:
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
@@ -348,6 +354,7 @@ class _Services:
                 alerts.disk_floor_cleared(t, change.free_bytes)
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
+        pipeline.on_budget_change = alerts.budget_change
         pipeline.listeners += [guard, alerts, self.journal]
         if self.retention.active:
             self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
@@ -381,6 +388,9 @@ class _Services:
             "dropped": ws.dropped,
             "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
             "telemetry_paused": ps.telemetry_paused,
+            "timelapse_frames": pipeline.timelapse.frames if pipeline.timelapse is not None else 0,
+            "timelapse_bytes": ws.timelapse_bytes,
+            "timelapse_dropped": ws.timelapse_dropped + ws.timelapse_errors,
             "write_errors": ws.errors,
             "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
             "suppressed_firings": pipeline.segmenter.suppressed,
@@ -391,6 +401,8 @@ class _Services:
             "exports_failed": self.export.failed,
             "trigger_errors": sum(pipeline.engine.errors.values()),
         }
+        if pipeline.budget is not None:  # blocked firings and thinned frames, per rule and in total
+            out.update(pipeline.budget.counters())
         # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
         for rule, trigger in pipeline.engine.triggers.items():
             for key, value in (getattr(trigger, "counters", None) or {}).items():
@@ -477,6 +489,7 @@ class _Services:
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
 
+    from autorec.diskfloor import disk_usage
     from autorec.pipeline import Pipeline
     from autorec.recovery import recover_directory
     from autorec.source import DEFAULT_URI, WebsocketSource
@@ -526,6 +539,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         services = _Services(ruleset, out)
         services.overrides = list(args.overrides)
         telemetry = ruleset.output.telemetry and not args.no_telemetry
+        timelapse = ruleset.output.timelapse is not None and not args.no_timelapse
         writer = SegmentWriter(
             out,
             ruleset.output.name,
@@ -533,6 +547,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             telemetry=telemetry,
             queue_max_bytes=ruleset.output.queue_max_bytes,
             observers=services.observers(),
+            timelapse=timelapse,
         )
         from autorec.scorelog import ScoreLog
 
@@ -544,8 +559,14 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             rate=sim_config.speed if sim_config is not None else 1.0,
             telemetry=telemetry,
             score_sinks=[score_log],
+            timelapse=timelapse,
         )
         services.attach(pipeline, writer)
+        if pipeline.budget is not None:
+            try:  # max_share is a share of the output filesystem
+                pipeline.budget.volume_bytes = disk_usage(out)[1]
+            except OSError as exc:
+                log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
         services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
         writer.start()
         return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)

@@ -35,6 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", metavar="T", help="first frame: seconds from the log's start (10, 5min) or ISO time")
     p.add_argument("--end", metavar="T", help="last frame: seconds from the log's start or ISO time")
     p.add_argument("--timestamp", action="store_true", help="burn each frame's local time into the picture")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        metavar="N",
+        help="play frames at a fixed N per second instead of their own times (timelapse logs)",
+    )
     p.add_argument("--force", action="store_true", help="export even when the output is up to date")
     p.add_argument(
         "--threads",
@@ -117,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"--crf must be 0-51, got {args.crf}")
     if args.preset is not None and args.preset not in _PRESETS:
         return _usage(f"unknown --preset {args.preset!r} (presets: {', '.join(_PRESETS)})")
+    if args.fps is not None and not 0 < args.fps <= video.MAX_FPS:
+        return _usage(f"--fps must be above 0 and at most {video.MAX_FPS:g}, got {args.fps:g}")
     if args.threads is not None and args.threads < 0:
         return _usage("--threads must be 0 (decode in the encoding thread) or more")
     try:
@@ -143,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         timestamp=args.timestamp,
         decode_threads=args.threads,
         max_pixels=max_pixels,
+        fps=args.fps,
     )
     jobs, missing = _jobs(args, mode)
     failures: list[str] = []

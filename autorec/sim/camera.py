@@ -284,7 +284,7 @@ class CameraRenderer:
         ctx.open()
         return ctx
 
-    def _key(self, drops: Iterable[Sequence[float]], gain: float, offset: float) -> tuple:
+    def _key(self, drops: Iterable[Sequence[float]], gain: float, offset: float, spot: Sequence[float] | None) -> tuple:
         step = self.position_step
         qd = tuple(
             sorted(
@@ -292,11 +292,22 @@ class CameraRenderer:
                 for c, r, rad in drops
             )
         )
-        return qd, round(float(gain), 2), round(float(offset) * 2) / 2
+        qs = None if spot is None else (round(float(spot[0]), 2), *(round(float(v), 4) for v in spot[1:5]))
+        return qd, round(float(gain), 2), round(float(offset) * 2) / 2, qs
 
-    def frame(self, drops: Iterable[Sequence[float]] = (), gain: float = 1.0, offset: float = 0.0) -> bytes:
-        """One JPEG of the board with `drops` under the given lighting (see module docstring)."""
-        key = self._key(drops, gain, offset)
+    def frame(
+        self,
+        drops: Iterable[Sequence[float]] = (),
+        gain: float = 1.0,
+        offset: float = 0.0,
+        spot: Sequence[float] | None = None,
+    ) -> bytes:
+        """One JPEG of the board with `drops` under the given lighting (see module docstring).
+
+        `spot` (gain, x, y, w, h): one rectangle of the picture (fractions of its size) lit by
+        `gain` on top of the rest: a reflection or an indicator lamp that blinks.
+        """
+        key = self._key(drops, gain, offset, spot)
         variant = self._next_variant
         self._next_variant = (variant + 1) % len(self._noise)
         full_key = (key, variant)
@@ -316,7 +327,11 @@ class CameraRenderer:
         return jpeg
 
     def _render(
-        self, drops: tuple[tuple[float, float, float], ...], gain: float, offset: float
+        self,
+        drops: tuple[tuple[float, float, float], ...],
+        gain: float,
+        offset: float,
+        spot: tuple[float, ...] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y = self._base_y.copy()
         cb = self._base_cb.copy()
@@ -331,6 +346,13 @@ class CameraRenderer:
             clut = np.clip(np.rint((levels - 128.0) * gain + 128.0), 0, 255).astype(np.uint8)
             np.take(clut, cb, out=cb)
             np.take(clut, cr, out=cr)
+        if spot is not None and spot[0] != 1.0:
+            h, w = y.shape
+            x0, y0 = int(spot[1] * w) & ~1, int(spot[2] * h) & ~1
+            x1, y1 = min(w, x0 + max(2, int(spot[3] * w))), min(h, y0 + max(2, int(spot[4] * h)))
+            levels = np.arange(256, dtype=np.float32)
+            lut = np.clip(np.rint(levels * spot[0]), _NOISE_MAX, 255 - _NOISE_MAX).astype(np.uint8)
+            y[y0:y1, x0:x1] = lut[y[y0:y1, x0:x1]]
         return y, cb, cr
 
     def _draw_drop(self, y: np.ndarray, cb: np.ndarray, cr: np.ndarray, col: float, row: float, radius: float) -> None:

@@ -8,7 +8,9 @@ Faults (`--faults`) are a comma-separated list of `KIND=EVERY`, e.g.
 `close=30s,garbage=10s`: every EVERY seconds of simulated time the server
 closes all connections (`close`) or sends one bad frame (`garbage`: bytes that
 are not a protobuf, `text`: a text websocket frame, `truncated`: a protobuf
-cut short, `oversized`: a valid image event over 1 MiB).
+cut short, `oversized`: a valid image event over 1 MiB), or makes the next
+commanded drop move fail (`stuck`: the drop refuses to move for the scenario's
+`control.stuck_for`, default 3 s; the ground truth lists it under `failures`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from autorec.units import parse_duration
 
-FAULT_KINDS: tuple[str, ...] = ("close", "garbage", "text", "truncated", "oversized")
+FAULT_KINDS: tuple[str, ...] = ("close", "garbage", "text", "truncated", "oversized", "stuck")
 MAX_FPS = 100.0  # far above any lab camera; each frame is a full JPEG
 
 

@@ -20,12 +20,17 @@ Contracts:
   driven and its own is not; the move takes `scenario.move_time`.
 - `truth` records activity windows (first control step of a burst to the
   moment its last drop settled, which is also its last electrode change),
-  lighting events, device disconnects and injected faults.
+  lighting events, device disconnects, injected faults and `failures`:
+  commanded moves that did not happen (a `stuck` fault arms the next one: the
+  drop that should move refuses to for `scenario.stuck_for` seconds).
+- A resting drop with driven free cells on two opposite sides (and its own
+  electrode off) splits into two drops, one on each side (`split` steps).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 from collections.abc import Callable
@@ -55,6 +60,7 @@ class CameraFrame:
     drops: tuple[tuple[float, float, float], ...]
     gain: float
     offset: float
+    spot: tuple[float, float, float, float, float] | None = None  # (gain, x, y, w, h): a blinking region
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class Drop:
     t0: float = 0.0
     t1: float = 0.0
     nudge: float = 0.0  # a shift along the columns the camera sees, covering no other cell (a `nudge`)
+    stuck_until: float = 0.0  # refuses to move before this time (a `stuck` fault)
 
     def fraction(self, t: float) -> float:
         """How far along its current move (1.0 when at rest)."""
@@ -117,6 +124,7 @@ class Truth:
     # Deliberately sub-threshold changes in the picture (`nudge`): a good motion rule does not fire
     # on them, and lists them as near-misses.
     subtle: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
 
     def as_dict(self, until: float | None = None) -> dict[str, list[dict]]:
         """Entries that started by `until` (all when None); windows still running end at `until`."""
@@ -141,6 +149,7 @@ class Truth:
             "temperature": cut(self.temperature),
             "faults": cut(self.faults),
             "subtle": cut(self.subtle),
+            "failures": cut(self.failures),
         }
 
 
@@ -178,10 +187,13 @@ class Simulation:
         # lighting: base gain (steps) times an optional flicker (start, end, amplitude, period)
         self._gain = 1.0
         self._flicker: tuple[float, float, float, float] | None = None
+        # a flickering region: (start, end, amplitude, period, (x, y, w, h) as fractions of the picture)
+        self._spot: tuple[float, float, float, float, tuple[float, ...]] | None = None
         # temperature ramp: (t0, v0, t1, v1)
         self._temp = (start_time, scenario.temperature, start_time, scenario.temperature)
         self._entry_index = 0
         self._moves_started = 0
+        self._stuck_armed = False
 
         for kind, rate in scenario.rates.items():
             if rate > 0:
@@ -192,6 +204,8 @@ class Simulation:
             self._start_periodic("camera", 1.0 / fps, self._emit_camera, device=False, jitter=0.1)
         for kind, every in {**scenario.faults, **(faults or {})}.items():
             self._schedule(start_time + every, self._periodic_fault(kind, every))
+        if scenario.layout:
+            self._schedule(start_time, self._emit_layout)
         if scenario.timeline:
             self._schedule(start_time, self._next_entry)
 
@@ -255,17 +269,41 @@ class Simulation:
     # -- physics ----------------------------------------------------------
 
     def _apply_drive(self, t: float) -> None:
-        """Start moves of resting drops that a driven neighbour pulls (own electrode not driven)."""
+        """Start moves of resting drops that a driven neighbour pulls (own electrode not driven).
+
+        Two driven free cells on opposite sides split the drop; a stuck drop stays put.
+        """
         pins = self.board.pins
-        for drop in self.drops:
+        for index, drop in enumerate(list(self.drops)):
             if not drop.at_rest(t) or pins[drop.cell] in self.driven:
                 continue
-            for n in self.board.neighbours(drop.cell):
-                if pins[n] in self.driven and not any(d.cell == n for d in self.drops):
-                    drop.src, drop.cell, drop.t0, drop.t1 = drop.cell, n, t, t + self.scenario.move_time
-                    self._moves_started += 1
-                    self._schedule(drop.t1, self._settle)
-                    break
+            pulls = [
+                n
+                for n in self.board.neighbours(drop.cell)
+                if pins[n] in self.driven and not any(d.cell == n for d in self.drops)
+            ]
+            if not pulls or t < drop.stuck_until:
+                continue
+            if self._stuck_armed:
+                self._stuck_armed = False
+                drop.stuck_until = t + self.scenario.stuck_for
+                self.truth.failures.append(
+                    {
+                        "t": t,
+                        "pins": sorted(pins[n] for n in pulls),
+                        "what": f"drop {index} stuck on pin {pins[drop.cell]} for {self.scenario.stuck_for:g}s; "
+                        f"pin(s) {', '.join(str(pins[n]) for n in pulls)} driven",
+                    }
+                )
+                continue
+            c, r = drop.cell
+            opposite = [(a, b) for a in pulls for b in pulls if (a[0] + b[0], a[1] + b[1]) == (2 * c, 2 * r) and a < b]
+            src, end = drop.cell, t + self.scenario.move_time
+            drop.src, drop.cell, drop.t0, drop.t1 = src, (opposite[0][0] if opposite else pulls[0]), t, end
+            if opposite:
+                self.drops.append(Drop(opposite[0][1], src, t, end))
+            self._moves_started += 1
+            self._schedule(end, self._settle)
 
     def _settle(self, t: float) -> None:
         # A drop arriving next to a still-driven electrode keeps going.
@@ -329,9 +367,18 @@ class Simulation:
 
     def _entry_flicker(self, t: float, e: Entry) -> float:
         a = e.args
-        self._flicker = (t, t + a["for"], a["amplitude"], a["period"])
+        if a.get("region") is not None:
+            self._spot = (t, t + a["for"], a["amplitude"], a["period"], tuple(a["region"]))
+            where = f" in region {list(a['region'])}"
+        else:
+            self._flicker = (t, t + a["for"], a["amplitude"], a["period"])
+            where = ""
         self.truth.lighting.append(
-            {"start": t, "end": t + a["for"], "what": f"flicker +-{a['amplitude']:.3g} every {a['period']:.3g}s"}
+            {
+                "start": t,
+                "end": t + a["for"],
+                "what": f"flicker +-{a['amplitude']:.3g} every {a['period']:.3g}s{where}",
+            }
         )
         return a["for"]
 
@@ -380,6 +427,27 @@ class Simulation:
             {"start": t, "end": end, "what": f"drop {a['drop']} nudged by {a['distance']:.3g} cell and back"}
         )
         return a["for"]
+
+    def _entry_split(self, t: float, e: Entry) -> float:
+        index = e.args["drop"]
+        if index < len(self.drops):
+            drop = self.drops[index]
+            (c, r), cells = drop.cell, {d.cell for d in self.drops}
+            board = self.board
+            for dc, dr in ((1, 0), (0, 1)):
+                a, b = (c - dc, r - dr), (c + dc, r + dr)
+                if not (board.contains(a) and board.contains(b)):
+                    continue
+                near = {n for x in (a, b) for n in board.neighbours(x)} | {a, b}
+                if near & (cells - {drop.cell}):
+                    continue  # another drop would be pulled too
+                pair = frozenset((board.pin_at(a), board.pin_at(b)))
+                self._schedule(t, lambda t2, p=pair: self._control_step(t2, p))
+                end = t + self.scenario.move_time
+                self._schedule(end, lambda t2: self._control_step(t2, frozenset()))
+                self.truth.activity.append({"start": t, "end": end, "what": f"split of drop {index}"})
+                break
+        return self.scenario.step
 
     def _entry_burst(self, t: float, e: Entry) -> float:
         moves, ndrops = e.args["moves"], e.args["drops"]
@@ -444,7 +512,10 @@ class Simulation:
         return fire
 
     def _fault(self, t: float, kind: str) -> None:
-        self._emit(t, Fault(kind))
+        if kind == "stuck":
+            self._stuck_armed = True  # a physical fault: nothing is sent
+        else:
+            self._emit(t, Fault(kind))
         if kind == "close":
             self.truth.disconnects.append({"start": t, "end": t, "what": "connections closed"})
         self.truth.faults.append({"t": t, "what": kind})
@@ -541,7 +612,21 @@ class Simulation:
         inner.duty_cycles.extend([DRIVE_SETTING, DRIVE_SETTING])
         self._emit(t, ev)
 
+    def _emit_layout(self, t: float) -> None:
+        """The board's electrode grid as upstream's board definition JSON (rows of pin numbers)."""
+        board = self.board
+        grid = [[board.pin_at((c, r)) for c in range(board.cols)] for r in range(board.rows)]
+        ev, inner = self._event(t, "electrode_layout")
+        inner.layout = json.dumps({"layout": {"grid": grid}})
+        self._emit(t, ev)
+
     def _emit_camera(self, t: float) -> None:
         r = self.scenario.drop_radius
         drops = tuple((*d.position(t), r) for d in self.drops)
-        self._emit(t, CameraFrame(drops, self.gain(t), 0.0))
+        spot = None
+        if self._spot is not None:
+            start, end, amplitude, period, region = self._spot
+            if start <= t < end:
+                g = 1.0 + amplitude * math.sin(2 * math.pi * (t - start) / period)
+                spot = (round(g / GAIN_STEP) * GAIN_STEP, *region)
+        self._emit(t, CameraFrame(drops, self.gain(t), 0.0, spot))

@@ -12,12 +12,15 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - move: {drop: 0, path: [[3, 2], [4, 2]]}
       - lighting: 0.8                # global brightness step to 0.8x (instant)
       - flicker: {amplitude: 0.06, period: 1.5s, for: 10s}
+      - flicker: {amplitude: 0.5, period: 4s, for: 1h, region: [0.05, 0.05, 0.1, 0.1]}  # one blinking spot
       - temperature: {to: 45, over: 30s}   # ramp runs in the background
       - disconnect: 3s               # the device drops off USB for 3 s
       - fault: garbage               # one bad frame (see config.FAULT_KINDS)
       - nudge: {drop: 0, distance: 0.125, for: 3s}   # barely moves (camera only), then back
+      - split: {drop: 0}             # drive the two cells either side of drop 0: it splits in two
     faults: {close: 60s}             # periodic faults, as --faults
     drop_present: false              # leave drop_present unset, as upstream's simulator does
+    layout: true                     # send an electrode_layout (board grid JSON) first; pdserver does not
 
 Contract: `load_scenario(name_or_path)` returns a validated `Scenario` or
 raises `ScenarioError` whose message starts with `file:line:`.
@@ -47,7 +50,7 @@ DEFAULT_RATES: dict[str, float] = {
     "duty_cycle_updated": 0.1,
 }
 
-ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault", "nudge")
+ENTRY_KINDS = ("idle", "burst", "move", "lighting", "flicker", "temperature", "disconnect", "fault", "nudge", "split")
 
 
 class ScenarioError(ValueError):
@@ -74,11 +77,15 @@ class Scenario:
     move_time: float = 0.3
     keepalive: float = 2.0
     drop_radius: float = 0.42
+    # How long a drop refuses to move after a `stuck` fault.
+    stuck_for: float = 3.0
     faults: dict[str, float] = field(default_factory=dict)
     repeat: bool = True
     temperature: float = 25.0
     # False mimics upstream's simulator, which leaves drop_present unset (capacitance still shows drops).
     drop_present: bool = True
+    # True: an electrode_layout event (upstream board JSON: {"layout": {"grid": [[pin, ...], ...]}}) first.
+    layout: bool = False
 
 
 class _LineDict(dict):
@@ -148,6 +155,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         "repeat",
         "temperature",
         "drop_present",
+        "layout",
     }
     for key in doc:
         if key not in known:
@@ -175,13 +183,16 @@ def parse_scenario(text: str, source: str) -> Scenario:
     control = doc.get("control") or {}
     cline = getattr(control, "line", top)
     for key in control:
-        if key not in ("step", "move_time", "keepalive", "drop_radius"):
-            raise fail(cline, f"control: unknown key {key!r} (keys: step, move_time, keepalive, drop_radius)")
+        if key not in ("step", "move_time", "keepalive", "drop_radius", "stuck_for"):
+            raise fail(
+                cline, f"control: unknown key {key!r} (keys: step, move_time, keepalive, drop_radius, stuck_for)"
+            )
     try:
         sc.step = parse_duration(control.get("step", sc.step))
         sc.move_time = parse_duration(control.get("move_time", sc.move_time))
         sc.keepalive = parse_duration(control.get("keepalive", sc.keepalive))
         sc.drop_radius = float(control.get("drop_radius", sc.drop_radius))
+        sc.stuck_for = parse_duration(control.get("stuck_for", sc.stuck_for))
     except (ValueError, TypeError) as exc:
         raise fail(cline, f"control: {exc}") from None
     if not 0 < sc.move_time < sc.step:
@@ -197,6 +208,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
             raise fail(getattr(faults, "line", top), f"faults: {k}: {exc}") from None
     sc.repeat = bool(doc.get("repeat", True))
     sc.drop_present = bool(doc.get("drop_present", True))
+    sc.layout = bool(doc.get("layout", False))
     sc.temperature = float(doc.get("temperature", 25.0))
 
     timeline = doc.get("timeline") or []
@@ -254,19 +266,36 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
             }
             if not 0 < abs(args["distance"]) < 0.5:
                 raise ValueError("distance: a fraction of a cell, above 0 and below 0.5")
+        elif kind == "split":
+            drop = int(args.get("drop", 0))
+            if not 0 <= drop < len(sc.drops):
+                raise ValueError(f"no drop {drop} (the scenario has {len(sc.drops)})")
+            args = {"drop": drop}
         elif kind == "lighting":
             gain = float(value)
             if gain <= 0:
                 raise ValueError("the brightness factor must be above zero")
             args = {"gain": gain}
         elif kind == "flicker":
+            region = args.get("region")
             args = {
                 "amplitude": float(args.get("amplitude", 0.05)),
                 "period": parse_duration(args.get("period", "1s")),
                 "for": parse_duration(args.get("for", "10s")),
+                "region": None,
             }
             if args["period"] <= 0:
                 raise ValueError("period must be above zero")
+            if region is not None:
+                if not (
+                    isinstance(region, list)
+                    and len(region) == 4
+                    and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in region)
+                    and region[2] > 0
+                    and region[3] > 0
+                ):
+                    raise ValueError(f"region: [x, y, width, height] as fractions of the picture (0-1), got {region!r}")
+                args["region"] = [float(v) for v in region]
         elif kind == "temperature":
             args = {"to": float(args["to"]), "over": parse_duration(args.get("over", "30s"))}
         elif kind == "fault":
@@ -288,4 +317,6 @@ def _cycle_length(sc: Scenario) -> float:
             total += e.args["moves"] * sc.step
         elif e.kind == "move":
             total += len(e.args["path"]) * sc.step
+        elif e.kind == "split":
+            total += sc.step
     return total

@@ -143,7 +143,14 @@ class SimServer(StreamServer):
         if not self.config.truth or now - self._truth_written_at < TRUTH_INTERVAL:
             return
         t = self.sim.truth
-        size = (len(t.activity), len(t.lighting), len(t.disconnects), len(t.temperature), len(t.faults))
+        size = (
+            len(t.activity),
+            len(t.lighting),
+            len(t.disconnects),
+            len(t.temperature),
+            len(t.faults),
+            len(t.failures),
+        )
         if size != self._truth_size:
             self._save_truth()
             self._truth_size = size

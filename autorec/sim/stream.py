@@ -26,7 +26,7 @@ class Renderer(Protocol):
     @property
     def transform(self) -> list[float]: ...
 
-    def frame(self, drops, gain: float = 1.0, offset: float = 0.0) -> bytes: ...
+    def frame(self, drops, gain: float = 1.0, offset: float = 0.0, spot=None) -> bytes: ...
 
 
 class _Close:
@@ -69,7 +69,10 @@ class StreamEncoder:
         if isinstance(item, CameraFrame):
             if self.renderer is None:
                 return []
-            jpeg = self.renderer.frame(item.drops, gain=item.gain, offset=item.offset)
+            if item.spot is None:
+                jpeg = self.renderer.frame(item.drops, gain=item.gain, offset=item.offset)
+            else:
+                jpeg = self.renderer.frame(item.drops, gain=item.gain, offset=item.offset, spot=item.spot)
             self._last_jpeg = jpeg
             return [self._image_transform(t), self._image(t, jpeg)]
         if isinstance(item, Fault):

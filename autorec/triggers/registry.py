@@ -1,7 +1,8 @@
 """Finding trigger classes by the name a rule file gives.
 
 A rule's `trigger:` is one of
-- a built-in name (`electrodes`, `movement`, `threshold`, `message`, `interval`, `motion`);
+- a built-in name (`electrodes`, `movement`, `threshold`, `message`, `interval`, `motion`,
+  `missed-move`);
 - a name registered by an installed package in the `autorec.triggers` entry-point group;
 - `package.module:Class` (a module importable from the environment, or a `.py` file in the
   rule file's directory).
@@ -34,6 +35,7 @@ BUILTINS: dict[str, str] = {
     "message": "autorec.triggers.message:MessageTrigger",
     "interval": "autorec.triggers.interval:IntervalTrigger",
     "motion": "autorec.triggers.motion:MotionTrigger",
+    "missed-move": "autorec.triggers.missedmove:MissedMoveTrigger",
 }
 
 
