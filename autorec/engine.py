@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.proto import PurpleDropEvent
-from autorec.rules import Rule, RuleSet
+from autorec.ruleset import Rule, RuleSet
 from autorec.state import StateTracker
 from autorec.triggers.base import MAX_ONSET_LAG, Firing, Score, Trigger
 

@@ -65,7 +65,7 @@ from autorec.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
 from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
 from autorec.filesource import FileSource
-from autorec.rules import RuleSet
+from autorec.ruleset import RuleSet
 from autorec.scores import NearMiss, ScoreOutput, ScoreTrack
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
 from autorec.source import Connected, Disconnected, Message

@@ -19,9 +19,10 @@ Contracts:
   its options).
 - YAML is loaded with a safe loader; duplicate keys are errors (PyYAML would
   silently keep the last one).
-- `render_segment_name` never returns a name containing a path separator,
-  `..`, or a leading dot, so a segment always lands directly in `output.dir`;
-  the template is also checked at load time so a bad one is reported up front.
+- The output name template is checked at load time (see `autorec.segmentname`),
+  so a bad one is reported up front.
+- The result is the rule model (`autorec.ruleset`), which knows no YAML: the
+  rule engine and the pipeline import that, not this loader.
 """
 
 from __future__ import annotations
@@ -33,28 +34,26 @@ import re
 import string
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from autorec.budget import Budget, FlapPolicy
-from autorec.dates import utc_strftime
-from autorec.diskfloor import MinFree
 from autorec.events import KINDS
 from autorec.hooks import check_format_width
-from autorec.segmenter import SegmentPolicy
-from autorec.triggers.base import Trigger
+from autorec.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet, SegmentSettings
+from autorec.segmentname import (
+    NAME_FIELDS,
+    UNSAFE,
+    render_raw,
+    render_segment_name,  # noqa: F401  (re-exported: autorec.rules.render_segment_name)
+)
 from autorec.triggers.fields import suggest
 from autorec.units import format_size, parse_duration, parse_size
 
-DEFAULT_NAME = "{start:%Y%m%dT%H%M%SZ}-{rules}"
-DEFAULT_START_FORMAT = "%Y%m%dT%H%M%SZ"
-NAME_FIELDS = ("start", "rules", "seq")
 VIDEO_MODES = ("h264", "copy", "off")
-# Longest segment base name in bytes: leaves room for ".bin.partial" and friends within NAME_MAX (255).
-MAX_NAME_BYTES = 200
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -89,112 +88,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(e.line_text() for e in self.errors)
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-
-
-# How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
-# policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
-SegmentSettings = SegmentPolicy
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """Where and how segments are written.
-
-    `min_free` / `min_free_percent` store what the user wrote (both None: the
-    default floor); use `min_free_bytes(total)` for the effective floor.
-    `dir` is relative to the working directory (as on the command line).
-    """
-
-    dir: Path = Path("recordings")
-    name: str = DEFAULT_NAME
-    telemetry: bool = True
-    video: str = "off"
-    min_free: int | None = None
-    min_free_percent: float | None = None
-    keep: float | None = None
-    max_total: int | None = None
-    fsync: bool = True
-    status_file: str | None = "status.json"
-    queue_max_bytes: int = 512_000_000
-    timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
-
-    def min_free_bytes(self, total_bytes: int) -> int:
-        """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
-        return MinFree.from_settings(self.min_free, self.min_free_percent).floor(total_bytes)
-
-
-@dataclass(frozen=True)
-class HookSettings:
-    """Commands run in the background on segment open/close and on alerts (argv lists, no shell)."""
-
-    # one argv list, or a list of argv lists (see autorec.hooks.validate_commands)
-    on_segment_open: list[Any] | None = None
-    on_segment_close: list[Any] | None = None
-    on_alert: list[Any] | None = None
-    timeout: float = 60.0
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """When to raise alerts: source disconnected for `alert_after`, camera silent for `camera_stall`."""
-
-    alert_after: float = 60.0
-    camera_stall: float | None = 10.0
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One validated rule: its trigger class, coerced options and effective segment settings."""
-
-    name: str
-    trigger: type[Trigger]
-    trigger_name: str
-    options: dict[str, Any]
-    segments: SegmentSettings
-    line: int | None = None
-    max_errors: int = 10
-    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
-    near_miss_clip: bool = False  # keep a short segment around each near-miss
-    budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
-    flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps
-
-    def make_trigger(self) -> Trigger:
-        return self.trigger(self.name, **self.options)
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    path: Path
-    source: str | None = None
-    output: OutputSettings = field(default_factory=OutputSettings)
-    segments: SegmentSettings = field(default_factory=SegmentSettings)
-    rules: list[Rule] = field(default_factory=list)
-    hooks: HookSettings = field(default_factory=HookSettings)
-    alerts: AlertSettings = field(default_factory=AlertSettings)
-    max_errors: int = 10
-    shutdown_grace: float = 10.0
-    heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)
-    # Valid but probably not meant (`FILE:LINE: key: warning: ...`); `check` prints them, `run` logs them.
-    warnings: tuple[str, ...] = ()
-    budget: Budget = field(default_factory=Budget)  # the top-level `budget:` section: all segments together
-
-    def rule(self, name: str) -> Rule:
-        for r in self.rules:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    @property
-    def max_pre_roll(self) -> float:
-        return max([self.segments.pre_roll, *(r.segments.pre_roll for r in self.rules)])
-
-    @property
-    def max_pre_roll_bytes(self) -> int:
-        return max([self.segments.pre_roll_max_bytes, *(r.segments.pre_roll_max_bytes for r in self.rules)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1090,45 +983,6 @@ def _check_placeholders(text: str, fields: tuple[str, ...]) -> list[tuple[str, s
 # Segment names
 
 
-_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
-
-
-def _render_raw(template: str, start: float, rules: list[str], seq: int) -> str:
-    rule_text = "+".join(dict.fromkeys(rules)) or "none"
-    parts = []
-    for literal, name, spec, _conv in string.Formatter().parse(template):
-        parts.append(literal)
-        if name is None:
-            continue
-        if name == "start":
-            # Never raises: a time out of the calendar's range is clamped to it (autorec.dates).
-            parts.append(utc_strftime(start, spec or DEFAULT_START_FORMAT))
-        elif name == "rules":
-            parts.append(format(rule_text, spec or ""))
-        elif name == "seq":
-            parts.append(format(seq, spec or ""))
-        else:  # rejected at load time; never render an unknown field
-            raise ValueError(f"unknown placeholder {{{name}}}")
-    return "".join(parts)
-
-
-def render_segment_name(template: str, start: float, rules: list[str], seq: int) -> str:
-    """The base name (no extension) of a segment starting at `start` (epoch s, shown in UTC).
-
-    Placeholders: `{start:STRFTIME}` (default %Y%m%dT%H%M%SZ), `{rules}` (rule names joined by
-    '+'), `{seq}` (an int, format spec allowed). The result is always a single path component
-    inside the output directory: separators and control characters become '_', a leading '.'
-    becomes '_', and it is cut to MAX_NAME_BYTES bytes of UTF-8.
-    """
-    name = _UNSAFE.sub("_", _render_raw(template, start, rules, seq)).strip()
-    if name.startswith("."):
-        name = "_" + name[1:]
-    encoded = name.encode("utf-8")
-    if len(encoded) > MAX_NAME_BYTES:
-        name = encoded[:MAX_NAME_BYTES].decode("utf-8", errors="ignore")
-    return name or "segment"
-
-
 def _check_name_template(v: _Validator, template: str, top: _Map, rule_names: list[str]) -> None:
     out = top.get("output") if isinstance(top.get("output"), _Map) else None
     line = out.lines.get("name", out.line) if out is not None else top.line
@@ -1141,10 +995,10 @@ def _check_name_template(v: _Validator, template: str, top: _Map, rule_names: li
         raise v.error(line, "output.name", "must contain {start} or {seq}, or every segment gets the same name")
     # Render with a sample time whose every field is two-digit-or-more, and check the raw output.
     try:
-        sample = _render_raw(template, 1_700_000_000.123456, rule_names, 12)
+        sample = render_raw(template, 1_700_000_000.123456, rule_names, 12)
     except (ValueError, TypeError) as exc:
         raise v.error(line, "output.name", f"cannot render: {exc}") from None
-    if _UNSAFE.search(sample) or sample.strip() in ("", ".", ".."):
+    if UNSAFE.search(sample) or sample.strip() in ("", ".", ".."):
         raise v.error(
             line,
             "output.name",

@@ -25,7 +25,7 @@ from typing import Any
 from autorec import events
 from autorec.engine import RuleEngine
 from autorec.pipeline import MAX_HELD, DryRun
-from autorec.rules import RuleSet
+from autorec.ruleset import RuleSet
 from autorec.segmenter import Segmenter
 from autorec.source import Message
 from autorec.timeline import Timeline

@@ -53,8 +53,8 @@ from typing import Any
 from autorec import __version__
 from autorec.atomicfile import append_json_line, write_json
 from autorec.logfile import LogWriteError, LogWriter
-from autorec.rules import render_segment_name
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
+from autorec.segmentname import render_segment_name
 from autorec.telemetry import TelemetryLog
 from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import format_size, with_iso_times

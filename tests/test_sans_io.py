@@ -1,0 +1,130 @@
+"""The core is sans-I/O: its modules import no networking, and running them touches no file and no clock.
+
+The state machines (timeline and clock rule, pre-roll, segmenter, rule engine and triggers, stream
+state, scores, alerts' monitor, the simulation core) are imported in a fresh interpreter where
+importing `socket`, `asyncio`, `ssl`, `selectors`, `subprocess` or `websockets` fails, then fed a
+simulated stream with `open`, `os.open`, `time.time`, `time.monotonic` and `time.sleep` replaced
+by functions that raise. The same stream must give segment actions, so the check cannot pass by
+doing nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+CORE = (
+    "autorec.clock",
+    "autorec.timeline",
+    "autorec.preroll",
+    "autorec.segmenter",
+    "autorec.engine",
+    "autorec.state",
+    "autorec.scores",
+    "autorec.triggers.base",
+    "autorec.triggers.electrodes",
+    "autorec.triggers.movement",
+    "autorec.triggers.threshold",
+    "autorec.triggers.message",
+    "autorec.triggers.interval",
+    "autorec.triggers.motion",
+    "autorec.sim.core",
+)
+
+SCRIPT = textwrap.dedent(
+    """
+    import builtins, importlib, importlib.abc, io, os, sys, time
+
+    BLOCKED = {"socket", "_socket", "asyncio", "ssl", "selectors", "subprocess", "websockets"}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"sans-I/O core imported {name}")
+            return None
+
+    # Modules already loaded by the interpreter's start-up are forgotten so that a core import of
+    # them goes through the finder.
+    for name in list(sys.modules):
+        if name.split(".")[0] in BLOCKED:
+            del sys.modules[name]
+    sys.meta_path.insert(0, Block())
+    for module in MODULES:
+        importlib.import_module(module)
+
+    # The rule model is built directly: reading YAML is the loader's job (autorec.rules, an edge).
+    from pathlib import Path
+    from autorec.ruleset import Rule, RuleSet
+    from autorec.segmenter import SegmentPolicy
+    from autorec.triggers.electrodes import ElectrodesTrigger
+    from autorec.triggers.movement import MovementTrigger
+    from autorec.triggers.threshold import ThresholdTrigger
+    policy = SegmentPolicy(pre_roll=5.0, post_roll=5.0)
+    ruleset = RuleSet(
+        path=Path("rules.yaml"),
+        rules=[
+            Rule("electrodes", ElectrodesTrigger, "electrodes", {}, policy),
+            Rule("moved", MovementTrigger, "movement", {}, policy),
+            Rule("hot", ThresholdTrigger, "threshold", {"field": "temperature_control.temperatures[0]", "above": 40.0},
+                 policy),
+        ],
+    )
+    assert "autorec.rules" not in sys.modules, "the core imports the rule-file loader"
+    from autorec import events
+    from autorec.engine import RuleEngine
+    from autorec.segmenter import Segmenter, OpenSegment, Write, CloseSegment
+    from autorec.timeline import Timeline
+    from autorec.sim.core import Simulation
+    from autorec.sim.scenario import load_scenario
+    from autorec.sim.stream import StreamEncoder
+    scenario = load_scenario("demo")
+
+    def forbidden(*a, **k):
+        raise AssertionError("the core did I/O or read a clock")
+
+    builtins.open = forbidden
+    io.open = forbidden
+    os.open = forbidden
+    time.time = time.monotonic = time.sleep = time.perf_counter = forbidden
+
+    t0 = 1_790_000_000.0
+    sim = Simulation(scenario, seed=2, start_time=t0, duration=90.0, camera=False)
+    encoder = StreamEncoder()
+    engine = RuleEngine(ruleset)
+    segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+    timeline = Timeline()
+    counts = {"open": 0, "write": 0, "close": 0}
+    for t, item in sim.advance(t0 + 90.0):
+        for payload in encoder.encode(t, item):
+            if not isinstance(payload, bytes):
+                continue
+            event = events.decode(payload)
+            for when, (p, e) in timeline.push(events.timestamp(event), None, (payload, event)):
+                firings = engine.feed(when, e)
+                for action in segmenter.feed(when, p, e.WhichOneof("msg"), firings):
+                    kind = "open" if isinstance(action, OpenSegment) else "close"
+                    counts["write" if isinstance(action, Write) else kind] += 1
+    for action in segmenter.close(t0 + 90.0):
+        counts["close"] += 1
+    print(counts)
+    assert counts["open"] >= 1 and counts["write"] > 100 and counts["close"] == counts["open"], counts
+    print("sans-I/O ok")
+    """
+)
+
+
+def test_core_imports_no_networking_and_runs_without_files_or_clocks():
+    code = f"MODULES = {CORE!r}\n" + SCRIPT
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "sans-I/O ok" in proc.stdout
+
+
+def test_the_check_itself_catches_a_module_that_imports_networking():
+    code = "MODULES = ('autorec.source',)\n" + SCRIPT
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "sans-I/O core imported" in proc.stderr
