@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from autorec.dates import utc_iso
+from autorec.streamitems import StreamListener
 from autorec.units import format_duration, format_size
 
 log = logging.getLogger("autorec.alerts")
@@ -307,7 +308,7 @@ class _Engine(Protocol):
     def take_newly_disabled(self) -> list[str]: ...
 
 
-class AlertReporter:
+class AlertReporter(StreamListener):
     """Feeds an `AlertMonitor` from the pipeline and announces what it returns.
 
     A stream listener for `autorec.pipeline.Pipeline` (`connected`,

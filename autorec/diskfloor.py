@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from autorec.streamitems import StreamListener
 from autorec.units import format_size, parse_size
 
 log = logging.getLogger("autorec.diskfloor")
@@ -179,17 +180,17 @@ class DiskWatch:
 PAUSE_REASON = "disk_floor"
 
 
-class DiskFloorGuard:
+class DiskFloorGuard(StreamListener):
     """Keeps a pipeline from opening segments while the disk is below the floor.
 
     A stream listener (the pipeline calls `message`/`tick`/...; only time
     matters here). On each call it polls `watch` (rate-limited on `clock`, a
     monotonic clock) and, sooner, whenever `write_errors()` has grown (a write
     failed, perhaps ENOSPC). Crossing below the floor closes the open segment
-    cleanly with reason "disk_floor" (`segmenter.pause`) and suppresses new
-    ones; crossing back above resumes. Each change goes to `on_change(t,
-    change)` (raise/clear the alert there); without a callback it is logged.
-    `pipeline` needs `.segmenter` (pause/resume) and `.sink` (submit).
+    cleanly with reason "disk_floor" (`pipeline.pause`) and suppresses new
+    ones; crossing back above resumes (`pipeline.resume`). Each change goes to
+    `on_change(t, change)` (raise/clear the alert there); without a callback
+    it is logged. It never touches the segmenter or the sink itself.
     """
 
     def __init__(
@@ -217,13 +218,10 @@ class DiskFloorGuard:
         change = self.watch.poll(self.clock(), force=force)
         if change is None:
             return None
-        segmenter = self.pipeline.segmenter
         if change.state == "below":
-            actions = segmenter.pause(t, PAUSE_REASON)
-            if actions:
-                self.pipeline.sink.submit(actions)
-        elif segmenter.paused == PAUSE_REASON:
-            segmenter.resume()
+            self.pipeline.pause(t, PAUSE_REASON)
+        else:
+            self.pipeline.resume(PAUSE_REASON)
         if self.on_change is not None:
             self.on_change(t, change)
         else:
@@ -236,12 +234,3 @@ class DiskFloorGuard:
 
     def tick(self, t: float) -> None:
         self.check(t)
-
-    def connected(self, t: float) -> None:
-        pass
-
-    def disconnected(self, t: float) -> None:
-        pass
-
-    def fired(self, t: float, firings: Any) -> None:
-        pass

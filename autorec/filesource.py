@@ -19,7 +19,7 @@ from pathlib import Path
 
 from autorec import events
 from autorec.logfile import Corruption, LogReader, Truncation
-from autorec.source import Message
+from autorec.streamitems import Message
 
 
 class FileSource:

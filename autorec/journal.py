@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.pipeline import StreamListener
+from autorec.streamitems import StreamListener
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ from autorec.filesource import FileSource
 from autorec.ruleset import RuleSet
 from autorec.scores import NearMiss, ScoreOutput, ScoreTrack
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
-from autorec.source import Connected, Disconnected, Message
+from autorec.streamitems import Connected, Disconnected, Message, StreamListener
 from autorec.telemetry import is_telemetry_kind
 from autorec.timelapse import TimelapsePicker
 from autorec.timeline import Timeline
@@ -100,20 +100,6 @@ class ScoreSink(Protocol):
     def score_rows(self, rows: Sequence[Any]) -> None: ...
 
     def near_misses(self, items: Sequence[NearMiss]) -> None: ...
-
-
-class StreamListener:
-    """Base class for things that watch the stream (alerts, status). Times are stream time. Override what you need."""
-
-    def connected(self, t: float) -> None: ...
-
-    def disconnected(self, t: float) -> None: ...
-
-    def message(self, t: float, kind: str | None) -> None: ...
-
-    def tick(self, t: float) -> None: ...
-
-    def fired(self, t: float, firings: Sequence[Firing]) -> None: ...
 
 
 @dataclass
@@ -324,6 +310,23 @@ class Pipeline:
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
         self._hand_scores(self.scores.finish())
+
+    def pause(self, t: float, reason: str) -> None:
+        """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
+        Firings while paused are counted by the segmenter (`suppressed`)."""
+        actions = self.segmenter.pause(t, reason)
+        if actions:
+            self._submit(actions)
+
+    def resume(self, reason: str) -> None:
+        """Open segments again, if paused for `reason` (a pause for another reason is left alone)."""
+        if self.segmenter.paused == reason:
+            self.segmenter.resume()
+
+    @property
+    def paused(self) -> str | None:
+        """Why segments are not being opened, or None."""
+        return self.segmenter.paused
 
     def reload(self, ruleset: RuleSet) -> None:
         """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed

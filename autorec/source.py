@@ -58,44 +58,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.uri import parse_uri
 
 from autorec import events
-from autorec.proto import PurpleDropEvent
+from autorec.streamitems import Connected, Disconnected, Item, Message
 
 log = logging.getLogger("autorec.source")
 
 DEFAULT_URI = "ws://localhost:7001"
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One binary websocket frame as received."""
-
-    payload: bytes
-    received: float  # time.time() when the frame was read
-    monotonic: float  # time.monotonic() at the same moment
-    kind: str | None
-    rejected: str | None = None  # why the frame is not a PurpleDropEvent, None if it is one
-    event: PurpleDropEvent | None = None  # the decoded event (None when rejected)
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The opening handshake succeeded; messages of this connection follow."""
-
-    time: float
-    monotonic: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """A gap in the stream starts: the connection was lost or could not be made."""
-
-    time: float
-    cause: str
-    monotonic: float = 0.0
-
-
-Item = Message | Connected | Disconnected
 
 
 @dataclass

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autorec.streamitems import StreamListener
 from autorec.units import with_iso_times
 
 log = logging.getLogger("autorec.statusfile")
@@ -167,7 +168,7 @@ class RateMeter:
             self._sum -= self._samples.popleft()[1]
 
 
-class StatusReporter:
+class StatusReporter(StreamListener):
     """A stream listener that keeps the status file up to date.
 
     The pipeline calls `connected`/`disconnected`/`message`/`tick`; every
@@ -257,6 +258,3 @@ class StatusReporter:
 
     def tick(self, t: float) -> None:
         self.update()
-
-    def fired(self, t: float, firings: Any) -> None:
-        pass

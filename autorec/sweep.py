@@ -27,7 +27,7 @@ from autorec.engine import RuleEngine
 from autorec.pipeline import MAX_HELD, DryRun
 from autorec.ruleset import RuleSet
 from autorec.segmenter import Segmenter
-from autorec.source import Message
+from autorec.streamitems import Message
 from autorec.timeline import Timeline
 from autorec.triggers.base import Decider, Firing, as_firings
 

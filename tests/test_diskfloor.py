@@ -123,6 +123,14 @@ class _Pipe:
         firings = [Firing("moved", t, {})] if fire else []
         self.sink.submit(self.segmenter.feed(t, e.SerializeToString(), "hv_regulator", firings))
 
+    # what the guard asks of a pipeline (autorec.pipeline.Pipeline.pause/resume)
+    def pause(self, t: float, reason: str) -> None:
+        self.sink.submit(self.segmenter.pause(t, reason))
+
+    def resume(self, reason: str) -> None:
+        if self.segmenter.paused == reason:
+            self.segmenter.resume()
+
 
 def test_guard_closes_the_open_segment_and_resumes(tmp_path):
     free, _ = disk_usage(tmp_path)

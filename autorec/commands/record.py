@@ -118,7 +118,7 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
     import time
 
     from autorec.logfile import LogWriteError
-    from autorec.source import Message
+    from autorec.streamitems import Message
 
     log = logging.getLogger("autorec.record")
     loop = asyncio.get_running_loop()

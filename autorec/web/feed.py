@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec.pipeline import StreamListener
+from autorec.streamitems import StreamListener
 
 log = logging.getLogger(__name__)
 
