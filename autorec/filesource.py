@@ -14,12 +14,16 @@ After iteration, `truncated` / `corrupt` say why the log ended early (see
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autorec import events
 from autorec.logfile import Corruption, LogReader, Truncation
 from autorec.streamitems import Message
+
+if TYPE_CHECKING:
+    from autorec.pipeline import Pipeline
 
 
 class FileSource:
@@ -81,3 +85,27 @@ def with_progress(source: FileSource, enabled: bool, desc: str = "backtest") -> 
                 pending = 0
             yield msg
         bar.update(pending)
+
+
+PROGRESS_EVERY = 2_000  # records between progress reports of run_file
+
+
+def run_file(
+    pipeline: Pipeline, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
+) -> None:
+    """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
+    then close the open segment.
+
+    `progress(bytes_read)` is called every few thousand records (for a progress bar; a `FileSource` only).
+    """
+    handle = pipeline.message
+    if progress is None:
+        for msg in source:
+            handle(msg)
+    else:
+        for n, msg in enumerate(source, 1):
+            handle(msg)
+            if not n % PROGRESS_EVERY:
+                progress(source.bytes)
+        progress(source.bytes)
+    pipeline.finish()

@@ -47,24 +47,16 @@ Contracts of `Pipeline`:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
-import sys
-import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from autorec import events
 from autorec.budget import BudgetKeeper, Change
-from autorec.dates import utc_iso
 from autorec.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
-from autorec.diskfloor import disk_usage
 from autorec.engine import RuleEngine
-from autorec.filesource import FileSource
 from autorec.ruleset import RuleSet
 from autorec.scores import NearMiss, ScoreOutput, ScoreTrack
 from autorec.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
@@ -73,7 +65,6 @@ from autorec.telemetry import is_telemetry_kind
 from autorec.timelapse import TimelapsePicker
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
-from autorec.units import format_size
 
 log = logging.getLogger("autorec.pipeline")
 
@@ -81,7 +72,6 @@ MAX_HELD = 10_000  # messages held while no timestamp is known yet
 # A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
 # reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
 NEAR_MISS_CLIP_SPAN = 10.0
-PROGRESS_EVERY = 2_000  # records between progress reports of run_file
 
 
 class Sink(Protocol):
@@ -346,27 +336,6 @@ class Pipeline:
         self._use_rules(ruleset)
 
     # -- status --------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        seg = self.segmenter
-        return {
-            "connected": self.stats.connected,
-            "messages": self.stats.messages,
-            "rejected": self.stats.rejected,
-            "time": self.timeline.time,
-            "open_segment": None
-            if not seg.is_open
-            else {"rules": list(seg.open_rules), "start": seg.open_start, "until": seg.open_end},
-            "segments": seg.segments,
-            "firings": self.stats.firings,
-            "pre_roll_dropped": seg.pre_roll_dropped[0],
-            "clock_jumps": len(self.timeline.jumps),
-            "clock_steps": self.timeline.steps,
-            "clock_outliers": self.timeline.outliers,
-            "rule_errors": dict(self.engine.errors),
-            "rules_disabled": dict(self.engine.disabled),
-        }
-
-    # -- internals -----------------------------------------------------
     def _use_rules(self, ruleset: RuleSet) -> None:
         """Onset lags and near-miss settings of `ruleset` (at start and on reload)."""
         lags = self.engine.onset_lags()
@@ -506,292 +475,3 @@ def _budget_keeper(ruleset: RuleSet) -> BudgetKeeper | None:
 
 
 # -- dry run -----------------------------------------------------------------
-
-
-@dataclass
-class PlannedSegment:
-    """A segment a dry run would have written."""
-
-    start: float
-    end: float = 0.0
-    rules: tuple[str, ...] = ()
-    records: int = 0
-    bytes: int = 0  # as a log file: payloads plus 4-byte headers
-    reason: str = ""
-    part: int = 1
-    near_miss: bool = False  # only near-miss clips in it
-
-
-class DryRun:
-    """A sink that writes nothing and lists the segments that would have been written.
-
-    With `out`, each segment's line is printed the moment the segment closes (a night's log
-    takes minutes on a Raspberry Pi: the first results show at once), through `say` when given
-    (a progress bar's `write`, so the bar is not torn).
-    """
-
-    def __init__(self, out: TextIO | None = None, say: Callable[[str], None] | None = None) -> None:
-        self.segments: list[PlannedSegment] = []
-        self._current: PlannedSegment | None = None
-        self._out = out
-        self._say = say
-        self.score_maxima: dict[str, list[float]] = {}  # rule -> its per-second maxima, in order
-        self.thresholds: dict[str, float] = {}  # rule -> its latest threshold
-        self.found_near_misses: list[NearMiss] = []
-
-    def score_rows(self, rows: Sequence[Any]) -> None:
-        for r in rows:
-            self.score_maxima.setdefault(r.rule, []).append(r.max)
-            self.thresholds[r.rule] = r.threshold
-
-    def near_misses(self, items: Sequence[NearMiss]) -> None:
-        self.found_near_misses.extend(items)
-
-    def score_summary(self) -> dict[str, dict[str, float]]:
-        """Per rule: the distribution of its per-second maximum scores (peak, p50, p90, p99),
-        the threshold, and the seconds whose maximum was above it."""
-        import numpy as np
-
-        out = {}
-        for rule, maxima in self.score_maxima.items():
-            a = np.asarray(maxima, dtype=np.float64)
-            threshold = self.thresholds[rule]
-            p50, p90, p99 = (float(x) for x in np.percentile(a, [50, 90, 99]))
-            out[rule] = {
-                "threshold": threshold,
-                "seconds": int(a.size),
-                "peak": float(a.max()),
-                "p50": p50,
-                "p90": p90,
-                "p99": p99,
-                "seconds_above": int(np.count_nonzero(a > threshold)),
-            }
-        return out
-
-    def report_scores(self, out: TextIO) -> None:
-        """Print each rule's score distribution against its threshold, and the near-misses."""
-        summary = self.score_summary()
-        if not summary:
-            return
-        print("scores (per-second maxima):", file=out)
-        for rule, d in summary.items():
-            th = d["threshold"]
-
-            def x(v: float, th: float = th) -> str:
-                return f"{v:.4g} ({v / th:.2f}x)" if th > 0 else f"{v:.4g}"
-
-            print(
-                f"  {rule}: threshold {th:.4g}  peak {x(d['peak'])}  p50 {x(d['p50'])}  p90 {x(d['p90'])}  "
-                f"p99 {x(d['p99'])}  above threshold {d['seconds_above']} s of {d['seconds']} s",
-                file=out,
-            )
-        print(f"{len(self.found_near_misses)} near-miss(es)", file=out)
-        for nm in self.found_near_misses:
-            print(
-                f"  {_iso(nm.start)}  {nm.end - nm.start:6.1f} s  {nm.rule}  peak {nm.peak:.4g} "
-                f"= {nm.ratio:.2f}x threshold {nm.threshold:.4g}",
-                file=out,
-            )
-
-    def submit(self, actions: Iterable[Action]) -> None:
-        for a in actions:
-            if isinstance(a, Write):
-                cur = self._current
-                if cur is not None:
-                    cur.records += 1
-                    cur.bytes += 4 + len(a.payload)
-            elif isinstance(a, OpenSegment):
-                self._current = PlannedSegment(start=a.start, rules=a.rules, part=a.part)
-            elif isinstance(a, CloseSegment) and self._current is not None:
-                self._current.end = a.end
-                self._current.rules = a.rules
-                self._current.reason = a.reason
-                self._current.near_miss = bool(a.firings) and all(
-                    f.evidence.get("near_miss") is True for f in a.firings
-                )
-                self.segments.append(self._current)
-                self._show(self._current)
-                self._current = None
-
-    def _show(self, s: PlannedSegment) -> None:
-        if self._say is not None:
-            self._say(segment_line(s))
-        elif self._out is not None:
-            print(segment_line(s), file=self._out, flush=True)
-
-    def telemetry(self, time: float, payload: bytes) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> bool:
-        return True
-
-    @property
-    def kept_bytes(self) -> int:
-        return sum(s.bytes for s in self.segments)
-
-    def report(self, log_bytes: int, out: TextIO) -> None:
-        """Print the line of each segment not printed as it closed, then the total kept against the log's size."""
-        if self._out is None and self._say is None:
-            for s in self.segments:
-                print(segment_line(s), file=out)
-        pct = 100.0 * self.kept_bytes / log_bytes if log_bytes else 0.0
-        print(
-            f"{len(self.segments)} segment(s), {format_size(self.kept_bytes)} kept of "
-            f"{format_size(log_bytes)} ({pct:.1f} %)",
-            file=out,
-        )
-
-
-def _iso(t: float) -> str:
-    return utc_iso(t)
-
-
-def segment_line(s: PlannedSegment) -> str:
-    """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
-    part = f" part {s.part}" if s.part > 1 else ""
-    rules = "+".join(s.rules)
-    near = " near miss" if s.near_miss else ""
-    return f"{_iso(s.start)}  {s.end - s.start:8.1f} s  {format_size(s.bytes):>10}  {rules}{part} ({s.reason}){near}"
-
-
-# -- drivers -------------------------------------------------------------------
-
-
-def run_file(
-    pipeline: Pipeline, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
-) -> None:
-    """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
-    then close the open segment.
-
-    `progress(bytes_read)` is called every few thousand records (for a progress bar; a `FileSource` only).
-    """
-    handle = pipeline.message
-    if progress is None:
-        for msg in source:
-            handle(msg)
-    else:
-        for n, msg in enumerate(source, 1):
-            handle(msg)
-            if not n % PROGRESS_EVERY:
-                progress(source.bytes)
-        progress(source.bytes)
-    pipeline.finish()
-
-
-class StatusLine:
-    """The live status: a line rewritten in place on a terminal, a heartbeat log line every `log_every` s otherwise.
-
-    Not on a terminal (systemd, nohup, a log file) a rewritten line would be noise, and silence
-    all night looks like a hang: a heartbeat line says the recorder is alive and what it has done
-    (connected or not, msg/s over the interval, segments, kept against seen bytes, disk free,
-    the alerts raised). `log_every=None` turns the heartbeat off.
-    """
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        out_dir: Path | None,
-        stream: TextIO | None = None,
-        interval: float = 2.0,
-        log_every: float | None = 300.0,
-        writer_stats: Callable[[], Any] | None = None,
-        alerts: Callable[[], list[dict[str, Any]]] | None = None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.out_dir = out_dir
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if self.tty else (log_every if log_every else float("inf"))
-        self.writer_stats = writer_stats
-        self.alerts = alerts
-        self._next = _time.monotonic() + self.interval
-        self._last_count = 0
-        self._last_mono = _time.monotonic()
-
-    def maybe_show(self, now: float) -> None:
-        if now < self._next:
-            return
-        self._next = now + self.interval
-        text = self.text(now)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-        else:
-            log.info("heartbeat: %s", text)
-
-    def text(self, now: float) -> str:
-        p = self.pipeline
-        scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.scores.latest.items())
-        rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
-        self._last_count, self._last_mono = p.stats.messages, now
-        parts = ["connected" if p.stats.connected else "DISCONNECTED", f"{rate:.0f} msg/s"]
-        seg = p.segmenter
-        if seg.paused:
-            parts.append(f"paused ({seg.paused})")
-        elif seg.is_open:
-            parts.append(f"recording ({'+'.join(seg.open_rules)})")
-        else:
-            parts.append("idle")
-        ws = self.writer_stats() if self.writer_stats else None
-        if ws is not None:
-            parts.append(
-                f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.seen_bytes)} seen"
-            )
-            if ws.dropped:
-                parts.append(f"{ws.dropped} dropped")
-        if self.out_dir is not None:
-            with contextlib.suppress(OSError):
-                parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
-        if scores:
-            parts.append(f"scores {scores}")
-        if self.alerts is not None:
-            raised = [str(a.get("key")) for a in self.alerts()]
-            if raised:
-                parts.append(f"ALERTS: {', '.join(raised)}")
-        return "  ".join(parts)
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-async def run_live(
-    pipeline: Pipeline,
-    source: Any,
-    *,
-    stop: asyncio.Event,
-    tick_interval: float = 0.1,
-    status: StatusLine | None = None,
-) -> None:
-    """Drive `pipeline` from an async `source` until `stop` is set; then stop the source and drain it.
-
-    A tick runs every `tick_interval` real seconds so post-roll ends on time when the stream is quiet.
-    """
-
-    async def ticker() -> None:
-        while True:
-            await asyncio.sleep(tick_interval)
-            now = _time.monotonic()
-            pipeline.tick(now, wall=_time.time())
-            if status is not None:
-                status.maybe_show(now)
-
-    async def stopper() -> None:
-        await stop.wait()
-        source.stop()
-
-    tasks = [asyncio.ensure_future(ticker()), asyncio.ensure_future(stopper())]
-    try:
-        async for item in source:
-            pipeline.handle(item)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        pipeline.tick(_time.monotonic())
-        pipeline.finish()
-        if status is not None:
-            status.end()

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec import events
+from autorec.dryrun import DryRun
 from autorec.engine import RuleEngine
-from autorec.pipeline import MAX_HELD, DryRun
+from autorec.pipeline import MAX_HELD
 from autorec.ruleset import RuleSet
 from autorec.segmenter import Segmenter
 from autorec.streamitems import Message

@@ -26,9 +26,10 @@ from pathlib import Path
 
 from autorec import events
 from autorec.commands.run import REPLAY_QUEUE_BYTES
-from autorec.filesource import FileSource
+from autorec.dryrun import DryRun
+from autorec.filesource import FileSource, run_file
 from autorec.logfile import LogReader, LogWriter
-from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.pipeline import Pipeline
 from autorec.rules import load_rules
 from autorec.writer import SegmentWriter
 

@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from simlog import write_sim_log
 
-from autorec.filesource import FileSource
-from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.dryrun import DryRun
+from autorec.filesource import FileSource, run_file
+from autorec.pipeline import Pipeline
 from autorec.rules import parse_rules
 from autorec.scorelog import HEADER
 

@@ -29,9 +29,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from simlog import write_sim_log  # noqa: E402
 
-from autorec.filesource import FileSource  # noqa: E402
+from autorec.dryrun import DryRun  # noqa: E402
+from autorec.filesource import FileSource, run_file  # noqa: E402
 from autorec.logfile import LogReader  # noqa: E402
-from autorec.pipeline import DryRun, Pipeline, run_file  # noqa: E402
+from autorec.pipeline import Pipeline  # noqa: E402
 from autorec.rules import load_rules  # noqa: E402
 from autorec.sweep import sweep  # noqa: E402
 

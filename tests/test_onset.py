@@ -14,9 +14,10 @@ import pytest
 from segment_helpers import payload
 from simlog import write_sim_log
 
+from autorec.dryrun import DryRun
 from autorec.engine import RuleEngine
-from autorec.filesource import FileSource
-from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.filesource import FileSource, run_file
+from autorec.pipeline import Pipeline
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
 from autorec.segmenter import OpenSegment, Segmenter, SegmentPolicy

@@ -213,7 +213,8 @@ def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
 
 
 def _pipeline(tmp_path: Path, **kw):
-    from autorec.pipeline import DryRun, Pipeline
+    from autorec.dryrun import DryRun
+    from autorec.pipeline import Pipeline
     from autorec.rules import load_rules
 
     sink = DryRun()
@@ -374,7 +375,8 @@ def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
 
 
 def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
-    from autorec.pipeline import DryRun, Pipeline
+    from autorec.dryrun import DryRun
+    from autorec.pipeline import Pipeline
     from autorec.rules import load_rules
 
     shown = io.StringIO()

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from simlog import T0, write_sim_log
 
-from autorec.filesource import FileSource
-from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.dryrun import DryRun
+from autorec.filesource import FileSource, run_file
+from autorec.pipeline import Pipeline
 from autorec.rules import ConfigError, parse_rules
 from autorec.scorelog import ScoreLog, scores_name
 from autorec.scores import ScoreTrack
@@ -131,7 +132,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
     import io
 
     from autorec import events
-    from autorec.pipeline import StatusLine
+    from autorec.livedriver import StatusLine
     from autorec.proto import PurpleDropEvent
     from autorec.source import Message
 

@@ -9,8 +9,9 @@ import pytest
 from simlog import write_sim_log
 
 from autorec.cli import main
-from autorec.filesource import FileSource
-from autorec.pipeline import DryRun, Pipeline, run_file
+from autorec.dryrun import DryRun
+from autorec.filesource import FileSource, run_file
+from autorec.pipeline import Pipeline
 from autorec.rules import Override, load_rules
 from autorec.sweep import sweep
 

@@ -14,11 +14,9 @@ failed (e.g. an unreadable log).
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import logging
 import sys
-import time
 from pathlib import Path
 
 log = logging.getLogger("autorec.run")
@@ -180,8 +178,10 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
-    from autorec.filesource import FileSource, with_progress
-    from autorec.pipeline import DryRun, Pipeline, run_file
+    from autorec.dryrun import DryRun
+    from autorec.filesource import FileSource, run_file, with_progress
+    from autorec.livedriver import summary_line
+    from autorec.pipeline import Pipeline
     from autorec.writer import SegmentWriter
 
     source = FileSource(path)
@@ -265,233 +265,12 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
     return 0
 
 
-def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropped: int = 0) -> str:
-    """The last line of a run: why it ended, what was kept of what was seen, where, and what to do next."""
-    from autorec.units import format_size
-
-    where = f"{out}/" if not str(out).endswith("/") else str(out)
-    pct = f" ({100.0 * kept / seen:.1f} %)" if seen else ""
-    line = f"autorec run: {why}; {segments} segment(s) ({format_size(kept)}) kept of {format_size(seen)} seen{pct}"
-    line += f" in {where}"
-    if dropped:
-        line += f"; {dropped} message(s) DROPPED (disk too slow or failing: see the log)"
-    if segments:
-        line += f" - autorec ls {where}, autorec video {where}"
-    return line
-
-
-class _Services:
-    """The overnight services around a live pipeline, wired through its plug points.
-
-    Writer observers: segment hooks, video export on close, retention. Stream
-    listeners: disk floor guard (pauses the segmenter), alerts (with the
-    on_alert hook), status file. Built before the writer starts; `close()`
-    lets hooks and exports finish within the rule file's `shutdown_grace`.
-    """
-
-    def __init__(self, ruleset, out: Path) -> None:
-        from autorec.alerts import AlertMonitor
-        from autorec.diskfloor import DiskFloor, DiskWatch, MinFree
-        from autorec.exportqueue import ExportQueue
-        from autorec.hooks import SegmentHooks
-        from autorec.hooks import from_config as hooks_from_config
-        from autorec.retention import RetentionPolicy, RetentionWorker
-
-        self.ruleset = ruleset
-        self.out = out
-        self.hooks = hooks_from_config(ruleset.hooks)
-        self.export = ExportQueue(ruleset.output.video)
-        self.retention = RetentionPolicy.from_config(ruleset.output.keep, ruleset.output.max_total)
-        self.retention_worker: RetentionWorker | None = None
-        self.monitor = AlertMonitor(ruleset.alerts.alert_after, ruleset.alerts.camera_stall)
-        self.disk = DiskWatch(
-            out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
-        )
-        self.segment_hooks = SegmentHooks(self.hooks)
-        self.score_log = None  # set by _live
-        self.overrides: list = []  # --set, applied again on reload
-
-    def observers(self) -> list:
-        from autorec.writer import SegmentObserver
-
-        export = self.export
-
-        class _ExportOnClose(SegmentObserver):
-            def segment_closed(self, segment) -> None:
-                export.submit(segment.path)
-
-        out = [self.segment_hooks]
-        if self.ruleset.output.video != "off":
-            out.append(_ExportOnClose())
-        return out
-
-    def attach(self, pipeline, writer) -> None:
-        from autorec.alerts import AlertReporter
-        from autorec.diskfloor import DiskFloorGuard
-        from autorec.journal import JOURNAL_NAME, JournalListener
-        from autorec.retention import RetentionWorker
-        from autorec.statusfile import StatusReporter
-
-        self._pipeline, self._writer = pipeline, writer
-        self.journal = JournalListener(
-            self.out / JOURNAL_NAME,
-            stats=lambda: {
-                "messages": pipeline.stats.messages,
-                "bytes_seen": pipeline.stats.bytes,
-                "bytes_kept": writer.stats.bytes,
-                "segments": writer.stats.segments,
-                "disk_free": self.disk.floor.last_free,
-            },
-            counters=self.counters,
-        )
-        alerts = self.alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
-        alerts.observers.append(self.journal.alert)
-
-        def floor_changed(t: float, change) -> None:
-            if change.state == "below":
-                alerts.disk_floor_reached(t, change.free_bytes, change.floor_bytes)
-            else:
-                alerts.disk_floor_cleared(t, change.free_bytes)
-
-        guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
-        pipeline.on_budget_change = alerts.budget_change
-        pipeline.listeners += [guard, alerts, self.journal]
-        if self.retention.active:
-            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
-            writer.add_observer(self.retention_worker)
-            self.retention_worker.request()
-        counters = self.counters
-        if self.ruleset.output.status_file:
-            self.status = StatusReporter(
-                self.out / self.ruleset.output.status_file,
-                counters=counters,
-                alerts=self.monitor.status,
-                writer_stats=lambda: writer.stats,
-                disk=self.disk,
-                scores=self.scores,
-            )
-            pipeline.listeners.append(self.status)
-        else:
-            self.status = None
-
-    def counters(self) -> dict[str, int]:
-        """The recorder's counters (status file, journal): a flat dict of ints."""
-        pipeline, writer = self._pipeline, self._writer
-        ps, ws = pipeline.stats, writer.stats
-        out = {
-            "messages": ps.messages,
-            "rejected": ps.rejected,
-            "firings": ps.firings,
-            "segments_opened": ps.segments,
-            "segments_closed": ws.segments,
-            "bytes_written": ws.bytes,
-            "dropped": ws.dropped,
-            "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
-            "telemetry_paused": ps.telemetry_paused,
-            "timelapse_frames": pipeline.timelapse.frames if pipeline.timelapse is not None else 0,
-            "timelapse_bytes": ws.timelapse_bytes,
-            "timelapse_dropped": ws.timelapse_dropped + ws.timelapse_errors,
-            "write_errors": ws.errors,
-            "pre_roll_dropped": pipeline.segmenter.pre_roll_dropped[0],
-            "suppressed_firings": pipeline.segmenter.suppressed,
-            "clock_jumps": len(pipeline.timeline.jumps),
-            "clock_steps": pipeline.timeline.steps,
-            "clock_outliers": pipeline.timeline.outliers,
-            "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
-            "exports_failed": self.export.failed,
-            "trigger_errors": sum(pipeline.engine.errors.values()),
-        }
-        if pipeline.budget is not None:  # blocked firings and thinned frames, per rule and in total
-            out.update(pipeline.budget.counters())
-        # A trigger's own counters (the motion trigger's corrupt frames, ...) as "RULE.NAME".
-        for rule, trigger in pipeline.engine.triggers.items():
-            for key, value in (getattr(trigger, "counters", None) or {}).items():
-                if isinstance(value, int):
-                    out[f"{rule}.{key}"] = value
-        return out
-
-    def scores(self) -> dict:
-        """Each rule's latest score against its threshold (status file, web UI)."""
-        return {
-            rule: {
-                "time": s.time,
-                "score": s.value,
-                "threshold": s.threshold,
-                "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
-            }
-            for rule, s in self._pipeline.scores.latest.items()
-        }
-
-    def web_feed(self):
-        """A `LiveFeed` for the web UI, attached to this run's pipeline and writer."""
-        from autorec.statusfile import RateMeter, segment_info
-        from autorec.web.feed import LiveFeed
-
-        pipeline, writer = self._pipeline, self._writer
-        meter = RateMeter()
-        recent: collections.deque = collections.deque(maxlen=20)
-
-        def snapshot() -> dict:
-            ws, floor = writer.stats, self.disk.floor
-            return {
-                "updated": time.time(),
-                "msg_per_s": round(meter.rate(time.monotonic()), 2),
-                "open_segment": segment_info(ws.open_segment),
-                "last_segment": segment_info(ws.last_segment),
-                "disk_free": floor.last_free,
-                "disk_total": floor.last_total,
-                "disk_below_floor": bool(floor.below),
-                "counters": self.counters(),
-                "alerts": self.monitor.status(),
-                "scores": self.scores(),
-            }
-
-        class _Feed(LiveFeed):
-            def message(self, t: float, kind: str | None) -> None:
-                meter.add(time.monotonic())
-                super().message(t, kind)
-
-            def _segment_closed(self, summary: dict) -> None:
-                recent.append(summary)
-                super()._segment_closed(summary)
-
-        feed = _Feed(snapshot, holds=pipeline.segmenter.open_holds, recent=lambda: list(recent))
-        pipeline.listeners.append(feed)
-        pipeline.frame_listeners.append(feed.frame)
-        writer.add_observer(feed)
-        return feed
-
-    def start(self, mode: str, source: str | None) -> None:
-        """Say in the journal that recording starts (after recovery, before the first message)."""
-        from autorec.diskfloor import disk_usage
-
-        try:
-            disk: tuple[int, int] | None = disk_usage(self.out)
-        except OSError:
-            disk = None
-        self.journal.start(mode=mode, source=source, rules=self.ruleset.path, out=self.out, disk=disk)
-
-    def close(self) -> None:
-        grace = self.ruleset.shutdown_grace
-        self.journal.is_connected = False
-        self.journal.stop()
-        if self.score_log is not None and not self.score_log.close(10):
-            log.warning("score track still being written after 10 s")
-        if self.status is not None:
-            self.status.is_connected = False  # the source is stopped: the last word says so
-            self.status.update(force=True)
-        if not self.hooks.close(grace):
-            log.warning("hooks still running after %g s were stopped", grace)
-        self.export.close(grace)
-        if self.retention_worker is not None:
-            self.retention_worker.close(5)
-
-
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-
     from autorec.diskfloor import disk_usage
+    from autorec.livedriver import record_live
     from autorec.pipeline import Pipeline
     from autorec.recovery import recover_directory
+    from autorec.services import Services
     from autorec.source import DEFAULT_URI, WebsocketSource
     from autorec.writer import SegmentWriter
 
@@ -536,7 +315,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             log.info("took over the lock of a recorder that is gone (%s)", lock.previous.describe())
         for recovered in recover_directory(out, fsync=ruleset.output.fsync):
             log.warning("%s", recovered.message())
-        services = _Services(ruleset, out)
+        services = Services(ruleset, out)
         services.overrides = list(args.overrides)
         telemetry = ruleset.output.telemetry and not args.no_telemetry
         timelapse = ruleset.output.timelapse is not None and not args.no_timelapse
@@ -569,164 +348,6 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
                 log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
         services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
         writer.start()
-        return _record(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
+        return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
     finally:
         lock.release()
-
-
-def _reload(pipeline, services: _Services) -> None:
-    """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
-    from autorec.rules import ConfigError, load_rules
-
-    path = pipeline.ruleset.path
-    try:
-        ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
-    except ConfigError as exc:
-        for error in exc.errors:
-            log.error("reload rejected: %s (the rules in use are kept)", error.line_text())
-        return
-    except OSError as exc:
-        log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
-        return
-    pipeline.reload(ruleset)
-    services.alerts.engine = pipeline.engine
-    log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
-
-
-def _record(
-    pipeline,
-    writer,
-    services: _Services,
-    uri: str,
-    out: Path,
-    sim_config,
-    duration: float | None,
-    live_source=None,
-    http: tuple | None = None,
-) -> int:
-    import asyncio
-    import contextlib
-    import signal
-
-    from autorec.pipeline import StatusLine, run_live
-    from autorec.source import WebsocketSource
-    from autorec.units import format_size
-
-    status = StatusLine(
-        pipeline,
-        out,
-        log_every=pipeline.ruleset.heartbeat,
-        writer_stats=lambda: writer.stats,
-        alerts=services.monitor.status,
-    )
-
-    why: list[str] = []  # why the run ended: the first reason is the one reported
-    stop = asyncio.Event()  # binds to the loop on first use (Python >= 3.10)
-
-    def stop_for(reason: str) -> None:
-        why.append(reason)
-        stop.set()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        web_runner = None
-        if http is not None:
-            from autorec.web.server import WebUI, describe_url, start_server
-
-            feed = services.web_feed()
-            feed.loop = loop
-            host, port, token, generated = http
-            try:
-                web_runner, base = await start_server(WebUI(out, feed, token), host, port)
-            except OSError as exc:
-                log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
-            else:
-                log.info("web UI at %s", describe_url(base, token if generated else None))
-        try:
-            await _main(loop)
-        finally:
-            if web_runner is not None:
-                await web_runner.cleanup()
-
-    async def _main(loop) -> None:
-        for sig in _signals():
-            try:
-                loop.add_signal_handler(sig, stop_for, f"{signal.Signals(sig).name} received")
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread (tests, embedding): the caller stops us another way
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, _reload, pipeline, services)
-        if sim_config is None:
-            if duration is not None:
-                loop.call_later(duration, stop_for, "duration reached")
-            log.info("recording %s into %s", uri, out)
-            async with live_source as source:
-                await run_live(pipeline, source, stop=stop, status=status)
-            return
-        from autorec.sim.server import SimServer
-
-        async with SimServer(sim_config, host="127.0.0.1", port=0) as server:
-            log.info("recording the simulator (%s) into %s", server.uri, out)
-            async with WebsocketSource(server.uri) as source:
-                live = asyncio.ensure_future(run_live(pipeline, source, stop=stop, status=status))
-                finished = asyncio.ensure_future(server.wait_finished())
-                stopped = asyncio.ensure_future(stop.wait())
-                await asyncio.wait([finished, stopped, live], return_when=asyncio.FIRST_COMPLETED)
-                if finished.done() and not stop.is_set():
-                    # Let the last messages reach us: wait until the recorder has seen
-                    # all the simulator published, bounded in time.
-                    await _drain(server, source)
-                    why.append("simulator finished")
-                stop.set()
-                await live
-                for task in (finished, stopped):
-                    task.cancel()
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ok = writer.close(30)
-        services.close()
-    if not ok:
-        log.error("writer did not finish within 30 s")
-        return 1
-    s = writer.stats
-    log.info(
-        "done: %d message(s), %d segment(s), %s written%s",
-        pipeline.stats.messages,
-        s.segments,
-        format_size(s.bytes),
-        f", {s.dropped} dropped" if s.dropped else "",
-    )
-    print(summary_line(why[0] if why else "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
-    return 0
-
-
-async def _drain(server, source, timeout: float = 5.0) -> None:
-    """Wait until the source has received every frame the simulator sent it (or `timeout`).
-
-    Frames sent to a connection that a `close` fault then dropped may never arrive: that is
-    what the timeout is for. Two agreeing samples in a row guard against a batch still queued.
-    """
-    import asyncio
-    import time
-
-    def settled() -> bool:
-        s = source.stats
-        received = s.messages + s.rejected + s.text_frames
-        sent = sum(c["sent"] for c in server.broadcaster.stats()["clients"])
-        return received >= sent
-
-    deadline = time.monotonic() + timeout
-    agreeing = 0
-    while time.monotonic() < deadline and agreeing < 2:
-        agreeing = agreeing + 1 if settled() else 0
-        await asyncio.sleep(0.05)
-
-
-def _signals() -> list[int]:
-    import signal
-
-    return [signal.SIGINT, signal.SIGTERM]
