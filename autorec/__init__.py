@@ -1,9 +1,9 @@
 """autorec: records the interesting parts of a PurpleDrop event stream.
 
-Public API:
-- `EventRecorder` (start/stop recording from a script), see `autorec.recorder`.
+The stable surface (importable from `autorec` itself; everything else may move between versions):
+- `EventRecorder`, `AsyncEventRecorder` (start/stop recording from a script), see `autorec.recorder`.
 - `LogReader`, `LogWriter` (upstream log files), see `autorec.logfile`.
-- the Trigger API for plugins, see `autorec.triggers.base`.
+- the Trigger API for plugins: `Trigger`, `Firing`, `Option`, `Score`, see `autorec.triggers.base`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,20 @@ if TYPE_CHECKING:
     from autorec.logfile import LogWriter as LogWriter
     from autorec.recorder import AsyncEventRecorder as AsyncEventRecorder
     from autorec.recorder import EventRecorder as EventRecorder
+    from autorec.triggers.base import Firing as Firing
+    from autorec.triggers.base import Option as Option
+    from autorec.triggers.base import Score as Score
+    from autorec.triggers.base import Trigger as Trigger
 
 _LAZY = {
     "EventRecorder": "autorec.recorder",
     "AsyncEventRecorder": "autorec.recorder",
     "LogReader": "autorec.logfile",
     "LogWriter": "autorec.logfile",
+    "Trigger": "autorec.triggers.base",
+    "Firing": "autorec.triggers.base",
+    "Option": "autorec.triggers.base",
+    "Score": "autorec.triggers.base",
 }
 
 __all__ = ["__version__", *_LAZY]

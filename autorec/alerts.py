@@ -41,7 +41,7 @@ from autorec.dates import utc_iso
 from autorec.streamitems import StreamListener
 from autorec.units import format_duration, format_size
 
-log = logging.getLogger("autorec.alerts")
+log = logging.getLogger(__name__)
 
 DISCONNECTED = "disconnected"
 CAMERA_STALLED = "camera_stalled"

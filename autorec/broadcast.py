@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from autorec import events
 
-log = logging.getLogger("autorec.broadcast")
+log = logging.getLogger(__name__)
 
 _IMAGE_TRANSFORM_TAG = (events.NUMBER_BY_KIND["image_transform"] << 3) | 2
 _IMAGE_TAG = (events.NUMBER_BY_KIND["image"] << 3) | 2

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from autorec.streamitems import StreamListener
 from autorec.units import format_size, parse_size
 
-log = logging.getLogger("autorec.diskfloor")
+log = logging.getLogger(__name__)
 
 DEFAULT_MIN_BYTES = 10**9
 DEFAULT_MIN_FRACTION = 0.05

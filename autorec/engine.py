@@ -42,7 +42,7 @@ from autorec.ruleset import Rule, RuleSet
 from autorec.state import StateTracker
 from autorec.triggers.base import MAX_ONSET_LAG, Firing, Score, Trigger
 
-log = logging.getLogger("autorec.engine")
+log = logging.getLogger(__name__)
 
 MAX_PENDING_SCORES = 100_000
 

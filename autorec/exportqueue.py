@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-log = logging.getLogger("autorec.exportqueue")
+log = logging.getLogger(__name__)
 
 # The child must import the autorec this process runs, whatever the working directory holds.
 # `python -m autorec` puts the working directory first on sys.path, so a folder named `autorec`

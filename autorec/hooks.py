@@ -62,7 +62,7 @@ from typing import Any
 
 from autorec.dates import utc_strftime
 
-log = logging.getLogger("autorec.hooks")
+log = logging.getLogger(__name__)
 
 # Which placeholders each hook event offers; time-valued ones accept a strftime format.
 # Every segment placeholder is accepted in every hook (unknown values become empty), so that any

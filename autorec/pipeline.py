@@ -66,7 +66,7 @@ from autorec.timelapse import TimelapsePicker
 from autorec.timeline import Timeline
 from autorec.triggers.base import Firing
 
-log = logging.getLogger("autorec.pipeline")
+log = logging.getLogger(__name__)
 
 MAX_HELD = 10_000  # messages held while no timestamp is known yet
 # A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is

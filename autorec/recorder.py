@@ -61,7 +61,7 @@ from typing import Any, Literal
 from autorec.logfile import LogWriteError, LogWriter
 from autorec.source import DEFAULT_URI, Connected, Disconnected, Gap, Message, WebsocketSource
 
-log = logging.getLogger("autorec.recorder")
+log = logging.getLogger(__name__)
 
 Mode = Literal["new", "append", "overwrite"]
 

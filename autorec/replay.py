@@ -34,7 +34,7 @@ from autorec.broadcast import Broadcaster, StreamServer
 from autorec.logfile import LogReader
 from autorec.units import format_duration
 
-log = logging.getLogger("autorec.replay")
+log = logging.getLogger(__name__)
 
 MIN_SLEEP = 0.004  # messages due closer together than this go out in one batch
 MAX_BATCH = 512  # ...but never more than this many before letting clients' writers run

@@ -48,7 +48,7 @@ from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import format_size, parse_duration, parse_size
 from autorec.writer import INDEX_NAME, SIDECAR_SUFFIX
 
-log = logging.getLogger("autorec.retention")
+log = logging.getLogger(__name__)
 
 EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from autorec.scores import NearMiss, ScoreRow
 
-log = logging.getLogger("autorec.scorelog")
+log = logging.getLogger(__name__)
 
 SCORES_PREFIX = "scores-"
 NEAR_MISSES = "near-misses.jsonl"

@@ -60,7 +60,7 @@ from websockets.uri import parse_uri
 from autorec import events
 from autorec.streamitems import Connected, Disconnected, Item, Message
 
-log = logging.getLogger("autorec.source")
+log = logging.getLogger(__name__)
 
 DEFAULT_URI = "ws://localhost:7001"
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024

@@ -34,7 +34,7 @@ from typing import Any
 from autorec.streamitems import StreamListener
 from autorec.units import with_iso_times
 
-log = logging.getLogger("autorec.statusfile")
+log = logging.getLogger(__name__)
 
 
 @dataclass

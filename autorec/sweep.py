@@ -32,7 +32,7 @@ from autorec.streamitems import Message
 from autorec.timeline import Timeline
 from autorec.triggers.base import Decider, Firing, as_firings
 
-log = logging.getLogger("autorec.sweep")
+log = logging.getLogger(__name__)
 
 
 class SweepError(ValueError):

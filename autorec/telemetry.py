@@ -26,7 +26,7 @@ from pathlib import Path
 from autorec.dates import utc_strftime
 from autorec.logfile import LogWriteError, LogWriter
 
-log = logging.getLogger("autorec.telemetry")
+log = logging.getLogger(__name__)
 
 PREFIX = "telemetry-"
 LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes

@@ -59,7 +59,7 @@ from autorec.telemetry import TelemetryLog
 from autorec.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.units import format_size, with_iso_times
 
-log = logging.getLogger("autorec.writer")
+log = logging.getLogger(__name__)
 
 MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
 

@@ -29,9 +29,9 @@ EXAMPLES = REPO / "examples" / "plugins"
 PLUGIN_SRC = EXAMPLES / "autorec-capstep"
 RULES = EXAMPLES / "capstep.yaml"
 
-engine_mod = pytest.importorskip("autorec.engine", reason="the rule engine (issue 6) is not in this tree yet")
-rules_mod = pytest.importorskip("autorec.rules", reason="the rule loader (issue 6) is not in this tree yet")
-registry = pytest.importorskip("autorec.triggers.registry", reason="the trigger registry is not in this tree yet")
+from autorec import engine as engine_mod  # noqa: E402
+from autorec import rules as rules_mod  # noqa: E402
+from autorec.triggers import registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +243,6 @@ def test_autorec_plugins_lists_the_installed_plugin_with_its_options(installed_p
         timeout=60,
         env=_env_with(installed_plugin),
     )
-    if "not built yet" in proc.stdout:
-        pytest.skip("`autorec plugins` is not built yet (issue 6)")
     # (the exit status also reflects built-ins that cannot load here, e.g. one whose module is missing)
     assert proc.returncode in (0, 1), proc.stderr
     lines = proc.stdout.splitlines()
@@ -264,8 +262,6 @@ def test_autorec_check_accepts_the_example_rule_file(installed_plugin: Path) -> 
         timeout=60,
         env=_env_with(installed_plugin),
     )
-    if "not built yet" in proc.stdout:
-        pytest.skip("`autorec check` is not built yet (issue 6)")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "group0-step" in proc.stdout
     # without the plugin installed, the same file is a config error naming its line
@@ -280,9 +276,10 @@ def test_replay_through_the_pipeline_archives_every_segment(
     installed_plugin: Path, tmp_path: Path, upstream_log: Path
 ) -> None:
     """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""
-    pipeline_mod = pytest.importorskip("autorec.pipeline", reason="the pipeline (issue 7) is not in this tree yet")
-    filesource = pytest.importorskip("autorec.filesource")
-    writer_mod = pytest.importorskip("autorec.writer")
+    from autorec import filesource
+    from autorec import pipeline as pipeline_mod
+    from autorec import writer as writer_mod
+
     text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
     text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")
     ruleset = rules_mod.parse_rules(text, RULES)
@@ -296,7 +293,7 @@ def test_replay_through_the_pipeline_archives_every_segment(
     )
     writer.start()
     pipeline = pipeline_mod.Pipeline(ruleset, writer, offline=True, telemetry=False)
-    pipeline_mod.run_file(pipeline, filesource.FileSource(upstream_log))
+    filesource.run_file(pipeline, filesource.FileSource(upstream_log))
     assert writer.close(60)
     assert hooks.close(60)
     segments = sorted((tmp_path / "out").glob("*.bin"))

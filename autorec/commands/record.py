@@ -120,7 +120,7 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
     from autorec.logfile import LogWriteError
     from autorec.streamitems import Message
 
-    log = logging.getLogger("autorec.record")
+    log = logging.getLogger(__name__)
     loop = asyncio.get_running_loop()
     reason = "stopped"
     trouble = DiskTrouble(log, capture.path)

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-log = logging.getLogger("autorec.run")
+log = logging.getLogger(__name__)
 
 REPLAY_QUEUE_BYTES = 32_000_000
 

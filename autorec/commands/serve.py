@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    log = logging.getLogger("autorec.serve")
+    log = logging.getLogger(__name__)
     if not os.path.isdir(args.directory):
         print(f"autorec serve: {args.directory}: not a directory", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-log = logging.getLogger("autorec.tune")
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -38,7 +38,7 @@ from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario
 from autorec.sim.stream import CLOSE, StreamEncoder
 
-log = logging.getLogger("autorec.sim")
+log = logging.getLogger(__name__)
 
 MAX_BATCH_REAL = 0.05  # seconds of real time worth of simulation per loop iteration, at most
 MIN_SLEEP = 0.004  # shortest pause between iterations: batches messages at high speed
