@@ -6,7 +6,8 @@ anything and without ever raising for bad content:
 - each segment's sidecar (`NAME.json`), its log (`NAME.bin`) and its video
   exports (`NAME.mp4`, `NAME.mkv`) if present;
 - `journal.jsonl` (see `autorec.journal`): runs, connections, alerts, stats;
-- `status.json`, the telemetry logs (`telemetry-*.bin`), and open segments
+- `status.json`, the telemetry and timelapse logs (`telemetry-*.bin`,
+  `timelapse-*.bin`), and open segments
   (`*.bin.partial`: a run still going, or a crash not yet recovered).
 
 Whatever is damaged or missing becomes a line in `Night.problems` (file and
@@ -144,6 +145,7 @@ class Night:
     journal: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] | None = None
     telemetry: list[Path] = field(default_factory=list)
+    timelapse: list[Path] = field(default_factory=list)  # timelapse-YYYYMMDD.bin, one frame every 30 s
     partials: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     since: float | None = None
@@ -434,6 +436,7 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
     elif error not in (None, "missing"):
         night.problems.append(f"{directory / STATUS_NAME}: {error}")
     night.telemetry = [directory / n for n in names if n.startswith("telemetry-") and n.endswith(".bin")]
+    night.timelapse = [directory / n for n in names if n.startswith("timelapse-") and n.endswith(".bin")]
     night.partials = [directory / n for n in names if n.endswith(".bin.partial")]
     return night
 

@@ -255,11 +255,52 @@ def contact_strip(
     except OSError as exc:
         strip.problem = f"cannot read {path}: {exc.strerror or exc}"
     strip.thumbs.sort(key=lambda th: (th.time, not th.evidence))
-    # a spaced frame that is the evidence frame itself adds nothing
-    unique: list[Thumb] = []
-    for th in strip.thumbs:
-        if unique and unique[-1].time == th.time:
+    # a spaced frame within a second of the evidence frame shows the same moment again: leave it out
+    evidence = [th.time for th in strip.thumbs if th.evidence]
+    strip.thumbs = [th for th in strip.thumbs if th.evidence or all(abs(th.time - t) >= 1.0 for t in evidence)]
+    return strip
+
+
+def filmstrip(
+    paths: list[str | os.PathLike[str]],
+    count: int = 48,
+    since: float | None = None,
+    until: float | None = None,
+    thumbnailer: Thumbnailer | None = None,
+) -> Strip:
+    """Up to `count` thumbnails spread evenly (by frame, in time order) over the camera frames of
+    `paths` (the night's timelapse logs). Never raises for bad content; a file that cannot be
+    read is named in `Strip.problem` and the others are used."""
+    thumbnailer = thumbnailer or Thumbnailer(192)
+    strip = Strip()
+    frames: list[tuple[float, str, int, int]] = []
+    for path in paths:
+        try:
+            frames += [(t, os.fspath(path), off, n) for t, off, n in _frame_index(path, strip)]
+        except OSError as exc:
+            strip.problem = f"cannot read {path}: {exc.strerror or exc}"
+    frames = [f for f in frames if (since is None or f[0] >= since) and (until is None or f[0] <= until)]
+    frames.sort()
+    strip.frames = len(frames)
+    if not frames:
+        return strip
+    step = max(1.0, len(frames) / count)
+    picked = sorted({int(i * step) for i in range(min(count, len(frames)))})
+    for i in picked:
+        t, path, offset, length = frames[i]
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                payload = os.pread(fd, length, offset + 4)
+            finally:
+                os.close(fd)
+            jpeg = events.decode(payload).image.image_data
+        except (OSError, events.DecodeError):
+            strip.skipped += 1
             continue
-        unique.append(th)
-    strip.thumbs = unique
+        thumb = thumbnailer.make(jpeg)
+        if thumb is None:
+            strip.skipped += 1
+            continue
+        strip.thumbs.append(Thumb(t, thumb[0], thumb[1], thumb[2]))
     return strip

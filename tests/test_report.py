@@ -94,6 +94,9 @@ def test_report_has_a_card_and_a_bar_per_segment_and_the_numbers_of_ls(night: Pa
     # the server's close faults are in the journal, hence in the summary
     assert re.search(r"<span class=bad>[1-9]\d* disconnection\(s\)", page)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the timelapse track (a frame every 30 s, on by default) is shown as a filmstrip
+    timelapse = sorted(night.glob("timelapse-*.bin"))
+    assert timelapse and "The night in pictures" in page and timelapse[0].name in page
     # the score track of the motion rule is plotted with its threshold
     assert "Score of camera-motion (threshold 0.0003)" in page
 

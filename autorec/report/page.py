@@ -48,6 +48,7 @@ THUMB_ESTIMATE = 2_000  # bytes of one 160-px thumbnail at THUMB_QUALITY, measur
 THUMB_WIDTH = 160
 THUMB_QUALITY = 8  # JPEG quantiser: at 160 px, 8 looks like 6 and is 20 % smaller
 MAX_THUMBS = 5
+TIMELAPSE_THUMBS = 48  # frames of the night's timelapse shown as a filmstrip
 
 
 @dataclass
@@ -262,7 +263,7 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     return out
 
 
-def strip_html(strip, seg: Segment) -> str:
+def strip_html(strip, seg: Segment | None) -> str:
     """A contact strip (`autorec.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs."""
     if strip is not None and strip.thumbs:
         figs = []
@@ -277,7 +278,7 @@ def strip_html(strip, seg: Segment) -> str:
         return f"<div class=strip>{''.join(figs)}</div>"
     if strip is not None and strip.problem:
         return f"<div class=meta>{_e(strip.problem)}</div>"
-    if strip is not None and strip.frames == 0 and seg.exists:
+    if strip is not None and strip.frames == 0 and seg is not None and seg.exists:
         return "<div class=meta>no camera frames in this segment</div>"
     return ""
 
@@ -344,6 +345,7 @@ _TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 {{ summary }}
 <h2 id=timeline>Timeline</h2>
 {{ embed(roots.charts) }}
+{{ timelapse }}
 <h2 id=segments>Segments</h2>
 {{ cards }}
 {{ plot_script }}
@@ -436,6 +438,21 @@ def render_report(
         jobs_list.append(
             (str(seg.path), seg.start, seg.end, per, first["time"] if first else None, _bbox(first) if first else None)
         )
+    timelapse_html = ""
+    if night.timelapse and thumbnails:
+        from autorec.thumbnails import Thumbnailer, filmstrip
+
+        film = filmstrip(night.timelapse, TIMELAPSE_THUMBS, since, until, Thumbnailer(THUMB_WIDTH, THUMB_QUALITY))
+        if film.problem:
+            problems.append(film.problem)
+        if film.thumbs:
+            names = " ".join(_e(p.name) for p in night.timelapse)
+            timelapse_html = (
+                f"<h2 id=timelapse>The night in pictures</h2><div class=meta>{len(film.thumbs)} of the "
+                f"{film.frames} timelapse frames ({names}); the whole night as a movie: "
+                f"<code>autorec video {_e(night.timelapse[0].name)} --fps 10 --timestamp</code></div>"
+                + strip_html(film, None)
+            )
     links_for = links_for or file_links(directory.resolve())
     cards: list[str] = []
     for i, (seg, strip) in enumerate(zip(night.segments, _strips(jobs_list, jobs))):
@@ -461,6 +478,7 @@ def render_report(
             "subtitle": subtitle,
             "version": __version__,
             "extra_body": extra_body,
+            "timelapse": timelapse_html,
         },
     )
     report = Report(directory, len(night.segments), len(page), _time.perf_counter() - began, problems, summary)
