@@ -1,8 +1,8 @@
 """autorec: records the interesting parts of a PurpleDrop event stream.
 
 The stable surface (importable from `autorec` itself; everything else may move between versions):
-- `EventRecorder`, `AsyncEventRecorder` (start/stop recording from a script), see `autorec.recorder`.
-- `LogReader`, `LogWriter` (upstream log files), see `autorec.logfile`.
+- `EventRecorder`, `AsyncEventRecorder` (start/stop recording from a script), see `autorec.io.recorder`.
+- `LogReader`, `LogWriter` (upstream log files), see `autorec.io.logfile`.
 - the Trigger API for plugins: `Trigger`, `Firing`, `Option`, `Score`, see `autorec.triggers.base`.
 """
 
@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from autorec.logfile import LogReader as LogReader
-    from autorec.logfile import LogWriter as LogWriter
-    from autorec.recorder import AsyncEventRecorder as AsyncEventRecorder
-    from autorec.recorder import EventRecorder as EventRecorder
+    from autorec.io.logfile import LogReader as LogReader
+    from autorec.io.logfile import LogWriter as LogWriter
+    from autorec.io.recorder import AsyncEventRecorder as AsyncEventRecorder
+    from autorec.io.recorder import EventRecorder as EventRecorder
     from autorec.triggers.base import Firing as Firing
     from autorec.triggers.base import Option as Option
     from autorec.triggers.base import Score as Score
     from autorec.triggers.base import Trigger as Trigger
 
 _LAZY = {
-    "EventRecorder": "autorec.recorder",
-    "AsyncEventRecorder": "autorec.recorder",
-    "LogReader": "autorec.logfile",
-    "LogWriter": "autorec.logfile",
+    "EventRecorder": "autorec.io.recorder",
+    "AsyncEventRecorder": "autorec.io.recorder",
+    "LogReader": "autorec.io.logfile",
+    "LogWriter": "autorec.io.logfile",
     "Trigger": "autorec.triggers.base",
     "Firing": "autorec.triggers.base",
     "Option": "autorec.triggers.base",

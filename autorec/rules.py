@@ -19,9 +19,9 @@ Contracts:
   its options).
 - YAML is loaded with a safe loader; duplicate keys are errors (PyYAML would
   silently keep the last one).
-- The output name template is checked at load time (see `autorec.segmentname`),
+- The output name template is checked at load time (see `autorec.core.segmentname`),
   so a bad one is reported up front.
-- The result is the rule model (`autorec.ruleset`), which knows no YAML: the
+- The result is the rule model (`autorec.core.ruleset`), which knows no YAML: the
   rule engine and the pipeline import that, not this loader.
 """
 
@@ -40,16 +40,16 @@ from typing import Any
 
 import yaml
 
-from autorec.budget import Budget, FlapPolicy
-from autorec.events import KINDS
-from autorec.hooks import check_format_width
-from autorec.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet, SegmentSettings
-from autorec.segmentname import (
+from autorec.core.budget import Budget, FlapPolicy
+from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet, SegmentSettings
+from autorec.core.segmentname import (
     NAME_FIELDS,
     UNSAFE,
     render_raw,
     render_segment_name,  # noqa: F401  (re-exported: autorec.rules.render_segment_name)
 )
+from autorec.events import KINDS
+from autorec.services.hooks import check_format_width
 from autorec.triggers.fields import suggest
 from autorec.units import format_size, parse_duration, parse_size
 
@@ -941,14 +941,14 @@ def _plain_file_name(value: Any) -> str:
 
 
 def _hook_commands(event: str) -> Callable[[Any], list[Any] | None]:
-    """Hook commands are checked by `autorec.hooks.validate_commands`, the one contract
+    """Hook commands are checked by `autorec.services.hooks.validate_commands`, the one contract
     for what a hook may be (argv lists, known placeholders for that hook); the value
     keeps the user's shape (one argv list or a list of them), every item a string."""
 
     def conv(value: Any) -> list[Any] | None:
         if value is None:
             return None
-        from autorec.hooks import validate_commands  # hooks imports nothing from here
+        from autorec.services.hooks import validate_commands  # hooks imports nothing from here
 
         argvs = [list(argv) for argv in validate_commands(event, value)]
         return argvs if all(isinstance(c, list) for c in value) else argvs[0]

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from autorec import events
 from autorec.commands.run import REPLAY_QUEUE_BYTES
-from autorec.dryrun import DryRun
-from autorec.filesource import FileSource, run_file
-from autorec.logfile import LogReader, LogWriter
-from autorec.pipeline import Pipeline
+from autorec.core.dryrun import DryRun
+from autorec.core.pipeline import Pipeline
+from autorec.io.filesource import FileSource, run_file
+from autorec.io.logfile import LogReader, LogWriter
+from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
-from autorec.writer import SegmentWriter
 
 REPO = Path(__file__).resolve().parent.parent
 

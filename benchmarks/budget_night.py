@@ -17,14 +17,14 @@ import argparse
 import time
 
 from autorec import events
-from autorec.pipeline import Pipeline
+from autorec.core.pipeline import Pipeline
+from autorec.core.segmenter import CloseSegment, Write
+from autorec.io.source import Message
 from autorec.rules import parse_rules
-from autorec.segmenter import CloseSegment, Write
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
-from autorec.source import Message
 from autorec.units import format_size, parse_size
 
 START = 1_764_547_200.0  # 2025-12-01T00:00:00Z

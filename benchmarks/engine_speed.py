@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from autorec import events
-from autorec.engine import RuleEngine
-from autorec.logfile import LogReader
+from autorec.core.engine import RuleEngine
+from autorec.core.state import StateTracker
+from autorec.io.logfile import LogReader
 from autorec.rules import load_rules, parse_rules
-from autorec.state import StateTracker
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO.parent / "shared" / "fixtures" / "upstream-sim.bin"

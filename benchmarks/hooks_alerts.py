@@ -29,11 +29,11 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 sys.path.insert(0, str(REPO / "examples" / "plugins" / "autorec-capstep"))
 
 from autorec import events  # noqa: E402
-from autorec.alerts import AlertMonitor, AlertReporter  # noqa: E402
-from autorec.engine import RuleEngine  # noqa: E402
-from autorec.hooks import HookRunner  # noqa: E402
-from autorec.logfile import LogReader  # noqa: E402
+from autorec.core.engine import RuleEngine  # noqa: E402
+from autorec.io.logfile import LogReader  # noqa: E402
 from autorec.rules import parse_rules  # noqa: E402
+from autorec.services.alerts import AlertMonitor, AlertReporter  # noqa: E402
+from autorec.services.hooks import HookRunner  # noqa: E402
 
 
 def _percentiles(samples: list[float]) -> str:

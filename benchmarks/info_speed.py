@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from autorec import events  # noqa: E402
 from autorec.commands.info import summarize  # noqa: E402
-from autorec.logfile import LogWriter  # noqa: E402
+from autorec.io.logfile import LogWriter  # noqa: E402
 from autorec.proto import PurpleDropEvent  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures"

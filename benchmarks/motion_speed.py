@@ -38,7 +38,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from autorec.framedecode import GrayDecoder
+from autorec.media.framedecode import GrayDecoder
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.motion import MotionTrigger
 
@@ -146,7 +146,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_sim_log(path: Path, minutes: float) -> dict:
     """An N-minute simulated log at 10 fps (demo scenario), as `autorec record --sim` would keep it."""
-    from autorec.logfile import LogWriter
+    from autorec.io.logfile import LogWriter
     from autorec.sim.camera import CameraRenderer
     from autorec.sim.core import Simulation
     from autorec.sim.scenario import load_scenario

@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autorec.logfile import LogWriter  # noqa: E402
+from autorec.io.logfile import LogWriter  # noqa: E402
 from autorec.proto import PurpleDropEvent  # noqa: E402
 from autorec.sim.camera import CameraRenderer  # noqa: E402
 

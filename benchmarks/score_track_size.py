@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from simlog import write_sim_log
 
-from autorec.dryrun import DryRun
-from autorec.filesource import FileSource, run_file
-from autorec.pipeline import Pipeline
+from autorec.core.dryrun import DryRun
+from autorec.core.pipeline import Pipeline
+from autorec.io.filesource import FileSource, run_file
+from autorec.io.scorelog import HEADER
 from autorec.rules import parse_rules
-from autorec.scorelog import HEADER
 
 RULES = """rules:
   - {name: camera-motion, trigger: motion}

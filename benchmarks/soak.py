@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autorec import events
-from autorec.logfile import LogReader
-from autorec.source import Connected, Disconnected, Message, WebsocketSource
+from autorec.io.logfile import LogReader
+from autorec.io.source import Connected, Disconnected, Message, WebsocketSource
 
 REPO = Path(__file__).resolve().parent.parent
 GAP_SLACK = 10.0  # simulated seconds (the tick lag is 0.25 real s, 5 s simulated at 20x)

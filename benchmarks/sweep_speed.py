@@ -6,7 +6,7 @@ a first plain read):
 
 - baseline: one `run --replay LOG --dry-run` (FileSource -> Pipeline -> DryRun) with the
   motion rule of rules/motion.yaml;
-- sweep: `autorec.sweep.sweep` over the same log with 10 thresholds of that rule
+- sweep: `autorec.core.sweep.sweep` over the same log with 10 thresholds of that rule
   (the rule engine once, 10 segmenter lanes).
 
 Each is run `--repeat` times, interleaved, and the best time counts (the machine is shared:
@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from simlog import write_sim_log  # noqa: E402
 
-from autorec.dryrun import DryRun  # noqa: E402
-from autorec.filesource import FileSource, run_file  # noqa: E402
-from autorec.logfile import LogReader  # noqa: E402
-from autorec.pipeline import Pipeline  # noqa: E402
+from autorec.core.dryrun import DryRun  # noqa: E402
+from autorec.core.pipeline import Pipeline  # noqa: E402
+from autorec.core.sweep import sweep  # noqa: E402
+from autorec.io.filesource import FileSource, run_file  # noqa: E402
+from autorec.io.logfile import LogReader  # noqa: E402
 from autorec.rules import load_rules  # noqa: E402
-from autorec.sweep import sweep  # noqa: E402
 
 
 def main() -> None:

@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 from autorec import events
-from autorec.pipeline import Pipeline
+from autorec.core.pipeline import Pipeline
+from autorec.io.source import Message
+from autorec.io.writer import SegmentWriter
 from autorec.rules import parse_rules
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario
 from autorec.sim.stream import StreamEncoder
-from autorec.source import Message
 from autorec.units import format_size
-from autorec.writer import SegmentWriter
 
 START = 1_764_547_200.0  # 2025-12-01T00:00:00Z: one daily file per track
 

@@ -30,8 +30,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from autorec import events, video
-from autorec.logfile import LogReader, LogWriter
+from autorec import events
+from autorec.io.logfile import LogReader, LogWriter
+from autorec.media import video
 from autorec.proto import PurpleDropEvent
 
 REPO = Path(__file__).resolve().parent.parent

@@ -49,7 +49,7 @@ def board_photo_2() -> Path:
 def stream_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 s of the built-in simulator's stream (demo scenario, seed 1, no camera) as a log: ~300 records of
     every periodic kind, timeless electrode_state and device_info among them. Generated, never skipped."""
-    from autorec.logfile import LogWriter
+    from autorec.io.logfile import LogWriter
     from autorec.sim.core import Simulation
     from autorec.sim.scenario import load_scenario
     from autorec.sim.stream import StreamEncoder

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from autorec import events
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
 
 

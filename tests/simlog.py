@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autorec.logfile import LogWriter
+from autorec.io.logfile import LogWriter
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario, parse_scenario

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from autorec.alerts import CAMERA_STALLED, DISCONNECTED, DISK_FLOOR, AlertAction, AlertMonitor, AlertReporter
-from autorec.hooks import HookRunner
+from autorec.services.alerts import CAMERA_STALLED, DISCONNECTED, DISK_FLOOR, AlertAction, AlertMonitor, AlertReporter
+from autorec.services.hooks import HookRunner
 
 T0 = 1_795_516_318.0  # a rig's wall clock, as in the upstream fixture
 
@@ -184,7 +184,7 @@ def test_alerts_and_on_alert_hook_against_the_simulator(tmp_path: Path) -> None:
     """Disconnected and camera_stalled alerts raised and cleared from a real websocket stream, announced by hook."""
     server_mod = pytest.importorskip("autorec.sim.server")
     config_mod = pytest.importorskip("autorec.sim.config")
-    from autorec.source import Connected, Disconnected, WebsocketSource
+    from autorec.io.source import Connected, Disconnected, WebsocketSource
 
     out = tmp_path / "alerts log.txt"
     append = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')"

@@ -9,7 +9,7 @@ from test_sim_support import DEADLINE, receive
 from websockets.asyncio.client import connect
 
 from autorec import events
-from autorec.broadcast import Broadcaster, BroadcastServer
+from autorec.io.broadcast import Broadcaster, BroadcastServer
 from autorec.proto import PurpleDropEvent
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from autorec import events
-from autorec.alerts import AlertMonitor
-from autorec.budget import Budget, BudgetKeeper, Change, FlapPolicy
-from autorec.pipeline import Pipeline
+from autorec.core.budget import Budget, BudgetKeeper, Change, FlapPolicy
+from autorec.core.pipeline import Pipeline
+from autorec.core.segmenter import CloseSegment, OpenSegment, Write
+from autorec.io.source import Message
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
-from autorec.segmenter import CloseSegment, OpenSegment, Write
+from autorec.services.alerts import AlertMonitor
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
-from autorec.source import Message
 from autorec.triggers.base import Firing
 
 T0 = 1_764_540_000.0  # a whole hour (UTC)

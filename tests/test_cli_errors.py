@@ -290,7 +290,7 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
 
 
 def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
-    from autorec.instancelock import InstanceLock
+    from autorec.io.instancelock import InstanceLock
     from tests.videolog import T0, sensor_event, write_log
 
     # Offline runs wrote segments (and index.jsonl lines) into a directory a live run was recording into.

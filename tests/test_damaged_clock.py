@@ -13,13 +13,13 @@ from segment_helpers import payload
 
 from autorec import dates, events
 from autorec.cli import main
-from autorec.logfile import LogReader, LogWriter
-from autorec.pipeline import Pipeline
+from autorec.core.pipeline import Pipeline
+from autorec.io.logfile import LogReader, LogWriter
+from autorec.io.source import Message
+from autorec.io.telemetry import TelemetryLog, telemetry_name
+from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.rules import load_rules, render_segment_name
-from autorec.source import Message
-from autorec.telemetry import TelemetryLog, telemetry_name
-from autorec.writer import SegmentWriter
 
 T0 = 1_795_520_000.0  # 2026-11-24
 DAY = "20261124"
@@ -104,7 +104,7 @@ def test_damaged_timestamps_are_outliers_and_date_nothing_outside_the_night(tmp_
     in_range = [d for d in DAMAGED if events.timestamp(events.decode(_damaged("hv_regulator", *d))) is not None]
     assert len(in_range) == 6
     assert pipe.timeline.outliers == 6 and pipe.timeline.steps == 0
-    assert pipe.status()["clock_outliers"] == 6
+    assert pipe.counters()["clock_outliers"] == 6
     assert pipe.stats.messages == len(sent)  # nothing lost
     names = sorted(p.name for p in out.iterdir())
     assert [n for n in names if n.startswith("telemetry-")] == [f"telemetry-{DAY}.bin"]
@@ -147,9 +147,9 @@ def test_a_failing_telemetry_write_is_counted_and_logged_once(tmp_path: Path, ca
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")
     tele = TelemetryLog(blocker)
-    with caplog.at_level(logging.WARNING, logger="autorec.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="autorec.io.telemetry"):
         for i in range(500):
             tele.write(T0 + i, payload("hv_regulator", T0 + i, i))
         tele.close()
     assert tele.dropped == 500 and tele.records == 0
-    assert len([r for r in caplog.records if r.name == "autorec.telemetry"]) == 1
+    assert len([r for r in caplog.records if r.name == "autorec.io.telemetry"]) == 1

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from autorec import events
-from autorec.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage, parse_min_free
+from autorec.core.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
 from autorec.proto import PurpleDropEvent
-from autorec.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
+from autorec.services.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage, parse_min_free
 from autorec.triggers.base import Firing
 
 GB = 10**9
@@ -123,7 +123,7 @@ class _Pipe:
         firings = [Firing("moved", t, {})] if fire else []
         self.sink.submit(self.segmenter.feed(t, e.SerializeToString(), "hv_regulator", firings))
 
-    # what the guard asks of a pipeline (autorec.pipeline.Pipeline.pause/resume)
+    # what the guard asks of a pipeline (autorec.core.pipeline.Pipeline.pause/resume)
     def pause(self, t: float, reason: str) -> None:
         self.sink.submit(self.segmenter.pause(t, reason))
 
@@ -173,12 +173,12 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
     from segment_helpers import payload
 
-    from autorec.logfile import LogReader
-    from autorec.pipeline import Pipeline
+    from autorec.core.pipeline import Pipeline
+    from autorec.io.logfile import LogReader
+    from autorec.io.source import Message
+    from autorec.io.telemetry import telemetry_name
+    from autorec.io.writer import SegmentWriter
     from autorec.rules import parse_rules
-    from autorec.source import Message
-    from autorec.telemetry import telemetry_name
-    from autorec.writer import SegmentWriter
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
-from autorec.engine import RuleEngine
+from autorec.core.engine import RuleEngine
 from autorec.rules import Rule, RuleSet, SegmentSettings, load_rules, parse_rules
 from autorec.triggers.base import Firing, Trigger
 from tests.rulefiles import electrode_state, message, scan, timed
@@ -98,7 +98,7 @@ def test_a_raising_trigger_is_isolated_counted_and_disabled(caplog):
     eng = RuleEngine(
         ruleset(("bad", Exploding, {"ok": 2}), ("good", Recorder, {}), ("also", Exploding, {"ok": 100}), max_errors=3)
     )
-    with caplog.at_level(logging.ERROR, logger="autorec.engine"):
+    with caplog.at_level(logging.ERROR, logger="autorec.core.engine"):
         fired = [f.rule for t in range(10) for f in eng.feed(float(t), hv(float(t)))]
     # The good rules keep working all along.
     assert fired.count("also") == 10 and fired.count("bad") == 2

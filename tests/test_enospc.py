@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.diskfloor import DiskFloor, MinFree, disk_usage
-from autorec.logfile import LogReader, LogWriteError, LogWriter
+from autorec.io.logfile import LogReader, LogWriteError, LogWriter
+from autorec.io.recovery import INDEX_NAME, append_index_line, recover_partial
 from autorec.proto import PurpleDropEvent
-from autorec.recovery import INDEX_NAME, append_index_line, recover_partial
-from autorec.statusfile import Status, StatusFile, read_status
+from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
+from autorec.services.statusfile import Status, StatusFile, read_status
 
 T0 = 1_763_000_000.0
 

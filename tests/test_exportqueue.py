@@ -7,8 +7,8 @@ import time
 import pytest
 from videolog import T0, decoded_times, frames_log, make_jpeg, sensor_event, write_log
 
-from autorec import video
-from autorec.exportqueue import ExportQueue
+from autorec.media import video
+from autorec.services.exportqueue import ExportQueue
 
 
 def test_submitted_logs_are_exported_in_the_background(tmp_path):

@@ -25,7 +25,7 @@ from segment_helpers import payload
 from videolog import image_event, make_jpeg, sensor_event, transform_event
 
 from autorec import cli, events
-from autorec.logfile import LogWriter
+from autorec.io.logfile import LogWriter
 from autorec.proto import PurpleDropEvent
 
 SEED = 15

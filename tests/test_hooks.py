@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from autorec.hooks import HookConfigError, HookEvent, HookRunner, from_config, substitute, validate_commands
+from autorec.services.hooks import HookConfigError, HookEvent, HookRunner, from_config, substitute, validate_commands
 
 PY = sys.executable
 DEADLINE = 30.0  # generous: 2 shared cores
@@ -135,7 +135,7 @@ def test_from_config_reads_timeout_and_rejects_bad_hooks() -> None:
 
 
 def test_failing_hook_is_logged_with_status_and_output(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="autorec.hooks")
+    caplog.set_level(logging.INFO, logger="autorec.services.hooks")
     cmd = [PY, "-c", "import sys; print('no space left on archive'); sys.exit(3)", "{path}"]
     runner = HookRunner({"on_segment_close": cmd, "on_segment_open": ["/nonexistent/hook-binary"]}, timeout=20)
     try:

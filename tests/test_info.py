@@ -11,7 +11,7 @@ import pytest
 from autorec import events
 from autorec.cli import main
 from autorec.commands.info import ABSENT, HEAD, head_timestamp, jpeg_size
-from autorec.logfile import LogReader, LogWriter
+from autorec.io.logfile import LogReader, LogWriter
 from autorec.proto import PurpleDropEvent
 
 

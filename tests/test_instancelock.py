@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from autorec.instancelock import LOCK_NAME, InstanceLock, InstanceLockError, read_holder
+from autorec.io.instancelock import LOCK_NAME, InstanceLock, InstanceLockError, read_holder
 
 HOLDER_SCRIPT = """
 import sys
 import time
 from pathlib import Path
-from autorec.instancelock import InstanceLock
+from autorec.io.instancelock import InstanceLock
 lock = InstanceLock(sys.argv[1])
 lock.acquire()
 print("locked", flush=True)

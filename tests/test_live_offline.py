@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from tests.polling import wait_until
 from tests.simlog import write_sim_log
 

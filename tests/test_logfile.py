@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.logfile import HEADER, LogReader, LogWriter, frame
+from autorec.io.logfile import HEADER, LogReader, LogWriter, frame
 from tests.upstreamreader import upstream_read
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autorec.engine import RuleEngine
+from autorec.core.engine import RuleEngine
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
 from autorec.sim.core import Simulation

@@ -1,4 +1,4 @@
-"""The night model (`autorec.night`), `autorec ls` and `autorec info DIR` on real and damaged directories."""
+"""The night model (`autorec.report.night`), `autorec ls` and `autorec info DIR` on real and damaged directories."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from autorec.cli import main
-from autorec.journal import JournalFile, read_journal
-from autorec.logfile import LogWriter
-from autorec.night import load_night, parse_when
+from autorec.io.logfile import LogWriter
+from autorec.report.night import load_night, parse_when
+from autorec.services.journal import JournalFile, read_journal
 
 
 def make_segment(directory: Path, name: str, start: float, end: float, rules=("r",), records: int = 1, **sidecar):

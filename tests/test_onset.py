@@ -14,13 +14,13 @@ import pytest
 from segment_helpers import payload
 from simlog import write_sim_log
 
-from autorec.dryrun import DryRun
-from autorec.engine import RuleEngine
-from autorec.filesource import FileSource, run_file
-from autorec.pipeline import Pipeline
+from autorec.core.dryrun import DryRun
+from autorec.core.engine import RuleEngine
+from autorec.core.pipeline import Pipeline
+from autorec.core.segmenter import OpenSegment, Segmenter, SegmentPolicy
+from autorec.io.filesource import FileSource, run_file
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
-from autorec.segmenter import OpenSegment, Segmenter, SegmentPolicy
 from autorec.triggers.base import Firing, as_firings
 
 PRE_ROLL = 10.0
@@ -150,7 +150,7 @@ def test_threshold_for_is_checked_like_any_option(tmp_path: Path) -> None:
 
 
 def test_the_sidecar_lists_firing_time_and_onset(demo_log, tmp_path: Path) -> None:
-    from autorec.writer import SegmentWriter
+    from autorec.io.writer import SegmentWriter
 
     path, _truth = demo_log
     text = "segments: {pre_roll: 2s, post_roll: 2s}\nrules:\n  - {name: mv, trigger: movement}\n"

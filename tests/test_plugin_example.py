@@ -19,18 +19,18 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.alerts import AlertMonitor, AlertReporter
-from autorec.hooks import HookEvent, HookRunner, SegmentHooks, from_config
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
+from autorec.services.alerts import AlertMonitor, AlertReporter
+from autorec.services.hooks import HookEvent, HookRunner, SegmentHooks, from_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "plugins"
 PLUGIN_SRC = EXAMPLES / "autorec-capstep"
 RULES = EXAMPLES / "capstep.yaml"
 
-from autorec import engine as engine_mod  # noqa: E402
 from autorec import rules as rules_mod  # noqa: E402
+from autorec.core import engine as engine_mod  # noqa: E402
 from autorec.triggers import registry  # noqa: E402
 
 
@@ -276,9 +276,9 @@ def test_replay_through_the_pipeline_archives_every_segment(
     installed_plugin: Path, tmp_path: Path, upstream_log: Path
 ) -> None:
     """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""
-    from autorec import filesource
-    from autorec import pipeline as pipeline_mod
-    from autorec import writer as writer_mod
+    from autorec.core import pipeline as pipeline_mod
+    from autorec.io import filesource
+    from autorec.io import writer as writer_mod
 
     text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
     text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autorec.preroll import Entry, PreRoll
+from autorec.core.preroll import Entry, PreRoll
 
 
 def e(t: float, size: int = 10, kind: str = "hv_regulator") -> Entry:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autorec.cli import main
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
 from tests.upstreamreader import upstream_read
 from tests.wsfixtures import EventServer, fixture_payloads, wait_until

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from autorec import AsyncEventRecorder, EventRecorder
-from autorec.logfile import LogReader
-from autorec.recorder import RecorderConnectError, RecorderError, RecorderTimeout
+from autorec.io.logfile import LogReader
+from autorec.io.recorder import RecorderConnectError, RecorderError, RecorderTimeout
 from tests.upstreamreader import upstream_read
 from tests.wsfixtures import EventServer, fixture_payloads, wait_until
 

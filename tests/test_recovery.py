@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.logfile import LogReader, LogWriter, frame
+from autorec.io.logfile import LogReader, LogWriter, frame
+from autorec.io.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
 from autorec.proto import PurpleDropEvent
-from autorec.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
 from autorec.units import iso_utc
 
 T0 = 1_763_000_000.0
@@ -142,7 +142,7 @@ def test_empty_partial_is_removed_and_names_never_clobber(tmp_path):
 WRITER_SCRIPT = """
 import sys
 from autorec import events
-from autorec.logfile import LogWriter
+from autorec.io.logfile import LogWriter
 from autorec.proto import PurpleDropEvent
 w = LogWriter(sys.argv[1], buffer_bytes=1)  # every record reaches the OS at once
 e = PurpleDropEvent()
@@ -210,8 +210,8 @@ def test_a_users_own_bin_file_is_never_adopted(tmp_path):
 
 def test_matches_the_writers_sidecar_and_index_format(tmp_path):
     """A segment cut short by a crash recovers to the same shapes the writer produces on close."""
-    writer_mod = pytest.importorskip("autorec.writer")
-    from autorec.segmenter import CloseSegment, OpenSegment, PreRollExtent, Write
+    writer_mod = pytest.importorskip("autorec.io.writer")
+    from autorec.core.segmenter import CloseSegment, OpenSegment, PreRollExtent, Write
     from autorec.triggers.base import Firing
 
     def segment(directory: Path):

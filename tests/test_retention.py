@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autorec.logfile import LogWriter
-from autorec.retention import (
+from autorec.io.logfile import LogWriter
+from autorec.io.retention import (
     INDEX_NAME,
     RetentionPolicy,
     RetentionWorker,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
 from autorec.units import format_size
@@ -213,8 +213,8 @@ def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
 
 
 def _pipeline(tmp_path: Path, **kw):
-    from autorec.dryrun import DryRun
-    from autorec.pipeline import Pipeline
+    from autorec.core.dryrun import DryRun
+    from autorec.core.pipeline import Pipeline
     from autorec.rules import load_rules
 
     sink = DryRun()
@@ -224,14 +224,14 @@ def _pipeline(tmp_path: Path, **kw):
 def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
     from segment_helpers import payload
 
-    from autorec.source import Message
+    from autorec.io.source import Message
 
     p = payload(kind, t, value)
     return Message(p, 0.0, mono, kind, event=events.decode(p))
 
 
 def test_pipeline_counts_rejects_and_holds_untimed_messages_until_a_time(tmp_path: Path):
-    from autorec.source import Message
+    from autorec.io.source import Message
 
     pipe, sink = _pipeline(tmp_path, offline=True)
     pipe.message(Message(b"\xff\x00garbage", 0.0, 0.0, None, rejected="not a PurpleDropEvent"))
@@ -375,8 +375,8 @@ def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
 
 
 def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
-    from autorec.dryrun import DryRun
-    from autorec.pipeline import Pipeline
+    from autorec.core.dryrun import DryRun
+    from autorec.core.pipeline import Pipeline
     from autorec.rules import load_rules
 
     shown = io.StringIO()

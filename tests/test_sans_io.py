@@ -18,13 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 CORE = (
-    "autorec.clock",
-    "autorec.timeline",
-    "autorec.preroll",
-    "autorec.segmenter",
-    "autorec.engine",
-    "autorec.state",
-    "autorec.scores",
+    "autorec.core.clock",
+    "autorec.core.timeline",
+    "autorec.core.preroll",
+    "autorec.core.segmenter",
+    "autorec.core.engine",
+    "autorec.core.state",
+    "autorec.core.scores",
     "autorec.triggers.base",
     "autorec.triggers.electrodes",
     "autorec.triggers.movement",
@@ -58,8 +58,8 @@ SCRIPT = textwrap.dedent(
 
     # The rule model is built directly: reading YAML is the loader's job (autorec.rules, an edge).
     from pathlib import Path
-    from autorec.ruleset import Rule, RuleSet
-    from autorec.segmenter import SegmentPolicy
+    from autorec.core.ruleset import Rule, RuleSet
+    from autorec.core.segmenter import SegmentPolicy
     from autorec.triggers.electrodes import ElectrodesTrigger
     from autorec.triggers.movement import MovementTrigger
     from autorec.triggers.threshold import ThresholdTrigger
@@ -75,9 +75,9 @@ SCRIPT = textwrap.dedent(
     )
     assert "autorec.rules" not in sys.modules, "the core imports the rule-file loader"
     from autorec import events
-    from autorec.engine import RuleEngine
-    from autorec.segmenter import Segmenter, OpenSegment, Write, CloseSegment
-    from autorec.timeline import Timeline
+    from autorec.core.engine import RuleEngine
+    from autorec.core.segmenter import Segmenter, OpenSegment, Write, CloseSegment
+    from autorec.core.timeline import Timeline
     from autorec.sim.core import Simulation
     from autorec.sim.scenario import load_scenario
     from autorec.sim.stream import StreamEncoder
@@ -125,6 +125,6 @@ def test_core_imports_no_networking_and_runs_without_files_or_clocks():
 
 
 def test_the_check_itself_catches_a_module_that_imports_networking():
-    code = "MODULES = ('autorec.source',)\n" + SCRIPT
+    code = "MODULES = ('autorec.io.source',)\n" + SCRIPT
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "sans-I/O core imported" in proc.stderr

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from simlog import T0, write_sim_log
 
-from autorec.dryrun import DryRun
-from autorec.filesource import FileSource, run_file
-from autorec.pipeline import Pipeline
+from autorec.core.dryrun import DryRun
+from autorec.core.pipeline import Pipeline
+from autorec.core.scores import ScoreTrack
+from autorec.io.filesource import FileSource, run_file
+from autorec.io.scorelog import ScoreLog, scores_name
 from autorec.rules import ConfigError, parse_rules
-from autorec.scorelog import ScoreLog, scores_name
-from autorec.scores import ScoreTrack
 from autorec.triggers.base import Firing, Score
 
 
@@ -92,7 +92,7 @@ def test_sub_threshold_motion_is_found_as_near_misses(subtle_log) -> None:
 
 
 def test_replay_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp_path: Path) -> None:
-    from autorec.writer import SegmentWriter
+    from autorec.io.writer import SegmentWriter
 
     path, _truth = subtle_log
     rules = parse_rules(
@@ -132,9 +132,9 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
     import io
 
     from autorec import events
-    from autorec.livedriver import StatusLine
+    from autorec.io.livedriver import StatusLine
+    from autorec.io.source import Message
     from autorec.proto import PurpleDropEvent
-    from autorec.source import Message
 
     text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
     rules = parse_rules(text, "s.yaml")
@@ -149,8 +149,8 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
 
 
 def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autorec import engine as engine_module
-    from autorec.engine import RuleEngine
+    from autorec.core import engine as engine_module
+    from autorec.core.engine import RuleEngine
     from autorec.proto import PurpleDropEvent
 
     (tmp_path / "noisy.py").write_text(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.logfile import LogReader, LogWriter
+from autorec.io.logfile import LogReader, LogWriter
+from autorec.io.source import Connected, Disconnected, Message, WebsocketSource
 from autorec.proto import PurpleDropEvent
-from autorec.source import Connected, Disconnected, Message, WebsocketSource
 from tests.wsfixtures import EventServer, fixture_payloads
 
 

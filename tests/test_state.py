@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from autorec.state import StateTracker, covered_from_scan
+from autorec.core.state import StateTracker, covered_from_scan
 from tests.rulefiles import electrode_state, message, scan, timed
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from autorec.statusfile import RateMeter, Status, StatusFile, read_status, segment_info, write_status
+from autorec.services.statusfile import RateMeter, Status, StatusFile, read_status, segment_info, write_status
 
 
 def _status(i: int) -> Status:
@@ -104,7 +104,7 @@ def test_rate_meter_window():
 
 
 def test_segment_info_from_writer_segment_files(tmp_path):
-    from autorec.writer import SegmentFile
+    from autorec.io.writer import SegmentFile
 
     seg = SegmentFile(
         seq=1,
@@ -128,8 +128,8 @@ def test_segment_info_from_writer_segment_files(tmp_path):
 
 
 def test_reporter_writes_on_its_cadence_from_what_it_sees(tmp_path):
-    from autorec.diskfloor import DiskWatch
-    from autorec.statusfile import StatusReporter
+    from autorec.services.diskfloor import DiskWatch
+    from autorec.services.statusfile import StatusReporter
 
     clock = [0.0]
     counters = {"messages": 0}

@@ -18,16 +18,16 @@ from videolog import T0 as VT0
 from videolog import frames_log
 
 from autorec import events
-from autorec.atomicfile import SymlinkRefused, append_json_line, open_nofollow, replace_file, write_json
 from autorec.cli import main
-from autorec.instancelock import InstanceLock
-from autorec.logfile import LogWriter
-from autorec.pipeline import Pipeline
-from autorec.recovery import recover_directory
+from autorec.core.pipeline import Pipeline
+from autorec.io.atomicfile import SymlinkRefused, append_json_line, open_nofollow, replace_file, write_json
+from autorec.io.instancelock import InstanceLock
+from autorec.io.logfile import LogWriter
+from autorec.io.recovery import recover_directory
+from autorec.io.source import Message
+from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
-from autorec.source import Message
-from autorec.statusfile import write_status
-from autorec.writer import SegmentWriter
+from autorec.services.statusfile import write_status
 
 T0 = 1_795_520_000.0  # 2026-11-24
 PRECIOUS = b"precious data outside the output directory\n"

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from autorec import events
-from autorec.diskfloor import PAUSE_REASON
-from autorec.logfile import LogReader
-from autorec.pipeline import Pipeline
-from autorec.retention import RetentionPolicy, apply_retention
+from autorec.core.pipeline import Pipeline
+from autorec.core.timelapse import TimelapsePicker, timelapse_name
+from autorec.io.logfile import LogReader
+from autorec.io.retention import RetentionPolicy, apply_retention
+from autorec.io.source import Message
+from autorec.io.writer import SegmentWriter
 from autorec.rules import ConfigError, load_rules, parse_rules
+from autorec.services.diskfloor import PAUSE_REASON
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
-from autorec.source import Message
-from autorec.timelapse import TimelapsePicker, timelapse_name
-from autorec.writer import SegmentWriter
 from tests.rulefiles import write_rules
 
 # 22:00 UTC: the night crosses midnight, so it fills two daily files.

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from autorec.clock import ClockNormaliser, Decision, Verdict
-from autorec.timeline import Timeline
+from autorec.core.clock import ClockNormaliser, Decision, Verdict
+from autorec.core.timeline import Timeline
 
 YEAR_1 = -62_135_596_800.0 + 5.0
 FAR_FUTURE = 253_402_000_000.0  # year 9999: still a valid timestamp, decades away

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autorec.engine import RuleEngine
+from autorec.core.engine import RuleEngine
 from autorec.rules import parse_rules
 from autorec.triggers.base import Firing
 from tests.rulefiles import electrode_state, message, scan, timed

@@ -9,11 +9,11 @@ import pytest
 from simlog import write_sim_log
 
 from autorec.cli import main
-from autorec.dryrun import DryRun
-from autorec.filesource import FileSource, run_file
-from autorec.pipeline import Pipeline
+from autorec.core.dryrun import DryRun
+from autorec.core.pipeline import Pipeline
+from autorec.core.sweep import sweep
+from autorec.io.filesource import FileSource, run_file
 from autorec.rules import Override, load_rules
-from autorec.sweep import sweep
 
 RULES = """segments: {pre_roll: 3s, post_roll: 5s}
 rules:

@@ -24,8 +24,8 @@ from videolog import (
     write_log,
 )
 
-from autorec import video
 from autorec.cli import main
+from autorec.media import video
 from autorec.proto import PurpleDropEvent
 
 MODES = ("h264", "copy")

@@ -9,9 +9,9 @@ import pytest
 from clirun import restore_logging  # noqa: F401  (autouse fixture)
 from videolog import T0, decoded_times, flat_jpeg, frames_log, make_jpeg
 
-from autorec import video
 from autorec.cli import main
-from autorec.jpeg import jpeg_size
+from autorec.media import video
+from autorec.media.jpeg import jpeg_size
 
 HOUR = 3600.0
 
@@ -32,7 +32,7 @@ def test_frames_over_the_pixel_cap_are_skipped_counted_and_warned_once(tmp_path:
     jpegs = [make_jpeg(0), bomb, make_jpeg(1), bomb, bomb, make_jpeg(2), bomb]
     log = frames_log(tmp_path / "bombs.bin", [T0 + i * 0.1 for i in range(len(jpegs))], jpegs)
     out = tmp_path / ("b.mp4" if mode == "h264" else "b.mkv")
-    with caplog.at_level(logging.WARNING, logger="autorec.video"):
+    with caplog.at_level(logging.WARNING, logger="autorec.media.video"):
         result = video.export(log, out, video.ExportOptions(mode=mode))
     assert result.too_large == 4 and result.frames == 3 and result.corrupt == 0
     assert len([r for r in caplog.records if "over the cap" in r.getMessage()]) == 1
@@ -59,7 +59,7 @@ def test_a_seven_hour_camera_gap_exports_as_a_short_still(tmp_path: Path, mode, 
     times = [T0, T0 + 0.1, T0 + 0.2, T0 + 7 * HOUR, T0 + 7 * HOUR + 0.1, T0 + 14 * HOUR]
     log = frames_log(tmp_path / "gap.bin", times)
     out = tmp_path / ("g.mp4" if mode == "h264" else "g.mkv")
-    with caplog.at_level(logging.INFO, logger="autorec.video"):
+    with caplog.at_level(logging.INFO, logger="autorec.media.video"):
         result = video.export(log, out, video.ExportOptions(mode=mode))
     assert result.frames == 6 and result.gaps_cut == 2
     assert len([r for r in caplog.records if "camera gap of 7.0h" in r.getMessage()]) == 2

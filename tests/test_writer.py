@@ -12,12 +12,12 @@ import pytest
 from segment_helpers import payload
 
 from autorec import events
-from autorec.logfile import LogReader
+from autorec.core.segmenter import Segmenter, SegmentPolicy, Write
+from autorec.io.logfile import LogReader
+from autorec.io.telemetry import telemetry_name
+from autorec.io.writer import SegmentFile, SegmentObserver, SegmentWriter
 from autorec.proto import PurpleDropEvent
-from autorec.segmenter import Segmenter, SegmentPolicy, Write
-from autorec.telemetry import telemetry_name
 from autorec.triggers.base import Firing
-from autorec.writer import SegmentFile, SegmentObserver, SegmentWriter
 from tests.polling import wait_until
 
 T0 = 1_700_000_000.0

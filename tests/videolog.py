@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from autorec import events
-from autorec.logfile import LogWriter
+from autorec.io.logfile import LogWriter
 from autorec.proto import PurpleDropEvent
 
 T0 = 1_790_000_000.25  # an epoch time in 2026, with a fraction

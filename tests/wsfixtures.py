@@ -23,7 +23,7 @@ from pathlib import Path
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from autorec.logfile import LogReader
+from autorec.io.logfile import LogReader
 from tests.polling import wait_until  # re-exported: the websocket tests import it from here
 
 

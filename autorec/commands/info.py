@@ -32,7 +32,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from autorec.jpeg import jpeg_size
+from autorec.media.jpeg import jpeg_size
 
 HEAD = 64  # bytes of each payload looked at; holds the timestamp of every kind in practice
 DECODE_LIMIT = 64 * 1024  # small records whose timestamp is not in the head are decoded whole
@@ -182,7 +182,7 @@ class LogSummary:
 def summarize(path: str) -> LogSummary:
     """Scan one log; never raises for bad content or an unreadable file (see `error`)."""
     from autorec import events
-    from autorec.logfile import LogReader
+    from autorec.io.logfile import LogReader
 
     summary = LogSummary(path)
     stack = contextlib.ExitStack()

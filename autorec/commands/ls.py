@@ -34,7 +34,7 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def segment_row(seg: Any) -> dict[str, Any]:
-    from autorec.night import utc_text
+    from autorec.report.night import utc_text
 
     return {
         "name": seg.name,
@@ -57,7 +57,7 @@ def listing(directory: str, rules: list[str], since: str | None, until: str | No
     """Print the segments of `directory` (text or JSON). Exit code: 0, or 2 for bad arguments / not a directory."""
     import os
 
-    from autorec.night import load_night, local_text, parse_when, utc_text
+    from autorec.report.night import load_night, local_text, parse_when, utc_text
 
     try:
         t0 = parse_when(since) if since else None

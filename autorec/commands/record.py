@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from autorec.recorder import CaptureLog
-    from autorec.source import WebsocketSource
+    from autorec.io.recorder import CaptureLog
+    from autorec.io.source import WebsocketSource
     from autorec.units import parse_duration
 
     prog = "autorec record"
@@ -117,8 +117,8 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
     import signal
     import time
 
-    from autorec.logfile import LogWriteError
-    from autorec.streamitems import Message
+    from autorec.core.streamitems import Message
+    from autorec.io.logfile import LogWriteError
 
     log = logging.getLogger(__name__)
     loop = asyncio.get_running_loop()

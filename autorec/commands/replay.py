@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from autorec.replay import ReplayServer
+    from autorec.io.replay import ReplayServer
     from autorec.units import parse_duration
 
     try:

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from autorec.night import parse_when
+    from autorec.report.night import parse_when
     from autorec.units import format_size
 
     try:

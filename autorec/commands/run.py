@@ -4,7 +4,7 @@
     autorec run --rules rules/electrodes.yaml --sim [--speed 20 --duration 10min ...]
     autorec run --rules rules/electrodes.yaml --replay last-night.bin [--dry-run]
 
-All three run the same pipeline (`autorec.pipeline`): live against a rig,
+All three run the same pipeline (`autorec.core.pipeline`): live against a rig,
 against the built-in simulator in this process (127.0.0.1, a free port), or
 offline over a log as fast as possible. SIGINT/SIGTERM close the open
 segment and exit 0. Exit 2 for a bad rule file or options, 1 when the job
@@ -140,7 +140,7 @@ def _claim_output(out: Path):
 
     Returns the held `InstanceLock`, or None after printing why not (a usage error, exit 2).
     """
-    from autorec.instancelock import InstanceLock, InstanceLockError
+    from autorec.io.instancelock import InstanceLock, InstanceLockError
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -178,11 +178,11 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
-    from autorec.dryrun import DryRun
-    from autorec.filesource import FileSource, run_file, with_progress
-    from autorec.livedriver import summary_line
-    from autorec.pipeline import Pipeline
-    from autorec.writer import SegmentWriter
+    from autorec.core.dryrun import DryRun
+    from autorec.core.pipeline import Pipeline
+    from autorec.io.filesource import FileSource, run_file, with_progress
+    from autorec.io.livedriver import summary_line
+    from autorec.io.writer import SegmentWriter
 
     source = FileSource(path)
     bar = None
@@ -207,7 +207,7 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
             queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
             block=True,
         ).start()
-    from autorec.scorelog import ScoreLog
+    from autorec.io.scorelog import ScoreLog
 
     # A dry run sums the score track up on stdout; a replay into a directory writes it there.
     score_log = None if args.dry_run else ScoreLog(out)
@@ -266,13 +266,13 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
 
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-    from autorec.diskfloor import disk_usage
-    from autorec.livedriver import record_live
-    from autorec.pipeline import Pipeline
-    from autorec.recovery import recover_directory
+    from autorec.core.pipeline import Pipeline
+    from autorec.io.livedriver import record_live
+    from autorec.io.recovery import recover_directory
+    from autorec.io.source import DEFAULT_URI, WebsocketSource
+    from autorec.io.writer import SegmentWriter
     from autorec.services import Services
-    from autorec.source import DEFAULT_URI, WebsocketSource
-    from autorec.writer import SegmentWriter
+    from autorec.services.diskfloor import disk_usage
 
     sim_config = None
     if args.sim:
@@ -328,7 +328,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             observers=services.observers(),
             timelapse=timelapse,
         )
-        from autorec.scorelog import ScoreLog
+        from autorec.io.scorelog import ScoreLog
 
         score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
         services.score_log = score_log

@@ -4,7 +4,7 @@
     autorec tune camera-motion --rules rules/motion.yaml --replay night.bin --range 0.0001:0.001:10 --plot tune.png
 
 Prints a table: threshold -> segments, kept bytes, kept fraction of the log. The rule's
-trigger runs once (see `autorec.sweep`); each threshold is applied to its scores. Exit 2
+trigger runs once (see `autorec.core.sweep`); each threshold is applied to its scores. Exit 2
 for bad usage (a rule that cannot be swept, a bad threshold), 1 for an unreadable log.
 """
 
@@ -64,9 +64,9 @@ def parse_thresholds(thresholds: str | None, span: str | None) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorec.filesource import FileSource, with_progress
+    from autorec.core.sweep import SweepError, sweep, sweep_option
+    from autorec.io.filesource import FileSource, with_progress
     from autorec.rules import ConfigError, Override, load_rules
-    from autorec.sweep import SweepError, sweep, sweep_option
     from autorec.units import format_size
 
     try:

@@ -93,7 +93,7 @@ def _parse_pixels(text: str) -> int:
 
 
 def _jobs(args: argparse.Namespace, mode: str) -> tuple[list[_Job], list[str]]:
-    from autorec import video
+    from autorec.media import video
 
     jobs: list[_Job] = []
     missing: list[str] = []
@@ -115,7 +115,7 @@ def _jobs(args: argparse.Namespace, mode: str) -> tuple[list[_Job], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorec import video
+    from autorec.media import video
 
     mode = "copy" if args.copy else "h264"
     if args.copy and args.timestamp:

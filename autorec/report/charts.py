@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, TapTool
 from bokeh.plotting import figure
 
-from autorec.night import Night, local_text, rule_lanes, utc_text
-from autorec.sensorseries import SensorData
+from autorec.report.night import Night, local_text, rule_lanes, utc_text
+from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
 
 MAX_TICKS = 20_000  # firing ticks drawn on the timeline; more are thinned evenly

@@ -1,7 +1,7 @@
 """`autorec report`: one night of an output directory in one self-contained HTML file.
 
-`build_report(directory, out, since, until)` reads the night (`autorec.night`),
-the telemetry logs (`autorec.sensorseries`), a score track and near-misses if
+`build_report(directory, out, since, until)` reads the night (`autorec.report.night`),
+the telemetry logs (`autorec.report.sensorseries`), a score track and near-misses if
 the directory has them, and writes one HTML file: summary, timeline,
 telemetry plots, then one card per segment with its contact strip. The file
 needs no network: Bokeh's JavaScript is inlined, thumbnails are data URIs,
@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.atomicfile import replace_file
-from autorec.night import Night, Segment, describe_evidence, load_night, local_text, utc_text
+from autorec.io.atomicfile import replace_file
+from autorec.report.night import Night, Segment, describe_evidence, load_night, local_text, utc_text
+from autorec.report.sensorseries import read_sensor_series
 from autorec.report.summary import NightSummary, summarize_night
-from autorec.sensorseries import read_sensor_series
 from autorec.units import format_duration, format_size
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ _thumbnailer = None  # one per worker process
 def _strip_job(job: tuple | None):
     """A contact strip for one segment (runs in a worker process); never raises."""
     global _thumbnailer
-    from autorec.thumbnails import Strip, Thumbnailer, contact_strip
+    from autorec.media.thumbnails import Strip, Thumbnailer, contact_strip
 
     if job is None:
         return None
@@ -264,7 +264,7 @@ def _summary_html(s: NightSummary, night: Night) -> str:
 
 
 def strip_html(strip, seg: Segment | None) -> str:
-    """A contact strip (`autorec.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs."""
+    """A contact strip (`autorec.media.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs."""
     if strip is not None and strip.thumbs:
         figs = []
         for th in strip.thumbs:
@@ -394,8 +394,8 @@ def render_report(
     from bokeh.resources import INLINE
     from jinja2 import Template
 
+    from autorec.io.scorelog import read_score_track
     from autorec.report.charts import score_figures, telemetry_figures, timeline_figure
-    from autorec.scorelog import read_score_track
 
     began = _time.perf_counter()
     directory = Path(directory)
@@ -440,7 +440,7 @@ def render_report(
         )
     timelapse_html = ""
     if night.timelapse and thumbnails:
-        from autorec.thumbnails import Thumbnailer, filmstrip
+        from autorec.media.thumbnails import Thumbnailer, filmstrip
 
         film = filmstrip(night.timelapse, TIMELAPSE_THUMBS, since, until, Thumbnailer(THUMB_WIDTH, THUMB_QUALITY))
         if film.problem:

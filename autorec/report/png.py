@@ -11,7 +11,7 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-from autorec.night import load_night, local_text, rule_lanes
+from autorec.report.night import load_night, local_text, rule_lanes
 from autorec.report.summary import summarize_night
 from autorec.units import format_duration, format_size
 
@@ -35,7 +35,7 @@ def write_png(
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    from autorec.atomicfile import replace_file
+    from autorec.io.atomicfile import replace_file
 
     night = load_night(directory, since, until)
     s = summarize_night(night)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from autorec.night import AlertSpan, Night
+from autorec.report.night import AlertSpan, Night
 
 
 @dataclass

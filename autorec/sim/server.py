@@ -31,8 +31,8 @@ import os
 import threading
 import time
 
-from autorec.atomicfile import write_json
-from autorec.broadcast import Broadcaster, StreamServer
+from autorec.io.atomicfile import write_json
+from autorec.io.broadcast import Broadcaster, StreamServer
 from autorec.sim.config import SimConfig
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario

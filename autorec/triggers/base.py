@@ -33,7 +33,7 @@ A trigger that computes a score (how close it is to firing) reports it on each
 evaluation with `self.score(time, value, threshold)`: it fires when `value`
 passes `threshold`, so `value / threshold` is how close it came. The engine
 collects the scores (`RuleEngine.take_scores()`); autorec keeps a per-second
-maximum track of them all night and lists near-misses (`autorec.scores`).
+maximum track of them all night and lists near-misses (`autorec.core.scores`).
 
 A trigger whose firings follow from its scores alone names the option they
 are compared with in `threshold_option` and returns a `Decider` from
@@ -190,7 +190,7 @@ class Decider(Protocol):
 
 
 class StateView(Protocol):
-    """Read-only view of the latest state of the stream (see `autorec.state`)."""
+    """Read-only view of the latest state of the stream (see `autorec.core.state`)."""
 
     @property
     def time(self) -> float | None: ...

@@ -5,7 +5,7 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
   analysed (0: every frame); the others are ignored here (the segmenter buffers
   them like any message), so backtests of long logs stay fast.
 - Each analysed frame is decoded to a small grayscale picture (1/`scale` of the
-  size, DCT-scaled inside the JPEG decoder: see `autorec.framedecode`), and
+  size, DCT-scaled inside the JPEG decoder: see `autorec.media.framedecode`), and
   compared with a background that follows the scene with time constant
   `background_time`. Before differencing, the frame's brightness is mapped onto
   the background's by a least-squares gain + offset fit, so a lamp change or
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from autorec.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
+from autorec.media.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
 

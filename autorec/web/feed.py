@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec.streamitems import StreamListener
+from autorec.core.streamitems import StreamListener
 
 log = logging.getLogger(__name__)
 

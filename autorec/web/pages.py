@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.night import Night, Segment, describe_evidence, local_text, utc_text
+from autorec.report.night import Night, Segment, describe_evidence, local_text, utc_text
 from autorec.units import format_duration, format_size
 
 
@@ -153,7 +153,7 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     from jinja2 import Template
 
     from autorec.report.charts import telemetry_figures
-    from autorec.sensorseries import read_sensor_series
+    from autorec.report.sensorseries import read_sensor_series
 
     side = seg.sidecar or {}
     facts: list[tuple[str, str]] = [

@@ -91,7 +91,7 @@ class _SegmentIndex:
             return (0, 0)
 
     def load(self):
-        from autorec.night import load_night
+        from autorec.report.night import load_night
 
         key = self._stat_key()
         if key != self._key or self.night is None:
@@ -290,7 +290,7 @@ class WebUI:
         return self._json({"segment": row, "sidecar": seg.sidecar})
 
     async def _frame_index(self, seg) -> list[tuple[float, int, int]]:
-        from autorec.thumbnails import Strip, _frame_index
+        from autorec.media.thumbnails import Strip, _frame_index
 
         frames = self._frames.get(seg.name)
         if frames is None:
@@ -322,7 +322,7 @@ class WebUI:
 
         def read() -> bytes | None:
             from autorec import events
-            from autorec.thumbnails import _usable
+            from autorec.media.thumbnails import _usable
 
             fd = _open_nofollow(seg.path)
             try:
@@ -344,8 +344,8 @@ class WebUI:
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def api_strip(self, request: web.Request) -> web.Response:
+        from autorec.media.thumbnails import Thumbnailer, contact_strip
         from autorec.report.page import THUMB_QUALITY, THUMB_WIDTH, _bbox, strip_html
-        from autorec.thumbnails import Thumbnailer, contact_strip
 
         _, seg = await self._segment(request)
         html = self._strips.get(seg.name)

@@ -1,0 +1,504 @@
+"""The recording pipeline: source -> timeline -> rule engine -> segmenter -> writer.
+
+One pipeline serves every way of running autorec: live against a rig, against
+the built-in simulator (`run --sim`), and offline over a log (`run --replay`,
+with or without `--dry-run`). Only the drivers differ:
+
+- `Pipeline` itself is synchronous glue without a clock: it is handed source
+  items (`Message`, `Connected`, `Disconnected`) and ticks, and passes the
+  segmenter's actions to a sink (`SegmentWriter`, or `DryRun`).
+- `run_live(pipeline, source, ...)` drives it from an async source with a
+  tick every `tick_interval` seconds and a status line.
+- `run_file(pipeline, path)` drives it from a log file as fast as possible.
+
+Contracts of `Pipeline`:
+- Messages whose payload did not parse (`rejected`) are counted and never
+  reach a segment. Messages that arrive before any timestamp is known, or
+  whose timestamp is far off the stream clock, are held (bounded) by the
+  timeline until it knows their time (see `autorec.core.timeline`): a damaged
+  timestamp is an outlier that moves no clock, a confirmed clock step is
+  followed.
+- Live, a tick's stream time is the last event time plus the monotonic time
+  elapsed since it arrived (times `rate`), minus `tick_lag` real seconds so
+  that a message already on its way is not shut out of a segment whose
+  post-roll has just ended.
+- Extension points for later features, so they plug in without rewrites:
+  `SegmentObserver`s on the writer (hooks, video export on close, retention,
+  status), `StreamListener`s here (alerts, status: connected/disconnected,
+  every message's time and kind, ticks, firings), and
+  `segmenter.pause()/resume()` (the disk floor). While the segmenter is
+  paused, the telemetry track is paused too (it would fill the disk the
+  floor protects); what it skips is counted in `stats.telemetry_paused`.
+- The timelapse track (`output.timelapse`, `autorec.core.timelapse`): every message
+  also goes through a `TimelapsePicker`; the records it picks go to
+  `sink.timelapse(time, payload)` (sinks without that method get none), and
+  nothing is picked while the disk floor has paused the segmenter.
+- Budgets and flap control (`autorec.core.budget`, configured in the rule file):
+  firings of a rule whose budget is spent do not reach the segmenter; they
+  are listed in the open segment's sidecar (evidence `budget_blocked: true`)
+  if one is open, and counted. Camera records of a flapping rule's segment
+  are thinned (`flap_keep_fps`); each segment that lost frames to it gets a
+  `flap_thinned` gap with the records and bytes left out. When a rule starts
+  flapping its open segment is closed (reason `flapping`). State changes go
+  to `on_budget_change` (the alerts), or to the log without one.
+- `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
+  offline) and hands the close to the sink; the caller then closes the sink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from autorec import events
+from autorec.core.budget import BudgetKeeper, Change
+from autorec.core.engine import RuleEngine
+from autorec.core.ruleset import RuleSet
+from autorec.core.scores import NearMiss, ScoreOutput, ScoreTrack
+from autorec.core.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
+from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
+from autorec.core.timelapse import TimelapsePicker
+from autorec.core.timeline import Timeline
+from autorec.io.telemetry import is_telemetry_kind
+from autorec.services.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
+from autorec.triggers.base import Firing
+
+log = logging.getLogger(__name__)
+
+MAX_HELD = 10_000  # messages held while no timestamp is known yet
+# A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
+# reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
+NEAR_MISS_CLIP_SPAN = 10.0
+
+
+class Sink(Protocol):
+    """Where the segmenter's actions go: a `SegmentWriter` or a `DryRun`."""
+
+    def submit(self, actions: Iterable[Action]) -> None: ...
+
+    def telemetry(self, time: float, payload: bytes) -> None: ...
+
+    def close(self, timeout: float | None = None) -> bool: ...
+
+
+class ScoreSink(Protocol):
+    """Where the score track goes: a `autorec.io.scorelog.ScoreLog`, or a `DryRun` that sums it up."""
+
+    def score_rows(self, rows: Sequence[Any]) -> None: ...
+
+    def near_misses(self, items: Sequence[NearMiss]) -> None: ...
+
+
+@dataclass
+class PipelineStats:
+    """Counters of one pipeline (plain attributes: safe to read from another thread)."""
+
+    messages: int = 0
+    bytes: int = 0
+    rejected: int = 0
+    held: int = 0  # messages dropped because no timestamp ever came within MAX_HELD
+    firings: int = 0
+    segments: int = 0  # opened, parts included
+    telemetry_paused: int = 0  # telemetry messages not written while recording was paused (disk floor)
+    connected: bool = False
+    first_time: float | None = None
+    last_time: float | None = None
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seen_bytes(self) -> int:
+        """What the messages seen would take in a log (payloads plus 4-byte headers): comparable with kept bytes."""
+        return self.bytes + 4 * self.messages
+
+
+class Pipeline:
+    """Glue from source items to sink actions. See the module docstring."""
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        sink: Sink,
+        *,
+        offline: bool = False,
+        rate: float = 1.0,
+        telemetry: bool | None = None,
+        tick_lag: float = 0.25,
+        listeners: Sequence[StreamListener] = (),
+        score_sinks: Sequence[ScoreSink] = (),
+        timelapse: bool = True,
+    ) -> None:
+        self.ruleset = ruleset
+        self.sink = sink
+        self.offline = offline
+        self.engine = RuleEngine(ruleset)
+        self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self.scores = ScoreTrack()
+        self.score_sinks: list[ScoreSink] = list(score_sinks)
+        self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)
+        self._use_rules(ruleset)
+        self.timeline: Timeline[tuple[bytes, str, Any]] = Timeline(rate=rate, max_held=MAX_HELD)
+        self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
+        self.tick_lag = tick_lag * rate
+        self.listeners: list[StreamListener] = list(listeners)
+        # called with (time, decoded event) for each camera frame (the web UI's latest picture); must be quick
+        self.frame_listeners: list[Callable[[float, Any], None]] = []
+        self.stats = PipelineStats()
+        self._segment_time: float | None = None  # last time fed to the segmenter
+        # `timelapse` False (run --no-timelapse, replays) or `output.timelapse: off`: no track.
+        interval = ruleset.output.timelapse
+        self._timelapse_out = getattr(sink, "timelapse", None) if timelapse and interval else None
+        self.timelapse = TimelapsePicker(interval) if self._timelapse_out is not None and interval else None
+        self.budget: BudgetKeeper | None = _budget_keeper(ruleset)
+        self.on_budget_change: Callable[[Change], None] | None = None
+        self._budget_rules: tuple[str, ...] = ()  # rules of the open segment, as the last actions left it
+        self._thinned: list[Any] = [0, 0, None, None]  # records, bytes, first and last time in the open segment
+        self._budget_next_check: float | None = None
+
+    # -- inputs --------------------------------------------------------
+    def handle(self, item: Message | Connected | Disconnected) -> None:
+        if isinstance(item, Message):
+            self.message(item)
+        elif isinstance(item, Connected):
+            self.connected(item.monotonic, item.time)
+        elif isinstance(item, Disconnected):
+            self.disconnected(item.monotonic, item.time)
+
+    def message(self, msg: Message) -> None:
+        if msg.rejected is not None:
+            self.stats.rejected += 1
+            if self.stats.rejected == 1:
+                log.warning(
+                    "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
+                )
+            return
+        event = msg.event
+        if event is None:
+            try:
+                event = events.decode(msg.payload)
+            except events.DecodeError:
+                self.stats.rejected += 1
+                return
+        kind = msg.kind or event.WhichOneof("msg") or ""
+        # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
+        # next records decide what it was; it hands back every record it releases, in order.
+        released = self.timeline.push(
+            events.timestamp(event), None if self.offline else msg.monotonic, (msg.payload, kind, event)
+        )
+        self.stats.held = self.timeline.dropped
+        self._release(released)
+
+    def _release(self, released: list[tuple[float, tuple[bytes, str, Any]]]) -> None:
+        for t, (payload, kind, event) in released:
+            self._process(t, payload, kind, event)
+
+    def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
+        stats = self.stats
+        stats.messages += 1
+        stats.bytes += len(payload)
+        stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
+        if stats.first_time is None:
+            stats.first_time = t
+        stats.last_time = t
+        firings = self.engine.feed(t, event)
+        scored = self._scored(t, firings)
+        if self.budget is None:
+            actions = self.segmenter.feed(t, payload, kind, scored)
+        else:
+            actions = self._budgeted(t, scored, lambda allowed: self.segmenter.feed(t, payload, kind, allowed))
+        self._segment_time = t
+        if actions:
+            self._submit(actions)
+        if self.budget is not None:
+            self._budget_check(t)
+        if self.telemetry and is_telemetry_kind(kind):
+            if self.segmenter.paused:
+                stats.telemetry_paused += 1
+            else:
+                self.sink.telemetry(t, payload)
+        if self.timelapse is not None:
+            blocked = self.segmenter.paused == DISK_FLOOR_PAUSE
+            # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
+            # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
+            own = events.timestamp(event) if kind == "image" else None
+            for record_time, record in self.timelapse.feed(own if own is not None else t, kind, payload, blocked):
+                self._timelapse_out(record_time, record)
+        if firings:
+            self._fired(t, firings)
+        for listener in self.listeners:
+            listener.message(t, kind)
+        if kind == "image":
+            for frame_listener in self.frame_listeners:
+                frame_listener(t, event)
+
+    def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
+        """Time passes without a message: live give `monotonic`, offline give stream `time`.
+
+        Before any stream time is known (never connected, or nothing timestamped yet) only the
+        listeners are ticked, with the local `wall` clock: the alert for a rig that never
+        answered needs a clock, and there is no other."""
+        t = time
+        if t is None:
+            if monotonic is None:
+                return
+            self._release(self.timeline.expire(monotonic))
+            t = self.timeline.tick(monotonic)
+            if t is None:
+                if wall is not None:
+                    for listener in self.listeners:
+                        listener.tick(wall)
+                return
+            t -= self.tick_lag
+        if self._segment_time is not None and t <= self._segment_time:
+            return
+        firings = self.engine.tick(t)
+        scored = self._scored(t, firings)
+        if self.budget is None:
+            actions = self.segmenter.tick(t, scored)
+        else:
+            actions = self._budgeted(t, scored, lambda allowed: self.segmenter.tick(t, allowed))
+        self._segment_time = t
+        if actions:
+            self._submit(actions)
+        if self.budget is not None:
+            self._budget_check(t, force=True)
+        if firings:
+            self._fired(t, firings)
+        for listener in self.listeners:
+            listener.tick(t)
+
+    def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        """The source connected. `wall` (the local clock) stands in while no stream time is known."""
+        self.stats.connected = True
+        self._release(self.timeline.flush())
+        t = self._now(monotonic)
+        if t is not None:
+            self._submit(self.segmenter.connected(t))
+        elif wall is None:
+            return
+        for listener in self.listeners:
+            listener.connected(t if t is not None else wall)
+
+    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
+        self.stats.connected = False
+        self._release(self.timeline.flush())
+        t = self._now(monotonic)
+        if t is not None:
+            self._submit(self.segmenter.disconnected(t))
+        elif wall is None:
+            return
+        for listener in self.listeners:
+            listener.disconnected(t if t is not None else wall)
+
+    def finish(self, reason: str | None = None) -> None:
+        """Close the open segment (end of stream or shutdown)."""
+        reason = reason or ("end_of_log" if self.offline else "shutdown")
+        self._release(self.timeline.flush())
+        t = self._segment_time if self._segment_time is not None else self.timeline.time
+        self._submit(self.segmenter.close(t, reason))
+        self._hand_scores(self.scores.finish())
+
+    def counters(self) -> dict[str, int]:
+        """The pipeline's counters, a flat dict of ints: messages, rejected, firings, segments
+        opened, pre-roll drops, suppressed firings, paused telemetry, timelapse frames, clock
+        jumps/steps/outliers, trigger errors, budget counters, and each trigger's own counters as
+        `RULE.NAME` (the motion trigger's corrupt frames, ...). The services add the writer's."""
+        out = {
+            "messages": self.stats.messages,
+            "rejected": self.stats.rejected,
+            "firings": self.stats.firings,
+            "segments_opened": self.stats.segments,
+            "pre_roll_dropped": self.segmenter.pre_roll_dropped[0],
+            "suppressed_firings": self.segmenter.suppressed,
+            "telemetry_paused": self.stats.telemetry_paused,
+            "timelapse_frames": self.timelapse.frames if self.timelapse is not None else 0,
+            "clock_jumps": len(self.timeline.jumps),
+            "clock_steps": self.timeline.steps,
+            "clock_outliers": self.timeline.outliers,
+            "trigger_errors": sum(self.engine.errors.values()),
+        }
+        if self.budget is not None:  # blocked firings and thinned frames, per rule and in total
+            out.update(self.budget.counters())
+        for rule, trigger in self.engine.triggers.items():
+            for key, value in (getattr(trigger, "counters", None) or {}).items():
+                if isinstance(value, int):
+                    out[f"{rule}.{key}"] = value
+        return out
+
+    def pause(self, t: float, reason: str) -> None:
+        """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
+        Firings while paused are counted by the segmenter (`suppressed`)."""
+        actions = self.segmenter.pause(t, reason)
+        if actions:
+            self._submit(actions)
+
+    def resume(self, reason: str) -> None:
+        """Open segments again, if paused for `reason` (a pause for another reason is left alone)."""
+        if self.segmenter.paused == reason:
+            self.segmenter.resume()
+
+    @property
+    def paused(self) -> str | None:
+        """Why segments are not being opened, or None."""
+        return self.segmenter.paused
+
+    def reload(self, ruleset: RuleSet) -> None:
+        """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
+        the latest state of the stream as it stands; the open segment goes on under its old end.
+        Output settings (directory, names, hooks) are not changed by a reload."""
+        engine = RuleEngine(ruleset)
+        old = self.engine.state
+        for _kind, (t, event) in old.snapshot().items():
+            engine.state.update(t, event)
+        self.engine = engine
+        self.ruleset = ruleset
+        volume = self.budget.volume_bytes if self.budget is not None else None
+        self.budget = _budget_keeper(ruleset)  # budgets start afresh with the new rules
+        if self.budget is not None:
+            self.budget.volume_bytes = volume
+        self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self._use_rules(ruleset)
+
+    # -- status --------------------------------------------------------
+    def _use_rules(self, ruleset: RuleSet) -> None:
+        """Onset lags and near-miss settings of `ruleset` (at start and on reload)."""
+        lags = self.engine.onset_lags()
+        for r in ruleset.rules:
+            if r.near_miss_clip:  # a clip's pre-roll reaches back to the near-miss's start
+                lags[r.name] = max(lags.get(r.name, 0.0), NEAR_MISS_CLIP_SPAN + self.scores.gap)
+        self.segmenter.set_onset_lags(lags)
+        self.scores.fractions = {r.name: r.near_miss for r in ruleset.rules}
+        self._clip_rules = {r.name for r in ruleset.rules if r.near_miss_clip}
+
+    def _scored(self, t: float, firings: list[Firing]) -> list[Firing]:
+        """Feed the score track; the firings for the segmenter (plus near-miss clips, if asked for)."""
+        out = self.scores.feed(t, self.engine.take_scores(), firings)
+        if not out:
+            return firings
+        self._hand_scores(out)
+        clips = [
+            Firing(
+                nm.rule,
+                t,
+                {"near_miss": True, "peak": nm.peak, "threshold": nm.threshold, "ratio": round(nm.ratio, 4)},
+                onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap),
+            )
+            for nm in out.near_misses
+            if nm.rule in self._clip_rules
+        ]
+        if not clips:
+            return firings
+        self.near_miss_clips += len(clips)
+        return [*firings, *clips]
+
+    def _hand_scores(self, out: ScoreOutput) -> None:
+        for sink in self.score_sinks:
+            if out.rows:
+                sink.score_rows(out.rows)
+            if out.near_misses:
+                sink.near_misses(out.near_misses)
+
+    def _now(self, monotonic: float | None) -> float | None:
+        if self.offline or monotonic is None:
+            return self._segment_time if self._segment_time is not None else self.timeline.time
+        # No tick lag here: a (dis)connection is ordered after every message of the old
+        # connection, so nothing can still be on its way, and the gap keeps its true length.
+        t = self.timeline.tick(monotonic)
+        if t is None:
+            return None
+        return max(t, self._segment_time) if self._segment_time is not None else t
+
+    def _submit(self, actions: list[Action]) -> None:
+        if not actions:
+            return
+        if self.budget is not None:
+            actions = self._budget_actions(actions)
+        self.stats.segments = self.segmenter.segments  # copied, not counted again: plain attributes for other threads
+        self.sink.submit(actions)
+
+    # -- budgets and flap control (decisions in autorec.core.budget) --------
+    def _budgeted(self, t: float, firings: list[Firing], feed: Callable[[list[Firing]], list[Action]]) -> list[Action]:
+        assert self.budget is not None
+        if not firings:
+            return feed(firings)
+        allowed, blocked = self.budget.firings(t, firings)
+        actions = feed(allowed)
+        if blocked:
+            # After the feed: a segment the allowed firings just opened lists them too.
+            self.segmenter.note([Firing(f.rule, f.time, {**f.evidence, "budget_blocked": True}) for f in blocked])
+        return actions
+
+    def _budget_actions(self, actions: list[Action]) -> list[Action]:
+        """Charge written bytes and opened segments to the budgets; thin a flapping rule's camera records."""
+        budget = self.budget
+        assert budget is not None
+        out: list[Action] = []
+        rules = self._budget_rules
+        thinned = self._thinned
+        for a in actions:
+            if isinstance(a, Write):
+                size = len(a.payload)
+                if rules and a.kind in _CAMERA_KINDS and not budget.keep_frame(a.time, a.kind, rules, size):
+                    thinned[0] += 1
+                    thinned[1] += size
+                    thinned[2] = a.time if thinned[2] is None else thinned[2]
+                    thinned[3] = a.time
+                    continue
+                budget.wrote(a.time, size + 4, rules)
+            elif isinstance(a, OpenSegment):
+                rules = a.rules
+                self._thinned = thinned = [0, 0, None, None]
+                if a.reason == "trigger":
+                    budget.opened(a.start, a.rules)
+            elif isinstance(a, CloseSegment):
+                if thinned[0]:
+                    gap = Gap(thinned[2], thinned[3], "flap_thinned", records=thinned[0], bytes=thinned[1])
+                    a = dataclasses.replace(a, gaps=(*a.gaps, gap))
+                self._thinned = thinned = [0, 0, None, None]
+                budget.segment_closed(a.rules, a.reason)
+                rules = ()
+            out.append(a)
+        self._budget_rules = self.segmenter.open_rules
+        return out
+
+    def _budget_check(self, t: float, force: bool = False) -> None:
+        """Budget and flapping state changes, at most once a second of stream time on messages."""
+        assert self.budget is not None
+        due = self._budget_next_check
+        if not force and due is not None and due - 2.0 < t < due:
+            return
+        self._budget_next_check = t + 1.0
+        for change in self.budget.check(t, self.segmenter.open_rules):
+            if change.name == "flapping" and change.state == "raised" and change.rule in self.segmenter.open_rules:
+                # The flapping period gets a segment of its own (thinned as the rule says).
+                self._submit(self.segmenter.close(t, "flapping"))
+            if self.on_budget_change is not None:
+                self.on_budget_change(change)
+            elif change.state == "raised":
+                log.warning("%s: %s", change.key, change.message)
+            else:
+                log.info("%s: %s", change.key, change.message)
+
+    def _fired(self, t: float, firings: list[Firing]) -> None:
+        self.stats.firings += len(firings)
+        for listener in self.listeners:
+            listener.fired(t, firings)
+
+
+_CAMERA_KINDS = frozenset({"image", "image_transform"})
+
+
+def _budget_keeper(ruleset: RuleSet) -> BudgetKeeper | None:
+    """The rule file's budgets and flap policies, or None when it sets none (no cost at all then)."""
+    keeper = BudgetKeeper(
+        ruleset.budget,
+        {r.name: r.budget for r in ruleset.rules},
+        {r.name: r.flap for r in ruleset.rules},
+    )
+    return keeper if keeper.active else None
+
+
+# -- dry run -----------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""The rule model: what a validated rule file says, as plain frozen dataclasses.
+
+This is what the rule engine, the pipeline and the services read. It knows no YAML, no files
+and no validation: `autorec.rules` (the loader) builds a `RuleSet` from a rule file, checks every
+key and reports `FILE:LINE` errors; tests and embedding code may also build one directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autorec.core.budget import Budget, FlapPolicy
+from autorec.core.segmenter import SegmentPolicy
+from autorec.core.segmentname import DEFAULT_NAME
+from autorec.services.diskfloor import MinFree
+from autorec.triggers.base import Trigger
+
+# How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
+# policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
+SegmentSettings = SegmentPolicy
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where and how segments are written.
+
+    `min_free` / `min_free_percent` store what the user wrote (both None: the
+    default floor); use `min_free_bytes(total)` for the effective floor.
+    `dir` is relative to the working directory (as on the command line).
+    """
+
+    dir: Path = Path("recordings")
+    name: str = DEFAULT_NAME
+    telemetry: bool = True
+    video: str = "off"
+    min_free: int | None = None
+    min_free_percent: float | None = None
+    keep: float | None = None
+    max_total: int | None = None
+    fsync: bool = True
+    status_file: str | None = "status.json"
+    queue_max_bytes: int = 512_000_000
+    timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
+
+    def min_free_bytes(self, total_bytes: int) -> int:
+        """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
+        return MinFree.from_settings(self.min_free, self.min_free_percent).floor(total_bytes)
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """Commands run in the background on segment open/close and on alerts (argv lists, no shell)."""
+
+    # one argv list, or a list of argv lists (see autorec.services.hooks.validate_commands)
+    on_segment_open: list[Any] | None = None
+    on_segment_close: list[Any] | None = None
+    on_alert: list[Any] | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """When to raise alerts: source disconnected for `alert_after`, camera silent for `camera_stall`."""
+
+    alert_after: float = 60.0
+    camera_stall: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validated rule: its trigger class, coerced options and effective segment settings."""
+
+    name: str
+    trigger: type[Trigger]
+    trigger_name: str
+    options: dict[str, Any]
+    segments: SegmentSettings
+    line: int | None = None
+    max_errors: int = 10
+    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
+    near_miss_clip: bool = False  # keep a short segment around each near-miss
+    budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
+    flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps
+
+    def make_trigger(self) -> Trigger:
+        return self.trigger(self.name, **self.options)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: Path
+    source: str | None = None
+    output: OutputSettings = field(default_factory=OutputSettings)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    rules: list[Rule] = field(default_factory=list)
+    hooks: HookSettings = field(default_factory=HookSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    max_errors: int = 10
+    shutdown_grace: float = 10.0
+    heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)
+    # Valid but probably not meant (`FILE:LINE: key: warning: ...`); `check` prints them, `run` logs them.
+    warnings: tuple[str, ...] = ()
+    budget: Budget = field(default_factory=Budget)  # the top-level `budget:` section: all segments together
+
+    def rule(self, name: str) -> Rule:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def max_pre_roll(self) -> float:
+        return max([self.segments.pre_roll, *(r.segments.pre_roll for r in self.rules)])
+
+    @property
+    def max_pre_roll_bytes(self) -> int:
+        return max([self.segments.pre_roll_max_bytes, *(r.segments.pre_roll_max_bytes for r in self.rules)])

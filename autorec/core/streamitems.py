@@ -1,0 +1,73 @@
+"""What every source hands the pipeline, and every listener hears about: the stream's vocabulary.
+
+`StreamListener` is the one interface services attach to a pipeline with (alerts, disk floor,
+status file, night journal, web UI), identically live and offline: subclass it and override
+what you need. Listener methods get stream time and must return quickly (they run on the
+pipeline's thread).
+
+A source (the live websocket client `autorec.io.source`, a log file `autorec.io.filesource`, a test)
+yields `Message`, `Connected` and `Disconnected` items; `autorec.core.pipeline.Pipeline.handle`
+takes them. They live here, apart from any source, so the offline path (a log file) never
+imports the websocket library. Times: `received` is the computer's clock (`time.time()`) and
+`monotonic` its monotonic clock at the moment the item was made; stream time (the rig's clock)
+is the pipeline's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autorec.proto import PurpleDropEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One binary websocket frame as received."""
+
+    payload: bytes
+    received: float  # time.time() when the frame was read
+    monotonic: float  # time.monotonic() at the same moment
+    kind: str | None
+    rejected: str | None = None  # why the frame is not a PurpleDropEvent, None if it is one
+    event: PurpleDropEvent | None = None  # the decoded event (None when rejected)
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The opening handshake succeeded; messages of this connection follow."""
+
+    time: float
+    monotonic: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """A gap in the stream starts: the connection was lost or could not be made."""
+
+    time: float
+    cause: str
+    monotonic: float = 0.0
+
+
+Item = Message | Connected | Disconnected
+
+
+class StreamListener:
+    """Base class for things that watch the stream. Times are stream time. Override what you need."""
+
+    def connected(self, t: float) -> None:
+        """The source (re)connected."""
+
+    def disconnected(self, t: float) -> None:
+        """The source went away: a gap starts."""
+
+    def message(self, t: float, kind: str | None) -> None:
+        """A message of `kind` was processed at stream time `t`."""
+
+    def tick(self, t: float) -> None:
+        """Time passed without a message (live: every 0.1 s of the tick clock)."""
+
+    def fired(self, t: float, firings: Sequence[Any]) -> None:
+        """Rules fired (`autorec.triggers.base.Firing`s)."""

@@ -1,0 +1,319 @@
+"""The live driver: runs a pipeline from an async source (a rig, the simulator) with its services.
+
+- `run_live(pipeline, source, stop, ...)` feeds items from an async source and ticks the
+  pipeline every 0.1 s so post-roll ends on time when the stream is quiet.
+- `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
+  signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), the optional web UI,
+  the built-in simulator when asked, and the status line / heartbeat.
+- `StatusLine` is that live status: a line rewritten in place on a terminal, a heartbeat log
+  line otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time as _time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from autorec.core.pipeline import Pipeline
+from autorec.services import Services
+from autorec.services.diskfloor import disk_usage
+from autorec.units import format_size
+
+log = logging.getLogger(__name__)
+
+
+class StatusLine:
+    """The live status: a line rewritten in place on a terminal, a heartbeat log line every `log_every` s otherwise.
+
+    Not on a terminal (systemd, nohup, a log file) a rewritten line would be noise, and silence
+    all night looks like a hang: a heartbeat line says the recorder is alive and what it has done
+    (connected or not, msg/s over the interval, segments, kept against seen bytes, disk free,
+    the alerts raised). `log_every=None` turns the heartbeat off.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        out_dir: Path | None,
+        stream: TextIO | None = None,
+        interval: float = 2.0,
+        log_every: float | None = 300.0,
+        writer_stats: Callable[[], Any] | None = None,
+        alerts: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.out_dir = out_dir
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if self.tty else (log_every if log_every else float("inf"))
+        self.writer_stats = writer_stats
+        self.alerts = alerts
+        self._next = _time.monotonic() + self.interval
+        self._last_count = 0
+        self._last_mono = _time.monotonic()
+
+    def maybe_show(self, now: float) -> None:
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        text = self.text(now)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+        else:
+            log.info("heartbeat: %s", text)
+
+    def text(self, now: float) -> str:
+        p = self.pipeline
+        scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.scores.latest.items())
+        rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
+        self._last_count, self._last_mono = p.stats.messages, now
+        parts = ["connected" if p.stats.connected else "DISCONNECTED", f"{rate:.0f} msg/s"]
+        seg = p.segmenter
+        if seg.paused:
+            parts.append(f"paused ({seg.paused})")
+        elif seg.is_open:
+            parts.append(f"recording ({'+'.join(seg.open_rules)})")
+        else:
+            parts.append("idle")
+        ws = self.writer_stats() if self.writer_stats else None
+        if ws is not None:
+            parts.append(
+                f"{ws.segments} segment(s) {format_size(ws.bytes)} kept of {format_size(p.stats.seen_bytes)} seen"
+            )
+            if ws.dropped:
+                parts.append(f"{ws.dropped} dropped")
+        if self.out_dir is not None:
+            with contextlib.suppress(OSError):
+                parts.append(f"{format_size(disk_usage(self.out_dir)[0])} free")
+        if scores:
+            parts.append(f"scores {scores}")
+        if self.alerts is not None:
+            raised = [str(a.get("key")) for a in self.alerts()]
+            if raised:
+                parts.append(f"ALERTS: {', '.join(raised)}")
+        return "  ".join(parts)
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+async def run_live(
+    pipeline: Pipeline,
+    source: Any,
+    *,
+    stop: asyncio.Event,
+    tick_interval: float = 0.1,
+    status: StatusLine | None = None,
+) -> None:
+    """Drive `pipeline` from an async `source` until `stop` is set; then stop the source and drain it.
+
+    A tick runs every `tick_interval` real seconds so post-roll ends on time when the stream is quiet.
+    """
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(tick_interval)
+            now = _time.monotonic()
+            pipeline.tick(now, wall=_time.time())
+            if status is not None:
+                status.maybe_show(now)
+
+    async def stopper() -> None:
+        await stop.wait()
+        source.stop()
+
+    tasks = [asyncio.ensure_future(ticker()), asyncio.ensure_future(stopper())]
+    try:
+        async for item in source:
+            pipeline.handle(item)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pipeline.tick(_time.monotonic())
+        pipeline.finish()
+        if status is not None:
+            status.end()
+
+
+def reload_rules(pipeline, services: Services) -> None:
+    """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
+    from autorec.rules import ConfigError, load_rules
+
+    path = pipeline.ruleset.path
+    try:
+        ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
+    except ConfigError as exc:
+        for error in exc.errors:
+            log.error("reload rejected: %s (the rules in use are kept)", error.line_text())
+        return
+    except OSError as exc:
+        log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
+        return
+    pipeline.reload(ruleset)
+    services.alerts.engine = pipeline.engine
+    log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
+
+
+def record_live(
+    pipeline,
+    writer,
+    services: Services,
+    uri: str,
+    out: Path,
+    sim_config,
+    duration: float | None,
+    live_source=None,
+    http: tuple | None = None,
+) -> int:
+    import asyncio
+    import contextlib
+    import signal
+
+    from autorec.io.source import WebsocketSource
+    from autorec.units import format_size
+
+    status = StatusLine(
+        pipeline,
+        out,
+        log_every=pipeline.ruleset.heartbeat,
+        writer_stats=lambda: writer.stats,
+        alerts=services.monitor.status,
+    )
+
+    why: list[str] = []  # why the run ended: the first reason is the one reported
+    stop = asyncio.Event()  # binds to the loop on first use (Python >= 3.10)
+
+    def stop_for(reason: str) -> None:
+        why.append(reason)
+        stop.set()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        web_runner = None
+        if http is not None:
+            from autorec.web.server import WebUI, describe_url, start_server
+
+            feed = services.web_feed()
+            feed.loop = loop
+            host, port, token, generated = http
+            try:
+                web_runner, base = await start_server(WebUI(out, feed, token), host, port)
+            except OSError as exc:
+                log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
+            else:
+                log.info("web UI at %s", describe_url(base, token if generated else None))
+        try:
+            await _main(loop)
+        finally:
+            if web_runner is not None:
+                await web_runner.cleanup()
+
+    async def _main(loop) -> None:
+        for sig in _signals():
+            try:
+                loop.add_signal_handler(sig, stop_for, f"{signal.Signals(sig).name} received")
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests, embedding): the caller stops us another way
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, reload_rules, pipeline, services)
+        if sim_config is None:
+            if duration is not None:
+                loop.call_later(duration, stop_for, "duration reached")
+            log.info("recording %s into %s", uri, out)
+            async with live_source as source:
+                await run_live(pipeline, source, stop=stop, status=status)
+            return
+        from autorec.sim.server import SimServer
+
+        async with SimServer(sim_config, host="127.0.0.1", port=0) as server:
+            log.info("recording the simulator (%s) into %s", server.uri, out)
+            async with WebsocketSource(server.uri) as source:
+                live = asyncio.ensure_future(run_live(pipeline, source, stop=stop, status=status))
+                finished = asyncio.ensure_future(server.wait_finished())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([finished, stopped, live], return_when=asyncio.FIRST_COMPLETED)
+                if finished.done() and not stop.is_set():
+                    # Let the last messages reach us: wait until the recorder has seen
+                    # all the simulator published, bounded in time.
+                    await _drain(server, source)
+                    why.append("simulator finished")
+                stop.set()
+                await live
+                for task in (finished, stopped):
+                    task.cancel()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ok = writer.close(30)
+        services.close()
+    if not ok:
+        log.error("writer did not finish within 30 s")
+        return 1
+    s = writer.stats
+    log.info(
+        "done: %d message(s), %d segment(s), %s written%s",
+        pipeline.stats.messages,
+        s.segments,
+        format_size(s.bytes),
+        f", {s.dropped} dropped" if s.dropped else "",
+    )
+    print(summary_line(why[0] if why else "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
+    return 0
+
+
+async def _drain(server, source, timeout: float = 5.0) -> None:
+    """Wait until the source has received every frame the simulator sent it (or `timeout`).
+
+    Frames sent to a connection that a `close` fault then dropped may never arrive: that is
+    what the timeout is for. Two agreeing samples in a row guard against a batch still queued.
+    """
+    import asyncio
+    import time
+
+    def settled() -> bool:
+        s = source.stats
+        received = s.messages + s.rejected + s.text_frames
+        sent = sum(c["sent"] for c in server.broadcaster.stats()["clients"])
+        return received >= sent
+
+    deadline = time.monotonic() + timeout
+    agreeing = 0
+    while time.monotonic() < deadline and agreeing < 2:
+        agreeing = agreeing + 1 if settled() else 0
+        await asyncio.sleep(0.05)
+
+
+def _signals() -> list[int]:
+    import signal
+
+    return [signal.SIGINT, signal.SIGTERM]
+
+
+def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropped: int = 0) -> str:
+    """The last line of a run: why it ended, what was kept of what was seen, where, and what to do next."""
+    from autorec.units import format_size
+
+    where = f"{out}/" if not str(out).endswith("/") else str(out)
+    pct = f" ({100.0 * kept / seen:.1f} %)" if seen else ""
+    line = f"autorec run: {why}; {segments} segment(s) ({format_size(kept)}) kept of {format_size(seen)} seen{pct}"
+    line += f" in {where}"
+    if dropped:
+        line += f"; {dropped} message(s) DROPPED (disk too slow or failing: see the log)"
+    if segments:
+        line += f" - autorec ls {where}, autorec video {where}"
+    return line

@@ -1,0 +1,117 @@
+"""The telemetry track: every non-image message, continuously, in a daily log.
+
+Segments keep the interesting periods whole (camera included); the telemetry
+track keeps the sensor history of the quiet hours too, at ~1-3 KB/s (tens of
+MB a night). Files are `telemetry-YYYYMMDD.bin` in the output directory, in
+the upstream log format, one per UTC day of stream time; a restarted
+recorder appends to the day's file (after cutting a partial final record).
+
+Contract (used from the writer's thread only):
+- `write(time, payload)` appends one record to the file of `time`'s UTC day;
+  `flush()` hands buffered records to the OS; `close()` flushes and closes.
+- Write errors (full disk, a refused file, anything unexpected) never
+  raise: the records are counted in `dropped` and the error in `errors`,
+  `last_error` keeps the message, and the next write tries again. The first
+  error is logged, then at most one line a minute while errors go on (with
+  the count lost so far), never one per record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time as _time
+from pathlib import Path
+
+from autorec.dates import utc_strftime
+from autorec.io.logfile import LogWriteError, LogWriter
+
+log = logging.getLogger(__name__)
+
+PREFIX = "telemetry-"
+LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
+
+
+def telemetry_name(time: float, prefix: str = PREFIX) -> str:
+    """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
+    day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
+    return f"{prefix}{day}.bin"
+
+
+def is_telemetry_kind(kind: str | None) -> bool:
+    """Whether messages of `kind` go to the telemetry track (everything but camera frames)."""
+    return kind is not None and kind != "image"
+
+
+class TelemetryLog:
+    """Daily telemetry logs in `directory`. See the module docstring.
+
+    `prefix` names another daily track with the same behaviour (the timelapse track:
+    `autorec.core.timelapse.PREFIX`).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False, prefix: str = PREFIX) -> None:
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.fsync_on_close = fsync_on_close
+        self._writer: LogWriter | None = None
+        self._name: str | None = None
+        self.records = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._logged_at: float | None = None  # monotonic time of the last error log line
+
+    @property
+    def path(self) -> Path | None:
+        return self._writer.path if self._writer is not None else None
+
+    def write(self, time: float, payload: bytes) -> None:
+        name = telemetry_name(time, self.prefix)
+        try:
+            if name != self._name or self._writer is None:
+                self._rotate(name)
+            assert self._writer is not None
+            self._writer.write(payload)
+            self.records += 1
+            self.bytes += len(payload) + 4
+        except Exception as exc:  # a loss is counted and reported, never a traceback per record
+            self._failed(exc, 1)
+
+    def flush(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.flush()
+        except LogWriteError as exc:
+            self._failed(exc, 0)  # the LogWriter counted its lost records in its own `dropped`
+            self.dropped += self._writer.dropped
+            self._writer.dropped = 0
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+        except OSError as exc:
+            self._failed(exc, 0)
+            self.dropped += self._writer.dropped
+        self._writer = None
+        self._name = None
+
+    def _rotate(self, name: str) -> None:
+        self.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._writer = LogWriter(self.directory / name, mode="append", fsync_on_close=self.fsync_on_close)
+        self._name = name
+
+    def _failed(self, exc: BaseException, records: int) -> None:
+        self.dropped += records
+        self.errors += 1
+        message = f"{self.prefix.rstrip('-')}: {exc}"
+        self.last_error = message
+        now = _time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.warning("%s (%d record(s) lost so far; repeats logged at most once a minute)", message, self.dropped)

@@ -1,0 +1,1 @@
+"""Camera frames: JPEG headers, cheap grayscale decoding for analysis, thumbnails, video export."""

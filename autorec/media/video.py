@@ -1,0 +1,889 @@
+"""Camera frames of a log to a video file, with each frame at its own time.
+
+Two modes:
+- `h264`: frames are decoded (JPEG) in a thread pool and re-encoded with
+  libx264 into MP4, while the encoder (itself multithreaded) runs in the
+  calling thread; PyAV releases the GIL inside the codecs, so decode and
+  encode overlap across cores.
+- `copy`: the original JPEG bytes go unchanged into an MKV (`V_MJPEG`), one
+  packet per frame: lossless, no decode, no encode.
+
+Timing contract (both modes):
+- Only `image` events are frames. Every frame's presentation time is its own
+  timestamp; a frame without one gets the last time seen on any earlier
+  record (carried forward). Frames before any time is known are skipped
+  (counted in `untimed`). The first exported frame is at t=0, and the file
+  lasts `last - first + one frame interval` (the median of recent intervals).
+- Presentation times must increase, so a frame whose time is not after the
+  previous frame's is handled as: less than `CLOCK_STEP` (1 s) back (jitter,
+  duplicate or carried-forward time) -> placed 1 ms after the previous frame;
+  `CLOCK_STEP` or more back (the sender's clock was set back) -> everything
+  from there on is shifted so that this frame comes one frame interval after
+  the previous one (counted in `clock_steps`). Forward jumps are kept as they
+  are: they are indistinguishable from a camera stall.
+- A camera gap longer than `MAX_FRAME_GAP` (6 h) between two exported
+  frames is cut to a still of `CUT_GAP_TO` (5 s), logged and counted in
+  `gaps_cut`: an MP4 sample lasts at most 2**31 ticks of 1/90000 s (6.6 h),
+  and a night-long frozen picture is of no use anyway. Shorter gaps keep
+  their real length.
+- Snapshot records at a segment's start (state copies re-stamped to the
+  segment's start time, see `tag_snapshot`) are not frames.
+- `start`/`end` select frames by their log time: seconds from the log's first
+  timestamp, or absolute epoch seconds.
+- `fps` (a fixed playback rate, e.g. for a timelapse) replaces all of the above
+  timing: the n-th selected frame is shown at n / fps seconds; the burnt-in
+  `timestamp` still shows each frame's own log time.
+
+Robustness contract:
+- A frame that does not decode whole (FFmpeg's strict `err_detect=explode`)
+  is skipped and counted in `corrupt`; in copy mode, where nothing is decoded,
+  a frame is skipped as corrupt when it is not a JPEG with a readable size and
+  an end marker.
+- h264: a frame of another size than the first is scaled to the first size
+  (counted in `rescaled`); copy keeps every JPEG as it is.
+- Memory is bounded whatever the frames claim: a frame whose JPEG header
+  says more than `max_pixels` (default 4096x4096) is never decoded, in
+  either mode: it is skipped, counted in `too_large`, and the first one is
+  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded). FFmpeg's
+  own `max_pixels` limit is set to the same value in the decoder, so a header
+  that hides its size from `autorec.media.jpeg` is refused there too.
+- The file is written as `OUT.partial` and renamed to `OUT` only when
+  complete, so a killed export never leaves a broken file under the real name.
+- Failures raise `ExportError` with a one-line message; the partial file is
+  removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+
+from autorec import events
+from autorec.dates import clamp_time, local_strftime, utc_iso
+from autorec.io.atomicfile import fsync_path, open_nofollow
+from autorec.io.logfile import LogReader
+from autorec.media.jpeg import jpeg_complete, jpeg_size
+
+_log = logging.getLogger(__name__)  # `log` names the log file being exported throughout this module
+
+Mode = Literal["h264", "copy"]
+MODES: tuple[str, ...] = ("h264", "copy")
+SUFFIX: dict[str, str] = {"h264": ".mp4", "copy": ".mkv"}
+_FORMAT: dict[str, str] = {"h264": "mp4", "copy": "matroska"}
+# MP4 takes any clock: 90 kHz is the MPEG convention. Matroska's clock is 1 ms.
+MAX_FRAME_GAP = 6 * 3600.0  # seconds; a longer camera gap is cut (MP4 sample durations overflow at 6.6 h)
+CUT_GAP_TO = 5.0  # seconds of still picture a cut gap becomes
+DEFAULT_MAX_PIXELS = 4096 * 4096  # a generous camera maximum: ~25 MB a decoded 4:2:0 picture
+_TIME_BASE: dict[str, Fraction] = {"h264": Fraction(1, 90000), "copy": Fraction(1, 1000)}
+
+CLOCK_STEP = 1.0  # seconds back in time treated as a clock step rather than jitter
+DEFAULT_INTERVAL = 0.1  # frame interval assumed before two frames have been seen (10 fps)
+_MIN_GAP = 0.001  # smallest gap put between frames whose times do not increase
+_CAMERA_KINDS = frozenset({"image", "image_transform"})
+
+
+class ExportError(Exception):
+    """An export failed; the message is one line naming the log."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame selection and timing (no codecs here)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One decoded log record as the exporter sees it."""
+
+    index: int
+    kind: str
+    timestamp: float | None  # the record's own timestamp
+    event: object
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A camera frame chosen for export."""
+
+    index: int  # record index in the log
+    log_time: float  # the log's time for this frame (own or carried forward)
+    time: float  # presentation time on a strictly increasing clock (log_time + clock-step shift)
+    jpeg: bytes
+
+
+@dataclass
+class SelectionStats:
+    records: int = 0
+    images: int = 0
+    snapshot: int = 0  # images in the segment snapshot, not frames
+    untimed: int = 0  # frames before any time was known
+    no_timestamp: int = 0  # frames that got a carried-forward time
+    clock_steps: int = 0
+    nudged: int = 0  # frames moved forward by <1 s to keep time increasing
+    before_start: int = 0
+    after_end: int = 0
+    undecodable_records: int = 0
+    log_problem: str | None = None  # truncated/corrupt tail of the log
+
+
+def tag_snapshot(items: Iterable[Item], declared: int | None = None) -> Iterator[tuple[Item, bool]]:
+    """Yield `(item, is_snapshot)`.
+
+    With `declared` (the record count from the segment's sidecar), the first
+    `declared` records are the snapshot. Otherwise the snapshot is the leading
+    run of records that share one timestamp (records without a timestamp
+    included), at most one per kind, provided the run holds a timestamped
+    record of a kind other than image/image_transform: a live stream never
+    stamps two different sensor events with the very same nanosecond, while a
+    segmenter's re-stamped snapshot does, and pdserver may stamp an
+    image_transform + image pair alike.
+    """
+    it = iter(items)
+    if declared is not None:
+        for item in it:
+            yield item, item.index < declared
+        return
+    run: list[Item] = []
+    kinds: set[str] = set()
+    t0: float | None = None
+    ended_by: Item | None = None
+    for item in it:
+        ts = item.timestamp
+        if item.kind in kinds or (ts is not None and t0 is not None and ts != t0):
+            ended_by = item
+            break
+        kinds.add(item.kind)
+        if ts is not None:
+            t0 = ts
+        run.append(item)
+    is_snapshot = any(r.timestamp is not None and r.kind not in _CAMERA_KINDS for r in run)
+    for item in run:
+        yield item, is_snapshot
+    if ended_by is not None:
+        yield ended_by, False
+    for item in it:
+        yield item, False
+
+
+def snapshot_records_from_sidecar(log_path: str | os.PathLike[str]) -> int | None:
+    """Leading snapshot record count declared by the segment sidecar `NAME.json`, if any."""
+    sidecar = Path(log_path).with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    snap = meta.get("snapshot") if isinstance(meta, dict) else None
+    records = snap.get("records") if isinstance(snap, dict) else None
+    if isinstance(records, int) and not isinstance(records, bool) and records >= 0:
+        return records
+    return None
+
+
+@dataclass(frozen=True)
+class TimeRef:
+    """A `--start`/`--end` value: seconds from the log's first timestamp, or absolute epoch seconds."""
+
+    seconds: float
+    absolute: bool = False
+
+    def resolve(self, log_start: float) -> float:
+        return self.seconds if self.absolute else log_start + self.seconds
+
+    @classmethod
+    def parse(cls, text: str) -> TimeRef:
+        """`90`, `10s`, `5min` (from the log's start) or an ISO time (`2026-11-24T11:20:00`, local
+        time unless it names a zone, `Z` allowed). Raises ValueError with a usage message."""
+        from autorec.units import parse_duration
+
+        try:
+            return cls(parse_duration(text))
+        except ValueError:
+            pass
+        iso = text.strip()
+        if iso.endswith(("Z", "z")):
+            iso = iso[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValueError(
+                f"expected seconds from the log's start (90, 10s, 5min) or an ISO time "
+                f"(2026-11-24T11:20:00), got {text!r}"
+            ) from None
+        return cls(moment.timestamp(), absolute=True)
+
+
+class FrameClock:
+    """Turns log records into strictly increasing frame times (the timing contract above). Sans-I/O."""
+
+    def __init__(self, stats: SelectionStats) -> None:
+        self.stats = stats
+        self.carried: float | None = None  # last time seen on any record
+        self.first_time: float | None = None  # first time seen in the log
+        self._shift = 0.0
+        self._prev: float | None = None
+        self._intervals: deque[float] = deque(maxlen=32)
+
+    @property
+    def interval(self) -> float:
+        """The typical frame interval so far (median of recent ones)."""
+        return statistics.median(self._intervals) if self._intervals else DEFAULT_INTERVAL
+
+    def observe(self, timestamp: float | None) -> None:
+        """Every record passes here, frames included, before `frame_time`."""
+        if timestamp is not None:
+            self.carried = timestamp
+            if self.first_time is None:
+                self.first_time = timestamp
+
+    def log_time(self, timestamp: float | None) -> float | None:
+        if timestamp is None:
+            self.stats.no_timestamp += 1
+            return self.carried
+        return timestamp
+
+    def frame_time(self, log_time: float) -> float:
+        """Presentation time for a frame at `log_time`, later than every earlier one."""
+        t = log_time + self._shift
+        prev = self._prev
+        if prev is not None:
+            if t <= prev:
+                if prev - t < CLOCK_STEP:
+                    t = prev + _MIN_GAP
+                    self.stats.nudged += 1
+                else:
+                    target = prev + self.interval
+                    self._shift += target - t
+                    t = target
+                    self.stats.clock_steps += 1
+            else:
+                self._intervals.append(t - prev)
+        self._prev = t
+        return t
+
+
+def select_frames(
+    records: Iterable[Item],
+    stats: SelectionStats,
+    clock: FrameClock,
+    start: TimeRef | None = None,
+    end: TimeRef | None = None,
+    snapshot_records: int | None = None,
+) -> Iterator[Frame]:
+    """The frames to export, in log order, with their times."""
+    for item, in_snapshot in tag_snapshot(records, snapshot_records):
+        clock.observe(item.timestamp)
+        if item.kind != "image":
+            continue
+        stats.images += 1
+        if in_snapshot:
+            stats.snapshot += 1
+            continue
+        log_time = clock.log_time(item.timestamp)
+        if log_time is None:
+            stats.untimed += 1
+            continue
+        first = clock.first_time if clock.first_time is not None else log_time
+        if start is not None and log_time < start.resolve(first):
+            stats.before_start += 1
+            continue
+        if end is not None and log_time > end.resolve(first):
+            stats.after_end += 1
+            return
+        yield Frame(item.index, log_time, clock.frame_time(log_time), item.event.image.image_data)
+
+
+def read_items(reader: LogReader, stats: SelectionStats) -> Iterator[Item]:
+    """Decoded records of a log; undecodable ones are counted and skipped."""
+    for index, record in enumerate(reader.records()):
+        stats.records += 1
+        try:
+            event = events.decode(record.payload)
+        except events.DecodeError:
+            stats.undecodable_records += 1
+            continue
+        yield Item(index, events.kind(event) or "", events.timestamp(event), event)
+    if reader.truncated is not None:
+        stats.log_problem = f"log cut off in the record at byte {reader.truncated.offset}"
+    elif reader.corrupt is not None:
+        stats.log_problem = f"log unreadable from byte {reader.corrupt.offset}: {reader.corrupt.reason}"
+
+
+def count_images(log_path: str | os.PathLike[str]) -> int:
+    """How many `image` records a log holds (fast: reads only record heads)."""
+    reader = LogReader(log_path)
+    return sum(1 for _, _, head in reader.heads(1) if events.peek_kind(head) == "image")
+
+
+# ---------------------------------------------------------------------------------------------
+# Timestamp overlay: a 5x7 pixel font for the characters of a time stamp.
+
+_GLYPHS: dict[str, tuple[str, ...]] = {
+    "0": ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
+    "1": ("00100", "01100", "00100", "00100", "00100", "00100", "01110"),
+    "2": ("01110", "10001", "00001", "00010", "00100", "01000", "11111"),
+    "3": ("11110", "00001", "00001", "01110", "00001", "00001", "11110"),
+    "4": ("00010", "00110", "01010", "10010", "11111", "00010", "00010"),
+    "5": ("11111", "10000", "11110", "00001", "00001", "10001", "01110"),
+    "6": ("00110", "01000", "10000", "11110", "10001", "10001", "01110"),
+    "7": ("11111", "00001", "00010", "00100", "01000", "01000", "01000"),
+    "8": ("01110", "10001", "10001", "01110", "10001", "10001", "01110"),
+    "9": ("01110", "10001", "10001", "01111", "00001", "00010", "01100"),
+    "-": ("00000", "00000", "00000", "11111", "00000", "00000", "00000"),
+    ":": ("00000", "01100", "01100", "00000", "01100", "01100", "00000"),
+    ".": ("00000", "00000", "00000", "00000", "00000", "01100", "01100"),
+    " ": ("00000",) * 7,
+}
+_GLYPH_ARRAYS = {c: np.array([[ch == "1" for ch in row] for row in rows], dtype=bool) for c, rows in _GLYPHS.items()}
+
+
+def format_overlay_time(t: float) -> str:
+    """Local wall time with milliseconds, as burned into frames by `--timestamp`."""
+    t = clamp_time(t)
+    ms = round(t * 1000) % 1000
+    return local_strftime(t, "%Y-%m-%d %H:%M:%S") + f".{ms:03d}"
+
+
+def _plane_array(plane) -> np.ndarray:
+    buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return buf[:, : plane.width]
+
+
+def draw_text(frame: av.VideoFrame, text: str) -> None:
+    """Burn `text` (white on a black box, top-left) into a full-range 4:2:0 frame in place."""
+    scale = max(1, frame.height // 240)
+    mask = np.concatenate([np.pad(_GLYPH_ARRAYS.get(c, _GLYPH_ARRAYS[" "]), ((0, 0), (0, 1))) for c in text], axis=1)
+    mask = np.kron(mask, np.ones((scale, scale), dtype=bool))
+    pad = 2 * scale
+    y_plane = _plane_array(frame.planes[0])
+    h = min(mask.shape[0] + 2 * pad, y_plane.shape[0]) & ~1
+    w = min(mask.shape[1] + 2 * pad, y_plane.shape[1]) & ~1
+    box = y_plane[:h, :w]
+    box[:] = 0
+    sub = mask[: h - pad, : w - pad]
+    box[pad : pad + sub.shape[0], pad : pad + sub.shape[1]][sub] = 255
+    for i in (1, 2):  # neutral chroma under the box
+        _plane_array(frame.planes[i])[: h // 2, : w // 2] = 128
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+# x264's fastest presets turn off mb-tree rate control (and its lookahead). A camera watching a
+# board is mostly static, where mb-tree spends bits on what stays: about a third of the size.
+# Adaptive quantisation off: on a noisy sensor it spends bits on noise in the flat board
+# (-30% size, -20% CPU, +0.7 dB PSNR; PSNR favours aq off, but no banding was seen on the
+# board). Measured in benchmarks/video_export.py.
+FAST_PRESET_PARAMS = "mbtree=1:rc-lookahead=10:aq-mode=0"
+
+
+def x264_options(options: ExportOptions) -> dict[str, str]:
+    """The libx264 private options for an export."""
+    opts = {"crf": str(options.crf), "preset": options.preset}
+    params = options.x264_params
+    if params is None and options.preset in ("ultrafast", "superfast"):
+        params = FAST_PRESET_PARAMS
+    if params:
+        opts["x264-params"] = params
+    return opts
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    mode: Mode = "h264"
+    crf: int = 23
+    # superfast + mb-tree (see x264_params): faster than OpenCV's mp4v writer at under half its
+    # size on camera views of a board (benchmarks/video_export.py)
+    preset: str = "superfast"
+    # None: `FAST_PRESET_PARAMS` for the two fastest presets, nothing for the others
+    x264_params: str | None = None
+    start: TimeRef | None = None
+    end: TimeRef | None = None
+    timestamp: bool = False  # burn the log time into each frame (h264 only)
+    decode_threads: int | None = None  # default: `default_decode_threads()`; 0: decode in the encoding thread
+    max_pixels: int = DEFAULT_MAX_PIXELS  # frames larger than this (width x height) are skipped, never decoded
+    fps: float | None = None  # a fixed playback rate instead of each frame's own time (timelapses)
+
+
+@dataclass
+class ExportResult:
+    log: Path
+    output: Path
+    frames: int = 0  # frames written
+    corrupt: int = 0
+    too_large: int = 0  # frames over `max_pixels`, skipped
+    gaps_cut: int = 0  # camera gaps longer than MAX_FRAME_GAP, cut to CUT_GAP_TO
+    rescaled: int = 0
+    first_time: float | None = None  # log time of the first frame written
+    last_time: float | None = None
+    duration: float = 0.0  # seconds of video
+    bytes: int = 0
+    seconds: float = 0.0  # wall time the export took
+    selection: SelectionStats = field(default_factory=SelectionStats)
+
+    def summary(self) -> str:
+        from autorec.units import format_duration, format_size
+
+        parts = [f"{self.frames} frames", format_duration(self.duration), format_size(self.bytes)]
+        sel = self.selection
+        for count, what in (
+            (self.corrupt, "corrupt frames skipped"),
+            (self.too_large, "frames over the pixel cap skipped"),
+            (self.gaps_cut, f"camera gaps over {MAX_FRAME_GAP / 3600:g}h cut to {CUT_GAP_TO:g}s"),
+            (self.rescaled, "frames rescaled to the first size"),
+            (sel.untimed, "frames without any time skipped"),
+            (sel.clock_steps, "clock steps"),
+        ):
+            if count:
+                parts.append(f"{count} {what}")
+        if sel.log_problem:
+            parts.append(sel.log_problem)
+        return ", ".join(parts)
+
+
+def default_output(log_path: str | os.PathLike[str], mode: Mode, out_dir: str | os.PathLike[str] | None = None) -> Path:
+    log = Path(log_path)
+    name = log.with_suffix(SUFFIX[mode]).name
+    return (Path(out_dir) if out_dir is not None else log.parent) / name
+
+
+def is_up_to_date(log_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> bool:
+    """The output exists and is not older than the log."""
+    try:
+        return os.stat(out_path).st_mtime >= os.stat(log_path).st_mtime
+    except OSError:
+        return False
+
+
+def partial_path(out_path: str | os.PathLike[str]) -> Path:
+    out = Path(out_path)
+    return out.with_name(out.name + ".partial")
+
+
+# Camera JPEGs are full-range 4:2:0 YUV. The video keeps exactly that and says so (H.264's
+# full-range flag, which FFmpeg, VLC, mpv and browsers honour): no per-pixel range conversion
+# (it cost ~1.2 ms a frame, 15% of the export) and no loss of levels.
+_PIX_FMT = "yuvj420p"
+_JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+class _Decoder:
+    """JPEG -> full-range 4:2:0 frames of one size; one FFmpeg decoder per thread (contexts are not thread-safe)."""
+
+    def __init__(self, source_size: tuple[int, int], timestamp: bool, max_pixels: int = 0) -> None:
+        self.source_size = source_size  # the first frame's size; others are "rescaled" to it
+        # 4:2:0 needs even sizes
+        self.width, self.height = max(2, source_size[0] & ~1), max(2, source_size[1] & ~1)
+        self.timestamp = timestamp
+        self.max_pixels = max_pixels  # FFmpeg refuses pictures above this (0: no limit of ours)
+        self._local = threading.local()
+
+    def _context(self) -> av.CodecContext:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = av.CodecContext.create("mjpeg", "r")
+            options = {"err_detect": "explode"}  # damaged JPEGs fail instead of half-grey pictures
+            if self.max_pixels:
+                options["max_pixels"] = str(self.max_pixels)
+            ctx.options = options
+            self._local.ctx = ctx
+        return ctx
+
+    def __call__(self, frame: Frame) -> tuple[av.VideoFrame | None, bool]:
+        """(picture or None if corrupt, whether it was rescaled)."""
+        if not frame.jpeg:
+            # An empty packet is FFmpeg's end-of-stream signal: it would put the decoder at EOF and the
+            # next, good frame would fail too. An image event without data is just a corrupt frame.
+            return None, False
+        try:
+            pictures = self._context().decode(av.Packet(frame.jpeg))
+        except (av.FFmpegError, ValueError):
+            self._local.ctx = None  # start clean after an error
+            return None, False
+        if not pictures:
+            return None, False
+        picture = pictures[0]
+        rescaled = (picture.width, picture.height) != self.source_size
+        if picture.format.name == _PIX_FMT and (picture.width, picture.height) == (self.width, self.height):
+            out = picture  # the usual case: the decoder's own frame, no copy
+        else:  # other subsampling (e.g. progressive 4:4:4) or size
+            out = picture.reformat(width=self.width, height=self.height, format=_PIX_FMT)
+        out.pict_type = PictureType.NONE  # decoded JPEGs are marked I; let x264 choose
+        if self.timestamp:
+            draw_text(out, format_overlay_time(frame.log_time))
+        return out, rescaled
+
+
+class _Writer:
+    """Muxes frames one behind, so each frame's duration (to the next frame) is known when it is written."""
+
+    def __init__(
+        self,
+        container: av.container.OutputContainer,
+        stream,
+        time_base: Fraction,
+        t0: float,
+        result: ExportResult | None = None,
+    ):
+        self.container, self.stream, self.time_base, self.t0 = container, stream, time_base, t0
+        self.result = result
+        self._cut = 0  # ticks removed from long camera gaps so far
+        self._max_gap = round(MAX_FRAME_GAP / time_base)
+        self._cut_to = round(CUT_GAP_TO / time_base)
+        self._held: tuple[int, object] | None = None
+        self._durations: dict[int, int] = {}
+        self.last_pts = 0
+        self.last_duration = 0
+        self._first_dts: int | None = None
+
+    def pts(self, t: float) -> int:
+        return round((t - self.t0) / self.time_base) - self._cut
+
+    def add(self, pts: int, payload: object) -> None:
+        if self._held is not None:
+            held_pts, held = self._held
+            if pts - held_pts > self._max_gap:
+                # One frame held for hours: more than a container can hold (MP4: 2**31 ticks).
+                cut = pts - held_pts - self._cut_to
+                self._cut += cut
+                pts -= cut
+                self._gap_cut(cut + self._cut_to, held_pts)
+            self._emit(held_pts, held, pts - held_pts)
+        self._held = (pts, payload)
+
+    def _gap_cut(self, ticks: int, at_pts: int) -> None:
+        from autorec.units import format_duration
+
+        gap = float(ticks * self.time_base)
+        if self.result is not None:
+            self.result.gaps_cut += 1
+            log_name = self.result.log
+        else:
+            log_name = "video"
+        _log.info(
+            "%s: camera gap of %s after %s of video cut to a %s still (gaps over %s are cut)",
+            log_name,
+            format_duration(gap),
+            format_duration(float(at_pts * self.time_base)),
+            format_duration(CUT_GAP_TO),
+            format_duration(MAX_FRAME_GAP),
+        )
+
+    def finish(self, last_interval: float) -> None:
+        if self._held is not None:
+            pts, payload = self._held
+            self._emit(pts, payload, max(1, round(last_interval / self.time_base)))
+            self._held = None
+        self._flush_encoder()
+
+    def _emit(self, pts: int, payload: object, duration: int) -> None:
+        self.last_pts, self.last_duration = pts, duration
+        if isinstance(payload, bytes):  # copy mode: the JPEG is the packet
+            packet = av.Packet(payload)
+            packet.stream = self.stream
+            packet.pts = packet.dts = pts
+            packet.duration = duration
+            packet.time_base = self.time_base
+            packet.is_keyframe = True
+            self.container.mux(packet)
+            return
+        picture: av.VideoFrame = payload  # type: ignore[assignment]
+        picture.pts = pts
+        picture.time_base = self.time_base
+        self._durations[pts] = duration
+        for packet in self.stream.encode(picture):
+            self._mux_encoded(packet)
+
+    def _flush_encoder(self) -> None:
+        if self.stream.codec_context.name == "mjpeg":
+            return
+        tail = list(self.stream.encode(None))
+        for i, packet in enumerate(tail):
+            if i == len(tail) - 1 and packet.dts is not None:
+                # MP4 sample durations are decode-time deltas and the last one is the last packet's
+                # duration; with B-frames that packet is not the last frame shown. Size it so the
+                # samples add up to the last frame's end (the first frame is at 0).
+                self._durations.pop(packet.pts, None)
+                first_dts = self._first_dts if self._first_dts is not None else packet.dts
+                packet.duration = max(1, self.last_pts + self.last_duration + first_dts - packet.dts)
+            self._mux_encoded(packet)
+
+    def _mux_encoded(self, packet: av.Packet) -> None:
+        if self._first_dts is None:
+            self._first_dts = packet.dts
+        if packet.pts is not None:
+            duration = self._durations.pop(packet.pts, None)
+            if duration is not None:
+                packet.duration = duration
+        self.container.mux(packet)
+
+
+def export(
+    log_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    options: ExportOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Export the camera frames of one log. See the module docstring for the contracts.
+
+    `progress(n)` is called with the number of frames handled since its last call.
+    Raises `ExportError` (one line) when the log cannot be read, holds no frame
+    to export, or the output cannot be written.
+    """
+    options = options or ExportOptions()
+    if options.mode not in MODES:
+        raise ExportError(f"unknown video mode {options.mode!r} (modes: {', '.join(MODES)})")
+    if options.timestamp and options.mode == "copy":
+        raise ExportError("--timestamp needs re-encoding: it cannot be used with --copy")
+    log = Path(log_path)
+    out = Path(out_path) if out_path is not None else default_output(log, options.mode)
+    tmp = partial_path(out)
+    result = ExportResult(log=log, output=out)
+    began = time.perf_counter()
+    if not log.is_file():
+        raise ExportError(f"{log}: no such log file")
+    stats = result.selection
+    clock = FrameClock(stats)
+    frames = select_frames(
+        read_items(LogReader(log), stats),
+        stats,
+        clock,
+        options.start,
+        options.end,
+        snapshot_records_from_sidecar(log),
+    )
+    if options.fps is not None:
+        if not 0 < options.fps <= MAX_FPS:
+            raise ExportError(f"fps must be above 0 and at most {MAX_FPS:g}, got {options.fps!r}")
+        frames = fixed_rate(frames, options.fps)
+    container = None
+    sink = None
+    try:
+        try:
+            tmp.unlink(missing_ok=True)  # a stale one from a killed run (or a planted link: its target stays)
+            # Created by us, fresh and without following links; PyAV writes to the open file.
+            sink = os.fdopen(open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL), "w+b")
+            container = av.open(sink, "w", format=_FORMAT[options.mode])
+        except (OSError, av.FFmpegError) as exc:
+            raise ExportError(f"{out}: cannot write: {exc}") from None
+        if options.mode == "copy":
+            _export_copy(frames, container, options, result, progress)
+        else:
+            _export_h264(frames, container, options, result, progress)
+        if result.frames == 0:
+            raise ExportError(_no_frames_message(log, stats, result, options))
+        container.close()
+        container = None
+        sink.close()
+        # The rename must not land before the data: a power cut would leave a broken file under the real name.
+        fsync_path(tmp)
+        os.replace(tmp, out)
+    except ExportError:
+        raise
+    except (OSError, av.FFmpegError) as exc:
+        raise ExportError(f"{log}: export failed: {exc}") from None
+    finally:
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # already failing; the partial file is removed below
+                pass
+        if sink is not None:
+            sink.close()
+        tmp.unlink(missing_ok=True)  # after success it is already renamed
+    result.bytes = out.stat().st_size
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def fixed_rate(frames: Iterable[Frame], fps: float) -> Iterator[Frame]:
+    """`frames` re-timed to one every 1/fps seconds from the first (log times unchanged)."""
+    t0: float | None = None
+    for n, frame in enumerate(frames):
+        if t0 is None:
+            t0 = frame.time
+        yield dataclasses.replace(frame, time=t0 + n / fps)
+
+
+def _no_frames_message(log: Path, stats: SelectionStats, result: ExportResult, options: ExportOptions) -> str:
+    if stats.images == 0:
+        return f"{log}: no camera frames in this log ({stats.records} records)"
+    if stats.before_start or stats.after_end:
+        return f"{log}: no camera frames between --start and --end ({stats.images} in the log)"
+    reasons = []
+    if result.corrupt:
+        reasons.append(f"{result.corrupt} corrupt")
+    if stats.snapshot:
+        reasons.append(f"{stats.snapshot} in the segment snapshot")
+    if stats.untimed:
+        reasons.append(f"{stats.untimed} without any time")
+    return f"{log}: no exportable camera frames ({stats.images} images: {', '.join(reasons) or 'none usable'})"
+
+
+def _note(result: ExportResult, frame: Frame) -> None:
+    if result.first_time is None:
+        result.first_time = frame.log_time
+    result.last_time = frame.log_time
+    result.frames += 1
+
+
+def _finish(writer: _Writer | None, clock_interval: float, result: ExportResult) -> None:
+    if writer is None:
+        return
+    writer.finish(clock_interval)
+    result.duration = float((writer.last_pts + writer.last_duration) * writer.time_base)
+
+
+def _too_large(size: tuple[int, int] | None, frame: Frame, options: ExportOptions, result: ExportResult) -> bool:
+    """Whether a frame whose header claims `size` is over the pixel cap (counted; the first one logged)."""
+    if size is None or size[0] * size[1] <= options.max_pixels:
+        return False
+    result.too_large += 1
+    if result.too_large == 1:
+        _log.warning(
+            "%s: a frame of %dx%d pixels (%.1f megapixels) at %.3f is over the cap of %.1f megapixels "
+            "(--max-pixels): skipped without decoding; further ones are counted",
+            result.log,
+            size[0],
+            size[1],
+            size[0] * size[1] / 1e6,
+            frame.log_time,
+            options.max_pixels / 1e6,
+        )
+    return True
+
+
+def _export_copy(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
+    writer: _Writer | None = None
+    clock_interval = DEFAULT_INTERVAL
+    prev_time: float | None = None
+    intervals: deque[float] = deque(maxlen=32)
+    for frame in frames:
+        if progress:
+            progress(1)
+        size = jpeg_size(frame.jpeg)
+        # A damaged header can claim any size (0 or 60000 pixels): as the first frame it failed the export.
+        if size is None or not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE) or not jpeg_complete(frame.jpeg):
+            result.corrupt += 1
+            continue
+        if _too_large(size, frame, options, result):
+            continue
+        if writer is None:
+            stream = container.add_stream("mjpeg")
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuvj420p"
+            stream.time_base = stream.codec_context.time_base = _TIME_BASE["copy"]
+            _set_metadata(container, frame.log_time)
+            writer = _Writer(container, stream, _TIME_BASE["copy"], frame.time, result)
+        if prev_time is not None:
+            intervals.append(frame.time - prev_time)
+        prev_time = frame.time
+        writer.add(writer.pts(frame.time), frame.jpeg)
+        _note(result, frame)
+    if intervals:
+        clock_interval = statistics.median(intervals)
+    _finish(writer, clock_interval, result)
+
+
+def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
+    workers = options.decode_threads if options.decode_threads is not None else default_decode_threads()
+    window = 2 * max(1, workers) + 2  # frames in flight: enough to keep every decoder busy, little memory
+    writer: _Writer | None = None
+    decoder: _Decoder | None = None
+    prev_time: float | None = None
+    intervals: deque[float] = deque(maxlen=32)
+    pending: deque[tuple[Frame, Future]] = deque()
+
+    def take() -> None:
+        nonlocal writer, prev_time
+        frame, future = pending.popleft()
+        picture, rescaled = future.result()
+        if progress:
+            progress(1)
+        if picture is None:
+            result.corrupt += 1
+            return
+        result.rescaled += rescaled
+        if writer is None:
+            stream = container.add_stream("libx264")
+            stream.width, stream.height = picture.width, picture.height
+            stream.pix_fmt = _PIX_FMT
+            stream.codec_context.color_range = _JPEG_RANGE
+            stream.time_base = stream.codec_context.time_base = _TIME_BASE["h264"]
+            stream.codec_context.options = x264_options(options)
+            _set_metadata(container, frame.log_time)
+            writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time, result)
+        if prev_time is not None:
+            intervals.append(frame.time - prev_time)
+        prev_time = frame.time
+        writer.add(writer.pts(frame.time), picture)
+        _note(result, frame)
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="jpeg-decode") as executor:
+        pool = executor if workers > 0 else None
+        try:
+            for frame in frames:
+                size = jpeg_size(frame.jpeg)
+                if _too_large(size, frame, options, result):
+                    if progress:
+                        progress(1)
+                    continue
+                if decoder is None:
+                    # Size the video from the first frame that decodes: a damaged first frame whose header
+                    # claims 60000x60000 failed the whole export, or would scale every later frame up to it.
+                    probe = _Decoder(size, options.timestamp, options.max_pixels) if size is not None else None
+                    first = probe(frame) if probe is not None else (None, False)
+                    if first[0] is not None:
+                        decoder = probe
+                    pending.append((frame, _done(first)))
+                    take()
+                    continue
+                if pool is None:  # serial: decode in this thread (benchmark baseline)
+                    pending.append((frame, _done(decoder(frame))))
+                else:
+                    pending.append((frame, pool.submit(decoder, frame)))
+                if len(pending) >= window:
+                    take()
+            while pending:
+                take()
+        finally:
+            for _, future in pending:
+                future.cancel()
+    _finish(writer, statistics.median(intervals) if intervals else DEFAULT_INTERVAL, result)
+
+
+MAX_FPS = 1000.0  # a playback rate above this is a typo, not a video
+MAX_SIDE = 16384  # pixels; a JPEG header claiming more (or 0) is damaged, not a camera frame
+
+
+def default_decode_threads() -> int:
+    """JPEG decode threads: one per two CPUs (1-4). x264 already runs ~1.5 threads per CPU; more
+    decoders only compete with it (2 cores: 1 thread measured 1.1x faster than 2)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def _done(value: object) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _set_metadata(container, first_time: float) -> None:
+    container.metadata["creation_time"] = utc_iso(first_time, digits=6)
+    container.metadata["comment"] = f"autorec: first frame at epoch {first_time:.6f}"

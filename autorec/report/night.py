@@ -1,0 +1,506 @@
+"""The night model: what an output directory holds, read back for people (`ls`, `info DIR`, `report`).
+
+`load_night(directory, since=None, until=None)` reads, without writing
+anything and without ever raising for bad content:
+- `index.jsonl`: the closed segments (one line each), in time order;
+- each segment's sidecar (`NAME.json`), its log (`NAME.bin`) and its video
+  exports (`NAME.mp4`, `NAME.mkv`) if present;
+- `journal.jsonl` (see `autorec.services.journal`): runs, connections, alerts, stats;
+- `status.json`, the telemetry and timelapse logs (`telemetry-*.bin`,
+  `timelapse-*.bin`), and open segments
+  (`*.bin.partial`: a run still going, or a crash not yet recovered).
+
+Whatever is damaged or missing becomes a line in `Night.problems` (file and
+line where there is one) and the rest is still read: a corrupt index line
+is skipped, a segment whose log is missing is listed with `exists=False`, a
+sidecar that is missing, corrupt, or from a newer autorec leaves the index
+line's summary in place. `since`/`until` (epoch seconds) keep the segments
+that overlap that span, and the journal entries inside it.
+
+Everything here is a read of small files (index, sidecars, journal); the
+telemetry logs are only listed (`autorec.report.sensorseries` reads them).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autorec.services.journal import JOURNAL_NAME, read_journal
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.jsonl"
+STATUS_NAME = "status.json"
+SIDECAR_VERSION = 1  # the newest sidecar layout this module knows (autorec.io.writer writes it)
+VIDEO_SUFFIXES = (".mp4", ".mkv")
+MAX_INDEX_LINE = 1 << 20
+MAX_SIDECAR = 64 << 20  # a sidecar larger than this is not read (it cannot be one of ours)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def utc_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """`t` (epoch seconds) as UTC text; `?` for a time no calendar holds."""
+    if t is None:
+        return "?"
+    try:
+        return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def local_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """`t` (epoch seconds) in the computer's time zone; `?` for a time no calendar holds."""
+    if t is None:
+        return "?"
+    try:
+        return _dt.datetime.fromtimestamp(t).astimezone().strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+@dataclass
+class Segment:
+    """One closed segment, from its index line and (when readable) its sidecar."""
+
+    name: str
+    path: Path  # NAME.bin
+    sidecar_path: Path  # NAME.json
+    start: float
+    end: float
+    rules: tuple[str, ...]
+    records: int
+    bytes: int
+    close_reason: str
+    part: int = 1
+    recovered: bool = False
+    gaps: int = 0
+    dropped: int = 0
+    exists: bool = True
+    sidecar: dict[str, Any] | None = None
+    videos: list[Path] = field(default_factory=list)
+    line: int = 0  # its line in index.jsonl
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def firings(self) -> list[dict[str, Any]]:
+        """The firings the sidecar lists (dicts with `rule`, `time`, `evidence`), in time order."""
+        raw = (self.sidecar or {}).get("firings")
+        out = [f for f in raw if isinstance(f, dict) and _number(f.get("time")) is not None] if raw else []
+        return sorted(out, key=lambda f: f["time"])
+
+    @property
+    def gap_list(self) -> list[dict[str, Any]]:
+        raw = (self.sidecar or {}).get("gaps")
+        return [g for g in raw if isinstance(g, dict)] if isinstance(raw, list) else []
+
+
+@dataclass
+class AlertSpan:
+    """An alert from the journal: raised at `raised` (its cause began at `since`), cleared at `cleared` (or not)."""
+
+    key: str
+    name: str
+    message: str
+    since: float
+    raised: float
+    cleared: float | None = None
+    cleared_message: str = ""
+
+
+@dataclass
+class Run:
+    """One `autorec run` from the journal: its start line and the last figures it wrote."""
+
+    start: dict[str, Any]
+    last: dict[str, Any] = field(default_factory=dict)  # last stats/stop line
+    stopped: bool = False
+
+
+@dataclass
+class Night:
+    """An output directory, read for people. See the module docstring."""
+
+    directory: Path
+    segments: list[Segment] = field(default_factory=list)
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+    telemetry: list[Path] = field(default_factory=list)
+    timelapse: list[Path] = field(default_factory=list)  # timelapse-YYYYMMDD.bin, one frame every 30 s
+    partials: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    since: float | None = None
+    until: float | None = None
+
+    # -- derived figures ---------------------------------------------------------------------
+    @property
+    def runs(self) -> list[Run]:
+        runs: list[Run] = []
+        for e in self.journal:
+            if e["event"] == "start":
+                runs.append(Run(start=e))
+            elif e["event"] in ("stats", "stop") and runs:
+                runs[-1].last = e
+                runs[-1].stopped = e["event"] == "stop"
+        return runs
+
+    def span(self) -> tuple[float, float] | None:
+        """First and last time the directory knows of (segments and journal), clipped to since/until."""
+        times = [t for s in self.segments for t in (s.start, s.end)]
+        times += [e["time"] for e in self.journal]
+        if not times:
+            return None
+        lo, hi = min(times), max(times)
+        if self.since is not None:
+            lo = max(lo, self.since)
+        if self.until is not None:
+            hi = min(hi, self.until)
+        return (lo, hi) if hi >= lo else None
+
+    def rules(self) -> list[str]:
+        """Every rule that holds a segment, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for s in self.segments:
+            for r in s.rules:
+                seen.setdefault(r, None)
+        return list(seen)
+
+    def segments_per_rule(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.segments:
+            for r in s.rules:
+                out[r] = out.get(r, 0) + 1
+        return out
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(s.bytes for s in self.segments)
+
+    def seen(self) -> tuple[int, int] | None:
+        """(messages, payload bytes) the recorder received, summed over the journal's runs; None if unknown."""
+        runs = [r for r in self.runs if r.last]
+        if not runs:
+            return None
+        return (sum(_int(r.last.get("messages")) for r in runs), sum(_int(r.last.get("bytes_seen")) for r in runs))
+
+    def pdrecord_bytes(self) -> int | None:
+        """What upstream pdrecord would have written for the same stream: every message plus its 4-byte header."""
+        seen = self.seen()
+        return None if seen is None else seen[1] + 4 * seen[0]
+
+    def connections(self) -> list[tuple[float, float]]:
+        """Spans the recorder was connected to the rig, from the journal (an open one ends at the span's end)."""
+        spans: list[tuple[float, float]] = []
+        up: float | None = None
+        last = None
+        for e in self.journal:
+            last = e["time"]
+            if e["event"] == "connected" and up is None:
+                up = e["time"]
+            elif e["event"] in ("disconnected", "stop", "start") and up is not None:
+                spans.append((up, e["time"]))
+                up = None
+        if up is not None and last is not None:
+            # still connected (a run going on, or one that died): up to the last thing the directory knows
+            span = self.span()
+            spans.append((up, max(last, span[1] if span else last)))
+        return spans
+
+    def disconnections(self) -> list[tuple[float, float]]:
+        """Gaps between connected spans within one run (the rig or the network went away)."""
+        out: list[tuple[float, float]] = []
+        down: float | None = None
+        for e in self.journal:
+            if e["event"] == "disconnected":
+                down = e["time"]
+            elif e["event"] == "connected" and down is not None:
+                out.append((down, e["time"]))
+                down = None
+            elif e["event"] in ("start", "stop"):
+                if down is not None:
+                    out.append((down, e["time"]))
+                down = None
+        return out
+
+    def alerts(self) -> list[AlertSpan]:
+        """Alerts raised and cleared, from the journal, in the order they were raised."""
+        open_: dict[str, AlertSpan] = {}
+        out: list[AlertSpan] = []
+        for e in self.journal:
+            if e["event"] != "alert":
+                continue
+            key = str(e.get("key", "?"))
+            if e.get("state") == "raised":
+                since = _number(e.get("since"))
+                span = AlertSpan(
+                    key,
+                    str(e.get("name", key)),
+                    str(e.get("message", "")),
+                    since if since is not None else e["time"],
+                    e["time"],
+                )
+                open_[key] = span
+                out.append(span)
+            elif e.get("state") == "cleared" and key in open_:
+                span = open_.pop(key)
+                span.cleared = e["time"]
+                span.cleared_message = str(e.get("message", ""))
+        return out
+
+    def counter_rises(self, suffix: str) -> list[tuple[float, str, int]]:
+        """(time, counter, increase) each time a counter ending in `suffix` rose between stats lines."""
+        last: dict[str, int] = {}
+        out: list[tuple[float, str, int]] = []
+        for e in self.journal:
+            if e["event"] == "start":
+                last = {}
+            counters = e.get("counters")
+            if not isinstance(counters, dict):
+                continue
+            for k, v in counters.items():
+                if not isinstance(v, int) or not k.endswith(suffix):
+                    continue
+                if k in last and v > last[k]:
+                    out.append((e["time"], k, v - last[k]))
+                last[k] = v
+        return out
+
+    def disk(self) -> tuple[int | None, int | None]:
+        """Free disk bytes at the first start and at the last figures written."""
+        first = next((_int(e.get("disk_free")) for e in self.journal if e["event"] == "start"), None)
+        last = next(
+            (_int(e.get("disk_free")) for e in reversed(self.journal) if isinstance(e.get("disk_free"), int)), None
+        )
+        return first, last
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _read_json_file(path: Path, limit: int) -> tuple[Any, str | None]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    if len(data) > limit:
+        return None, f"larger than {limit} bytes, not read"
+    try:
+        return json.loads(data), None
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+
+
+def _segment_from_line(directory: Path, entry: dict[str, Any], line: int) -> Segment | str:
+    name = entry.get("name")
+    path = entry.get("path")
+    if not isinstance(path, str) or not isinstance(name, str):
+        return "no segment name or path"
+    # Only a plain file name inside the directory: an index line never points elsewhere.
+    if os.path.basename(path) != path or path in ("", ".", ".."):
+        return f"segment path {path!r} is not a file name in this directory"
+    start, end = _number(entry.get("start")), _number(entry.get("end"))
+    if start is None or end is None:
+        return "no valid start/end time"
+    sidecar = entry.get("sidecar")
+    sidecar_name = sidecar if isinstance(sidecar, str) and os.path.basename(sidecar) == sidecar else name + ".json"
+    rules = entry.get("rules")
+    return Segment(
+        name=name,
+        path=directory / path,
+        sidecar_path=directory / sidecar_name,
+        start=start,
+        end=max(start, end),
+        rules=tuple(str(r) for r in rules) if isinstance(rules, list) else (),
+        records=_int(entry.get("records")),
+        bytes=_int(entry.get("bytes")),
+        close_reason=str(entry.get("close_reason", "?")),
+        part=_int(entry.get("part")) or 1,
+        recovered=entry.get("recovered") is True,
+        gaps=_int(entry.get("gaps")),
+        dropped=_int(entry.get("dropped")),
+        line=line,
+    )
+
+
+def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
+    """The segments listed in `directory/index.jsonl`, and the problems of its lines."""
+    index = directory / INDEX_NAME
+    segments: list[Segment] = []
+    problems: list[str] = []
+    try:
+        f = open(index, "rb")
+    except FileNotFoundError:
+        return segments, problems
+    except OSError as exc:
+        return segments, [f"{index}: cannot read: {exc.strerror or exc}"]
+    with f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_INDEX_LINE:
+                problems.append(f"{index}:{number}: line of {len(raw)} bytes skipped")
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                problems.append(f"{index}:{number}: not a JSON line (a damaged or cut-off write); skipped")
+                continue
+            if not isinstance(entry, dict):
+                problems.append(f"{index}:{number}: not an index entry; skipped")
+                continue
+            seg = _segment_from_line(directory, entry, number)
+            if isinstance(seg, str):
+                problems.append(f"{index}:{number}: {seg}; skipped")
+                continue
+            segments.append(seg)
+    return segments, problems
+
+
+def _load_sidecar(seg: Segment, problems: list[str]) -> None:
+    data, error = _read_json_file(seg.sidecar_path, MAX_SIDECAR)
+    if error is not None:
+        problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
+        return
+    if not isinstance(data, dict):
+        problems.append(f"{seg.sidecar_path}: not a sidecar (not a JSON object); the index line's summary is used")
+        return
+    version = data.get("version")
+    if isinstance(version, int) and version > SIDECAR_VERSION:
+        problems.append(
+            f"{seg.sidecar_path}: sidecar version {version} is newer than this autorec reads ({SIDECAR_VERSION});"
+            " only the index line's summary is used"
+        )
+        return
+    seg.sidecar = data
+
+
+def load_night(directory: str | os.PathLike[str], since: float | None = None, until: float | None = None) -> Night:
+    """Read an output directory. Never raises for bad content; a directory that cannot be listed is a problem."""
+    directory = Path(directory)
+    night = Night(directory=directory, since=since, until=until)
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        night.problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
+        return night
+    segments, problems = read_index(directory)
+    night.problems += problems
+    seen: set[str] = set()
+    for seg in segments:
+        if seg.name in seen:
+            night.problems.append(f"{directory / INDEX_NAME}:{seg.line}: segment {seg.name} listed twice; kept once")
+            continue
+        seen.add(seg.name)
+        if since is not None and seg.end < since:
+            continue
+        if until is not None and seg.start > until:
+            continue
+        seg.exists = seg.path.is_file()
+        if not seg.exists:
+            night.problems.append(f"{seg.path}: segment file missing (deleted or moved?)")
+        _load_sidecar(seg, night.problems)
+        seg.videos = [p for p in (seg.path.with_suffix(sfx) for sfx in VIDEO_SUFFIXES) if p.is_file()]
+        night.segments.append(seg)
+    night.segments.sort(key=lambda s: (s.start, s.name))
+    entries, problems = read_journal(directory / JOURNAL_NAME)
+    night.problems += problems
+    night.journal = [
+        e for e in entries if (since is None or e["time"] >= since) and (until is None or e["time"] <= until)
+    ]
+    night.journal.sort(key=lambda e: (e.get("wall", e["time"]), e["time"]))
+    status, error = _read_json_file(directory / STATUS_NAME, 1 << 20)
+    if error is None and isinstance(status, dict):
+        night.status = status
+    elif error not in (None, "missing"):
+        night.problems.append(f"{directory / STATUS_NAME}: {error}")
+    night.telemetry = [directory / n for n in names if n.startswith("telemetry-") and n.endswith(".bin")]
+    night.timelapse = [directory / n for n in names if n.startswith("timelapse-") and n.endswith(".bin")]
+    night.partials = [directory / n for n in names if n.endswith(".bin.partial")]
+    return night
+
+
+def describe_evidence(rule: str, evidence: Any) -> str:
+    """A firing's evidence in words, e.g. `camera: 0.4 % changed at (512, 300)`."""
+    if not isinstance(evidence, dict) or not evidence:
+        return rule
+    parts: list[str] = []
+    bbox = evidence.get("bbox")
+    score = _number(evidence.get("score"))
+    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
+        x, y, w, h = bbox
+        pct = f"{score * 100:.2g} % changed" if score is not None else "change"
+        parts.append(f"camera: {pct} at ({x + w // 2}, {y + h // 2}), {w}x{h} px")
+    for key, value in evidence.items():
+        if key in ("bbox", "score") and parts:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (list, tuple)) and len(value) > 12:
+            value = f"[{', '.join(map(str, value[:12]))}, ...]"
+        parts.append(f"{key} {value}")
+    return "; ".join(str(p) for p in parts)
+
+
+def rule_lanes(segments: Iterable[Segment]) -> list[str]:
+    """Rule names in order of first appearance (one timeline lane each)."""
+    seen: dict[str, None] = {}
+    for s in segments:
+        for r in s.rules:
+            seen.setdefault(r, None)
+    return list(seen)
+
+
+def parse_when(text: str, now: _dt.datetime | None = None) -> float:
+    """A time as a person types it, as epoch seconds; ValueError (saying what is accepted) otherwise.
+
+    Accepted: ISO 8601 date-times (`2026-11-30T22:00`, `2026-11-30 22:00:05Z`, with an offset);
+    without a zone they are local time. A time of day alone (`22:00`) is today, local time. A
+    bare number is epoch seconds.
+    """
+    text = text.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        if number != number or abs(number) > 253_402_300_800:
+            raise ValueError(f"time {text!r} is not a usable epoch time")
+        return number
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        when = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        try:
+            clock = _dt.time.fromisoformat(iso)
+        except ValueError:
+            raise ValueError(
+                f"time {text!r} not understood: use ISO 8601 (2026-11-30T22:00, Z or +01:00 for a zone), "
+                "a time of day (22:00) or epoch seconds"
+            ) from None
+        today = (now or _dt.datetime.now()).date()
+        when = _dt.datetime.combine(today, clock)
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time
+    return when.timestamp()

@@ -1,0 +1,255 @@
+"""The night journal: what the recorder itself did, one JSON line per event, for the morning report.
+
+Segments, sidecars and the telemetry log say what the *rig* did. The journal
+(`journal.jsonl` in the output directory) says what the *recorder* did, so a
+report can tell "nothing happened" from "autorec was not listening":
+
+- `start`: autorec version, pid, host, mode (`live`, `sim`, `replay`), the
+  source, the rule file's path and SHA-256, disk free/total;
+- `connected` / `disconnected` (stream time);
+- `alert`: every alert raised or cleared (`state`, `key`, `message`,
+  `since`), the disk floor's pauses included;
+- `stats`, every `interval` seconds of stream time (default 60; so a
+  simulated night has as many as a real one): messages and bytes seen, bytes
+  kept, segments, disk free, connection, and the counters that changed since the previous `stats` line (a trigger's
+  `camera-motion.global_changes` rising marks a lighting change it rejected);
+- `stop`: like `stats`, plus why the run ended.
+
+Every line has `event`, `time` (stream time once known, the computer's clock
+before) and `wall` (the computer's clock). Lines are appended with
+O_APPEND|O_NOFOLLOW (a symlink planted in the directory is refused, never
+followed). A failed write (full disk) is counted in `errors` and logged once
+per run of failures; it never reaches the recorder. Writes happen on the
+caller's thread: a few hundred bytes a minute, into the page cache.
+
+Readers: `read_journal(path)` returns the entries and a list of problems
+(`FILE:LINE: ...` for lines that are not JSON objects), never raising for bad
+content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autorec import __version__
+from autorec.core.streamitems import StreamListener
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "journal.jsonl"
+STATS_INTERVAL = 60.0
+MAX_LINE = 1 << 20  # a reader skips longer lines (a damaged file must not cost gigabytes)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a (small) file, or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read(1 << 20)).hexdigest()
+    except OSError:
+        return None
+
+
+class JournalFile:
+    """Appends JSON lines to one file without following symlinks. Never raises on write errors."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.errors = 0
+        self.lines = 0
+        self._failing = False
+
+    def append(self, entry: Mapping[str, Any]) -> bool:
+        line = (json.dumps(entry, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(line)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    # no half line: cut the file back to where it was
+                    os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except (OSError, ValueError) as exc:
+            self.errors += 1
+            if not self._failing:
+                why = "it is a symlink" if getattr(exc, "errno", None) == 40 else exc
+                log.error("journal: cannot append to %s: %s (later lines are still tried)", self.path, why)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("journal: %s is written again", self.path)
+        self._failing = False
+        self.lines += 1
+        return True
+
+
+class JournalListener(StreamListener):
+    """A stream listener that writes the night journal. See the module docstring.
+
+    `stats()` returns the figures of a `stats` line (a flat dict: `messages`,
+    `bytes_seen`, `bytes_kept`, `segments`, `disk_free`, ...); `counters()`
+    the recorder's counters, of which only changed ones are written. Times
+    given to the listener methods are stream time and pace the stats lines;
+    `wall_clock` stamps `wall`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        stats: Callable[[], Mapping[str, Any]] | None = None,
+        counters: Callable[[], Mapping[str, int]] | None = None,
+        interval: float = STATS_INTERVAL,
+        wall_clock: Callable[[], float] = _time.time,
+    ) -> None:
+        self.file = JournalFile(path)
+        self.stats = stats
+        self.counters = counters
+        self.interval = interval
+        self.wall_clock = wall_clock
+        self.is_connected = False
+        self._stream_time: float | None = None
+        self._last_stats: float | None = None  # stream time of the last stats line
+        self._last_counters: dict[str, int] = {}
+
+    # -- writing -----------------------------------------------------------------------------
+    def _entry(self, event: str, t: float | None, **fields: Any) -> dict[str, Any]:
+        wall = self.wall_clock()
+        if t is not None:
+            self._stream_time = t
+        time = t if t is not None else (self._stream_time if self._stream_time is not None else wall)
+        return {"event": event, "time": round(time, 3), "wall": round(wall, 3), **fields}
+
+    def write(self, event: str, t: float | None = None, **fields: Any) -> bool:
+        return self.file.append(self._entry(event, t, **fields))
+
+    def start(
+        self,
+        *,
+        mode: str,
+        source: str | None,
+        rules: str | os.PathLike[str] | None,
+        out: str | os.PathLike[str],
+        disk: tuple[int, int] | None = None,
+    ) -> None:
+        """The `start` line; call once before the stream begins."""
+        self.write(
+            "start",
+            None,
+            autorec=__version__,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            mode=mode,
+            source=source,
+            rules=str(rules) if rules is not None else None,
+            rules_sha256=file_sha256(rules) if rules is not None else None,
+            out=str(out),
+            disk_free=disk[0] if disk else None,
+            disk_total=disk[1] if disk else None,
+        )
+
+    def _figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"connected": self.is_connected}
+        try:
+            if self.stats is not None:
+                out.update(self.stats())
+            if self.counters is not None:
+                now = {k: v for k, v in self.counters().items() if isinstance(v, int)}
+                changed = {k: v for k, v in now.items() if self._last_counters.get(k) != v}
+                self._last_counters = now
+                if changed:
+                    out["counters"] = changed
+        except Exception:  # a broken figure must not stop the recorder
+            log.exception("journal: cannot collect the figures")
+        return out
+
+    def write_stats(self, t: float | None = None) -> None:
+        self._last_stats = t if t is not None else self._stream_time
+        self.write("stats", t, **self._figures())
+
+    def _pace(self, t: float) -> None:
+        self._stream_time = t
+        if self._last_stats is None or t < self._last_stats:  # first time, or the rig's clock stepped back
+            self._last_stats = t
+        elif t - self._last_stats >= self.interval:
+            self.write_stats(t)
+
+    def stop(self, reason: str = "shutdown") -> None:
+        """The `stop` line; call once after the stream ended."""
+        self.write("stop", None, reason=reason, **self._figures())
+
+    def alert(self, action: Any) -> None:
+        """An alert raised or cleared (an `autorec.services.alerts.AlertAction`)."""
+        self.write(
+            "alert",
+            action.time,
+            state=action.state,
+            key=action.key,
+            name=action.alert.name,
+            message=action.message,
+            since=action.alert.since,
+        )
+
+    # -- StreamListener ----------------------------------------------------------------------
+    def connected(self, t: float) -> None:
+        self.is_connected = True
+        self.write("connected", t)
+
+    def disconnected(self, t: float) -> None:
+        self.is_connected = False
+        self.write("disconnected", t)
+
+    def message(self, t: float, kind: str | None) -> None:
+        self._pace(t)
+
+    def tick(self, t: float) -> None:
+        self._pace(t)
+
+    def fired(self, t: float, firings: Sequence[Any]) -> None:
+        pass
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return entries, problems
+    except OSError as exc:
+        return entries, [f"{path}: cannot read: {exc.strerror or exc}"]
+    with f:
+        for number, raw in enumerate(f, 1):
+            if len(raw) > MAX_LINE:
+                problems.append(f"{path}:{number}: line of {len(raw)} bytes skipped")
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                if raw.strip():
+                    problems.append(f"{path}:{number}: not a JSON line (a damaged or cut-off write)")
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+                problems.append(f"{path}:{number}: not a journal entry")
+                continue
+            t = entry.get("time")
+            if not isinstance(t, (int, float)) or isinstance(t, bool) or t != t:
+                problems.append(f"{path}:{number}: entry without a time")
+                continue
+            entries.append(entry)
+    return entries, problems
