@@ -17,22 +17,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Every module of autorec/core, the triggers and the simulation core.
 CORE = (
-    "autorec.core.clock",
-    "autorec.core.timeline",
-    "autorec.core.preroll",
-    "autorec.core.segmenter",
-    "autorec.core.engine",
-    "autorec.core.state",
-    "autorec.core.scores",
-    "autorec.triggers.base",
-    "autorec.triggers.electrodes",
-    "autorec.triggers.movement",
-    "autorec.triggers.threshold",
-    "autorec.triggers.message",
-    "autorec.triggers.interval",
-    "autorec.triggers.motion",
-    "autorec.sim.core",
+    tuple(sorted(f"autorec.core.{p.stem}" for p in (REPO / "autorec" / "core").glob("*.py") if p.stem != "__init__"))
+    + tuple(
+        sorted(
+            f"autorec.triggers.{p.stem}" for p in (REPO / "autorec" / "triggers").glob("*.py") if p.stem != "__init__"
+        )
+    )
+    + ("autorec.sim.core",)
 )
 
 SCRIPT = textwrap.dedent(
