@@ -17,15 +17,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Every module of autorec/core, the triggers and the simulation core.
+# Every module of autorec/core, every trigger, and the simulation core. Not the plugin registry: it
+# finds installed plugins in the environment's package metadata, an edge (importlib.metadata).
+CORE_FILES = sorted((REPO / "autorec" / "core").glob("*.py")) + sorted((REPO / "autorec" / "triggers").glob("*.py"))
 CORE = (
-    tuple(sorted(f"autorec.core.{p.stem}" for p in (REPO / "autorec" / "core").glob("*.py") if p.stem != "__init__"))
-    + tuple(
-        sorted(
-            f"autorec.triggers.{p.stem}" for p in (REPO / "autorec" / "triggers").glob("*.py") if p.stem != "__init__"
-        )
-    )
-    + ("autorec.sim.core",)
+    *(f"autorec.{p.parent.name}.{p.stem}" for p in CORE_FILES if p.stem not in ("__init__", "registry")),
+    "autorec.sim.core",
 )
 
 SCRIPT = textwrap.dedent(
