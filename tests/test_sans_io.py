@@ -4,8 +4,9 @@ The state machines (timeline and clock rule, pre-roll, segmenter, rule engine an
 state, scores, alerts' monitor, the simulation core) are imported in a fresh interpreter where
 importing `socket`, `asyncio`, `ssl`, `selectors`, `subprocess` or `websockets` fails, then fed a
 simulated stream with `open`, `os.open`, `time.time`, `time.monotonic` and `time.sleep` replaced
-by functions that raise. The same stream must give segment actions, so the check cannot pass by
-doing nothing.
+by functions that raise: first the engine and segmenter by hand, then the pipeline glue itself
+(offline, into a sink that only collects). Both must give the same segment openings, so the
+check cannot pass by doing nothing.
 """
 
 from __future__ import annotations
@@ -100,6 +101,31 @@ SCRIPT = textwrap.dedent(
                     counts["write" if isinstance(action, Write) else kind] += 1
     for action in segmenter.close(t0 + 90.0):
         counts["close"] += 1
+    # the pipeline glue itself, offline, into a sink that only collects
+    from autorec.core.pipeline import Pipeline
+    from autorec.core.streamitems import Message
+
+    class Collect:
+        def __init__(self):
+            self.actions = []
+            self.telemetry_records = 0
+        def submit(self, actions):
+            self.actions.extend(actions)
+        def telemetry(self, time, payload):
+            self.telemetry_records += 1
+        def close(self, timeout=None):
+            return True
+
+    sink = Collect()
+    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=True, timelapse=False)
+    sim = Simulation(scenario, seed=2, start_time=t0, duration=90.0, camera=False)
+    for t, item in sim.advance(t0 + 90.0):
+        for payload in encoder.encode(t, item):
+            if isinstance(payload, bytes):
+                pipeline.handle(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
+    pipeline.finish()
+    opened = sum(isinstance(a, OpenSegment) for a in sink.actions)
+    assert opened == counts["open"] and sink.telemetry_records > 100, (opened, counts, sink.telemetry_records)
     print(counts)
     assert counts["open"] >= 1 and counts["write"] > 100 and counts["close"] == counts["open"], counts
     print("sans-I/O ok")
