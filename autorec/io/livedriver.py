@@ -209,7 +209,7 @@ def record_live(
             feed.loop = loop
             host, port, token, generated = http
             try:
-                web_runner, base = await start_server(WebUI(out, feed, token), host, port)
+                web_runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
             except OSError as exc:
                 log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
             else:

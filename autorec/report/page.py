@@ -272,7 +272,8 @@ def strip_html(strip, seg: Segment | None) -> str:
             cls = " class=evidence" if th.evidence else ""
             label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
             figs.append(
-                f'<figure><img{cls} width={th.width} height={th.height} loading=lazy decoding=async alt="frame at {label}" '
+                f"<figure><img{cls} width={th.width} height={th.height} loading=lazy decoding=async "
+                f'alt="frame at {label}" '
                 f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
             )
         return f"<div class=strip>{''.join(figs)}</div>"

@@ -22,7 +22,8 @@ Contracts:
   connection change or a segment event); `frame` notices go to each
   subscriber at most every `frame_interval` s (2 frames/s by default).
 - Events are `(name, data)`: `status` (the status dict), `segment` (a closed
-  segment's index line), `fired` (rule, time, onset), `frame` (sequence
+  segment's index line), `fired` (rule, time, onset, and `seen`: the computer's clock when the
+  recorder processed it), `frame` (sequence
   number and time of the latest frame).
 """
 
@@ -188,7 +189,10 @@ class LiveFeed(Feed, StreamListener):
         if not self.subscribers:
             return
         for f in firings:
-            self.push("fired", {"rule": f.rule, "time": f.time, "onset": getattr(f, "onset", f.time)})
+            self.push(
+                "fired",
+                {"rule": f.rule, "time": f.time, "onset": getattr(f, "onset", f.time), "seen": _time.time()},
+            )
         self.push_status(force=True)
 
     def frame(self, t: float, event: Any) -> None:

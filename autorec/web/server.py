@@ -114,7 +114,9 @@ def _open_nofollow(path: Path) -> int:
 class WebUI:
     """The aiohttp application around one output directory and one feed."""
 
-    def __init__(self, directory: str | os.PathLike[str], feed: Feed, token: str | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], feed: Feed, token: str | None = None, warm_night: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.feed = feed
         self.token = token
@@ -124,6 +126,9 @@ class WebUI:
         self._night_page: tuple[tuple, str] | None = None
         self._night_lock = asyncio.Lock()
         self.requests = 0
+        # Render the night page ahead of the first visit (`serve`). Not beside a recorder (`run --http`):
+        # importing Bokeh and reading the telemetry would cost the recording CPU for a page nobody asked for.
+        self.warm_night = warm_night
         self._feed_task: asyncio.Future | None = None
         self._warm_task: asyncio.Future | None = None
         self.app = self._make_app()
@@ -162,7 +167,8 @@ class WebUI:
         # a feed that polls (DirectoryFeed) runs as long as the server does
         run = getattr(self.feed, "run", None)
         self._feed_task = asyncio.ensure_future(run()) if run is not None else None
-        self._warm_task = asyncio.ensure_future(self._render_night())  # the night page ready before it is asked
+        if self.warm_night:
+            self._warm_task = asyncio.ensure_future(self._render_night())  # the night page ready before it is asked
 
     async def _stop_feed(self, app: web.Application) -> None:
         if self._feed_task is not None:
