@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autorec.io.logfile import LogWriteError, LogWriter
-from autorec.io.source import DEFAULT_URI, Connected, Disconnected, Gap, Message, WebsocketSource
+from autorec.io.source import DEFAULT_URI, Connected, ConnectionGap, Disconnected, Message, WebsocketSource
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ class _RecorderBase:
         return capture.log.rejected if capture and capture.log else 0
 
     @property
-    def gaps(self) -> list[Gap]:
+    def gaps(self) -> list[ConnectionGap]:
         capture = self._capture or self._last
         return list(capture.source.stats.gaps) if capture else []
 

@@ -67,7 +67,7 @@ DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
 
 @dataclass
-class Gap:
+class ConnectionGap:
     """A period without a connection (wall-clock seconds); `end` is None while it lasts."""
 
     start: float
@@ -91,11 +91,11 @@ class SourceStats:
     connects: int = 0  # successful opening handshakes
     reconnects: int = 0  # connects that ended a gap after data had flowed before
     failed_attempts: int = 0
-    gaps: list[Gap] = field(default_factory=list)
+    gaps: list[ConnectionGap] = field(default_factory=list)
     connected: bool = False
 
     @property
-    def open_gap(self) -> Gap | None:
+    def open_gap(self) -> ConnectionGap | None:
         return self.gaps[-1] if self.gaps and self.gaps[-1].end is None else None
 
 
@@ -302,7 +302,7 @@ class WebsocketSource:
             return
         if mono - self._connected_at >= self.max_backoff:
             self._backoff = self.min_backoff
-        self.stats.gaps.append(Gap(now, None, cause))
+        self.stats.gaps.append(ConnectionGap(now, None, cause))
         log.warning("no connection to %s: %s; retrying (backoff up to %gs)", self.uri, cause, self.max_backoff)
         self._pending.append(Disconnected(now, cause, mono))
 
