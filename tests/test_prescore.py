@@ -116,3 +116,20 @@ def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
     motion = Pipeline(load_rules(RULES), DryRun(say=lambda line: None), offline=True, telemetry=False)
     assert prescored(source, motion, 1) is source
     assert isinstance(prescored(source, motion, 2), Prescorer)
+
+
+def test_grid_guess_follows_the_timeline_on_outliers_and_steps() -> None:
+    from autorec.prescore import _Grid
+
+    grid = _Grid(0.2)  # detect_fps 5 on a 10 fps stream
+    assert [grid.due(t / 10) for t in range(6)] == [True, False, True, False, True, False]
+    # one damaged timestamp far behind: the timeline carries it forward, so the trigger skips it
+    assert grid.due(-100.0) is False
+    assert [grid.due(t / 10) for t in range(6, 9)] == [True, False, True]
+    # a real clock step back (frames keep coming from the past): followed after STEP_FRAMES frames
+    behind = [grid.due(-50.0 + t / 10) for t in range(6)]
+    assert behind[: _Grid.STEP_FRAMES - 1] == [False] * (_Grid.STEP_FRAMES - 1) and any(behind)
+    # resync moves the grid onto the trigger's slots, nearest to its own
+    grid.next_due = 10.05
+    grid.resync(3.0)
+    assert grid.next_due == pytest.approx(10.0)
