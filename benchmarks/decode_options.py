@@ -3,9 +3,15 @@
 Measures, on one core, frames/s for each option the dependencies give:
 PyAV's mjpeg decoder at full size (luma plane only, and luma + numpy 4x4 block
 mean), with DCT-domain downscaling (`lowres` 1/2/3 = 1/2, 1/4, 1/8 size), with
-the decoder's `gray` flag (skips chroma), with `flags2=fast`; and, when it is
-importable, OpenCV's reduced-grayscale imdecode for comparison only (OpenCV is
-not a dependency of autorec).
+the decoder's `gray` flag (skips chroma), with `flags2=fast`; libjpeg-turbo
+through simplejpeg (gray output, DCT scaling to 1/4 and 1/8, with and without
+`fastdct`); autorec's `GrayDecoder` with each backend (header checks included);
+and, when it is importable, OpenCV's reduced-grayscale imdecode for comparison
+only (OpenCV is not a dependency of autorec).
+
+Options run interleaved, best of several rounds each (the machine is shared),
+and each is printed as a ratio against the first (PyAV full size) and against
+PyAV lowres at the same scale.
 
     .venv/bin/python benchmarks/decode_options.py [--seconds 1.0] [PHOTO ...]
 
@@ -22,6 +28,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from autorec.media.framedecode import GrayDecoder, turbo_available
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
@@ -65,6 +73,22 @@ def options() -> dict[str, Callable[[bytes], np.ndarray]]:
         "pyav lowres=3 gray": pyav_decoder(3, gray=True),
         "pyav lowres=2 gray fast": pyav_decoder(2, gray=True, fast=True),
     }
+    backends = ("pyav", "turbo") if turbo_available() else ("pyav",)
+    for scale in (4, 8):
+        for backend in backends:
+            decoder = GrayDecoder(scale, backend)
+            out[f"GrayDecoder({scale}, {backend})"] = lambda j, d=decoder: d.decode(j).pixels
+    if turbo_available():
+        import simplejpeg
+
+        for name, size, fast in (("1/4", 4, False), ("1/4 fastdct", 4, True), ("1/8", 8, False)):
+
+            def sj(jpeg: bytes, size: int = size, fast: bool = fast) -> np.ndarray:
+                return simplejpeg.decode_jpeg(
+                    jpeg, colorspace="GRAY", min_width=1024 // size, min_height=768 // size, fastdct=fast
+                )
+
+            out[f"simplejpeg gray {name}"] = sj
     try:
         import cv2  # optional, comparison only
 
@@ -80,27 +104,28 @@ def options() -> dict[str, Callable[[bytes], np.ndarray]]:
     return out
 
 
-def rate(fn: Callable[[bytes], np.ndarray], jpeg: bytes, seconds: float) -> float:
-    """Best of three runs of ~seconds/3 each: the least disturbed by other load on a shared machine."""
-    fn(jpeg)
-    best = 0.0
-    for _ in range(3):
-        n = 0
-        start = time.perf_counter()
-        deadline = start + seconds / 3
-        while True:
-            fn(jpeg)
-            n += 1
-            if n % 16 == 0 and time.perf_counter() >= deadline:
-                break
-        best = max(best, n / (time.perf_counter() - start))
+def rates(fns: list[Callable[[bytes], np.ndarray]], jpeg: bytes, seconds: float, rounds: int = 4) -> list[float]:
+    """Calls/s of each fn: `rounds` interleaved runs of ~seconds/rounds each, best kept, so that
+    other load on a shared machine disturbs all options alike and the ratios stay meaningful."""
+    best = [0.0] * len(fns)
+    for _ in range(rounds):
+        for k, fn in enumerate(fns):
+            n = 0
+            start = time.perf_counter()
+            deadline = start + seconds / rounds
+            while True:
+                fn(jpeg)
+                n += 1
+                if n % 16 == 0 and time.perf_counter() >= deadline:
+                    break
+            best[k] = max(best[k], n / (time.perf_counter() - start))
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="*", type=Path)
-    parser.add_argument("--seconds", type=float, default=1.5, help="time per option and photo")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per option and photo (split over the rounds)")
     args = parser.parse_args()
     photos = args.photos or [FIXTURES / "board-photo-1.jpg", FIXTURES / "board-photo-2.jpg"]
     if hasattr(os, "sched_setaffinity"):
@@ -109,12 +134,20 @@ def main() -> None:
     for photo in photos:
         jpeg = photo.read_bytes()
         print(f"{photo.name} ({len(jpeg)} bytes)")
-        baseline = None
-        for name, fn in opts.items():
-            shape = fn(jpeg).shape
-            fps = rate(fn, jpeg, args.seconds)
-            baseline = baseline or fps
-            print(f"  {name:48s} {fps:7.0f} frames/s  x{fps / baseline:4.2f}  -> {shape[1]}x{shape[0]}")
+        shapes = [fn(jpeg).shape for fn in opts.values()]
+        fps = dict(zip(opts, rates(list(opts.values()), jpeg, args.seconds)))
+        baseline = next(iter(fps.values()))
+        for (name, value), shape in zip(fps.items(), shapes):
+            print(f"  {name:48s} {value:7.0f} frames/s  x{value / baseline:4.2f}  -> {shape[1]}x{shape[0]}")
+        for scale, lowres in ((4, 2), (8, 3)):
+            ref = fps[f"pyav lowres={lowres} (1/{scale})"]
+            mine = fps.get(f"GrayDecoder({scale}, turbo)")
+            pyav = fps[f"GrayDecoder({scale}, pyav)"]
+            if mine:
+                print(
+                    f"  1/{scale}: GrayDecoder turbo / pyav backend x{mine / pyav:.2f};"
+                    f" turbo / raw pyav lowres x{mine / ref:.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from autorec.media.framedecode import FrameDecodeError, GrayDecoder, jpeg_header
+from autorec.media.framedecode import FrameDecodeError, GrayDecoder, jpeg_header, turbo_available
 from autorec.proto import PurpleDropEvent
 from autorec.sim.camera import CameraRenderer, drop_pixel_position
 from autorec.triggers.base import Firing, as_firings
@@ -299,20 +299,45 @@ def test_real_photo_blob_moving_fires_and_noise_alone_does_not(which: str, reque
 # -- decoding ---------------------------------------------------------------------------------
 
 
-def test_gray_decoder_sizes_and_errors(board_photo_1: Path, board_photo_2: Path) -> None:
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_gray_decoder_sizes_and_errors(board_photo_1: Path, board_photo_2: Path, backend: str) -> None:
     for photo, progressive in ((board_photo_1, False), (board_photo_2, True)):
         data = photo.read_bytes()
         for scale in (1, 2, 4, 8):
-            img = GrayDecoder(scale).decode(data)
+            img = GrayDecoder(scale, backend).decode(data)  # type: ignore[arg-type]
             assert img.pixels.shape == (768 // scale, 1024 // scale)
             assert (img.full_width, img.full_height, img.progressive) == (1024, 768, progressive)
             assert 100 < img.pixels.mean() < 200
-    dec = GrayDecoder(4)
+            assert not img.pixels.flags.writeable
+            # libjpeg-turbo for baseline frames when it is installed; PyAV for progressive ones
+            expected = "turbo" if backend == "auto" and turbo_available() and not progressive else "pyav"
+            assert img.decoder == expected
+    dec = GrayDecoder(4, backend)  # type: ignore[arg-type]
     data = board_photo_1.read_bytes()
-    for bad in (b"", data[:-200], data[3:], b"\xff\xd8" + b"\x00" * 100):
+    # entropy-coded data damaged in the middle (the header and EOI intact)
+    middle = bytearray(data)
+    middle[len(data) // 2 : len(data) // 2 + 400] = bytes(range(200)) * 2
+    bads = [b"", data[:-200], data[3:], b"\xff\xd8" + b"\x00" * 100]
+    if dec.backend == "turbo":
+        # libjpeg-turbo's strict mode rejects this; FFmpeg (even with err_detect=explode) decodes it garbled
+        bads.append(bytes(middle))
+    for bad in bads:
         with pytest.raises(FrameDecodeError):
             dec.decode(bad)
     assert dec.decode(data).pixels.shape == (192, 256)  # a failure leaves the decoder usable
+
+
+@pytest.mark.skipif(not turbo_available(), reason="simplejpeg is not installed")
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_turbo_and_pyav_decoders_agree(board_photo_1: Path, scale: int) -> None:
+    """Same size and (but for inverse-DCT rounding) the same levels: a stream may mix the two."""
+    data = board_photo_1.read_bytes()
+    turbo = GrayDecoder(scale, "turbo").decode(data)
+    pyav = GrayDecoder(scale, "pyav").decode(data)
+    assert (turbo.decoder, pyav.decoder) == ("turbo", "pyav")
+    assert turbo.pixels.shape == pyav.pixels.shape
+    diff = np.abs(turbo.pixels.astype(np.int16) - pyav.pixels.astype(np.int16))
+    assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 12
     with pytest.raises(ValueError, match="scale"):
         GrayDecoder(3)
 

@@ -45,6 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--replay", metavar="LOG", default=None, help="run the rules over a log as fast as possible")
     p.add_argument("--dry-run", action="store_true", help="with --replay: print the segments, write nothing")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --replay: decode camera frames for the motion trigger in N threads (default: the cores; 1: none)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -132,6 +139,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
+    if args.jobs is not None and not args.replay:
+        return "--jobs only applies with --replay (a live run analyses frames as they come)"
     return None
 
 
@@ -219,6 +228,9 @@ def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> in
         timelapse=False,
         score_sinks=[sink if score_log is None else score_log],
     )
+    from autorec.media.prescore import default_jobs, prescored
+
+    source = prescored(source, pipeline, args.jobs if args.jobs is not None else default_jobs())
     try:
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
             run_file(pipeline, source, lambda done: bar.update(done - bar.n))

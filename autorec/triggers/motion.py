@@ -27,11 +27,19 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
 - Stream time may jump: a backwards jump just resumes analysis, a long gap
   makes the background snap to the next frame.
 - Reports every analysed frame's score against `threshold` (`Trigger.score`).
+- Hook for decoding ahead (`autorec.media.prescore`, backtests on several cores): when
+  `predecoded` is set, each frame due for analysis is first looked up there with
+  its event; a `GrayImage` (or a `FrameDecodeError`) found is used as this
+  trigger's own `GrayDecoder(scale)` would have produced it for the same bytes,
+  None means "not decoded ahead" and the frame is decoded here. Which frames are
+  due is decided here as always, so results never depend on what was decoded
+  ahead (the decode is a pure function of the bytes), only the speed does.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -94,6 +102,9 @@ def _resample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask[ys[:, None], xs[None, :]]
 
 
+Predecoded = Callable[[PurpleDropEvent], "GrayImage | FrameDecodeError | None"]
+
+
 class MotionTrigger(Trigger):
     name: ClassVar[str] = "motion"
     description: ClassVar[str] = "something moved in the camera picture (frame difference, lighting changes ignored)"
@@ -134,6 +145,7 @@ class MotionTrigger(Trigger):
         self.last_score: float | None = None
         self._last_time: float | None = None  # of the last analysed frame
         self._next_due: float | None = None
+        self.predecoded: Predecoded | None = None  # see the module docstring
         self._geometry: tuple[int, int, int, int] | None = None  # full w, h, reduced w, h
         self._crop: tuple[slice, slice] = (slice(0), slice(0))
         self._crop_mask: np.ndarray | None = None
@@ -154,12 +166,22 @@ class MotionTrigger(Trigger):
         scores do not depend on `threshold`, only the run of frames above it does)."""
         return _MotionDecider(self.rule, threshold, self.min_frames, self.max_fraction)
 
+    @property
+    def next_analysis(self) -> float | None:
+        """Stream time from which the next frame will be analysed (None before the first frame):
+        lets `autorec.media.prescore` keep its guess of the analysed frames in phase with this trigger."""
+        return self._next_due
+
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         self.counters["frames"] += 1
         if not self._due(time):
             return None
+        if self.predecoded is not None:
+            image = self.predecoded(event)
+            if image is not None:
+                return self.analyse(time, b"", image)
         # One read of the field: protobuf hands out the bytes object, which goes straight to the decoder.
         return self.analyse(time, event.image.image_data)
 
@@ -177,11 +199,15 @@ class MotionTrigger(Trigger):
         self._next_due = due + self._interval if time - due < self._interval else time + self._interval
         return True
 
-    def analyse(self, time: float, jpeg: bytes) -> FiringResult:
-        """Analyse one frame now, whatever `detect_fps` says; the core of `feed`."""
-        try:
-            image = self._decoder.decode(jpeg)
-        except FrameDecodeError:
+    def analyse(self, time: float, jpeg: bytes, image: GrayImage | FrameDecodeError | None = None) -> FiringResult:
+        """Analyse one frame now, whatever `detect_fps` says; the core of `feed`. `image`: the
+        frame already decoded (or found corrupt) by `GrayDecoder(scale)`; None: decode `jpeg` here."""
+        if image is None:
+            try:
+                image = self._decoder.decode(jpeg)
+            except FrameDecodeError as exc:
+                image = exc
+        if isinstance(image, FrameDecodeError):
             self.counters["corrupt"] += 1
             return None
         previous = self._last_time
@@ -202,14 +228,17 @@ class MotionTrigger(Trigger):
         predicted += np.float32(offset)
         diff = np.subtract(cur, predicted)
         np.abs(diff, out=diff)
-        changed = diff > np.float32(self.pixel_threshold * gain)
-        count = int(np.count_nonzero(changed))
-        if count:
+        # Flat indices of the changed pixels: motion is a few pixels, so the checks below run on
+        # those only instead of on whole pictures (measured: -0.15 ms a frame at 256x192).
+        changed = np.flatnonzero(diff > np.float32(self.pixel_threshold * gain))
+        if changed.size:
             # Where the frame or the prediction is clipped, brightness cannot be mapped: not evidence.
-            changed &= (cur > _DARK) & (cur < _BRIGHT) & (predicted > _DARK) & (predicted < _BRIGHT)
+            c, p = cur.ravel()[changed], predicted.ravel()[changed]
+            keep = (c > _DARK) & (c < _BRIGHT) & (p > _DARK) & (p < _BRIGHT)
             if self._crop_mask is not None:
-                changed &= self._crop_mask
-            count = int(np.count_nonzero(changed))
+                keep &= self._crop_mask.ravel()[changed]
+            changed = changed[keep]
+        count = int(changed.size)
         score = count / self._watched if self._watched else 0.0
         self.last_score = score
         self.score(time, score, self.threshold)
@@ -286,17 +315,18 @@ class MotionTrigger(Trigger):
         bg += delta
 
     def _bbox(self, changed: np.ndarray) -> list[int]:
+        """[x, y, w, h] in full-frame pixels of the changed pixels (flat indices into the crop)."""
         full_w, full_h, w, h = self._geometry or (1, 1, 1, 1)
-        ys_any = np.flatnonzero(changed.any(axis=1))
-        xs_any = np.flatnonzero(changed.any(axis=0))
-        if not len(xs_any):
+        if not changed.size:
             return [0, 0, 0, 0]
+        crop_w = self._crop[1].stop - self._crop[1].start
+        rows, cols = np.divmod(changed, crop_w)
         y0c, x0c = self._crop[0].start, self._crop[1].start
         sx, sy = full_w / w, full_h / h
-        x0 = math.floor((x0c + xs_any[0]) * sx)
-        y0 = math.floor((y0c + ys_any[0]) * sy)
-        x1 = min(full_w, math.ceil((x0c + xs_any[-1] + 1) * sx))
-        y1 = min(full_h, math.ceil((y0c + ys_any[-1] + 1) * sy))
+        x0 = math.floor((x0c + int(cols.min())) * sx)
+        y0 = math.floor((y0c + int(rows[0])) * sy)  # flat indices are sorted: rows ascend
+        x1 = min(full_w, math.ceil((x0c + int(cols.max()) + 1) * sx))
+        y1 = min(full_h, math.ceil((y0c + int(rows[-1]) + 1) * sy))
         return [x0, y0, x1 - x0, y1 - y0]
 
     def tick(self, time: float, state: StateView) -> FiringResult:

@@ -1,0 +1,210 @@
+"""Decoding the motion trigger's frames ahead, on other cores, for backtests (`run --replay --jobs N`).
+
+A backtest of a camera log spends most of its time decoding the JPEGs the
+motion trigger analyses. The decode is a pure function of the frame's bytes;
+everything after it (background, scores, firings, segments) depends on the
+frames before and stays in the single pipeline thread. So `Prescorer` wraps
+the message iterator given to `run_file`: it reads messages ahead, guesses
+which frames each motion trigger will analyse (its own copy of the trigger's
+`detect_fps` grid, on the log's timestamps), decodes those in a thread pool
+(libjpeg-turbo and FFmpeg release the GIL while decoding), and hands the
+results to the triggers through their `predecoded` hook
+(`autorec.triggers.motion`).
+
+Contracts:
+- The segments, scores and counters are the same as without it, whatever
+  `jobs` is: a trigger decides which frames it analyses as always; a frame it
+  analyses that was not decoded ahead (a wrong guess, e.g. after the timeline
+  corrected a damaged timestamp) is decoded in the pipeline thread, and one
+  decoded ahead but never asked for is dropped after `keep` messages. Tested
+  against the single-threaded run (tests/test_prescore.py).
+- Memory: at most `ahead` messages read ahead plus the reduced gray pictures
+  of the frames not yet consumed (~50 kB each at 1024x768 / 4).
+- The wrapped source's other attributes (a `FileSource`'s `bytes`, `records`,
+  `truncated`, `corrupt`) read through the wrapper.
+- With no motion trigger, or `jobs <= 1`, `prescored()` returns the source as
+  it is: nothing to gain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from threading import local
+
+from autorec import events
+from autorec.io.source import Message
+from autorec.media.framedecode import FrameDecodeError, GrayDecoder, GrayImage
+from autorec.proto import PurpleDropEvent
+from autorec.triggers.motion import MotionTrigger
+
+log = logging.getLogger(__name__)
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Grid:
+    """A guess at `MotionTrigger`'s choice of frames from the log's own timestamps (pure): the first
+    frame at or after each slot of a 1/detect_fps grid. A wrong guess costs speed, never results.
+
+    The pipeline's timeline carries a damaged timestamp (one far behind) forward instead of
+    going back: such a frame is not due here either, unless `STEP_FRAMES` frames in a row are
+    behind (a real clock step, which the timeline follows too). When the trigger analyses a
+    frame that was not guessed, `resync` puts this grid back in phase with the trigger's.
+    """
+
+    STEP_FRAMES = 3
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: float | None = None
+        self.next_due: float | None = None
+        self._behind = 0
+
+    def due(self, time: float) -> bool:
+        last, due, interval = self.last, self.next_due, self.interval
+        if last is not None and time < last:
+            self._behind += 1
+            if self._behind < self.STEP_FRAMES:
+                return False
+        self._behind = 0
+        if last is None or due is None or time < last:
+            self.next_due = time + interval
+        elif time < due - 0.01 * interval:
+            return False
+        else:
+            self.next_due = due + interval if time - due < interval else time + interval
+        self.last = time
+        return True
+
+    def resync(self, trigger_next_due: float | None) -> None:
+        """Shift the grid onto the trigger's slots (the nearest one to this grid's next)."""
+        if trigger_next_due is None or self.next_due is None or self.interval <= 0:
+            return
+        steps = round((self.next_due - trigger_next_due) / self.interval)
+        self.next_due = trigger_next_due + steps * self.interval
+
+
+class _Ahead:
+    """One motion trigger's frames decoded ahead: event id -> (event, future). The event is held
+    so that its id cannot be reused by another object while the entry exists."""
+
+    def __init__(self, trigger: MotionTrigger) -> None:
+        self.trigger = trigger
+        self.scale = trigger.scale
+        self.grid = _Grid(trigger._interval)
+        self.pending: dict[int, tuple[PurpleDropEvent, Future]] = {}
+        self.hits = 0
+        self.misses = 0
+        trigger.predecoded = self.take
+
+    def take(self, event: PurpleDropEvent) -> GrayImage | FrameDecodeError | None:
+        entry = self.pending.pop(id(event), None)
+        if entry is None or entry[0] is not event:
+            self.misses += 1
+            self.grid.resync(self.trigger.next_analysis)
+            return None
+        self.hits += 1
+        return entry[1].result()
+
+
+class Prescorer:
+    """Iterable over `source`'s messages that decodes the motion triggers' frames ahead. See the module docstring."""
+
+    def __init__(
+        self, source: Iterable[Message], triggers: list[MotionTrigger], jobs: int, ahead: int = 64, keep: int = 512
+    ) -> None:
+        self.source = source
+        self.jobs = max(1, jobs)
+        self.ahead = ahead  # messages read ahead of the one handed on
+        self.keep = keep  # messages after which a frame decoded ahead and not asked for is dropped
+        self.streams = [_Ahead(t) for t in triggers]
+        self._local = local()
+
+    def __getattr__(self, name: str):
+        # The wrapped source's own attributes (a FileSource's bytes, records, truncated, corrupt)
+        # read through, so the caller can keep using the wrapper in its place.
+        if name == "source":  # not set yet (during construction): no recursion
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Frames found decoded ahead (`hits`) and decoded in the pipeline thread after all (`misses`)."""
+        return {"hits": sum(s.hits for s in self.streams), "misses": sum(s.misses for s in self.streams)}
+
+    def _decode(self, scale: int, jpeg: bytes) -> GrayImage | FrameDecodeError:
+        decoders = getattr(self._local, "decoders", None)
+        if decoders is None:
+            decoders = self._local.decoders = {}
+        decoder = decoders.get(scale)
+        if decoder is None:
+            decoder = decoders[scale] = GrayDecoder(scale)
+        try:
+            return decoder.decode(jpeg)
+        except FrameDecodeError as exc:
+            return exc
+
+    def __iter__(self) -> Iterator[Message]:
+        read: deque[Message] = deque()
+        handed: deque[tuple[PurpleDropEvent | None, list[_Ahead]]] = deque()  # handed on, and who holds it
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="prescore") as pool:
+            try:
+                for msg in self.source:
+                    self._submit(pool, msg)
+                    read.append(msg)
+                    if len(read) > self.ahead:
+                        yield self._hand(read.popleft(), handed)
+                while read:
+                    yield self._hand(read.popleft(), handed)
+            finally:
+                for stream in self.streams:
+                    for _, future in stream.pending.values():
+                        future.cancel()
+                    stream.pending.clear()
+        log.debug("prescore: %s", self.counters)
+
+    def _submit(self, pool: ThreadPoolExecutor, msg: Message) -> None:
+        event = msg.event
+        if event is None or msg.kind != "image":
+            return
+        t = events.timestamp(event)
+        if t is None:
+            return
+        jpeg: bytes | None = None
+        for stream in self.streams:
+            if stream.grid.due(t):
+                if jpeg is None:
+                    jpeg = event.image.image_data
+                stream.pending[id(event)] = (event, pool.submit(self._decode, stream.scale, jpeg))
+
+    def _hand(self, msg: Message, handed: deque[tuple[PurpleDropEvent | None, list[_Ahead]]]) -> Message:
+        event = msg.event
+        handed.append((event, [s for s in self.streams if id(event) in s.pending]))
+        if len(handed) > self.keep:
+            # Not asked for in `keep` messages: the trigger did not analyse it (or the timeline still
+            # holds it, and it will be decoded in the pipeline thread after all). Free the picture.
+            old, streams = handed.popleft()
+            for stream in streams:
+                entry = stream.pending.get(id(old))
+                if entry is not None and entry[0] is old:
+                    del stream.pending[id(old)]
+        return msg
+
+
+def prescored(source: Iterable[Message], pipeline, jobs: int) -> Iterable[Message]:
+    """`source`, decoding the frames of `pipeline`'s motion triggers ahead in `jobs` threads;
+    `source` itself when there is nothing to gain (no motion trigger, or one job)."""
+    triggers = [t for t in pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    if jobs <= 1 or not triggers:
+        return source
+    return Prescorer(source, triggers, jobs)

@@ -1,0 +1,199 @@
+"""Live CPU side by side: `autorec run --rules rules/motion.yaml` against a recorder that writes everything.
+
+    .venv/bin/python benchmarks/live_cpu.py [--seconds 60] [--profile run.prof]
+
+Serves `autorec sim` (its own process, 10 fps camera, real time) and connects to
+it, at the same time and for the same minute:
+- upstream `pdrecord` if it is on PATH (the issue's baseline), else `autorec record`
+  (writes every event, like pdrecord; the script says which one it used);
+- `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments).
+Prints each process's CPU seconds (user + system, from /proc) over the window, and
+the ratio run / recorder (issue 21's target: <= 2.0x pdrecord).
+
+`--profile FILE` runs `autorec run` under cProfile (main thread: the pipeline;
+other threads are not seen) and prints its top costs by own time; the profiler
+makes that run slower, so the CPU ratio of a profiled run is not the figure.
+
+`--py-spy FILE` samples `autorec run` with py-spy (`pip install py-spy`; all threads,
+little overhead) over the measured window, writes the collapsed stacks to FILE and
+prints the top functions by own and by inclusive samples, blocked waits left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+AUTOREC = [sys.executable, "-m", "autorec"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all its threads), from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_sim() -> tuple[subprocess.Popen, str]:
+    sim = subprocess.Popen(
+        [*AUTOREC, "sim", "--port", "0", "--fps", "10", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = sim.stdout.readline() if sim.stdout else ""
+    uri = line.strip().rsplit(" ", 1)[-1]
+    if not uri.startswith("ws://"):
+        sim.terminate()
+        raise SystemExit(f"autorec sim did not say where it serves: {line!r}")
+    return sim, uri
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # autorec ends cleanly on SIGTERM (and cProfile writes its file)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured window (default 60)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (connect, imports)")
+    parser.add_argument("--profile", type=Path, default=None, help="run `autorec run` under cProfile into FILE")
+    parser.add_argument("--py-spy", dest="pyspy", type=Path, default=None, help="sample `autorec run` into FILE")
+    parser.add_argument("--top", type=int, default=10, help="profile lines to print")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="autorec-live-cpu-") as tmp_name:
+        tmp = Path(tmp_name)
+        sim, uri = start_sim()
+        procs: dict[str, subprocess.Popen] = {}
+        try:
+            pdrecord = shutil.which("pdrecord")
+            if pdrecord:
+                # upstream's CLI: pdrecord OUTPUT [--uri]; check `pdrecord --help` if this changes
+                base_name = "upstream pdrecord"
+                procs[base_name] = subprocess.Popen(
+                    [pdrecord, str(tmp / "pdrecord.bin"), "--uri", uri],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            else:
+                base_name = "autorec record (pdrecord is not installed)"
+                procs[base_name] = subprocess.Popen(
+                    [*AUTOREC, "record", str(tmp / "record.bin"), "--uri", uri],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            run_cmd = ["run", "--rules", str(REPO / "rules" / "motion.yaml"), "--uri", uri, "--out", str(tmp / "out")]
+            if args.profile:
+                argv = [sys.executable, "-m", "cProfile", "-o", str(args.profile), "-m", "autorec", *run_cmd]
+            else:
+                argv = [*AUTOREC, *run_cmd]
+            run_name = "autorec run --rules rules/motion.yaml" + (" (under cProfile)" if args.profile else "")
+            procs[run_name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+
+            time.sleep(args.warmup)  # benchmark pacing, not a test
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise SystemExit(f"{name} exited early ({proc.returncode})")
+            before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+            sim0, wall0 = cpu_seconds(sim.pid), time.perf_counter()
+            spy = None
+            if args.pyspy:
+                spy_argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(procs[run_name].pid)]
+                spy_argv += ["--duration", str(int(args.seconds)), "--rate", "100", "--format", "raw"]
+                spy_argv += ["--nonblocking", "--threads", "-o", str(args.pyspy)]
+                spy = subprocess.Popen(
+                    spy_argv,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            time.sleep(args.seconds)
+            after = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+            sim1, wall1 = cpu_seconds(sim.pid), time.perf_counter()
+            rss = {name: rss_mib(p.pid) for name, p in procs.items()}
+            if spy is not None:
+                spy.wait(timeout=60)
+        finally:
+            for proc in procs.values():
+                stop(proc)
+            stop(sim)
+    window = wall1 - wall0
+    print(f"10 fps simulated rig, same stream, same {window:.0f} s (after {args.warmup:g} s warm-up):")
+    for name in procs:
+        cpu = after[name] - before[name]
+        print(f"  {name:52s} {cpu:6.2f} CPU s  ({cpu / window * 100:5.1f} % of a core, RSS {rss[name]:.0f} MiB)")
+    print(f"  {'(autorec sim, serving both)':52s} {sim1 - sim0:6.2f} CPU s")
+    base = after[base_name] - before[base_name]
+    mine = after[run_name] - before[run_name]
+    print(f"ratio run / {base_name.split(' (')[0]}: {mine / base:.2f}x (target <= 2.0x pdrecord)")
+    if args.profile:
+        import pstats
+
+        print(f"\ncProfile of `autorec run` (main thread), top {args.top} by own time:")
+        pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(args.top)
+    if args.pyspy:
+        print_spy(args.pyspy, args.top)
+    return 0
+
+
+WAITS = ("Condition.wait ", "EpollSelector.select ", "Event.wait ", "Thread.join ", "Queue.get ", "sleep ")
+BLOCKING_LINES = frozenset({"ScoreLog._run (autorec/io/scorelog.py:81)"})  # a SimpleQueue.get(timeout=...)
+
+
+def print_spy(path: Path, top: int) -> None:
+    """Top functions of py-spy's collapsed stacks ("frame;frame;... count"), by own and by inclusive samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = waiting = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = [f for f in stack.split(";") if not f.startswith("thread (")]
+        if not frames:
+            continue
+        # py-spy's idle detection misses threads blocked in these here (seen in a container):
+        # count them apart, as waiting, not as costs.
+        if frames[-1].startswith(WAITS) or frames[-1] in BLOCKING_LINES:
+            waiting += n
+            continue
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    print(
+        f"\npy-spy of `autorec run`, all threads, {total} samples at 100/s"
+        f" ({waiting} more were blocked waits, left out):"
+    )
+    print(f"  top {top} by own samples:")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {n / total * 100:5.1f} %  {frame}")
+    print(f"  top {top} autorec functions by inclusive samples:")
+    mine = [(f, n) for f, n in inclusive.items() if "autorec/" in f and "__main__" not in f and "cli.py" not in f]
+    for frame, n in sorted(mine, key=lambda kv: -kv[1])[:top]:
+        print(f"    {n / total * 100:5.1f} %  {frame}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
