@@ -32,9 +32,10 @@ from live_cpu import AUTOREC, rss_mib, stop  # noqa: E402
 
 def in_process(seconds: float) -> None:
     from autorec import events
-    from autorec.core.pipeline import DryRun, Pipeline
+    from autorec.core.dryrun import DryRun
+    from autorec.core.pipeline import Pipeline
+    from autorec.core.streamitems import Message
     from autorec.io.logfile import LogReader
-    from autorec.io.source import Message
     from autorec.rules import load_rules
 
     sys.path.insert(0, str(REPO / "tests"))

@@ -9,6 +9,8 @@ use `stream_log`, generated here from the built-in simulator, and always run.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,44 @@ def stream_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 if isinstance(message, bytes):
                     writer.write(message)
     return path
+
+
+NIGHT_RULES = """
+output:
+  telemetry: true
+segments:
+  pre_roll: 5s
+  post_roll: 8s
+rules:
+  - name: camera-motion
+    trigger: motion
+    threshold: 0.0003
+    detect_fps: 5
+  - name: electrodes
+    trigger: electrodes
+  - name: too-hot
+    trigger: threshold
+    field: temperature_control.temperatures[0]
+    above: 40
+"""
+
+
+@pytest.fixture(scope="session")
+def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated night: demo scenario (bursts, a temperature ramp, lighting steps and a flicker, a board
+    disconnect), camera at 5 fps, the websocket closed by the server every 70 s (reconnects)."""
+    base = tmp_path_factory.mktemp("night")
+    rules = base / "rules.yaml"
+    rules.write_text(NIGHT_RULES)
+    out = base / "out"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--sim", "--speed", "20"),
+            *("--duration", "200s", "--fps", "5", "--seed", "4", "--faults", "close=70s", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out

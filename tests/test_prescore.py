@@ -10,8 +10,9 @@ from simlog import write_sim_log
 
 from autorec import events
 from autorec.cli import main
-from autorec.core.pipeline import DryRun, Pipeline, run_file
-from autorec.io.filesource import FileSource
+from autorec.core.dryrun import DryRun
+from autorec.core.pipeline import Pipeline
+from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.media.prescore import Prescorer, prescored
 from autorec.rules import load_rules

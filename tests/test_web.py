@@ -22,7 +22,6 @@ from autorec.web.feed import QUEUE_MAX, DirectoryFeed, LiveFeed
 from autorec.web.server import WebUI, is_loopback, parse_listen, resolve_token, start_server
 from tests.browser import artifact_path, chromium, console_errors
 from tests.polling import wait_until
-from tests.test_report import night  # noqa: F401  (the simulated night, a module fixture)
 
 
 class ServerThread:
@@ -69,7 +68,7 @@ def index_of(directory: Path) -> list[dict]:
     return [json.loads(line) for line in (directory / "index.jsonl").read_text().splitlines()]
 
 
-def test_every_endpoint_of_a_served_directory(night: Path):  # noqa: F811
+def test_every_endpoint_of_a_served_directory(night: Path):
     index = index_of(night)
     name = index[0]["name"]
     with ServerThread(lambda: WebUI(night, DirectoryFeed(night))) as srv:
@@ -108,7 +107,7 @@ def test_every_endpoint_of_a_served_directory(night: Path):  # noqa: F811
             assert r.readline() == b"event: status\n"
 
 
-def test_nothing_outside_the_index_is_served(night: Path, tmp_path: Path):  # noqa: F811
+def test_nothing_outside_the_index_is_served(night: Path, tmp_path: Path):
     directory = tmp_path / "d"
     directory.mkdir()
     secret = tmp_path / "secret.txt"
@@ -149,7 +148,7 @@ def test_nothing_outside_the_index_is_served(night: Path, tmp_path: Path):  # no
     assert secret.read_text() == "not yours"
 
 
-def test_a_token_is_required_on_every_request_when_set(night: Path):  # noqa: F811
+def test_a_token_is_required_on_every_request_when_set(night: Path):
     with ServerThread(lambda: WebUI(night, DirectoryFeed(night), token="s3cret")) as srv:
         for path in ("/", "/night", "/api/status", "/api/events", "/files/index.jsonl", "/ui/live.js"):
             assert srv.get(path)[0] == 401, path
@@ -175,7 +174,7 @@ def test_listen_address_and_token_policy():
     assert resolve_token("0.0.0.0", "mine") == ("mine", False)
 
 
-def test_a_stalled_browser_costs_the_recorder_nothing(night: Path):  # noqa: F811
+def test_a_stalled_browser_costs_the_recorder_nothing(night: Path):
     """A client that opens the event stream and never reads: pushes stay O(1), its queue stays bounded, and
     other clients are served."""
     feed = LiveFeed(lambda: {"blob": "x" * 50_000}, status_interval=0.0)

@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from threading import local
 
 from autorec import events
-from autorec.io.source import Message
+from autorec.core.streamitems import Message
 from autorec.media.framedecode import FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.motion import MotionTrigger
