@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from autorec import events
-from autorec.commands.run import REPLAY_QUEUE_BYTES
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
+from autorec.io.backtest import REPLAY_QUEUE_BYTES
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter

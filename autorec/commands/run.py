@@ -21,8 +21,6 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPLAY_QUEUE_BYTES = 32_000_000
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.sim.config import add_sim_arguments
@@ -170,121 +168,26 @@ def _claim_output(out: Path):
 
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
+    from autorec.io.backtest import backtest
 
     path = Path(args.replay)
     if not path.is_file():
         print(f"autorec run: --replay: no such log: {path}", file=sys.stderr)
         return 1
     if args.dry_run:
-        return _replay_into(args, ruleset, out, path)
+        return backtest(ruleset, path, out, dry_run=args.dry_run, jobs=args.jobs)
     lock = _claim_output(out)
     if lock is None:
         return 2
     try:
-        return _replay_into(args, ruleset, out, path)
+        return backtest(ruleset, path, out, dry_run=args.dry_run, jobs=args.jobs)
     finally:
         lock.release()
 
 
-def _replay_into(args: argparse.Namespace, ruleset, out: Path, path: Path) -> int:
-    from autorec.core.dryrun import DryRun
-    from autorec.core.pipeline import Pipeline
-    from autorec.io.filesource import FileSource, run_file, with_progress
-    from autorec.io.livedriver import summary_line
-    from autorec.io.writer import SegmentWriter
-
-    source = FileSource(path)
-    bar = None
-    if args.dry_run:
-        # Each segment's line as soon as it is decided; a progress bar (bytes of the log) on a terminal.
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            size = path.stat().st_size
-            bar = tqdm(total=size, unit="B", unit_scale=True, dynamic_ncols=True, file=sys.stderr, leave=False)
-            sink = DryRun(say=lambda line: bar.write(line, file=sys.stdout))
-        else:
-            sink = DryRun(out=sys.stdout)
-    else:
-        # Offline nothing is lost by waiting for the disk: the writer blocks instead of dropping,
-        # and a small queue is enough (a big one would only hold memory while reading races ahead).
-        sink = SegmentWriter(
-            out,
-            ruleset.output.name,
-            fsync=ruleset.output.fsync,
-            telemetry=False,
-            queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
-            block=True,
-        ).start()
-    from autorec.io.scorelog import ScoreLog
-
-    # A dry run sums the score track up on stdout; a replay into a directory writes it there.
-    score_log = None if args.dry_run else ScoreLog(out)
-    pipeline = Pipeline(
-        ruleset,
-        sink,
-        offline=True,
-        telemetry=False,
-        timelapse=False,
-        score_sinks=[sink if score_log is None else score_log],
-    )
-    from autorec.media.prescore import default_jobs, prescored
-
-    source = prescored(source, pipeline, args.jobs if args.jobs is not None else default_jobs())
-    try:
-        if bar is not None:  # the dry run's own bar, under which segment lines are printed
-            run_file(pipeline, source, lambda done: bar.update(done - bar.n))
-        else:
-            run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
-    except OSError as exc:
-        print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        sink.close()
-        if score_log is not None:
-            score_log.close()
-        return 1
-    finally:
-        if bar is not None:
-            bar.close()
-    sink.close()
-    if score_log is not None:
-        score_log.close()
-    if source.truncated is not None:
-        log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
-    if source.corrupt is not None:
-        if source.records == 0:
-            # Not a log at all (a JPEG, a text file): say so and fail, as `autorec info` does.
-            print(f"autorec run: {path} is not an upstream log: {source.corrupt.reason}", file=sys.stderr)
-            return 1
-        log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
-    if pipeline.stats.rejected:
-        log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
-    tl = pipeline.timeline
-    if tl.outliers or tl.steps:
-        log.warning(
-            "%s: %d damaged timestamp(s) kept at the time before them (outliers), %d clock step(s) followed",
-            path,
-            tl.outliers,
-            tl.steps,
-        )
-    if isinstance(sink, DryRun):
-        sink.report(source.bytes, sys.stdout)
-        sink.report_scores(sys.stdout)
-    else:
-        print(
-            summary_line("end of log", sink.stats.segments, sink.stats.bytes, pipeline.stats.seen_bytes, out),
-            flush=True,
-        )
-    return 0
-
-
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-    from autorec.core.pipeline import Pipeline
-    from autorec.io.livedriver import record_live
-    from autorec.io.recovery import recover_directory
+    from autorec.io.livedriver import record
     from autorec.io.source import DEFAULT_URI, WebsocketSource
-    from autorec.io.writer import SegmentWriter
-    from autorec.services import Services
-    from autorec.services.diskfloor import disk_usage
 
     sim_config = None
     if args.sim:
@@ -325,41 +228,17 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
     try:
         if lock.previous is not None:
             log.info("took over the lock of a recorder that is gone (%s)", lock.previous.describe())
-        for recovered in recover_directory(out, fsync=ruleset.output.fsync):
-            log.warning("%s", recovered.message())
-        services = Services(ruleset, out)
-        services.overrides = list(args.overrides)
-        telemetry = ruleset.output.telemetry and not args.no_telemetry
-        timelapse = ruleset.output.timelapse is not None and not args.no_timelapse
-        writer = SegmentWriter(
-            out,
-            ruleset.output.name,
-            fsync=ruleset.output.fsync,
-            telemetry=telemetry,
-            queue_max_bytes=ruleset.output.queue_max_bytes,
-            observers=services.observers(),
-            timelapse=timelapse,
-        )
-        from autorec.io.scorelog import ScoreLog
-
-        score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
-        services.score_log = score_log
-        pipeline = Pipeline(
+        return record(
             ruleset,
-            writer,
-            rate=sim_config.speed if sim_config is not None else 1.0,
-            telemetry=telemetry,
-            score_sinks=[score_log],
-            timelapse=timelapse,
+            out,
+            uri=uri,
+            live_source=live_source,
+            sim_config=sim_config,
+            duration=duration,
+            http=http,
+            telemetry=ruleset.output.telemetry and not args.no_telemetry,
+            timelapse=ruleset.output.timelapse is not None and not args.no_timelapse,
+            overrides=list(args.overrides),
         )
-        services.attach(pipeline, writer)
-        if pipeline.budget is not None:
-            try:  # max_share is a share of the output filesystem
-                pipeline.budget.volume_bytes = disk_usage(out)[1]
-            except OSError as exc:
-                log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
-        services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
-        writer.start()
-        return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
     finally:
         lock.release()

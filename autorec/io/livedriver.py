@@ -317,3 +317,59 @@ def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropp
     if segments:
         line += f" - autorec ls {where}, autorec video {where}"
     return line
+
+
+def record(
+    ruleset,
+    out: Path,
+    *,
+    uri: str,
+    live_source=None,
+    sim_config=None,
+    duration: float | None = None,
+    http: tuple | None = None,
+    telemetry: bool = True,
+    timelapse: bool = True,
+    overrides: list | None = None,
+) -> int:
+    """Record live into `out` (the caller holds its instance lock): finish what a crash left, build the
+    services, writer, score log and pipeline, and drive them with `record_live` until stopped.
+    `live_source` is a checked `WebsocketSource` for `uri`, or None with `sim_config` (the built-in
+    simulator in this process). Returns the exit code."""
+    from autorec.core.pipeline import Pipeline
+    from autorec.io.recovery import recover_directory
+    from autorec.io.scorelog import ScoreLog
+    from autorec.io.writer import SegmentWriter
+
+    for recovered in recover_directory(out, fsync=ruleset.output.fsync):
+        log.warning("%s", recovered.message())
+    services = Services(ruleset, out)
+    services.overrides = list(overrides or ())
+    writer = SegmentWriter(
+        out,
+        ruleset.output.name,
+        fsync=ruleset.output.fsync,
+        telemetry=telemetry,
+        queue_max_bytes=ruleset.output.queue_max_bytes,
+        observers=services.observers(),
+        timelapse=timelapse,
+    )
+    score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
+    services.score_log = score_log
+    pipeline = Pipeline(
+        ruleset,
+        writer,
+        rate=sim_config.speed if sim_config is not None else 1.0,
+        telemetry=telemetry,
+        score_sinks=[score_log],
+        timelapse=timelapse,
+    )
+    services.attach(pipeline, writer)
+    if pipeline.budget is not None:
+        try:  # max_share is a share of the output filesystem
+            pipeline.budget.volume_bytes = disk_usage(out)[1]
+        except OSError as exc:
+            log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
+    services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
+    writer.start()
+    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
