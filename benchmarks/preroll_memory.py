@@ -38,8 +38,8 @@ def in_process(seconds: float) -> None:
     from autorec.io.logfile import LogReader
     from autorec.rules import load_rules
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from simlog import write_sim_log
+    sys.path.insert(0, str(REPO))
+    from tests.support.simlog import write_sim_log
 
     with tempfile.TemporaryDirectory(prefix="preroll-mem-") as tmp:
         log = Path(tmp) / "idle.bin"

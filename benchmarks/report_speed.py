@@ -178,10 +178,10 @@ def baseline_read(out: Path) -> float:
 def first_render(html: Path, cards: int) -> float | None:
     sys.path.insert(0, str(REPO))
     try:
-        from tests.browser import chromium
+        from tests.support.browser import chromium
     except ImportError:
         return None
-    from tests.polling import wait_until
+    from tests.support.polling import wait_until
 
     with chromium(1300, 1000) as driver:
         t = time.perf_counter()

@@ -16,15 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from simlog import write_sim_log
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import HEADER
 from autorec.rules import parse_rules
+from tests.support.simlog import write_sim_log
 
 RULES = """rules:
   - {name: camera-motion, trigger: motion}

@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from simlog import write_sim_log  # noqa: E402
+sys.path.insert(0, str(REPO))
 
 from autorec.core.dryrun import DryRun  # noqa: E402
 from autorec.core.pipeline import Pipeline  # noqa: E402
@@ -35,6 +33,7 @@ from autorec.core.sweep import sweep  # noqa: E402
 from autorec.io.filesource import FileSource, run_file  # noqa: E402
 from autorec.io.logfile import LogReader  # noqa: E402
 from autorec.rules import load_rules  # noqa: E402
+from tests.support.simlog import write_sim_log  # noqa: E402
 
 
 def main() -> None:

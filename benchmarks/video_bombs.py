@@ -1,7 +1,7 @@
 """Benchmark: peak memory of `autorec video` on a log holding decompression bombs.
 
 A camera frame is a JPEG; its header may claim any size. A valid 12000x12000 JPEG is
-~560 kB on the wire (a flat grey picture, built by hand, `tests/videolog.py:flat_jpeg`) and
+~560 kB on the wire (a flat grey picture, built by hand, `tests/support/videolog.py:flat_jpeg`) and
 144 MB once decoded; the H.264 export decodes several frames at once in its thread pool.
 Two logs: (a) 40 ordinary 320x240 frames with four such bombs among them; (b) the four
 bombs first, then 6 ordinary frames: without a cap the video takes its size from the first
@@ -40,9 +40,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from videolog import T0, flat_jpeg, frames_log, make_jpeg  # noqa: E402
+from tests.support.videolog import T0, flat_jpeg, frames_log, make_jpeg  # noqa: E402
 
 PEAK = (
     "import resource, subprocess, sys; "

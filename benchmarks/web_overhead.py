@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.browser import chromium  # noqa: E402
-from tests.polling import wait_until  # noqa: E402
+from tests.support.browser import chromium  # noqa: E402
+from tests.support.polling import wait_until  # noqa: E402
 
 
 def free_port() -> int:

@@ -239,7 +239,7 @@ def test_rule_file_budget_keys_are_checked(tmp_path):
     import pytest
 
     from autorec.rules import ConfigError, load_rules
-    from tests.rulefiles import write_rules
+    from tests.support.rulefiles import write_rules
 
     def load(extra: str):
         return load_rules(write_rules(tmp_path, "rules:\n  - name: r\n    trigger: electrodes\n" + extra))
@@ -265,7 +265,7 @@ def test_rule_file_budget_keys_are_checked(tmp_path):
 
 def test_check_shows_budgets_and_flap_settings(tmp_path, capsys):
     from autorec.cli import main
-    from tests.rulefiles import write_rules
+    from tests.support.rulefiles import write_rules
 
     path = write_rules(
         tmp_path,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from autorec.cli import main
-from tests.rulefiles import write_rules
+from tests.support.rulefiles import write_rules
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ import pytest
 
 from autorec.cli import main
 from autorec.units import parse_duration, parse_size
-from tests.rulefiles import write_rules
+from tests.support.rulefiles import write_rules
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_units_reject_non_finite():
 
 
 def test_video_empty_jpeg_costs_only_its_own_frame(tmp_path, capsys):
-    from tests.videolog import T0, frames_log, make_jpeg
+    from tests.support.videolog import T0, frames_log, make_jpeg
 
     # Frame 1 is an image event with no data (a camera hiccup). It used to reach FFmpeg as an
     # empty packet, which ends the decoder's stream, and frame 2 was then lost as "corrupt" too.
@@ -82,7 +82,7 @@ def test_sim_rejects_absurd_numbers(capsys, argv, message):
     ],
 )
 def test_replay_rejects_absurd_numbers(tmp_path, capsys, argv, message):
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), *argv]) == 2
@@ -104,7 +104,7 @@ def _electrode_rules(tmp_path):
 
 
 def test_run_replay_into_an_uncreatable_out_dir_is_a_usage_error(tmp_path, capsys):
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     # --out names a file: SegmentWriter's mkdir used to escape as a FileExistsError traceback.
@@ -177,7 +177,7 @@ def test_check_refuses_a_huge_rule_file_without_reading_it_all(tmp_path, capsys)
 
 
 def test_record_append_never_cuts_a_corrupt_file(tmp_path, capsys):
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     # --append cut the file back to its last whole record before a bad header: the whole of a
     # non-log file, or everything after a damaged length prefix in a long log, was destroyed.
@@ -197,7 +197,7 @@ def test_record_append_never_cuts_a_corrupt_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("copy", [[], ["--copy"]])
 def test_video_first_frame_with_a_damaged_size_does_not_fail_the_export(tmp_path, capsys, copy):
-    from tests.videolog import T0, frames_log, make_jpeg
+    from tests.support.videolog import T0, frames_log, make_jpeg
 
     # The first frame's header set the video's size: 60000x60000 failed the whole export
     # ("Invalid argument"), and the three good frames after it were lost.
@@ -211,7 +211,7 @@ def test_video_first_frame_with_a_damaged_size_does_not_fail_the_export(tmp_path
 
 
 def test_video_out_dir_that_is_a_file_says_which_path(tmp_path, capsys):
-    from tests.videolog import T0, frames_log
+    from tests.support.videolog import T0, frames_log
 
     log = frames_log(tmp_path / "cam.bin", [T0, T0 + 0.1], width=32, height=32)
     blocker = tmp_path / "exports"
@@ -262,7 +262,7 @@ def test_sim_keeps_streaming_when_the_truth_file_cannot_be_written(tmp_path):
 
 def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
     from autorec.proto import PurpleDropEvent
-    from tests.videolog import T0, image_event, make_jpeg, transform_event, write_log
+    from tests.support.videolog import T0, image_event, make_jpeg, transform_event, write_log
 
     # seconds=2**62 (a flipped bit): info, run --dry-run and video all raised from datetime or PyAV.
     def hv(seconds: int) -> bytes:
@@ -282,7 +282,7 @@ def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
 
 
 def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), "--max-gap=-1s", "--port", "0"]) == 2
@@ -291,7 +291,7 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
 
 def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
     from autorec.io.instancelock import InstanceLock
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     # Offline runs wrote segments (and index.jsonl lines) into a directory a live run was recording into.
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
@@ -317,7 +317,7 @@ def test_record_out_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys):
 
 
 def test_run_options_the_mode_would_ignore_are_usage_errors(tmp_path, capsys):
-    from tests.videolog import T0, sensor_event, write_log
+    from tests.support.videolog import T0, sensor_event, write_log
 
     # `run --replay LOG --speed 20` or `run --uri ... --fps 5` used to run without a word about them.
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])

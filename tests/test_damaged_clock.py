@@ -8,8 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-from clirun import restore_logging  # noqa: F401  (autouse fixture)
-from segment_helpers import payload
 
 from autorec import dates, events
 from autorec.cli import main
@@ -20,6 +18,8 @@ from autorec.io.telemetry import TelemetryLog, telemetry_name
 from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.rules import load_rules, render_segment_name
+from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
+from tests.support.segment_helpers import payload
 
 T0 = 1_795_520_000.0  # 2026-11-24
 DAY = "20261124"

@@ -171,14 +171,13 @@ def test_guard_closes_the_open_segment_and_resumes(tmp_path):
 
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
-    from segment_helpers import payload
-
     from autorec.core.pipeline import Pipeline
     from autorec.io.logfile import LogReader
     from autorec.io.source import Message
     from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
     from autorec.rules import parse_rules
+    from tests.support.segment_helpers import payload
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)

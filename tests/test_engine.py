@@ -12,7 +12,7 @@ from typing import ClassVar
 from autorec.core.engine import RuleEngine
 from autorec.rules import Rule, RuleSet, SegmentSettings, load_rules, parse_rules
 from autorec.triggers.base import Firing, Trigger
-from tests.rulefiles import electrode_state, message, scan, timed
+from tests.support.rulefiles import electrode_state, message, scan, timed
 
 REPO = Path(__file__).resolve().parent.parent
 

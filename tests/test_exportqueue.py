@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from videolog import T0, decoded_times, frames_log, make_jpeg, sensor_event, write_log
 
 from autorec.media import video
 from autorec.services.exportqueue import ExportQueue
+from tests.support.videolog import T0, decoded_times, frames_log, make_jpeg, sensor_event, write_log
 
 
 def test_submitted_logs_are_exported_in_the_background(tmp_path):

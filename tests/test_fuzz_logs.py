@@ -20,13 +20,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from clirun import restore_logging  # noqa: F401  (autouse fixture)
-from segment_helpers import payload
-from videolog import image_event, make_jpeg, sensor_event, transform_event
 
 from autorec import cli, events
 from autorec.io.logfile import LogWriter
 from autorec.proto import PurpleDropEvent
+from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
+from tests.support.segment_helpers import payload
+from tests.support.videolog import image_event, make_jpeg, sensor_event, transform_event
 
 SEED = 15
 T0 = 1_795_520_000.0

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from autorec.io.logfile import LogReader
-from tests.polling import wait_until
-from tests.simlog import write_sim_log
+from tests.support.polling import wait_until
+from tests.support.simlog import write_sim_log
 
 RULES = """
 output:

@@ -8,7 +8,7 @@ import pytest
 
 from autorec import events
 from autorec.io.logfile import HEADER, LogReader, LogWriter, frame
-from tests.upstreamreader import upstream_read
+from tests.support.upstreamreader import upstream_read
 
 
 def test_fixture_counts(upstream_log: Path, upstream_counts: dict) -> None:

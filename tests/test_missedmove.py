@@ -13,7 +13,7 @@ from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario, parse_scenario
 from autorec.triggers.base import Firing
 from autorec.triggers.missedmove import neighbours_from_layout
-from tests.rulefiles import electrode_state, message, scan, timed
+from tests.support.rulefiles import electrode_state, message, scan, timed
 
 T0 = 1_700_000_000.0
 DROP = 210.0

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-from segment_helpers import payload
-from simlog import write_sim_log
 
 from autorec.core.dryrun import DryRun
 from autorec.core.engine import RuleEngine
@@ -22,6 +20,8 @@ from autorec.io.filesource import FileSource, run_file
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
 from autorec.triggers.base import Firing, as_firings
+from tests.support.segment_helpers import payload
+from tests.support.simlog import write_sim_log
 
 PRE_ROLL = 10.0
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clirun import restore_logging  # noqa: F401  (autouse fixture)
-from simlog import write_sim_log
 
 from autorec import events
 from autorec.cli import main
@@ -17,6 +15,8 @@ from autorec.io.logfile import LogReader, LogWriter
 from autorec.media.prescore import Prescorer, prescored
 from autorec.rules import load_rules
 from autorec.triggers.motion import MotionTrigger
+from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
+from tests.support.simlog import write_sim_log
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules" / "motion.yaml"

@@ -16,8 +16,8 @@ import pytest
 from autorec.cli import main
 from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
-from tests.upstreamreader import upstream_read
-from tests.wsfixtures import EventServer, fixture_payloads, wait_until
+from tests.support.upstreamreader import upstream_read
+from tests.support.wsfixtures import EventServer, fixture_payloads, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ import pytest
 from autorec import AsyncEventRecorder, EventRecorder
 from autorec.io.logfile import LogReader
 from autorec.io.recorder import RecorderConnectError, RecorderError, RecorderTimeout
-from tests.upstreamreader import upstream_read
-from tests.wsfixtures import EventServer, fixture_payloads, wait_until
+from tests.support.upstreamreader import upstream_read
+from tests.support.wsfixtures import EventServer, fixture_payloads, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 

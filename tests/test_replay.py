@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from polling import wait_until
 from test_sim_support import DEADLINE, receive
 
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.replay import ReplayServer, playback_offsets
 from autorec.proto import PurpleDropEvent
+from tests.support.polling import wait_until
 
 
 def _event(kind: str, t: float | None) -> bytes:

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 from autorec.cli import main
-from tests.browser import artifact_path, chromium, console_errors
-from tests.polling import wait_until
+from tests.support.browser import artifact_path, chromium, console_errors
+from tests.support.polling import wait_until
 
 
 def index_of(directory: Path) -> list[dict]:

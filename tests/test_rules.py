@@ -18,7 +18,7 @@ from autorec.rules import (
 from autorec.triggers import registry
 from autorec.triggers.electrodes import ElectrodesTrigger
 from autorec.triggers.movement import MovementTrigger
-from tests.rulefiles import write_rules
+from tests.support.rulefiles import write_rules
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL_RULE = """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clirun import restore_logging  # noqa: F401  (autouse fixture)
 
 from autorec.cli import main
 from autorec.rules import ConfigError, load_rules
+from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 
 BASE = "rules:\n  - name: el\n    trigger: electrodes\n"  # lines 1-3
 

@@ -18,7 +18,7 @@ from autorec.io.logfile import LogReader
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
 from autorec.units import format_size
-from tests.polling import wait_until
+from tests.support.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules" / "electrodes.yaml"
@@ -222,9 +222,8 @@ def _pipeline(tmp_path: Path, **kw):
 
 
 def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
-    from segment_helpers import payload
-
     from autorec.io.source import Message
+    from tests.support.segment_helpers import payload
 
     p = payload(kind, t, value)
     return Message(p, 0.0, mono, kind, event=events.decode(p))
@@ -295,9 +294,9 @@ def test_trigger_counters_reach_the_status_file(tmp_path):
     import subprocess
     import sys
 
-    from tests.polling import wait_until
-    from tests.videolog import T0, frames_log, make_jpeg
-    from tests.wsfixtures import EventServer, fixture_payloads
+    from tests.support.polling import wait_until
+    from tests.support.videolog import T0, frames_log, make_jpeg
+    from tests.support.wsfixtures import EventServer, fixture_payloads
 
     jpegs = [make_jpeg(i % 3, 64, 48) for i in range(10)]
     jpegs[4] = jpegs[4][: len(jpegs[4]) // 2]  # cut off mid-scan, as a dropped packet would

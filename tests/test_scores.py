@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from simlog import T0, write_sim_log
 
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
@@ -17,6 +16,7 @@ from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import ScoreLog, scores_name
 from autorec.rules import ConfigError, parse_rules
 from autorec.triggers.base import Firing, Score
+from tests.support.simlog import T0, write_sim_log
 
 
 def _feed_all(track: ScoreTrack, items):

@@ -13,7 +13,7 @@ from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.source import Connected, Disconnected, Message, WebsocketSource
 from autorec.proto import PurpleDropEvent
-from tests.wsfixtures import EventServer, fixture_payloads
+from tests.support.wsfixtures import EventServer, fixture_payloads
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from autorec.core.state import StateTracker, covered_from_scan
-from tests.rulefiles import electrode_state, message, scan, timed
+from tests.support.rulefiles import electrode_state, message, scan, timed
 
 
 def test_latest_per_kind_and_time():

@@ -12,10 +12,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from clirun import restore_logging  # noqa: F401  (autouse fixture)
-from segment_helpers import payload
-from videolog import T0 as VT0
-from videolog import frames_log
 
 from autorec import events
 from autorec.cli import main
@@ -28,6 +24,10 @@ from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
 from autorec.services.statusfile import write_status
+from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
+from tests.support.segment_helpers import payload
+from tests.support.videolog import T0 as VT0
+from tests.support.videolog import frames_log
 
 T0 = 1_795_520_000.0  # 2026-11-24
 PRECIOUS = b"precious data outside the output directory\n"

@@ -24,7 +24,7 @@ from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
-from tests.rulefiles import write_rules
+from tests.support.rulefiles import write_rules
 
 # 22:00 UTC: the night crosses midnight, so it fills two daily files.
 NIGHT_START = 1_764_540_000.0  # 2025-11-30T22:00:00Z

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autorec.core.engine import RuleEngine
 from autorec.rules import parse_rules
 from autorec.triggers.base import Firing
-from tests.rulefiles import electrode_state, message, scan, timed
+from tests.support.rulefiles import electrode_state, message, scan, timed
 
 
 def engine(rule_yaml: str) -> RuleEngine:

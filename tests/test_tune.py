@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from simlog import write_sim_log
 
 from autorec.cli import main
 from autorec.core.dryrun import DryRun
@@ -14,6 +13,7 @@ from autorec.core.pipeline import Pipeline
 from autorec.core.sweep import sweep
 from autorec.io.filesource import FileSource, run_file
 from autorec.rules import Override, load_rules
+from tests.support.simlog import write_sim_log
 
 RULES = """segments: {pre_roll: 3s, post_roll: 5s}
 rules:

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import av
 import pytest
-from videolog import (
+
+from autorec.cli import main
+from autorec.media import video
+from autorec.proto import PurpleDropEvent
+from tests.support.videolog import (
     T0,
     decoded_times,
     frames_log,
@@ -23,10 +27,6 @@ from videolog import (
     transform_event,
     write_log,
 )
-
-from autorec.cli import main
-from autorec.media import video
-from autorec.proto import PurpleDropEvent
 
 MODES = ("h264", "copy")
 

@@ -20,8 +20,8 @@ import pytest
 
 from autorec.web.feed import QUEUE_MAX, DirectoryFeed, LiveFeed
 from autorec.web.server import WebUI, is_loopback, parse_listen, resolve_token, start_server
-from tests.browser import artifact_path, chromium, console_errors
-from tests.polling import wait_until
+from tests.support.browser import artifact_path, chromium, console_errors
+from tests.support.polling import wait_until
 
 
 class ServerThread:

@@ -9,7 +9,7 @@ moment it connects. `drop_connections()` cuts TCP without a close frame,
 `pause_reading()` makes it ignore close frames (so a client's closing
 handshake hangs until its close timeout).
 
-`wait_until` (from `tests.polling`) polls for a condition with a deadline
+`wait_until` (from `tests.support.polling`) polls for a condition with a deadline
 instead of sleeping.
 """
 
@@ -24,7 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from autorec.io.logfile import LogReader
-from tests.polling import wait_until  # re-exported: the websocket tests import it from here
+from tests.support.polling import wait_until  # re-exported: the websocket tests import it from here
 
 
 def fixture_payloads(path: Path) -> list[bytes]:

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (servers, logs, rule files, waiting, the browser); no tests in here."""
