@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from autorec.io.recovery import INDEX_NAME, append_index_line, recover_partial
 from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status
+from tests.support.polling import wait_until
 
 T0 = 1_763_000_000.0
 
@@ -181,15 +181,19 @@ def test_recovery_and_status_on_a_full_disk_fail_cleanly(small_disk):
 
 
 def _wait_status(path: Path, predicate, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    found: list[dict] = []
+
+    def seen() -> bool:
         assert proc.poll() is None, f"recorder exited ({proc.returncode}) while waiting for {what}"
         with contextlib.suppress(OSError, ValueError):
             status = read_status(path)
             if predicate(status):
-                return status
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+                found.append(status)
+                return True
+        return False
+
+    wait_until(seen, timeout, what)
+    return found[0]
 
 
 def test_recorder_survives_a_full_disk_and_resumes(small_disk_16m, tmp_path):

@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from autorec.io.instancelock import LOCK_NAME, InstanceLock, InstanceLockError, read_holder
+from tests.support.polling import wait_until
 
 HOLDER_SCRIPT = """
 import sys
@@ -128,11 +128,13 @@ def test_second_autorec_run_on_one_directory_exits_2(tmp_path):
     base = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--out", str(out), "--sim", "--no-camera"]
     first = subprocess.Popen([*base, "--duration", "1h"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while read_holder(out) is None or read_holder(out).pid != first.pid:
+
+        def locked() -> bool:
             assert first.poll() is None, "the first recorder exited"
-            assert time.monotonic() < deadline, "the first recorder never locked its directory"
-            time.sleep(0.02)
+            holder = read_holder(out)
+            return holder is not None and holder.pid == first.pid
+
+        wait_until(locked, 60, "the first recorder to lock its directory")
         second = subprocess.run([*base, "--duration", "5s"], capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
         assert f"pid {first.pid}" in second.stderr and "already being recorded" in second.stderr

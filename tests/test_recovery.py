@@ -17,6 +17,7 @@ from autorec.io.logfile import LogReader, LogWriter, frame
 from autorec.io.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
 from autorec.proto import PurpleDropEvent
 from autorec.units import iso_utc
+from tests.support.polling import wait_until
 
 T0 = 1_763_000_000.0
 
@@ -226,10 +227,11 @@ def test_matches_the_writers_sidecar_and_index_format(tmp_path):
     crash.mkdir()
     w, firing = segment(done)
     partial = done / "seg-1.bin.partial"
-    deadline = time.monotonic() + 30
-    while not (partial.exists() and partial.stat().st_size > 0 and len(list(LogReader(partial))) == 10):
-        assert time.monotonic() < deadline, "writer never flushed"
-        time.sleep(0.01)
+    wait_until(
+        lambda: partial.exists() and partial.stat().st_size > 0 and len(list(LogReader(partial))) == 10,
+        30,
+        "the writer to flush",
+    )
     image = partial.read_bytes()
     w.submit([CloseSegment(1, 1, T0, T0 + 9, "post_roll", ("moved",), (firing,), ())])
     assert w.close(30)
@@ -258,14 +260,13 @@ def test_sigkilled_autorec_run_leaves_a_recoverable_partial(tmp_path):
     cmd += ["--duration", "30min", "--out", str(out), "--no-telemetry"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            partials = list(out.glob("*.bin.partial")) if out.exists() else []
-            if partials and partials[0].stat().st_size > 2_000_000:
-                break
+
+        def half_written() -> bool:
             assert proc.poll() is None, "recorder exited before a segment was half written"
-            assert time.monotonic() < deadline, "no segment was being written"
-            time.sleep(0.05)
+            partials = list(out.glob("*.bin.partial")) if out.exists() else []
+            return bool(partials) and partials[0].stat().st_size > 2_000_000
+
+        wait_until(half_written, 90, "a segment being written")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

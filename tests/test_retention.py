@@ -18,6 +18,7 @@ from autorec.io.retention import (
     plan_deletions,
     read_index,
 )
+from tests.support.polling import wait_until
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -183,10 +184,7 @@ def test_worker_runs_on_segment_close_in_its_own_thread(tmp_path):
         [(result, thread)] = results
         assert thread == "autorec-retention"
         assert [s.log.name for s in result.deleted] == ["seg-001.bin"]
-        deadline = time.monotonic() + 30
-        while worker.deleted != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: worker.deleted == 1, 30, "the retention worker to delete the segment")
         assert worker.runs == 1 and worker.errors == 0
     finally:
         assert worker.close(30)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -16,6 +15,7 @@ import pytest
 from autorec.cli import main
 from autorec.media import video
 from autorec.proto import PurpleDropEvent
+from tests.support.polling import wait_until
 from tests.support.videolog import (
     T0,
     decoded_times,
@@ -309,11 +309,12 @@ def test_killed_export_leaves_no_file_under_the_output_name(tmp_path):
     cmd = [sys.executable, "-m", "autorec", "video", "-q", "--preset", "veryslow", "--threads", "1", str(log)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not (partial.exists() and partial.stat().st_size > 0):
+
+        def writing() -> bool:
             assert proc.poll() is None, f"export ended before it could be killed: {proc.stderr.read()!r}"
-            assert time.monotonic() < deadline, "export never started writing"
-            time.sleep(0.01)  # polling interval for the file to appear, not a wait for an outcome
+            return partial.exists() and partial.stat().st_size > 0
+
+        wait_until(writing, 60, "the export to start writing")
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
