@@ -179,3 +179,22 @@ def test_report_usage_errors(tmp_path: Path, capsys):
     assert "not understood" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "no" / "such" / "dir.html")]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_report_without_the_report_extra_says_what_to_install(tmp_path: Path):
+    """A core install has no Bokeh: one line naming the extra, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['bokeh'] = None; sys.modules['matplotlib'] = None\n"
+        "from autorec.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "report", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "autorec report: the report needs the 'report' extra: pip install 'autorec[report]' "
+        "(Bokeh; matplotlib for --png)"
+    )

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec report: {args.directory}: not a directory", file=sys.stderr)
         return 2
     try:
+        import bokeh  # noqa: F401  (the page's charts; imported late inside the report)
+
         from autorec.report.page import build_report
     except ImportError:
         print(f"autorec report: {REPORT_EXTRA}", file=sys.stderr)
