@@ -11,16 +11,17 @@ report can tell "nothing happened" from "autorec was not listening":
   `since`), the disk floor's pauses included;
 - `stats`, every `interval` seconds of stream time (default 60; so a
   simulated night has as many as a real one): messages and bytes seen, bytes
-  kept, segments, disk free, connection, and the counters that changed since the previous `stats` line (a trigger's
-  `camera-motion.global_changes` rising marks a lighting change it rejected);
+  kept, segments, disk free, connection, and the counters that changed since
+  the previous `stats` line (a trigger's `camera-motion.global_changes` rising
+  marks a lighting change it rejected);
 - `stop`: like `stats`, plus why the run ended.
 
 Every line has `event`, `time` (stream time once known, the computer's clock
-before) and `wall` (the computer's clock). Lines are appended with
-O_APPEND|O_NOFOLLOW (a symlink planted in the directory is refused, never
-followed). A failed write (full disk) is counted in `errors` and logged once
-per run of failures; it never reaches the recorder. Writes happen on the
-caller's thread: a few hundred bytes a minute, into the page cache.
+before) and `wall` (the computer's clock). Lines are appended as the index's are
+(`autorec.io.atomicfile.append_json_line`: a symlink planted in the directory
+is refused, never followed; a failed write leaves no half line). A failed
+write (full disk) is counted in `errors` and logged once per run of failures;
+it never reaches the recorder. Writes happen on the caller's thread: a few hundred bytes a minute, into the page cache.
 
 Readers: `read_journal(path)` returns the entries and a list of problems
 (`FILE:LINE: ...` for lines that are not JSON objects), never raising for bad
@@ -41,6 +42,7 @@ from typing import Any
 
 from autorec import __version__
 from autorec.core.streamitems import StreamListener
+from autorec.io.atomicfile import append_json_line
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +70,13 @@ class JournalFile:
         self._failing = False
 
     def append(self, entry: Mapping[str, Any]) -> bool:
-        line = (json.dumps(entry, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode()
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(line)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                except OSError:
-                    # no half line: cut the file back to where it was
-                    os.ftruncate(fd, size)
-                    raise
-            finally:
-                os.close(fd)
+            # the index's own append: no symlink followed, a failed write cut back (no half line)
+            append_json_line(self.path, entry, fsync=False)
         except (OSError, ValueError) as exc:
             self.errors += 1
             if not self._failing:
-                why = "it is a symlink" if getattr(exc, "errno", None) == 40 else exc
-                log.error("journal: cannot append to %s: %s (later lines are still tried)", self.path, why)
+                log.error("journal: cannot append to %s: %s (later lines are still tried)", self.path, exc)
             self._failing = True
             return False
         if self._failing:
