@@ -21,7 +21,8 @@ before) and `wall` (the computer's clock). Lines are appended as the index's are
 (`autorec.io.atomicfile.append_json_line`: a symlink planted in the directory
 is refused, never followed; a failed write leaves no half line). A failed
 write (full disk) is counted in `errors` and logged once per run of failures;
-it never reaches the recorder. Writes happen on the caller's thread: a few hundred bytes a minute, into the page cache.
+it never reaches the recorder. Writes happen on the caller's thread: a few
+hundred bytes a minute, into the page cache.
 
 Readers: `read_journal(path)` returns the entries and a list of problems
 (`FILE:LINE: ...` for lines that are not JSON objects), never raising for bad
