@@ -96,6 +96,8 @@ def test_every_endpoint_of_a_served_directory(night: Path):
         assert status == 200 and b"data:image/jpeg;base64," in body
         card = json.loads(srv.get(f"/api/segments/{name}/card")[1])
         assert f'data-name="{name}"' in card["html"] and card["bars"]["name"][0] == name
+        # the bars are streamed into the page's timeline source, which has a colour column
+        assert card["bars"]["color"][0].startswith("#")
         assert json.loads(srv.get("/api/scores")[1]) == {"scores": json.loads(srv.get("/api/status")[1])["scores"]}
         status, body, _ = srv.get(f"/files/{index[0]['path']}")
         assert status == 200 and body == (night / index[0]["path"]).read_bytes()

@@ -14,13 +14,13 @@ figures only; `autorec.report.page` renders them into the page.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, TapTool
 from bokeh.plotting import figure
 
-from autorec.report.night import Night, local_text, rule_lanes, utc_text
+from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
 from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
 
@@ -65,6 +65,35 @@ def card_id(index: int) -> str:
     return f"seg-{index}"
 
 
+def lane_colors(rules: Sequence[str]) -> dict[str, str]:
+    """Each rule's bar colour, by its order of first appearance (so a page and its later bars agree)."""
+    return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(rules)}
+
+
+def segment_bars(segments: Iterable[tuple[int, Segment]], colors: dict[str, str]) -> dict[str, list]:
+    """The timeline's bar rows (one per rule of each `(card index, segment)`), as Bokeh columns.
+
+    The web UI streams rows made here into the page's `segment_bars` source, so they must have
+    exactly its columns."""
+    bars: dict[str, list] = {
+        k: [] for k in ("left", "right", "lane", "color", "card", "name", "when", "length", "size", "reason", "rules")
+    }
+    for i, seg in segments:
+        for rule in seg.rules:
+            bars["left"].append(_ms(seg.start))
+            bars["right"].append(_ms(max(seg.end, seg.start + 0.5)))  # a bar stays visible however short
+            bars["lane"].append(rule)
+            bars["color"].append(colors.get(rule, PALETTE[-1]))
+            bars["card"].append(card_id(i))
+            bars["name"].append(seg.name)
+            bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
+            bars["length"].append(format_duration(seg.duration))
+            bars["size"].append(format_size(seg.bytes))
+            bars["reason"].append(seg.close_reason)
+            bars["rules"].append(" + ".join(seg.rules))
+    return bars
+
+
 def timeline_figure(
     night: Night,
     x_range: Range1d,
@@ -95,23 +124,8 @@ def timeline_figure(
         toolbar_location="above",
         name="timeline",
     )
-    colors = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(rules)}
-    bars: dict[str, list] = {
-        k: [] for k in ("left", "right", "lane", "color", "card", "name", "when", "length", "size", "reason", "rules")
-    }
-    for i, seg in enumerate(night.segments):
-        for rule in seg.rules:
-            bars["left"].append(_ms(seg.start))
-            bars["right"].append(_ms(max(seg.end, seg.start + 0.5)))  # a bar stays visible however short
-            bars["lane"].append(rule)
-            bars["color"].append(colors.get(rule, PALETTE[-1]))
-            bars["card"].append(card_id(i))
-            bars["name"].append(seg.name)
-            bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
-            bars["length"].append(format_duration(seg.duration))
-            bars["size"].append(format_size(seg.bytes))
-            bars["reason"].append(seg.close_reason)
-            bars["rules"].append(" + ".join(seg.rules))
+    colors = lane_colors(rules)
+    bars = segment_bars(enumerate(night.segments), colors)
     source = ColumnDataSource(bars, name="segment_bars")
     renderer = p.hbar(
         y="lane",

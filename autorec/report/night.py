@@ -176,14 +176,6 @@ class Night:
             hi = min(hi, self.until)
         return (lo, hi) if hi >= lo else None
 
-    def rules(self) -> list[str]:
-        """Every rule that holds a segment, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for s in self.segments:
-            for r in s.rules:
-                seen.setdefault(r, None)
-        return list(seen)
-
     def segments_per_rule(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.segments:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.report.night import Night, Segment, describe_evidence, local_text, utc_text
+from autorec.report.night import Night, Segment, describe_evidence, local_text, rule_lanes, utc_text
 from autorec.units import format_duration, format_size
 
 
@@ -102,24 +102,13 @@ def night_page(directory: Path) -> str:
     return page.replace("<body>", "<body>\n" + _nav("Night"), 1)
 
 
-def card_json(index: int, seg: Segment) -> dict[str, Any]:
-    """A new segment for the night page: its card's HTML and its timeline bars (one per rule)."""
-    from autorec.report.charts import card_id
+def card_json(index: int, seg: Segment, night: Night) -> dict[str, Any]:
+    """A new segment for the night page: its card's HTML and its timeline bars (one per rule), in the
+    colours the page gave its rules."""
+    from autorec.report.charts import lane_colors, segment_bars
     from autorec.report.page import _card_html
 
-    bars: dict[str, list] = {k: [] for k in ("left", "right", "lane", "card", "name", "when", "length", "size")}
-    bars.update({"reason": [], "rules": []})
-    for rule in seg.rules:
-        bars["left"].append(seg.start * 1000)
-        bars["right"].append(max(seg.end, seg.start + 0.5) * 1000)
-        bars["lane"].append(rule)
-        bars["card"].append(card_id(index))
-        bars["name"].append(seg.name)
-        bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
-        bars["length"].append(format_duration(seg.duration))
-        bars["size"].append(format_size(seg.bytes))
-        bars["reason"].append(seg.close_reason)
-        bars["rules"].append(" + ".join(seg.rules))
+    bars = segment_bars([(index, seg)], lane_colors(rule_lanes(night.segments)))
     return {"html": _card_html(index, seg, _strip_url(seg), _links), "bars": bars}
 
 

@@ -382,7 +382,7 @@ class WebUI:
         from autorec.web.pages import card_json
 
         index, seg = await self._segment(request)
-        return self._json(card_json(index, seg))
+        return self._json(card_json(index, seg, self.index.night))
 
     async def api_scores(self, request: web.Request) -> web.Response:
         status = self.feed.status()
