@@ -10,8 +10,8 @@ import pytest
 
 from autorec.cli import main
 from autorec.io.logfile import LogWriter
-from autorec.report.night import load_night, parse_when
-from autorec.services.journal import JournalFile, read_journal
+from autorec.report.night import load_night, parse_when, read_journal
+from autorec.services.journal import JournalFile
 
 
 def make_segment(directory: Path, name: str, start: float, end: float, rules=("r",), records: int = 1, **sidecar):
@@ -177,3 +177,15 @@ def test_parse_when_local_and_time_of_day():
     for bad in ("", "tomorrow", "nan", "1e300"):
         with pytest.raises(ValueError):
             parse_when(bad)
+
+
+def test_near_misses_reader_keeps_good_lines_and_names_bad_ones(tmp_path: Path):
+    from autorec.report.night import read_near_misses
+
+    path = tmp_path / "near-misses.jsonl"
+    good = {"rule": "cam", "start": 10.0, "end": 12.0, "peak": 0.0002, "threshold": 0.0003, "peak_time": 11.0}
+    path.write_text(json.dumps(good) + '\n{"rule": "cam", "start"\n' + json.dumps({"rule": "cam", "start": 1}) + "\n")
+    problems: list[str] = []
+    [nm] = read_near_misses(path, problems)
+    assert (nm.rule, nm.start, nm.end, nm.peak, nm.threshold) == ("cam", 10.0, 12.0, 0.0002, 0.0003)
+    assert [p.split(":")[-2] for p in problems] == ["2", "3"]

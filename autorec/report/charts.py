@@ -15,11 +15,11 @@ figures only; `autorec.report.page` renders them into the page.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, TapTool
 from bokeh.plotting import figure
 
+from autorec.core.scores import NearMiss
 from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
 from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
@@ -44,17 +44,6 @@ if (card) {
 }
 source.selected.indices = [];
 """
-
-
-@dataclass
-class NearMiss:
-    """A period where a rule's score came close to its threshold without firing (from `near-misses.jsonl`)."""
-
-    rule: str
-    start: float
-    end: float
-    peak: float | None
-    threshold: float | None
 
 
 def _ms(t: float) -> float:
@@ -174,12 +163,7 @@ def timeline_figure(
                 "left": [_ms(n.start) for n in near_misses],
                 "right": [_ms(max(n.end, n.start + 1)) for n in near_misses],
                 "lane": [NEAR_MISS_LANE] * len(near_misses),
-                "text": [
-                    f"{n.rule}: peak {n.peak:.4g} vs threshold {n.threshold:.4g}"
-                    if n.peak is not None and n.threshold
-                    else n.rule
-                    for n in near_misses
-                ],
+                "text": [f"{n.rule}: peak {n.peak:.4g} vs threshold {n.threshold:.4g}" for n in near_misses],
             }
         )
         r = p.hbar(y="lane", left="left", right="right", height=0.5, color="#f0ad4e", source=nm)

@@ -27,12 +27,13 @@ import datetime as _dt
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec.services.journal import JOURNAL_NAME, read_journal
+from autorec.core.scores import NearMiss
+from autorec.services.journal import JOURNAL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ INDEX_NAME = "index.jsonl"
 STATUS_NAME = "status.json"
 SIDECAR_VERSION = 1  # the newest sidecar layout this module knows (autorec.io.writer writes it)
 VIDEO_SUFFIXES = (".mp4", ".mkv")
-MAX_INDEX_LINE = 1 << 20
+MAX_LINE = 1 << 20  # longer lines of index, journal or near-misses are skipped (a damaged file costs no memory)
 MAX_SIDECAR = 64 << 20  # a sidecar larger than this is not read (it cannot be one of ours)
 
 
@@ -336,38 +337,86 @@ def _segment_from_line(directory: Path, entry: dict[str, Any], line: int) -> Seg
     )
 
 
+def json_lines(path: Path, what: str, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, object)` for each line of a JSON-lines file that holds a JSON object.
+
+    Every other non-empty line (longer than MAX_LINE, not JSON, not an object: `what` names the
+    expected kind, e.g. "an index entry") is a `FILE:LINE: ...; skipped` line in `problems`. A
+    missing file yields nothing; one that cannot be read is one problem."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return
+    with f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_LINE:
+                problems.append(f"{path}:{number}: line of {len(raw)} bytes skipped")
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                problems.append(f"{path}:{number}: not a JSON line (a damaged or cut-off write); skipped")
+                continue
+            if not isinstance(entry, dict):
+                problems.append(f"{path}:{number}: not {what}; skipped")
+                continue
+            yield number, entry
+
+
 def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
     """The segments listed in `directory/index.jsonl`, and the problems of its lines."""
     index = directory / INDEX_NAME
     segments: list[Segment] = []
     problems: list[str] = []
-    try:
-        f = open(index, "rb")
-    except FileNotFoundError:
-        return segments, problems
-    except OSError as exc:
-        return segments, [f"{index}: cannot read: {exc.strerror or exc}"]
-    with f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            if len(raw) > MAX_INDEX_LINE:
-                problems.append(f"{index}:{number}: line of {len(raw)} bytes skipped")
-                continue
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                problems.append(f"{index}:{number}: not a JSON line (a damaged or cut-off write); skipped")
-                continue
-            if not isinstance(entry, dict):
-                problems.append(f"{index}:{number}: not an index entry; skipped")
-                continue
-            seg = _segment_from_line(directory, entry, number)
-            if isinstance(seg, str):
-                problems.append(f"{index}:{number}: {seg}; skipped")
-                continue
-            segments.append(seg)
+    for number, entry in json_lines(index, "an index entry", problems):
+        seg = _segment_from_line(directory, entry, number)
+        if isinstance(seg, str):
+            problems.append(f"{index}:{number}: {seg}; skipped")
+            continue
+        segments.append(seg)
     return segments, problems
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, entry in json_lines(path, "a journal entry", problems):
+        if not isinstance(entry.get("event"), str):
+            problems.append(f"{path}:{number}: not a journal entry; skipped")
+        elif _number(entry.get("time")) is None:
+            problems.append(f"{path}:{number}: entry without a time; skipped")
+        else:
+            entries.append(entry)
+    return entries, problems
+
+
+def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
+    """The near-misses of `near-misses.jsonl` (see `autorec.io.scorelog`); bad lines go to `problems`."""
+    out: list[NearMiss] = []
+    for number, e in json_lines(path, "a near-miss", problems):
+        start, end = _number(e.get("start")), _number(e.get("end"))
+        peak, threshold = _number(e.get("peak")), _number(e.get("threshold"))
+        if start is None or peak is None or threshold is None:
+            problems.append(f"{path}:{number}: not a near-miss line; skipped")
+            continue
+        peak_time = _number(e.get("peak_time"))
+        out.append(
+            NearMiss(
+                str(e.get("rule", "?")),
+                start,
+                end if end is not None else start,
+                peak,
+                threshold,
+                peak_time if peak_time is not None else start,
+            )
+        )
+    return out
 
 
 def _load_sidecar(seg: Segment, problems: list[str]) -> None:

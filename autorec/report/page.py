@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import logging
 import os
 import time as _time
@@ -36,7 +35,16 @@ from typing import Any
 
 from autorec import __version__
 from autorec.io.atomicfile import replace_file
-from autorec.report.night import Night, Segment, describe_evidence, load_night, local_text, utc_text
+from autorec.io.scorelog import NEAR_MISSES
+from autorec.report.night import (
+    Night,
+    Segment,
+    describe_evidence,
+    load_night,
+    local_text,
+    read_near_misses,
+    utc_text,
+)
 from autorec.report.sensorseries import read_sensor_series
 from autorec.report.summary import NightSummary, summarize_night
 from autorec.units import format_duration, format_size
@@ -83,39 +91,6 @@ def thumbs_per_segment(segments: int) -> int:
     if segments <= 0:
         return MAX_THUMBS
     return max(1, min(MAX_THUMBS, THUMB_BUDGET // (segments * THUMB_ESTIMATE)))
-
-
-def _read_near_misses(directory: Path, problems: list[str]):
-    from autorec.report.charts import NearMiss
-
-    path = directory / "near-misses.jsonl"
-    out: list[NearMiss] = []
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return out
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-        return out
-    with f:
-        for number, raw in enumerate(f, 1):
-            try:
-                e = json.loads(raw)
-                start, end = float(e["start"]), float(e.get("end", e["start"]))
-                peak = e.get("peak")
-                threshold = e.get("threshold")
-                out.append(
-                    NearMiss(
-                        str(e.get("rule", "?")),
-                        start,
-                        end,
-                        float(peak) if isinstance(peak, (int, float)) else None,
-                        float(threshold) if isinstance(threshold, (int, float)) else None,
-                    )
-                )
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"{path}:{number}: not a near-miss line; skipped")
-    return out
 
 
 # -- thumbnails, on every core ---------------------------------------------------------------
@@ -403,7 +378,7 @@ def render_report(
     night = load_night(directory, since, until)
     summary = summarize_night(night)
     problems = summary.problems
-    near = _read_near_misses(directory, problems)
+    near = read_near_misses(directory / NEAR_MISSES, problems)
     sensors = read_sensor_series(night.telemetry, since, until)
     problems += sensors.problems
     span = night.span()

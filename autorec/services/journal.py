@@ -24,15 +24,12 @@ write (full disk) is counted in `errors` and logged once per run of failures;
 it never reaches the recorder. Writes happen on the caller's thread: a few
 hundred bytes a minute, into the page cache.
 
-Readers: `read_journal(path)` returns the entries and a list of problems
-(`FILE:LINE: ...` for lines that are not JSON objects), never raising for bad
-content.
+The reader is `autorec.report.night.read_journal` (with the index's).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -49,7 +46,6 @@ log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
 STATS_INTERVAL = 60.0
-MAX_LINE = 1 << 20  # a reader skips longer lines (a damaged file must not cost gigabytes)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
@@ -211,35 +207,3 @@ class JournalListener(StreamListener):
 
     def fired(self, t: float, firings: Sequence[Any]) -> None:
         pass
-
-
-def read_journal(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return entries, problems
-    except OSError as exc:
-        return entries, [f"{path}: cannot read: {exc.strerror or exc}"]
-    with f:
-        for number, raw in enumerate(f, 1):
-            if len(raw) > MAX_LINE:
-                problems.append(f"{path}:{number}: line of {len(raw)} bytes skipped")
-                continue
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                if raw.strip():
-                    problems.append(f"{path}:{number}: not a JSON line (a damaged or cut-off write)")
-                continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
-                problems.append(f"{path}:{number}: not a journal entry")
-                continue
-            t = entry.get("time")
-            if not isinstance(t, (int, float)) or isinstance(t, bool) or t != t:
-                problems.append(f"{path}:{number}: entry without a time")
-                continue
-            entries.append(entry)
-    return entries, problems
