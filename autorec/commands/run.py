@@ -201,19 +201,11 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
     http = None
     if args.http is not None:
-        try:
-            from autorec.web.server import parse_listen, resolve_token
-        except ImportError:
-            from autorec.commands.serve import WEB_EXTRA
+        from autorec.commands.serve import http_settings
 
-            print(f"autorec run: --http: {WEB_EXTRA}", file=sys.stderr)
+        http = http_settings(args, "run")
+        if http is None:
             return 2
-        try:
-            host, port = parse_listen(args.http)
-        except ValueError as exc:
-            print(f"autorec run: --http {exc}", file=sys.stderr)
-            return 2
-        http = (host, port, *resolve_token(host, args.token))
     uri = args.uri or ruleset.source or DEFAULT_URI
     live_source = None
     if sim_config is None:

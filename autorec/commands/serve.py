@@ -23,6 +23,22 @@ def add_http_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
     )
 
 
+def http_settings(args: argparse.Namespace, prog: str) -> tuple[str, int, str | None, bool] | None:
+    """`(host, port, token, token_generated)` from `--http`/`--token`, or None after printing why not
+    (the web extra is missing, or `--http` is not `[HOST:]PORT`): a usage error for the caller."""
+    try:
+        from autorec.web.server import parse_listen, resolve_token
+    except ImportError:
+        print(f"autorec {prog}: --http: {WEB_EXTRA}", file=sys.stderr)
+        return None
+    try:
+        host, port = parse_listen(args.http)
+    except ValueError as exc:
+        print(f"autorec {prog}: --http {exc}", file=sys.stderr)
+        return None
+    return (host, port, *resolve_token(host, args.token))
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
@@ -47,18 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.directory):
         print(f"autorec serve: {args.directory}: not a directory", file=sys.stderr)
         return 2
-    try:
-        from autorec.web.feed import DirectoryFeed
-        from autorec.web.server import WebUI, describe_url, parse_listen, resolve_token, start_server
-    except ImportError:
-        print(f"autorec serve: {WEB_EXTRA}", file=sys.stderr)
+    http = http_settings(args, "serve")
+    if http is None:
         return 2
-    try:
-        host, port = parse_listen(args.http)
-    except ValueError as exc:
-        print(f"autorec serve: --http {exc}", file=sys.stderr)
-        return 2
-    token, generated = resolve_token(host, args.token)
+    host, port, token, generated = http
+    from autorec.web.feed import DirectoryFeed
+    from autorec.web.server import WebUI, describe_url, start_server
 
     async def main() -> None:
         feed = DirectoryFeed(args.directory)
