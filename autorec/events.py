@@ -60,6 +60,11 @@ def decode(payload: bytes) -> PurpleDropEvent:
     return event
 
 
+def is_telemetry_kind(kind: str | None) -> bool:
+    """Whether messages of `kind` go to the daily telemetry track (everything but camera frames)."""
+    return kind is not None and kind != "image"
+
+
 def kind(event: PurpleDropEvent) -> str | None:
     return event.WhichOneof("msg")
 

@@ -144,3 +144,17 @@ def test_the_check_itself_catches_a_module_that_imports_networking():
     code = "MODULES = ('autorec.io.source',)\n" + SCRIPT
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "sans-I/O core imported" in proc.stderr
+
+
+def test_core_imports_no_module_of_the_edges():
+    """The layers point inwards: nothing in autorec/core imports from io/, services/, media/, report/ or web/."""
+    import re
+
+    edges = re.compile(r"^\s*(from|import) autorec\.(io|services|media|report|web)\b", re.M)
+    offenders = [
+        f"{path.relative_to(REPO)}:{text.count(chr(10), 0, m.start()) + 1}"
+        for path in sorted((REPO / "autorec" / "core").glob("*.py"))
+        for text in [path.read_text()]
+        for m in edges.finditer(text)
+    ]
+    assert offenders == []

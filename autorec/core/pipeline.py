@@ -32,7 +32,7 @@ Contracts of `Pipeline`:
 - The timelapse track (`output.timelapse`, `autorec.core.timelapse`): every message
   also goes through a `TimelapsePicker`; the records it picks go to
   `sink.timelapse(time, payload)` (sinks without that method get none), and
-  nothing is picked while the disk floor has paused the segmenter.
+  nothing is picked while recording is paused (the disk floor pauses it).
 - Budgets and flap control (`autorec.core.budget`, configured in the rule file):
   firings of a rule whose budget is spent do not reach the segmenter; they
   are listed in the open segment's sidecar (evidence `budget_blocked: true`)
@@ -62,8 +62,6 @@ from autorec.core.segmenter import Action, CloseSegment, Gap, OpenSegment, Segme
 from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
 from autorec.core.timelapse import TimelapsePicker
 from autorec.core.timeline import Timeline
-from autorec.io.telemetry import is_telemetry_kind
-from autorec.services.diskfloor import PAUSE_REASON as DISK_FLOOR_PAUSE
 from autorec.triggers.base import Firing
 
 log = logging.getLogger(__name__)
@@ -213,13 +211,13 @@ class Pipeline:
             self._submit(actions)
         if self.budget is not None:
             self._budget_check(t)
-        if self.telemetry and is_telemetry_kind(kind):
+        if self.telemetry and events.is_telemetry_kind(kind):
             if self.segmenter.paused:
                 stats.telemetry_paused += 1
             else:
                 self.sink.telemetry(t, payload)
         if self.timelapse is not None:
-            blocked = self.segmenter.paused == DISK_FLOOR_PAUSE
+            blocked = bool(self.segmenter.paused)  # the disk floor: the daily tracks would fill the disk too
             # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
             # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
             own = events.timestamp(event) if kind == "image" else None

@@ -14,12 +14,44 @@ from typing import Any
 from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import DEFAULT_NAME
-from autorec.services.diskfloor import MinFree
 from autorec.triggers.base import Trigger
+from autorec.units import format_size
 
 # How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
 # policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
 SegmentSettings = SegmentPolicy
+
+
+DEFAULT_MIN_BYTES = 10**9  # the disk floor when the rule file sets none: 1 GB or 5 %, whichever is larger
+DEFAULT_MIN_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class MinFree:
+    """A floor: the larger of `bytes` and `fraction` of the filesystem size (either may be 0)."""
+
+    bytes: int = DEFAULT_MIN_BYTES
+    fraction: float = DEFAULT_MIN_FRACTION
+
+    @classmethod
+    def from_settings(cls, min_free: int | None, min_free_percent: float | None) -> MinFree:
+        """From the rule file's parsed `output` settings (`OutputSettings.min_free`, `.min_free_percent`)."""
+        if min_free is not None:
+            return cls(bytes=min_free, fraction=0.0)
+        if min_free_percent is not None:
+            return cls(bytes=0, fraction=min_free_percent / 100)
+        return cls()
+
+    def floor(self, total_bytes: int) -> int:
+        return max(self.bytes, int(self.fraction * total_bytes))
+
+    def describe(self) -> str:
+        parts = []
+        if self.bytes:
+            parts.append(format_size(self.bytes))
+        if self.fraction:
+            parts.append(f"{self.fraction * 100:g}%")
+        return " or ".join(parts) + (", whichever is larger" if len(parts) == 2 else "") if parts else "0"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import time as _time
 from pathlib import Path
 
 from autorec.dates import utc_strftime
+from autorec.events import is_telemetry_kind  # noqa: F401  (re-exported: the track's rule lives with the kinds)
 from autorec.io.logfile import LogWriteError, LogWriter
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,6 @@ def telemetry_name(time: float, prefix: str = PREFIX) -> str:
     """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
     day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
     return f"{prefix}{day}.bin"
-
-
-def is_telemetry_kind(kind: str | None) -> bool:
-    """Whether messages of `kind` go to the telemetry track (everything but camera frames)."""
-    return kind is not None and kind != "image"
 
 
 class TelemetryLog:

@@ -29,42 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from autorec.core.ruleset import DEFAULT_MIN_BYTES, DEFAULT_MIN_FRACTION, MinFree  # noqa: F401  (re-exported)
 from autorec.core.streamitems import StreamListener
 from autorec.units import format_size, parse_size
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_BYTES = 10**9
-DEFAULT_MIN_FRACTION = 0.05
 DEFAULT_MARGIN_FRACTION = 0.05
-
-
-@dataclass(frozen=True)
-class MinFree:
-    """A floor: the larger of `bytes` and `fraction` of the filesystem size (either may be 0)."""
-
-    bytes: int = DEFAULT_MIN_BYTES
-    fraction: float = DEFAULT_MIN_FRACTION
-
-    @classmethod
-    def from_settings(cls, min_free: int | None, min_free_percent: float | None) -> MinFree:
-        """From the rule file's parsed `output` settings (`OutputSettings.min_free`, `.min_free_percent`)."""
-        if min_free is not None:
-            return cls(bytes=min_free, fraction=0.0)
-        if min_free_percent is not None:
-            return cls(bytes=0, fraction=min_free_percent / 100)
-        return cls()
-
-    def floor(self, total_bytes: int) -> int:
-        return max(self.bytes, int(self.fraction * total_bytes))
-
-    def describe(self) -> str:
-        parts = []
-        if self.bytes:
-            parts.append(format_size(self.bytes))
-        if self.fraction:
-            parts.append(f"{self.fraction * 100:g}%")
-        return " or ".join(parts) + (", whichever is larger" if len(parts) == 2 else "") if parts else "0"
 
 
 def parse_min_free(value: str | int | float | None) -> MinFree:

@@ -52,10 +52,10 @@ from __future__ import annotations
 
 import json
 import math
-import time as _time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from autorec.dates import utc_strftime
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.base import Firing, FiringResult, Option, StateView, Trigger
 
@@ -65,9 +65,9 @@ UNJUDGED_FACTOR = 10.0
 
 def clock(t: float) -> str:
     """`t` (epoch seconds) as UTC `HH:MM:SS.dZ` for evidence text."""
-    whole = int(t // 1)
-    tenths = int((t - whole) * 10)
-    return _time.strftime("%H:%M:%S", _time.gmtime(whole)) + f".{tenths}Z"
+    # autorec.dates never raises: a damaged time in the evidence must not become a trigger error
+    tenths = int((t % 1) * 10) if t == t and abs(t) != float("inf") else 0
+    return utc_strftime(t, "%H:%M:%S") + f".{tenths}Z"
 
 
 def _pin_list(pins: Any) -> str:
