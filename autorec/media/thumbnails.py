@@ -150,17 +150,10 @@ class Thumbnailer:
         return (data, width, height) if data else None
 
 
-def make_thumbnail(
-    jpeg: bytes, width: int = 192, quality: int = 6, bbox: list[int] | tuple[int, ...] | None = None
-) -> tuple[bytes, int, int] | None:
-    """One small JPEG (see `Thumbnailer.make`)."""
-    return Thumbnailer(width, quality).make(jpeg, bbox)
-
-
 _HEAD = 48  # bytes of a record's payload that hold its kind and (for images) its timestamp
 
 
-def _frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float, int, int]]:
+def frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float, int, int]]:
     """(time, offset, length) of each camera frame record of a log, from record heads only."""
     from autorec.commands.info import head_timestamp
     from autorec.io.logfile import DEFAULT_MAX_RECORD, HEADER
@@ -186,6 +179,20 @@ def _frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float
     finally:
         os.close(fd)
     return frames
+
+
+def read_frame(path: str | os.PathLike[str], offset: int, length: int) -> bytes | None:
+    """The JPEG of the camera-frame record at `offset` (`length` payload bytes, as `frame_index` gives),
+    read without following a symlink; None if the record does not decode. OSError if the file cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        payload = os.pread(fd, length, offset + 4)
+    finally:
+        os.close(fd)
+    try:
+        return events.decode(payload).image.image_data
+    except events.DecodeError:
+        return None
 
 
 def contact_strip(
@@ -215,7 +222,7 @@ def contact_strip(
     # Pass 1: the time of every camera frame from the first bytes of its record: one small pread per
     # record, so a 60 MB segment costs a page per record from the disk, not 60 MB.
     try:
-        frames = _frame_index(path, strip)
+        frames = frame_index(path, strip)
     except OSError as exc:
         strip.problem = f"cannot read {path}: {exc.strerror or exc}"
         return strip
@@ -228,30 +235,24 @@ def contact_strip(
     sorted_times = [times[i] for i in order]
     used: set[int] = set()
     try:
-        with open(path, "rb") as f:
-            for target, is_evidence in targets:
-                k = bisect.bisect_left(sorted_times, target)
-                candidates = sorted(
-                    range(max(0, k - 3), min(len(order), k + 3)), key=lambda j: abs(sorted_times[j] - target)
-                )
-                for j in candidates:
-                    i = order[j]
-                    if i in used and not is_evidence:
-                        continue
-                    t, offset, length = frames[i]
-                    f.seek(offset + 4)
-                    try:
-                        jpeg = events.decode(f.read(length)).image.image_data
-                    except events.DecodeError:
-                        strip.skipped += 1
-                        continue
-                    thumb = thumbnailer.make(jpeg, bbox=bbox if is_evidence else None)
-                    if thumb is None:
-                        strip.skipped += 1
-                        continue
-                    used.add(i)
-                    strip.thumbs.append(Thumb(t, thumb[0], thumb[1], thumb[2], is_evidence))
-                    break
+        for target, is_evidence in targets:
+            k = bisect.bisect_left(sorted_times, target)
+            candidates = sorted(
+                range(max(0, k - 3), min(len(order), k + 3)), key=lambda j: abs(sorted_times[j] - target)
+            )
+            for j in candidates:
+                i = order[j]
+                if i in used and not is_evidence:
+                    continue
+                t, offset, length = frames[i]
+                jpeg = read_frame(path, offset, length)
+                thumb = None if jpeg is None else thumbnailer.make(jpeg, bbox=bbox if is_evidence else None)
+                if thumb is None:
+                    strip.skipped += 1
+                    continue
+                used.add(i)
+                strip.thumbs.append(Thumb(t, thumb[0], thumb[1], thumb[2], is_evidence))
+                break
     except OSError as exc:
         strip.problem = f"cannot read {path}: {exc.strerror or exc}"
     strip.thumbs.sort(key=lambda th: (th.time, not th.evidence))
@@ -276,7 +277,7 @@ def filmstrip(
     frames: list[tuple[float, str, int, int]] = []
     for path in paths:
         try:
-            frames += [(t, os.fspath(path), off, n) for t, off, n in _frame_index(path, strip)]
+            frames += [(t, os.fspath(path), off, n) for t, off, n in frame_index(path, strip)]
         except OSError as exc:
             strip.problem = f"cannot read {path}: {exc.strerror or exc}"
     frames = [f for f in frames if (since is None or f[0] >= since) and (until is None or f[0] <= until)]
@@ -289,16 +290,10 @@ def filmstrip(
     for i in picked:
         t, path, offset, length = frames[i]
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                payload = os.pread(fd, length, offset + 4)
-            finally:
-                os.close(fd)
-            jpeg = events.decode(payload).image.image_data
-        except (OSError, events.DecodeError):
-            strip.skipped += 1
-            continue
-        thumb = thumbnailer.make(jpeg)
+            jpeg = read_frame(path, offset, length)
+        except OSError:
+            jpeg = None
+        thumb = None if jpeg is None else thumbnailer.make(jpeg)
         if thumb is None:
             strip.skipped += 1
             continue

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import secrets
-import time as _time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -296,12 +295,12 @@ class WebUI:
         return self._json({"segment": row, "sidecar": seg.sidecar})
 
     async def _frame_index(self, seg) -> list[tuple[float, int, int]]:
-        from autorec.media.thumbnails import Strip, _frame_index
+        from autorec.media.thumbnails import Strip, frame_index
 
         frames = self._frames.get(seg.name)
         if frames is None:
             try:
-                frames = await self._in_thread(_frame_index, seg.path, Strip())
+                frames = await self._in_thread(frame_index, seg.path, Strip())
             except OSError:
                 frames = []
             frames.sort(key=lambda f: f[0])
@@ -327,19 +326,10 @@ class WebUI:
         _, offset, length = frames[i]
 
         def read() -> bytes | None:
-            from autorec import events
-            from autorec.media.thumbnails import _usable
+            from autorec.media.thumbnails import _usable, read_frame
 
-            fd = _open_nofollow(seg.path)
-            try:
-                payload = os.pread(fd, length, offset + 4)
-            finally:
-                os.close(fd)
-            try:
-                jpeg = events.decode(payload).image.image_data
-            except events.DecodeError:
-                return None
-            return jpeg if _usable(jpeg) is not None else None
+            jpeg = read_frame(seg.path, offset, length)
+            return jpeg if jpeg is not None and _usable(jpeg) is not None else None
 
         try:
             jpeg = await self._in_thread(read)
@@ -478,10 +468,6 @@ async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, 
 
 def describe_url(base: str, token: str | None) -> str:
     return base + (f"?token={token}" if token else "")
-
-
-def monotonic() -> float:
-    return _time.monotonic()
 
 
 def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
