@@ -18,6 +18,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
 from autorec.proto import PurpleDropEvent
+from autorec.proto.purpledrop_pb2 import Timestamp
 
 # Oneof field names in field-number order (field number = index + 1).
 KINDS: tuple[str, ...] = (
@@ -112,3 +113,73 @@ def peek_kind(payload: bytes | memoryview) -> str | None:
     if tag & 0x07 != 2:
         return None
     return KIND_BY_NUMBER.get(tag >> 3)
+
+
+# -- a record's timestamp from its first bytes, without decoding it (info, thumbnails) --------------
+
+# Field number of `timestamp` inside each kind's message (see protocol.md).
+_TS_FIELD = {"hv_regulator": 3, "temperature_control": 3, "device_info": None}
+
+ABSENT = "absent"  # the record certainly has no timestamp
+UNKNOWN = "unknown"  # the head is too short to tell
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]  # IndexError past the end: caller treats as "head too short"
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def head_timestamp(kind: str, head: bytes) -> float | str:
+    """The timestamp in the first bytes of a record of `kind`, or ABSENT, or UNKNOWN.
+
+    Relies on protobuf writing fields in field-number order (all official
+    implementations do): once a field numbered above `timestamp` shows up,
+    the timestamp is not there.
+    """
+    ts_field = _TS_FIELD.get(kind, 1)
+    if ts_field is None:
+        return ABSENT
+    try:
+        _, pos = _varint(head, 1)  # skip the oneof tag byte and the inner message's length
+        while pos < len(head):
+            key, pos = _varint(head, pos)
+            number, wire = key >> 3, key & 7
+            if number == ts_field and wire == 2:
+                length, pos = _varint(head, pos)
+                end = pos + length
+                if end > len(head):
+                    return UNKNOWN
+                return _parse_timestamp(head, pos, end)
+            if number > ts_field:
+                return ABSENT
+            if wire == 0:
+                _, pos = _varint(head, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                length, pos = _varint(head, pos)
+                pos += length
+            elif wire == 5:
+                pos += 4
+            else:
+                return UNKNOWN
+    except (IndexError, ValueError):
+        return UNKNOWN
+    return UNKNOWN
+
+
+def _parse_timestamp(buf: bytes, pos: int, end: int) -> float | str:
+    # The C parser is 4x faster than walking the two varints in Python.
+    try:
+        ts = Timestamp.FromString(buf[pos:end])
+    except _ProtoDecodeError:
+        return UNKNOWN
+    return ts.seconds + ts.nanos * 1e-9

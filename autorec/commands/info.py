@@ -32,6 +32,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from autorec.events import ABSENT, UNKNOWN, head_timestamp
 from autorec.media.jpeg import jpeg_size
 
 HEAD = 64  # bytes of each payload looked at; holds the timestamp of every kind in practice
@@ -50,85 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # -- reading timestamps and JPEG sizes from raw bytes -------------------------
-
-# Field number of `timestamp` inside each kind's message (see protocol.md).
-_TS_FIELD = {"hv_regulator": 3, "temperature_control": 3, "device_info": None}
-
-ABSENT = "absent"  # the record certainly has no timestamp
-UNKNOWN = "unknown"  # the head is too short to tell
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]  # IndexError past the end: caller treats as "head too short"
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def head_timestamp(kind: str, head: bytes) -> float | str:
-    """The timestamp in the first bytes of a record of `kind`, or ABSENT, or UNKNOWN.
-
-    Relies on protobuf writing fields in field-number order (all official
-    implementations do): once a field numbered above `timestamp` shows up,
-    the timestamp is not there.
-    """
-    ts_field = _TS_FIELD.get(kind, 1)
-    if ts_field is None:
-        return ABSENT
-    try:
-        _, pos = _varint(head, 1)  # skip the oneof tag byte and the inner message's length
-        while pos < len(head):
-            key, pos = _varint(head, pos)
-            number, wire = key >> 3, key & 7
-            if number == ts_field and wire == 2:
-                length, pos = _varint(head, pos)
-                end = pos + length
-                if end > len(head):
-                    return UNKNOWN
-                return _parse_timestamp(head, pos, end)
-            if number > ts_field:
-                return ABSENT
-            if wire == 0:
-                _, pos = _varint(head, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 2:
-                length, pos = _varint(head, pos)
-                pos += length
-            elif wire == 5:
-                pos += 4
-            else:
-                return UNKNOWN
-    except (IndexError, ValueError):
-        return UNKNOWN
-    return UNKNOWN
-
-
-_timestamp_parser: Any = None  # Timestamp.FromString, imported on first use (keeps `autorec --help` fast)
-_DecodeError: Any = None
-
-
-def _parse_timestamp(buf: bytes, pos: int, end: int) -> float | str:
-    # The C parser is 4x faster than walking the two varints in Python.
-    global _timestamp_parser, _DecodeError
-    if _timestamp_parser is None:
-        from google.protobuf.message import DecodeError
-
-        from autorec.proto.purpledrop_pb2 import Timestamp
-
-        _timestamp_parser, _DecodeError = Timestamp.FromString, DecodeError
-    try:
-        ts = _timestamp_parser(buf[pos:end])
-    except _DecodeError:
-        return UNKNOWN
-    return ts.seconds + ts.nanos * 1e-9
-
 
 # -- the summary -------------------------------------------------------------------
 

@@ -155,7 +155,6 @@ _HEAD = 48  # bytes of a record's payload that hold its kind and (for images) it
 
 def frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float, int, int]]:
     """(time, offset, length) of each camera frame record of a log, from record heads only."""
-    from autorec.commands.info import head_timestamp
     from autorec.io.logfile import DEFAULT_MAX_RECORD, HEADER
 
     frames: list[tuple[float, int, int]] = []
@@ -170,7 +169,7 @@ def frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float,
                 break  # corrupt or cut off: what came before is still used
             head = buf[4 : 4 + min(length, _HEAD)]
             if events.peek_kind(head) == "image":
-                t = head_timestamp("image", head)
+                t = events.head_timestamp("image", head)
                 if isinstance(t, float):
                     frames.append((t, offset, length))
                 else:
