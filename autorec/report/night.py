@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.core.scores import NearMiss
+from autorec.dates import local_strftime, utc_strftime
 from autorec.services.journal import JOURNAL_NAME
 
 log = logging.getLogger(__name__)
@@ -57,23 +58,13 @@ def _int(value: Any) -> int:
 
 
 def utc_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """`t` (epoch seconds) as UTC text; `?` for a time no calendar holds."""
-    if t is None:
-        return "?"
-    try:
-        return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime(fmt)
-    except (OverflowError, OSError, ValueError):
-        return "?"
+    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time."""
+    return "?" if t is None else utc_strftime(t, fmt)
 
 
 def local_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """`t` (epoch seconds) in the computer's time zone; `?` for a time no calendar holds."""
-    if t is None:
-        return "?"
-    try:
-        return _dt.datetime.fromtimestamp(t).astimezone().strftime(fmt)
-    except (OverflowError, OSError, ValueError):
-        return "?"
+    """`t` (epoch seconds) in the computer's time zone (`autorec.dates`: never raises); `?` for no time."""
+    return "?" if t is None else local_strftime(t, fmt)
 
 
 @dataclass
