@@ -68,10 +68,6 @@ LOG_SUFFIX = ".bin"
 PARTIAL_SUFFIX = LOG_SUFFIX + ".partial"
 SIDECAR_SUFFIX = ".json"
 INDEX_NAME = "index.jsonl"
-# The writer thread is woken for a batch, not per message (see SegmentWriter._wake).
-WAKE_ITEMS = 64
-WAKE_BYTES = 1_000_000
-WAKE_EVERY = 0.1
 SIDECAR_VERSION = 1
 
 
@@ -202,7 +198,6 @@ class SegmentWriter:
         )
         self._queue: deque[Any] = deque()
         self._cond = threading.Condition()
-        self._writer_waiting = False  # the writer thread sleeps in _run (producers wake it for a batch)
         self._queued = 0  # payload bytes waiting in the queue
         self._pending_drop: _Dropped | None = None  # producer side, coalesced until there is room
         self._segment_open = False  # producer side: between OpenSegment and CloseSegment
@@ -222,7 +217,6 @@ class SegmentWriter:
 
     def submit(self, actions: Iterable[Action]) -> None:
         """Queue the segmenter's actions in order. Never blocks in live mode (see the contract)."""
-        urgent = False
         with self._cond:
             for a in actions:
                 if isinstance(a, Write):
@@ -235,51 +229,34 @@ class SegmentWriter:
                 elif isinstance(a, OpenSegment):
                     self._pending_drop = None
                     self._segment_open = True
-                    urgent = True
                 elif isinstance(a, CloseSegment):
                     self._flush_drop()
                     self._segment_open = False
-                    urgent = True
                 self._queue.append(a)
             self.stats.queued_bytes = self._queued
-            self._wake(urgent)
-
-    def _wake(self, now: bool = False) -> None:
-        """Wake the writer thread if it sleeps and there is enough to do (called holding the lock).
-
-        Waking a thread per message was 13-17 % of a live run's CPU (py-spy, benchmarks/live_cpu.py):
-        the writer woke, wrote one record and slept again. Now it is woken for a batch (WAKE_ITEMS
-        items or WAKE_BYTES), for segment opens and closes (`now`), and otherwise finds the queue
-        itself within WAKE_EVERY seconds; nothing waits longer than that to reach the OS.
-        """
-        if self._writer_waiting and (now or len(self._queue) >= WAKE_ITEMS or self._queued >= WAKE_BYTES):
             self._cond.notify()
 
     def telemetry(self, time: float, payload: bytes) -> None:
         """Queue a message for the telemetry track (dropped and counted if the queue is full)."""
-        if self._telemetry is None:
-            return
-        with self._cond:
-            size = len(payload)
-            if not self._room(size):
-                self.stats.telemetry_dropped += 1  # the telemetry track has no gaps list: the count is its record
-                return
-            self._queued += size
-            self._queue.append(_Telemetry(time, payload))
-            self._wake()
+        if self._telemetry is not None:
+            self._enqueue_track(_Telemetry(time, payload), "telemetry_dropped")
 
     def timelapse(self, time: float, payload: bytes) -> None:
         """Queue a record for the timelapse track (dropped and counted if the queue is full)."""
-        if self._timelapse is None:
-            return
+        if self._timelapse is not None:
+            self._enqueue_track(_Timelapse(time, payload), "timelapse_dropped")
+
+    def _enqueue_track(self, item: _Telemetry | _Timelapse, dropped_counter: str) -> None:
+        # A daily track has no gaps list: a record the queue has no room for is counted, and the count
+        # is its record.
         with self._cond:
-            size = len(payload)
+            size = len(item.payload)
             if not self._room(size):
-                self.stats.timelapse_dropped += 1
+                setattr(self.stats, dropped_counter, getattr(self.stats, dropped_counter) + 1)
                 return
             self._queued += size
-            self._queue.append(_Timelapse(time, payload))
-            self._wake()
+            self._queue.append(item)
+            self._cond.notify()
 
     def close(self, timeout: float | None = None) -> bool:
         """Write out what is queued and stop. True if the thread finished within `timeout`."""
@@ -326,9 +303,7 @@ class SegmentWriter:
                     wait = self.flush_interval - (_time.monotonic() - self._last_flush)
                     if wait <= 0:
                         break
-                    self._writer_waiting = True
-                    self._cond.wait(min(wait, WAKE_EVERY))
-                    self._writer_waiting = False
+                    self._cond.wait(wait)
                 batch = list(self._queue)
                 self._queue.clear()
                 freed = sum(len(x.payload) for x in batch if isinstance(x, (Write, _Telemetry, _Timelapse)))
