@@ -28,6 +28,7 @@ from autorec import events
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.io.backtest import REPLAY_QUEUE_BYTES
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter
@@ -121,7 +122,7 @@ def main() -> None:
         def dry_run():
             source = FileSource(log_path)
             sink = DryRun()
-            pipe = Pipeline(ruleset, sink, offline=True, telemetry=False)
+            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink)
             run_file(pipe, source)
             return source.records, f"  ({len(sink.segments)} segments, kept {100 * sink.kept_bytes / size:.1f} %)"
 
@@ -131,7 +132,7 @@ def main() -> None:
             writer = SegmentWriter(
                 out, ruleset.output.name, fsync=False, telemetry=False, block=True, queue_max_bytes=REPLAY_QUEUE_BYTES
             ).start()
-            pipe = Pipeline(ruleset, writer, offline=True, telemetry=False)
+            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), writer)
             run_file(pipe, source)
             writer.close()
             return source.records, f"  ({writer.stats.segments} segments, {writer.stats.bytes / 1e6:.1f} MB written)"

@@ -19,6 +19,7 @@ import time
 from autorec import events
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, Write
+from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.rules import parse_rules
 from autorec.sim.camera import CameraRenderer
@@ -85,9 +86,10 @@ def main() -> None:
     encoder = StreamEncoder(CameraRenderer(scenario.board.cols, scenario.board.rows, seed=4, cache_size=1024), seed=4)
     bucket = 300.0
     base_sink, ctl_sink = Counter(bucket), Counter(bucket)
-    base = Pipeline(parse_rules("rules:" + RULE), base_sink, offline=True)
-    ctl = Pipeline(
-        parse_rules(f"budget: {{max_bytes_per_hour: {args.budget}}}\nrules:" + RULE + CONTROL), ctl_sink, offline=True
+    base = Dispatcher(Pipeline(parse_rules("rules:" + RULE), offline=True), base_sink)
+    ctl = Dispatcher(
+        Pipeline(parse_rules(f"budget: {{max_bytes_per_hour: {args.budget}}}\nrules:" + RULE + CONTROL), offline=True),
+        ctl_sink,
     )
     alerts: list = []
     ctl.on_budget_change = alerts.append

@@ -35,6 +35,7 @@ def in_process(seconds: float) -> None:
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
     from autorec.core.streamitems import Message
+    from autorec.io.dispatch import Dispatcher
     from autorec.io.logfile import LogReader
     from autorec.rules import load_rules
 
@@ -49,7 +50,7 @@ def in_process(seconds: float) -> None:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    pipeline = Pipeline(ruleset, DryRun(say=lambda line: None), offline=True, telemetry=False)
+    pipeline = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None))
     received: dict[int, tuple[float, int]] = {}  # id(payload) -> (stream time, size), of what was fed
     for payload in payloads:
         event = events.decode(payload)

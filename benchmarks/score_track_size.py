@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import HEADER
 from autorec.rules import parse_rules
@@ -37,7 +38,10 @@ def main() -> None:
         log = Path(tmp) / "demo.bin"
         write_sim_log(log, "demo", 180.0, fps=10.0)
         sink = DryRun()
-        run_file(Pipeline(parse_rules(RULES, "bench.yaml"), sink, offline=True, score_sinks=[sink]), FileSource(log))
+        run_file(
+            Dispatcher(Pipeline(parse_rules(RULES, "bench.yaml"), offline=True), sink, score_sinks=[sink]),
+            FileSource(log),
+        )
     hour = 3600
     for rule, maxima in sink.score_maxima.items():
         th = sink.thresholds[rule]

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from autorec.core.dryrun import DryRun  # noqa: E402
 from autorec.core.pipeline import Pipeline  # noqa: E402
 from autorec.core.sweep import sweep  # noqa: E402
+from autorec.io.dispatch import Dispatcher  # noqa: E402
 from autorec.io.filesource import FileSource, run_file  # noqa: E402
 from autorec.io.logfile import LogReader  # noqa: E402
 from autorec.rules import load_rules  # noqa: E402
@@ -54,7 +55,9 @@ def main() -> None:
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             sink = DryRun()
-            run_file(Pipeline(ruleset, sink, offline=True, telemetry=False, score_sinks=[sink]), FileSource(log))
+            run_file(
+                Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink, score_sinks=[sink]), FileSource(log)
+            )
             dry = min(dry, time.perf_counter() - t0)
             t0 = time.perf_counter()
             rows = sweep(ruleset, "camera-motion", thresholds, FileSource(log), size)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autorec import events
 from autorec.core.pipeline import Pipeline
+from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import parse_rules
@@ -46,7 +47,7 @@ def main() -> None:
     camera_bytes = 0
     with tempfile.TemporaryDirectory() as tmp:
         writer = SegmentWriter(tmp, telemetry=True, timelapse=True, block=True, fsync=False).start()
-        pipeline = Pipeline(rules, writer, offline=True)
+        pipeline = Dispatcher(Pipeline(rules, offline=True), writer)
         step = 60.0
         t = START
         while t < START + seconds:

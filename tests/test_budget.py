@@ -6,6 +6,7 @@ from autorec import events
 from autorec.core.budget import Budget, BudgetKeeper, Change, FlapPolicy
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, OpenSegment, Write
+from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
@@ -136,7 +137,7 @@ def test_a_flapping_rule_with_a_byte_budget_over_three_hours():
     """Fires every second for 100 minutes, then is quiet: budget spent twice, refilled, flapping raised and cleared."""
     budget = 40_000  # bytes an hour; the rule writes ~25 bytes a second while it fires
     sink = Collect()
-    pipeline = Pipeline(parse_rules(NOISY.format(budget=budget)), sink, offline=True)
+    pipeline = Dispatcher(Pipeline(parse_rules(NOISY.format(budget=budget)), offline=True), sink)
     changes: list[Change] = []
     pipeline.on_budget_change = changes.append
     for i in range(3 * 3600):
@@ -198,7 +199,7 @@ def test_a_blinking_spot_defeats_lighting_rejection_and_is_thinned_and_budgeted(
     sim = Simulation(parse_scenario(SPOT_NIGHT, "spot.yaml"), seed=2, start_time=T0, duration=seconds, fps=4)
     encoder = StreamEncoder(CameraRenderer(14, 8, width=256, height=192, seed=2))
     sink = Collect()
-    pipeline = Pipeline(parse_rules(SPOT_RULES), sink, offline=True)
+    pipeline = Dispatcher(Pipeline(parse_rules(SPOT_RULES), offline=True), sink)
     changes: list[Change] = []
     pipeline.on_budget_change = changes.append
     for t, item in sim.advance(T0 + seconds):

@@ -12,6 +12,7 @@ import pytest
 from autorec import dates, events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
+from autorec.io.dispatch import Dispatcher
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.source import Message
 from autorec.io.telemetry import TelemetryLog, telemetry_name
@@ -92,7 +93,7 @@ def test_damaged_timestamps_are_outliers_and_date_nothing_outside_the_night(tmp_
     rules.write_text(RULES)
     out = tmp_path / "out"
     writer = SegmentWriter(out, load_rules(rules).output.name, telemetry=True).start()
-    pipe = Pipeline(load_rules(rules), writer, offline=True, telemetry=True)
+    pipe = Dispatcher(Pipeline(load_rules(rules), offline=True, telemetry=True), writer)
     sent = night(DAMAGED)
     for p in sent:
         pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
@@ -134,7 +135,9 @@ def test_run_replay_dry_run_and_out_on_damaged_log(tmp_path: Path, capsys):
 def test_a_clock_stepped_back_for_good_is_followed_and_counted(tmp_path: Path):
     rules = tmp_path / "r.yaml"
     rules.write_text(RULES)
-    pipe = Pipeline(load_rules(rules), SegmentWriter(tmp_path / "o", "{seq}", telemetry=False), offline=True)
+    pipe = Dispatcher(
+        Pipeline(load_rules(rules), offline=True), SegmentWriter(tmp_path / "o", "{seq}", telemetry=False)
+    )
     for i in range(40):
         t = T0 + i * 0.25 - (3600.0 if i >= 20 else 0.0)  # NTP set the rig's clock back an hour
         pipe.message(Message(payload("scan_capacitance", t, i), 0.0, 0.0, "scan_capacitance"))

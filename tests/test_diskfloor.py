@@ -172,6 +172,7 @@ def test_guard_closes_the_open_segment_and_resumes(tmp_path):
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
     from autorec.core.pipeline import Pipeline
+    from autorec.io.dispatch import Dispatcher
     from autorec.io.logfile import LogReader
     from autorec.io.source import Message
     from autorec.io.telemetry import telemetry_name
@@ -183,7 +184,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     free, _ = disk_usage(tmp_path)
     clock = [0.0]
     writer = SegmentWriter(out, "{seq}", telemetry=True).start()
-    pipe = Pipeline(parse_rules("rules:\n  - name: el\n    trigger: electrodes\n"), writer, offline=True)
+    pipe = Dispatcher(Pipeline(parse_rules("rules:\n  - name: el\n    trigger: electrodes\n"), offline=True), writer)
     watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=1.0)
     pipe.listeners.append(DiskFloorGuard(pipe, watch, lambda t, c: None, clock=lambda: clock[0]))
     t0 = 1_795_520_000.0

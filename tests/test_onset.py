@@ -16,6 +16,7 @@ from autorec.core.dryrun import DryRun
 from autorec.core.engine import RuleEngine
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import OpenSegment, Segmenter, SegmentPolicy
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
@@ -61,7 +62,7 @@ def test_every_activity_window_is_kept_from_a_full_pre_roll_before_its_first_mov
         "onset.yaml",
     )
     sink = DryRun()
-    run_file(Pipeline(rules, sink, offline=True, telemetry=False), FileSource(path))
+    run_file(Dispatcher(Pipeline(rules, offline=True, telemetry=False), sink), FileSource(path))
     spans = [(s.start, s.end) for s in sink.segments]
     assert len(truth["activity"]) == 3, truth
     for window in truth["activity"]:
@@ -156,7 +157,7 @@ def test_the_sidecar_lists_firing_time_and_onset(demo_log, tmp_path: Path) -> No
     text = "segments: {pre_roll: 2s, post_roll: 2s}\nrules:\n  - {name: mv, trigger: movement}\n"
     rules = parse_rules(text, "m.yaml")
     writer = SegmentWriter(tmp_path, rules.output.name, fsync=False, telemetry=False, block=True).start()
-    run_file(Pipeline(rules, writer, offline=True, telemetry=False), FileSource(path))
+    run_file(Dispatcher(Pipeline(rules, offline=True, telemetry=False), writer), FileSource(path))
     assert writer.close(30)
     sidecars = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
     firings = [f for s in sidecars for f in s["firings"]]

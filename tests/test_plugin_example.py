@@ -279,6 +279,7 @@ def test_replay_through_the_pipeline_archives_every_segment(
     from autorec.core import pipeline as pipeline_mod
     from autorec.io import filesource
     from autorec.io import writer as writer_mod
+    from autorec.io.dispatch import Dispatcher
 
     text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
     text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")
@@ -292,7 +293,7 @@ def test_replay_through_the_pipeline_archives_every_segment(
         tmp_path / "out", ruleset.output.name, fsync=False, telemetry=False, block=True, observers=[SegmentHooks(hooks)]
     )
     writer.start()
-    pipeline = pipeline_mod.Pipeline(ruleset, writer, offline=True, telemetry=False)
+    pipeline = Dispatcher(pipeline_mod.Pipeline(ruleset, offline=True, telemetry=False), writer)
     filesource.run_file(pipeline, filesource.FileSource(upstream_log))
     assert writer.close(60)
     assert hooks.close(60)

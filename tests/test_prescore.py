@@ -10,6 +10,7 @@ from autorec import events
 from autorec.cli import main
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.media.prescore import Prescorer, prescored
@@ -56,7 +57,7 @@ def damaged_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _dry_run(log: Path, jobs: int, **prescorer) -> tuple[list[str], dict, Prescorer | None]:
     lines: list[str] = []
-    pipeline = Pipeline(load_rules(RULES), DryRun(say=lines.append), offline=True, telemetry=False)
+    pipeline = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lines.append))
     source = FileSource(log)
     wrapped = Prescorer(source, _motion(pipeline), jobs, **prescorer) if jobs > 1 else source
     run_file(pipeline, wrapped)
@@ -111,10 +112,10 @@ def test_cli_jobs_option_gives_identical_output(damaged_log: Path, capsys: pytes
 def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text("rules:\n  - {name: e, trigger: electrodes}\n")
-    pipeline = Pipeline(load_rules(rules), DryRun(say=lambda line: None), offline=True, telemetry=False)
+    pipeline = Dispatcher(Pipeline(load_rules(rules), offline=True, telemetry=False), DryRun(say=lambda line: None))
     source: list = []
     assert prescored(source, pipeline, 4) is source
-    motion = Pipeline(load_rules(RULES), DryRun(say=lambda line: None), offline=True, telemetry=False)
+    motion = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lambda line: None))
     assert prescored(source, motion, 1) is source
     assert isinstance(prescored(source, motion, 2), Prescorer)
 

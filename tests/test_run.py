@@ -215,10 +215,11 @@ def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
 def _pipeline(tmp_path: Path, **kw):
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
+    from autorec.io.dispatch import Dispatcher
     from autorec.rules import load_rules
 
     sink = DryRun()
-    return Pipeline(load_rules(RULES), sink, **kw), sink
+    return Dispatcher(Pipeline(load_rules(RULES), **kw), sink), sink
 
 
 def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
@@ -376,11 +377,12 @@ def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
 def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
+    from autorec.io.dispatch import Dispatcher
     from autorec.rules import load_rules
 
     shown = io.StringIO()
     sink = DryRun(out=shown)
-    pipe = Pipeline(load_rules(RULES), sink, offline=True)
+    pipe = Dispatcher(Pipeline(load_rules(RULES), offline=True), sink)
     pipe.message(_msg("electrode_state", 1000.0, 1))
     pipe.message(_msg("electrode_state", 1000.5, 2))  # fires: post_roll 20 s
     pipe.message(_msg("hv_regulator", 1030.0, 1))  # past the post-roll: the segment closes here

@@ -4,9 +4,9 @@ The state machines (timeline and clock rule, pre-roll, segmenter, rule engine an
 state, scores, alerts' monitor, the simulation core) are imported in a fresh interpreter where
 importing `socket`, `asyncio`, `ssl`, `selectors`, `subprocess` or `websockets` fails, then fed a
 simulated stream with `open`, `os.open`, `time.time`, `time.monotonic` and `time.sleep` replaced
-by functions that raise: first the engine and segmenter by hand, then the pipeline glue itself
-(offline, into a sink that only collects). Both must give the same segment openings, so the
-check cannot pass by doing nothing.
+by functions that raise: first the engine and segmenter by hand, then the `Pipeline` itself
+(offline; its outputs collected). Both must give the same segment openings, so the check cannot
+pass by doing nothing.
 """
 
 from __future__ import annotations
@@ -101,31 +101,22 @@ SCRIPT = textwrap.dedent(
                     counts["write" if isinstance(action, Write) else kind] += 1
     for action in segmenter.close(t0 + 90.0):
         counts["close"] += 1
-    # the pipeline glue itself, offline, into a sink that only collects
-    from autorec.core.pipeline import Pipeline
+    # the pipeline itself, offline: it returns what it decided, and nothing else happens
+    from autorec.core.pipeline import Pipeline, SegmentActions, TelemetryRecord
     from autorec.core.streamitems import Message
 
-    class Collect:
-        def __init__(self):
-            self.actions = []
-            self.telemetry_records = 0
-        def submit(self, actions):
-            self.actions.extend(actions)
-        def telemetry(self, time, payload):
-            self.telemetry_records += 1
-        def close(self, timeout=None):
-            return True
-
-    sink = Collect()
-    pipeline = Pipeline(ruleset, sink, offline=True, telemetry=True, timelapse=False)
+    pipeline = Pipeline(ruleset, offline=True, telemetry=True, timelapse=False)
+    outputs = []
     sim = Simulation(scenario, seed=2, start_time=t0, duration=90.0, camera=False)
     for t, item in sim.advance(t0 + 90.0):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                pipeline.handle(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
-    pipeline.finish()
-    opened = sum(isinstance(a, OpenSegment) for a in sink.actions)
-    assert opened == counts["open"] and sink.telemetry_records > 100, (opened, counts, sink.telemetry_records)
+                outputs += pipeline.receive(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
+    outputs += pipeline.finish()
+    actions = [a for out in outputs if isinstance(out, SegmentActions) for a in out.actions]
+    telemetry_records = sum(isinstance(out, TelemetryRecord) for out in outputs)
+    opened = sum(isinstance(a, OpenSegment) for a in actions)
+    assert opened == counts["open"] and telemetry_records > 100, (opened, counts, telemetry_records)
     print(counts)
     assert counts["open"] >= 1 and counts["write"] > 100 and counts["close"] == counts["open"], counts
     print("sans-I/O ok")

@@ -12,6 +12,7 @@ import pytest
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.core.scores import ScoreTrack
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import ScoreLog, scores_name
 from autorec.rules import ConfigError, parse_rules
@@ -76,7 +77,7 @@ def test_sub_threshold_motion_is_found_as_near_misses(subtle_log) -> None:
     path, truth = subtle_log
     rules = parse_rules("rules:\n  - {name: cam, trigger: motion}\n", "subtle.yaml")
     sink = DryRun()
-    run_file(Pipeline(rules, sink, offline=True, telemetry=False, score_sinks=[sink]), FileSource(path))
+    run_file(Dispatcher(Pipeline(rules, offline=True, telemetry=False), sink, score_sinks=[sink]), FileSource(path))
     subtle, activity = truth["subtle"], truth["activity"]
     assert len(subtle) == 2 and len(activity) == 1
     # the real burst fires; the nudges do not...
@@ -102,7 +103,9 @@ def test_replay_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp
     )
     writer = SegmentWriter(tmp_path, rules.output.name, fsync=False, telemetry=False, block=True).start()
     score_log = ScoreLog(tmp_path)
-    run_file(Pipeline(rules, writer, offline=True, telemetry=False, score_sinks=[score_log]), FileSource(path))
+    run_file(
+        Dispatcher(Pipeline(rules, offline=True, telemetry=False), writer, score_sinks=[score_log]), FileSource(path)
+    )
     assert writer.close(30) and score_log.close(10)
     # the score track: one call to read (numpy here; pandas.read_csv reads it the same way)
     table = np.genfromtxt(tmp_path / scores_name(T0), delimiter=",", names=True, dtype=None, encoding=None)
@@ -138,7 +141,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
 
     text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
     rules = parse_rules(text, "s.yaml")
-    pipeline = Pipeline(rules, DryRun(), offline=True, telemetry=False)
+    pipeline = Dispatcher(Pipeline(rules, offline=True, telemetry=False), DryRun())
     for i, volts in enumerate([60.0, 97.5]):
         ev = PurpleDropEvent()
         ev.hv_regulator.voltage = volts

@@ -17,6 +17,7 @@ from autorec import events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
 from autorec.io.atomicfile import SymlinkRefused, append_json_line, open_nofollow, replace_file, write_json
+from autorec.io.dispatch import Dispatcher
 from autorec.io.instancelock import InstanceLock
 from autorec.io.logfile import LogWriter
 from autorec.io.recovery import recover_directory
@@ -88,7 +89,7 @@ def test_writer_telemetry_index_and_sidecars_never_follow_planted_links(tmp_path
     rules = tmp_path / "r.yaml"
     rules.write_text("output:\n  name: seg-{seq}\nrules:\n  - name: el\n    trigger: electrodes\n    post_roll: 2s\n")
     writer = SegmentWriter(d, "seg-{seq}", telemetry=True).start()
-    pipe = Pipeline(load_rules(rules), writer, offline=True, telemetry=True)
+    pipe = Dispatcher(Pipeline(load_rules(rules), offline=True, telemetry=True), writer)
     sent = 0
     for i in range(200):
         t = T0 + i * 0.25

@@ -14,6 +14,7 @@ import pytest
 from autorec import events
 from autorec.core.pipeline import Pipeline
 from autorec.core.timelapse import TimelapsePicker, timelapse_name
+from autorec.io.dispatch import Dispatcher
 from autorec.io.logfile import LogReader
 from autorec.io.retention import RetentionPolicy, apply_retention
 from autorec.io.source import Message
@@ -50,7 +51,7 @@ def night_messages(hours: float, fps: float):
 
 def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Pipeline(parse_rules(RULES.format(every="30s")), writer, offline=True)
+    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     for msg in night_messages(8.0, fps=0.5):
         pipeline.message(msg)
     pipeline.finish()
@@ -93,7 +94,7 @@ def test_picker_restates_the_electrodes_after_a_change_and_after_the_floor():
 
 def test_disk_floor_pauses_the_timelapse_too(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Pipeline(parse_rules(RULES.format(every="30s")), writer, offline=True)
+    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     msgs = list(night_messages(0.5, fps=0.2))
     half = len(msgs) // 2
     for msg in msgs[:half]:

@@ -11,6 +11,7 @@ from autorec.cli import main
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.core.sweep import sweep
+from autorec.io.dispatch import Dispatcher
 from autorec.io.filesource import FileSource, run_file
 from autorec.rules import Override, load_rules
 from tests.support.simlog import write_sim_log
@@ -36,7 +37,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _dry_run(rules: Path, log: Path, *overrides: str) -> DryRun:
     ruleset = load_rules(rules, [Override.parse(o) for o in overrides])
     sink = DryRun()
-    run_file(Pipeline(ruleset, sink, offline=True, telemetry=False, score_sinks=[sink]), FileSource(log))
+    run_file(Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink, score_sinks=[sink]), FileSource(log))
     return sink
 
 

@@ -1,17 +1,17 @@
-"""The recording pipeline: source -> timeline -> rule engine -> segmenter -> writer.
+"""The recording pipeline: source items in, actions out (sans-I/O, in the style of the websockets `Protocol`).
 
-One pipeline serves every way of running autorec: live against a rig, against
-the built-in simulator (`run --sim`), and offline over a log (`run --replay`,
-with or without `--dry-run`). Only the drivers differ:
+`Pipeline` is the one state machine behind every way of running autorec: live against a rig,
+against the built-in simulator (`run --sim`), and offline over a log (`run --replay`, with or
+without `--dry-run`). It reads no clock, opens no file and calls nobody: each input method
+(`receive`/`message`, `tick`, `connected`, `disconnected`, `finish`, `pause`) returns the list of
+`Output`s it caused, in order, and the caller delivers them. `autorec.io.dispatch.Dispatcher`
+is that caller for every driver (the file loop `run_file`, the live loop in
+`autorec.io.livedriver`): it hands `SegmentActions` to the writer (or the dry run),
+`TelemetryRecord`/`TimelapseRecord` to the writer's daily tracks, `ScoreUpdate` to the score
+sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired` to the `StreamListener`s (hooks for
+alerts, status, disk floor, journal, web UI), so services attach identically live and offline.
 
-- `Pipeline` itself is synchronous glue without a clock: it is handed source
-  items (`Message`, `Connected`, `Disconnected`) and ticks, and passes the
-  segmenter's actions to a sink (`SegmentWriter`, or `DryRun`).
-- `run_live(pipeline, source, ...)` drives it from an async source with a
-  tick every `tick_interval` seconds and a status line.
-- `run_file(pipeline, path)` drives it from a log file as fast as possible.
-
-Contracts of `Pipeline`:
+Contracts:
 - Messages whose payload did not parse (`rejected`) are counted and never
   reach a segment. Messages that arrive before any timestamp is known, or
   whose timestamp is far off the stream clock, are held (bounded) by the
@@ -21,45 +21,43 @@ Contracts of `Pipeline`:
 - Live, a tick's stream time is the last event time plus the monotonic time
   elapsed since it arrived (times `rate`), minus `tick_lag` real seconds so
   that a message already on its way is not shut out of a segment whose
-  post-roll has just ended.
-- Extension points for later features, so they plug in without rewrites:
-  `SegmentObserver`s on the writer (hooks, video export on close, retention,
-  status), `StreamListener`s here (alerts, status: connected/disconnected,
-  every message's time and kind, ticks, firings), and
-  `segmenter.pause()/resume()` (the disk floor). While the segmenter is
-  paused, the telemetry track is paused too (it would fill the disk the
-  floor protects); what it skips is counted in `stats.telemetry_paused`.
+  post-roll has just ended. Monotonic and wall times are inputs, given by the driver.
+- Every processed message gives one `Processed(time, kind, event)`, after the
+  segment actions and tracks it caused. A tick gives `Ticked`; before any stream
+  time is known, a tick or (dis)connection given a `wall` time gives the listeners'
+  outputs at that wall time (the alert for a rig that never answered needs a clock).
+- `pause(t, reason)` (the disk floor) opens no segment from then on and closes the open
+  one; while paused the telemetry track is paused too (it would fill the disk the
+  floor protects; counted in `stats.telemetry_paused`), and the timelapse picks nothing.
 - The timelapse track (`output.timelapse`, `autorec.core.timelapse`): every message
-  also goes through a `TimelapsePicker`; the records it picks go to
-  `sink.timelapse(time, payload)` (sinks without that method get none), and
-  nothing is picked while recording is paused (the disk floor pauses it).
+  also goes through a `TimelapsePicker` (unless `timelapse=False`); what it picks is a `TimelapseRecord`.
 - Budgets and flap control (`autorec.core.budget`, configured in the rule file):
   firings of a rule whose budget is spent do not reach the segmenter; they
   are listed in the open segment's sidecar (evidence `budget_blocked: true`)
   if one is open, and counted. Camera records of a flapping rule's segment
   are thinned (`flap_keep_fps`); each segment that lost frames to it gets a
   `flap_thinned` gap with the records and bytes left out. When a rule starts
-  flapping its open segment is closed (reason `flapping`). State changes go
-  to `on_budget_change` (the alerts), or to the log without one.
+  flapping its open segment is closed (reason `flapping`). State changes are
+  `BudgetChanged` outputs.
 - `finish()` closes the open segment (reason `shutdown`, or `end_of_log`
-  offline) and hands the close to the sink; the caller then closes the sink.
+  offline); the caller delivers that and then closes its sink.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from autorec import events
 from autorec.core.budget import BudgetKeeper, Change
 from autorec.core.engine import RuleEngine
 from autorec.core.ruleset import RuleSet
-from autorec.core.scores import NearMiss, ScoreOutput, ScoreTrack
+from autorec.core.scores import ScoreOutput, ScoreTrack
 from autorec.core.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
-from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
+from autorec.core.streamitems import Connected, Disconnected, Message
 from autorec.core.timelapse import TimelapsePicker
 from autorec.core.timeline import Timeline
 from autorec.triggers.base import Firing
@@ -72,22 +70,89 @@ MAX_HELD = 10_000  # messages held while no timestamp is known yet
 NEAR_MISS_CLIP_SPAN = 10.0
 
 
-class Sink(Protocol):
-    """Where the segmenter's actions go: a `SegmentWriter` or a `DryRun`."""
-
-    def submit(self, actions: Iterable[Action]) -> None: ...
-
-    def telemetry(self, time: float, payload: bytes) -> None: ...
-
-    def close(self, timeout: float | None = None) -> bool: ...
+# -- outputs -----------------------------------------------------------------
 
 
-class ScoreSink(Protocol):
-    """Where the score track goes: a `autorec.io.scorelog.ScoreLog`, or a `DryRun` that sums it up."""
+@dataclass(slots=True)
+class SegmentActions:
+    """The segmenter's actions of one step (open, write, close), for the writer or the dry run, in order."""
 
-    def score_rows(self, rows: Sequence[Any]) -> None: ...
+    actions: list[Action]
 
-    def near_misses(self, items: Sequence[NearMiss]) -> None: ...
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRecord:
+    """A telemetry message for the daily telemetry track."""
+
+    time: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimelapseRecord:
+    """A record the timelapse picker chose for the daily timelapse track."""
+
+    time: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreUpdate:
+    """Per-second score maxima and near-misses that are final, for the score sinks."""
+
+    output: ScoreOutput
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """A message went through the pipeline at stream time `time` (after everything it caused)."""
+
+    time: float
+    kind: str
+    event: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ticked:
+    """Time passed without a message (stream time; wall time before any stream time is known)."""
+
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The source connected (`up`) or a gap started."""
+
+    time: float
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """Rules fired at `time` (before budgets: every firing the triggers made)."""
+
+    time: float
+    firings: list[Firing]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetChanged:
+    """A budget or flapping state was raised or cleared."""
+
+    change: Change
+
+
+Output = (
+    SegmentActions
+    | TelemetryRecord
+    | TimelapseRecord
+    | ScoreUpdate
+    | Processed
+    | Ticked
+    | LinkChanged
+    | Fired
+    | BudgetChanged
+)
 
 
 @dataclass
@@ -113,72 +178,69 @@ class PipelineStats:
 
 
 class Pipeline:
-    """Glue from source items to sink actions. See the module docstring."""
+    """Source items in, `Output`s out. See the module docstring."""
 
     def __init__(
         self,
         ruleset: RuleSet,
-        sink: Sink,
         *,
         offline: bool = False,
         rate: float = 1.0,
         telemetry: bool | None = None,
         tick_lag: float = 0.25,
-        listeners: Sequence[StreamListener] = (),
-        score_sinks: Sequence[ScoreSink] = (),
         timelapse: bool = True,
     ) -> None:
         self.ruleset = ruleset
-        self.sink = sink
         self.offline = offline
         self.engine = RuleEngine(ruleset)
         self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self.scores = ScoreTrack()
-        self.score_sinks: list[ScoreSink] = list(score_sinks)
         self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)
         self._use_rules(ruleset)
         self.timeline: Timeline[tuple[bytes, str, Any]] = Timeline(rate=rate, max_held=MAX_HELD)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
-        self.listeners: list[StreamListener] = list(listeners)
-        # called with (time, decoded event) for each camera frame (the web UI's latest picture); must be quick
-        self.frame_listeners: list[Callable[[float, Any], None]] = []
         self.stats = PipelineStats()
         self._segment_time: float | None = None  # last time fed to the segmenter
-        # `timelapse` False (run --no-timelapse, replays) or `output.timelapse: off`: no track.
+        # `timelapse` False (run --no-timelapse, replays, a sink without the track) or `output.timelapse: off`.
         interval = ruleset.output.timelapse
-        self._timelapse_out = getattr(sink, "timelapse", None) if timelapse and interval else None
-        self.timelapse = TimelapsePicker(interval) if self._timelapse_out is not None and interval else None
+        self.timelapse = TimelapsePicker(interval) if timelapse and interval else None
         self.budget: BudgetKeeper | None = _budget_keeper(ruleset)
-        self.on_budget_change: Callable[[Change], None] | None = None
         self._budget_rules: tuple[str, ...] = ()  # rules of the open segment, as the last actions left it
         self._thinned: list[Any] = [0, 0, None, None]  # records, bytes, first and last time in the open segment
         self._budget_next_check: float | None = None
+        self._out: list[Output] = []
 
-    # -- inputs --------------------------------------------------------
-    def handle(self, item: Message | Connected | Disconnected) -> None:
+    def _take(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    # -- inputs: each returns the outputs it caused, in order -----------------
+    def receive(self, item: Message | Connected | Disconnected) -> list[Output]:
+        """Any source item (live sources give all three kinds; a log gives messages)."""
         if isinstance(item, Message):
-            self.message(item)
-        elif isinstance(item, Connected):
-            self.connected(item.monotonic, item.time)
-        elif isinstance(item, Disconnected):
-            self.disconnected(item.monotonic, item.time)
+            return self.message(item)
+        if isinstance(item, Connected):
+            return self.connected(item.monotonic, item.time)
+        if isinstance(item, Disconnected):
+            return self.disconnected(item.monotonic, item.time)
+        return []
 
-    def message(self, msg: Message) -> None:
+    def message(self, msg: Message) -> list[Output]:
         if msg.rejected is not None:
             self.stats.rejected += 1
             if self.stats.rejected == 1:
                 log.warning(
                     "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
                 )
-            return
+            return []
         event = msg.event
         if event is None:
             try:
                 event = events.decode(msg.payload)
             except events.DecodeError:
                 self.stats.rejected += 1
-                return
+                return []
         kind = msg.kind or event.WhichOneof("msg") or ""
         # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
         # next records decide what it was; it hands back every record it releases, in order.
@@ -187,6 +249,7 @@ class Pipeline:
         )
         self.stats.held = self.timeline.dropped
         self._release(released)
+        return self._take()
 
     def _release(self, released: list[tuple[float, tuple[bytes, str, Any]]]) -> None:
         for t, (payload, kind, event) in released:
@@ -194,6 +257,7 @@ class Pipeline:
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
         stats = self.stats
+        out = self._out
         stats.messages += 1
         stats.bytes += len(payload)
         stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
@@ -215,42 +279,38 @@ class Pipeline:
             if self.segmenter.paused:
                 stats.telemetry_paused += 1
             else:
-                self.sink.telemetry(t, payload)
+                out.append(TelemetryRecord(t, payload))
         if self.timelapse is not None:
             blocked = bool(self.segmenter.paused)  # the disk floor: the daily tracks would fill the disk too
             # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
             # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
             own = events.timestamp(event) if kind == "image" else None
             for record_time, record in self.timelapse.feed(own if own is not None else t, kind, payload, blocked):
-                self._timelapse_out(record_time, record)
+                out.append(TimelapseRecord(record_time, record))
         if firings:
             self._fired(t, firings)
-        for listener in self.listeners:
-            listener.message(t, kind)
-        if kind == "image":
-            for frame_listener in self.frame_listeners:
-                frame_listener(t, event)
+        out.append(Processed(t, kind, event))
 
-    def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
+    def tick(
+        self, monotonic: float | None = None, time: float | None = None, wall: float | None = None
+    ) -> list[Output]:
         """Time passes without a message: live give `monotonic`, offline give stream `time`.
 
-        Before any stream time is known (never connected, or nothing timestamped yet) only the
-        listeners are ticked, with the local `wall` clock: the alert for a rig that never
-        answered needs a clock, and there is no other."""
+        Before any stream time is known (never connected, or nothing timestamped yet) the only
+        output is `Ticked(wall)`, with the local `wall` clock when given."""
         t = time
         if t is None:
             if monotonic is None:
-                return
+                return []
             self._release(self.timeline.expire(monotonic))
             t = self.timeline.tick(monotonic)
             if t is None:
                 if wall is not None:
-                    for listener in self.listeners:
-                        listener.tick(wall)
-                return
+                    self._out.append(Ticked(wall))
+                return self._take()
             t -= self.tick_lag
         if self._segment_time is not None and t <= self._segment_time:
-            return
+            return self._take()
         firings = self.engine.tick(t)
         scored = self._scored(t, firings)
         if self.budget is None:
@@ -264,40 +324,74 @@ class Pipeline:
             self._budget_check(t, force=True)
         if firings:
             self._fired(t, firings)
-        for listener in self.listeners:
-            listener.tick(t)
+        self._out.append(Ticked(t))
+        return self._take()
 
-    def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+    def connected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
         """The source connected. `wall` (the local clock) stands in while no stream time is known."""
-        self.stats.connected = True
-        self._release(self.timeline.flush())
-        t = self._now(monotonic)
-        if t is not None:
-            self._submit(self.segmenter.connected(t))
-        elif wall is None:
-            return
-        for listener in self.listeners:
-            listener.connected(t if t is not None else wall)
+        return self._link(True, monotonic, wall)
 
-    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
         """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
-        self.stats.connected = False
+        return self._link(False, monotonic, wall)
+
+    def _link(self, up: bool, monotonic: float | None, wall: float | None) -> list[Output]:
+        self.stats.connected = up
         self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
-            self._submit(self.segmenter.disconnected(t))
-        elif wall is None:
-            return
-        for listener in self.listeners:
-            listener.disconnected(t if t is not None else wall)
+            self._submit(self.segmenter.connected(t) if up else self.segmenter.disconnected(t))
+            self._out.append(LinkChanged(t, up))
+        elif wall is not None:
+            self._out.append(LinkChanged(wall, up))
+        return self._take()
 
-    def finish(self, reason: str | None = None) -> None:
+    def finish(self, reason: str | None = None) -> list[Output]:
         """Close the open segment (end of stream or shutdown)."""
         reason = reason or ("end_of_log" if self.offline else "shutdown")
         self._release(self.timeline.flush())
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
-        self._hand_scores(self.scores.finish())
+        final = self.scores.finish()
+        if final.rows or final.near_misses:
+            self._out.append(ScoreUpdate(final))
+        return self._take()
+
+    def pause(self, t: float, reason: str) -> list[Output]:
+        """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
+        Firings while paused are counted by the segmenter (`suppressed`)."""
+        actions = self.segmenter.pause(t, reason)
+        if actions:
+            self._submit(actions)
+        return self._take()
+
+    def resume(self, reason: str) -> list[Output]:
+        """Open segments again, if paused for `reason` (a pause for another reason is left alone)."""
+        if self.segmenter.paused == reason:
+            self.segmenter.resume()
+        return self._take()
+
+    @property
+    def paused(self) -> str | None:
+        """Why segments are not being opened, or None."""
+        return self.segmenter.paused
+
+    def reload(self, ruleset: RuleSet) -> None:
+        """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
+        the latest state of the stream as it stands; the open segment goes on under its old end.
+        Output settings (directory, names, hooks) are not changed by a reload."""
+        engine = RuleEngine(ruleset)
+        old = self.engine.state
+        for _kind, (t, event) in old.snapshot().items():
+            engine.state.update(t, event)
+        self.engine = engine
+        self.ruleset = ruleset
+        volume = self.budget.volume_bytes if self.budget is not None else None
+        self.budget = _budget_keeper(ruleset)  # budgets start afresh with the new rules
+        if self.budget is not None:
+            self.budget.volume_bytes = volume
+        self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
+        self._use_rules(ruleset)
 
     def counters(self) -> dict[str, int]:
         """The pipeline's counters, a flat dict of ints: messages, rejected, firings, segments
@@ -326,41 +420,7 @@ class Pipeline:
                     out[f"{rule}.{key}"] = value
         return out
 
-    def pause(self, t: float, reason: str) -> None:
-        """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
-        Firings while paused are counted by the segmenter (`suppressed`)."""
-        actions = self.segmenter.pause(t, reason)
-        if actions:
-            self._submit(actions)
-
-    def resume(self, reason: str) -> None:
-        """Open segments again, if paused for `reason` (a pause for another reason is left alone)."""
-        if self.segmenter.paused == reason:
-            self.segmenter.resume()
-
-    @property
-    def paused(self) -> str | None:
-        """Why segments are not being opened, or None."""
-        return self.segmenter.paused
-
-    def reload(self, ruleset: RuleSet) -> None:
-        """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
-        the latest state of the stream as it stands; the open segment goes on under its old end.
-        Output settings (directory, names, hooks) are not changed by a reload."""
-        engine = RuleEngine(ruleset)
-        old = self.engine.state
-        for _kind, (t, event) in old.snapshot().items():
-            engine.state.update(t, event)
-        self.engine = engine
-        self.ruleset = ruleset
-        volume = self.budget.volume_bytes if self.budget is not None else None
-        self.budget = _budget_keeper(ruleset)  # budgets start afresh with the new rules
-        if self.budget is not None:
-            self.budget.volume_bytes = volume
-        self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
-        self._use_rules(ruleset)
-
-    # -- status --------------------------------------------------------
+    # -- internals -----------------------------------------------------------
     def _use_rules(self, ruleset: RuleSet) -> None:
         """Onset lags and near-miss settings of `ruleset` (at start and on reload)."""
         lags = self.engine.onset_lags()
@@ -376,7 +436,8 @@ class Pipeline:
         out = self.scores.feed(t, self.engine.take_scores(), firings)
         if not out:
             return firings
-        self._hand_scores(out)
+        if out.rows or out.near_misses:
+            self._out.append(ScoreUpdate(out))
         clips = [
             Firing(
                 nm.rule,
@@ -391,13 +452,6 @@ class Pipeline:
             return firings
         self.near_miss_clips += len(clips)
         return [*firings, *clips]
-
-    def _hand_scores(self, out: ScoreOutput) -> None:
-        for sink in self.score_sinks:
-            if out.rows:
-                sink.score_rows(out.rows)
-            if out.near_misses:
-                sink.near_misses(out.near_misses)
 
     def _now(self, monotonic: float | None) -> float | None:
         if self.offline or monotonic is None:
@@ -415,7 +469,7 @@ class Pipeline:
         if self.budget is not None:
             actions = self._budget_actions(actions)
         self.stats.segments = self.segmenter.segments  # copied, not counted again: plain attributes for other threads
-        self.sink.submit(actions)
+        self._out.append(SegmentActions(actions))
 
     # -- budgets and flap control (decisions in autorec.core.budget) --------
     def _budgeted(self, t: float, firings: list[Firing], feed: Callable[[list[Firing]], list[Action]]) -> list[Action]:
@@ -473,17 +527,11 @@ class Pipeline:
             if change.name == "flapping" and change.state == "raised" and change.rule in self.segmenter.open_rules:
                 # The flapping period gets a segment of its own (thinned as the rule says).
                 self._submit(self.segmenter.close(t, "flapping"))
-            if self.on_budget_change is not None:
-                self.on_budget_change(change)
-            elif change.state == "raised":
-                log.warning("%s: %s", change.key, change.message)
-            else:
-                log.info("%s: %s", change.key, change.message)
+            self._out.append(BudgetChanged(change))
 
     def _fired(self, t: float, firings: list[Firing]) -> None:
         self.stats.firings += len(firings)
-        for listener in self.listeners:
-            listener.fired(t, firings)
+        self._out.append(Fired(t, firings))
 
 
 _CAMERA_KINDS = frozenset({"image", "image_transform"})

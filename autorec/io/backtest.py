@@ -26,6 +26,7 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
     or is not a log)."""
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
+    from autorec.io.dispatch import Dispatcher
     from autorec.io.filesource import FileSource, run_file, with_progress
     from autorec.io.livedriver import summary_line
     from autorec.io.writer import SegmentWriter
@@ -57,12 +58,9 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
 
     # A dry run sums the score track up on stdout; a replay into a directory writes it there.
     score_log = None if dry_run else ScoreLog(out)
-    pipeline = Pipeline(
-        ruleset,
+    pipeline = Dispatcher(
+        Pipeline(ruleset, offline=True, telemetry=False, timelapse=False),
         sink,
-        offline=True,
-        telemetry=False,
-        timelapse=False,
         score_sinks=[sink if score_log is None else score_log],
     )
     from autorec.media.prescore import default_jobs, prescored

@@ -23,7 +23,7 @@ from autorec.core.streamitems import Message
 from autorec.io.logfile import Corruption, LogReader, Truncation
 
 if TYPE_CHECKING:
-    from autorec.core.pipeline import Pipeline
+    from autorec.io.dispatch import Dispatcher
 
 
 class FileSource:
@@ -91,7 +91,7 @@ PROGRESS_EVERY = 2_000  # records between progress reports of run_file
 
 
 def run_file(
-    pipeline: Pipeline, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
+    pipeline: Dispatcher, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
 ) -> None:
     """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
     then close the open segment.

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from autorec.core.pipeline import Pipeline
+from autorec.io.dispatch import Dispatcher
 from autorec.services import Services
 from autorec.services.diskfloor import disk_usage
 from autorec.units import format_size
@@ -39,7 +39,7 @@ class StatusLine:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Dispatcher,
         out_dir: Path | None,
         stream: TextIO | None = None,
         interval: float = 2.0,
@@ -107,7 +107,7 @@ class StatusLine:
 
 
 async def run_live(
-    pipeline: Pipeline,
+    pipeline: Dispatcher,
     source: Any,
     *,
     stop: asyncio.Event,
@@ -134,7 +134,7 @@ async def run_live(
     tasks = [asyncio.ensure_future(ticker()), asyncio.ensure_future(stopper())]
     try:
         async for item in source:
-            pipeline.handle(item)
+            pipeline.receive(item)
     finally:
         for task in tasks:
             task.cancel()
@@ -356,13 +356,12 @@ def record(
     )
     score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
     services.score_log = score_log
-    pipeline = Pipeline(
-        ruleset,
+    pipeline = Dispatcher(
+        Pipeline(
+            ruleset, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry, timelapse=timelapse
+        ),
         writer,
-        rate=sim_config.speed if sim_config is not None else 1.0,
-        telemetry=telemetry,
         score_sinks=[score_log],
-        timelapse=timelapse,
     )
     services.attach(pipeline, writer)
     if pipeline.budget is not None:

@@ -1,0 +1,206 @@
+"""The edge of the pipeline: feeds a sans-I/O `Pipeline` and delivers what it returns.
+
+`Dispatcher(pipeline, sink, listeners=..., score_sinks=...)` is what every driver feeds (the
+file loop `autorec.io.filesource.run_file`, the live loop `autorec.io.livedriver.run_live`, the
+tests): its input methods have the pipeline's names (`receive`, `message`, `tick`, `connected`,
+`disconnected`, `finish`, `pause`, `resume`) and each delivers the outputs at once, in order:
+
+- `SegmentActions` -> `sink.submit(actions)` (a `SegmentWriter`, or a `DryRun`);
+- `TelemetryRecord` -> `sink.telemetry(time, payload)`;
+- `TimelapseRecord` -> `sink.timelapse(time, payload)` (a sink without the track gets a pipeline
+  without a timelapse picker: nothing is picked for nobody);
+- `ScoreUpdate` -> each score sink's `score_rows(rows)` and `near_misses(items)`;
+- `Processed`, `Ticked`, `LinkChanged`, `Fired` -> each `StreamListener`'s `message`, `tick`,
+  `connected`/`disconnected`, `fired`; an image's `Processed` also goes to each frame listener
+  (`(time, event)`, the web UI's latest picture; must be quick);
+- `BudgetChanged` -> `on_budget_change` (the alerts), or the log without one.
+
+A listener may call back into the dispatcher while an output is being delivered (the disk
+floor pauses recording from its `tick`): that call's outputs are delivered at once, before
+the rest of the current step's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from autorec.core.budget import Change
+from autorec.core.pipeline import (
+    BudgetChanged,
+    Fired,
+    LinkChanged,
+    Output,
+    Pipeline,
+    Processed,
+    ScoreUpdate,
+    SegmentActions,
+    TelemetryRecord,
+    Ticked,
+    TimelapseRecord,
+)
+from autorec.core.scores import NearMiss
+from autorec.core.segmenter import Action
+from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where the segmenter's actions go: a `SegmentWriter` or a `DryRun` (`timelapse` is optional)."""
+
+    def submit(self, actions: Iterable[Action]) -> None: ...
+
+    def telemetry(self, time: float, payload: bytes) -> None: ...
+
+    def close(self, timeout: float | None = None) -> bool: ...
+
+
+class ScoreSink(Protocol):
+    """Where the score track goes: a `autorec.io.scorelog.ScoreLog`, or a `DryRun` that sums it up."""
+
+    def score_rows(self, rows: Sequence[Any]) -> None: ...
+
+    def near_misses(self, items: Sequence[NearMiss]) -> None: ...
+
+
+class Dispatcher:
+    """A `Pipeline` wired to its sink, score sinks and listeners. See the module docstring."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sink: Sink,
+        *,
+        listeners: Sequence[StreamListener] = (),
+        score_sinks: Sequence[ScoreSink] = (),
+    ) -> None:
+        self.pipeline = pipeline
+        self.sink = sink
+        self.listeners: list[StreamListener] = list(listeners)
+        self.score_sinks: list[ScoreSink] = list(score_sinks)
+        self.frame_listeners: list[Callable[[float, Any], None]] = []
+        self.on_budget_change: Callable[[Change], None] | None = None
+        self._timelapse_out = getattr(sink, "timelapse", None)
+        if self._timelapse_out is None:
+            pipeline.timelapse = None  # nobody to take the track: pick nothing (and count nothing)
+
+    # -- inputs ----------------------------------------------------------------
+    def receive(self, item: Message | Connected | Disconnected) -> None:
+        self.deliver(self.pipeline.receive(item))
+
+    def message(self, msg: Message) -> None:
+        self.deliver(self.pipeline.message(msg))
+
+    def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
+        self.deliver(self.pipeline.tick(monotonic, time, wall))
+
+    def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        self.deliver(self.pipeline.connected(monotonic, wall))
+
+    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
+        self.deliver(self.pipeline.disconnected(monotonic, wall))
+
+    def finish(self, reason: str | None = None) -> None:
+        self.deliver(self.pipeline.finish(reason))
+
+    def pause(self, t: float, reason: str) -> None:
+        self.deliver(self.pipeline.pause(t, reason))
+
+    def resume(self, reason: str) -> None:
+        self.deliver(self.pipeline.resume(reason))
+
+    # -- delivery --------------------------------------------------------------
+    def deliver(self, outputs: list[Output]) -> None:
+        """Hand each output to whoever takes it, in order."""
+        for out in outputs:
+            cls = type(out)
+            if cls is Processed:
+                for listener in self.listeners:
+                    listener.message(out.time, out.kind)
+                if out.kind == "image":
+                    for frame_listener in self.frame_listeners:
+                        frame_listener(out.time, out.event)
+            elif cls is SegmentActions:
+                self.sink.submit(out.actions)
+            elif cls is TelemetryRecord:
+                self.sink.telemetry(out.time, out.payload)
+            elif cls is TimelapseRecord:
+                if self._timelapse_out is not None:
+                    self._timelapse_out(out.time, out.payload)
+            elif cls is Ticked:
+                for listener in self.listeners:
+                    listener.tick(out.time)
+            elif cls is ScoreUpdate:
+                self._scores(out)
+            elif cls is Fired:
+                for listener in self.listeners:
+                    listener.fired(out.time, out.firings)
+            elif cls is LinkChanged:
+                for listener in self.listeners:
+                    if out.up:
+                        listener.connected(out.time)
+                    else:
+                        listener.disconnected(out.time)
+            elif cls is BudgetChanged:
+                self._budget_change(out.change)
+
+    def _scores(self, out: ScoreUpdate) -> None:
+        rows, near = out.output.rows, out.output.near_misses
+        for sink in self.score_sinks:
+            if rows:
+                sink.score_rows(rows)
+            if near:
+                sink.near_misses(near)
+
+    def _budget_change(self, change: Change) -> None:
+        if self.on_budget_change is not None:
+            self.on_budget_change(change)
+        elif change.state == "raised":
+            log.warning("%s: %s", change.key, change.message)
+        else:
+            log.info("%s: %s", change.key, change.message)
+
+    # -- the pipeline's state, read-only here ------------------------------------
+    @property
+    def ruleset(self) -> Any:
+        return self.pipeline.ruleset
+
+    @property
+    def stats(self) -> Any:
+        return self.pipeline.stats
+
+    @property
+    def segmenter(self) -> Any:
+        return self.pipeline.segmenter
+
+    @property
+    def engine(self) -> Any:
+        return self.pipeline.engine
+
+    @property
+    def timeline(self) -> Any:
+        return self.pipeline.timeline
+
+    @property
+    def timelapse(self) -> Any:
+        return self.pipeline.timelapse
+
+    @property
+    def budget(self) -> Any:
+        return self.pipeline.budget
+
+    @property
+    def scores(self) -> Any:
+        return self.pipeline.scores
+
+    @property
+    def paused(self) -> str | None:
+        return self.pipeline.paused
+
+    def counters(self) -> dict[str, int]:
+        return self.pipeline.counters()
+
+    def reload(self, ruleset: Any) -> None:
+        self.pipeline.reload(ruleset)
