@@ -39,7 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
 
     from autorec.io.recorder import CaptureLog
     from autorec.io.source import WebsocketSource
@@ -67,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # nothing recorded yet: a missing directory, a directory, a corrupt log to --append to
         print(f"{prog}: cannot open {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_record(source, capture, duration, args.verbose))
+    from autorec.io.mainloop import run_main
+
+    return run_main(lambda stop: _record(source, capture, stop, args.verbose), duration=duration, interrupted=1)
 
 
 class DiskTrouble:
@@ -111,10 +112,9 @@ class DiskTrouble:
             self.log.info("writing to %s works again (%d records lost so far)", self.path, lost)
 
 
-async def _record(source, capture, duration: float | None, verbose: int) -> int:
+async def _record(source, capture, stop, verbose: int) -> int:
     import asyncio
     import logging
-    import signal
     import time
 
     from autorec.core.streamitems import Message
@@ -122,14 +122,8 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
 
     log = logging.getLogger(__name__)
     loop = asyncio.get_running_loop()
-    reason = "stopped"
     trouble = DiskTrouble(log, capture.path)
-
-    def stop(why: str) -> None:
-        nonlocal reason
-        if reason == "stopped":
-            reason = why
-        source.stop()
+    stop.on_stop(source.stop)
 
     def guarded(action) -> bool:
         # Disk full or an I/O error: say so (rate-limited), count what is lost, keep recording.
@@ -148,11 +142,7 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
         guarded(capture.flush)
         timers[0] = loop.call_later(1.0, flush_tick)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, f"{signal.Signals(sig).name} received")
     timers = [loop.call_later(1.0, flush_tick)]
-    if duration is not None:
-        timers.append(loop.call_later(duration, stop, "duration reached"))
     started = time.monotonic()
     log.info("recording %s to %s", source.uri, capture.path)
     try:
@@ -165,12 +155,10 @@ async def _record(source, capture, duration: float | None, verbose: int) -> int:
     finally:
         for timer in timers:
             timer.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         guarded(capture.close)
         await source.close()
     elapsed = time.monotonic() - started
-    _summary(capture, source.stats, elapsed, reason)
+    _summary(capture, source.stats, elapsed, stop.reason or "stopped")
     return 1 if capture.lost else 0
 
 

@@ -31,10 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import contextlib
     import os
-    import signal
 
+    from autorec.io.mainloop import StopRequest, run_main
     from autorec.io.replay import ReplayServer
     from autorec.units import parse_duration
 
@@ -60,22 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec replay: {args.log}: no such log file", file=sys.stderr, flush=True)
         return 1
 
-    async def serve() -> int:
-        # SIGINT and SIGTERM end playback cleanly, with the summary and exit 0, as for `sim` and `run`.
-        # The handlers are installed explicitly: a shell starts a background job (`autorec replay &`
-        # in a script) with SIGINT ignored, and Python's default handler only covers a SIGINT that
-        # was not ignored; SIGTERM would otherwise kill the process with no summary (exit 143).
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        stopped_by: list[str] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            stopped_by.append(sig.name)
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal, sig)
+    async def serve(stop: StopRequest) -> int:
+        # SIGINT and SIGTERM end playback cleanly, with the summary and exit 0 (autorec.io.mainloop).
         try:
             async with server:
                 print(f"autorec replay: serving {args.log} on {server.uri}", flush=True)
@@ -90,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         if server.error:
             print(f"autorec replay: {server.error}", file=sys.stderr, flush=True)
             return 1
-        how = f"stopped by {stopped_by[0]}" if stopped_by else "end of log"
+        how = f"stopped by {stop.signal}" if stop.signal else "end of log"
         passes = f" in {server.passes} pass(es)" if args.loop else ""
         print(f"autorec replay: {how}; sent {server.records} record(s){passes} of {args.log}", flush=True)
         return 0
 
-    return asyncio.run(serve())
+    return run_main(serve, interrupted=0)

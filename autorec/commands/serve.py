@@ -54,10 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
     import os
-    import signal
+
+    from autorec.io.mainloop import StopRequest, run_main
 
     log = logging.getLogger(__name__)
     if not os.path.isdir(args.directory):
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from autorec.web.feed import DirectoryFeed
     from autorec.web.server import WebUI, describe_url, start_server
 
-    async def main() -> None:
+    async def main(stop: StopRequest) -> None:
         feed = DirectoryFeed(args.directory)
         ui = WebUI(args.directory, feed, token)
         try:
@@ -80,23 +80,14 @@ def run(args: argparse.Namespace) -> int:
         log.info("web UI for %s at %s", args.directory, describe_url(base, token if generated else None))
         if token and not generated:
             log.info("every request must carry the --token given")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
         try:
             await stop.wait()
         finally:
             await runner.cleanup()
 
     try:
-        asyncio.run(main())
+        run_main(main)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -22,9 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import contextlib
-    import signal
 
+    from autorec.io.mainloop import StopRequest, run_main
     from autorec.sim.config import SimConfig
     from autorec.sim.scenario import ScenarioError
     from autorec.sim.server import SimServer
@@ -35,23 +34,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec sim: {exc}", file=sys.stderr, flush=True)
         return 2
 
-    async def serve() -> int:
+    async def serve(stop: StopRequest) -> int:
         try:
             server = SimServer(config)
         except ScenarioError as exc:
             print(f"autorec sim: {exc}", file=sys.stderr, flush=True)
             return 2
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        stopped_by: list[str] = []
-
-        def on_signal(sig: signal.Signals) -> None:
-            stopped_by.append(sig.name)
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal, sig)
         try:
             async with server:
                 print(f"autorec sim: serving on {server.uri}", flush=True)
@@ -60,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 finished.cancel()
                 stopped.cancel()
-                print(f"autorec sim: {_summary(server.stats, stopped_by)}", flush=True)
+                print(f"autorec sim: {_summary(server.stats, [stop.signal] if stop.signal else [])}", flush=True)
         except OSError as exc:
             print(
                 f"autorec sim: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}",
@@ -70,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    return asyncio.run(serve())
+    return run_main(serve, interrupted=0)
 
 
 def _summary(stats: dict, stopped_by: list[str]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from autorec.io.dispatch import Dispatcher
+from autorec.io.mainloop import StopRequest, run_main
 from autorec.services import Services
 from autorec.services.diskfloor import disk_usage
 from autorec.units import format_size
@@ -110,7 +111,7 @@ async def run_live(
     pipeline: Dispatcher,
     source: Any,
     *,
-    stop: asyncio.Event,
+    stop: StopRequest,
     tick_interval: float = 0.1,
     status: StatusLine | None = None,
 ) -> None:
@@ -177,10 +178,6 @@ def record_live(
     live_source=None,
     http: tuple | None = None,
 ) -> int:
-    import asyncio
-    import contextlib
-    import signal
-
     from autorec.io.source import WebsocketSource
     from autorec.units import format_size
 
@@ -192,21 +189,13 @@ def record_live(
         alerts=services.monitor.status,
     )
 
-    why: list[str] = []  # why the run ended: the first reason is the one reported
-    stop = asyncio.Event()  # binds to the loop on first use (Python >= 3.10)
-
-    def stop_for(reason: str) -> None:
-        why.append(reason)
-        stop.set()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
+    async def main(stop: StopRequest) -> None:
         web_runner = None
         if http is not None:
             from autorec.web.server import WebUI, describe_url, start_server
 
             feed = services.web_feed()
-            feed.loop = loop
+            feed.loop = asyncio.get_running_loop()
             host, port, token, generated = http
             try:
                 web_runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
@@ -215,22 +204,13 @@ def record_live(
             else:
                 log.info("web UI at %s", describe_url(base, token if generated else None))
         try:
-            await _main(loop)
+            await _main(stop)
         finally:
             if web_runner is not None:
                 await web_runner.cleanup()
 
-    async def _main(loop) -> None:
-        for sig in _signals():
-            try:
-                loop.add_signal_handler(sig, stop_for, f"{signal.Signals(sig).name} received")
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread (tests, embedding): the caller stops us another way
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, reload_rules, pipeline, services)
+    async def _main(stop: StopRequest) -> None:
         if sim_config is None:
-            if duration is not None:
-                loop.call_later(duration, stop_for, "duration reached")
             log.info("recording %s into %s", uri, out)
             async with live_source as source:
                 await run_live(pipeline, source, stop=stop, status=status)
@@ -248,16 +228,20 @@ def record_live(
                     # Let the last messages reach us: wait until the recorder has seen
                     # all the simulator published, bounded in time.
                     await _drain(server, source)
-                    why.append("simulator finished")
-                stop.set()
+                    stop.request("simulator finished")
+                stop.request("stopped")  # only a reason if nothing asked before
                 await live
                 for task in (finished, stopped):
                     task.cancel()
 
+    stopped: list[StopRequest] = []
     try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+        run_main(
+            main,
+            duration=duration if sim_config is None else None,
+            on_reload=lambda: reload_rules(pipeline, services),
+            on_start=stopped.append,
+        )
     finally:
         ok = writer.close(30)
         services.close()
@@ -272,7 +256,8 @@ def record_live(
         format_size(s.bytes),
         f", {s.dropped} dropped" if s.dropped else "",
     )
-    print(summary_line(why[0] if why else "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
+    why = stopped[0].reason if stopped else None
+    print(summary_line(why or "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
     return 0
 
 
@@ -296,12 +281,6 @@ async def _drain(server, source, timeout: float = 5.0) -> None:
     while time.monotonic() < deadline and agreeing < 2:
         agreeing = agreeing + 1 if settled() else 0
         await asyncio.sleep(0.05)
-
-
-def _signals() -> list[int]:
-    import signal
-
-    return [signal.SIGINT, signal.SIGTERM]
 
 
 def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropped: int = 0) -> str:

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autorec.io.logfile import LogWriteError, LogWriter
+from autorec.io.mainloop import StopRequest, run_main
 from autorec.io.source import DEFAULT_URI, Connected, ConnectionGap, Disconnected, Message, WebsocketSource
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class _Capture:
         self.stop_requested = False  # set by the caller's thread too, before the loop sees the request
         self.phase = "connecting"
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_request: StopRequest | None = None  # the capture thread's (autorec.io.mainloop)
         self._last_cause = "no answer"
 
     @property
@@ -215,8 +217,12 @@ class _Capture:
             )
         )
 
-    async def run(self, on_ready: Callable[[], None]) -> None:
+    async def run(self, on_ready: Callable[[], None], stop: StopRequest | None = None) -> None:
+        """Capture until the source ends or a stop is requested (`request_stop` on the loop, or `stop`)."""
         self.loop = loop = asyncio.get_running_loop()
+        if stop is not None:
+            self.stop_request = stop
+            stop.on_stop(self.request_stop)
         timer = loop.call_later(self.connect_timeout, self._connect_timed_out)
         try:
             async for item in self.source:
@@ -395,7 +401,9 @@ class EventRecorder(_RecorderBase):
     @staticmethod
     def _run(capture: _Capture, ready: threading.Event) -> None:
         try:
-            asyncio.run(capture.run(ready.set))
+            # The one asyncio main (autorec.io.mainloop): off the main thread it installs no signal
+            # handler (the embedding program owns signals); stop() reaches it through the StopRequest.
+            run_main(lambda stop: capture.run(ready.set, stop))
         except BaseException as exc:  # pragma: no cover - run() catches everything it can
             capture.error = capture.error or exc
         finally:
@@ -403,13 +411,8 @@ class EventRecorder(_RecorderBase):
 
     @staticmethod
     def _request_stop(capture: _Capture) -> None:
-        loop = capture.loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(capture.request_stop)
-        except RuntimeError:
-            pass  # the loop already finished
+        if capture.stop_request is not None:
+            capture.stop_request.request_threadsafe("stop() called")
 
     def stop(self, timeout: float = 5.0) -> int:
         with self._lock:
