@@ -163,3 +163,25 @@ def test_empty_and_garbage_records(tmp_path: Path, capsys) -> None:
     empty.write_bytes(b"")
     code, out = info_json(capsys, empty)
     assert code == 0 and out["records"] == 0 and out["kinds"] == {}
+
+
+def test_span_follows_the_recorders_clock_rule(tmp_path: Path, capsys) -> None:
+    """One damaged timestamp (a valid date, centuries off) does not stretch `info`'s span, nor the
+    span recovery writes for a partial segment: both use the recorder's own clock rule."""
+    from autorec.io.recovery import summarize
+
+    t0 = 1_795_520_000.0
+    times = [t0 + i for i in range(10)]
+    times[4] = 16_725_225_600.0  # year 2500: one damaged record
+    log = tmp_path / "span.bin"
+    with LogWriter(log) as w:
+        for t in times:
+            ev = PurpleDropEvent()
+            ev.hv_regulator.voltage = 100.0
+            events.set_timestamp(ev, t)
+            w.write(ev.SerializeToString())
+    assert main(["info", "--json", str(log)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["start"], info["end"]) == (t0, t0 + 9)
+    summary = summarize(log)
+    assert (summary.start, summary.end) == (t0, t0 + 9)

@@ -134,14 +134,19 @@ def test_replay_cli_errors_and_truncated_log(tmp_path):
 
 
 def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplog):
-    """A damaged timestamp years ahead would make even --speed 1000 wait for days: warn at start."""
+    """A rig clock that stepped years ahead would make even --speed 1000 wait for days: warn at start.
+    A single damaged timestamp makes nobody wait: the recorder's clock rule calls it an outlier."""
     from autorec.io.replay import long_gaps
 
     t0 = 1_795_520_000.0
+    years = 2 * 365 * 86400.0
     payloads = [_event("hv_regulator", t0 + i) for i in range(3)]
-    payloads += [_event("hv_regulator", t0 + 2 * 365 * 86400.0)]  # a damaged record two years on
-    payloads += [_event("hv_regulator", t0 + 2 * 365 * 86400.0 + 7200 + i) for i in range(2)]
-    assert [round(g) for _, g in long_gaps(playback_offsets(payloads))] == [2 * 365 * 86400 - 2, 7200]
+    payloads += [_event("hv_regulator", t0 + years)]  # one damaged record two years on
+    payloads += [_event("hv_regulator", t0 + 7202 + i) for i in range(3)]  # a real two-hour pause
+    payloads += [_event("hv_regulator", t0 + years + i) for i in range(3)]  # the rig's clock steps
+    offsets = list(playback_offsets(payloads))
+    assert offsets[3][0] == 2.0  # the damaged record is due with the one before it
+    assert [round(g) for _, g in long_gaps(offsets)] == [7200, round(years - 7204)]
     assert long_gaps(playback_offsets(payloads, max_gap=10.0)) == []
     log = tmp_path / "damaged.bin"
     with LogWriter(log) as w:

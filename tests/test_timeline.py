@@ -196,3 +196,15 @@ def test_a_lagging_receiver_is_no_clock_step():
     for i in range(1, 6):
         assert stamp(tl, 1000.0 + i * 0.1, 1.0 + i * 0.001) == pytest.approx(1000.0 + i * 0.1)
     assert not tl.jumps and tl.steps == 0 and tl.outliers == 0 and tl.offset == 0.0
+
+
+def test_stream_times_is_the_timeline_rule_for_a_whole_log():
+    from autorec.core.timeline import stream_times
+
+    raw = [None, 100.0, 100.5, 9e9, None, 101.0, 99.8, 40.0, 40.5, 41.0, 41.5, 5000.0]
+    got = [t for t, _ in stream_times((t, i) for i, t in enumerate(raw))]
+    # untimed before any clock: None at once; 9e9 is one damaged record (an outlier, carried time);
+    # 99.8 is jitter (clamped); 40.0.. is a confirmed step back (absorbed: time goes on from 101.0);
+    # the last record is alone 5000 s ahead at the end of the log: decided as an outlier.
+    assert got == [None, 100.0, 100.5, 100.5, 100.5, 101.0, 101.0, 101.0, 101.5, 102.0, 102.5, 102.5]
+    assert [i for _, i in stream_times((t, i) for i, t in enumerate(raw))] == list(range(len(raw)))

@@ -104,6 +104,7 @@ class LogSummary:
 def summarize(path: str) -> LogSummary:
     """Scan one log; never raises for bad content or an unreadable file (see `error`)."""
     from autorec import events
+    from autorec.core.timeline import LogSpan
     from autorec.io.logfile import LogReader
 
     summary = LogSummary(path)
@@ -115,10 +116,11 @@ def summarize(path: str) -> LogSummary:
         stack.callback(os.close, fd)
         kinds = summary.kinds
         peek = events.peek_kind
-        start = end = None
+        # The span by the recorder's own clock rule (autorec.core.timeline.stream_times): one damaged
+        # timestamp (year 9999, 1970) does not stretch it, a step of the rig's clock back is absorbed.
+        span = LogSpan()
         first_image = None
         records = 0
-        # min/max rather than first/last: the span stays right when the rig's clock jumps back.
         for offset, length, head in reader.heads(HEAD):
             records += 1
             kind = peek(head) or "unknown"
@@ -140,13 +142,10 @@ def summarize(path: str) -> LogSummary:
                     except events.DecodeError:
                         pass
             if t is ABSENT or t <= 0 or t >= events.MAX_TIMESTAMP:  # unset, or damaged beyond year 9999
-                continue
-            if start is None or t < start:
-                start = t
-            if end is None or t > end:
-                end = t
+                t = None
+            span.add(t)
         summary.records = records
-        summary.start, summary.end = start, end
+        summary.start, summary.end = span.finish()
         summary.truncated = reader.truncated.as_dict() if reader.truncated else None
         summary.corrupt = reader.corrupt.as_dict() if reader.corrupt else None
         summary.trailing_bytes = summary.size - reader.end_offset

@@ -44,8 +44,9 @@ does not hold it for ever.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from autorec.core.clock import ClockNormaliser, Verdict
 
@@ -229,3 +230,61 @@ class _Held(Generic[T]):
     time: float | None  # timestamp + offset at arrival; None: untimed
     mono: float | None
     item: T
+
+
+def stream_times(items: Iterable[tuple[float | None, T]], **options: Any) -> Iterator[tuple[float | None, T]]:
+    """Offline: `(stream time, item)` for each `(raw timestamp, item)`, in order, by the `Timeline`'s rules.
+
+    The one clock rule for every reader of a log (replay pacing, video timing, log spans,
+    recovery): a damaged timestamp is an outlier stamped with the carried-forward time, a
+    confirmed step back is absorbed (time goes on from where it was), one forward is followed,
+    small steps back are clamped, untimed records carry the last time. Records before the
+    first timestamp that have none come out at once with None (nothing is held without a
+    clock, so nothing can be dropped); a record is held only while a deviating run is being
+    decided (a few records; bounded by `max_held`), and the end of `items` decides it.
+    `options` go to `Timeline` (offline: `step_threshold`, `confirm`, ...)."""
+    timeline: Timeline[T] = Timeline(**options)
+    for timestamp, item in items:
+        if timestamp is None and timeline.time is None and not timeline.holding:
+            yield None, item
+            continue
+        yield from timeline.push(timestamp, None, item)
+    yield from timeline.flush()
+    # A run held without a clock cannot be left: only untimed records before the first timestamp,
+    # which are never held here (see above).
+
+
+class LogSpan:
+    """First and last stream time of a log, by the same rule (`stream_times`), fed one timestamp at a time.
+
+    `add(timestamp)` per record, in order (None for a record without one); `finish()` then
+    gives `(start, end)` (None, None without any timestamp), and `outliers` / `steps` count
+    the damaged timestamps ignored and the clock steps followed."""
+
+    def __init__(self, **options: Any) -> None:
+        self._timeline: Timeline[None] = Timeline(**options)
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def add(self, timestamp: float | None) -> None:
+        if timestamp is None and not self._timeline.holding:
+            return  # an untimed record changes no span (it carries the last time)
+        for t, _ in self._timeline.push(timestamp, None, None):
+            if self.start is None:
+                self.start = t
+            self.end = t
+
+    def finish(self) -> tuple[float | None, float | None]:
+        for t, _ in self._timeline.flush():
+            if self.start is None:
+                self.start = t
+            self.end = t
+        return self.start, self.end
+
+    @property
+    def outliers(self) -> int:
+        return self._timeline.outliers
+
+    @property
+    def steps(self) -> int:
+        return self._timeline.steps

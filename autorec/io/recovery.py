@@ -50,6 +50,7 @@ from typing import Any
 
 from autorec import __version__, events
 from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
+from autorec.core.timeline import LogSpan
 from autorec.io.atomicfile import (
     append_json_line as append_index_line,  # re-exported: tests and tools append index lines
 )
@@ -101,9 +102,11 @@ class LogSummary:
 
 
 def summarize(path: str | os.PathLike[str]) -> LogSummary:
-    """Read the log at `path` and describe its whole records. Times are the records' own timestamps."""
+    """Read the log at `path` and describe its whole records. Start and end are stream times, by the
+    recorder's clock rule (`autorec.core.timeline.LogSpan`)."""
     reader = LogReader(path)
     s = LogSummary()
+    span = LogSpan()  # the writer's own clock rule: a damaged timestamp does not stretch the span
     for record in reader.records():
         size = len(record.payload)
         try:
@@ -118,9 +121,8 @@ def summarize(path: str | os.PathLike[str]) -> LogSummary:
         s.records += 1
         s.counts[k] = s.counts.get(k, 0) + 1
         s.bytes_per_kind[k] = s.bytes_per_kind.get(k, 0) + size
-        if t is not None:
-            s.start = t if s.start is None else min(s.start, t)
-            s.end = t if s.end is None else max(s.end, t)
+        span.add(t)
+    s.start, s.end = span.finish()
     s.bytes = reader.end_offset
     if reader.truncated is not None:
         s.cut_reason = (

@@ -2,17 +2,19 @@
 
 `playback_offsets(payloads)` (sans-I/O) gives each record the moment it is
 due, in seconds of log time after the log's first timestamp:
-- a record with a timestamp is due at its timestamp;
-- a record without one (`device_info`, pdserver's `electrode_state`, or a
-  record that does not decode) keeps its place: it is due with the record
-  before it;
-- time never runs backwards (a clock step back in the log plays on at once),
-  and with `max_gap` a quiet stretch longer than that is shortened to it.
+- a record is due at its stream time, by the one clock rule every reader of a
+  log uses (`autorec.core.timeline.stream_times`, the recorder's own rule): a
+  record without a timestamp (`device_info`, pdserver's `electrode_state`, or a
+  record that does not decode) keeps its place, due with the record before it;
+  a damaged timestamp (one record years off) is an outlier, due with the
+  record before it, so it makes nobody wait; a confirmed clock step back plays
+  on at once, one forward is a quiet stretch;
+- with `max_gap` a quiet stretch longer than that is shortened to it.
 The payloads themselves are sent unchanged, byte for byte.
 
 `long_gaps(offsets, threshold)` lists the quiet stretches longer than
-`threshold` (log seconds) in those offsets. A damaged timestamp (or a log
-spanning days) can make one last years, even at `--speed 1000`, so the
+`threshold` (log seconds) in those offsets. A log spanning days, or a rig
+clock that stepped forward, can make one last days, even at `--speed 1000`, so the
 server warns about them (longer than an hour) before it starts playing and
 suggests `--max-gap`.
 
@@ -30,6 +32,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from autorec import events
+from autorec.core.timeline import stream_times
 from autorec.io.broadcast import Broadcaster, StreamServer
 from autorec.io.logfile import LogReader
 from autorec.units import format_duration
@@ -44,15 +47,18 @@ WARN_GAP = 3600.0  # quiet stretches longer than this are announced before playi
 
 def playback_offsets(payloads: Iterable[bytes], max_gap: float | None = None) -> Iterator[tuple[float, bytes]]:
     """`(due, payload)` per record, `due` in log seconds after the first timestamp. See the module docstring."""
+
+    def timed() -> Iterator[tuple[float | None, bytes]]:
+        for payload in payloads:
+            try:
+                yield events.timestamp(events.decode(payload)), payload
+            except events.DecodeError:
+                yield None, payload
+
     first: float | None = None
     last = 0.0
     shift = 0.0  # time removed by max_gap
-    for payload in payloads:
-        t = None
-        try:
-            t = events.timestamp(events.decode(payload))
-        except events.DecodeError:
-            pass
+    for t, payload in stream_times(timed()):
         if t is not None:
             if first is None:
                 first = t
@@ -81,7 +87,7 @@ def describe_long_gaps(path: str | os.PathLike[str], gaps: list[tuple[float, flo
     total = sum(length for _, length in gaps)
     return (
         f"replay: {path} has {len(gaps)} quiet stretch(es) longer than {format_duration(WARN_GAP)} "
-        f"(the longest: {format_duration(longest)}, {format_duration(at)} into the log; a damaged timestamp?): "
+        f"(the longest: {format_duration(longest)}, {format_duration(at)} into the log; a clock step?): "
         f"at --speed {speed:g} they take {format_duration(total / speed)} of waiting; "
         "--max-gap 10s shortens every quiet stretch to 10 s"
     )
