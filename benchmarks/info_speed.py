@@ -7,7 +7,7 @@ frames/s (image_transform + image with a real ~110-150 KB board photo when
 times, in this process and on the same (page-cached) file:
 
 - baseline: reading the whole file sequentially in 1 MiB chunks;
-- `autorec.commands.info.summarize` on it;
+- `autorec.commands.info.read_log_info` on it;
 
 once cold (each contender reads its own, separately built copy after
 posix_fadvise DONTNEED evicted it from the page cache: this file only, not
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from autorec import events  # noqa: E402
-from autorec.commands.info import summarize  # noqa: E402
+from autorec.commands.info import read_log_info  # noqa: E402
 from autorec.io.logfile import LogWriter  # noqa: E402
 from autorec.proto import PurpleDropEvent  # noqa: E402
 
@@ -136,7 +136,7 @@ def timed(fn) -> tuple[float, int | None]:
 def measure(label: str, path: Path, twin: Path | None, repeat: int) -> None:
     size = path.stat().st_size
     mb = size / 1e6
-    summary = summarize(str(path))
+    summary = read_log_info(str(path))
     print(f"{label}: {mb:.0f} MB, {summary.records} records, {summary.kinds.get('image', [0])[0]} images")
 
     def show(name: str, seconds: float, nread: int | None) -> None:
@@ -148,13 +148,13 @@ def measure(label: str, path: Path, twin: Path | None, repeat: int) -> None:
         # time after evicting it from this machine's page cache. On a VM, the
         # host's cache may still serve part of it: treat these as rough.
         base_cold = timed(lambda: sequential_read(twin))
-        scan_cold = timed(lambda: summarize(str(path)))
+        scan_cold = timed(lambda: read_log_info(str(path)))
         show("cold cache, baseline plain read:", *base_cold)
         show("cold cache, autorec info:", *scan_cold)
         print(f"  cold ratio info / baseline:       {base_cold[0] / scan_cold[0]:8.2f}x")
     sequential_read(path)  # warm the page cache for both contenders alike
     base = min(timed(lambda: sequential_read(path))[0] for _ in range(repeat))
-    scan = min(timed(lambda: summarize(str(path)))[0] for _ in range(repeat))
+    scan = min(timed(lambda: read_log_info(str(path)))[0] for _ in range(repeat))
     show("warm cache, baseline plain read:", base, None)
     show("warm cache, autorec info:", scan, None)
     print(f"  warm ratio info / baseline:       {base / scan:8.2f}x; {summary.records / scan:,.0f} records/s")

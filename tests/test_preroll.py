@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from autorec.core.preroll import Entry, PreRoll
+from autorec.core.preroll import Buffered, PreRoll
 
 
-def e(t: float, size: int = 10, kind: str = "hv_regulator") -> Entry:
-    return Entry(t, bytes(size), kind)
+def e(t: float, size: int = 10, kind: str = "hv_regulator") -> Buffered:
+    return Buffered(t, bytes(size), kind)
 
 
 def test_time_window_keeps_entries_at_the_edge():
-    evicted: list[Entry] = []
+    evicted: list[Buffered] = []
     ring = PreRoll(10.0, 10**9, on_evict=evicted.append)
     for t in range(0, 21):
         ring.append(e(float(t)))
@@ -38,7 +38,7 @@ def test_a_single_oversized_entry_is_kept():
 
 
 def test_take_returns_window_and_empties():
-    evicted: list[Entry] = []
+    evicted: list[Buffered] = []
     ring = PreRoll(100.0, 10**9, on_evict=evicted.append)
     for t in range(10):
         ring.append(e(float(t)))

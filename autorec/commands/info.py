@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 @dataclass
-class LogSummary:
+class LogInfo:
     path: str
     size: int = 0
     records: int = 0
@@ -101,13 +101,13 @@ class LogSummary:
         }
 
 
-def summarize(path: str) -> LogSummary:
+def read_log_info(path: str) -> LogInfo:
     """Scan one log; never raises for bad content or an unreadable file (see `error`)."""
     from autorec import events
     from autorec.core.timeline import LogSpan
     from autorec.io.logfile import LogReader
 
-    summary = LogSummary(path)
+    summary = LogInfo(path)
     stack = contextlib.ExitStack()
     try:
         summary.size = os.stat(path).st_size
@@ -169,7 +169,7 @@ def _utc(t: float) -> str:
     return utc_iso(t, sep=" ")
 
 
-def format_text(s: LogSummary) -> str:
+def format_text(s: LogInfo) -> str:
     from autorec.units import format_duration, format_size
 
     if s.error is not None:
@@ -232,9 +232,9 @@ def run(args: argparse.Namespace) -> int:
         log_name = _sidecar_of(path)
         if log_name is not None:  # not "corrupt": say what it is and where its log is
             log_path = os.path.join(os.path.dirname(path), log_name)
-            summaries.append(LogSummary(path, error=f"a segment's sidecar (JSON), not a log; its log is {log_path}"))
+            summaries.append(LogInfo(path, error=f"a segment's sidecar (JSON), not a log; its log is {log_path}"))
         else:
-            summaries.append(summarize(path))
+            summaries.append(read_log_info(path))
     if args.json:
         out = [s.as_dict() for s in summaries]
         print(json.dumps(out[0] if len(out) == 1 else out, indent=1))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class Buffered:
     """One message of the stream: its stream time, payload as received, and kind."""
 
     time: float
@@ -33,11 +33,11 @@ class Entry:
 class PreRoll:
     """A ring buffer bounded by `seconds` and `max_bytes`. See the module docstring."""
 
-    def __init__(self, seconds: float, max_bytes: int, on_evict: Callable[[Entry], None] | None = None) -> None:
+    def __init__(self, seconds: float, max_bytes: int, on_evict: Callable[[Buffered], None] | None = None) -> None:
         self.seconds = seconds
         self.max_bytes = max_bytes
         self._on_evict = on_evict
-        self._ring: deque[Entry] = deque()
+        self._ring: deque[Buffered] = deque()
         self.bytes = 0
         self.dropped = 0  # entries dropped by the byte cap, ever
         self.dropped_bytes = 0
@@ -55,7 +55,7 @@ class PreRoll:
     def first_time(self) -> float | None:
         return self._ring[0].time if self._ring else None
 
-    def append(self, entry: Entry) -> None:
+    def append(self, entry: Buffered) -> None:
         self._ring.append(entry)
         self.bytes += len(entry.payload)
         # Never drop the entry just added: a single message above the cap is
@@ -84,7 +84,7 @@ class PreRoll:
                 b += size
         return n, b
 
-    def take(self, since: float) -> list[Entry]:
+    def take(self, since: float) -> list[Buffered]:
         """Evict entries older than `since`, return the remaining ones (oldest first) and empty the ring."""
         while self._ring and self._ring[0].time < since:
             self._evict()
@@ -94,7 +94,7 @@ class PreRoll:
         self._recent_drops.clear()
         return taken
 
-    def _evict(self) -> Entry:
+    def _evict(self) -> Buffered:
         old = self._ring.popleft()
         self.bytes -= len(old.payload)
         if self._on_evict is not None:

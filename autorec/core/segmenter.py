@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from autorec import events
-from autorec.core.preroll import Entry, PreRoll
+from autorec.core.preroll import Buffered, PreRoll
 from autorec.triggers.base import Firing
 
 # Snapshot order: what a reader needs first (board layout, device, settings,
@@ -187,7 +187,7 @@ class Segmenter:
         self._ring = PreRoll(0.0, 0, on_evict=self._remember)
         self._onset_lags: dict[str, float] = {}
         self.set_policies(policies, default)
-        self._latest: dict[str, Entry] = {}  # latest of each snapshot kind already behind us
+        self._latest: dict[str, Buffered] = {}  # latest of each snapshot kind already behind us
         self._open: _Open | None = None
         self._seq = 0
         self._time: float | None = None
@@ -270,7 +270,7 @@ class Segmenter:
         actions = self._advance(time)
         if firings:
             self._fire(time, firings, actions)
-        entry = Entry(time, payload, kind)
+        entry = Buffered(time, payload, kind)
         if self._open is not None:
             actions.append(self._write(entry, "live"))
         else:
@@ -417,7 +417,7 @@ class Segmenter:
         firings: list[Firing],
         end: float,
         max_length: float,
-        pre_roll: list[Entry],
+        pre_roll: list[Buffered],
         pre_roll_extent: PreRollExtent,
         actions: list[Action],
     ) -> None:
@@ -458,11 +458,11 @@ class Segmenter:
             writes.append(Write(start, payload, e.kind, "snapshot"))
         return items, writes
 
-    def _write(self, entry: Entry, origin: str) -> Write:
+    def _write(self, entry: Buffered, origin: str) -> Write:
         self._remember(entry)
         return Write(entry.time, entry.payload, entry.kind, origin)
 
-    def _remember(self, entry: Entry) -> None:
+    def _remember(self, entry: Buffered) -> None:
         if entry.kind in SNAPSHOT_KINDS:
             self._latest[entry.kind] = entry
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from autorec import events
 from autorec.proto import PurpleDropEvent
 from autorec.sim.board import PIN_COUNT, Cell
-from autorec.sim.scenario import Entry, Scenario
+from autorec.sim.scenario import Scenario, Step
 
 DRIVE_SETTING = 255  # what pdserver reports for its two drive groups
 SCAN_GROUPS = 5
@@ -355,17 +355,17 @@ class Simulation:
         took = getattr(self, f"_entry_{entry.kind}")(t, entry)
         self._schedule(t + took, self._next_entry)
 
-    def _entry_idle(self, t: float, e: Entry) -> float:
+    def _entry_idle(self, t: float, e: Step) -> float:
         return e.args["for"]
 
-    def _entry_lighting(self, t: float, e: Entry) -> float:
+    def _entry_lighting(self, t: float, e: Step) -> float:
         before, self._gain = self._gain, e.args["gain"]
         self.truth.lighting.append(
             {"start": t, "end": t, "what": f"brightness step x{self._gain / before:.3g} (to {self._gain:.3g})"}
         )
         return 0.0
 
-    def _entry_flicker(self, t: float, e: Entry) -> float:
+    def _entry_flicker(self, t: float, e: Step) -> float:
         a = e.args
         if a.get("region") is not None:
             self._spot = (t, t + a["for"], a["amplitude"], a["period"], tuple(a["region"]))
@@ -382,7 +382,7 @@ class Simulation:
         )
         return a["for"]
 
-    def _entry_temperature(self, t: float, e: Entry) -> float:
+    def _entry_temperature(self, t: float, e: Step) -> float:
         now = self.temperature(t)
         self._temp = (t, now, t + e.args["over"], e.args["to"])
         self.truth.temperature.append(
@@ -390,7 +390,7 @@ class Simulation:
         )
         return 0.0  # ramps run in the background
 
-    def _entry_disconnect(self, t: float, e: Entry) -> float:
+    def _entry_disconnect(self, t: float, e: Step) -> float:
         end = t + e.args["for"]
         self.truth.disconnects.append({"start": t, "end": end, "what": "device"})
         self._device_info(t, False)
@@ -403,16 +403,16 @@ class Simulation:
         self._schedule(end, reconnect)
         return e.args["for"]
 
-    def _entry_fault(self, t: float, e: Entry) -> float:
+    def _entry_fault(self, t: float, e: Step) -> float:
         self._fault(t, e.args["kind"])
         return 0.0
 
-    def _entry_move(self, t: float, e: Entry) -> float:
+    def _entry_move(self, t: float, e: Step) -> float:
         pins = [self.board.pin_at(c) for c in e.args["path"]]
         self._run_steps(t, pins, f"drop {e.args['drop']} scripted move of {len(pins)} cell(s)")
         return len(pins) * self.scenario.step
 
-    def _entry_nudge(self, t: float, e: Entry) -> float:
+    def _entry_nudge(self, t: float, e: Step) -> float:
         """A drop shifts by a fraction of a cell (it barely moves: no electrode, no pin), then back."""
         a = e.args
         drop = self.drops[a["drop"]]
@@ -428,7 +428,7 @@ class Simulation:
         )
         return a["for"]
 
-    def _entry_split(self, t: float, e: Entry) -> float:
+    def _entry_split(self, t: float, e: Step) -> float:
         index = e.args["drop"]
         if index < len(self.drops):
             drop = self.drops[index]
@@ -449,7 +449,7 @@ class Simulation:
                 break
         return self.scenario.step
 
-    def _entry_burst(self, t: float, e: Entry) -> float:
+    def _entry_burst(self, t: float, e: Step) -> float:
         moves, ndrops = e.args["moves"], e.args["drops"]
         pins, used = self._plan_burst(moves, ndrops)
         if pins:

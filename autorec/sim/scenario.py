@@ -58,7 +58,7 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class Step:
     """One timeline step. `args` depend on `kind` (see the module docstring); `line` is for messages."""
 
     kind: str
@@ -71,7 +71,7 @@ class Scenario:
     name: str
     board: Board
     drops: list[Cell]
-    timeline: list[Entry]
+    timeline: list[Step]
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     step: float = 0.5
     move_time: float = 0.3
@@ -230,7 +230,7 @@ def _cell(value: Any, board: Board, line: int, fail, what: str) -> Cell:
     return cell
 
 
-def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
+def _entry(raw: Any, sc: Scenario, top: int, fail) -> Step:
     line = getattr(raw, "line", top)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise fail(line, f"timeline: each step is one `kind: value` ({', '.join(ENTRY_KINDS)}), got {raw!r}")
@@ -304,7 +304,7 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Entry:
             args = {"kind": value}
     except (ValueError, TypeError, KeyError) as exc:
         raise fail(line, f"timeline: {kind}: {exc}") from None
-    return Entry(kind, args, line)
+    return Step(kind, args, line)
 
 
 def _cycle_length(sc: Scenario) -> float:
