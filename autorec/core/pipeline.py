@@ -291,24 +291,21 @@ class Pipeline:
             self._fired(t, firings)
         out.append(Processed(t, kind, event))
 
-    def tick(
-        self, monotonic: float | None = None, time: float | None = None, wall: float | None = None
-    ) -> list[Output]:
-        """Time passes without a message: live give `monotonic`, offline give stream `time`.
+    def tick(self, monotonic: float, wall: float | None = None) -> list[Output]:
+        """Live: time passes without a message. `monotonic` is the tick clock; stream time is the
+        timeline's projection of it (minus `tick_lag`). Offline there are no ticks: a log's
+        records carry all the time there is.
 
         Before any stream time is known (never connected, or nothing timestamped yet) the only
-        output is `Ticked(wall)`, with the local `wall` clock when given."""
-        t = time
+        output is `Ticked(wall)` when the local `wall` clock is given: the alert for a rig that
+        never answered needs a clock, and there is no other."""
+        self._release(self.timeline.expire(monotonic))
+        t = self.timeline.tick(monotonic)
         if t is None:
-            if monotonic is None:
-                return []
-            self._release(self.timeline.expire(monotonic))
-            t = self.timeline.tick(monotonic)
-            if t is None:
-                if wall is not None:
-                    self._out.append(Ticked(wall))
-                return self._take()
-            t -= self.tick_lag
+            if wall is not None:
+                self._out.append(Ticked(wall))
+            return self._take()
+        t -= self.tick_lag
         if self._segment_time is not None and t <= self._segment_time:
             return self._take()
         firings = self.engine.tick(t)

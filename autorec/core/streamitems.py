@@ -55,7 +55,11 @@ Item = Message | Connected | Disconnected
 
 
 class StreamListener:
-    """Base class for things that watch the stream. Times are stream time. Override what you need."""
+    """Base class for things that watch the stream. Override what you need.
+
+    Times are stream time. The one exception: before the stream has given any time (a rig that
+    never answered), `tick`, `connected` and `disconnected` come with the local wall clock, so
+    that "no stream yet" can still be timed. Offline (a log) there are no ticks."""
 
     def connected(self, t: float) -> None:
         """The source (re)connected."""

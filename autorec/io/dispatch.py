@@ -93,8 +93,8 @@ class Dispatcher:
     def message(self, msg: Message) -> None:
         self.deliver(self.pipeline.message(msg))
 
-    def tick(self, monotonic: float | None = None, time: float | None = None, wall: float | None = None) -> None:
-        self.deliver(self.pipeline.tick(monotonic, time, wall))
+    def tick(self, monotonic: float, wall: float | None = None) -> None:
+        self.deliver(self.pipeline.tick(monotonic, wall))
 
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         self.deliver(self.pipeline.connected(monotonic, wall))

@@ -311,8 +311,9 @@ class _Engine(Protocol):
 class AlertReporter(StreamListener):
     """Feeds an `AlertMonitor` from the pipeline and announces what it returns.
 
-    A stream listener for `autorec.core.pipeline.Pipeline` (`connected`,
-    `disconnected`, `message`, `tick`, `fired`, all with stream time). After
+    A stream listener (`connected`, `disconnected`, `message`, `tick`, `fired`, with stream
+    time; before the stream has given any time, a tick or a failed connection comes with the
+    local wall clock, which is what the monitor's "no stream yet" alert runs on). After
     each call it also asks `engine` (a `RuleEngine`, optional) for rules it
     disabled. Every action is logged as one line (`ALERT key: message` as a
     warning when raised, `alert cleared key: message` as info when cleared)
