@@ -4,7 +4,7 @@
 
 Serves `autorec sim` (its own process, 10 fps camera, real time) and connects to
 it, at the same time and for the same minute:
-- upstream `pdrecord` if it is on PATH (the issue's baseline), else `autorec record`
+- upstream `pdrecord` (`--pdrecord PATH`, or on PATH: the issue's baseline), else `autorec record`
   (writes every event, like pdrecord; the script says which one it used);
 - `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments).
 Prints each process's CPU seconds (user + system, from /proc) over the window, and
@@ -76,6 +76,7 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (default 60)")
+    parser.add_argument("--pdrecord", default=None, help="upstream pdrecord to compare with (default: on PATH)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (connect, imports)")
     parser.add_argument("--profile", type=Path, default=None, help="run `autorec run` under cProfile into FILE")
     parser.add_argument("--py-spy", dest="pyspy", type=Path, default=None, help="sample `autorec run` into FILE")
@@ -87,18 +88,19 @@ def main() -> int:
         sim, uri = start_sim()
         procs: dict[str, subprocess.Popen] = {}
         try:
-            pdrecord = shutil.which("pdrecord")
+            pdrecord = args.pdrecord or shutil.which("pdrecord")
             if pdrecord:
-                # upstream's CLI: pdrecord OUTPUT [--uri]; check `pdrecord --help` if this changes
+                # upstream's CLI (purpledrop/script/pd_record.py): pdrecord [--host URI] FILENAME
                 base_name = "upstream pdrecord"
                 procs[base_name] = subprocess.Popen(
-                    [pdrecord, str(tmp / "pdrecord.bin"), "--uri", uri],
+                    [pdrecord, "--host", uri, str(tmp / "pdrecord.bin")],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             else:
                 base_name = "autorec record (pdrecord is not installed)"
-                procs[base_name] = subprocess.Popen(
+            if True:  # autorec record too: the writes-everything recorder of this project, same stream
+                procs["autorec record" if pdrecord else base_name] = subprocess.Popen(
                     [*AUTOREC, "record", str(tmp / "record.bin"), "--uri", uri],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -146,6 +148,9 @@ def main() -> int:
     base = after[base_name] - before[base_name]
     mine = after[run_name] - before[run_name]
     print(f"ratio run / {base_name.split(' (')[0]}: {mine / base:.2f}x (target <= 2.0x pdrecord)")
+    if "autorec record" in procs and base_name != "autorec record":
+        rec = after["autorec record"] - before["autorec record"]
+        print(f"ratio run / autorec record: {mine / rec:.2f}x; autorec record / pdrecord: {rec / base:.2f}x")
     if args.profile:
         import pstats
 

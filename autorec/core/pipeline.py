@@ -197,7 +197,8 @@ class Pipeline:
         self.scores = ScoreTrack()
         self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)
         self._use_rules(ruleset)
-        self.timeline: Timeline[tuple[bytes, str, Any]] = Timeline(rate=rate, max_held=MAX_HELD)
+        # held items: (payload, kind, event, raw timestamp)
+        self.timeline: Timeline[tuple[bytes, str, Any, float | None]] = Timeline(rate=rate, max_held=MAX_HELD)
         self.telemetry = ruleset.output.telemetry if telemetry is None else telemetry
         self.tick_lag = tick_lag * rate
         self.stats = PipelineStats()
@@ -244,18 +245,17 @@ class Pipeline:
         kind = msg.kind or event.WhichOneof("msg") or ""
         # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
         # next records decide what it was; it hands back every record it releases, in order.
-        released = self.timeline.push(
-            events.timestamp(event), None if self.offline else msg.monotonic, (msg.payload, kind, event)
-        )
+        stamp = events.timestamp(event)
+        released = self.timeline.push(stamp, None if self.offline else msg.monotonic, (msg.payload, kind, event, stamp))
         self.stats.held = self.timeline.dropped
         self._release(released)
         return self._take()
 
-    def _release(self, released: list[tuple[float, tuple[bytes, str, Any]]]) -> None:
-        for t, (payload, kind, event) in released:
-            self._process(t, payload, kind, event)
+    def _release(self, released: list[tuple[float, tuple[bytes, str, Any, float | None]]]) -> None:
+        for t, (payload, kind, event, stamp) in released:
+            self._process(t, payload, kind, event, stamp)
 
-    def _process(self, t: float, payload: bytes, kind: str, event: Any) -> None:
+    def _process(self, t: float, payload: bytes, kind: str, event: Any, stamp: float | None) -> None:
         stats = self.stats
         out = self._out
         stats.messages += 1
@@ -284,8 +284,8 @@ class Pipeline:
             blocked = bool(self.segmenter.paused)  # the disk floor: the daily tracks would fill the disk too
             # A frame is scheduled by its own timestamp: stream time can run ahead of it when untimed
             # messages are carried forward on the tick clock (a busy recorder under --sim --speed).
-            own = events.timestamp(event) if kind == "image" else None
-            for record_time, record in self.timelapse.feed(own if own is not None else t, kind, payload, blocked):
+            own = stamp if kind == "image" and stamp is not None else t
+            for record_time, record in self.timelapse.feed(own, kind, payload, blocked):
                 out.append(TimelapseRecord(record_time, record))
         if firings:
             self._fired(t, firings)
