@@ -182,9 +182,9 @@ def test_bad_settings(kwargs: dict, message: str) -> None:
 
 def test_alerts_and_on_alert_hook_against_the_simulator(tmp_path: Path) -> None:
     """Disconnected and camera_stalled alerts raised and cleared from a real websocket stream, announced by hook."""
-    server_mod = pytest.importorskip("autorec.sim.server")
-    config_mod = pytest.importorskip("autorec.sim.config")
     from autorec.io.source import Connected, Disconnected, WebsocketSource
+    from autorec.sim import config as config_mod
+    from autorec.sim import server as server_mod
 
     out = tmp_path / "alerts log.txt"
     append = "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + '\\n')"

@@ -205,10 +205,7 @@ def test_async_recorder_on_the_callers_loop(payloads: list[bytes], tmp_path: Pat
                     await rec.start(tmp_path / "other.bin")
                 await asyncio.to_thread(server.wait_for_clients, 1)
                 await asyncio.to_thread(server.broadcast, payloads[:7])
-                deadline = time.monotonic() + 20
-                while rec.count < 7:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(wait_until, lambda: rec.count >= 7, 20, "7 events recorded")
                 assert await rec.stop() == 7
                 await asyncio.to_thread(wait_until, lambda: server.clients == 0, 10, "disconnect")
         assert threading.active_count() <= threads + 1  # to_thread's worker pool, no recorder threads

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter, frame
 from autorec.io.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
@@ -211,8 +209,8 @@ def test_a_users_own_bin_file_is_never_adopted(tmp_path):
 
 def test_matches_the_writers_sidecar_and_index_format(tmp_path):
     """A segment cut short by a crash recovers to the same shapes the writer produces on close."""
-    writer_mod = pytest.importorskip("autorec.io.writer")
     from autorec.core.segmenter import CloseSegment, OpenSegment, PreRollExtent, Write
+    from autorec.io import writer as writer_mod
     from autorec.triggers.base import Firing
 
     def segment(directory: Path):
