@@ -6,7 +6,9 @@ Serves `autorec sim` (its own process, 10 fps camera, real time) and connects to
 it, at the same time and for the same minute:
 - upstream `pdrecord` (`--pdrecord PATH`, or on PATH: the issue's baseline), else `autorec record`
   (writes every event, like pdrecord; the script says which one it used);
-- `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments).
+- `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments); `--rules FILE`
+  and `--set RULE.OPTION=VALUE` run another rule file or setting (e.g. rules/electrodes.yaml:
+  the pipeline without camera analysis).
 Prints each process's CPU seconds (user + system, from /proc) over the window, and
 the ratio run / recorder (issue 21's target: <= 2.0x pdrecord).
 
@@ -76,6 +78,8 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (default 60)")
+    parser.add_argument("--rules", type=Path, default=REPO / "rules" / "motion.yaml", help="rule file of the run")
+    parser.add_argument("--set", action="append", default=[], metavar="RULE.OPTION=VALUE", help="run --set, repeatable")
     parser.add_argument("--pdrecord", default=None, help="upstream pdrecord to compare with (default: on PATH)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (connect, imports)")
     parser.add_argument("--profile", type=Path, default=None, help="run `autorec run` under cProfile into FILE")
@@ -105,12 +109,16 @@ def main() -> int:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            run_cmd = ["run", "--rules", str(REPO / "rules" / "motion.yaml"), "--uri", uri, "--out", str(tmp / "out")]
+            run_cmd = ["run", "--rules", str(args.rules.resolve()), "--uri", uri, "--out", str(tmp / "out")]
+            run_cmd += [f"--set={o}" for o in args.set]
             if args.profile:
                 argv = [sys.executable, "-m", "cProfile", "-o", str(args.profile), "-m", "autorec", *run_cmd]
             else:
                 argv = [*AUTOREC, *run_cmd]
-            run_name = "autorec run --rules rules/motion.yaml" + (" (under cProfile)" if args.profile else "")
+            rules = args.rules.resolve()
+            shown = rules.relative_to(REPO) if rules.is_relative_to(REPO) else rules
+            run_name = f"autorec run --rules {shown}" + "".join(f" --set {o}" for o in args.set)
+            run_name += " (under cProfile)" if args.profile else ""
             procs[run_name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
 
             time.sleep(args.warmup)  # benchmark pacing, not a test
