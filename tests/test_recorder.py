@@ -16,6 +16,7 @@ import pytest
 from autorec import AsyncEventRecorder, EventRecorder
 from autorec.io.logfile import LogReader
 from autorec.io.recorder import RecorderConnectError, RecorderError, RecorderTimeout
+from tests.support.polling import wait_until_async
 from tests.support.upstreamreader import upstream_read
 from tests.support.wsfixtures import EventServer, fixture_payloads, wait_until
 
@@ -205,7 +206,7 @@ def test_async_recorder_on_the_callers_loop(payloads: list[bytes], tmp_path: Pat
                     await rec.start(tmp_path / "other.bin")
                 await asyncio.to_thread(server.wait_for_clients, 1)
                 await asyncio.to_thread(server.broadcast, payloads[:7])
-                await asyncio.to_thread(wait_until, lambda: rec.count >= 7, 20, "7 events recorded")
+                await wait_until_async(lambda: rec.count >= 7, 20, "7 events recorded")
                 assert await rec.stop() == 7
                 await asyncio.to_thread(wait_until, lambda: server.clients == 0, 10, "disconnect")
         assert threading.active_count() <= threads + 1  # to_thread's worker pool, no recorder threads

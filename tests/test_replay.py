@@ -12,7 +12,7 @@ from test_sim_support import DEADLINE, receive
 
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
-from autorec.io.replay import ReplayServer, playback_offsets
+from autorec.io.replayserver import ReplayServer, playback_offsets
 from autorec.proto import PurpleDropEvent
 from tests.support.polling import wait_until
 
@@ -136,7 +136,7 @@ def test_replay_cli_errors_and_truncated_log(tmp_path):
 def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplog):
     """A rig clock that stepped years ahead would make even --speed 1000 wait for days: warn at start.
     A single damaged timestamp makes nobody wait: the recorder's clock rule calls it an outlier."""
-    from autorec.io.replay import long_gaps
+    from autorec.io.replayserver import long_gaps
 
     t0 = 1_795_520_000.0
     years = 2 * 365 * 86400.0
@@ -158,7 +158,7 @@ def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplo
             # the warning comes before any client is there to receive: nothing was played yet
             await asyncio.wait_for(_until(lambda: "quiet stretch" in caplog.text), DEADLINE)
 
-    with caplog.at_level("WARNING", logger="autorec.io.replay"):
+    with caplog.at_level("WARNING", logger="autorec.io.replayserver"):
         asyncio.run(main())
     [line] = [r.getMessage() for r in caplog.records if "quiet stretch" in r.getMessage()]
     assert "2 quiet stretch(es) longer than 60.0min" in line and "--max-gap" in line

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from autorec.io.mainloop import StopRequest, run_main
-    from autorec.io.replay import ReplayServer
+    from autorec.io.replayserver import ReplayServer
     from autorec.units import parse_duration
 
     try:

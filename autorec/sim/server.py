@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from autorec.io.atomicfile import write_json
 from autorec.io.broadcast import Broadcaster, StreamServer
@@ -221,23 +222,23 @@ class SimServerThread:
         self.config = config
         self._host, self._port = host, port
         self.server: SimServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._done = threading.Event()
-        self._stop: asyncio.Event | None = None
+        self._stop: Any = None  # the loop's StopRequest (autorec.io.mainloop)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="autorec-sim", daemon=True)
 
     def _run(self) -> None:
-        async def main() -> None:
-            self._stop = asyncio.Event()
+        from autorec.io.mainloop import StopRequest, run_main
+
+        async def main(stop: StopRequest) -> None:
+            self._stop = stop
             try:
                 async with SimServer(self.config, self._host, self._port) as server:
                     self.server = server
-                    self._loop = asyncio.get_running_loop()
                     self._ready.set()
                     finished = asyncio.ensure_future(server.wait_finished())
-                    await self._stop.wait()
+                    await stop.wait()
                     finished.cancel()
             except BaseException as exc:  # reported to the caller of __enter__
                 self._error = exc
@@ -245,7 +246,8 @@ class SimServerThread:
                 self._ready.set()
                 self._done.set()
 
-        asyncio.run(main())
+        # The one asyncio main (autorec.io.mainloop); off the main thread it installs no signal handler.
+        run_main(main)
 
     def __enter__(self) -> SimServer:
         self._thread.start()
@@ -265,6 +267,6 @@ class SimServerThread:
         return True
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None and not self._done.is_set():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._stop is not None and not self._done.is_set():
+            self._stop.request_threadsafe("closed")
         self._thread.join(10)

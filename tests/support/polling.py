@@ -18,3 +18,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.005)  # the poll interval, not a wait for the result
+
+
+async def wait_until_async(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """`wait_until` inside an event loop: polls without blocking the loop (no worker thread either)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)  # the poll interval, not a wait for the result
