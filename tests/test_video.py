@@ -339,3 +339,21 @@ def test_serial_and_pooled_decoding_give_the_same_video(tmp_path):
         for fa, fb in zip(a.decode(video=0), b.decode(video=0), strict=True):
             assert fa.pts == fb.pts
             assert (fa.to_ndarray() == fb.to_ndarray()).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_damaged_frame_timestamp_does_not_stretch_the_video(tmp_path, mode):
+    """The recorder's clock rule: one frame stamped centuries off is an outlier at the time before it
+    (it used to open a gap cut to a 5 s still and shift every later frame)."""
+    payloads = []
+    for i in range(10):
+        t = T0 + i * 0.1
+        payloads.append(transform_event(t))
+        payloads.append(image_event(make_jpeg(i), 16_725_225_600.0 if i == 5 else t))  # frame 5: year 2500
+        payloads.append(sensor_event(t + 0.01))
+    log = write_log(tmp_path / "damaged.bin", payloads)
+    result = export(log, mode)
+    got, duration, _ = decoded_times(result.output)
+    assert len(got) == 10 and duration < 1.1, (got, duration)
+    assert result.selection.clock_outliers == 1 and result.gaps_cut == 0
+    assert "1 damaged timestamps replaced by the time before them" in result.summary()

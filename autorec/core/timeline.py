@@ -232,7 +232,9 @@ class _Held(Generic[T]):
     item: T
 
 
-def stream_times(items: Iterable[tuple[float | None, T]], **options: Any) -> Iterator[tuple[float | None, T]]:
+def stream_times(
+    items: Iterable[tuple[float | None, T]], timeline: Timeline[T] | None = None, **options: Any
+) -> Iterator[tuple[float | None, T]]:
     """Offline: `(stream time, item)` for each `(raw timestamp, item)`, in order, by the `Timeline`'s rules.
 
     The one clock rule for every reader of a log (replay pacing, video timing, log spans,
@@ -242,8 +244,10 @@ def stream_times(items: Iterable[tuple[float | None, T]], **options: Any) -> Ite
     first timestamp that have none come out at once with None (nothing is held without a
     clock, so nothing can be dropped); a record is held only while a deviating run is being
     decided (a few records; bounded by `max_held`), and the end of `items` decides it.
-    `options` go to `Timeline` (offline: `step_threshold`, `confirm`, ...)."""
-    timeline: Timeline[T] = Timeline(**options)
+    `timeline`: a fresh offline `Timeline` to use (its counters: `outliers`, `steps`, ...), or
+    None for one made from `options` (`step_threshold`, `confirm`, ...)."""
+    if timeline is None:
+        timeline = Timeline(**options)
     for timestamp, item in items:
         if timestamp is None and timeline.time is None and not timeline.holding:
             yield None, item
