@@ -20,6 +20,7 @@ from autorec.proto import PurpleDropEvent
 from autorec.sim.camera import CameraRenderer, drop_pixel_position
 from autorec.triggers.base import Firing, as_firings
 from autorec.triggers.motion import MotionTrigger
+from tests.support.motion_reference import RoundOneMotion
 
 REPO = Path(__file__).resolve().parent.parent
 FPS = 10.0
@@ -294,6 +295,56 @@ def test_real_photo_blob_moving_fires_and_noise_alone_does_not(which: str, reque
     assert fired[0].time <= 1.0 + 0.1 * (trig.min_frames - 1) + 1e-6
     bx, by, bw, bh = fired[0].evidence["bbox"]
     assert bx <= 470 + 14 and bx + bw >= 470 and by <= 400 <= by + bh and bw < 200
+
+
+# -- the optimised analysis against round 1's ------------------------------------------------
+
+
+def _same_as_round_one(frames: Sequence[tuple[float, bytes]], **options) -> list[Firing]:
+    """Feeds the same decoded frames to MotionTrigger and to round 1's analysis (RoundOneMotion):
+    every score, firing (time, onset, evidence), counter and the final background must be equal."""
+    fast, reference = MotionTrigger("m", **options), RoundOneMotion("m", **options)
+    decoder = GrayDecoder(fast.scale)
+    fired: list[Firing] = []
+    for t, jpeg in frames:
+        try:
+            image = decoder.decode(jpeg)
+        except FrameDecodeError as exc:
+            image = exc
+        got, want = as_firings(fast.analyse(t, b"", image)), as_firings(reference.analyse(t, b"", image))
+        assert fast.last_score == pytest.approx(reference.last_score, abs=1e-12), t
+        assert [(f.time, f.onset, f.evidence) for f in got] == [(f.time, f.onset, f.evidence) for f in want], t
+        fired += got
+    assert fast.counters == reference.counters
+    assert (fast._background is None) == (reference._background is None)
+    if fast._background is not None:
+        assert np.array_equal(fast._background, reference._background)
+    return fired
+
+
+def test_analysis_matches_round_one_on_board_photo_frames(board_photo_1: Path) -> None:
+    # As benchmarks/motion_speed.py: noise, then a blob moving 10 px a frame, then still again.
+    path = [None] * 3 + [(470 + 10 * i, 400) for i in range(8)] + [None] * 3
+    jpegs = photo_frames(board_photo_1, path, seed=3)
+    frames = [(0.1 * i, j) for i, j in enumerate(jpegs)]
+    assert _same_as_round_one(frames, detect_fps=0.0)  # it fires: the comparison covers firings
+    assert _same_as_round_one(frames, detect_fps=0.0, region=[400, 300, 300, 200], threshold=0.001)
+    assert _same_as_round_one(frames, detect_fps=0.0, scale=8, background_time=0.0)  # alpha 1: re-learn each frame
+
+
+def test_analysis_matches_round_one_on_simulated_camera(cam: CameraRenderer, tmp_path: Path) -> None:
+    frames = still(cam, 1.0)
+    frames += moving(cam, 1.0, cells=2)
+    frames += still(cam, 1.0, t0=2.2, gain=0.8)  # a lighting step: the brightness fit absorbs it
+    frames += still(cam, 0.5, t0=3.2, offset=-90)  # a global change: re-learnt at once
+    frames += [(3.7, b"\xff\xd8 not a whole JPEG")]  # counted corrupt, skipped
+    frames += moving(cam, 3.8, cells=2, row=5.0)
+    assert _same_as_round_one(frames, detect_fps=0.0, min_frames=1)
+    assert _same_as_round_one(frames, min_frames=1, max_fraction=0.05)  # detect_fps 5, global changes
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:40, 5:50] = 255
+    _write_png(mask, tmp_path / "mask.png")
+    assert _same_as_round_one(frames, detect_fps=0.0, min_frames=1, mask=str(tmp_path / "mask.png"))
 
 
 # -- decoding ---------------------------------------------------------------------------------

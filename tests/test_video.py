@@ -357,3 +357,24 @@ def test_a_damaged_frame_timestamp_does_not_stretch_the_video(tmp_path, mode):
     assert len(got) == 10 and duration < 1.1, (got, duration)
     assert result.selection.clock_outliers == 1 and result.gaps_cut == 0
     assert "1 damaged timestamps replaced by the time before them" in result.summary()
+
+
+def test_default_encoder_settings_and_x264_threads(tmp_path):
+    # ultrafast at crf 28 by default, x264's own settings; the mb-tree params only with superfast
+    default = video.ExportOptions()
+    assert video.x264_options(default) == {"crf": "28", "preset": "ultrafast"}
+    superfast = video.x264_options(video.ExportOptions(preset="superfast", crf=23))
+    assert superfast["x264-params"] == video.FAST_PRESET_PARAMS
+    assert "x264-params" not in video.x264_options(video.ExportOptions(preset="superfast", x264_params=""))
+    assert video.default_encode_threads() >= 1
+    # Any x264 thread count (0: x264's own) gives the same frames at the same times.
+    times = [T0 + i * 0.1 for i in range(6)]
+    log = frames_log(tmp_path / "threads.bin", times, [make_jpeg(i) for i in range(6)])
+    pts = []
+    for threads in (0, 1, 3):
+        out = tmp_path / f"t{threads}.mp4"
+        result = video.export(log, out, video.ExportOptions(encode_threads=threads))
+        assert result.frames == 6
+        with av.open(str(out)) as c:
+            pts.append([f.pts for f in c.decode(video=0)])
+    assert pts[0] == pts[1] == pts[2] and len(pts[0]) == 6

@@ -145,19 +145,22 @@ def draw_text(frame: av.VideoFrame, text: str) -> None:
 # Export
 
 
-# x264's fastest presets turn off mb-tree rate control (and its lookahead). A camera watching a
+# x264's superfast preset turns off mb-tree rate control (and its lookahead). A camera watching a
 # board is mostly static, where mb-tree spends bits on what stays: about a third of the size.
 # Adaptive quantisation off: on a noisy sensor it spends bits on noise in the flat board
 # (-30% size, -20% CPU, +0.7 dB PSNR; PSNR favours aq off, but no banding was seen on the
-# board). Measured in benchmarks/video_export.py.
+# board). Measured in benchmarks/video_export.py. Not for ultrafast (the default): there the
+# lookahead cost ~15% of the export's wall time (2.12x OpenCV's speed instead of 2.51x) for
+# 0.10x instead of 0.13x OpenCV's size, and the speed is what ultrafast is chosen for.
 FAST_PRESET_PARAMS = "mbtree=1:rc-lookahead=10:aq-mode=0"
+FAST_PARAMS_PRESETS = frozenset({"superfast"})
 
 
 def x264_options(options: ExportOptions) -> dict[str, str]:
     """The libx264 private options for an export."""
     opts = {"crf": str(options.crf), "preset": options.preset}
     params = options.x264_params
-    if params is None and options.preset in ("ultrafast", "superfast"):
+    if params is None and options.preset in FAST_PARAMS_PRESETS:
         params = FAST_PRESET_PARAMS
     if params:
         opts["x264-params"] = params
@@ -167,16 +170,21 @@ def x264_options(options: ExportOptions) -> dict[str, str]:
 @dataclass(frozen=True)
 class ExportOptions:
     mode: Mode = "h264"
-    crf: int = 23
-    # superfast + mb-tree (see x264_params): faster than OpenCV's mp4v writer at under half its
-    # size on camera views of a board (benchmarks/video_export.py)
-    preset: str = "superfast"
-    # None: `FAST_PRESET_PARAMS` for the two fastest presets, nothing for the others
+    # ultrafast at crf 28: x264's cheapest preset, at a quality that drops most of the sensor's
+    # noise (PSNR ~41 dB against the camera's JPEGs, the board's electrode pattern intact). On
+    # benchmarks/video_export.py (1024x768 board frames with noise, 2 cores, same run): 2.5x
+    # the speed of OpenCV's mp4v writer at 0.13x its size; superfast at crf 23 (the default
+    # until round 2) did 1.2x at 0.25x, with its encoder alone costing as much CPU a frame as
+    # OpenCV's whole decode + encode. Lower crf for more detail at a larger size.
+    crf: int = 28
+    preset: str = "ultrafast"
+    # None: `FAST_PRESET_PARAMS` for the presets in `FAST_PARAMS_PRESETS`, nothing for the others
     x264_params: str | None = None
     start: TimeRef | None = None
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
     decode_threads: int | None = None  # default: `default_decode_threads()`; 0: decode in the encoding thread
+    encode_threads: int | None = None  # libx264's threads; default: `default_encode_threads()`; 0: x264's own
     max_pixels: int = DEFAULT_MAX_PIXELS  # frames larger than this (width x height) are skipped, never decoded
     fps: float | None = None  # a fixed playback rate instead of each frame's own time (timelapses)
 
@@ -555,6 +563,7 @@ def _export_copy(frames: Iterator[Frame], container, options: ExportOptions, res
 
 def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
     workers = options.decode_threads if options.decode_threads is not None else default_decode_threads()
+    encode_threads = options.encode_threads if options.encode_threads is not None else default_encode_threads()
     window = 2 * max(1, workers) + 2  # frames in flight: enough to keep every decoder busy, little memory
     writer: _Writer | None = None
     decoder: _Decoder | None = None
@@ -579,6 +588,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             stream.codec_context.color_range = _JPEG_RANGE
             stream.time_base = stream.codec_context.time_base = _TIME_BASE["h264"]
             stream.codec_context.options = x264_options(options)
+            stream.codec_context.thread_count = encode_threads
             _set_metadata(container, frame.log_time)
             writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time, result)
         if prev_time is not None:
@@ -628,6 +638,22 @@ def default_decode_threads() -> int:
     """JPEG decode threads: one per two CPUs (1-4). x264 already runs ~1.5 threads per CPU; more
     decoders only compete with it (2 cores: 1 thread measured 1.1x faster than 2)."""
     return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def default_encode_threads() -> int:
+    """libx264 threads: the CPUs the default decode threads leave, at least 1. x264's own default
+    (1.5 per CPU, frame threads) costs CPU in synchronisation: at ultrafast on 2 cores, x264 alone
+    took 7.1 ms of CPU a frame with its default 3 threads, 6.2 with 2, 5.2 with 1. Not derived
+    from `decode_threads`: x264's output depends on its thread count, and the video must not
+    depend on how many threads decoded the JPEGs."""
+    return max(1, _cpus() - default_decode_threads())
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _done(value: object) -> Future:
