@@ -50,6 +50,9 @@ class Decision:
     refuted: int = 0  # records of the previous run that turned out to be outliers
 
 
+_ACCEPTED = Decision(Verdict.ACCEPTED)
+
+
 @dataclass
 class ClockNormaliser:
     """Outlier/step rule for raw record times. See the module docstring."""
@@ -72,6 +75,8 @@ class ClockNormaliser:
     def judge(self, t: float, last: float | None, expected: float | None = None, mono: float | None = None) -> Decision:
         live = mono is not None and expected is not None
         if last is None or not self.deviates(t, last, expected, live):
+            if not self._run:
+                return _ACCEPTED  # the common case, once per record: no allocation
             refuted = len(self._run)
             self._run.clear()
             return Decision(Verdict.ACCEPTED, refuted)

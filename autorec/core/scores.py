@@ -127,6 +127,8 @@ class ScoreTrack:
     def advance(self, time: float) -> ScoreOutput:
         """Hand out the seconds and near-misses that are over at `time`."""
         out = ScoreOutput()
+        if not self._seconds and not self._episodes:
+            return out  # nothing pending (most messages of a rule file without scores)
         now = math.floor(time)
         for rule, sec in list(self._seconds.items()):
             if sec.second < now:

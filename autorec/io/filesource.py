@@ -1,10 +1,9 @@
 """A log file as a source, for backtesting rules on last night's data as fast as possible.
 
-`FileSource(path)` yields the same `autorec.io.source.Message` items as the live
+`FileSource(path)` yields the same `autorec.core.streamitems.Message` items as the live
 websocket source, one per record, in file order and without any pacing:
-`received` is the event's own timestamp (0.0 when it has none) and
-`monotonic` is 0.0 (offline there is no arrival clock; the pipeline runs its
-timeline without one). Records that do not parse are yielded with `rejected`
+`received` and `monotonic` are 0.0 (offline there is no arrival clock; the
+pipeline runs its timeline on the events' own timestamps). Records that do not parse are yielded with `rejected`
 set, as the live source does, so the pipeline counts them the same way.
 
 After iteration, `truncated` / `corrupt` say why the log ended early (see
@@ -48,7 +47,7 @@ class FileSource:
         return self._reader.end_offset
 
     def __iter__(self) -> Iterator[Message]:
-        decode, stamp, peek = events.decode, events.timestamp, events.peek_kind
+        decode, peek = events.decode, events.peek_kind
         for record in self._reader.records():
             self.records += 1
             payload = record.payload
@@ -58,8 +57,8 @@ class FileSource:
                 self.rejected += 1
                 yield Message(payload, 0.0, 0.0, peek(payload), rejected=str(exc))
                 continue
-            t = stamp(event)
-            yield Message(payload, 0.0 if t is None else t, 0.0, event.WhichOneof("msg"), event=event)
+            # No receive times offline: the pipeline reads the event's own timestamp.
+            yield Message(payload, 0.0, 0.0, event.WhichOneof("msg"), event=event)
 
 
 def with_progress(source: FileSource, enabled: bool, desc: str = "backtest") -> Iterator[Message]:
