@@ -208,3 +208,52 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     assert writer.close(10)
     assert len(list(LogReader(out / telemetry_name(t0)))) == 11 + 4
     assert pipe.stats.telemetry_paused == 26  # every message is written or counted
+
+
+def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
+    """The timeline may release several records at once (here: a step of the rig's clock back,
+    confirmed by three records). A listener that pauses on the first of them (the disk floor)
+    must pause the rest: no segment may open after the pause (it did when the pipeline ran the
+    whole batch before anything was delivered)."""
+    from autorec.core.pipeline import Pipeline
+    from autorec.core.streamitems import Message, StreamListener
+    from autorec.io.dispatch import Dispatcher
+    from autorec.rules import parse_rules
+    from tests.support.segment_helpers import payload
+
+    t0 = 1_795_520_000.0
+    rules = parse_rules(
+        "rules:\n  - {name: hi, trigger: message, where: {hv_regulator.voltage: 5}, pre_roll: 1s, post_roll: 60s}\n"
+    )
+
+    class Collect:
+        def __init__(self):
+            self.actions = []
+
+        def submit(self, actions):
+            self.actions.extend(actions)
+
+        def telemetry(self, time, payload):
+            pass
+
+        def close(self, timeout=None):
+            return True
+
+    class PauseOnce(StreamListener):
+        armed = False
+
+        def message(self, t, kind):
+            if self.armed:
+                self.armed = False
+                dispatcher.pause(t, "disk_floor")
+
+    sink, guard = Collect(), PauseOnce()
+    dispatcher = Dispatcher(Pipeline(rules, offline=True), sink, listeners=[guard])
+    for i in range(10):
+        dispatcher.message(Message(payload("hv_regulator", t0 + i, 1), 0.0, 0.0, "hv_regulator"))
+    guard.armed = True
+    for i, volts in enumerate([1, 5, 1]):  # held together, released together; the 5 V one would fire
+        dispatcher.message(Message(payload("hv_regulator", t0 - 990 + i, volts), 0.0, 0.0, "hv_regulator"))
+    dispatcher.finish()
+    assert not any(isinstance(a, OpenSegment) for a in sink.actions), sink.actions
+    assert dispatcher.segmenter.suppressed == 1

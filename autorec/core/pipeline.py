@@ -4,8 +4,11 @@
 against the built-in simulator (`run --sim`), and offline over a log (`run --replay`, with or
 without `--dry-run`). It reads no clock, opens no file and calls nobody: each input method
 (`receive`/`message`, `tick`, `connected`, `disconnected`, `finish`, `pause`) returns the list of
-`Output`s it caused, in order, and the caller delivers them. `autorec.io.dispatch.Dispatcher`
-is that caller for every driver (the file loop `run_file`, the live loop in
+`Output`s it caused, in order, and the caller delivers them. A driver whose listeners act back
+on the pipeline runs it step by step instead, in the style of h11's `next_event`: `put(item)`
+(`put_tick`, `put_link`, `put_finish`) queues an input's steps (one per record the timeline
+releases, then the input's own), and `next_outputs()` runs one step and returns its outputs.
+`autorec.io.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
 `autorec.io.livedriver`): it hands `SegmentActions` to the writer (or the dry run),
 `TelemetryRecord`/`TimelapseRecord` to the writer's daily tracks, `ScoreUpdate` to the score
 sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired` to the `StreamListener`s (hooks for
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,49 +215,123 @@ class Pipeline:
         self._thinned: list[Any] = [0, 0, None, None]  # records, bytes, first and last time in the open segment
         self._budget_next_check: float | None = None
         self._out: list[Output] = []
+        self._work: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()  # queued steps
 
     def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
 
-    # -- inputs: each returns the outputs it caused, in order -----------------
-    def receive(self, item: Message | Connected | Disconnected) -> list[Output]:
-        """Any source item (live sources give all three kinds; a log gives messages)."""
+    # -- inputs ----------------------------------------------------------------
+    # Each input is turned into steps: one per record the timeline releases (it may release several
+    # at once: untimed records waiting for a first time, a decided run of odd timestamps), then the
+    # input's own (a tick, a (dis)connection, the end). `put*` queue the steps and `next_outputs()`
+    # runs one, so a driver can deliver each step's outputs before the next step runs: a listener
+    # that reacts (the disk floor pausing recording) then acts between two records, as it would
+    # have live. The plain inputs (`receive`, `message`, `tick`, ...) run every step at once and
+    # return all the outputs, in order: enough for a caller whose listeners never act back.
+    def put(self, item: Message | Connected | Disconnected) -> None:
+        """Queue the steps of a source item (live sources give all three kinds; a log gives messages)."""
         if isinstance(item, Message):
-            return self.message(item)
-        if isinstance(item, Connected):
-            return self.connected(item.monotonic, item.time)
-        if isinstance(item, Disconnected):
-            return self.disconnected(item.monotonic, item.time)
-        return []
+            self._put_message(item)
+        elif isinstance(item, Connected):
+            self.put_link(True, item.monotonic, item.time)
+        elif isinstance(item, Disconnected):
+            self.put_link(False, item.monotonic, item.time)
+
+    def put_tick(self, monotonic: float, wall: float | None = None) -> None:
+        """Queue a tick (see `tick`)."""
+        self._queue(self.timeline.expire(monotonic))
+        self._work.append((self._tick, (monotonic, wall)))
+
+    def put_finish(self, reason: str | None = None) -> None:
+        """Queue the end (see `finish`)."""
+        self._queue(self.timeline.flush())
+        self._work.append((self._finish, (reason,)))
+
+    def next_outputs(self) -> list[Output] | None:
+        """Run the next queued step and return its outputs; None when nothing is queued."""
+        if not self._work:
+            return None
+        step, args = self._work.popleft()
+        step(*args)
+        return self._take()
+
+    def receive(self, item: Message | Connected | Disconnected) -> list[Output]:
+        """`put(item)` and every step: all the outputs, in order."""
+        self.put(item)
+        return self._drain()
 
     def message(self, msg: Message) -> list[Output]:
+        self._put_message(msg)
+        return self._drain()
+
+    def tick(self, monotonic: float, wall: float | None = None) -> list[Output]:
+        """Live: time passes without a message. `monotonic` is the tick clock; stream time is the
+        timeline's projection of it (minus `tick_lag`). Offline there are no ticks: a log's
+        records carry all the time there is.
+
+        Before any stream time is known (never connected, or nothing timestamped yet) the only
+        output is `Ticked(wall)` when the local `wall` clock is given: the alert for a rig that
+        never answered needs a clock, and there is no other."""
+        self.put_tick(monotonic, wall)
+        return self._drain()
+
+    def connected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
+        """The source connected. `wall` (the local clock) stands in while no stream time is known."""
+        self.put_link(True, monotonic, wall)
+        return self._drain()
+
+    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
+        """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
+        self.put_link(False, monotonic, wall)
+        return self._drain()
+
+    def finish(self, reason: str | None = None) -> list[Output]:
+        """Close the open segment (end of stream or shutdown)."""
+        self.put_finish(reason)
+        return self._drain()
+
+    def _drain(self) -> list[Output]:
+        out: list[Output] = []
+        while (step := self.next_outputs()) is not None:
+            out += step
+        return out
+
+    def _queue(self, released: list[tuple[float, tuple[bytes, str, Any, float | None]]]) -> None:
+        for t, record in released:
+            self._work.append((self._process, (t, *record)))
+
+    def _put_message(self, msg: Message) -> None:
         if msg.rejected is not None:
             self.stats.rejected += 1
             if self.stats.rejected == 1:
                 log.warning(
                     "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
                 )
-            return []
+            return
         event = msg.event
         if event is None:
             try:
                 event = events.decode(msg.payload)
             except events.DecodeError:
                 self.stats.rejected += 1
-                return []
+                return
         kind = msg.kind or event.WhichOneof("msg") or ""
         # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
         # next records decide what it was; it hands back every record it releases, in order.
         stamp = events.timestamp(event)
         released = self.timeline.push(stamp, None if self.offline else msg.monotonic, (msg.payload, kind, event, stamp))
         self.stats.held = self.timeline.dropped
-        self._release(released)
-        return self._take()
+        if len(released) == 1 and not self._work:  # the common case: one record, nothing queued before it
+            t, (payload, kind, event, stamp) = released[0]
+            self._work.append((self._process, (t, payload, kind, event, stamp)))
+        else:
+            self._queue(released)
 
-    def _release(self, released: list[tuple[float, tuple[bytes, str, Any, float | None]]]) -> None:
-        for t, (payload, kind, event, stamp) in released:
-            self._process(t, payload, kind, event, stamp)
+    def put_link(self, up: bool, monotonic: float | None, wall: float | None = None) -> None:
+        """Queue a connection (`up`) or the start of a gap (see `connected`)."""
+        self._queue(self.timeline.flush())
+        self._work.append((self._link, (up, monotonic, wall)))
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any, stamp: float | None) -> None:
         stats = self.stats
@@ -291,23 +369,15 @@ class Pipeline:
             self._fired(t, firings)
         out.append(Processed(t, kind, event))
 
-    def tick(self, monotonic: float, wall: float | None = None) -> list[Output]:
-        """Live: time passes without a message. `monotonic` is the tick clock; stream time is the
-        timeline's projection of it (minus `tick_lag`). Offline there are no ticks: a log's
-        records carry all the time there is.
-
-        Before any stream time is known (never connected, or nothing timestamped yet) the only
-        output is `Ticked(wall)` when the local `wall` clock is given: the alert for a rig that
-        never answered needs a clock, and there is no other."""
-        self._release(self.timeline.expire(monotonic))
+    def _tick(self, monotonic: float, wall: float | None) -> None:
         t = self.timeline.tick(monotonic)
         if t is None:
             if wall is not None:
                 self._out.append(Ticked(wall))
-            return self._take()
+            return
         t -= self.tick_lag
         if self._segment_time is not None and t <= self._segment_time:
-            return self._take()
+            return
         firings = self.engine.tick(t)
         scored = self._scored(t, firings)
         if self.budget is None:
@@ -322,37 +392,23 @@ class Pipeline:
         if firings:
             self._fired(t, firings)
         self._out.append(Ticked(t))
-        return self._take()
 
-    def connected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
-        """The source connected. `wall` (the local clock) stands in while no stream time is known."""
-        return self._link(True, monotonic, wall)
-
-    def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
-        """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
-        return self._link(False, monotonic, wall)
-
-    def _link(self, up: bool, monotonic: float | None, wall: float | None) -> list[Output]:
+    def _link(self, up: bool, monotonic: float | None, wall: float | None) -> None:
         self.stats.connected = up
-        self._release(self.timeline.flush())
         t = self._now(monotonic)
         if t is not None:
             self._submit(self.segmenter.connected(t) if up else self.segmenter.disconnected(t))
             self._out.append(LinkChanged(t, up))
         elif wall is not None:
             self._out.append(LinkChanged(wall, up))
-        return self._take()
 
-    def finish(self, reason: str | None = None) -> list[Output]:
-        """Close the open segment (end of stream or shutdown)."""
+    def _finish(self, reason: str | None) -> None:
         reason = reason or ("end_of_log" if self.offline else "shutdown")
-        self._release(self.timeline.flush())
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
         final = self.scores.finish()
         if final.rows or final.near_misses:
             self._out.append(ScoreUpdate(final))
-        return self._take()
 
     def pause(self, t: float, reason: str) -> list[Output]:
         """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.

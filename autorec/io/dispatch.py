@@ -15,9 +15,11 @@ tests): its input methods have the pipeline's names (`receive`, `message`, `tick
   (`(time, event)`, the web UI's latest picture; must be quick);
 - `BudgetChanged` -> `on_budget_change` (the alerts), or the log without one.
 
-A listener may call back into the dispatcher while an output is being delivered (the disk
-floor pauses recording from its `tick`): that call's outputs are delivered at once, before
-the rest of the current step's.
+The pipeline is run step by step (`Pipeline.put*` / `next_outputs`): each step's outputs are
+delivered before the next step runs. A listener may call back into the dispatcher while an
+output is being delivered (the disk floor pauses recording from `message` or `tick`): that
+call's outputs are delivered at once, and the steps still queued (more records the timeline
+released together) run after it, paused.
 """
 
 from __future__ import annotations
@@ -87,29 +89,43 @@ class Dispatcher:
             pipeline.timelapse = None  # nobody to take the track: pick nothing (and count nothing)
 
     # -- inputs ----------------------------------------------------------------
+    # Step by step: each step's outputs are delivered before the next step runs, so a listener
+    # that acts back (the disk floor pausing recording) acts between two records.
     def receive(self, item: Message | Connected | Disconnected) -> None:
-        self.deliver(self.pipeline.receive(item))
+        self.pipeline.put(item)
+        self._run()
 
     def message(self, msg: Message) -> None:
-        self.deliver(self.pipeline.message(msg))
+        self.pipeline.put(msg)
+        self._run()
 
     def tick(self, monotonic: float, wall: float | None = None) -> None:
-        self.deliver(self.pipeline.tick(monotonic, wall))
+        self.pipeline.put_tick(monotonic, wall)
+        self._run()
 
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
-        self.deliver(self.pipeline.connected(monotonic, wall))
+        self.pipeline.put_link(True, monotonic, wall)
+        self._run()
 
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
-        self.deliver(self.pipeline.disconnected(monotonic, wall))
+        self.pipeline.put_link(False, monotonic, wall)
+        self._run()
 
     def finish(self, reason: str | None = None) -> None:
-        self.deliver(self.pipeline.finish(reason))
+        self.pipeline.put_finish(reason)
+        self._run()
 
     def pause(self, t: float, reason: str) -> None:
+        """At once, also from inside a delivery: the steps still queued run paused."""
         self.deliver(self.pipeline.pause(t, reason))
 
     def resume(self, reason: str) -> None:
         self.deliver(self.pipeline.resume(reason))
+
+    def _run(self) -> None:
+        next_outputs, deliver = self.pipeline.next_outputs, self.deliver
+        while (outputs := next_outputs()) is not None:
+            deliver(outputs)
 
     # -- delivery --------------------------------------------------------------
     def deliver(self, outputs: list[Output]) -> None:

@@ -154,12 +154,16 @@ PAUSE_REASON = "disk_floor"
 class DiskFloorGuard(StreamListener):
     """Keeps a pipeline from opening segments while the disk is below the floor.
 
-    A stream listener (the pipeline calls `message`/`tick`/...; only time
-    matters here). On each call it polls `watch` (rate-limited on `clock`, a
-    monotonic clock) and, sooner, whenever `write_errors()` has grown (a write
-    failed, perhaps ENOSPC). Crossing below the floor closes the open segment
-    cleanly with reason "disk_floor" (`pipeline.pause`) and suppresses new
-    ones; crossing back above resumes (`pipeline.resume`). Each change goes to
+    A stream listener (the dispatcher calls `message`/`tick`/...; only time
+    matters here). `pipeline` is the `autorec.io.dispatch.Dispatcher` that
+    delivers to it: its `pause`/`resume` deliver their outputs at once (a bare
+    `Pipeline` would return the closing segment to nobody). On each call it
+    polls `watch` (rate-limited on `clock`, a monotonic clock) and, sooner,
+    whenever `write_errors()` has grown (a write failed, perhaps ENOSPC).
+    Crossing below the floor closes the open segment cleanly with reason
+    "disk_floor" (`pipeline.pause`) and suppresses new ones, also for the
+    records the timeline released together with the one being delivered;
+    crossing back above resumes (`pipeline.resume`). Each change goes to
     `on_change(t, change)` (raise/clear the alert there); without a callback
     it is logged. It never touches the segmenter or the sink itself.
     """
