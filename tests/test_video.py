@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -378,3 +379,22 @@ def test_default_encoder_settings_and_x264_threads(tmp_path):
         with av.open(str(out)) as c:
             pts.append([f.pts for f in c.decode(video=0)])
     assert pts[0] == pts[1] == pts[2] and len(pts[0]) == 6
+
+
+def test_a_clock_step_back_of_seconds_keeps_the_frames_spaced():
+    """The rig's clock steps back 3 s (an NTP correction) under a 10 fps camera: the footage after it
+    goes on at its own pace, one step counted (not 30 frames squeezed into 1 ms nudges)."""
+    from autorec.media.frametiming import FrameClock, Item, SelectionStats, select_frames
+
+    stamps = [T0 + i * 0.1 for i in range(20)] + [T0 - 1.0 + i * 0.1 for i in range(60)]
+    items = []
+    for i, t in enumerate(stamps):
+        ev = PurpleDropEvent()
+        ev.image.image_data = b"x"
+        items.append(Item(i, "image", t, ev))
+    stats = SelectionStats()
+    frames = list(select_frames(items, stats, FrameClock(stats)))
+    times = [f.time - frames[0].time for f in frames]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(frames) == 80 and stats.clock_steps == 1
+    assert times[-1] > 7.5 and sum(g < 0.05 for g in gaps) <= 1, (times[-1], gaps)

@@ -11,11 +11,14 @@ Timing contract (`autorec.media.video`, both modes):
   is a camera stall (counted in `clock_steps`). Frames before any time is known
   are skipped (counted in `untimed`). The first exported frame is at t=0, and
   the file lasts `last - first + one frame interval` (the median of recent intervals).
-- Presentation times must increase, so a frame whose log time is not after the
-  previous frame's (equal, or clamped jitter) is placed 1 ms after the previous
-  frame (counted in `nudged`). `FrameClock` still shifts a step of `CLOCK_STEP`
-  (1 s) or more back by itself (one frame interval after the previous frame,
-  counted in `clock_steps`), for callers that hand it raw times.
+- For a video a step back of `CLOCK_STEP` (1 s) or more is a clock step, not
+  jitter: the timeline runs with that threshold, so the footage after a step
+  back goes on at its own pace. Presentation times must increase, so a frame
+  whose log time is not after the previous frame's (equal, or clamped jitter
+  under 1 s) is placed 1 ms after the previous frame (counted in `nudged`).
+  `FrameClock` also shifts a step of `CLOCK_STEP` or more back by itself (one
+  frame interval after the previous frame, counted in `clock_steps`), for
+  callers that hand it raw times.
 - A camera gap longer than `MAX_FRAME_GAP` (6 h) between two exported
   frames is cut to a still of `CUT_GAP_TO` (5 s), logged and counted in
   `gaps_cut`: an MP4 sample lasts at most 2**31 ticks of 1/90000 s (6.6 h),
@@ -219,7 +222,9 @@ def select_frames(
     snapshot_records: int | None = None,
 ) -> Iterator[Frame]:
     """The frames to export, in log order, with their times (the contract above)."""
-    timeline: Timeline[tuple[Item, bool]] = Timeline()
+    # A step back of a second or more is a clock step for a video (not jitter to clamp): the rest of the
+    # footage goes on after it at its own pace instead of being squeezed into 1 ms nudges.
+    timeline: Timeline[tuple[Item, bool]] = Timeline(jump_threshold=CLOCK_STEP)
     tagged = tag_snapshot(records, snapshot_records)
     try:
         for log_time, (item, in_snapshot) in stream_times(((i.timestamp, (i, s)) for i, s in tagged), timeline):
