@@ -208,3 +208,22 @@ def test_stream_times_is_the_timeline_rule_for_a_whole_log():
     # the last record is alone 5000 s ahead at the end of the log: decided as an outlier.
     assert got == [None, 100.0, 100.5, 100.5, 100.5, 101.0, 101.0, 101.0, 101.5, 102.0, 102.5, 102.5]
     assert [i for _, i in stream_times((t, i) for i, t in enumerate(raw))] == list(range(len(raw)))
+
+
+def test_a_damaged_first_timestamp_is_found_by_reading_ahead():
+    """Offline readers see past the first record: one first record stamped centuries ahead does not
+    drag the whole log with it (the Timeline alone trusts a first timestamp and absorbs the real
+    ones as a step back)."""
+    from autorec.core.timeline import LogSpan, Timeline, stream_times
+
+    raw = [16_725_225_600.0, None] + [100.0 + i for i in range(6)]
+    timeline: Timeline[int] = Timeline()
+    got = [t for t, _ in stream_times(((t, i) for i, t in enumerate(raw)), timeline)]
+    assert got == [None, None, 100.0, 101.0, 102.0, 103.0, 104.0, 105.0]
+    assert timeline.outliers == 1 and timeline.steps == 0
+    span = LogSpan()
+    for t in raw:
+        span.add(t)
+    assert span.finish() == (100.0, 105.0) and span.outliers == 1
+    # a log of two records, or records that do not agree after the first: the first is trusted
+    assert [t for t, _ in stream_times([(5000.0, 0), (100.0, 1)])] == [5000.0, 5000.0]
