@@ -367,7 +367,7 @@ def test_default_encoder_settings_and_x264_threads(tmp_path):
     superfast = video.x264_options(video.ExportOptions(preset="superfast", crf=23))
     assert superfast["x264-params"] == video.FAST_PRESET_PARAMS
     assert "x264-params" not in video.x264_options(video.ExportOptions(preset="superfast", x264_params=""))
-    assert video.default_encode_threads() >= 1
+    assert video.default_encode_threads("ultrafast") >= 1 and video.default_encode_threads("superfast") == 0
     # Any x264 thread count (0: x264's own) gives the same frames at the same times.
     times = [T0 + i * 0.1 for i in range(6)]
     log = frames_log(tmp_path / "threads.bin", times, [make_jpeg(i) for i in range(6)])

@@ -184,7 +184,7 @@ class ExportOptions:
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
     decode_threads: int | None = None  # default: `default_decode_threads()`; 0: decode in the encoding thread
-    encode_threads: int | None = None  # libx264's threads; default: `default_encode_threads()`; 0: x264's own
+    encode_threads: int | None = None  # libx264's threads; default: `default_encode_threads(preset)`; 0: x264's own
     max_pixels: int = DEFAULT_MAX_PIXELS  # frames larger than this (width x height) are skipped, never decoded
     fps: float | None = None  # a fixed playback rate instead of each frame's own time (timelapses)
 
@@ -563,7 +563,9 @@ def _export_copy(frames: Iterator[Frame], container, options: ExportOptions, res
 
 def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, result: ExportResult, progress) -> None:
     workers = options.decode_threads if options.decode_threads is not None else default_decode_threads()
-    encode_threads = options.encode_threads if options.encode_threads is not None else default_encode_threads()
+    encode_threads = (
+        options.encode_threads if options.encode_threads is not None else default_encode_threads(options.preset)
+    )
     window = 2 * max(1, workers) + 2  # frames in flight: enough to keep every decoder busy, little memory
     writer: _Writer | None = None
     decoder: _Decoder | None = None
@@ -640,12 +642,19 @@ def default_decode_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
-def default_encode_threads() -> int:
-    """libx264 threads: the CPUs the default decode threads leave, at least 1. x264's own default
-    (1.5 per CPU, frame threads) costs CPU in synchronisation: at ultrafast on 2 cores, x264 alone
-    took 7.1 ms of CPU a frame with its default 3 threads, 6.2 with 2, 5.2 with 1. Not derived
-    from `decode_threads`: x264's output depends on its thread count, and the video must not
-    depend on how many threads decoded the JPEGs."""
+def default_encode_threads(preset: str) -> int:
+    """libx264 threads for `preset` (0: x264's own choice, 1.5 frame threads per CPU).
+
+    ultrafast: the CPUs the default decode threads leave, at least 1. There the encoder costs
+    about as much as the decoder, and x264's frame threads cost CPU in synchronisation: x264
+    alone took 7.1 ms of CPU a frame with its default 3 threads on 2 cores, 6.2 with 2, 5.2
+    with 1. Slower presets keep x264's own count: their encoder is the bottleneck (superfast
+    with 1 thread on 2 cores: 2.50 s against 2.14 s with x264's own, same run).
+    Not derived from `decode_threads`: x264's output depends on its thread count, and the video
+    must not depend on how many threads decoded the JPEGs.
+    """
+    if preset != "ultrafast":
+        return 0
     return max(1, _cpus() - default_decode_threads())
 
 
