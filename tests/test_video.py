@@ -398,3 +398,9 @@ def test_a_clock_step_back_of_seconds_keeps_the_frames_spaced():
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(frames) == 80 and stats.clock_steps == 1
     assert times[-1] > 7.5 and sum(g < 0.05 for g in gaps) <= 1, (times[-1], gaps)
+
+
+def test_the_video_commands_defaults_are_the_exporters():
+    from autorec.commands import video as command
+
+    assert command.DEFAULT_CRF == video.ExportOptions.crf and command.DEFAULT_PRESET == video.ExportOptions.preset

@@ -16,6 +16,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# What `autorec.media.video.ExportOptions` defaults to, for the help text without importing PyAV at
+# startup (tests/test_video.py checks they agree).
+DEFAULT_CRF = 28
+DEFAULT_PRESET = "ultrafast"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,8 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="output file (one log only)")
     p.add_argument("--out-dir", metavar="DIR", help="write outputs here instead of beside each log")
     p.add_argument("--copy", action="store_true", help="no re-encode: original JPEGs into an MKV (lossless, fast)")
-    p.add_argument("--crf", type=int, default=23, help="H.264 quality, 0-51, lower is better (default 23)")
-    p.add_argument("--preset", default=None, help="x264 speed preset (default superfast, with mb-tree)")
+    p.add_argument(
+        "--crf", type=int, default=None, help=f"H.264 quality, 0-51, lower is better (default {DEFAULT_CRF})"
+    )
+    p.add_argument("--preset", default=None, help=f"x264 speed preset (default {DEFAULT_PRESET})")
     p.add_argument(
         "--x264-params", default=None, metavar="K=V:...", help="extra x264 settings ('' for none; see README)"
     )
@@ -120,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "copy" if args.copy else "h264"
     if args.copy and args.timestamp:
         return _usage("--timestamp needs re-encoding: it cannot be used with --copy")
+    if args.crf is None:
+        args.crf = video.ExportOptions.crf
     if not 0 <= args.crf <= 51:
         return _usage(f"--crf must be 0-51, got {args.crf}")
     if args.preset is not None and args.preset not in _PRESETS:

@@ -73,7 +73,7 @@ class ExportQueue:
         mode: ExportMode,
         *,
         out_dir: str | os.PathLike[str] | None = None,
-        crf: int = 23,
+        crf: int | None = None,  # None: `autorec video`'s default
         preset: str | None = None,
         nice: int = 10,
         job_timeout: float | None = None,
@@ -195,7 +195,8 @@ class ExportQueue:
         if self.mode == "copy":
             cmd.append("--copy")
         else:
-            cmd += ["--crf", str(self.crf)]
+            if self.crf is not None:
+                cmd += ["--crf", str(self.crf)]
             if self.preset is not None:
                 cmd += ["--preset", self.preset]
         if self.out_dir is not None:
