@@ -201,8 +201,11 @@ def test_recorder_survives_a_full_disk_and_resumes(small_disk_16m, tmp_path):
     out = small_disk_16m
     rules = tmp_path / "rules.yaml"
     # Only segments on this disk: the daily tracks (telemetry, timelapse) would eat its last blocks between checks.
+    # A post-roll longer than the run keeps the first segment open until the floor closes it: with a short
+    # one, a segment could end by itself just before the disk filled, and the floor close was a race.
     rules.write_text(
         "output:\n  min_free: 1MB\n  telemetry: false\n  timelapse: off\n"
+        "segments:\n  post_roll: 1h\n"
         "rules:\n  - name: moves\n    trigger: electrodes\n"
     )
     cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--out", str(out)]
