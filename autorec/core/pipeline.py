@@ -309,24 +309,17 @@ class Pipeline:
                     "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
                 )
             return
-        event = msg.event
-        if event is None:
-            try:
-                event = events.decode(msg.payload)
-            except events.DecodeError:
-                self.stats.rejected += 1
-                return
-        kind = msg.kind or event.WhichOneof("msg") or ""
+        decoded = msg.decoded()
+        if decoded is None:
+            self.stats.rejected += 1
+            return
+        event, kind = decoded
         # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
         # next records decide what it was; it hands back every record it releases, in order.
         stamp = events.timestamp(event)
         released = self.timeline.push(stamp, None if self.offline else msg.monotonic, (msg.payload, kind, event, stamp))
         self.stats.held = self.timeline.dropped
-        if len(released) == 1 and not self._work:  # the common case: one record, nothing queued before it
-            t, (payload, kind, event, stamp) = released[0]
-            self._work.append((self._process, (t, payload, kind, event, stamp)))
-        else:
-            self._queue(released)
+        self._queue(released)
 
     def put_link(self, up: bool, monotonic: float | None, wall: float | None = None) -> None:
         """Queue a connection (`up`) or the start of a gap (see `connected`)."""

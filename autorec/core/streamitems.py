@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autorec import events
 from autorec.proto import PurpleDropEvent
 
 
@@ -32,6 +33,19 @@ class Message:
     kind: str | None
     rejected: str | None = None  # why the frame is not a PurpleDropEvent, None if it is one
     event: PurpleDropEvent | None = None  # the decoded event (None when rejected)
+
+    def decoded(self) -> tuple[PurpleDropEvent, str] | None:
+        """`(event, kind)`: the event the source decoded, else decoded from the payload now; None for
+        a rejected frame or a payload that does not parse."""
+        if self.rejected is not None:
+            return None
+        event = self.event
+        if event is None:
+            try:
+                event = events.decode(self.payload)
+            except events.DecodeError:
+                return None
+        return event, self.kind or event.WhichOneof("msg") or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,15 +119,10 @@ def sweep(
 
     for msg in messages:
         seen_bytes += 4 + len(msg.payload)
-        if msg.rejected is not None:
+        decoded = msg.decoded()
+        if decoded is None:
             continue
-        event = msg.event
-        if event is None:
-            try:
-                event = events.decode(msg.payload)
-            except events.DecodeError:
-                continue
-        kind = msg.kind or event.WhichOneof("msg") or ""
+        event, kind = decoded
         # the timeline holds records it cannot date yet (no clock, a possible clock step) and releases them
         for t, (payload, item_kind, item_event) in timeline.push(
             events.timestamp(event), None, (msg.payload, kind, event)
