@@ -233,128 +233,110 @@ class _Held(Generic[T]):
     item: T
 
 
-class FirstDoubt(Generic[T]):
-    """Offline: holds back a log's first timestamp until the next ones say whether it was damaged.
+class LogClock(Generic[T]):
+    """The one clock rule for every reader of a log (replay pacing, video timing, log spans,
+    recovery), fed one record at a time: `feed(raw timestamp, item)` returns the `(stream time,
+    item)` pairs it releases, in order, and `finish()` the rest at the end of the log.
 
-    The `Timeline` trusts the first timestamp it sees (live there is nothing else to go by). A log
-    can be read ahead: if the first timed record deviates from the `confirm` timed records after
-    it, which agree with each other (by `rule`), the first was damaged (one record stamped in
-    2500, a clock not yet set at boot), and it comes out as untimed (its timestamp None) so the
-    clock starts at the real time. `feed(timestamp, item)` returns what may go on to the
-    timeline, in order; `flush()` the rest. What is held is bounded by `max_held` records (beyond
-    that the first timestamp is trusted). `doubted` counts first timestamps found damaged."""
+    It is the recorder's own `Timeline` (`timeline`, offline: its counters `outliers`, `steps`,
+    ... count for the log): a damaged timestamp is an outlier stamped with the carried-forward
+    time, a confirmed step back is absorbed (time goes on from where it was), one forward is
+    followed, small steps back are clamped, untimed records carry the last time. A log can be
+    read ahead, which the live recorder cannot: the first timestamp is held back until `confirm`
+    more have come, and if those agree with each other but not with it, it was damaged (one
+    record stamped in 2500, a clock not set yet at boot): it comes out as untimed and counts as an
+    outlier, so the clock starts at the real time instead of absorbing the real ones as a step.
+    Records before the first timestamp that have none come out at once with None (nothing is
+    held without a clock, so nothing can be dropped); a record is held only while a deviating
+    run or the first timestamp is being decided (a few records, bounded by `max_held`)."""
 
-    def __init__(self, rule: ClockNormaliser, max_held: int = 10_000) -> None:
-        self.rule = rule
-        self.max_held = max_held
-        self.doubted = 0
-        self._held: list[tuple[float | None, T]] = []
+    def __init__(self, timeline: Timeline[T] | None = None, **options: Any) -> None:
+        self.timeline: Timeline[T] = timeline if timeline is not None else Timeline(**options)
+        self._first: list[tuple[float | None, T]] | None = []  # held while the first timestamp is doubted
         self._stamps: list[float] = []
-        self._done = False
 
     def feed(self, timestamp: float | None, item: T) -> list[tuple[float | None, T]]:
-        if self._done:
-            return [(timestamp, item)]
-        if timestamp is None and not self._held:
-            return [(None, item)]  # untimed before any timestamp: nothing to doubt yet
-        self._held.append((timestamp, item))
+        first = self._first
+        if first is None or (timestamp is None and not first):
+            return self._timed([(timestamp, item)])
+        first.append((timestamp, item))
         if timestamp is not None:
             self._stamps.append(timestamp)
-        if len(self._stamps) > self.rule.confirm or len(self._held) >= self.max_held:
-            return self.flush()
+        if len(self._stamps) > self.timeline.rule.confirm or len(first) >= self.timeline.max_held:
+            return self._timed(self._decide_first())
         return []
 
-    def flush(self) -> list[tuple[float | None, T]]:
-        held, self._held = self._held, []
-        if self._done:
-            return held
-        self._done = True
-        stamps, self._stamps = self._stamps, []
-        if len(stamps) > self.rule.confirm:
-            first, rest = stamps[0], stamps[1:]
-            agree = all(not self.rule.deviates(b, a) for a, b in itertools.pairwise(rest))
-            if agree and self.rule.deviates(rest[0], first):
-                self.doubted += 1
+    def finish(self) -> list[tuple[float | None, T]]:
+        out = self._timed(self._decide_first())
+        return out + self.timeline.flush()
+
+    def _decide_first(self) -> list[tuple[float | None, T]]:
+        held, self._first = self._first, None
+        if held is None:
+            return []  # decided already
+        stamps, rule = self._stamps, self.timeline.rule
+        if len(stamps) > rule.confirm:
+            rest = stamps[1:]
+            agree = all(not rule.deviates(b, a) for a, b in itertools.pairwise(rest))
+            if agree and rule.deviates(rest[0], stamps[0]):
+                self.timeline.outliers += 1
                 i = next(i for i, (t, _) in enumerate(held) if t is not None)
                 held[i] = (None, held[i][1])
         return held
+
+    def _timed(self, pairs: list[tuple[float | None, T]]) -> list[tuple[float | None, T]]:
+        timeline = self.timeline
+        out: list[tuple[float | None, T]] = []
+        for timestamp, item in pairs:
+            if timestamp is None and timeline.time is None and not timeline.holding:
+                out.append((None, item))
+            else:
+                out += timeline.push(timestamp, None, item)
+        return out
 
 
 def stream_times(
     items: Iterable[tuple[float | None, T]], timeline: Timeline[T] | None = None, **options: Any
 ) -> Iterator[tuple[float | None, T]]:
-    """Offline: `(stream time, item)` for each `(raw timestamp, item)`, in order, by the `Timeline`'s rules.
-
-    The one clock rule for every reader of a log (replay pacing, video timing, log spans,
-    recovery): a damaged timestamp is an outlier stamped with the carried-forward time, a
-    confirmed step back is absorbed (time goes on from where it was), one forward is followed,
-    small steps back are clamped, untimed records carry the last time. A damaged *first*
-    timestamp is found by reading ahead (`FirstDoubt`): it comes out as untimed, counted in the
-    timeline's `outliers`. Records before the first timestamp that have none come out at once
-    with None (nothing is held without a clock, so nothing can be dropped); a record is held
-    only while a deviating run (or the first timestamp) is being decided (a few records;
-    bounded by `max_held`), and the end of `items` decides it.
-    `timeline`: a fresh offline `Timeline` to use (its counters: `outliers`, `steps`, ...), or
-    None for one made from `options` (`step_threshold`, `confirm`, ...)."""
-    if timeline is None:
-        timeline = Timeline(**options)
-    doubt: FirstDoubt[T] = FirstDoubt(timeline.rule, timeline.max_held)
-
-    def timed(pairs: list[tuple[float | None, T]]) -> Iterator[tuple[float | None, T]]:
-        for timestamp, item in pairs:
-            if timestamp is None and timeline.time is None and not timeline.holding:
-                yield None, item
-                continue
-            yield from timeline.push(timestamp, None, item)
-
+    """Offline: `(stream time, item)` for each `(raw timestamp, item)` of a whole log, in order, by
+    `LogClock`'s rule. `timeline`: a fresh offline `Timeline` to use (to read its counters
+    after), or None for one made from `options` (`step_threshold`, `confirm`, ...)."""
+    clock: LogClock[T] = LogClock(timeline, **options)
     for timestamp, item in items:
-        yield from timed(doubt.feed(timestamp, item))
-    yield from timed(doubt.flush())
-    timeline.outliers += doubt.doubted
-    yield from timeline.flush()
-    # A run held without a clock cannot be left: only untimed records before the first timestamp,
-    # which are never held here (see above).
+        yield from clock.feed(timestamp, item)
+    yield from clock.finish()
 
 
 class LogSpan:
-    """First and last stream time of a log, by the same rule (`stream_times`), fed one timestamp at a time.
+    """First and last stream time of a log, by `LogClock`'s rule, fed one timestamp at a time.
 
     `add(timestamp)` per record, in order (None for a record without one); `finish()` then
     gives `(start, end)` (None, None without any timestamp), and `outliers` / `steps` count
     the damaged timestamps ignored and the clock steps followed."""
 
     def __init__(self, **options: Any) -> None:
-        self._timeline: Timeline[None] = Timeline(**options)
-        self._doubt: FirstDoubt[None] = FirstDoubt(self._timeline.rule, self._timeline.max_held)
+        self._clock: LogClock[None] = LogClock(**options)
         self.start: float | None = None
         self.end: float | None = None
 
     def add(self, timestamp: float | None) -> None:
-        for stamp, _ in self._doubt.feed(timestamp, None):
-            self._push(stamp)
-
-    def _push(self, timestamp: float | None) -> None:
-        if timestamp is None and not self._timeline.holding:
-            return  # an untimed record changes no span (it carries the last time)
-        for t, _ in self._timeline.push(timestamp, None, None):
-            self._seen(t)
-
-    def _seen(self, t: float) -> None:
-        if self.start is None:
-            self.start = t
-        self.end = t
+        self._seen(self._clock.feed(timestamp, None))
 
     def finish(self) -> tuple[float | None, float | None]:
-        for stamp, _ in self._doubt.flush():
-            self._push(stamp)
-        for t, _ in self._timeline.flush():
-            self._seen(t)
+        self._seen(self._clock.finish())
         return self.start, self.end
+
+    def _seen(self, released: list[tuple[float | None, None]]) -> None:
+        for t, _ in released:
+            if t is not None:
+                if self.start is None:
+                    self.start = t
+                self.end = t
 
     @property
     def outliers(self) -> int:
-        return self._timeline.outliers + self._doubt.doubted
+        return self._clock.timeline.outliers
 
     @property
     def steps(self) -> int:
-        return self._timeline.steps
+        return self._clock.timeline.steps
