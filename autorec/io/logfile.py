@@ -88,11 +88,19 @@ class LogReader:
             return open(self._source, "rb", buffering=_READ_CHUNK), True
         return self._source, False
 
-    def _check_length(self, offset: int, length: int) -> bool:
+    def _length(self, f: BinaryIO, offset: int) -> int | None:
+        """The length in the record header at `offset` (the file is there), or None at the end of the
+        log: clean, cut inside the header (`truncated`) or a length over the cap (`corrupt`)."""
+        header = f.read(4)
+        if len(header) < 4:
+            if header:
+                self.truncated = Truncation(offset, 4 - len(header))
+            return None
+        (length,) = HEADER.unpack(header)
         if length > self.max_record:
             self.corrupt = Corruption(offset, f"record length {length} exceeds the {self.max_record}-byte cap")
-            return False
-        return True
+            return None
+        return length
 
     def records(self) -> Iterator[Record]:
         self.truncated = self.corrupt = None
@@ -100,15 +108,7 @@ class LogReader:
         try:
             offset = f.tell() if not owned else 0
             self.end_offset = offset
-            while True:
-                header = f.read(4)
-                if len(header) < 4:
-                    if header:
-                        self.truncated = Truncation(offset, 4 - len(header))
-                    return
-                (length,) = HEADER.unpack(header)
-                if not self._check_length(offset, length):
-                    return
+            while (length := self._length(f, offset)) is not None:
                 payload = f.read(length)
                 if len(payload) < length:
                     self.truncated = Truncation(offset, length - len(payload))
@@ -128,15 +128,7 @@ class LogReader:
             size = os.fstat(f.fileno()).st_size
             offset = f.tell() if not owned else 0
             self.end_offset = offset
-            while True:
-                header = f.read(4)
-                if len(header) < 4:
-                    if header:
-                        self.truncated = Truncation(offset, 4 - len(header))
-                    return
-                (length,) = HEADER.unpack(header)
-                if not self._check_length(offset, length):
-                    return
+            while (length := self._length(f, offset)) is not None:
                 available = size - offset - 4
                 if available < length:
                     self.truncated = Truncation(offset, length - available)
