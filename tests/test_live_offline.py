@@ -49,7 +49,7 @@ def test_live_and_offline_write_the_same_segments(tmp_path: Path):
     port_file = tmp_path / "replay.out"
     with open(port_file, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "autorec", "replay", str(log), "--port", "0", "--speed", "8", "--wait"],
+            [sys.executable, "-m", "autorec", "replay", str(log), "--port", "0", "--speed", "16", "--wait"],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,

@@ -126,7 +126,10 @@ class DiskWatch:
 
     directory: str | os.PathLike[str]
     floor: DiskFloor = field(default_factory=DiskFloor)
-    interval: float = 5.0
+    # statvfs costs microseconds; at 10 fps a camera segment grows ~1 MB/s, so a 5 s interval
+    # let it write ~5 MB past the floor before the check, and kept a paused recorder waiting
+    # that long after space came back.
+    interval: float = 1.0
     errors: int = 0
     last_error: str | None = None
     _last: float | None = None
