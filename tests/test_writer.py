@@ -104,6 +104,35 @@ def test_open_segment_is_flushed_as_partial_within_a_second(tmp_path: Path):
     assert (tmp_path / "1-a.bin").exists() and not partial.exists()
 
 
+def test_records_wait_for_their_batch_but_opens_closes_and_a_filling_queue_do_not(tmp_path: Path):
+    # A batch delay and a flush interval far longer than the test: whatever the writer does here,
+    # it does because it was told to act at once, not because the batch or the flush fell due.
+    w = SegmentWriter(tmp_path, "{seq}-{rules}", batch_delay=600, flush_interval=600, queue_max_bytes=40_000)
+    w.start()
+    try:
+        seg = Segmenter(default=POLICY)
+        w.submit(seg.feed(T0, payload("hv_regulator", T0, 1), "hv_regulator", [Firing("a", T0)]))
+        # the open (with its first record) is acted on at once
+        wait_until(lambda: w.stats.open_segment is not None, 10, "the segment to open")
+        wait_until(lambda: w.stats.queued_bytes == 0, 10, "the opening batch to be taken")
+        small = payload("hv_regulator", T0 + 1, 2)
+        w.submit(seg.feed(T0 + 1, small, "hv_regulator"))
+        assert w.stats.queued_bytes == len(small)  # waits for its batch (600 s away)
+        # a quarter of the queue's bound cannot wait
+        event = PurpleDropEvent()
+        event.image.image_data = b"\xff\xd8" + bytes(12_000) + b"\xff\xd9"
+        events.set_timestamp(event, T0 + 2)
+        big = event.SerializeToString()
+        w.submit(seg.feed(T0 + 2, big, "image"))
+        wait_until(lambda: w.stats.queued_bytes == 0, 10, "a quarter-full queue to be taken")
+        # the close is acted on at once: renamed and indexed while the batch delay is far off
+        w.submit(seg.close())
+        wait_until(lambda: (tmp_path / "1-a.bin").exists(), 10, "the closed segment")
+        assert [r.payload for r in LogReader(tmp_path / "1-a.bin")][-2:] == [small, big]
+    finally:
+        assert w.close(10)
+
+
 def test_a_full_queue_drops_whole_messages_and_records_a_gap(tmp_path: Path):
     # No thread started: nothing drains the queue until close(), so drops are deterministic.
     w = SegmentWriter(tmp_path, "{seq}-{rules}", queue_max_bytes=800, telemetry=False)
