@@ -85,7 +85,7 @@ class StreamListener:
         """A message of `kind` was processed at stream time `t`."""
 
     def tick(self, t: float) -> None:
-        """Time passed without a message (live: every 0.1 s of the tick clock)."""
+        """Time passed without a message (live: every 0.5 s of the tick clock)."""
 
     def fired(self, t: float, firings: Sequence[Any]) -> None:
         """Rules fired (`autorec.triggers.base.Firing`s)."""

@@ -1,7 +1,7 @@
 """The live driver: runs a pipeline from an async source (a rig, the simulator) with its services.
 
 - `run_live(pipeline, source, stop, ...)` feeds items from an async source and ticks the
-  pipeline every 0.1 s so post-roll ends on time when the stream is quiet.
+  pipeline every 0.5 s so post-roll ends on time when the stream is quiet.
 - `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
   signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), the optional web UI,
   the built-in simulator when asked, and the status line / heartbeat.
