@@ -244,6 +244,8 @@ class SegmentWriter:
                     elif isinstance(a, CloseSegment):
                         self._flush_drop()
                         self._segment_open = False
+                # _room may have waited (block mode) while the writer emptied the queue: a new batch
+                was_empty = was_empty or not self._queue
                 self._queue.append(a)
             self.stats.queued_bytes = self._queued
             self._wake(was_empty)
