@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import re
 import socket
@@ -202,6 +203,29 @@ def test_a_stalled_browser_costs_the_recorder_nothing(night: Path):
         assert srv.get("/api/status")[0] == 200
         stalled.close()
         wait_until(lambda: not feed.subscribers, 10, "the stalled client to be forgotten once gone")
+
+
+def test_a_segment_closing_after_the_web_loop_ended_is_not_an_error(tmp_path: Path, caplog):
+    """Ctrl-C during a segment: the web server and its loop end first, then the writer closes the
+    segment and tells its observers, the web feed among them. That raised into the writer
+    ('observer _Feed.segment_closed failed', an ERROR and a traceback on a clean stop)."""
+    from autorec.core.segmenter import Segmenter, SegmentPolicy
+    from autorec.io.writer import SegmentWriter
+    from autorec.triggers.base import Firing
+    from tests.support.segment_helpers import payload
+
+    feed = LiveFeed(lambda: {})
+    feed.loop = asyncio.new_event_loop()
+    feed.loop.close()
+    writer = SegmentWriter(tmp_path, "{seq}-{rules}", telemetry=False, observers=[feed]).start()
+    seg = Segmenter(default=SegmentPolicy(pre_roll=1.0, post_roll=1.0, max_length=60.0))
+    t0 = 1_700_000_000.0
+    with caplog.at_level(logging.WARNING):
+        writer.submit(seg.feed(t0, payload("hv_regulator", t0, 1), "hv_regulator", [Firing("a", t0)]))
+        writer.submit(seg.close())
+        assert writer.close(10)
+    assert (tmp_path / "1-a.bin").exists()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def _call(fn):

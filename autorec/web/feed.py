@@ -204,14 +204,22 @@ class LiveFeed(Feed, StreamListener):
 
     # -- the writer's observer interface (writer thread) -----------------------------------------
     def segment_opened(self, segment: Any) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.push_status, True)
+        self._on_loop(self.push_status, True)
 
     def segment_closed(self, segment: Any) -> None:
-        if self.loop is None:
+        self._on_loop(self._segment_closed, dict(segment.summary))
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        # From the writer thread. The writer closes the last segment after the web server and
+        # its loop have ended (Ctrl-C during a segment): nobody is left to tell, and calling into
+        # the closed loop raised, which the writer logged as an ERROR with a traceback.
+        loop = self.loop
+        if loop is None or loop.is_closed():
             return
-        summary = dict(segment.summary)
-        self.loop.call_soon_threadsafe(self._segment_closed, summary)
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # closed between the check and the call
+            log.debug("web feed: loop closed, %s not delivered", getattr(fn, "__name__", fn))
 
     def _segment_closed(self, summary: dict[str, Any]) -> None:
         self.push("segment", summary)
