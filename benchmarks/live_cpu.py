@@ -16,6 +16,10 @@ the ratio run / recorder (issue 21's target: <= 2.0x pdrecord).
 other threads are not seen) and prints its top costs by own time; the profiler
 makes that run slower, so the CPU ratio of a profiled run is not the figure.
 
+`--idle` serves a websocket that accepts the connections and sends nothing instead of the
+simulator: what each process costs while the rig is quiet (wake-ups: ticks, flushes, status
+writes), in CPU seconds per minute; there is no ratio then (the recorders spend ~0).
+
 `--py-spy FILE` samples `autorec run` with py-spy (`pip install py-spy`; all threads,
 little overhead) over the measured window, writes the collapsed stacks to FILE and
 prints the top functions by own and by inclusive samples, blocked waits left out.
@@ -65,6 +69,28 @@ def start_sim() -> tuple[subprocess.Popen, str]:
     return sim, uri
 
 
+SILENT_SERVER = """
+import asyncio, websockets
+async def main():
+    async def handler(ws):
+        await ws.wait_closed()
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        print("ws://127.0.0.1:%d" % server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+def start_silent() -> tuple[subprocess.Popen, str]:
+    """A websocket server that accepts connections and never sends (a quiet rig)."""
+    server = subprocess.Popen([sys.executable, "-c", SILENT_SERVER], stdout=subprocess.PIPE, text=True)
+    uri = (server.stdout.readline() if server.stdout else "").strip()
+    if not uri.startswith("ws://"):
+        server.terminate()
+        raise SystemExit(f"the silent server did not say where it serves: {uri!r}")
+    return server, uri
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # autorec ends cleanly on SIGTERM (and cProfile writes its file)
@@ -85,11 +111,12 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, default=None, help="run `autorec run` under cProfile into FILE")
     parser.add_argument("--py-spy", dest="pyspy", type=Path, default=None, help="sample `autorec run` into FILE")
     parser.add_argument("--top", type=int, default=10, help="profile lines to print")
+    parser.add_argument("--idle", action="store_true", help="a server that sends nothing instead of the simulator")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="autorec-live-cpu-") as tmp_name:
         tmp = Path(tmp_name)
-        sim, uri = start_sim()
+        sim, uri = start_silent() if args.idle else start_sim()
         procs: dict[str, subprocess.Popen] = {}
         try:
             pdrecord = args.pdrecord or shutil.which("pdrecord")
@@ -148,6 +175,12 @@ def main() -> int:
                 stop(proc)
             stop(sim)
     window = wall1 - wall0
+    if args.idle:
+        print(f"a connected rig that sends nothing, same {window:.0f} s (after {args.warmup:g} s warm-up):")
+        for name in procs:
+            cpu = after[name] - before[name]
+            print(f"  {name:52s} {cpu:6.3f} CPU s  ({cpu / window * 60:.3f} CPU s a minute, RSS {rss[name]:.0f} MiB)")
+        return 0
     print(f"10 fps simulated rig, same stream, same {window:.0f} s (after {args.warmup:g} s warm-up):")
     for name in procs:
         cpu = after[name] - before[name]
