@@ -228,6 +228,17 @@ def test_a_segment_closing_after_the_web_loop_ended_is_not_an_error(tmp_path: Pa
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+def test_serve_without_the_web_extra_says_what_to_install(tmp_path: Path):
+    """A core install has no aiohttp: one line naming this Python's pip and the clone, exit 2."""
+    code = "import sys; sys.modules['aiohttp'] = None\nfrom autorec.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "serve", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "autorec serve: --http: the web UI needs the 'web' extra (aiohttp, Bokeh): "
+        f"{sys.executable} -m pip install '.[web]' in the autorec folder"
+    )
+
+
 async def _call(fn):
     return fn()
 

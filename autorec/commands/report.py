@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-REPORT_EXTRA = "the report needs the 'report' extra: pip install 'autorec[report]' (Bokeh; matplotlib for --png)"
+from autorec.extras import install_hint
+
+REPORT_EXTRA = f"the report needs the 'report' extra (Bokeh; matplotlib for --png): {install_hint('report')}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-WEB_EXTRA = "the web UI needs the 'web' extra: pip install 'autorec[web]' (aiohttp, Bokeh)"
+from autorec.extras import install_hint
+
+WEB_EXTRA = f"the web UI needs the 'web' extra (aiohttp, Bokeh): {install_hint('web')}"
 
 
 def add_http_arguments(p: argparse.ArgumentParser, default: str | None) -> None:

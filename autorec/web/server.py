@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from autorec.extras import install_hint
 from autorec.web.feed import Feed
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class WebUI:
             return web.Response(text=self._night_page[1], content_type="text/html")
         html = await self._render_night()
         if html is None:
-            return web.Response(status=501, text="the night page needs: pip install 'autorec[web]'\n")
+            return web.Response(status=501, text=f"the night page needs the 'web' extra: {install_hint('web')}\n")
         return web.Response(text=html, content_type="text/html")
 
     async def segment_page(self, request: web.Request) -> web.Response:
@@ -268,7 +269,7 @@ class WebUI:
         try:
             html = await self._in_thread(segment_page, self.directory, night, seg, prev_seg, next_seg)
         except ImportError:
-            return web.Response(status=501, text="the segment page needs: pip install 'autorec[web]'\n")
+            return web.Response(status=501, text=f"the segment page needs the 'web' extra: {install_hint('web')}\n")
         return web.Response(text=html, content_type="text/html")
 
     # -- API -------------------------------------------------------------------------------------
