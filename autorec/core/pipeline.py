@@ -399,9 +399,7 @@ class Pipeline:
         reason = reason or ("end_of_log" if self.offline else "shutdown")
         t = self._segment_time if self._segment_time is not None else self.timeline.time
         self._submit(self.segmenter.close(t, reason))
-        final = self.scores.finish()
-        if final.rows or final.near_misses:
-            self._out.append(ScoreUpdate(final))
+        self._score_update(self.scores.finish())
 
     def pause(self, t: float, reason: str) -> list[Output]:
         """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
@@ -482,8 +480,7 @@ class Pipeline:
         out = self.scores.feed(t, self.engine.take_scores(), firings)
         if not out:
             return firings
-        if out.rows or out.near_misses:
-            self._out.append(ScoreUpdate(out))
+        self._score_update(out)
         clips = [
             Firing(
                 nm.rule,
@@ -498,6 +495,10 @@ class Pipeline:
             return firings
         self.near_miss_clips += len(clips)
         return [*firings, *clips]
+
+    def _score_update(self, out: ScoreOutput) -> None:
+        if out.rows or out.near_misses:
+            self._out.append(ScoreUpdate(out))
 
     def _now(self, monotonic: float | None) -> float | None:
         if self.offline or monotonic is None:

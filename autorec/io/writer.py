@@ -281,12 +281,10 @@ class SegmentWriter:
             self._urgent = True
         if was_empty:
             self._batch_due = _time.monotonic() + self.batch_delay
-            # The writer sleeps until the next flush at most: it needs telling only when this batch
-            # is due before that. (_last_flush is the writer's; a stale value costs one wake-up, or
-            # a batch taken at the flush, which is the bound anyway.)
-            if self._batch_due < self._last_flush + self.flush_interval:
-                self._cond.notify()
-        if self._urgent:
+        # The writer sleeps until the next flush at most: a new batch needs telling only when it is
+        # due before that. (_last_flush is the writer's; a stale value costs one wake-up, or a batch
+        # taken at the flush, which is the bound anyway.)
+        if self._urgent or (was_empty and self._batch_due < self._last_flush + self.flush_interval):
             self._cond.notify()
 
     def close(self, timeout: float | None = None) -> bool:

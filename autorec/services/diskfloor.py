@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from autorec.core.ruleset import DEFAULT_MIN_BYTES, DEFAULT_MIN_FRACTION, MinFree  # noqa: F401  (re-exported)
+from autorec.core.ruleset import MinFree
 from autorec.core.streamitems import StreamListener
 from autorec.units import format_size, parse_size
 
