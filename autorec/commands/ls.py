@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from autorec.outdir import INDEX_NAME
 from autorec.units import format_duration, format_size
 
 
@@ -87,8 +88,7 @@ def listing(directory: str, rules: list[str], since: str | None, until: str | No
     if not segments:
         what = "no segments" + (" match" if (rules or t0 or t1) and night.segments else "")
         print(
-            f"{what} in {directory}"
-            + (" (no index.jsonl yet)" if not (night.directory / "index.jsonl").exists() else "")
+            f"{what} in {directory}" + (" (no index.jsonl yet)" if not (night.directory / INDEX_NAME).exists() else "")
         )
     else:
         print(f"{'local start':19}  {'UTC start':19}  {'length':>8}  {'size':>8}  {'close':10}  rules")

@@ -30,17 +30,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from autorec.core.scores import NearMiss, ScoreRow
+from autorec.outdir import NEAR_MISSES_NAME, SCORES_PREFIX, SCORES_SUFFIX, daily_name
 
 log = logging.getLogger(__name__)
 
-SCORES_PREFIX = "scores-"
-NEAR_MISSES = "near-misses.jsonl"
 HEADER = "time,rule,score,threshold\n"
 
 
 def scores_name(second: float) -> str:
     day = _dt.datetime.fromtimestamp(second, tz=_dt.timezone.utc).strftime("%Y%m%d")
-    return f"{SCORES_PREFIX}{day}.csv.gz"
+    return daily_name(SCORES_PREFIX, day, SCORES_SUFFIX)
 
 
 class ScoreLog:
@@ -109,7 +108,7 @@ class ScoreLog:
                 self._failed(f"score track {path}: {exc.strerror or exc}")
 
     def _write_near(self, items: list[NearMiss]) -> None:
-        path = self.directory / NEAR_MISSES
+        path = self.directory / NEAR_MISSES_NAME
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as f:

@@ -66,6 +66,7 @@ from autorec.media.frametiming import (  # re-exported: the timing was part of t
     snapshot_records_from_sidecar,
 )
 from autorec.media.jpeg import jpeg_complete, jpeg_size
+from autorec.outdir import OPEN_SUFFIX
 
 _log = logging.getLogger(__name__)  # `log` names the log file being exported throughout this module
 
@@ -242,7 +243,7 @@ def is_up_to_date(log_path: str | os.PathLike[str], out_path: str | os.PathLike[
 
 def partial_path(out_path: str | os.PathLike[str]) -> Path:
     out = Path(out_path)
-    return out.with_name(out.name + ".partial")
+    return out.with_name(out.name + OPEN_SUFFIX)
 
 
 # Camera JPEGs are full-range 4:2:0 YUV. The video keeps exactly that and says so (H.264's

@@ -68,9 +68,10 @@ class Services:
 
     def attach(self, pipeline, writer) -> None:
         from autorec.io.retention import RetentionWorker
+        from autorec.outdir import JOURNAL_NAME
         from autorec.services.alerts import AlertReporter
         from autorec.services.diskfloor import DiskFloorGuard
-        from autorec.services.journal import JOURNAL_NAME, JournalListener
+        from autorec.services.journal import JournalListener
         from autorec.services.statusfile import StatusReporter
 
         self._pipeline, self._writer = pipeline, writer

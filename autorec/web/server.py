@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from autorec.extras import install_hint
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME
 from autorec.web.feed import Feed
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class _SegmentIndex:
 
     def _stat_key(self) -> tuple:
         try:
-            st = (self.directory / "index.jsonl").stat()
+            st = (self.directory / INDEX_NAME).stat()
             return (st.st_size, st.st_mtime_ns)
         except OSError:
             return (0, 0)
@@ -224,7 +225,7 @@ class WebUI:
 
     def _night_key(self) -> tuple:
         key = []
-        for name in ("index.jsonl", "journal.jsonl"):
+        for name in (INDEX_NAME, JOURNAL_NAME):
             try:
                 st = (self.directory / name).stat()
                 key.append((st.st_size, st.st_mtime_ns))
