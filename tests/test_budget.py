@@ -6,10 +6,10 @@ from autorec import events
 from autorec.core.budget import Budget, BudgetKeeper, Change, FlapPolicy
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, OpenSegment, Write
-from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.services.alerts import AlertMonitor
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation

@@ -277,9 +277,9 @@ def test_replay_through_the_pipeline_archives_every_segment(
 ) -> None:
     """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""
     from autorec.core import pipeline as pipeline_mod
-    from autorec.io import filesource
     from autorec.io import writer as writer_mod
-    from autorec.io.dispatch import Dispatcher
+    from autorec.runs import filesource
+    from autorec.runs.dispatch import Dispatcher
 
     text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
     text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")

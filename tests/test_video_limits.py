@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from autorec.cli import main
+from autorec.frames.jpeg import jpeg_size
 from autorec.media import video
-from autorec.media.jpeg import jpeg_size
 from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 from tests.support.videolog import T0, decoded_times, flat_jpeg, frames_log, make_jpeg
 

@@ -8,8 +8,8 @@ without `--dry-run`). It reads no clock, opens no file and calls nobody: each in
 on the pipeline runs it step by step instead, in the style of h11's `next_event`: `put(item)`
 (`put_tick`, `put_link`, `put_finish`) queues an input's steps (one per record the timeline
 releases, then the input's own), and `next_outputs()` runs one step and returns its outputs.
-`autorec.io.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
-`autorec.io.livedriver`): it hands `SegmentActions` to the writer (or the dry run),
+`autorec.runs.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
+`autorec.runs.live`): it hands `SegmentActions` to the writer (or the dry run),
 `TelemetryRecord`/`TimelapseRecord` to the writer's daily tracks, `ScoreUpdate` to the score
 sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired` to the `StreamListener`s (hooks for
 alerts, status, disk floor, journal, web UI), so services attach identically live and offline.

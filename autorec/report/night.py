@@ -97,6 +97,24 @@ class Segment:
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
 
+    def row(self) -> dict[str, Any]:
+        """The segment as `ls --json` and the web UI's `/api/segments` list it."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "start": self.start,
+            "end": self.end,
+            "start_iso": utc_text(self.start, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "end_iso": utc_text(self.end, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "duration_s": round(self.duration, 3),
+            "rules": list(self.rules),
+            "records": self.records,
+            "bytes": self.bytes,
+            "close_reason": self.close_reason,
+            "exists": self.exists,
+            "videos": [str(v) for v in self.videos],
+        }
+
     @property
     def firings(self) -> list[dict[str, Any]]:
         """The firings the sidecar lists (dicts with `rule`, `time`, `evidence`), in time order."""

@@ -370,8 +370,8 @@ def render_report(
     from bokeh.resources import INLINE
     from jinja2 import Template
 
-    from autorec.io.scorelog import read_score_track
     from autorec.report.charts import score_figures, telemetry_figures, timeline_figure
+    from autorec.report.scoretrack import read_score_track
 
     began = _time.perf_counter()
     directory = Path(directory)

@@ -278,20 +278,16 @@ class WebUI:
         return self._json(self.feed.status())
 
     async def api_segments(self, request: web.Request) -> web.Response:
-        from autorec.commands.ls import segment_row
-
         night = await self._in_thread(self.index.load)
-        rows = [segment_row(s) for s in night.segments]
+        rows = [s.row() for s in night.segments]
         for row in rows:
             row["path"] = os.path.basename(row["path"])
             row["videos"] = [os.path.basename(v) for v in row["videos"]]
         return self._json({"segments": rows, "problems": night.problems})
 
     async def api_segment(self, request: web.Request) -> web.Response:
-        from autorec.commands.ls import segment_row
-
         _, seg = await self._segment(request)
-        row = segment_row(seg)
+        row = seg.row()
         row["path"] = seg.path.name
         row["videos"] = [v.name for v in seg.videos]
         return self._json({"segment": row, "sidecar": seg.sidecar})
@@ -482,3 +478,31 @@ def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
     if is_loopback(host):
         return None, False
     return new_token(), True
+
+
+def live_companion(out: Path, host: str, port: int, token: str | None, generated: bool):
+    """The web UI of `run --http` as a companion of the live run (`autorec.runs.live.Companion`):
+    served on the run's own event loop from its start to its end. A port that cannot be bound is
+    logged and the recording goes on without the UI."""
+    import contextlib
+
+    from autorec.web.feed import LiveFeed
+
+    @contextlib.asynccontextmanager
+    async def companion(services):
+        feed = services.web_feed(LiveFeed)
+        feed.loop = asyncio.get_running_loop()
+        runner = None
+        try:
+            runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
+        except OSError as exc:
+            log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
+        else:
+            log.info("web UI at %s", describe_url(base, token if generated else None))
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+    return companion

@@ -1,7 +1,7 @@
 """The edge of the pipeline: feeds a sans-I/O `Pipeline` and delivers what it returns.
 
 `Dispatcher(pipeline, sink, listeners=..., score_sinks=...)` is what every driver feeds (the
-file loop `autorec.io.filesource.run_file`, the live loop `autorec.io.livedriver.run_live`, the
+file loop `autorec.runs.filesource.run_file`, the live loop `autorec.runs.live.run_live`, the
 tests): its input methods have the pipeline's names (`receive`, `message`, `tick`, `connected`,
 `disconnected`, `finish`, `pause`, `resume`) and each delivers the outputs at once, in order:
 
