@@ -19,7 +19,6 @@ from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.rules import load_rules, render_segment_name
 from autorec.runs.dispatch import Dispatcher
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 from tests.support.segment_helpers import payload
 
 T0 = 1_795_520_000.0  # 2026-11-24

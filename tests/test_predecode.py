@@ -16,7 +16,6 @@ from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
 from autorec.runs.predecode import Prescorer, prescored
 from autorec.triggers.motion import MotionTrigger
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 from tests.support.simlog import write_sim_log
 
 REPO = Path(__file__).resolve().parent.parent
