@@ -89,3 +89,9 @@ class StreamListener:
 
     def fired(self, t: float, firings: Sequence[Any]) -> None:
         """Rules fired (`autorec.triggers.base.Firing`s)."""
+
+    def rule_state(self, t: float, rule: str, enabled: bool, reason: str) -> None:
+        """A rule's trigger was disabled after too many errors (`reason`), or runs again after a reload."""
+
+    def budget_changed(self, change: Any) -> None:
+        """A budget or flapping state (`autorec.core.budget.Change`) was raised or cleared."""

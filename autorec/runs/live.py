@@ -173,7 +173,6 @@ def reload_rules(pipeline, services: Services) -> None:
         log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
     pipeline.reload(ruleset)
-    services.alerts.engine = pipeline.engine
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 

@@ -86,7 +86,7 @@ class Services:
             },
             counters=self.counters,
         )
-        alerts = self.alerts = AlertReporter(self.monitor, self.hooks, pipeline.engine)
+        alerts = self.alerts = AlertReporter(self.monitor, self.hooks)
         alerts.observers.append(self.journal.alert)
 
         def floor_changed(t: float, change) -> None:
@@ -96,7 +96,6 @@ class Services:
                 alerts.disk_floor_cleared(t, change.free_bytes)
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
-        pipeline.on_budget_change = alerts.budget_change
         pipeline.listeners += [guard, alerts, self.journal]
         if self.retention.active:
             self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
