@@ -132,6 +132,8 @@ KEYS: tuple[Key, ...] = (
         "min_free",
         "size",
         "the disk floor: a size (`2GB`) or a percentage (`5%`); below it no segment is opened",
+        _O,
+        "min_free",
         default_text="1GB or 5%, whichever is larger",
     ),
     Key("output", "keep", "duration", "retention: delete segments older than this (`14d`)", _O, "keep"),
