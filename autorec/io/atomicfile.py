@@ -15,6 +15,12 @@ Contracts:
 - `append_json_line(path, entry, fsync)` appends one compact JSON line (the
   `index.jsonl` format); if the write fails (ENOSPC) the file is cut back to
   its old size, so no half line remains, and the error is raised.
+- `partial_file(path, fsync)` is for outputs written piece by piece (exports):
+  a context manager giving a binary file open on a fresh `PATH.partial`
+  (`O_EXCL`, no link followed, a stale one unlinked first), renamed to `path`
+  when the block ends normally (synced first with `fsync`) and removed when it
+  raises, so a crash or an error never leaves a half file under `path`; at
+  worst a `.partial` one, which retention removes with its segment.
 - `fsync_path(path)` syncs a file or a directory (a directory to make renames
   and new names in it durable); errors are raised.
 - Nothing is ever written through a symbolic link: a link planted in the
@@ -32,8 +38,9 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 class SymlinkRefused(OSError):
@@ -58,20 +65,8 @@ def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
 
 def replace_file(path: str | os.PathLike[str], data: bytes, fsync: bool = False) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # a stale one (a crash), or a planted link: removing a link leaves its target alone
-        with os.fdopen(open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _renamed_into_place(path.with_name(f".{path.name}.tmp"), path, fsync) as f:
+        f.write(data)
 
 
 def write_json(path: str | os.PathLike[str], data: Any, fsync: bool = False) -> None:
@@ -95,6 +90,42 @@ def append_json_line(path: str | os.PathLike[str], entry: Any, fsync: bool = Tru
             raise
     finally:
         os.close(fd)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where `partial_file` writes `path` until it is complete: `PATH.partial`."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+@contextlib.contextmanager
+def partial_file(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` only if the block completes (see the module docstring)."""
+    with _renamed_into_place(partial_path(path), Path(path), fsync) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: Path, path: Path, fsync: bool) -> Iterator[BinaryIO]:
+    """A fresh `tmp` (a stale one or a planted link removed first, never followed) to write; renamed
+    over `path` when the block ends (synced first with `fsync`), removed when it raises."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a stale one (a crash), or a planted link: removing a link leaves its target alone
+    try:
+        with os.fdopen(open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL), "w+b") as f:
+            yield f
+            f.flush()
+            if fsync:
+                # The rename must not land before the data: a power cut would leave a broken file under the name.
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -410,20 +410,24 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     return out
 
 
-def _load_sidecar(seg: Segment, problems: list[str]) -> None:
-    data, error = _read_json_file(seg.sidecar_path, MAX_SIDECAR)
+def read_sidecar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A segment's sidecar (`NAME.json`) as a dict, or None and why not (missing, too large, not
+    JSON, not an object, from a newer autorec). Never raises."""
+    data, error = _read_json_file(path, MAX_SIDECAR)
     if error is not None:
-        problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
-        return
+        return None, f"sidecar {error}"
     if not isinstance(data, dict):
-        problems.append(f"{seg.sidecar_path}: not a sidecar (not a JSON object); the index line's summary is used")
-        return
+        return None, "not a sidecar (not a JSON object)"
     version = data.get("version")
     if isinstance(version, int) and version > SIDECAR_VERSION:
-        problems.append(
-            f"{seg.sidecar_path}: sidecar version {version} is newer than this autorec reads ({SIDECAR_VERSION});"
-            " only the index line's summary is used"
-        )
+        return None, f"sidecar version {version} is newer than this autorec reads ({SIDECAR_VERSION})"
+    return data, None
+
+
+def _load_sidecar(seg: Segment, problems: list[str]) -> None:
+    data, error = read_sidecar(seg.sidecar_path)
+    if error is not None:
+        problems.append(f"{seg.sidecar_path}: {error}; the index line's summary is used")
         return
     seg.sidecar = data
 
