@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -211,3 +214,66 @@ def test_cli_exports_one_segment_and_a_directory_skips_done_ones(tmp_path: Path,
     assert main(["export", str(d), "--mcap", "-o", str(out)]) == 2
     assert main(["export", str(tmp_path / "missing.bin"), "--mcap"]) == 1
     assert "missing.bin: no such file or directory" in capsys.readouterr().err
+
+
+RULES = """
+output:
+  mcap: true
+  timelapse: off
+segments:
+  pre_roll: 2s
+  post_roll: 3s
+rules:
+  - name: electrodes-changed
+    trigger: electrodes
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, Path]:
+    """(rule file, output directory) of a short simulated run with `output.mcap: true`."""
+    base = tmp_path_factory.mktemp("run")
+    rules = base / "rules.yaml"
+    rules.write_text(textwrap.dedent(RULES))
+    out = base / "out"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "autorec", "run", "--rules", str(rules), "--sim", "--speed", "20"),
+            *("--duration", "40s", "--fps", "2", "--seed", "3", "--out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return rules, out
+
+
+def test_output_mcap_writes_one_when_each_segment_closes(recorded):
+    rules, out = recorded
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert index
+    for entry in index:
+        log = out / entry["path"]
+        data = read_mcap(log.with_suffix(".mcap"))
+        assert len(topic(data, "/purpledrop/events")) + len(topic(data, "/camera/image")) == entry["records"]
+        assert data["attachments"]["rules.yaml"] == rules.read_bytes()
+        assert data["metadata"]["autorec.segment"]["rules"] == "electrodes-changed"
+    assert not list(out.glob("*.partial"))
+
+
+def test_the_export_queue_writes_mcap_also_for_segments_without_camera(tmp_path: Path):
+    from autorec.services.exportqueue import ExportQueue
+
+    cam = write_log(tmp_path / "cam.bin", [sensor_event(T0), image_event(make_jpeg(1), T0 + 0.1)])
+    telemetry = write_log(tmp_path / "tel.bin", [sensor_event(T0), sensor_event(T0 + 1)])
+    q = ExportQueue("off", mcap=True, rules=tmp_path / "gone.yaml")
+    q.submit(cam)
+    q.submit(telemetry)
+    assert q.close(grace=60)
+    assert [(o.log.name, o.kind, o.status) for o in q.outcomes] == [
+        ("cam.bin", "mcap", "exported"),
+        ("tel.bin", "mcap", "exported"),
+    ]
+    facts = read_mcap(tmp_path / "tel.mcap")["metadata"]["autorec.segment"]
+    assert "gone.yaml not attached" in facts["export_notes"]

@@ -4,7 +4,7 @@ The segments a recorder has closed are the lines of `index.jsonl` in the
 output directory (each names its log with `path`, relative to the directory
 or absolute). A segment's files are its log `NAME.bin`, its sidecar
 `NAME.json` (or the `sidecar` the line names) and its exports beside it
-(`NAME.mp4`, `NAME.mkv`, and a `.partial` one a crash left).
+(`NAME.mp4`, `NAME.mkv`, `NAME.mcap`, and a `.partial` one a crash left).
 
 Contract:
 - `plan_deletions(segments, policy, now)` is pure: it returns the segments
@@ -50,7 +50,7 @@ from autorec.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
 
-EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
+EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv", ".mcap")
 
 
 @dataclass(frozen=True)
