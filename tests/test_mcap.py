@@ -277,3 +277,47 @@ def test_the_export_queue_writes_mcap_also_for_segments_without_camera(tmp_path:
     ]
     facts = read_mcap(tmp_path / "tel.mcap")["metadata"]["autorec.segment"]
     assert "gone.yaml not attached" in facts["export_notes"]
+
+
+def test_the_segment_page_offers_the_mcap_made_on_demand(recorded, tmp_path: Path):
+    from autorec.web.feed import DirectoryFeed
+    from autorec.web.server import WebUI
+    from tests.test_web import ServerThread
+
+    _, out = recorded
+    name = json.loads((out / "index.jsonl").read_text().splitlines()[0])["name"]
+    made = out / f"{name}.mcap"
+    made.unlink()
+    with ServerThread(lambda: WebUI(out, DirectoryFeed(out))) as srv:
+        status, body, _ = srv.get(f"/segment/{name}")
+        assert status == 200 and f'href="/files/{name}.mcap"' in body.decode()
+        status, body, headers = srv.get(f"/files/{name}.mcap")
+        assert status == 200 and headers["Content-Disposition"] == f'attachment; filename="{name}.mcap"'
+        assert made.read_bytes() == body  # made beside the segment, then served
+        (tmp_path / "got.mcap").write_bytes(body)
+        assert read_mcap(tmp_path / "got.mcap")["metadata"]["autorec.segment"]["segment"] == name
+        first = made.stat().st_mtime_ns
+        assert srv.get(f"/files/{name}.mcap")[0] == 200 and made.stat().st_mtime_ns == first  # served as it is
+        assert srv.get("/files/nothing.mcap")[0] == 404
+
+
+def test_the_segment_page_says_the_mcap_is_being_prepared_in_a_real_browser(recorded):
+    from autorec.web.feed import DirectoryFeed
+    from autorec.web.server import WebUI
+    from tests.support.browser import artifact_path, chromium, console_errors
+    from tests.support.polling import wait_until
+    from tests.test_web import ServerThread
+
+    _, out = recorded
+    name = json.loads((out / "index.jsonl").read_text().splitlines()[0])["name"]
+    with ServerThread(lambda: WebUI(out, DirectoryFeed(out))) as srv, chromium() as driver:
+        driver.get(srv.base + f"segment/{name}")
+        link = driver.find_element("id", "mcap")
+        assert link.get_attribute("href").endswith(f"/files/{name}.mcap") and link.text == f"{name}.mcap"
+        # no real download in the test browser: the page's own click handler runs, the navigation does not
+        driver.execute_script("arguments[0].addEventListener('click', (e) => e.preventDefault())", link)
+        link.click()
+        note = driver.find_element("id", "mcap-note")
+        wait_until(lambda: "preparing the MCAP file" in note.text, 5, "the note beside the MCAP link")
+        driver.save_screenshot(str(artifact_path("mcap-segment-page.png")))
+        assert console_errors(driver) == []
