@@ -321,3 +321,46 @@ def test_the_segment_page_says_the_mcap_is_being_prepared_in_a_real_browser(reco
         wait_until(lambda: "preparing the MCAP file" in note.text, 5, "the note beside the MCAP link")
         driver.save_screenshot(str(artifact_path("mcap-segment-page.png")))
         assert console_errors(driver) == []
+
+
+def test_the_example_layout_names_only_topics_and_fields_an_export_has(sim_segment: Path, tmp_path: Path):
+    import re
+
+    layout = json.loads((Path(__file__).resolve().parent.parent / "examples" / "foxglove-layout.json").read_text())
+    data = read_mcap(mcapexport.export(sim_segment, tmp_path / "s.mcap").output)
+    topics = {m[0] for m in data["messages"]}
+    panels = layout["configById"]
+    named = {panels["Image!camera"]["imageMode"]["imageTopic"], *panels["Image!camera"]["imageMode"]["annotations"]}
+    named |= {panels["RosOut!firings"]["topicToRender"], panels["RawMessages!events"]["topicPath"]}
+    assert named <= topics
+    paths = [p["value"] for c in panels.values() for p in c.get("paths", [])]
+    assert len(paths) == 7
+    for path in paths:
+        name, field, index = re.fullmatch(r"(/[a-z_/]+)\.([a-z_]+)(?:\[(\d+)\])?", path).groups()
+        value = json.loads(topic(data, name)[-1][3])[field]
+        if index is not None:
+            value = value[int(index)]
+        assert isinstance(value, (int, float)), path
+    ids = set(re.findall(r'"([A-Za-z]+![a-z]+)"', json.dumps(layout["layout"])))
+    assert ids == set(panels)  # every panel placed, none missing
+
+
+def test_with_an_electrode_layout_each_electrode_is_outlined_and_numbered_on_the_picture(tmp_path: Path):
+    from autorec.sim.camera import grid_to_pixel
+    from autorec.triggers.missedmove import cells_from_layout
+
+    scenario = (Path(mcapexport.__file__).parent.parent / "sim" / "scenarios" / "demo.yaml").read_text()
+    log = tmp_path / "laid-out.bin"
+    write_sim_log(log, scenario + "\nlayout: true\n", seconds=3.0, fps=2.0, text=True)
+    decoded = [events.decode(r.payload) for r in LogReader(log)]
+    layout = next(e.electrode_layout.layout for e in decoded if events.kind(e) == "electrode_layout")
+    transform = next(list(e.image_transform.transform) for e in decoded if events.kind(e) == "image_transform")
+    cells = cells_from_layout(layout)
+
+    data = read_mcap(mcapexport.export(log).output)
+    grid = next(d for t, d in data["decoded"] if t == "/camera/annotations")
+    assert len(grid.points[0].points) == 8 * len(cells)  # four edges of two points per electrode
+    labels = {int(t.text): (t.position.x, t.position.y) for t in grid.texts}
+    assert set(labels) == set(cells)
+    for pin, (col, row) in cells.items():
+        assert labels[pin] == pytest.approx(grid_to_pixel(transform, col + 0.5, row + 0.5))

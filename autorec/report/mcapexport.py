@@ -385,7 +385,8 @@ class _Overlay:
         lines = out.points.add()
         _stamp(lines, t)
         lines.type = points_class.LINE_LIST
-        _color(lines.outline_color, 0.3, 0.8, 1.0, 0.6)
+        # Without a layout the board's extent is unknown: the grid spans the picture, so it is fainter.
+        _color(lines.outline_color, 0.3, 0.8, 1.0, 0.6 if self.cells else 0.3)
         lines.thickness = 1
         segments: list[tuple[tuple[float, float], tuple[float, float]]] = []
         if self.cells:
