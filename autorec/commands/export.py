@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from autorec.commands.batchconsole import BatchConsole
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -68,11 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).suffix.lower() != mcapexport.SUFFIX:
         return _usage(f"-o: the output must end in {mcapexport.SUFFIX}")
 
-    failures: list[str] = []
-
-    def fail(message: str) -> None:
-        failures.append(message)
-        print(f"autorec export: {message}", file=sys.stderr, flush=True)
+    console = BatchConsole("export", args.quiet)
+    fail = console.fail
 
     out_dir = Path(args.out_dir) if args.out_dir else None
     jobs: list[tuple[Path, Path, bool]] = []  # (log, output, named on the command line)
@@ -98,31 +97,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         todo.append((log, out))
 
-    bar = None
-    if not args.quiet and sys.stderr.isatty() and todo:
-        from tqdm import tqdm
-
-        total = sum(log.stat().st_size for log, _ in todo if log.is_file())
-        bar = tqdm(total=total, unit="B", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
-
-    def say(line: str) -> None:
-        if args.quiet:
-            return
-        if bar is not None:
-            bar.write(line, file=sys.stdout)
-        else:
-            print(line, flush=True)
-
+    console.start_bar(sum(log.stat().st_size for log, _ in todo if log.is_file()), unit="B", unit_scale=True)
     exported = 0
-    try:
+    with console:
         for log, out in todo:
-            if bar is not None:
-                bar.set_description(log.name)
+            console.describe(log.name)
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                result = mcapexport.export(
-                    log, out, rule_file=args.rules, progress=bar.update if bar is not None else None
-                )
+                result = mcapexport.export(log, out, rule_file=args.rules, progress=console.update)
             except mcapexport.McapExportError as exc:
                 fail(str(exc))
                 continue
@@ -130,15 +112,11 @@ def run(args: argparse.Namespace) -> int:
                 fail(f"{log}: cannot write {out}: {exc.strerror or exc}")
                 continue
             exported += 1
-            say(f"{out}: {result.summary()}")
-    finally:
-        if bar is not None:
-            bar.close()
+            console.say(f"{out}: {result.summary()}")
 
-    if not jobs and not failures:
+    if not jobs and not console.failures:
         print("autorec export: no segments found", file=sys.stderr)
         return 1
     if len(jobs) > 1 or len(args.paths) > 1 or any(Path(p).is_dir() for p in args.paths):
-        line = f"autorec export: {exported} exported, {up_to_date} up to date, {len(failures)} failed"
-        print(line, file=sys.stderr if failures else sys.stdout, flush=True)
-    return 1 if failures else 0
+        console.summary([f"{exported} exported", f"{up_to_date} up to date"])
+    return 1 if console.failures else 0
