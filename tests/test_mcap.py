@@ -188,6 +188,22 @@ def test_a_failed_write_leaves_nothing_under_the_final_name(tmp_path: Path):
     assert not out.exists() and not os.path.lexists(partial_path(out)) and target.read_bytes() == b"keep"
 
 
+def test_a_second_export_of_the_same_file_at_once_is_refused_and_a_stale_partial_replaced(tmp_path: Path):
+    import errno
+
+    out = tmp_path / "x.mcap"
+    with partial_file(out) as f:
+        f.write(b"first")
+        with pytest.raises(OSError) as busy, partial_file(out):
+            pass
+        assert busy.value.errno == errno.EBUSY  # and the first one's partial is left alone
+    assert out.read_bytes() == b"first" and not partial_path(out).exists()
+    partial_path(out).write_bytes(b"left by a killed export")  # no writer holds it: stale
+    with partial_file(out) as f:
+        f.write(b"second")
+    assert out.read_bytes() == b"second" and not partial_path(out).exists()
+
+
 def test_cli_exports_one_segment_and_a_directory_skips_done_ones(tmp_path: Path, sim_segment: Path, capsys):
     d = tmp_path / "night"
     d.mkdir()
@@ -364,3 +380,26 @@ def test_with_an_electrode_layout_each_electrode_is_outlined_and_numbered_on_the
     assert set(labels) == set(cells)
     for pin, (col, row) in cells.items():
         assert labels[pin] == pytest.approx(grid_to_pixel(transform, col + 0.5, row + 0.5))
+
+
+def test_the_web_download_waits_for_an_export_already_writing_the_file(tmp_path: Path):
+    import asyncio
+
+    from autorec.web.feed import DirectoryFeed
+    from autorec.web.server import WebUI
+
+    log = write_log(tmp_path / "s.bin", [sensor_event(T0)])
+    out = log.with_suffix(".mcap")
+    ui = WebUI(tmp_path, DirectoryFeed(tmp_path), warm_night=False)
+
+    async def scenario() -> tuple[bool, str | None]:
+        writing = partial_file(out)
+        f = writing.__enter__()  # the export queue's export, under way
+        waiting = asyncio.ensure_future(ui._wait_for_mcap(log, out, "busy"))
+        await asyncio.sleep(0)  # the download starts waiting
+        f.write(b"the queue's file")
+        writing.__exit__(None, None, None)
+        return waiting.done(), await waiting
+
+    done_before, problem = asyncio.run(scenario())
+    assert not done_before and problem is None and out.read_bytes() == b"the queue's file"

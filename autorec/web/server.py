@@ -457,8 +457,24 @@ class WebUI:
                 raise web.HTTPServiceUnavailable(text=f"MCAP export took longer than {MCAP_TIMEOUT:g} s\n") from None
             if proc.returncode != 0:
                 lines = err.decode(errors="replace").strip().splitlines()
-                return lines[-1] if lines else f"exit code {proc.returncode}"
+                problem = lines[-1] if lines else f"exit code {proc.returncode}"
+                from autorec.io.atomicfile import BUSY
+
+                if problem.endswith(BUSY):  # the export queue (output.mcap) is writing it now: wait for that one
+                    return await self._wait_for_mcap(log_path, out, problem)
+                return problem
             return None
+
+    async def _wait_for_mcap(self, log_path: Path, out: Path, problem: str) -> str | None:
+        from autorec.io.atomicfile import partial_path
+        from autorec.report.mcapexport import is_up_to_date
+
+        deadline = asyncio.get_running_loop().time() + MCAP_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            if not await self._in_thread(partial_path(out).exists):
+                return None if await self._in_thread(is_up_to_date, log_path, out) else problem
+        return problem
 
     async def files(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
