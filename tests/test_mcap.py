@@ -403,3 +403,16 @@ def test_the_web_download_waits_for_an_export_already_writing_the_file(tmp_path:
 
     done_before, problem = asyncio.run(scenario())
     assert not done_before and problem is None and out.read_bytes() == b"the queue's file"
+
+
+def test_only_a_partial_nobody_writes_is_removed_as_stale(tmp_path: Path):
+    from autorec.io.atomicfile import remove_stale_partial
+
+    out = tmp_path / "x.mcap"
+    with partial_file(out) as f:
+        f.write(b"being written")
+        assert not remove_stale_partial(out) and partial_path(out).exists()
+    assert out.read_bytes() == b"being written"
+    partial_path(out).write_bytes(b"killed")
+    assert remove_stale_partial(out) and not partial_path(out).exists()
+    assert not remove_stale_partial(out)

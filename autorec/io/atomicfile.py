@@ -23,7 +23,8 @@ Contracts:
   the next export replaces and retention removes with its segment. The partial
   is locked (`flock`) while written: a second export of the same file at the
   same time (the web UI's and the export queue's) fails with EBUSY instead of
-  removing the first one's partial, and a partial without a lock is stale.
+  removing the first one's partial, and a partial without a lock is stale
+  (`remove_stale_partial(path)` removes only such a one).
 - `fsync_path(path)` syncs a file or a directory (a directory to make renames
   and new names in it durable); errors are raised.
 - Nothing is ever written through a symbolic link: a link planted in the
@@ -142,6 +143,29 @@ def _claim(tmp: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed; a writer checking for staleness waits a moment
         return fd
     raise OSError(errno.EBUSY, "could not claim it (other writers keep replacing it)", str(tmp))
+
+
+def remove_stale_partial(path: str | os.PathLike[str]) -> bool:
+    """Remove `path`'s partial (`PATH.partial`) if no writer holds it (a killed export's); True if removed."""
+    import fcntl
+
+    tmp = partial_path(path)
+    try:
+        fd = open_nofollow(tmp, os.O_RDONLY)
+    except SymlinkRefused:
+        os.unlink(tmp)
+        return True
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # another export is writing it
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    return True
 
 
 @contextlib.contextmanager

@@ -227,7 +227,7 @@ class ExportQueue:
         return [*cmd, "--", str(path)]
 
     def _export(self, path: Path, kind: Literal["video", "mcap"] = "video") -> ExportOutcome:
-        from autorec.io.atomicfile import partial_path
+        from autorec.io.atomicfile import remove_stale_partial
         from autorec.media.video import count_images
 
         began = time.monotonic()
@@ -265,7 +265,7 @@ class ExportQueue:
         seconds = time.monotonic() - began
         if proc.returncode == 0:
             return ExportOutcome(path, out, "exported", f"{out.name} in {seconds:.1f} s", seconds, kind)
-        partial_path(out).unlink(missing_ok=True)  # a killed child cannot clean up after itself
+        remove_stale_partial(out)  # a killed child cannot clean up after itself (another export's stays)
         if proc.returncode is not None and proc.returncode < 0:
             message = "killed at shutdown" if self._abandon else f"killed by signal {-proc.returncode}"
         else:
