@@ -69,7 +69,9 @@ FRAME_ID = "camera"
 CHUNK_SIZE = 1 << 20
 BOX_SECONDS = 2.0  # how long a motion firing's box stays on the picture
 MAX_GRID_LINES = 64  # per direction, for the grid drawn without a layout
-MAX_EARLY = 10_000  # records held until the first time is known; beyond, they take the sidecar's start
+# Records held until the first time is known (at most this many, or bytes); beyond, they take the sidecar's start.
+MAX_EARLY = 10_000
+MAX_EARLY_BYTES = 64 << 20
 
 EVENTS_TOPIC = "/purpledrop/events"
 IMAGE_TOPIC = "/camera/image"
@@ -710,21 +712,25 @@ def export(
             channels = _Channels(writer)
             exporter = _Exporter(channels, result, sidecar, progress)
             early: list[_Rec] = []
+            early_bytes = 0
             for t, rec in stream_times(_records(LogReader(log_file), result), timeline):
                 if t is None:
                     result.early += 1
                     early.append(rec)
-                    if len(early) < MAX_EARLY:
+                    early_bytes += len(rec.payload)
+                    if len(early) < MAX_EARLY and early_bytes < MAX_EARLY_BYTES:
                         continue
                     t = _fallback_time(sidecar)
                     result.notes.append(f"{len(early)} records before any timestamp: placed at the segment's start")
                     for held in early:
                         exporter.record(t, held)
                     early.clear()
+                    early_bytes = 0
                     continue
                 for held in early:  # the records before the first time get that time
                     exporter.record(t, held)
                 early.clear()
+                early_bytes = 0
                 exporter.record(t, rec)
             if early:  # a log without any usable timestamp
                 t = _fallback_time(sidecar)
@@ -735,16 +741,20 @@ def export(
             result.clock_outliers, result.clock_steps = timeline.outliers, timeline.steps
             writer.add_metadata("autorec.segment", _metadata(result, sidecar, exporter.device, run))
             now = time.time_ns()
-            if sidecar is not None:
-                data = log_file.with_suffix(".json").read_bytes()
-                writer.add_attachment(
-                    now, _ns(start or 0.0), log_file.with_suffix(".json").name, "application/json", data
-                )
+            side_path = log_file.with_suffix(".json")
+            try:
+                side_bytes = side_path.read_bytes() if sidecar is not None else None
+            except OSError as exc:  # removed since it was read (retention): the metadata has its facts
+                side_bytes = None
+                log.warning("%s: not attached: %s", side_path, exc.strerror or exc)
+            if side_bytes is not None:
+                writer.add_attachment(now, _ns(start or 0.0), side_path.name, "application/json", side_bytes)
             if rules_data is not None and result.rule_file is not None:
                 writer.add_attachment(now, _ns(start or 0.0), result.rule_file.name, "application/yaml", rules_data)
             writer.finish()
     except OSError as exc:
-        raise McapExportError(f"{log_file}: cannot write {out}: {exc.strerror or exc}") from None
+        what = "cannot read it" if exc.filename and Path(exc.filename) == log_file else f"cannot write {out}"
+        raise McapExportError(f"{log_file}: {what}: {exc.strerror or exc}") from None
     result.bytes = out.stat().st_size
     result.seconds = time.perf_counter() - began
     return result
