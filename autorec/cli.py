@@ -19,6 +19,7 @@ import sys
 from autorec import __version__
 
 COMMANDS = ("run", "tune", "record", "info", "ls", "report", "serve", "video", "sim", "replay", "check", "plugins")
+COMMANDS += ("export",)
 
 
 def build_parser() -> argparse.ArgumentParser:

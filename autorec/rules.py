@@ -515,6 +515,7 @@ class _Validator:
             name=self.convert(m, "name", p, _nonempty_str, d.name),
             telemetry=self.convert(m, "telemetry", p, _bool, d.telemetry),
             video=self.convert(m, "video", p, _video, d.video),
+            mcap=self.convert(m, "mcap", p, _bool, d.mcap),
             min_free=min_free,
             min_free_percent=min_free_percent,
             keep=self.convert(m, "keep", p, _optional(_positive_duration), d.keep),

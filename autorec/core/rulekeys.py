@@ -127,6 +127,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("output", "telemetry", "bool", "also keep every non-image message in a daily telemetry log", _O, "telemetry"),
     Key("output", "video", "text", "`h264`, `copy` or `off`: export camera frames when a segment closes", _O, "video"),
+    Key("output", "mcap", "bool", "also write NAME.mcap (Foxglove, Lichtblick) when a segment closes", _O, "mcap"),
     Key(
         "output",
         "min_free",

@@ -68,6 +68,7 @@ class OutputSettings:
     name: str = DEFAULT_NAME
     telemetry: bool = True
     video: str = "off"
+    mcap: bool = False  # an MCAP file (Foxglove, Lichtblick) of each segment when it closes
     min_free: int | None = None
     min_free_percent: float | None = None
     keep: float | None = None

@@ -423,17 +423,28 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     return out
 
 
-def _load_sidecar(seg: Segment, problems: list[str]) -> None:
-    data, error = _read_json_file(seg.sidecar_path, MAX_SIDECAR)
+def read_sidecar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A segment's sidecar (`NAME.json`) as a dict, or None and why not (missing, too large, not
+    JSON, not an object, from a newer autorec). A usable sidecar with ill-typed fields comes with
+    them removed and named in the second value. Never raises."""
+    data, error = _read_json_file(path, MAX_SIDECAR)
     if error is not None:
-        problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
-        return
-    sidecar, found = check_sidecar(data)
+        return None, f"sidecar {error}"
+    sidecar, problems = check_sidecar(data)
     if sidecar is None:
-        problems.append(f"{seg.sidecar_path}: {found[0]}; the index line's summary is used")
+        return None, problems[0]
+    # Ill-typed fields were removed (see autorec.outdir.check_sidecar): say which, once.
+    return sidecar, "; ".join(problems) if problems else None
+
+
+def _load_sidecar(seg: Segment, problems: list[str]) -> None:
+    data, error = read_sidecar(seg.sidecar_path)
+    if data is None:
+        problems.append(f"{seg.sidecar_path}: {error}; the index line's summary is used")
         return
-    problems += [f"{seg.sidecar_path}: {p}" for p in found]
-    seg.sidecar = sidecar
+    if error is not None:
+        problems.append(f"{seg.sidecar_path}: {error}")
+    seg.sidecar = data
 
 
 def load_night(directory: str | os.PathLike[str], since: float | None = None, until: float | None = None) -> Night:

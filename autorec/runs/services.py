@@ -41,7 +41,7 @@ class Services:
         self.ruleset = ruleset
         self.out = out
         self.hooks = hooks_from_config(ruleset.hooks)
-        self.export = ExportQueue(ruleset.output.video)
+        self.export = ExportQueue(ruleset.output.video, mcap=ruleset.output.mcap, rules=ruleset.path)
         self.retention = RetentionPolicy.from_config(ruleset.output.keep, ruleset.output.max_total)
         self.retention_worker: RetentionWorker | None = None
         self.monitor = AlertMonitor(ruleset.alerts.alert_after, ruleset.alerts.camera_stall)
@@ -62,7 +62,7 @@ class Services:
                 export.submit(segment.path)
 
         out = [self.segment_hooks]
-        if self.ruleset.output.video != "off":
+        if self.ruleset.output.video != "off" or self.ruleset.output.mcap:
             out.append(_ExportOnClose())
         return out
 

@@ -169,6 +169,13 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     downloads = [
         f'<a href="/files/{_e(p.name)}" download>{_e(p.name)}</a>' for p in [seg.path, seg.sidecar_path, *seg.videos]
     ]
+    if seg.exists:
+        mcap = seg.path.with_suffix(".mcap").name
+        downloads.append(
+            f'<a id=mcap href="/files/{_e(mcap)}" download title="camera, plots and firings in one file for '
+            f'Foxglove or Lichtblick (made on the first request)">{_e(mcap)}</a>'
+            "<span id=mcap-note class=meta></span>"
+        )
     nav = []
     if prev_seg is not None:
         nav.append(f'<a href="/segment/{_e(prev_seg.name)}">&larr; previous</a>')

@@ -7,9 +7,14 @@ JSON API under `/api/` (documented in the README); downloads under `/files/`.
 
 Contracts:
 - Read-only: only GET (and HEAD) routes exist; anything else is 405. No
-  request writes a file or changes the recorder.
+  request changes the recorder or a recording. The one file a request may
+  write is a segment's MCAP export (`/files/NAME.mcap`, beside the segment as
+  `autorec export --mcap` and `output.mcap` put it): made on the first request
+  when missing or older than the segment, by `autorec export` in a child
+  process at low priority (never on the recorder's event loop or under its GIL),
+  one at a time, within `MCAP_TIMEOUT`; a failure is a 503 saying why.
 - No path from a URL reaches the file system: a segment is looked up by name
-  in `index.jsonl`, and only its own files (`.bin`, `.json`, `.mp4`, `.mkv`)
+  in `index.jsonl`, and only its own files (`.bin`, `.json`, `.mp4`, `.mkv`, `.mcap`)
   are served, opened with O_NOFOLLOW (a symlink planted in the directory is a
   404). Static files come from the package's own folders through aiohttp's
   static route, which refuses `..` and symlinks.
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 TOKEN_COOKIE = "autorec_token"
 SSE_KEEPALIVE = 15.0
+MCAP_TIMEOUT = 600.0  # seconds an on-demand MCAP export may take (a long segment on a Pi)
+MCAP_NICE = 10
 
 
 def is_loopback(host: str) -> bool:
@@ -126,6 +133,7 @@ class WebUI:
         self._strips: OrderedDict[str, str] = OrderedDict()
         self._night_page: tuple[tuple, str] | None = None
         self._night_lock = asyncio.Lock()
+        self._mcap_lock: asyncio.Lock | None = None  # one MCAP export at a time (made on the loop that runs)
         self.requests = 0
         # Render the night page ahead of the first visit (`serve`). Not beside a recorder (`run --http`):
         # importing Bokeh and reading the telemetry would cost the recording CPU for a page nobody asked for.
@@ -414,14 +422,74 @@ class WebUI:
     def _sse(name: str, data: Any) -> bytes:
         return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
+    async def _make_mcap(self, log_path: Path, out: Path) -> str | None:
+        """Export `log_path` to `out` unless it is up to date; None when done, else why not (one line)."""
+        import sys
+
+        from autorec.report.mcapexport import is_up_to_date
+        from autorec.services.exportqueue import CHILD_MAIN
+
+        if self._mcap_lock is None:
+            self._mcap_lock = asyncio.Lock()
+        async with self._mcap_lock:
+            if await self._in_thread(is_up_to_date, log_path, out):
+                return None  # made while this request waited, or already there
+            proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-c", CHILD_MAIN, "export", "--mcap", "-q", "--force", "-o", str(out)),
+                *("--", str(log_path)),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            try:
+                os.setpriority(os.PRIO_PROCESS, proc.pid, MCAP_NICE)
+            except OSError:
+                pass  # already finished, or refused: normal priority
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), MCAP_TIMEOUT)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                proc.kill()  # the child's partial file is removed by the next export of it
+                await proc.wait()
+                raise web.HTTPServiceUnavailable(text=f"MCAP export took longer than {MCAP_TIMEOUT:g} s\n") from None
+            if proc.returncode != 0:
+                lines = err.decode(errors="replace").strip().splitlines()
+                problem = lines[-1] if lines else f"exit code {proc.returncode}"
+                from autorec.io.atomicfile import BUSY
+
+                if problem.endswith(BUSY):  # the export queue (output.mcap) is writing it now: wait for that one
+                    return await self._wait_for_mcap(log_path, out, problem)
+                return problem
+            return None
+
+    async def _wait_for_mcap(self, log_path: Path, out: Path, problem: str) -> str | None:
+        from autorec.io.atomicfile import partial_path
+        from autorec.report.mcapexport import is_up_to_date
+
+        deadline = asyncio.get_running_loop().time() + MCAP_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            if not await self._in_thread(partial_path(out).exists):
+                return None if await self._in_thread(is_up_to_date, log_path, out) else problem
+        return problem
+
     async def files(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         night = await self._in_thread(self.index.load)
         allowed: dict[str, Path] = {}
+        mcaps: dict[str, Path] = {}
         for seg in night.segments:
             for p in (seg.path, seg.sidecar_path, *seg.videos):
                 allowed[p.name] = p
+            if seg.exists:
+                mcaps[seg.path.with_suffix(".mcap").name] = seg.path
         path = allowed.get(name)
+        if path is None and name in mcaps:
+            path = mcaps[name].with_suffix(".mcap")
+            problem = await self._make_mcap(mcaps[name], path)
+            if problem is not None:
+                log.warning("web: MCAP export of %s failed: %s", mcaps[name].name, problem)
+                raise web.HTTPServiceUnavailable(text=f"MCAP export failed: {problem}\n")
         if path is None:
             raise web.HTTPNotFound(text="not a file of a segment in index.jsonl\n")
         try:
@@ -430,12 +498,18 @@ class WebUI:
             raise web.HTTPNotFound(text="not available\n") from None
         try:
             size = os.fstat(fd).st_size
-            types = {".bin": "application/octet-stream", ".json": "application/json", ".mp4": "video/mp4"}
+            types = {
+                ".bin": "application/octet-stream",
+                ".json": "application/json",
+                ".mp4": "video/mp4",
+                ".mcap": "application/octet-stream",
+            }
+            download = path.suffix in (".bin", ".mcap")
             response = web.StreamResponse(
                 headers={
                     "Content-Type": types.get(path.suffix, "video/x-matroska"),
                     "Content-Length": str(size),
-                    "Content-Disposition": f'attachment; filename="{path.name}"' if path.suffix == ".bin" else "inline",
+                    "Content-Disposition": f'attachment; filename="{path.name}"' if download else "inline",
                 }
             )
             await response.prepare(request)

@@ -38,3 +38,12 @@
     show(0);
   });
 })();
+// The MCAP download is made on its first request (seconds to minutes for a long segment): say so.
+(function () {
+  const link = document.getElementById("mcap");
+  const note = document.getElementById("mcap-note");
+  if (!link || !note) return;
+  link.addEventListener("click", () => {
+    note.textContent = " preparing the MCAP file (a long segment takes a while; the download starts when it is ready)";
+  });
+})();
