@@ -31,6 +31,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Cell = tuple[int, int, int]  # (grid index, x, y)
+REAL_CAP = 30.0  # real seconds any one wait of the driver lasts at most
 
 
 class RpcError(Exception):
@@ -162,13 +163,14 @@ class MoveRecord:
 
 @dataclass
 class Driver:
-    """See the module docstring. `time_scale`: stream seconds per real second (a sped-up simulator)."""
+    """See the module docstring. `clock()`: the stream's time (None before any), so that pauses and
+    timeouts follow the rig's clock (a sped-up simulator); without one, this computer's."""
 
     client: RpcClient
     plan: MovePlan
     gap: float = 4.0  # stream seconds between a drop's arrival and the next move (the camera settles)
     timeout: float = 5.0  # stream seconds a drop may take to arrive
-    time_scale: float = 1.0
+    clock: Callable[[], float | None] | None = None
     on_move: Callable[[MoveRecord], None] | None = None
     records: list[MoveRecord] = field(default_factory=list)
     driven: set[int] = field(default_factory=set)  # every pin this driver ever drove
@@ -193,9 +195,22 @@ class Driver:
             return True
         return False
 
+    def _now(self) -> float:
+        t = self.clock() if self.clock is not None else None
+        return t if t is not None else time.monotonic()
+
+    async def _wait(self, seconds: float, stopped: Callable[[], bool], done=None) -> None:
+        """Until `seconds` of stream time passed, `done()` or `stopped()`; at most `REAL_CAP` real seconds
+        (a stream that stopped moving its clock must not hold a driven electrode for ever)."""
+        end = self._now() + seconds
+        cap = time.monotonic() + REAL_CAP
+        while self._now() < end and time.monotonic() < cap and not stopped():
+            if done is not None and await done():
+                return
+            await asyncio.sleep(0.02)
+
     async def run(self, stopped: Callable[[], bool]) -> list[MoveRecord]:
         """Run the plan until done or `stopped()`; electrodes off in any case (see the module docstring)."""
-        scale = self.time_scale
         try:
             for pin in self.plan.path:
                 if stopped():
@@ -204,19 +219,19 @@ class Driver:
                 self.off_confirmed = False
                 await asyncio.to_thread(self._set, [pin])
                 self.records.append(record)
-                deadline = time.monotonic() + self.timeout / scale
-                while time.monotonic() < deadline and not stopped():
+
+                async def arrived(pin: int = pin, record: MoveRecord = record) -> bool:
                     scan = await asyncio.to_thread(self.client.call, "get_scan_capacitance")
                     values = scan.get("raw") if isinstance(scan, dict) else None
                     if values and pin in covered(list(values)):
                         record.arrived = time.time()
-                        break
-                    await asyncio.sleep(min(0.05, 0.25 / scale))
+                        return True
+                    return False
+
+                await self._wait(self.timeout, stopped, arrived)
                 if self.on_move is not None:
                     self.on_move(record)
-                pause = time.monotonic() + self.gap / scale
-                while time.monotonic() < pause and not stopped():
-                    await asyncio.sleep(min(0.05, pause - time.monotonic()) if pause > time.monotonic() else 0)
+                await self._wait(self.gap, stopped)
         finally:
             self.off()  # blocking on purpose: it must happen even while this task is being cancelled
         return self.records

@@ -198,12 +198,22 @@ def propose(
 
 
 def _latest_threshold(rule) -> Any:
-    return rule.options.get(rule.trigger.threshold_option or "", None)
+    return _option(rule, rule.trigger.threshold_option or "")
+
+
+def _option(rule, name: str) -> Any:
+    """The rule's value of option `name`, or its trigger's default (None: no such option)."""
+    if name in rule.options:
+        return rule.options[name]
+    for opt in rule.trigger.options:
+        if opt.name == name and not opt.required:
+            return opt.default
+    return None
 
 
 def _motion(rule, m: Measurements) -> RuleProposal:
     name = rule.name
-    current = rule.options.get("threshold", 0.0003)
+    current = _option(rule, "threshold")
     idle = m.idle_scores(name)
     peaks = [v for v in (m.window_peak(name, w) for w in m.windows) if v is not None]
     base = RuleProposal(name, "motion", "", current=current)
@@ -249,7 +259,7 @@ def _motion(rule, m: Measurements) -> RuleProposal:
 
 def _missed_move(rule, m: Measurements, scan_interval: float | None) -> RuleProposal:
     name = rule.name
-    current = rule.options.get("within", 2.0)
+    current = _option(rule, "within")
     delays = [w.delay for w in m.windows if w.delay is not None]
     base = RuleProposal(name, "missed-move", "", current=current)
     if not delays:

@@ -283,9 +283,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                 pins_state = await asyncio.to_thread(client.call, "get_electrode_pins")
                 scan = await asyncio.to_thread(client.call, "get_scan_capacitance")
             except RpcError as exc:
-                state["code"] = _fail(
-                    f"--drive: refusing to drive: the rig does not answer JSON-RPC at {rpc_url}: {exc}"
-                )
+                state["code"] = _fail(f"--drive: refusing to drive: no JSON-RPC answer at {rpc_url}: {exc}")
                 return
             if isinstance(pins_state, list) and any(pins_state):
                 on = [i for i, v in enumerate(pins_state) if v]
@@ -303,7 +301,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                     f"(board: {len(cells)} electrodes, drops on pins {sorted(covered(list(values or [])))})"
                 )
                 return
-            driver = Driver(client, plan, time_scale=speed)
+            driver = Driver(client, plan, clock=lambda: meter.time)
             state["driver"] = driver
         pipeline = Pipeline(ruleset, rate=speed, telemetry=False, timelapse=False)
         source = WebsocketSource(ws_uri)
