@@ -337,3 +337,8 @@ def test_replay_of_a_log_measures_idle_and_the_protocol_steps(tmp_path: Path, ca
     code, out, err = calibrate(capsys, "--rules", rules, "--replay", str(log), "--idle", "20s")
     assert code == 0, err
     assert "4 move(s)" in out and "missed-move: drops arrived" in out
+    # The same log with the protocol step inside the idle phase: said, and left out of the noise.
+    code, out, err = calibrate(capsys, "--rules", rules, "--replay", str(log), "--idle", "45s")
+    assert code == 0, err
+    assert "the electrodes changed 5 time(s) during the idle phase" in out
+    assert "no drop moves were measured" in out and "0 move(s)" in out

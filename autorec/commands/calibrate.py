@@ -89,6 +89,20 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The phases and the proposal say what happens; the simulator's and the connection's INFO lines
+    # would break the progress line (-v shows them). Put back afterwards: a program may go on logging.
+    quiet = [logging.getLogger(name) for name in ("autorec.sim", "autorec.io.source")] if not args.verbose else []
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     from autorec.rules import ConfigError, load_rules
     from autorec.units import parse_duration
 
@@ -253,6 +267,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
     speed = sim_config.speed if sim_config is not None else 1.0
     progress = Progress(meter, ruleset)
     state: dict = {"code": 0, "driver": None}
+    real: dict[str, float] = {}  # phase -> real seconds it took (for the summary)
 
     async def body(stop: StopRequest) -> None:
         if sim_config is None:
@@ -337,12 +352,15 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
             tasks = [asyncio.ensure_future(feed()), asyncio.ensure_future(tick())]
             try:
                 meter.phase("idle")
+                real["idle"] = time.monotonic()
                 progress.start(
                     f"idle phase: watching {ws_uri} for {format_duration(idle)} of stream time; nothing is driven"
                 )
                 if not await until(lambda: meter.time is not None and meter.elapsed() >= idle, "idle", idle):
                     return
                 meter.phase("activity")
+                real["idle"] = time.monotonic() - real["idle"]
+                real["activity"] = time.monotonic()
                 if driver is not None:
                     progress.start(
                         f"activity phase: moving the drop on pin {driver.plan.drop_pin} along pins "
@@ -375,6 +393,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                     if not await until(enough, "activity", activity, lambda: f"{len(meter.windows)} move(s)"):
                         return
                 progress.end()
+                real["activity"] = time.monotonic() - real["activity"]
             finally:
                 if driver is not None:
                     driver.off()  # again, whatever happened (idempotent)
@@ -412,6 +431,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
         progress.end()
         return _fail(f"interrupted ({stop.signal}): no proposal, nothing written", 1), ""
     name = f"the simulator (scenario {args.scenario}, {speed:g}x)" if args.sim else uri
+    args.phase_seconds = real  # real seconds each phase took, for the summary
     return 0, name
 
 
@@ -431,6 +451,9 @@ def _report(args, ruleset, meter, source_name: str, duty: float, clock: bool) ->
         f"Calibrated {args.rules} on {source_name}: idle {format_duration(idle.duration if idle else 0)}, "
         f"activity {format_duration(activity.duration if activity else 0)} of stream time, {len(m.windows)} move(s)"
     )
+    real = getattr(args, "phase_seconds", {})
+    if "activity" in real:
+        print(f"The phases took {real['idle']:.1f} s (idle) and {real['activity']:.1f} s (activity) of real time.")
     print(proposal.text())
     if not args.write:
         if proposal.changes:
