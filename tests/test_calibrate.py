@@ -342,3 +342,15 @@ def test_replay_of_a_log_measures_idle_and_the_protocol_steps(tmp_path: Path, ca
     assert code == 0, err
     assert "the electrodes changed 5 time(s) during the idle phase" in out
     assert "no drop moves were measured" in out and "0 move(s)" in out
+
+
+def test_a_drop_that_does_not_follow_ends_the_moves_with_everything_off(capsys) -> None:
+    # The simulator's `stuck` fault: the next commanded move does not happen.
+    code, out, err = calibrate(
+        capsys, "--rules", str(REPO / "rules" / "missed-move.yaml"), "--sim", "--drive", "--speed", "10",
+        "--no-camera", "--idle", "5s", "--faults", "stuck=3s",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "WARNING: the drop did not reach pin" in err and "the moves stopped there" in err
+    assert re.search(r"drove pins \[\d+\] \(1 move\(s\)\); electrodes switched off\n", err), err
+    assert "no arrivals measured" in out and "1 move(s) without an arrival" in out

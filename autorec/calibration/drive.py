@@ -7,7 +7,8 @@
 - `plan_moves(cells, covered, steps, allowed)` (pure): a drop and a straight path of `steps` free
   electrodes next to no other drop, there and back; None when no drop has one (within `allowed`).
 - `Driver(client, plan, ...)`: runs the plan, one electrode at a time in drive group 0: drives the
-  next pin, waits until the scans show the drop there (or `timeout`), pauses `gap`, and so on.
+  next pin, waits until the scans show the drop there, pauses `gap`, and so on. A drop that does
+  not arrive within `timeout` ends the moves (`failed` says why): the plan no longer holds.
 
 Safety contract: a `Driver` drives only the pins of its plan, and refuses (RuntimeError) any
 other; `run()` switches drive group 0 off (`set_electrode_pins([])`) in a `finally`, so at the
@@ -38,6 +39,10 @@ class RpcError(Exception):
     """A JSON-RPC call failed: no answer, an HTTP error or an error object."""
 
 
+class RpcCallError(RpcError):
+    """The server answered the call with a JSON-RPC error object (it is there, the call was refused)."""
+
+
 class RpcClient:
     """See the module docstring."""
 
@@ -64,7 +69,7 @@ class RpcClient:
             raise RpcError(f"{method}: not a JSON-RPC answer")
         if "error" in answer:
             err = answer["error"]
-            raise RpcError(f"{method}: {err.get('message', err) if isinstance(err, dict) else err}")
+            raise RpcCallError(f"{method}: {err.get('message', err) if isinstance(err, dict) else err}")
         return answer.get("result")
 
 
@@ -175,18 +180,26 @@ class Driver:
     records: list[MoveRecord] = field(default_factory=list)
     driven: set[int] = field(default_factory=set)  # every pin this driver ever drove
     off_confirmed: bool = False
+    failed: str | None = None  # why the moves stopped early
 
     def _set(self, pins: list[int]) -> None:
         if not set(pins) <= self.plan.pins:
             raise RuntimeError(f"refusing to drive pins {sorted(set(pins) - self.plan.pins)}: not in the plan")
-        self.client.call("set_electrode_pins", pins=pins, group_id=0)
-        self.driven |= set(pins)
+        self.driven |= set(pins)  # before the call: a call that times out may still have acted
+        self._call_set(pins)
+
+    def _call_set(self, pins: list[int]) -> None:
+        try:
+            self.client.call("set_electrode_pins", pins=pins, group_id=0)
+        except RpcCallError:
+            # Older pdserver versions take `pins` alone (one drive group); refused either way, it raises.
+            self.client.call("set_electrode_pins", pins=pins)
 
     def off(self, attempts: int = 3) -> bool:
         """Switch drive group 0 off; True once the rig acknowledged it."""
         for i in range(attempts):
             try:
-                self.client.call("set_electrode_pins", pins=[], group_id=0)
+                self._call_set([])
             except RpcError as exc:
                 log.error("calibrate: switching the electrodes off failed (attempt %d of %d): %s", i + 1, attempts, exc)
                 time.sleep(0.2)
@@ -231,6 +244,12 @@ class Driver:
                 await self._wait(self.timeout, stopped, arrived)
                 if self.on_move is not None:
                     self.on_move(record)
+                if record.arrived is None and not stopped():
+                    # The drop did not follow (stuck, or not where the scan said): driving on would pull
+                    # on a drop that is not where the plan thinks. Stop here; the finally switches off.
+                    self.failed = f"the drop did not reach pin {pin} within {self.timeout:g} s"
+                    log.debug("calibrate: %s: no more moves", self.failed)
+                    break
                 await self._wait(self.gap, stopped)
         finally:
             self.off()  # blocking on purpose: it must happen even while this task is being cancelled

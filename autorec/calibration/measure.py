@@ -94,14 +94,16 @@ class Measurements:
     scan_times: list[float]  # capacitance scans (idle), for their interval
 
     def idle_scores(self, rule: str) -> list[float]:
-        """Per-second maxima of `rule` inside the idle phase, without the excluded stretches."""
+        """Per-second maxima of `rule` in whole seconds inside the idle phase, without the excluded stretches."""
         idle = self.phases.get("idle")
         if idle is None or idle.start is None:
             return []
         end = idle.end if idle.end is not None else math.inf
         out = []
         for second, value in self.rows.get(rule, []):
-            if not (idle.start <= second + 0.5 < end):
+            # Whole seconds inside the phase only: the second in which the activity phase starts
+            # may already hold the first commanded move.
+            if not (idle.start <= second and second + 1 <= end):
                 continue
             if any(a <= second + 1 and second <= b for a, b in self.excluded):
                 continue
@@ -180,6 +182,11 @@ class Meter:
         if s is None or s.start is None or self.time is None:
             return 0.0
         return self.time - s.start
+
+    @property
+    def driven(self) -> frozenset[int] | None:
+        """The pins the latest electrode_state drives (None before the first one)."""
+        return self._driven
 
     @property
     def windows(self) -> list[Window]:

@@ -12,7 +12,8 @@ The rules:
   smallest move when the idle noise is tiny, and never at or under the idle maximum. When the
   smallest move does not clear `SEPARATION` x the idle p99.9 and the idle maximum, there is no
   threshold that keeps moves and drops noise: a warning instead (the camera does not see the
-  drops: a region, scale or a capacitance rule), and the threshold stays.
+  drops: a region, scale or a capacitance rule), and the threshold stays. A proposal with less
+  than `THIN_MARGIN` on either side comes with a warning too.
 - `missed-move`: `within` = `WITHIN_FACTOR` x the slowest measured arrival plus one scan
   interval, rounded up to 0.5 s, at least 1 s.
 - other scored rules (`threshold`): the idle maximum against their level (headroom, and a
@@ -38,7 +39,8 @@ from autorec.calibration.measure import Measurements
 from autorec.core.ruleset import RuleSet
 from autorec.units import format_duration, format_size
 
-SEPARATION = 2.0  # the smallest move must score this many times the idle p99.9 (and above the idle max)
+SEPARATION = 1.5  # the smallest move must score this many times the idle p99.9 (and above the idle max)
+THIN_MARGIN = 1.5  # a proposal with less than this factor on either side comes with a warning
 WITHIN_FACTOR = 2.0
 FLICKER_RANGE = 0.03  # brightness varying by more than this (of its mean) while idle: flicker or a lighting step
 
@@ -251,6 +253,13 @@ def _motion(rule, m: Measurements) -> RuleProposal:
         f"{len(peaks)} move(s))"
     )
     base.option, base.value = "threshold", proposed
+    above = proposed / max(top, p999) if max(top, p999) > 0 else math.inf
+    if min(above, smallest / proposed) < THIN_MARGIN:
+        base.warning = (
+            f"{name}: thin margins ({above:.2g}x above the idle maximum, {smallest / proposed:.2g}x below the "
+            "smallest move): a night may keep noise or miss a small move. A clearer view of the drops "
+            "(region, scale: 2, steadier light) widens them; a capacitance rule (trigger: movement) needs none"
+        )
     base.source = (
         f"idle p99.9 {_g(p999)} (max {_g(top)}) over {len(idle)} s, smallest of {len(peaks)} moves {_g(smallest)}"
     )

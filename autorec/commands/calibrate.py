@@ -91,7 +91,8 @@ def _fail(message: str, code: int = 2) -> int:
 def run(args: argparse.Namespace) -> int:
     # The phases and the proposal say what happens; the simulator's and the connection's INFO lines
     # would break the progress line (-v shows them). Put back afterwards: a program may go on logging.
-    quiet = [logging.getLogger(name) for name in ("autorec.sim", "autorec.io.source")] if not args.verbose else []
+    chatty = ("autorec.sim", "autorec.io.source", "autorec.io.broadcast")
+    quiet = [logging.getLogger(name) for name in chatty] if not args.verbose else []
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.WARNING)
@@ -358,6 +359,13 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                 )
                 if not await until(lambda: meter.time is not None and meter.elapsed() >= idle, "idle", idle):
                     return
+                if driver is not None and meter.driven:  # someone drove electrodes during the idle phase
+                    progress.end()
+                    state["code"] = _fail(
+                        f"--drive: refusing to drive: electrodes are driven (pins {sorted(meter.driven)}): "
+                        "a protocol is running"
+                    )
+                    return
                 meter.phase("activity")
                 real["idle"] = time.monotonic() - real["idle"]
                 real["activity"] = time.monotonic()
@@ -417,6 +425,8 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
         if driver is not None and not driver.off_confirmed:
             driver.off()
     driver = state.get("driver")
+    if driver is not None and driver.failed:
+        print(f"autorec calibrate: WARNING: {driver.failed}: the moves stopped there", file=sys.stderr, flush=True)
     if driver is not None:
         print(
             f"autorec calibrate: drove pins {sorted(driver.driven)} ({len(driver.records)} move(s)); "
