@@ -144,19 +144,24 @@ def test_rpc_over_http_changes_the_streamed_electrode_state() -> None:
 # -- proposals ----------------------------------------------------------------------------------
 
 
-def _segments(rules: Path, log: Path) -> list[tuple[float, float]]:
+def _segments(rules: Path, log: Path) -> tuple[list[tuple[float, float]], list[float]]:
+    """The segments (start, end) the rule file keeps of a log, and the times of the firings in them."""
     pipeline = Pipeline(load_rules(rules), offline=True, telemetry=False, timelapse=False)
     segments: list[tuple[float, float]] = []
+    firings: list[float] = []
 
     def take(outs) -> None:
         for o in outs:
             if isinstance(o, SegmentActions):
-                segments.extend((a.start, a.end) for a in o.actions if isinstance(a, CloseSegment))
+                for a in o.actions:
+                    if isinstance(a, CloseSegment):
+                        segments.append((a.start, a.end))
+                        firings.extend(f.time for f in a.firings)
 
     for msg in FileSource(log):
         take(pipeline.message(msg))
     take(pipeline.finish())
-    return segments
+    return segments, firings
 
 
 def _covered(segments: list[tuple[float, float]], start: float, end: float) -> bool:
@@ -190,7 +195,7 @@ def test_proposal_from_known_moves_keeps_a_fresh_night_and_no_lighting(tmp_path:
 
     night = tmp_path / "night.bin"
     truth = write_sim_log(night, NIGHT, 220.0, fps=5.0, seed=5, text=True)
-    segments = _segments(new, night)
+    segments, firings = _segments(new, night)
     pre_roll = rule.segments.pre_roll
     for window in truth["activity"]:
         # From a full pre-roll (the trigger's onset is up to a frame or two after the command) to the
@@ -201,6 +206,11 @@ def test_proposal_from_known_moves_keeps_a_fresh_night_and_no_lighting(tmp_path:
         )
     for s, e in segments:  # each segment holds a move: none is lighting or a nudge alone
         assert any(w["start"] <= e and s <= w["end"] for w in truth["activity"]), (s - T0, e - T0)
+    # Nothing fires on the lighting steps, the flicker or the nudges (not even inside a move's post-roll):
+    # every firing is a move, or the camera catching up with one (2 x background_time).
+    settle = 2 * rule.make_trigger().background_time + 0.5
+    stray = [t - T0 for t in firings if not any(w["start"] <= t <= w["end"] + settle for w in truth["activity"])]
+    assert not stray, f"firings outside the moves at +{stray} s"
 
 
 def test_subtle_scenario_with_a_protocol_step_puts_the_nudges_under_the_threshold(capsys) -> None:
