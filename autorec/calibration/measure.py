@@ -127,6 +127,11 @@ class Measurements:
         values = [v for s, v in self.rows.get(rule, []) if lo <= s <= hi]
         return max(values) if values else None
 
+    def first_firing(self, rule: str, w: Window) -> float | None:
+        """Seconds from `w`'s command to `rule`'s first firing in it (None: it did not fire)."""
+        times = [t for t in self.firings.get(rule, []) if w.start - 0.5 <= t <= w.end + 1.0]
+        return min(times) - w.start if times else None
+
     def window_fired(self, rule: str, w: Window) -> bool:
         return any(w.start - 0.5 <= t <= w.end + 1.0 for t in self.firings.get(rule, []))
 

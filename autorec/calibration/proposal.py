@@ -252,6 +252,12 @@ def _motion(rule, m: Measurements) -> RuleProposal:
         f"{smallest / proposed:.1f}x below the smallest move (now {_g(current)}; idle max {_g(top)}, "
         f"{len(peaks)} move(s))"
     )
+    seen = [d for d in (m.first_firing(name, w) for w in m.windows) if d is not None]
+    if seen:  # the camera's own arrival time: when the rule as it stands confirmed the move
+        base.text += (
+            f"; at {_g(current)} the camera confirmed {len(seen)} of {len(m.windows)} move(s) "
+            f"{format_duration(max(0.0, min(seen)))}-{format_duration(max(0.0, max(seen)))} after the command"
+        )
     base.option, base.value = "threshold", proposed
     above = proposed / max(top, p999) if max(top, p999) > 0 else math.inf
     if min(above, smallest / proposed) < THIN_MARGIN:
