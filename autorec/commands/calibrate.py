@@ -177,7 +177,6 @@ class Progress:
 
     def __init__(self, meter, ruleset) -> None:
         self.meter = meter
-        self.scored = [r.name for r in ruleset.rules]
         self.tty = sys.stderr.isatty()
         self._next = 0.0
 
@@ -259,6 +258,9 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
             return _fail(str(exc)), ""
         sim_config.wait_for_clients = 1
         sim_config.rpc_port = 0  # pdserver's JSON-RPC on a free port, as a rig has it
+        # A frame lost to a slow consumer would read as camera noise: let the simulator's queue hold
+        # minutes of a sped-up stream rather than drop (a dropped frame is still reported below).
+        sim_config.max_queue_bytes = 1 << 30
     uri = args.uri or ruleset.source or DEFAULT_URI
     if sim_config is None:
         try:
@@ -267,7 +269,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
             return _fail(f"--uri: {exc}"), ""
     speed = sim_config.speed if sim_config is not None else 1.0
     progress = Progress(meter, ruleset)
-    state: dict = {"code": 0, "driver": None}
+    state: dict = {"code": 0, "driver": None, "warnings": []}
     real: dict[str, float] = {}  # phase -> real seconds it took (for the summary)
 
     async def body(stop: StopRequest) -> None:
@@ -285,10 +287,15 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
             state["code"] = _fail(str(exc))
             return
         try:
-            state["sim"] = server
             await _session(stop, server.uri, args.rpc or server.rpc_url)
         finally:
             await asyncio.to_thread(sim.__exit__, None, None, None)
+        dropped = server.broadcaster.stats()["dropped"]
+        if dropped:
+            state["warnings"].append(
+                f"the simulator dropped {dropped} message(s) this computer could not take in time: "
+                "the figures miss them (a lower --speed avoids it)"
+            )
 
     async def _session(stop: StopRequest, ws_uri: str, rpc_url: str) -> None:
         driver = None
@@ -424,6 +431,8 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
         driver = state.get("driver")
         if driver is not None and not driver.off_confirmed:
             driver.off()
+    for warning in state["warnings"]:
+        print(f"autorec calibrate: WARNING: {warning}", file=sys.stderr, flush=True)
     driver = state.get("driver")
     if driver is not None and driver.failed:
         print(f"autorec calibrate: WARNING: {driver.failed}: the moves stopped there", file=sys.stderr, flush=True)
@@ -470,9 +479,10 @@ def _report(args, ruleset, meter, source_name: str, duty: float, clock: bool) ->
             print("Nothing written (--write NEW.yaml saves the proposal as a rule file).")
         return 0
     header = [
-        f"Calibrated by `autorec calibrate` on {utc_strftime(time.time(), '%Y-%m-%d %H:%M')} UTC from {args.rules},",
-        f"measured on {source_name}: idle {format_duration(idle.duration if idle else 0)}, "
-        f"{len(m.windows)} move(s). Lines marked `calibrated:` say where each number came from.",
+        f"Calibrated by `autorec calibrate` on {utc_strftime(time.time(), '%Y-%m-%d %H:%M')} UTC from {args.rules}",
+        f"measured on {source_name}:",
+        f"idle {format_duration(idle.duration if idle else 0)}, {len(m.windows)} move(s). "
+        "Lines marked `calibrated:` say where each number came from.",
     ]
     try:
         text = Path(args.rules).read_text()
