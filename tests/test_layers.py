@@ -9,7 +9,8 @@ else must stand lower in `LAYERS`. The order, bottom first:
 - `triggers` (the Trigger API and the built-in triggers), then `core` (the sans-I/O pipeline);
 - `io` (files and sockets), then `media` (frames to thumbnails and video) and `sim` (the simulated rig);
 - `services` (what attaches to a run), `rules` (the rule-file loader, which checks hook commands
-  against `services.hooks`), then `runs` (the wiring of a run);
+  against `services.hooks`), then `runs` (the wiring of a run) and `calibration` (`autorec calibrate`'s
+  phases and proposal);
 - `report` (an output directory read back for people), `web` (the web UI), `commands`, `cli`.
 """
 
@@ -29,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"media", "sim"},
     {"services"},
     {"rules"},
-    {"runs"},
+    {"runs", "calibration"},
     {"report"},
     {"web"},
     {"commands"},
