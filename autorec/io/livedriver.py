@@ -5,6 +5,7 @@
 - `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
   signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), the optional web UI,
   the built-in simulator when asked, and the status line / heartbeat.
+- `on_loop(fn, loop)` calls `fn` on the recorder's loop from any thread (a metrics scrape).
 - `StatusLine` is that live status: a line rewritten in place on a terminal, a heartbeat log
   line otherwise.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sys
@@ -152,6 +154,32 @@ async def run_live(
             status.end()
 
 
+def on_loop(fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> Callable[[], Any]:
+    """`fn` made callable from any thread: it runs on `loop` (where the pipeline and its counters live,
+    so nothing is read while it changes), the caller waiting up to `timeout` s. On the loop's own
+    thread it runs at once; after the loop has closed, here (the recorder is done: nothing changes)."""
+
+    def call() -> Any:
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        result: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed
+            return fn()
+        return result.result(timeout)
+
+    return call
+
+
 def reload_rules(pipeline, services: Services) -> None:
     """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
     from autorec.rules import ConfigError, load_rules
@@ -181,6 +209,7 @@ def record_live(
     duration: float | None,
     live_source=None,
     http: tuple | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     from autorec.io.source import WebsocketSource
     from autorec.units import format_size
@@ -194,7 +223,24 @@ def record_live(
     )
 
     async def main(stop: StopRequest) -> None:
-        web_runner = None
+        web_runner = metrics_server = registry = None
+        if http is not None or metrics is not None:
+            try:
+                from autorec.services.metrics import StatusCollector, make_registry
+
+                source = on_loop(services.snapshot, asyncio.get_running_loop())
+                registry = make_registry(StatusCollector(source, rig=services.rig))
+            except ImportError:
+                pass  # `run` checked --metrics; the web UI's /metrics says what to install
+        if metrics is not None and registry is not None:
+            from autorec.services.metrics import serve_metrics
+
+            try:
+                metrics_server, _thread = serve_metrics(*metrics, registry)
+            except OSError as exc:
+                log.error("metrics: cannot listen on %s:%d: %s (recording goes on without them)", *metrics, exc)
+            else:
+                log.info("metrics at http://%s:%d/metrics", *metrics)
         if http is not None:
             from autorec.web.server import WebUI, describe_url, start_server
 
@@ -202,7 +248,8 @@ def record_live(
             feed.loop = asyncio.get_running_loop()
             host, port, token, generated = http
             try:
-                web_runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
+                ui = WebUI(out, feed, token, warm_night=False, metrics=registry)
+                web_runner, base = await start_server(ui, host, port)
             except OSError as exc:
                 log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
             else:
@@ -212,6 +259,9 @@ def record_live(
         finally:
             if web_runner is not None:
                 await web_runner.cleanup()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
 
     async def _main(stop: StopRequest) -> None:
         if sim_config is None:
@@ -311,6 +361,8 @@ def record(
     sim_config=None,
     duration: float | None = None,
     http: tuple | None = None,
+    metrics: tuple[str, int] | None = None,
+    rig: str | None = None,
     telemetry: bool = True,
     timelapse: bool = True,
     overrides: list | None = None,
@@ -328,6 +380,8 @@ def record(
         log.warning("%s", recovered.message())
     services = Services(ruleset, out)
     services.overrides = list(overrides or ())
+    if rig is not None:
+        services.rig = rig
     writer = SegmentWriter(
         out,
         ruleset.output.name,
@@ -354,4 +408,4 @@ def record(
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
     writer.start()
-    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
+    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http, metrics)
