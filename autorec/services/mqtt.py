@@ -31,15 +31,17 @@ Contract:
 Why paho-mqtt rather than aiomqtt: aiomqtt runs on the caller's event loop, which here is the
 recorder's: every publish, reconnect and keepalive would share the loop that feeds the pipeline,
 and a broker that accepts the TCP connection and then stalls would stall awaits on it. paho's own
-thread keeps the broker entirely off the recording path, and its bounded queue
-(`max_queued_messages_set`) is the bound this module needs. (aiomqtt is itself built on paho.)
+thread keeps the broker entirely off the recording path, and paho keeps QoS 1 messages across
+reconnects by itself; this module only bounds and counts them. (aiomqtt is itself built on paho.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -134,7 +136,9 @@ class MqttPublisher:
             protocol=paho.MQTTv311,
             clean_session=True,
         )
-        self.client.max_queued_messages_set(max_queued)
+        # The bound is ours (`publish`), not paho's: `online` and the status must get through even when
+        # the events queued while the broker was away fill it.
+        self.max_queued = max_queued
         self.client.reconnect_delay_set(1, 30)
         if env.get(ENV_USERNAME):
             self.client.username_pw_set(env[ENV_USERNAME], env.get(ENV_PASSWORD) or None)
@@ -175,7 +179,11 @@ class MqttPublisher:
             return False
         data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), default=str)
         with self._lock:
-            self._pending += 1
+            full = queue and self._pending >= self.max_queued
+            if not full:
+                self._pending += 1
+        if full:
+            return self._dropped()
         try:
             info = self.client.publish(self.topic(name), data, qos=QOS, retain=retain)
         except Exception as exc:  # a bug or a closed client must not reach the recorder
@@ -185,6 +193,10 @@ class MqttPublisher:
             return True  # sent, or queued until the broker is back (QoS 1)
         with self._lock:
             self._pending -= 1
+        return self._dropped()
+
+    def _dropped(self) -> bool:
+        with self._lock:
             self.dropped += 1
             self._lock.notify_all()
             first = not self._reported_full
@@ -211,6 +223,13 @@ class MqttPublisher:
                 self._lock.wait(max(0.0, min(0.1, deadline - time.monotonic())))
             left = self._pending
         self.client.disconnect()
+        if not self.is_connected:
+            # A broker that took the TCP connection and never answered: paho's thread would wait for it
+            # until the keepalive runs out. End the socket so it sees the end now.
+            sock = self.client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         self.client.loop_stop()
         if left:
             log.warning("MQTT: %d message(s) not delivered to %s at exit", left, self.address.describe())
@@ -229,7 +248,7 @@ class MqttPublisher:
         else:
             log.info("MQTT: connected to %s", self.address.describe())
         self._reported_down = self._reported_full = False
-        self.publish("available", "online", retain=True)
+        self.publish("available", "online", retain=True, queue=False)  # never refused by a full queue
         if self.on_connected is not None:
             self.on_connected()
 
