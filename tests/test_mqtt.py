@@ -254,3 +254,36 @@ def test_a_broker_that_accepts_and_never_answers_blocks_nothing() -> None:
         assert publisher.close(0.5) is False  # 50 left undelivered, said so
         assert time.monotonic() - t0 < 3.0
         conn.close()
+
+
+def test_a_rule_that_fires_into_the_open_segment_is_an_update(tmp_path: Path) -> None:
+    """The writer's observer calls and the stream's firings, as the pipeline delivers them, through a real broker."""
+    from autorec.io.writer import SegmentFile
+    from autorec.services.mqtt import MqttEvents
+    from autorec.triggers.base import Firing
+
+    with Broker(tmp_path) as broker, Subscriber(broker.port, "autorec/u/segments") as sub:
+        publisher = MqttPublisher(parse_url(broker.url), "autorec", "u").start()
+        wait_until(lambda: publisher.is_connected, 10, "the publisher to connect")
+        events = MqttEvents(publisher, lambda: {})
+        t0 = 1_800_000_000.0
+        seg = SegmentFile(
+            1, 1, "S", tmp_path / "S.bin", tmp_path / "S.bin.partial", tmp_path / "S.json", t0, ("moved",)
+        )
+        events.fired(t0, [Firing("moved", t0, {"pins": [3]})])
+        events.segment_opened(seg)
+        events.fired(t0 + 1, [Firing("moved", t0 + 1, {"pins": [4]})])  # the same rule again: no update
+        events.fired(t0 + 2, [Firing("bench-cam", t0 + 2, {"bbox": [10, 20, 30, 40], "score": 0.004})])
+        seg.end, seg.close_reason, seg.rules = t0 + 9, "post_roll", ("moved", "bench-cam")
+        seg.bytes, seg.records = 99, 3
+        events.segment_closed(seg)
+        sub.wait_for(lambda m: m.json()["type"] == "end", 10, "the end")
+        new, update, end = (m.json() for m in sub.received("/segments"))
+        publisher.close(2.0)
+    assert new["type"] == "new" and new["after"]["evidence"] == ["moved: pins [3]"]
+    assert update["type"] == "update" and update["before"] == new["after"]
+    assert update["after"]["rules"] == ["moved", "bench-cam"]
+    assert update["after"]["evidence"] == ["moved: pins [4]", "bench-cam: camera: 0.4 % changed at (25, 40), 30x40 px"]
+    assert end["before"] == update["after"] and end["after"]["rules"] == ["moved", "bench-cam"]
+    assert (end["after"]["end"], end["after"]["size"], end["after"]["records"]) == (t0 + 9, 99, 3)
+    assert end["after"]["files"] == {"log": "S.bin", "sidecar": "S.json"}
