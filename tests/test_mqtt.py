@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from autorec.cli import main
 from autorec.rig import default_rig_name
 from autorec.rules import ConfigError, parse_rules
 from autorec.services.mqtt import MqttPublisher, check_topic, parse_url
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
+from tests.support.clirun import restore_logging  # noqa: F401  (fixture)
 from tests.support.mosquitto import Broker, Subscriber, free_port
 from tests.support.polling import wait_until
 
@@ -79,7 +81,7 @@ def test_urls_and_topics_are_checked_and_a_password_is_never_echoed() -> None:
             check_topic(bad)
 
 
-def test_rule_file_errors_name_file_and_line(tmp_path: Path) -> None:
+def test_rule_file_errors_name_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = "rules:\n  - {name: a, trigger: electrodes}\nmqtt:\n  url: mqtt://u:pw@b\n  topic: 'x/#'\n  qos: 2\n"
     with pytest.raises(ConfigError) as err:
         parse_rules(text, tmp_path / "r.yaml")
@@ -91,6 +93,10 @@ def test_rule_file_errors_name_file_and_line(tmp_path: Path) -> None:
     ok = parse_rules("rules:\n  - {name: a, trigger: electrodes}\nmqtt: {url: 'mqtt://b', max_queued: 5}\n")
     assert (ok.mqtt.url, ok.mqtt.topic, ok.mqtt.max_queued, ok.mqtt.status_every) == ("mqtt://b", "autorec", 5, 60.0)
     assert parse_rules("rules:\n  - {name: a, trigger: electrodes}\n").mqtt.url is None
+    path = tmp_path / "ok.yaml"
+    path.write_text("rules:\n  - {name: a, trigger: electrodes}\nmqtt: {url: 'mqtts://b', topic: lab/x}\n")
+    assert main(["check", str(path)]) == 0
+    assert "mqtt      mqtts://b -> lab/x/RIG/  (status every 60.0s, max_queued 1000)" in capsys.readouterr().out
 
 
 # -- a recorder's events -------------------------------------------------------------------------
@@ -198,6 +204,10 @@ def test_broker_restarted_mid_run(tmp_path: Path) -> None:
         assert run.returncode == 0, err
         assert f"MQTT: connected to mqtt://127.0.0.1:{broker.port} again" in err
         assert sub.received("/available")[-1].payload == "offline"
+        last = sub.received("/status")[-1].json()  # the last word: stopped, and what was kept
+        final = read_status(out)["counters"]
+        assert last["connected"] is False and last["counters"]["segments_closed"] == final["segments_closed"]
+        assert last["counters"]["messages"] == final["messages"] and last["counters"]["mqtt_dropped"] == 0
     finally:
         if run.poll() is None:
             run.kill()

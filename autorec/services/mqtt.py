@@ -387,14 +387,14 @@ class MqttEvents(StreamListener):
     def _status_now(self) -> None:
         self._next_status = 0.0  # the next tick sends it (this runs on paho's thread)
 
-    def publish_status(self) -> None:
+    def publish_status(self, **changes: Any) -> None:
         self._next_status = self.clock() + self.status_every
         try:
             status = dict(self.status())
         except Exception:  # a broken callable must not stop the recorder
             log.exception("MQTT: cannot collect the status")
             return
-        status["rig"] = self.publisher.rig
+        status.update(changes, rig=self.publisher.rig)
         self.publisher.publish("status", with_iso_times(status), retain=True, queue=False)
 
     def tick(self, t: float) -> None:
@@ -418,7 +418,7 @@ class MqttEvents(StreamListener):
 
     def close(self, timeout: float = CLOSE_WAIT) -> bool:
         if self.publisher.is_connected:
-            self.publish_status()  # the last word: the source is stopped
+            self.publish_status(connected=False)  # the last word: the source is stopped
         return self.publisher.close(timeout)
 
 
