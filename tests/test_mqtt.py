@@ -25,7 +25,7 @@ from autorec.services.mqtt import MqttPublisher, check_topic, parse_url
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
 from tests.support.clirun import restore_logging  # noqa: F401  (fixture)
-from tests.support.mosquitto import Broker, Subscriber, free_port
+from tests.support.mosquitto import Broker, Subscriber, free_port, make_tls_files
 from tests.support.polling import wait_until
 
 pytest.importorskip("paho.mqtt", reason="the mqtt extra (paho-mqtt) is part of the test extra")
@@ -297,3 +297,23 @@ def test_a_rule_that_fires_into_the_open_segment_is_an_update(tmp_path: Path) ->
     assert end["before"] == update["after"] and end["after"]["rules"] == ["moved", "bench-cam"]
     assert (end["after"]["end"], end["after"]["size"], end["after"]["records"]) == (t0 + 9, 99, 3)
     assert end["after"]["files"] == {"log": "S.bin", "sidecar": "S.json"}
+
+
+def test_mqtts_with_the_labs_own_certificate_authority(tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path)
+    with Broker(tmp_path, tls=tls) as broker:
+        url = parse_url(f"mqtts://127.0.0.1:{broker.port}")
+        publisher = MqttPublisher(url, "autorec", "tls", ca_file=str(tls.ca)).start()
+        try:
+            wait_until(lambda: publisher.is_connected, 10, "a TLS connection")
+            publisher.publish("segments", {"n": 1})
+            wait_until(lambda: publisher.counters()["mqtt_published"] >= 2, 10, "online and the event acknowledged")
+        finally:
+            publisher.close(2.0)
+        # without that authority the broker's certificate is not trusted: no connection, said once
+        stranger = MqttPublisher(url, "autorec", "tls").start()
+        try:
+            wait_until(lambda: stranger._reported_down, 10, "the failed connection")
+            assert not stranger.is_connected
+        finally:
+            stranger.close(0.5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -169,6 +170,9 @@ def _with_fleet_options(args: argparse.Namespace, ruleset):
         except ValueError as exc:
             print(f"autorec run: --mqtt-topic: {exc}", file=sys.stderr)
             return None
+    if mqtt.url and mqtt.ca_file and not os.access(mqtt.ca_file, os.R_OK):
+        print(f"autorec run: mqtt.ca_file: cannot read {mqtt.ca_file}", file=sys.stderr)
+        return None
     if mqtt.url:
         try:
             import paho.mqtt  # noqa: F401

@@ -125,9 +125,10 @@ class Services:
             from autorec.services.mqtt import from_settings
 
             self.mqtt = from_settings(self.ruleset.mqtt, self.rig, self.snapshot)
-            writer.add_observer(self.mqtt)
-            pipeline.listeners.append(self.mqtt)
-            alerts.observers.append(self.mqtt.alert)
+            if self.mqtt is not None:
+                writer.add_observer(self.mqtt)
+                pipeline.listeners.append(self.mqtt)
+                alerts.observers.append(self.mqtt.alert)
 
     def counters(self) -> dict[str, int]:
         """The recorder's counters (status file, journal, web UI): the pipeline's own (see

@@ -422,15 +422,20 @@ class MqttEvents(StreamListener):
         return self.publisher.close(timeout)
 
 
-def from_settings(settings: Any, rig: str, status: Callable[[], dict[str, Any]]) -> MqttEvents:
-    """Started `MqttEvents` for a rule file's `mqtt:` settings (`autorec.core.ruleset.MqttSettings`)."""
-    publisher = MqttPublisher(
-        parse_url(settings.url),
-        settings.topic,
-        rig,
-        max_queued=settings.max_queued,
-        ca_file=settings.ca_file,
-    )
+def from_settings(settings: Any, rig: str, status: Callable[[], dict[str, Any]]) -> MqttEvents | None:
+    """Started `MqttEvents` for a rule file's `mqtt:` settings (`autorec.core.ruleset.MqttSettings`);
+    None after logging why when the client cannot be set up (TLS files): recording goes on without it."""
+    try:
+        publisher = MqttPublisher(
+            parse_url(settings.url),
+            settings.topic,
+            rig,
+            max_queued=settings.max_queued,
+            ca_file=settings.ca_file,
+        )
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("MQTT: cannot set up the client for %s: %s (recording goes on without MQTT)", settings.url, exc)
+        return None
     events = MqttEvents(publisher, status, status_every=settings.status_every)
     publisher.start()
     return events

@@ -6,6 +6,9 @@ accepts connections. `stop()` ends it with SIGTERM (a restart keeps the port); `
 `mqtt://` URL. Without mosquitto installed the test is skipped with the reason, except under CI
 (`CI` set), where it fails: `.ci/run` installs it.
 
+`make_tls_files(dir)` makes a throwaway CA and server certificate with `openssl` for
+`Broker(dir, tls=...)`, a TLS listener.
+
 `Subscriber(port, "autorec/#")` is a paho client on its own thread that subscribes again after every
 reconnect and keeps each message (`topic`, `payload`, `retain`); `wait_for(predicate)` polls them.
 """
@@ -45,8 +48,37 @@ def accepts(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throwaway certificate authority and a server certificate for 127.0.0.1, made with `openssl`."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        message = "openssl not installed: apt-get install openssl"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    d = directory
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    new_key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    for argv in (
+        ["req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=autorec test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+         "-out", "server.pem", "-extfile", "san.ext"],
+    ):  # fmt: skip
+        subprocess.run([openssl, *argv], cwd=d, check=True, capture_output=True)
+    return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key")
+
+
 class Broker:
-    def __init__(self, directory: Path, *, persistence: bool = False) -> None:
+    def __init__(self, directory: Path, *, persistence: bool = False, tls: TlsFiles | None = None) -> None:
         if not os.path.exists(MOSQUITTO):
             message = f"mosquitto not installed ({MOSQUITTO}): apt-get install mosquitto"
             if os.environ.get("CI"):
@@ -55,10 +87,12 @@ class Broker:
         self.directory = directory
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        # started as root, mosquitto would switch to its own user, who cannot read or write the test's directory
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}"]
+        if tls is not None:
+            lines += [f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
         if persistence:
-            # started as root, mosquitto would switch to its own user, who cannot write the test's directory
-            lines += ["persistence true", f"persistence_location {directory}/", f"user {getpass.getuser()}"]
+            lines += ["persistence true", f"persistence_location {directory}/"]
         else:
             lines += ["persistence false"]
         self.config.write_text("\n".join(lines) + "\n")
