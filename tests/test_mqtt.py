@@ -317,3 +317,23 @@ def test_mqtts_with_the_labs_own_certificate_authority(tmp_path: Path) -> None:
             assert not stranger.is_connected
         finally:
             stranger.close(0.5)
+
+
+def test_user_and_password_come_from_the_environment_and_a_refusal_is_one_clear_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Broker(tmp_path, users={"rig": "s3cret"}) as broker:
+        url = parse_url(broker.url)
+        env = {"AUTOREC_MQTT_USERNAME": "rig", "AUTOREC_MQTT_PASSWORD": "s3cret"}
+        good = MqttPublisher(url, "autorec", "auth", environ=env).start()
+        bad = MqttPublisher(url, "autorec", "auth", environ={**env, "AUTOREC_MQTT_PASSWORD": "wrong"}).start()
+        try:
+            wait_until(lambda: good.is_connected, 10, "the login with the right password")
+            wait_until(lambda: bad.refused is not None, 10, "the refusal")
+            assert not bad.is_connected and bad.publish("segments", {"n": 1})  # queued, not lost, not blocking
+        finally:
+            good.close(1.0)
+            bad.close(0.5)
+    refusals = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
+    assert len(refusals) == 1 and "Not authorized" in refusals[0], refusals
+    assert not any("s3cret" in r.getMessage() or "wrong" in r.getMessage() for r in caplog.records)

@@ -158,6 +158,7 @@ class MqttPublisher:
         self._reported_down = False  # one warning per outage, not one per retry
         self._reported_full = False
         self._closing = False
+        self.refused: str | None = None  # the broker's reason, while it refuses us
         self.on_connected: Callable[[], None] | None = None  # called on paho's thread: must be quick
 
     def topic(self, name: str) -> str:
@@ -238,9 +239,17 @@ class MqttPublisher:
     # -- paho's network thread --------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            # a refused login is not an outage that heals by itself: say it every time
-            log.error("MQTT: %s refused the connection: %s", self.address.describe(), reason_code)
+            # A refused login does not heal by itself: an error, once per reason (paho retries with backoff).
+            if self.refused != str(reason_code):
+                self.refused = str(reason_code)
+                log.error(
+                    "MQTT: %s refused the connection: %s (user from %s; recording goes on)",
+                    self.address.describe(),
+                    reason_code,
+                    ENV_USERNAME,
+                )
             return
+        self.refused = None
         self.is_connected = True
         self.connects += 1
         if self._reported_down or self.connects > 1:

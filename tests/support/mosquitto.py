@@ -78,7 +78,14 @@ def make_tls_files(directory: Path) -> TlsFiles:
 
 
 class Broker:
-    def __init__(self, directory: Path, *, persistence: bool = False, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persistence: bool = False,
+        tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         if not os.path.exists(MOSQUITTO):
             message = f"mosquitto not installed ({MOSQUITTO}): apt-get install mosquitto"
             if os.environ.get("CI"):
@@ -88,7 +95,15 @@ class Broker:
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
         # started as root, mosquitto would switch to its own user, who cannot read or write the test's directory
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}"]
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}"]
+        if users:  # only these may connect
+            passwords = directory / "mosquitto.passwd"
+            passwords.write_text("")
+            for name, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), name, password], check=True)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines += ["allow_anonymous true"]
         if tls is not None:
             lines += [f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
         if persistence:
