@@ -11,7 +11,8 @@ minute with two `autorec run` processes:
 Prints each recorder's CPU seconds (user + system, all threads, from /proc) over the window,
 the MQTT messages and scrapes it served, and the ratio on / off (issue 27's goal: <= 1.10).
 `--rules rules/electrodes.yaml` (the default) is the cheap pipeline, where the same overhead
-weighs most; `rules/motion.yaml` adds the camera analysis.
+weighs most; `rules/motion.yaml` adds the camera analysis. `--same` runs both without MQTT and
+metrics: the ratio then is the noise of the comparison itself (two equal recorders side by side).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (default 5)")
     ap.add_argument("--scrape", type=float, default=15.0, help="seconds between scrapes (default 15)")
     ap.add_argument("--rules", default=str(REPO / "rules" / "electrodes.yaml"))
+    ap.add_argument("--same", action="store_true", help="both without MQTT and metrics: the noise")
     args = ap.parse_args()
     if not os.path.exists(MOSQUITTO):
         raise SystemExit(f"needs mosquitto ({MOSQUITTO}): apt-get install mosquitto")
@@ -119,14 +121,16 @@ def main() -> int:
         off = subprocess.Popen(
             [*base, "--out", str(tmp / "off")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        fleet = [] if args.same else ["--mqtt", f"mqtt://127.0.0.1:{port}", "--metrics", str(metrics)]
         on = subprocess.Popen(
-            [*base, "--out", str(tmp / "on"), "--mqtt", f"mqtt://127.0.0.1:{port}", "--metrics", str(metrics)],
+            [*base, "--out", str(tmp / "on"), *fleet],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         procs += [off, on]
-        wait_for(lambda: accepts(metrics), 30, "the metrics endpoint")
+        if not args.same:
+            wait_for(lambda: accepts(metrics), 30, "the metrics endpoint")
         time.sleep(args.warmup)  # both connected and past their imports: the window measures recording
         scrapes: list[dict[str, float]] = []
         stop = threading.Event()
@@ -137,21 +141,25 @@ def main() -> int:
 
         t = threading.Thread(target=scraper, daemon=True)
         c_off, c_on, t0 = cpu_seconds(off.pid), cpu_seconds(on.pid), time.monotonic()
-        t.start()
+        if not args.same:
+            t.start()
         time.sleep(args.seconds)  # the measured window (a benchmark, not a test)
         d_off, d_on = cpu_seconds(off.pid) - c_off, cpu_seconds(on.pid) - c_on
         wall = time.monotonic() - t0
         stop.set()
-        t.join(15)
-        last = scrape(metrics)
+        if not args.same:
+            t.join(15)
+        last = {} if args.same else scrape(metrics)
+        second = "run (the same, --same)" if args.same else "run --mqtt --metrics, scraped"
         print(f"window {wall:.1f} s, {args.rules}, 10 fps simulated rig, same stream for both")
         print(f"  run (no MQTT, no metrics)          {d_off:6.2f} CPU s  ({100 * d_off / wall:.1f} % of a core)")
-        print(f"  run --mqtt --metrics, scraped      {d_on:6.2f} CPU s  ({100 * d_on / wall:.1f} % of a core)")
-        print(
-            f"  messages {last.get('autorec_messages_total', 0):.0f}, MQTT published "
-            f"{last.get('autorec_mqtt_published_messages_total', 0):.0f}, dropped "
-            f"{last.get('autorec_mqtt_dropped_messages_total', 0):.0f}, scrapes {len(scrapes) + 1}"
-        )
+        print(f"  {second:<33}  {d_on:6.2f} CPU s  ({100 * d_on / wall:.1f} % of a core)")
+        if not args.same:
+            print(
+                f"  messages {last.get('autorec_messages_total', 0):.0f}, MQTT published "
+                f"{last.get('autorec_mqtt_published_messages_total', 0):.0f}, dropped "
+                f"{last.get('autorec_mqtt_dropped_messages_total', 0):.0f}, scrapes {len(scrapes) + 1}"
+            )
         print(f"  ratio on / off: {d_on / d_off:.3f} (goal <= 1.10)" if d_off > 0 else "  off used no CPU")
         return 0
     finally:
