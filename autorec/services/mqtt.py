@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
+from autorec.evidence import describe_evidence
 from autorec.units import with_iso_times
 
 log = logging.getLogger(__name__)
@@ -288,8 +289,6 @@ class MqttPublisher:
 
 
 def _evidence_words(rule: str, evidence: Any) -> str:
-    from autorec.report.night import describe_evidence  # lightweight: no Bokeh, no telemetry reading
-
     return f"{rule}: {describe_evidence(rule, evidence)}"
 
 
