@@ -198,3 +198,25 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: 
     rules.write_text(RULES)
     assert main(["run", "--rules", str(rules), "--out", str(tmp_path / "out"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_grafana_example_uses_only_metrics_autorec_serves() -> None:
+    import re
+
+    from prometheus_client import generate_latest
+
+    status = {
+        "updated": 1.0,
+        "connected": True,
+        "open_segment": {"bytes": 1},
+        "disk_free": 1,
+        "disk_total": 2,
+        "alerts": [{"key": "disconnected"}],
+        "counters": {**dict.fromkeys(COUNTERS, 1), "r.segments_end": 1, "r.budget_blocked": 1, "r.missed": 1},
+    }
+    text = generate_latest(make_registry(StatusCollector(lambda: status, rig="r"))).decode()
+    served = {s.name for f in parser.text_string_to_metric_families(text) for s in f.samples}
+    dashboard = json.loads((Path(__file__).parent.parent / "examples" / "grafana-autorec.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"\bautorec_[a-z_]+", e)}
+    assert len(used) >= 12 and used <= served, used - served
