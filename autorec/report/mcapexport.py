@@ -57,10 +57,11 @@ from typing import Any
 from autorec import __version__, events
 from autorec.core.timeline import Timeline, stream_times
 from autorec.dates import utc_iso
+from autorec.evidence import describe_evidence
 from autorec.io.atomicfile import partial_file
 from autorec.io.logfile import LogReader
 from autorec.outdir import JOURNAL_NAME, MCAP_SUFFIX, SIDECAR_SUFFIX, export_path
-from autorec.report.night import describe_evidence, read_journal, read_sidecar
+from autorec.report.night import read_journal, read_sidecar
 
 log = logging.getLogger(__name__)
 

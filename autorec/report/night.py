@@ -492,28 +492,6 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
     return night
 
 
-def describe_evidence(rule: str, evidence: Any) -> str:
-    """A firing's evidence in words, e.g. `camera: 0.4 % changed at (512, 300)`."""
-    if not isinstance(evidence, dict) or not evidence:
-        return rule
-    parts: list[str] = []
-    bbox = evidence.get("bbox")
-    score = _number(evidence.get("score"))
-    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
-        x, y, w, h = bbox
-        pct = f"{score * 100:.2g} % changed" if score is not None else "change"
-        parts.append(f"camera: {pct} at ({x + w // 2}, {y + h // 2}), {w}x{h} px")
-    for key, value in evidence.items():
-        if key in ("bbox", "score") and parts:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, (list, tuple)) and len(value) > 12:
-            value = f"[{', '.join(map(str, value[:12]))}, ...]"
-        parts.append(f"{key} {value}")
-    return "; ".join(str(p) for p in parts)
-
-
 def rule_lanes(segments: Iterable[Segment]) -> list[str]:
     """Rule names in order of first appearance (one timeline lane each)."""
     seen: dict[str, None] = {}

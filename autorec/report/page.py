@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
+from autorec.evidence import describe_evidence
 from autorec.io.atomicfile import replace_file
 from autorec.outdir import NEAR_MISSES_NAME, is_score_track
 from autorec.report.night import (
     Night,
     Segment,
-    describe_evidence,
     load_night,
     local_text,
     read_near_misses,

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.report.night import Night, Segment, describe_evidence, local_text, rule_lanes, utc_text
+from autorec.evidence import describe_evidence
+from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
 from autorec.units import format_duration, format_size
 
 

@@ -3,7 +3,9 @@
 Pages: `/` (live), `/night` (the report's timeline, plots and cards, with new
 segments added as they close), `/segment/NAME` (one segment: its sidecar in
 words, telemetry plots of its span, its camera frames played in the browser).
-JSON API under `/api/` (documented in the README); downloads under `/files/`.
+JSON API under `/api/` (documented in the README); downloads under `/files/`; Prometheus
+metrics at `/metrics` (docs/metrics.md: the recorder's own with `run --http`, the directory's
+status file with `serve`).
 
 Contracts:
 - Read-only: only GET (and HEAD) routes exist; anything else is 405. No
@@ -63,22 +65,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """`PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError with a readable message."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = default_host, text
-    host = host.strip("[]") or default_host
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{text!r}: expected PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r}: port must be 0-65535")
-    return host, port
-
-
 def new_token() -> str:
     return secrets.token_urlsafe(18)
 
@@ -123,9 +109,17 @@ class WebUI:
     """The aiohttp application around one output directory and one feed."""
 
     def __init__(
-        self, directory: str | os.PathLike[str], feed: Feed, token: str | None = None, warm_night: bool = True
+        self,
+        directory: str | os.PathLike[str],
+        feed: Feed,
+        token: str | None = None,
+        warm_night: bool = True,
+        metrics: Any = None,
     ) -> None:
         self.directory = Path(directory)
+        # a prometheus-client registry read on this loop (`run --http`); None: the directory's status file
+        self.metrics = metrics
+        self._metrics_of_directory = metrics is None
         self.feed = feed
         self.token = token
         self.index = _SegmentIndex(self.directory)
@@ -161,6 +155,7 @@ class WebUI:
         get("/api/frame/latest", self.api_latest_frame)
         get("/files/{name}", self.files)
         get("/favicon.ico", self.favicon)
+        get("/metrics", self.metrics_page)
         app.router.add_static("/ui/", STATIC, follow_symlinks=False)
         try:
             from bokeh.util.paths import bokehjs_path
@@ -226,6 +221,22 @@ class WebUI:
         )
 
     # -- pages -----------------------------------------------------------------------------------
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        try:
+            from autorec.services.metrics import StatusCollector, directory_status, exposition, make_registry
+
+            if self.metrics is None:
+                self.metrics = make_registry(StatusCollector(directory_status(self.directory)))
+        except ImportError:
+            raise web.HTTPNotFound(
+                text=f"autorec: /metrics needs the 'metrics' extra (prometheus-client): {install_hint('metrics')}\n"
+            ) from None
+        if self._metrics_of_directory:  # a file read: off the loop
+            body, content_type = await self._in_thread(exposition, self.metrics)
+        else:  # the recorder's counters, read on its own loop (no locks needed)
+            body, content_type = exposition(self.metrics)
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
     async def live_page(self, request: web.Request) -> web.Response:
         from autorec.web.pages import live_page
 
@@ -564,11 +575,14 @@ def live_companion(out: Path, host: str, port: int, token: str | None, generated
 
     @contextlib.asynccontextmanager
     async def companion(services):
+        from autorec.services.metrics import status_registry
+
         feed = services.web_feed(LiveFeed)
         feed.loop = asyncio.get_running_loop()
         runner = None
         try:
-            runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
+            ui = WebUI(out, feed, token, warm_night=False, metrics=status_registry(services))
+            runner, base = await start_server(ui, host, port)
         except OSError as exc:
             log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
         else:
