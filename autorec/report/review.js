@@ -157,8 +157,8 @@
       if (members.length) {
         if (!btn) {
           btn = el("button", { type: "button", class: "group-toggle" });
-          btn.addEventListener("click", () => {
-            const n = head.dataset.name;
+          btn.addEventListener("click", (e) => {
+            const n = e.currentTarget.closest(".card").dataset.name;
             if (state.expanded.has(n)) state.expanded.delete(n); else state.expanded.add(n);
             apply();
           });

@@ -60,6 +60,8 @@ class ReviewedMarks:
         except OSError as exc:
             if exc.errno == errno.ELOOP or os.path.islink(self.path):  # ELOOP: a symlink planted under our name
                 raise MarkRefused(f"{self.path} is a symbolic link: not followed") from None
+            if exc.errno == errno.ENXIO:  # a FIFO without a reader, opened for writing without blocking
+                raise MarkRefused(f"{self.path} is not a regular file: not used") from None
             raise
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -73,6 +73,7 @@
     scrub.max = frames.length - 1;
     const t = wanted();
     show(t !== null ? nearest(t) : 0);
+    if (t !== null) player.scrollIntoView({ block: "center", behavior: "instant" });  // opened at a moment: show it
     player.dataset.ready = "1";
   });
 })();
