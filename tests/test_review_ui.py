@@ -421,6 +421,10 @@ def test_search_by_electrode_finds_every_moment_with_a_link(browser, tmp_path: P
         assert len(driven) == len(truth) > 2
         # pdserver's electrode state has no time: it takes the scan's before it (4 Hz)
         assert all(p == q and 0 <= t - u <= 0.25 for (u, p), (t, q) in zip(driven, truth))
+        # the scan taken at a step shows the drop on its new pin: covered at exactly that time
+        covered = [(m["time"], m["pin"]) for m in first["moments"] if m["what"] == "covered"]
+        assert [p for _, p in covered] == [p for _, p in truth]
+        assert all(abs(t - u) < 1e-3 for (t, _), (u, _) in zip(covered, truth))
         kinds = {m["what"] for m in first["moments"]}
         assert kinds == {"driven", "released", "covered", "uncovered"}
         again = srv.get_json("/api/electrodes?pins=12,13")

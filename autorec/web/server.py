@@ -192,7 +192,17 @@ class WebUI:
         run = getattr(self.feed, "run", None)
         self._feed_task = asyncio.ensure_future(run()) if run is not None else None
         if self.warm_night:
-            self._warm_task = asyncio.ensure_future(self._render_night())  # the night page ready before it is asked
+            self._warm_task = asyncio.ensure_future(self._warm())  # the night page ready before it is asked
+
+    async def _warm(self) -> None:
+        """The night page, then the electrode index (seconds for a 12-hour night: built before anyone searches)."""
+        await self._render_night()
+        try:
+            night = await self._in_thread(self.index.load)
+            async with self._electrodes_lock:
+                await self._in_thread(self.electrodes.get, list(night.telemetry))
+        except Exception:  # a warm-up must never take the server down; a search builds it again
+            log.exception("web: cannot index the electrodes")
 
     async def _stop_feed(self, app: web.Application) -> None:
         if self._feed_task is not None:
