@@ -113,6 +113,11 @@ def _open(driver, url: str) -> None:
     wait_until(lambda: driver.execute_script("return document.body.dataset.reviewReady === '1'"), 30, "the review bar")
 
 
+def _page_errors(driver) -> list[str]:
+    """The console's errors, but for the event stream a page left behind being cut off (a navigation does that)."""
+    return [m for m in console_errors(driver) if not ("/api/events" in m and "ERR_INCOMPLETE_CHUNKED" in m)]
+
+
 def _visible(driver) -> list[str]:
     return driver.execute_script(
         "return [...document.querySelectorAll('.card[data-name]')]"
@@ -163,7 +168,7 @@ def test_filter_and_jump_to_a_time_by_url(served: Served, browser, review_dir: P
         "const s = document.getElementById('review-rule'); s.value = ''; s.dispatchEvent(new Event('change'))"
     )
     assert "rule=" not in browser.current_url and "from=" in browser.current_url
-    assert console_errors(browser) == []
+    assert _page_errors(browser) == []
 
 
 def test_a_thumbnail_opens_the_player_at_its_time(served: Served, browser, review_dir: Path):
@@ -208,7 +213,67 @@ def test_a_firing_opens_the_player_at_its_time(served: Served, browser, review_d
     assert browser.execute_script("return window.stillHere") == 1
     _assert_nearest_frame(served, name, wanted, _player_time(browser))
     browser.save_screenshot(str(artifact_path("review-firing-to-player.png")))
-    assert console_errors(browser) == []
+    assert _page_errors(browser) == []
+
+
+_BAR_ON_SCREEN = """
+const doc = Bokeh.documents[0], tl = doc.get_model_by_name('timeline'), src = doc.get_model_by_name('segment_bars');
+const view = Bokeh.index.find_one(tl), i = arguments[0];
+if (!view || !view.frame.bbox.width) return null;
+const x = (src.data.left[i] + src.data.right[i]) / 2;
+const el = view.canvas_view ? view.canvas_view.el : view.canvas.el;
+el.scrollIntoView({block: 'center'});
+const r = el.getBoundingClientRect();
+const y = view.frame.y_scale.compute(tl.y_range.synthetic(src.data.lane[i]));
+const perPx = (tl.x_range.end - tl.x_range.start) / 1000 / view.frame.bbox.width;
+return [r.left + view.frame.x_scale.compute(x), r.top + y, src.data.name[i], x / 1000, perPx];
+"""
+
+
+def test_a_timeline_bar_opens_the_player_at_the_tapped_time(served: Served, browser, review_dir: Path):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    _open(browser, served.base + "night")
+    wait_until(
+        lambda: browser.execute_script(
+            "return !!(window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].get_model_by_name('timeline'))"
+        ),
+        20,
+        "the timeline",
+    )
+    wait_until(lambda: browser.execute_script(_BAR_ON_SCREEN, 1), 20, "the timeline drawn")
+    sx, sy, name, t, seconds_per_px = browser.execute_script(_BAR_ON_SCREEN, 1)
+    tap = ActionBuilder(browser)
+    tap.pointer_action.move_to_location(int(sx), int(sy))
+    tap.pointer_action.click()
+    tap.perform()
+    wait_until(lambda: "/segment/" in browser.current_url, 15, "the tap to open the segment")
+    assert f"/segment/{name}?t=" in browser.current_url
+    tapped = dt.datetime.fromisoformat(browser.current_url.split("?t=")[1].replace("Z", "+00:00")).timestamp()
+    assert abs(tapped - t) <= 2 * seconds_per_px + 0.01  # where the pointer was, to a pixel or two
+    _assert_nearest_frame(served, name, tapped, _player_time(browser))
+
+
+def test_hovering_a_card_plays_its_frames_in_turn(served: Served, browser, review_dir: Path):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    _open(browser, served.base + "night")
+    card = browser.find_elements("css selector", ".card[data-name]")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
+    wait_until(lambda: len(card.find_elements("css selector", ".strip img")) >= 3, 20, "the thumbnails")
+    first = card.find_elements("css selector", ".strip img")[0]
+    sources = [img.get_attribute("src") for img in card.find_elements("css selector", ".strip img")]
+    ActionChains(browser).move_to_element(card.find_element("css selector", "h3")).perform()
+    seen = set()
+
+    def shown_others() -> bool:
+        seen.add(first.get_attribute("src"))
+        return len(seen) >= 3
+
+    wait_until(shown_others, 10, "the preview to play the card's frames")
+    assert seen <= set(sources)
+    ActionChains(browser).move_to_element(browser.find_element("id", "review-bar")).perform()
+    wait_until(lambda: first.get_attribute("src") == sources[0], 5, "the first frame back after the hover")
 
 
 def test_keyboard_moves_between_segments_and_enter_opens_one(served: Served, browser, review_dir: Path):
@@ -483,4 +548,4 @@ def test_report_file_groups_close_segments_and_filters_by_url(browser, tmp_path:
     assert not browser.find_elements("id", "review-export") and not browser.find_elements(
         "css selector", ".review-mark"
     )
-    assert console_errors(browser) == []
+    assert _page_errors(browser) == []
