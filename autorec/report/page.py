@@ -168,6 +168,7 @@ a { color: #1a5fb4; }
               background: #f6f7fa; border: 1px solid #ddd; border-radius: 8px; position: sticky; top: 0; z-index: 5; }
 .review-bar label { font-size: 0.92em; color: #444; }
 .review-bar input[type=text] { width: 12em; }
+.review-bar .bad { color: #b52a2a; } .review-bar input.bad { outline: 2px solid #d9534f; }
 .card.current { outline: 3px solid #1a5fb4; }
 .card.reviewed { opacity: 0.6; }
 .card.hidden, .card.folded { display: none; }

@@ -318,15 +318,28 @@
     const btn = el("button", { type: "button", id: "export-start", text: "export this span" });
     const status = el("span", { id: "export-status" });
     const files = el("span", { id: "export-files" });
-    exportBox.append(btn, " ", el("span", { text: "(from/to above, else the timeline as zoomed; at most 30 min) " }), status, " ", files);
+    const spanNote = el("span", { id: "export-span" });
+    exportBox.append(btn, " ", spanNote, " ", el("span", { text: "(from/to above, else the timeline as zoomed: drag its box-zoom over the span; at most 30 min) " }), status, " ", files);
     bar.append(exportBox);
-    btn.addEventListener("click", () => {
-      readBar();
+    function exportSpan() {
       let [lo, hi] = span();
       if (lo === null || hi === null) {
         const v = visibleSpan();
         if (v) { lo = lo === null ? v[0] : lo; hi = hi === null ? v[1] : hi; }
       }
+      return [lo, hi];
+    }
+    function note() { // what the button would export, kept up to date as the timeline is zoomed
+      const [lo, hi] = exportSpan();
+      if (lo === null || hi === null) { spanNote.textContent = ""; return; }
+      const len = hi - lo;
+      spanNote.textContent = clock(lo) + " to " + clock(hi) + " (" + (len < 120 ? len.toFixed(1) + " s" : (len / 60).toFixed(1) + " min") + ")";
+      spanNote.classList.toggle("bad", len > 1800 || len <= 0);
+    }
+    setInterval(note, 500);
+    btn.addEventListener("click", () => {
+      readBar();
+      const [lo, hi] = exportSpan();
       if (lo === null || hi === null) { status.textContent = "give from and to"; return; }
       fetch("/api/export?from=" + encodeURIComponent(iso(lo)) + "&to=" + encodeURIComponent(iso(hi)), { method: "POST" })
         .then((r) => r.text().then((t) => { if (!r.ok) throw new Error(t.trim()); }))

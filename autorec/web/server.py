@@ -143,6 +143,7 @@ class WebUI:
         self._electrodes_lock = asyncio.Lock()
         self._timelapse: tuple[tuple, list[tuple[Path, float, int, int]]] | None = None
         self.writes_refused = 0
+        self._hostname = socket.gethostname().lower()  # no DNS lookup (getfqdn could block the loop for seconds)
         # Render the night page ahead of the first visit (`serve`). Not beside a recorder (`run --http`):
         # importing Bokeh and reading the telemetry would cost the recording CPU for a page nobody asked for.
         self.warm_night = warm_night
@@ -468,7 +469,7 @@ class WebUI:
         name, port = _split_host(host)
         if name is None:
             return "no usable Host header"
-        names = {local_ip.lower(), socket.gethostname().lower(), socket.getfqdn().lower()}
+        names = {local_ip.lower(), self._hostname}
         if loopback:
             names |= {"localhost", "127.0.0.1", "::1"}
         if name not in names or port != local_port:
@@ -488,9 +489,10 @@ class WebUI:
     async def _json_body(self, request: web.Request, limit: int = 4096) -> Any:
         if request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="send application/json\n")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+        size = request.content_length
+        if size is None or size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size or 0)
+        raw = await request.read()
         try:
             return json.loads(raw)
         except ValueError:
