@@ -549,3 +549,16 @@ def test_report_file_groups_close_segments_and_filters_by_url(browser, tmp_path:
         "css selector", ".review-mark"
     )
     assert _page_errors(browser) == []
+
+
+def test_a_moment_no_segment_covers_shows_the_nearest_timelapse_frame(served: Served, review_dir: Path):
+    from autorec.media.thumbnails import Strip, frame_index
+
+    [timelapse] = sorted(review_dir.glob("timelapse-*.bin"))
+    times = [t for t, _, _ in frame_index(timelapse, Strip())]
+    assert len(times) >= 3
+    wanted = times[1] + 0.4 * (times[2] - times[1])  # nearer the second frame than the third
+    with urllib.request.urlopen(f"{served.base}api/timelapse?t={_iso(wanted)}", timeout=20) as r:
+        assert r.headers["Content-Type"] == "image/jpeg" and r.read()[:2] == b"\xff\xd8"
+        assert float(r.headers["X-Frame-Time"]) == pytest.approx(times[1], abs=1e-6)
+    assert served.request("GET", "/api/timelapse?t=never")[0] == 400
