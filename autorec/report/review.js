@@ -86,7 +86,7 @@
     ruleSel.append(el("option", { value: "", text: "every segment" }));
     for (const r of rules) ruleSel.append(el("option", { value: "rule:" + r, text: "rule " + r }));
     if (state.rule && !rules.has(state.rule)) ruleSel.append(el("option", { value: "rule:" + state.rule, text: "rule " + state.rule }));
-    ruleSel.append(el("option", { value: "show:near-misses", text: "near-misses (" + data.near_misses.length + ")" }));
+    ruleSel.append(el("option", { value: "show:near-misses", text: "near-misses (" + (data.near_miss_count !== undefined ? data.near_miss_count : data.near_misses.length) + ")" }));
     ruleSel.append(el("option", { value: "show:alerts", text: "alerts (" + data.alerts.length + ")" }));
     ruleSel.value = want;
   }
@@ -212,7 +212,8 @@
       items = data.alerts.filter((a) => inside(a.raised, a.cleared === null ? Infinity : a.cleared)).map((a) =>
         momentItem(a.raised, a.message + (a.cleared === null ? " (not cleared)" : " (cleared " + clock(a.cleared) + ")")));
     } else return;
-    moments.append(el("h3", { text: items.length + " " + state.show + (items.length > 200 ? " (first 200)" : "") }));
+    const listed = state.show === "near-misses" && data.near_miss_count > data.near_misses.length ? " (the first " + data.near_misses.length + " of the night's " + data.near_miss_count + " are listed)" : "";
+    moments.append(el("h3", { text: items.length + " " + state.show + (items.length > 200 ? " (first 200 shown)" : "") + listed }));
     const ul = el("ul");
     items.slice(0, 200).forEach((li) => ul.append(li));
     moments.append(ul);

@@ -117,10 +117,10 @@ def card_json(index: int, seg: Segment, night: Night) -> dict[str, Any]:
     from autorec.io.scorelog import NEAR_MISSES
     from autorec.report.charts import lane_colors, segment_bars
     from autorec.report.night import read_near_misses
-    from autorec.report.page import _card_html, review_tags
+    from autorec.report.page import _card_html, review_tagger
 
     bars = segment_bars([(index, seg)], lane_colors(rule_lanes(night.segments)))
-    tags = review_tags(seg, read_near_misses(night.directory / NEAR_MISSES, []), night.alerts())
+    tags = review_tagger(read_near_misses(night.directory / NEAR_MISSES, []), night.alerts())(seg)
     return {"html": _card_html(index, seg, _strip_url(seg), _links, player_at, tags), "bars": bars}
 
 
