@@ -510,8 +510,9 @@ def test_search_by_electrode_finds_every_moment_with_a_link(browser, tmp_path: P
         browser.save_screenshot(str(artifact_path("review-electrode-search.png")))
 
 
-def test_report_file_groups_close_segments_and_filters_by_url(browser, tmp_path: Path):
-    """The static report: three segments of one rule 5 s apart read as one item of 3, expandable; ?rule= filters."""
+def test_close_segments_of_one_rule_are_one_review_item(browser, tmp_path: Path):
+    """Three segments of one rule 5 s apart read as one item of 3: marked as one when served, expandable in the
+    static report, where ?rule= filters too."""
     from autorec.report.page import build_report
 
     directory = tmp_path / "out"
@@ -534,6 +535,15 @@ def test_report_file_groups_close_segments_and_filters_by_url(browser, tmp_path:
             }
         )
     (directory / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    # served: `r` on a folded item marks the whole item
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    with Served(directory) as srv:
+        _open(browser, srv.base + "night")
+        assert _visible(browser) == ["s0", "s3", "s4"]
+        ActionChains(browser).send_keys("j").perform()
+        ActionChains(browser).send_keys("r").perform()
+        wait_until(lambda: sorted(srv.get_json("/api/reviewed")["reviewed"]) == ["s0", "s1", "s2"], 10, "the item")
     report = build_report(directory, thumbnails=False)
     _open(browser, report.path.as_uri())
     assert _visible(browser) == ["s0", "s3", "s4"]
@@ -562,3 +572,27 @@ def test_a_moment_no_segment_covers_shows_the_nearest_timelapse_frame(served: Se
         assert r.headers["Content-Type"] == "image/jpeg" and r.read()[:2] == b"\xff\xd8"
         assert float(r.headers["X-Frame-Time"]) == pytest.approx(times[1], abs=1e-6)
     assert served.request("GET", "/api/timelapse?t=never")[0] == 400
+
+
+def test_mark_everything_shown_reviewed_at_once(served: Served, browser, review_dir: Path):
+    index = _index(review_dir)
+    lo, hi = index[-2]["start"], index[-1]["end"]
+    _open(browser, served.base + f"night?from={_iso(lo)}&to={_iso(hi)}")
+    shown = _visible(browser)
+    assert shown == [s["name"] for s in index if s["end"] >= lo and s["start"] <= hi] and len(shown) >= 2
+    path = review_dir / "reviewed.jsonl"
+    before = path.read_text().count("\n") if path.exists() else 0
+    browser.find_element("id", "review-mark-shown").click()
+    wait_until(lambda: set(served.get_json("/api/reviewed")["reviewed"]) >= set(shown), 10, "the marks")
+    assert path.read_text().count("\n") == before + len(shown)
+    wait_until(
+        lambda: (
+            browser.execute_script("return document.querySelectorAll('.card.reviewed:not(.hidden)').length")
+            == len(shown)
+        ),
+        10,
+        "the cards marked",
+    )
+    browser.find_element("id", "review-unreviewed").click()
+    wait_until(lambda: _visible(browser) == [], 10, "nothing left to review in that span")
+    assert "unreviewed=1" in browser.current_url

@@ -74,6 +74,9 @@
     el("label", { text: "to " }, toBox),
   );
   if (server) bar.append(el("label", {}, unrev, " unreviewed only"));
+  const markAll = el("button", { type: "button", id: "review-mark-shown", text: "mark shown reviewed" });
+  markAll.addEventListener("click", () => setReviewed(cards().filter((c) => !c.classList.contains("hidden")), true));
+  if (server) bar.append(markAll);
   bar.append(clearBtn, count, el("span", { class: "meta", text: "keys: j/k or ↓/↑ move · Enter opens" + (server ? " · r marks reviewed" : "") }));
   const moments = el("div", { id: "review-moments", class: "moments" });
   bar.after(moments);
@@ -153,6 +156,7 @@
       if (!head) return;
       const open = state.expanded.has(head.dataset.name);
       members.forEach((m) => m.classList.toggle("folded", !open));
+      head._members = members;
       let btn = head.querySelector(".group-toggle");
       if (members.length) {
         if (!btn) {
@@ -299,13 +303,21 @@
   function loadReviewed() {
     return fetch("/api/reviewed").then((r) => r.json()).then((d) => { state.reviewed = d.reviewed || {}; apply(); }).catch(() => {});
   }
+  const isReviewed = (name) => Object.prototype.hasOwnProperty.call(state.reviewed, name);
+  // Store marks one after the other (the server appends a line each); `want`: reviewed or not.
+  function setReviewed(list, want) {
+    const names = list.map((c) => c.dataset.name).filter((n) => isReviewed(n) !== want);
+    let chain = Promise.resolve();
+    for (const name of names) {
+      chain = chain.then(() => fetch("/api/reviewed", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: name, reviewed: want }) })
+        .then((r) => { if (!r.ok) throw new Error(r.status); if (want) state.reviewed[name] = Date.now() / 1000; else delete state.reviewed[name]; }));
+    }
+    return chain.then(apply).catch((err) => { apply(); count.textContent = "could not store the mark (" + err.message + ")"; });
+  }
+  // A folded review item is marked as a whole: its first card and the ones folded under it.
   function toggleReviewed(c) {
-    const name = c.dataset.name;
-    const done = Object.prototype.hasOwnProperty.call(state.reviewed, name);
-    fetch("/api/reviewed", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: name, reviewed: !done }) })
-      .then((r) => { if (!r.ok) throw new Error(r.status); return r.json(); })
-      .then(() => { if (done) delete state.reviewed[name]; else state.reviewed[name] = Date.now() / 1000; apply(); })
-      .catch((err) => { count.textContent = "could not store the mark (" + err.message + ")"; });
+    const folded = c._members && !state.expanded.has(c.dataset.name) ? c._members : [];
+    return setReviewed([c, ...folded], !isReviewed(c.dataset.name));
   }
 
   // -- range export (server) -----------------------------------------------------------------------

@@ -6,11 +6,13 @@ one drop), temperature at 1 Hz, HV at 0.4 Hz, group capacitance at 2 Hz, and
 every `step_every` seconds a protocol step that drives the drop one pin further
 along a path (electrode_state without a timestamp, as pdserver sends it). Messages
 are built from pre-serialised parts (only the timestamp changes), so 12 hours
-(~450 000 records) take a few seconds. Returns the steps: `[(time, pin driven)]`.
+(~320 000 records) take about a second. `layout`: an `electrode_layout` record first (8 x 16 pins).
+Returns the steps: `[(time, pin driven)]`; each pin is driven for 2 s.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -54,7 +56,9 @@ def _scan_variants(pin: int, rng: random.Random, n: int = 8) -> list[bytes]:
     return out
 
 
-def write_telemetry(path: Path, start: float, hours: float, step_every: float = 600.0, seed: int = 1):
+def write_telemetry(
+    path: Path, start: float, hours: float, step_every: float = 600.0, seed: int = 1, layout: bool = False
+) -> list[tuple[float, int]]:
     rng = random.Random(seed)
     kinds = {f.name: f.number for f in PurpleDropEvent.DESCRIPTOR.fields}
     temp = PurpleDropEvent()
@@ -77,6 +81,12 @@ def write_telemetry(path: Path, start: float, hours: float, step_every: float = 
     t = start
     k = 0
     with LogWriter(path, mode="new") as w:
+        if layout:  # upstream's board JSON: 8 rows of 16 pins
+            ev = PurpleDropEvent()
+            ev.electrode_layout.layout = json.dumps(
+                {"layout": {"grid": [list(range(r * 16, r * 16 + 16)) for r in range(8)]}}
+            )
+            w.write(ev.SerializeToString())
         while t < end:
             if t >= next_step:  # a protocol step: drive the next pin of the path for 2 s (timeless, as pdserver)
                 pin_i = (pin_i + 1) % len(path_pins)
