@@ -225,7 +225,7 @@
 
   // Zoom every plot sharing the timeline's time axis to the chosen span (Bokeh may still be building it).
   function zoom(lo, hi, tries) {
-    if (lo === null && hi === null) return;
+    if ((lo === null && hi === null) || (!data.span && (lo === null || hi === null))) return;
     const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
     const tl = doc && doc.get_model_by_name("timeline");
     if (!tl) {
@@ -246,6 +246,8 @@
     state.current = c;
     if (!c) return;
     c.classList.add("current");
+    const focused = document.activeElement;
+    if (focused && (focused.tagName === "BUTTON" || focused.tagName === "A")) focused.blur(); // Enter opens the card now
     c.scrollIntoView({ block: "center", behavior: "instant" });
   }
   function openCard(c) {
@@ -255,7 +257,8 @@
   document.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const tag = (e.target && e.target.tagName) || "";
-    if (["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(tag)) return;
+    if (["INPUT", "SELECT", "TEXTAREA"].includes(tag)) return;
+    if ((tag === "BUTTON" || tag === "A") && (e.key === "Enter" || e.key === " ")) return; // the focused control's own
     const list = shownCards();
     if (!list.length) return;
     const i = state.current ? list.indexOf(state.current) : -1;
