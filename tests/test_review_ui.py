@@ -597,3 +597,27 @@ def test_mark_everything_shown_reviewed_at_once(served: Served, browser, review_
     browser.find_element("id", "review-unreviewed").click()
     wait_until(lambda: _visible(browser) == [], 10, "nothing left to review in that span")
     assert "unreviewed=1" in browser.current_url
+
+
+def test_the_electrode_index_reads_on_as_a_log_grows(tmp_path: Path):
+    """Beside a running recorder the telemetry log grows: the cached index reads only the new records (from the
+    last whole one: a record cut in the middle is read once it is complete) and ends as a fresh build would."""
+    from autorec.report.electrodeindex import ElectrodeIndexCache, build_electrode_index
+
+    whole = tmp_path / "whole.bin"
+    write_telemetry(whole, 1_796_600_000.0, 1.0, step_every=120.0)
+    data = whole.read_bytes()
+    growing = tmp_path / "telemetry-20261206.bin"
+    cut = len(data) // 2 + 7  # inside a record
+    growing.write_bytes(data[:cut])
+    cache = ElectrodeIndexCache()
+    first = cache.get([growing])
+    half = first.records
+    with open(growing, "ab") as f:
+        f.write(data[cut:])
+    again = cache.get([growing])
+    fresh = build_electrode_index([whole])
+    assert again is first and half < again.records == fresh.records
+    assert again.driven == fresh.driven and again.covered == fresh.covered and again.problems == []
+    growing.write_bytes(data[: len(data) // 3])  # replaced by a shorter log: built again
+    assert cache.get([growing]) is not first

@@ -19,8 +19,9 @@ Contracts:
   so a change keeps its exact time); a cover shorter than that stride can
   be missed.
 - The build is blocking (seconds for a 12-hour night): call it in a worker
-  thread and keep the index (`ElectrodeIndexCache` rebuilds only when a log
-  grows or changes). A query is a few list walks: milliseconds.
+  thread and keep the index (`ElectrodeIndexCache`: a log that grew is read
+  on from where the index stopped, so a search beside a running recorder
+  costs only the new records). A query is a few list walks: milliseconds.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class ElectrodeIndex:
     last: float | None = None
     build_seconds: float = 0.0
     layout: list[list[int | None]] | None = None  # the board's grid of pins, if the stream carried one
+    # where the last update stopped, to read on from there when a log grows (a run still writing it)
+    _offsets: dict[str, int] = field(default_factory=dict, repr=False)
+    _last_time: float | None = None
+    _driven: frozenset[int] = frozenset()
+    _covered: frozenset[int] = frozenset()
+    _last_state: bytes = b""
+
+    def update(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Read what the logs hold beyond the last update (all of a log not seen before)."""
+        _update(self, paths)
 
     def moments(self, pins: Iterable[int], limit: int = MAX_MOMENTS) -> tuple[list[Moment], int]:
         """Every change of the given pins, in time order, and how many more there were past `limit`."""
@@ -142,101 +153,122 @@ def _settle(index: ElectrodeIndex, scans: list[tuple[float, Any]], covered: froz
 
 def build_electrode_index(paths: Sequence[str | os.PathLike[str]]) -> ElectrodeIndex:
     """Read the telemetry logs (in name order: one a UTC day) into an index. See the module docstring."""
-    began = _time.perf_counter()
     index = ElectrodeIndex()
-    state_tag = (events.NUMBER_BY_KIND["electrode_state"] << 3) | 2
-    scan_tag = (events.NUMBER_BY_KIND["scan_capacitance"] << 3) | 2
-    layout_tag = (events.NUMBER_BY_KIND["electrode_layout"] << 3) | 2
-    decode = PurpleDropEvent.FromString
-    last_time: float | None = None
-    driven: frozenset[int] = frozenset()
-    covered: frozenset[int] = frozenset()
-    last_state = b""
-    pending: list[tuple[float, Any]] = []  # scans since the last one worked out
-    for path in sorted(paths, key=os.fspath):
-        reader = LogReader(path)
-        try:
-            for record in reader.records():
-                payload = record.payload
-                index.records += 1
-                if not payload:
-                    continue
-                tag = payload[0]
-                if tag == layout_tag:
-                    index.layout = _layout_grid(payload) or index.layout
-                    continue
-                if tag != state_tag and tag != scan_tag:
-                    # the clock of timeless records: the last timestamp seen on any kind
-                    kind = events.KIND_BY_NUMBER.get(tag >> 3) if tag & 7 == 2 else None
-                    if kind is not None:
-                        t = events.head_timestamp(kind, payload[:48])
-                        if isinstance(t, float):
-                            last_time = t
-                    continue
-                if tag == state_tag and payload == last_state:
-                    continue
-                try:
-                    event = decode(payload)
-                except Exception:  # protobuf's DecodeError, or a value error from a damaged field
-                    index.skipped += 1
-                    continue
-                inner = event.electrode_state if tag == state_tag else event.scan_capacitance
-                t = events.timestamp(event) if inner.HasField("timestamp") else None
-                t = t if t is not None else last_time
-                if t is None:
-                    index.skipped += 1
-                    continue
-                last_time = t
-                index.first = t if index.first is None else index.first
-                index.last = t
-                if tag == state_tag:
-                    last_state = payload
-                    now = _driven_pins(inner)
-                    if now != driven:
-                        _track(index.driven, driven, now, t)
-                        driven = now
-                else:
-                    pending.append((t, inner))
-                    if len(pending) == SCAN_STRIDE:
-                        covered = _settle(index, pending, covered)
-                        pending = []
-        except OSError as exc:
-            index.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-            continue
-        if reader.corrupt is not None:
-            index.problems.append(f"{path}: corrupt at offset {reader.corrupt.offset}; read up to there")
-        elif reader.truncated is not None:
-            index.problems.append(f"{path}: ends in a cut-off record at offset {reader.truncated.offset}")
-    if pending:
-        _settle(index, pending, covered)
-    index.build_seconds = _time.perf_counter() - began
+    index.update(paths)
     return index
 
 
+_STATE_TAG = (events.NUMBER_BY_KIND["electrode_state"] << 3) | 2
+_SCAN_TAG = (events.NUMBER_BY_KIND["scan_capacitance"] << 3) | 2
+_LAYOUT_TAG = (events.NUMBER_BY_KIND["electrode_layout"] << 3) | 2
+
+
+def _update(index: ElectrodeIndex, paths: Sequence[str | os.PathLike[str]]) -> None:
+    began = _time.perf_counter()
+    decode = PurpleDropEvent.FromString
+    state_tag, scan_tag, layout_tag = _STATE_TAG, _SCAN_TAG, _LAYOUT_TAG
+    last_time, driven, covered, last_state = index._last_time, index._driven, index._covered, index._last_state
+    pending: list[tuple[float, Any]] = []  # scans since the last one worked out
+    index.problems = []
+    for path in sorted(paths, key=os.fspath):
+        name = os.fspath(path)
+        try:
+            f = open(path, "rb", buffering=1 << 20)
+        except OSError as exc:
+            index.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        with f:
+            f.seek(index._offsets.get(name, 0))
+            reader = LogReader(f)
+            try:
+                for record in reader.records():
+                    payload = record.payload
+                    index.records += 1
+                    if not payload:
+                        continue
+                    tag = payload[0]
+                    if tag == layout_tag:
+                        index.layout = _layout_grid(payload) or index.layout
+                        continue
+                    if tag != state_tag and tag != scan_tag:
+                        # the clock of timeless records: the last timestamp seen on any kind
+                        kind = events.KIND_BY_NUMBER.get(tag >> 3) if tag & 7 == 2 else None
+                        if kind is not None:
+                            t = events.head_timestamp(kind, payload[:48])
+                            if isinstance(t, float):
+                                last_time = t
+                        continue
+                    if tag == state_tag and payload == last_state:
+                        continue
+                    try:
+                        event = decode(payload)
+                    except Exception:  # protobuf's DecodeError, or a value error from a damaged field
+                        index.skipped += 1
+                        continue
+                    inner = event.electrode_state if tag == state_tag else event.scan_capacitance
+                    t = events.timestamp(event) if inner.HasField("timestamp") else None
+                    t = t if t is not None else last_time
+                    if t is None:
+                        index.skipped += 1
+                        continue
+                    last_time = t
+                    index.first = t if index.first is None else index.first
+                    index.last = t
+                    if tag == state_tag:
+                        last_state = payload
+                        now = _driven_pins(inner)
+                        if now != driven:
+                            _track(index.driven, driven, now, t)
+                            driven = now
+                    else:
+                        pending.append((t, inner))
+                        if len(pending) == SCAN_STRIDE:
+                            covered = _settle(index, pending, covered)
+                            pending = []
+            except OSError as exc:
+                index.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            index._offsets[name] = reader.end_offset  # the next update reads on from the last whole record
+        if reader.corrupt is not None:
+            index.problems.append(f"{path}: corrupt at offset {reader.corrupt.offset}; read up to there")
+    if pending:
+        covered = _settle(index, pending, covered)
+    index._last_time, index._driven, index._covered, index._last_state = last_time, driven, covered, last_state
+    index.build_seconds += _time.perf_counter() - began
+
+
 class ElectrodeIndexCache:
-    """One index per directory, rebuilt only when the telemetry logs change (names, sizes, mtimes)."""
+    """One index per directory. When the logs only grew (a run still writing them, a new day's log), the index
+    reads on from where it stopped; when one shrank, was replaced or went away, it is built again."""
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
+        self._files: dict[str, tuple[int, int]] = {}  # path -> (inode, size) when last read
         self.index: ElectrodeIndex | None = None
 
     @staticmethod
-    def _stat_key(paths: Sequence[Path]) -> tuple:
-        key = []
-        for p in sorted(paths):
+    def _stat(paths: Sequence[Path]) -> dict[str, tuple[int, int]]:
+        files = {}
+        for p in paths:
             try:
                 st = p.stat()
-                key.append((p.name, st.st_size, st.st_mtime_ns))
+                files[os.fspath(p)] = (st.st_ino, st.st_size)
             except OSError:
-                key.append((p.name, None, None))
-        return tuple(key)
+                continue
+        return files
 
     def get(self, paths: Sequence[Path]) -> ElectrodeIndex:
-        """The index of `paths` (blocking when it must be built: call it in a worker thread)."""
-        key = self._stat_key(paths)
-        if self.index is None or key != self._key:
-            self.index = build_electrode_index(paths)
-            self._key = key
+        """The index of `paths` (blocking when it must read: call it in a worker thread, one call at a time)."""
+        files = self._stat(paths)
+        if files == self._files and self.index is not None:
+            return self.index
+        grown = self.index is not None and all(
+            name in files and files[name][0] == ino and files[name][1] >= size
+            for name, (ino, size) in self._files.items()
+        )
+        if not grown:
+            self.index = ElectrodeIndex()
+        assert self.index is not None
+        self.index.update(list(files))
+        self._files = files
         return self.index
 
 

@@ -564,12 +564,15 @@ class WebUI:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
         night = await self._in_thread(self.index.load)
-        async with self._electrodes_lock:  # one build at a time; later asks wait for it, then hit the cache
+        # One update at a time, and no query while one runs (an update changes the index in its thread).
+        async with self._electrodes_lock:
             index = await self._in_thread(self.electrodes.get, list(night.telemetry))
-        if not pins:  # the board picture: which pins the night knows, and the layout if the stream sent one
-            return self._json({"layout": index.layout, "pins_seen": index.pins(), "telemetry": len(night.telemetry)})
-        began = _time.perf_counter()
-        moments, more = index.moments(pins)
+            if not pins:  # the board picture: which pins the night knows, and the layout if the stream sent one
+                return self._json(
+                    {"layout": index.layout, "pins_seen": index.pins(), "telemetry": len(night.telemetry)}
+                )
+            began = _time.perf_counter()
+            moments, more = index.moments(pins)
         starts = [s.start for s in night.segments]
         import bisect
 
