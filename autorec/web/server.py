@@ -143,6 +143,7 @@ class WebUI:
         self._electrodes_lock = asyncio.Lock()
         self._timelapse: tuple[tuple, list[tuple[Path, float, int, int]]] | None = None
         self.writes_refused = 0
+        self._refusal_logged = -1e9
         self._hostname = socket.gethostname().lower()  # no DNS lookup (getfqdn could block the loop for seconds)
         # Render the night page ahead of the first visit (`serve`). Not beside a recorder (`run --http`):
         # importing Bokeh and reading the telemetry would cost the recording CPU for a page nobody asked for.
@@ -483,7 +484,17 @@ class WebUI:
 
     def _refuse(self, request: web.Request, why: str) -> web.Response:
         self.writes_refused += 1
-        log.warning("web: refused %s %s from %s: %s", request.method, request.path, request.remote, why)
+        now = _time.monotonic()
+        if now - self._refusal_logged >= 60.0:  # a flood of refused writes is one log line a minute, not one each
+            self._refusal_logged = now
+            log.warning(
+                "web: refused %s %s from %s: %s (%d refused so far)",
+                request.method,
+                request.path,
+                request.remote,
+                why,
+                self.writes_refused,
+            )
         return web.Response(status=403, text=f"autorec: refused: {why}\n")
 
     async def _json_body(self, request: web.Request, limit: int = 4096) -> Any:
