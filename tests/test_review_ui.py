@@ -183,6 +183,12 @@ def test_a_thumbnail_opens_the_player_at_its_time(served: Served, browser, revie
     assert f"/segment/{name}?t=" in browser.current_url
     _assert_nearest_frame(served, name, wanted, _player_time(browser))
     browser.save_screenshot(str(artifact_path("review-thumbnail-to-player.png")))
+    # back to the night keeps the filter it was opened from
+    _open(browser, served.base + "night?show=near-misses")
+    browser.execute_script("location.href = arguments[0]", f"/segment/{name}")  # as a link does: with a referrer
+    wait_until(lambda: "/segment/" in browser.current_url, 15, "the segment page")
+    browser.find_element("css selector", "header a[href^='/night']").click()
+    wait_until(lambda: browser.current_url.endswith("/night?show=near-misses"), 10, "the filtered night")
 
 
 def test_a_firing_opens_the_player_at_its_time(served: Served, browser, review_dir: Path):

@@ -15,6 +15,13 @@
     const d = new Date(t * 1000), p = (n) => String(n).padStart(2, "0");
     return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + Math.floor(d.getMilliseconds() / 100);
   };
+  // back to the night as it was filtered: the night link keeps the filter the segment was opened from
+  try {
+    const from = new URL(document.referrer);
+    if (from.origin === location.origin && from.pathname === "/night") {
+      document.querySelectorAll('a[href="/night"]').forEach((a) => { a.href = "/night" + from.search; });
+    }
+  } catch (e) { /* no referrer */ }
   let seek = () => {};
   document.addEventListener("click", (e) => {
     const a = e.target.closest && e.target.closest("a.at");
