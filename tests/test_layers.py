@@ -83,3 +83,13 @@ def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from autorec.web.server import WebUI\n\nfrom autorec import outdir, rules\n")
     assert sorted(_imports(src), key=lambda i: i[1]) == [("web", 2), ("outdir", 4), ("rules", 4)]
+
+
+def test_the_web_ui_uses_only_the_reports_public_names() -> None:
+    """`from autorec.report... import _private` in web/ would tie the UI to the report's internals."""
+    private = []
+    for path in sorted((PACKAGE / "web").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("autorec.report"):
+                private += [f"{path.name}:{node.lineno}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not private, private

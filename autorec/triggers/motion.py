@@ -280,7 +280,7 @@ class MotionTrigger(Trigger):
         if self._streak < self.min_frames:
             return None
         return self.fire(
-            time, onset=self._streak_start, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak
+            time, onset=self._streak_start, score=round(score, 6), bbox=self.evidence_bbox(changed), frames=self._streak
         )
 
     # -- helpers -----------------------------------------------------------------------------
@@ -351,7 +351,7 @@ class MotionTrigger(Trigger):
         bg += delta
         np.copyto(self._background_sub, bg[::4, ::4])  # while bg is still in the cache
 
-    def _bbox(self, changed: np.ndarray) -> list[int]:
+    def evidence_bbox(self, changed: np.ndarray) -> list[int]:
         """[x, y, w, h] in full-frame pixels of the changed pixels (flat indices into the crop)."""
         full_w, full_h, w, h = self._geometry or (1, 1, 1, 1)
         if not changed.size:
