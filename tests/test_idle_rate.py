@@ -19,6 +19,7 @@ import pytest
 
 from autorec.core.dryrun import DryRun, PlannedSegment
 from autorec.core.pipeline import Pipeline
+from autorec.core.sweep import sweep
 from autorec.rules import Override, load_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
@@ -196,3 +197,27 @@ def test_an_electrode_change_ends_the_idle_rate(logs) -> None:
             woken.append(trigger.grid.woken)
     pipeline.finish()
     assert woken and woken[0] <= first + 0.25, (woken, first)
+
+
+def test_tune_with_the_idle_rate_in_use_is_exact_at_its_lowest_threshold(logs, tmp_path: Path) -> None:
+    """Which frames are analysed depends on the threshold (a score above idle_wake x threshold is a
+    sign), so a one-pass sweep cannot be exact at every threshold: its trigger wakes at the lowest
+    threshold swept (`MotionTrigger.decider`). That lane is exact; a lane above it may analyse a
+    frame more after a wake-up than its own run (here: a few hundred bytes kept more or less)."""
+    log, _ = logs["subtle"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "segments: {pre_roll: 3s, post_roll: 5s}\n"
+        "rules:\n  - {name: cam, trigger: motion, idle_after: 5s, idle_wake: 1.0}\n"  # nudges: 0.55-0.9x
+    )
+    thresholds = [0.0002, 0.0003, 0.0008]
+    rows = sweep(load_rules(rules), "cam", thresholds, FileSource(log), log.stat().st_size)
+    for row in rows:
+        sink = DryRun()
+        ruleset = load_rules(rules, [Override("cam", "threshold", row.threshold)])
+        run_file(Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink), FileSource(log))
+        if row.threshold == min(thresholds):
+            assert (row.segments, row.kept_bytes) == (len(sink.segments), sink.kept_bytes), row
+        else:
+            assert row.segments == len(sink.segments), row
+            assert row.kept_bytes == pytest.approx(sink.kept_bytes, rel=1e-3), row
