@@ -5,9 +5,10 @@ motion trigger analyses. The decode is a pure function of the frame's bytes;
 everything after it (background, scores, firings, segments) depends on the
 frames before and stays in the single pipeline thread. So `Prescorer` wraps
 the message iterator given to `run_file`: it reads messages ahead, asks each
-motion trigger's own frame grid (`autorec.triggers.framegrid.FrameGrid`: a copy
-of the trigger's, run on the log's timestamps and following the trigger's signs
-of activity, so the idle rate is included) which frames it will analyse, decodes those in a thread pool
+motion trigger's own frame grid which frames it will analyse (a copy of the
+trigger's `autorec.triggers.framegrid.FrameGrid`, run on the log's timestamps
+and following the trigger's signs of activity, so the idle rate is included),
+decodes those in a thread pool
 (libjpeg-turbo and FFmpeg release the GIL while decoding), and hands the
 results to the triggers through their `predecoded` hook
 (`autorec.triggers.motion`).
