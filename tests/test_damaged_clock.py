@@ -104,7 +104,7 @@ def test_damaged_timestamps_are_outliers_and_date_nothing_outside_the_night(tmp_
     # the clock when they come) are outliers.
     in_range = [d for d in DAMAGED if events.timestamp(events.decode(_damaged("hv_regulator", *d))) is not None]
     assert len(in_range) == 6
-    assert pipe.timeline.outliers == 6 and pipe.timeline.steps == 0
+    assert pipe.pipeline.timeline.outliers == 6 and pipe.pipeline.timeline.steps == 0
     assert pipe.counters()["clock_outliers"] == 6
     assert pipe.stats.messages == len(sent)  # nothing lost
     names = sorted(p.name for p in out.iterdir())
@@ -142,7 +142,7 @@ def test_a_clock_stepped_back_for_good_is_followed_and_counted(tmp_path: Path):
         t = T0 + i * 0.25 - (3600.0 if i >= 20 else 0.0)  # NTP set the rig's clock back an hour
         pipe.message(Message(payload("scan_capacitance", t, i), 0.0, 0.0, "scan_capacitance"))
     pipe.finish()
-    assert pipe.timeline.steps == 1 and pipe.timeline.outliers == 0
+    assert pipe.pipeline.timeline.steps == 1 and pipe.pipeline.timeline.outliers == 0
     assert pipe.stats.last_time == pytest.approx(T0 + 39 * 0.25)  # absorbed: stream time went on
 
 

@@ -192,7 +192,7 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
     pipeline = Dispatcher(
         Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None), listeners=[reporter]
     )
-    engine = pipeline.engine
+    engine = pipeline.pipeline.engine
     ev = PurpleDropEvent()
     ev.hv_regulator.voltage = 100.0
     for i in range(5):

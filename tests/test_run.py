@@ -250,11 +250,11 @@ def test_live_ticks_close_the_post_roll_on_the_monotonic_clock(tmp_path: Path):
     pipe, sink = _pipeline(tmp_path, rate=1.0, tick_lag=0.25)
     pipe.message(_msg("electrode_state", 1000.0, 1, mono=50.0))
     pipe.message(_msg("electrode_state", 1000.5, 2, mono=50.5))  # fires: post_roll 20 s -> ends at 1020.5
-    assert pipe.segmenter.is_open
+    assert pipe.pipeline.segmenter.is_open
     pipe.tick(monotonic=50.5 + 20.0)  # 1020.25 after the lag: still open
-    assert pipe.segmenter.is_open and not sink.segments
+    assert pipe.pipeline.segmenter.is_open and not sink.segments
     pipe.tick(monotonic=50.5 + 20.5)
-    assert not pipe.segmenter.is_open
+    assert not pipe.pipeline.segmenter.is_open
     [seg] = sink.segments
     assert seg.end == 1020.5 and seg.reason == "post_roll"
 

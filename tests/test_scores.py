@@ -147,7 +147,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
         ev.hv_regulator.voltage = volts
         events.set_timestamp(ev, T0 + i)
         pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
-    assert pipeline.scores.latest["hv"].value == 97.5
+    assert pipeline.pipeline.scores.latest["hv"].value == 97.5
     assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
 
 

@@ -16,9 +16,13 @@ import collections
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autorec.rig import default_rig_name
 from autorec.services.diskfloor import disk_usage
+
+if TYPE_CHECKING:
+    from autorec.runs.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,9 @@ class Services:
             out.append(_ExportOnClose())
         return out
 
-    def attach(self, pipeline, writer) -> None:
+    def attach(self, pipeline: Dispatcher, writer) -> None:
+        """Add the stream listeners to `pipeline` (the run's dispatcher) and the observers to `writer`.
+        From then on the services read the pipeline only through its read-only `view`."""
         from autorec.io.retention import RetentionWorker
         from autorec.outdir import JOURNAL_NAME
         from autorec.services.alerts import AlertReporter
@@ -81,12 +87,14 @@ class Services:
         from autorec.services.journal import JournalListener
         from autorec.services.statusfile import StatusReporter
 
-        self._pipeline, self._writer = pipeline, writer
+        self._view, self._writer = pipeline.view, writer
+        self._dispatcher = pipeline  # only to add listeners later (web_feed)
+        view = self._view
         self.journal = JournalListener(
             self.out / JOURNAL_NAME,
             stats=lambda: {
-                "messages": pipeline.stats.messages,
-                "bytes_seen": pipeline.stats.bytes,
+                "messages": view.stats.messages,
+                "bytes_seen": view.stats.bytes,
                 "bytes_kept": writer.stats.bytes,
                 "segments": writer.stats.segments,
                 "disk_free": self.disk.floor.last_free,
@@ -133,9 +141,8 @@ class Services:
     def counters(self) -> dict[str, int]:
         """The recorder's counters (status file, journal, web UI): the pipeline's own (see
         `Pipeline.counters`), the writer's and the services'. A flat dict of ints."""
-        pipeline, writer = self._pipeline, self._writer
-        ws = writer.stats
-        out = pipeline.counters()
+        ws = self._writer.stats
+        out = self._view.counters()
         out.update(
             {
                 "segments_closed": ws.segments,
@@ -148,8 +155,8 @@ class Services:
                 "write_errors": ws.errors,
                 "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
                 "exports_failed": self.export.failed,
-                "bytes_seen": pipeline.stats.seen_bytes,
-                "pre_roll_bytes": pipeline.segmenter.pre_roll_bytes,  # a level, not a count
+                "bytes_seen": self._view.stats.seen_bytes,
+                "pre_roll_bytes": self._view.pre_roll_bytes,  # a level, not a count
             }
         )
         out.update(self.segment_counts.counters())
@@ -164,7 +171,7 @@ class Services:
         ws, floor = self._writer.stats, self.disk.floor
         return {
             "updated": time.time(),
-            "connected": bool(self._pipeline.stats.connected),
+            "connected": bool(self._view.stats.connected),
             "open_segment": segment_info(ws.open_segment),
             "last_segment": segment_info(ws.last_segment),
             "disk_free": floor.last_free,
@@ -183,7 +190,7 @@ class Services:
                 "threshold": s.threshold,
                 "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
             }
-            for rule, s in self._pipeline.scores.latest.items()
+            for rule, s in self._view.latest_scores().items()
         }
 
     def web_feed(self, feed_class):
@@ -192,7 +199,7 @@ class Services:
         from autorec.services.statusfile import RateMeter, segment_info
 
         LiveFeed = feed_class
-        pipeline, writer = self._pipeline, self._writer
+        writer = self._writer
         meter = RateMeter()
         recent: collections.deque = collections.deque(maxlen=20)
 
@@ -220,9 +227,9 @@ class Services:
                 recent.append(summary)
                 super()._segment_closed(summary)
 
-        feed = _Feed(snapshot, holds=pipeline.segmenter.open_holds, recent=lambda: list(recent))
-        pipeline.listeners.append(feed)
-        pipeline.frame_listeners.append(feed.frame)
+        feed = _Feed(snapshot, holds=self._view.open_holds, recent=lambda: list(recent))
+        self._dispatcher.listeners.append(feed)
+        self._dispatcher.frame_listeners.append(feed.frame)
         writer.add_observer(feed)
         return feed
 
