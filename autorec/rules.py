@@ -794,7 +794,10 @@ def _near_miss_fraction(value: Any) -> float:
     if value is None or value is False:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"expected a fraction of the threshold from 0 (off) to below 1, like 0.5; got {_show(value)}")
+        raise ValueError(
+            "expected a fraction of the way from the usual score to the threshold, from 0 (off) to below 1, "
+            f"like 0.5; got {_show(value)}"
+        )
     return float(value)
 
 

@@ -102,7 +102,7 @@ class DryRun:
         for nm in self.found_near_misses:
             print(
                 f"  {_iso(nm.start)}  {nm.end - nm.start:6.1f} s  {nm.rule}  peak {nm.peak:.4g} "
-                f"= {nm.ratio:.2f}x threshold {nm.threshold:.4g}",
+                f"(usually {_num(nm.baseline)}, fires at {nm.threshold:.4g}: {nm.closeness:.0%} of the way)",
                 file=out,
             )
 
@@ -153,6 +153,10 @@ class DryRun:
             f"{format_size(log_bytes)} ({pct:.1f} %)",
             file=out,
         )
+
+
+def _num(v: float | None) -> str:
+    return "?" if v is None else f"{v:.4g}"
 
 
 def _iso(t: float) -> str:

@@ -485,7 +485,13 @@ class Pipeline:
             Firing(
                 nm.rule,
                 t,
-                {"near_miss": True, "peak": nm.peak, "threshold": nm.threshold, "ratio": round(nm.ratio, 4)},
+                {
+                    "near_miss": True,
+                    "peak": nm.peak,
+                    "threshold": nm.threshold,
+                    "baseline": nm.baseline,
+                    "ratio": round(nm.ratio, 4),
+                },
                 onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap),
             )
             for nm in out.near_misses

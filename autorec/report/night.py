@@ -397,6 +397,7 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
             problems.append(f"{path}:{number}: not a near-miss line; skipped")
             continue
         peak_time = _number(e.get("peak_time"))
+        baseline = _number(e.get("baseline"))
         out.append(
             NearMiss(
                 str(e.get("rule", "?")),
@@ -405,6 +406,7 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
                 peak,
                 threshold,
                 peak_time if peak_time is not None else start,
+                baseline,
             )
         )
     return out

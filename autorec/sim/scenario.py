@@ -10,6 +10,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - idle: 20s                    # only sensor traffic and unchanged control steps
       - burst: {moves: 8, drops: 2}  # 8 random single-cell moves shared by 2 drops
       - move: {drop: 0, path: [[3, 2], [4, 2]]}
+      - move: {drop: 1, path: [[10, 5], [9, 5]], times: 20}   # a mix loop: the path 20 times over
       - lighting: 0.8                # global brightness step to 0.8x (instant)
       - flicker: {amplitude: 0.06, period: 1.5s, for: 10s}
       - flicker: {amplitude: 0.5, period: 4s, for: 1h, region: [0.05, 0.05, 0.1, 0.1]}  # one blinking spot
@@ -254,7 +255,10 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Step:
             path = [_cell(c, sc.board, line, fail, "move") for c in args.get("path") or []]
             if not path:
                 raise ValueError("path: give the cells to drive, in order")
-            args = {"drop": drop, "path": path}
+            times = args.get("times", 1)
+            if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 10_000:
+                raise ValueError(f"times: how often to drive the path, 1-10000, got {times!r}")
+            args = {"drop": drop, "path": path * times}
         elif kind == "nudge":
             drop = int(args.get("drop", 0))
             if not 0 <= drop < len(sc.drops):
