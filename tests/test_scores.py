@@ -39,14 +39,22 @@ def test_near_miss_is_a_period_above_the_fraction_without_firing() -> None:
     usual = [(t - 100.0, 0.0, False) for t in range(100)]  # the score's usual level: 0
     items = [*usual, (0.0, 0.1, False), (1.0, 0.6, False), (1.5, 0.8, False), (2.0, 0.55, False), (4.0, 0.1, False)]
     # then a period that fires: not a miss, nor is the rest of the same excursion
-    items += [(6.0, 0.7, False), (6.2, 1.2, True), (6.4, 0.9, False), (9.0, 0.2, False)]
+    items += [(9.0, 0.7, False), (9.2, 1.2, True), (9.4, 0.9, False), (12.0, 0.2, False)]
     # a new excursion after the score dropped back is one again
-    items += [(12.0, 0.9, False), (15.0, 0.0, False)]
+    items += [(15.0, 0.9, False), (18.0, 0.0, False)]
     _, near = _feed_all(ScoreTrack(gap=1.0), items)
-    assert [(n.start, n.end, n.peak) for n in near] == [(1.0, 2.0, 0.8), (12.0, 12.0, 0.9)]
+    assert [(n.start, n.end, n.peak) for n in near] == [(1.0, 2.0, 0.8), (15.0, 15.0, 0.9)]
     d = near[0].as_dict()
     assert d["ratio"] == 0.8 and d["start_iso"].endswith("Z") and d["rule"] == "r" and d["threshold"] == 1.0
     assert d["baseline"] == 0.0 and d["closeness"] == 0.8
+
+
+def test_a_close_call_just_before_a_firing_is_its_run_up_not_a_miss() -> None:
+    # a camera score over the threshold on one frame, under it on the next, then min_frames in a row: fired
+    usual = [(t - 100.0, 0.0, False) for t in range(100)]
+    items = [*usual, (0.0, 1.5, False), (1.0, 0.1, False), (2.5, 0.1, False), (3.0, 1.4, True), (20.0, 0.0, False)]
+    _, near = _feed_all(ScoreTrack(gap=1.0), items)
+    assert near == []
 
 
 def _temperatures(track: ScoreTrack, values: list[float], threshold: float = 45.0, t0: float = 0.0):

@@ -21,7 +21,10 @@ Contracts:
   needs 41 (fraction 0.5) to count, not 22.5, and a camera score that is
   usually ~0 needs half the threshold, as before. A firing discards the
   period it falls in, and no new period starts until the score has dropped
-  back under the level (the same excursion is not a miss). No near-miss
+  back under the level (the same excursion is not a miss); nor is a period
+  that ended less than `RUN_UP` seconds before a firing of its rule (its
+  run-up), so a near-miss is handed out `gap + RUN_UP` seconds after it
+  ended. No near-miss
   before the first second of a rule's scores is over (there is no baseline
   yet), none while the baseline is at or above the threshold (the rule is
   past it already).
@@ -51,6 +54,9 @@ DEFAULT_GAP = 1.0
 DEFAULT_WINDOW = 1800.0
 # A near-miss whose rule stopped reporting scores (its source went quiet) ends this long after its last one.
 STALE_GAP = 30.0
+# A close call that ends this short a time before its rule fires is the firing's run-up (a camera score over
+# the threshold on one frame, then `min_frames` in a row), not a miss: near-misses are handed out this late.
+RUN_UP = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,7 @@ class ScoreTrack:
         self._seconds: dict[str, _Second] = {}
         self._episodes: dict[str, _Episode] = {}
         self._blocked: set[str] = set()  # fired: no new period until the score drops under the level
+        self._held: dict[str, list[NearMiss]] = {}  # over, handed out once no firing followed within RUN_UP
 
     def fraction(self, rule: str) -> float:
         return self.fractions.get(rule, self.default)
@@ -184,13 +191,14 @@ class ScoreTrack:
             self._score(s, out)
         for f in firings:
             self._episodes.pop(f.rule, None)  # it fired: whatever came close was not a miss
+            self._held.pop(f.rule, None)  # nor was a close call just before it (the firing's run-up)
             self._blocked.add(f.rule)
         return out
 
     def advance(self, time: float) -> ScoreOutput:
         """Hand out the seconds and near-misses that are over at `time`."""
         out = ScoreOutput()
-        if not self._seconds and not self._episodes:
+        if not self._seconds and not self._episodes and not self._held:
             return out  # nothing pending (most messages of a rule file without scores)
         now = math.floor(time)
         for rule, sec in list(self._seconds.items()):
@@ -200,17 +208,25 @@ class ScoreTrack:
         for rule, ep in list(self._episodes.items()):
             paused = ep.below_since is not None and time - ep.below_since > self.gap
             if paused or time - ep.last_above > STALE_GAP:
-                out.near_misses.append(self._near_miss(rule, ep))
+                self._held.setdefault(rule, []).append(self._near_miss(rule, ep))
                 del self._episodes[rule]
+        for rule, held in list(self._held.items()):
+            while held and time - held[0].end > self.gap + RUN_UP:
+                out.near_misses.append(held.pop(0))
+            if not held:
+                del self._held[rule]
         return out
 
     def finish(self) -> ScoreOutput:
         out = ScoreOutput()
         for rule, sec in self._seconds.items():
             self._close_second(rule, sec, out)
-        out.near_misses = [self._near_miss(r, ep) for r, ep in self._episodes.items()]
+        out.near_misses = [nm for held in self._held.values() for nm in held]
+        out.near_misses += [self._near_miss(r, ep) for r, ep in self._episodes.items()]
+        out.near_misses.sort(key=lambda nm: nm.start)
         self._seconds.clear()
         self._episodes.clear()
+        self._held.clear()
         return out
 
     def baseline(self, rule: str) -> float | None:

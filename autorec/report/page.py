@@ -28,6 +28,7 @@ import datetime as _dt
 import html
 import logging
 import os
+import shlex
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,10 +424,14 @@ def render_report(
             problems.append(film.problem)
         if film.thumbs:
             names = " ".join(_e(p.name) for p in night.timelapse)
+            # the folder as the reader gave it (the report may be read from anywhere): a bare file name only
+            # works from inside the output directory
+            movies = "; ".join(
+                f"<code>autorec video {_e(shlex.quote(str(p)))} --fps 10 --timestamp</code>" for p in night.timelapse
+            )
             timelapse_html = (
                 f"<h2 id=timelapse>The night in pictures</h2><div class=meta>{len(film.thumbs)} of the "
-                f"{film.frames} timelapse frames ({names}); the whole night as a movie: "
-                f"<code>autorec video {_e(night.timelapse[0].name)} --fps 10 --timestamp</code></div>"
+                f"{film.frames} timelapse frames ({names}); the whole night as a movie: {movies}</div>"
                 + strip_html(film, None)
             )
     links_for = links_for or file_links(directory.resolve())
