@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from autorec.core.scores import NearMiss
 from autorec.core.segmenter import Action, CloseSegment, OpenSegment, Write
-from autorec.dates import utc_iso
+from autorec.readable import local_and_utc
 from autorec.units import format_size
 
 log = logging.getLogger(__name__)
@@ -160,11 +160,11 @@ def _num(v: float | None) -> str:
 
 
 def _iso(t: float) -> str:
-    return utc_iso(t)
+    return local_and_utc(t, 1)
 
 
 def segment_line(s: PlannedSegment) -> str:
-    """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
+    """One planned segment as `--dry-run` lists it: start (local, UTC beside), length, size, rules, why it closed."""
     part = f" part {s.part}" if s.part > 1 else ""
     rules = "+".join(s.rules)
     near = " near miss" if s.near_miss else ""

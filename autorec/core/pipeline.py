@@ -485,13 +485,7 @@ class Pipeline:
             Firing(
                 nm.rule,
                 t,
-                {
-                    "near_miss": True,
-                    "peak": nm.peak,
-                    "threshold": nm.threshold,
-                    "baseline": nm.baseline,
-                    "ratio": round(nm.ratio, 4),
-                },
+                nm.clip_evidence(),
                 onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap - RUN_UP),
             )
             for nm in out.near_misses

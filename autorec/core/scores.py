@@ -94,6 +94,16 @@ class NearMiss:
         span = self.threshold - base
         return (self.peak - base) / span if span > 0 else math.inf
 
+    def clip_evidence(self) -> dict[str, Any]:
+        """The evidence of the firing a near-miss clip (`near_miss_clip`) opens its segment with."""
+        return {
+            "near_miss": True,
+            "peak": self.peak,
+            "threshold": self.threshold,
+            "baseline": self.baseline,
+            "ratio": round(self.ratio, 4),
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start,

@@ -20,7 +20,8 @@ from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, T
 from bokeh.plotting import figure
 
 from autorec.core.scores import NearMiss
-from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
+from autorec.readable import clock, local_and_utc
+from autorec.report.night import Night, Segment, rule_lanes
 from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
 
@@ -75,7 +76,7 @@ def segment_bars(segments: Iterable[tuple[int, Segment]], colors: dict[str, str]
             bars["color"].append(colors.get(rule, PALETTE[-1]))
             bars["card"].append(card_id(i))
             bars["name"].append(seg.name)
-            bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
+            bars["when"].append(local_and_utc(seg.start))
             bars["length"].append(format_duration(seg.duration))
             bars["size"].append(format_size(seg.bytes))
             bars["reason"].append(seg.close_reason)
@@ -185,7 +186,7 @@ def timeline_figure(
                 "left": [_ms(a) for a, _ in down],
                 "right": [_ms(max(b, a + 1)) for a, b in down],
                 "lane": [CONNECTION_LANE] * len(down),
-                "text": [f"disconnected {local_text(a, '%H:%M:%S')} for {format_duration(b - a)}" for a, b in down],
+                "text": [f"disconnected {clock(a)} for {format_duration(b - a)}" for a, b in down],
             }
         )
         r = p.hbar(y="lane", left="left", right="right", height=0.7, color="#d9534f", source=src)

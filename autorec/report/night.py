@@ -34,6 +34,7 @@ from typing import Any
 
 from autorec.core.scores import NearMiss
 from autorec.dates import local_strftime, utc_strftime
+from autorec.readable import evidence_text
 from autorec.services.journal import JOURNAL_NAME
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def _int(value: Any) -> int:
 
 
 def utc_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time."""
+    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time.
+    What a person reads goes through `autorec.readable` (one style everywhere)."""
     return "?" if t is None else utc_strftime(t, fmt)
 
 
@@ -476,25 +478,8 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
 
 
 def describe_evidence(rule: str, evidence: Any) -> str:
-    """A firing's evidence in words, e.g. `camera: 0.4 % changed at (512, 300)`."""
-    if not isinstance(evidence, dict) or not evidence:
-        return rule
-    parts: list[str] = []
-    bbox = evidence.get("bbox")
-    score = _number(evidence.get("score"))
-    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
-        x, y, w, h = bbox
-        pct = f"{score * 100:.2g} % changed" if score is not None else "change"
-        parts.append(f"camera: {pct} at ({x + w // 2}, {y + h // 2}), {w}x{h} px")
-    for key, value in evidence.items():
-        if key in ("bbox", "score") and parts:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, (list, tuple)) and len(value) > 12:
-            value = f"[{', '.join(map(str, value[:12]))}, ...]"
-        parts.append(f"{key} {value}")
-    return "; ".join(str(p) for p in parts)
+    """A firing's evidence in words (`autorec.readable.evidence_text`)."""
+    return evidence_text(rule, evidence)
 
 
 def rule_lanes(segments: Iterable[Segment]) -> list[str]:

@@ -37,14 +37,13 @@ from typing import Any
 from autorec import __version__
 from autorec.io.atomicfile import replace_file
 from autorec.io.scorelog import NEAR_MISSES
+from autorec.readable import clock, local_time, time_html, utc_time
 from autorec.report.night import (
     Night,
     Segment,
     describe_evidence,
     load_night,
-    local_text,
     read_near_misses,
-    utc_text,
 )
 from autorec.report.sensorseries import read_sensor_series
 from autorec.report.summary import NightSummary, summarize_night
@@ -77,7 +76,7 @@ def _e(text: Any) -> str:
 def _when(t: float | None) -> str:
     if t is None:
         return "?"
-    return f"{local_text(t)} <span class=utc>(UTC {utc_text(t)})</span>"
+    return f"{local_time(t)} <span class=utc>(UTC {utc_time(t)})</span>"
 
 
 def _bbox(firing: dict[str, Any]) -> list[int] | None:
@@ -201,12 +200,8 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     if s.alerts:
         items = []
         for a in s.alerts:
-            state = (
-                f"cleared {local_text(a.cleared, '%H:%M:%S')}"
-                if a.cleared is not None
-                else "<span class=bad>not cleared</span>"
-            )
-            items.append(f"{local_text(a.raised, '%H:%M:%S')} {_e(a.message)} ({state})")
+            state = f"cleared {time_html(a.cleared)}" if a.cleared is not None else "<span class=bad>not cleared</span>"
+            items.append(f"{time_html(a.raised)} {_e(a.message)} ({state})")
         rows.append(("alerts", f"{len(s.alerts)}:<br>" + "<br>".join(items)))
     else:
         rows.append(("alerts", "<span class=ok>none</span>" if s.runs else "unknown (no journal)"))
@@ -246,7 +241,7 @@ def strip_html(strip, seg: Segment | None) -> str:
         for th in strip.thumbs:
             data = base64.b64encode(th.jpeg).decode()
             cls = " class=evidence" if th.evidence else ""
-            label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
+            label = clock(th.time) + (" (first firing)" if th.evidence else "")
             figs.append(
                 f"<figure><img{cls} width={th.width} height={th.height} loading=lazy decoding=async "
                 f'alt="frame at {label}" '
@@ -276,7 +271,7 @@ def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     if firings:
         first = firings[0]
         evidence = (
-            f"<div class=evidence>first firing {local_text(first['time'], '%H:%M:%S.%f')[:-4]}: "
+            f"<div class=evidence>first firing {time_html(first['time'], 1)}: "
             f"{_e(describe_evidence(str(first.get('rule')), first.get('evidence')))}"
             f"{' (' + ', '.join(f'{_e(r)} fired {n}x' for r, n in per_rule.items()) + ')' if per_rule else ''}</div>"
         )

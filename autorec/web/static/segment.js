@@ -15,7 +15,8 @@
     i = Math.max(0, Math.min(frames.length - 1, k));
     img.src = url(i);
     scrub.value = i;
-    label.textContent = (i + 1) + "/" + frames.length + " · " + new Date(frames[i].t * 1000).toLocaleTimeString();
+    label.textContent = (i + 1) + "/" + frames.length + " · " + window.autorecTime.clock(frames[i].t, 1);
+    label.title = window.autorecTime.utc(frames[i].t, 1);
     if (i + 1 < frames.length) new Image().src = url(i + 1);  // preload the next one
   }
   function step() {
