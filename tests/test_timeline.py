@@ -227,3 +227,18 @@ def test_a_damaged_first_timestamp_is_found_by_reading_ahead():
     assert span.finish() == (100.0, 105.0) and span.outliers == 1
     # a log of two records, or records that do not agree after the first: the first is trusted
     assert [t for t, _ in stream_times([(5000.0, 0), (100.0, 1)])] == [5000.0, 5000.0]
+
+
+def test_an_untimed_record_advanced_by_the_tick_clock_does_not_make_the_next_stamps_a_clock_step():
+    # Live against the simulator at 150x: the recorder stalls 0.2 s, an electrode state (no timestamp of its own)
+    # arrives first and gets the tick clock's estimate, 30 s on; the sensor stamps that follow are where they
+    # always were. They are clamped until the stamps catch up, not taken for a backward step shifting the rest.
+    tl: Timeline[str] = Timeline(jump_threshold=5.0, rate=150.0)
+    assert tl.push(100.0, 0.0, "a") == [(100.0, "a")]
+    assert tl.push(None, 0.2, "state") == [(130.0, "state")]
+    out = []
+    for i in range(1, 6):
+        out += tl.push(100.0 + 0.1 * i, 0.2 + 0.001 * i, f"s{i}")
+    assert [t for t, _ in out] == [130.0] * 5 and tl.clamped == 5
+    assert tl.push(131.0, 0.21, "later") == [(131.0, "later")]
+    assert tl.steps == 0 and tl.offset == 0.0 and tl.jumps == []

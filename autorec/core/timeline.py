@@ -5,7 +5,9 @@ recorder's wall clock, which may differ from the rig's. This module turns
 what arrives into one non-decreasing time line:
 
 - a message without a timestamp (`device_info`, pdserver's `electrode_state`)
-  gets the last known time carried forward;
+  gets the last known time carried forward (live: advanced by the tick
+  clock); timed records are judged against the last *timestamp*, not against
+  that estimate, so one that arrives behind it is clamped, never a clock step;
 - small backwards steps (messages built on different threads of the server
   arrive slightly out of order) are clamped to the last time, so time never
   runs backwards;
@@ -88,6 +90,11 @@ class Timeline(Generic[T]):
         self.max_held = max_held
         self.max_hold = max_hold
         self.time: float | None = None  # last stream time given out
+        # The last timestamp a record carried (plus offset): what a timed record is judged against. Not
+        # `time`, which an untimed record may have moved on by the tick clock: live at --speed 150, a
+        # 0.1 s stall of the recorder gave an electrode state a time 15 s ahead, and the next sensor
+        # stamps, 15 s "behind" it, were taken for a backward clock step and shifted for the rest of the run.
+        self._stamped: float | None = None
         self._mono: float | None = None  # monotonic arrival of the message that set `time`
         self.offset = 0.0  # added to raw timestamps after absorbed clock jumps
         self.jumps: list[ClockJump] = []
@@ -124,7 +131,8 @@ class Timeline(Generic[T]):
             self._set(t, monotonic)
             return [(t, item)]
         t = timestamp + self.offset
-        decision = self.rule.judge(t, self.time, self.expected(monotonic), monotonic)
+        last = self._stamped if self._stamped is not None else self.time
+        decision = self.rule.judge(t, last, self.expected(monotonic), monotonic)
         out = self._refute() if decision.refuted else []
         if decision.verdict is Verdict.ACCEPTED:
             out.extend(self._accept(t, monotonic, item))
@@ -161,7 +169,9 @@ class Timeline(Generic[T]):
             # The first timestamp: it starts the clock, and the untimed records held for it get it too.
             held, self._held = self._held, []
             self._set(t, monotonic)
+            self._stamped = t
             return [(t, h.item) for h in held] + [(t, item)]
+        self._stamped = t
         if t < self.time:
             self.clamped += 1
             t = self.time
@@ -212,6 +222,7 @@ class Timeline(Generic[T]):
                 t = cur
             else:
                 t = h.time + shift
+                self._stamped = t
                 if t < cur:
                     self.clamped += 1
                     t = cur

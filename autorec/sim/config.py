@@ -70,6 +70,9 @@ class SimConfig:
     # Hold the simulated clock until this many clients are connected (tests, `run --sim`),
     # so that they see the stream from its first message.
     wait_for_clients: int = 0
+    # Hold the simulated clock while the clients have more than `PACE_QUEUE_BYTES` queued (`run --sim`, whose
+    # one client is the recorder): on a busy machine the run takes longer instead of losing messages.
+    pace_to_clients: bool = False
 
     def __post_init__(self) -> None:
         # Written so that nan fails too: --speed nan froze the simulated clock, --fps inf or 1e9
