@@ -94,11 +94,10 @@ def number(v: float) -> str:
         return str(v)
     if v == 0:
         return "0"
-    if abs(v) >= 1e4:
+    if abs(v) >= 999.95:  # .4g would write 9999.7 as 1e+04
         return f"{v:.0f}"
     if abs(v) >= 1e-3:
-        text = f"{v:.4g}"
-        return text
+        return f"{v:.4g}"
     return f"{v:.2e}"
 
 

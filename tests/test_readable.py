@@ -141,6 +141,14 @@ def test_values_and_times_in_one_style() -> None:
     )
     assert value_text("since", T0) == clock(T0, 1) and value_text("count", 1797000000) == "1797000000"
     assert value_text("pins", list(range(20))).endswith("... (20 in all)")
+    assert [value_text("v", v) for v in (9999.7, 1234.56, 0.5, 3.5e-7, 12, True)] == [
+        "10000",
+        "1235",
+        "0.5",
+        "3.50e-07",
+        "12",
+        "yes",
+    ]
     # a plugin's evidence, whatever its shape, in words
     text = evidence_text("plug", {"level": 3.5e-7, "ok": True, "nested": {"a": [1, 2]}, "at": T0, "none": []})
     assert text == f"level 3.50e-07; ok yes; nested a: 1, 2; at {clock(T0, 1)}; none none"
