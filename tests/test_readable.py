@@ -152,3 +152,24 @@ def test_values_and_times_in_one_style() -> None:
     # a plugin's evidence, whatever its shape, in words
     text = evidence_text("plug", {"level": 3.5e-7, "ok": True, "nested": {"a": [1, 2]}, "at": T0, "none": []})
     assert text == f"level 3.50e-07; ok yes; nested a: 1, 2; at {clock(T0, 1)}; none none"
+
+
+def test_a_card_reads_its_first_firing_whole_and_counts_every_firing(tmp_path) -> None:
+    """The report's card of a segment with more firings than its sidecar lists (capped at 100)."""
+    from autorec.report.night import Segment
+    from autorec.report.page import _card_html
+
+    firings = [
+        {"rule": "electrodes", "time": T0 + 0.27 + i, "evidence": {"pins": [i], "added": [i]}} for i in range(100)
+    ]
+    sidecar = {
+        "firings": firings,
+        "firing_counts": {"electrodes": 150, "unplugged": 1},
+        "firings_omitted": {"count": 51, "last": firings[-1], "note": "only the first 100 firings are listed"},
+    }
+    seg = Segment("s", tmp_path / "s.bin", tmp_path / "s.json", T0, T0 + 200, ("electrodes",), 10, 1000, "post_roll")
+    seg.sidecar = sidecar
+    html = _card_html(0, seg, None, lambda s: [])
+    assert f"first firing {time_html(T0 + 0.27, 1)}: pin 0 driven (added 0)" in html
+    assert re.search(r">\d\d:\d\d:\d\d\.2</time>", html)  # whole, not 02:15:1:
+    assert "(electrodes fired 150x, unplugged fired 1x)" in html and "count fired" not in html

@@ -262,11 +262,10 @@ def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     per_rule: dict[str, int] = {}
     for f in firings:
         per_rule[str(f.get("rule"))] = per_rule.get(str(f.get("rule")), 0) + 1
-    omitted = (seg.sidecar or {}).get("firings_omitted")
-    if isinstance(omitted, dict):  # a capped sidecar lists the rest as counts
-        for rule, n in omitted.items():
-            if isinstance(n, int):
-                per_rule[str(rule)] = per_rule.get(str(rule), 0) + n
+    counts = (seg.sidecar or {}).get("firing_counts")
+    if isinstance(counts, dict) and counts:  # every firing per rule, also those a capped sidecar leaves out
+        # (firings_omitted is {count, last, note}: read as rule counts, it showed "count fired 135x")
+        per_rule = {str(r): n for r, n in counts.items() if isinstance(n, int) and not isinstance(n, bool)}
     evidence = ""
     if firings:
         first = firings[0]
