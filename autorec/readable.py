@@ -57,13 +57,21 @@ def utc_time(t: float | None, digits: int = 0, date: bool = True) -> str:
     return utc_strftime(t, "%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S") + _fraction(t, digits)
 
 
+def utc_beside(t: float | None, digits: int = 0, date: bool = True) -> str:
+    """The UTC time shown beside a local one: `01:14:07`, with its date only when the local date (shown
+    when `date`) differs from it."""
+    if t is None:
+        return "?"
+    same_day = local_strftime(t, "%Y-%m-%d") == utc_strftime(t, "%Y-%m-%d")
+    return utc_time(t, digits, date=date and not same_day)
+
+
 def local_and_utc(t: float | None, digits: int = 0, date: bool = True) -> str:
     """`2026-12-07 02:14:07 (UTC 01:14:07)`: local, with UTC beside it (the command line's style)."""
     if t is None:
         return "?"
     local = local_time(t, digits) if date else clock(t, digits)
-    same_day = local_strftime(t, "%Y-%m-%d") == utc_strftime(t, "%Y-%m-%d")
-    return f"{local} (UTC {utc_time(t, digits, date=date and not same_day)})"
+    return f"{local} (UTC {utc_beside(t, digits, date)})"
 
 
 def time_html(t: float | None, digits: int = 0, date: bool = False) -> str:

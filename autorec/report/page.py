@@ -37,7 +37,7 @@ from typing import Any
 from autorec import __version__
 from autorec.io.atomicfile import replace_file
 from autorec.io.scorelog import NEAR_MISSES
-from autorec.readable import clock, local_time, time_html, utc_time
+from autorec.readable import clock, local_time, time_html, utc_beside
 from autorec.report.night import (
     Night,
     Segment,
@@ -76,7 +76,7 @@ def _e(text: Any) -> str:
 def _when(t: float | None) -> str:
     if t is None:
         return "?"
-    return f"{local_time(t)} <span class=utc>(UTC {utc_time(t)})</span>"
+    return f"{local_time(t)} <span class=utc>(UTC {utc_beside(t)})</span>"
 
 
 def _bbox(firing: dict[str, Any]) -> list[int] | None:

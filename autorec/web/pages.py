@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.readable import local_time, time_html, utc_time, value_text
+from autorec.readable import local_time, time_html, utc_beside, value_text
 from autorec.report.night import Night, Segment, describe_evidence, rule_lanes
 from autorec.units import format_duration, format_size
 
@@ -150,7 +150,7 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
 
     side = seg.sidecar or {}
     facts: list[tuple[str, str]] = [
-        ("start", f"{_e(local_time(seg.start))} <span class=utc>(UTC {_e(utc_time(seg.start))})</span>"),
+        ("start", f"{_e(local_time(seg.start))} <span class=utc>(UTC {_e(utc_beside(seg.start))})</span>"),
         ("length", format_duration(seg.duration)),
         ("rules", " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)),
         ("size", f"{format_size(seg.bytes)} in {seg.records} records"),
