@@ -173,3 +173,24 @@ def test_a_card_reads_its_first_firing_whole_and_counts_every_firing(tmp_path) -
     assert f"first firing {time_html(T0 + 0.27, 1)}: pin 0 driven (added 0)" in html
     assert re.search(r">\d\d:\d\d:\d\d\.2</time>", html)  # whole, not 02:15:1:
     assert "(electrodes fired 150x, unplugged fired 1x)" in html and "count fired" not in html
+
+
+def test_chart_time_axes_are_in_the_local_time_of_the_computer_that_made_them(monkeypatch) -> None:
+    """Bokeh labels datetime ticks in UTC; the charts shift them by the maker's UTC offset at the night's time,
+    so the axis agrees with the texts beside it (seen in a screenshot of a report made in JST, read in UTC)."""
+    from bokeh.plotting import figure
+
+    from autorec.report.charts import local_time_axis
+
+    try:
+        for zone, hours in (("Asia/Tokyo", 9), ("UTC", 0), ("America/New_York", -5)):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            p = figure(x_axis_type="datetime")
+            local_time_axis(p, T0)  # 2026-12-09: no daylight-saving time in any of these
+            formatter = p.xaxis[0].formatter
+            assert formatter.args["offset"] == hours * 3600 * 1000 and "getUTCHours" in formatter.code
+            assert clock(T0) == time.strftime("%H:%M:%S", time.gmtime(T0 + hours * 3600))
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -14,9 +14,11 @@ figures only; `autorec.report.page` renders them into the page.
 
 from __future__ import annotations
 
+import math
+import time as _time
 from collections.abc import Iterable, Sequence
 
-from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, TapTool
+from bokeh.models import ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d, Span, TapTool
 from bokeh.plotting import figure
 
 from autorec.core.scores import NearMiss
@@ -49,6 +51,41 @@ source.selected.indices = [];
 
 def _ms(t: float) -> float:
     return t * 1000.0
+
+
+# Bokeh's datetime axes label ticks in UTC; every other time a person reads is the local time of the
+# computer that made the page (autorec.readable), so the ticks are shifted by that computer's UTC offset
+# at the night's time (`offset`, ms) and written HH:MM (HH:MM:SS when ticks are under a minute apart),
+# with the date under the first tick of each day. (A night across a daylight-saving change keeps the
+# offset of its start on the axis; the texts beside it are exact.)
+_LOCAL_TICKS = """
+const pad = (n) => String(n).padStart(2, "0");
+const local = (ms) => {
+  const u = new Date(ms + offset);
+  return {y: u.getUTCFullYear(), mo: u.getUTCMonth() + 1, d: u.getUTCDate(), h: u.getUTCHours(),
+          mi: u.getUTCMinutes(), s: u.getUTCSeconds()};
+};
+const d = local(tick);
+const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 60000;
+let text = pad(d.h) + ":" + pad(d.mi) + (step < 60000 ? ":" + pad(d.s) : "");
+const prev = index > 0 ? local(ticks[index - 1]) : null;
+if (index === 0 || prev.d !== d.d) {
+  text += "\\n" + d.y + "-" + pad(d.mo) + "-" + pad(d.d);
+}
+return text;
+"""
+
+
+def local_time_axis(p, at: float | None) -> None:
+    """Label `p`'s datetime x axis in this computer's local time at epoch `at` (None: now), the one time
+    style (see `_LOCAL_TICKS`)."""
+    offset = _time.localtime(at if at is not None and math.isfinite(at) else None).tm_gmtoff
+    p.xaxis.formatter = CustomJSTickFormatter(code=_LOCAL_TICKS, args={"offset": 1000 * offset})
+
+
+def _range_start(x_range: Range1d) -> float | None:
+    start = getattr(x_range, "start", None)
+    return start / 1000.0 if isinstance(start, (int, float)) else None
 
 
 def card_id(index: int) -> str:
@@ -220,6 +257,8 @@ def timeline_figure(
         p.add_tools(HoverTool(renderers=[r], tooltips=[("lighting", "@text")]))
     p.ygrid.grid_line_color = None
     p.xaxis.axis_label = "time (local)"
+    span = night.span()
+    local_time_axis(p, span[0] if span else None)
     return p
 
 
@@ -262,6 +301,7 @@ def telemetry_figures(sensors: SensorData, x_range: Range1d, width: int = 1100) 
         p.legend.label_text_font_size = "9pt"
         p.legend.click_policy = "hide"
         p.add_layout(p.legend[0], "right")  # beside the plot, never over the data
+        local_time_axis(p, _range_start(x_range))
         out.append(p)
     return out
 
@@ -284,5 +324,6 @@ def score_figures(scores: dict[str, tuple[list[float], list[float], float | None
         p.line([_ms(t) for t in times], values, color=PALETTE[i % len(PALETTE)])
         if threshold is not None:
             p.add_layout(Span(location=threshold, dimension="width", line_dash="dashed", line_color="red"))
+        local_time_axis(p, _range_start(x_range))
         out.append(p)
     return out
