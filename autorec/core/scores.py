@@ -24,12 +24,10 @@ Contracts:
   back under the level (the same excursion is not a miss); nor is a period
   that ended less than `RUN_UP` seconds before a firing of its rule (its
   run-up), so a near-miss is handed out `gap + RUN_UP` seconds after it
-  ended. No near-miss
-  before the first second of a rule's scores is over (there is no baseline
-  yet), none while the baseline is at or above the threshold (the rule is
-  past it already).
-  `fraction` 0 turns near-misses off for a rule; a rule whose threshold is
-  not above 0 has none.
+  ended. No near-miss before the first second of a rule's scores is over
+  (there is no baseline yet), none while the baseline is at or above the
+  threshold (the rule is past it already). `fraction` 0 turns near-misses
+  off for a rule; a rule whose threshold is not above 0 has none.
 - `finish()` hands out every row and near-miss still held.
 - `latest[rule]` is the rule's latest `Score`.
 """
