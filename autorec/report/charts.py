@@ -22,7 +22,7 @@ from bokeh.models import ColumnDataSource, CustomJS, CustomJSTickFormatter, Hove
 from bokeh.plotting import figure
 
 from autorec.core.scores import NearMiss
-from autorec.readable import clock, local_and_utc
+from autorec.readable import clock, local_and_utc, number
 from autorec.report.night import Night, Segment, rule_lanes
 from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
@@ -74,6 +74,12 @@ if (index === 0 || prev.d !== d.d) {
 }
 return text;
 """
+
+
+def _near_miss_text(n: NearMiss) -> str:
+    """`camera-motion at 02:14:07: peak 0.00025 (usually 1.2e-05, fires at 0.0003)` for a hover."""
+    usual = f"usually {number(n.baseline)}, " if n.baseline is not None else ""
+    return f"{n.rule} at {clock(n.peak_time)}: peak {number(n.peak)} ({usual}fires at {number(n.threshold)})"
 
 
 def local_time_axis(p, at: float | None) -> None:
@@ -201,7 +207,7 @@ def timeline_figure(
                 "left": [_ms(n.start) for n in near_misses],
                 "right": [_ms(max(n.end, n.start + 1)) for n in near_misses],
                 "lane": [NEAR_MISS_LANE] * len(near_misses),
-                "text": [f"{n.rule}: peak {n.peak:.4g} vs threshold {n.threshold:.4g}" for n in near_misses],
+                "text": [_near_miss_text(n) for n in near_misses],
             }
         )
         r = p.hbar(y="lane", left="left", right="right", height=0.5, color="#f0ad4e", source=nm)
