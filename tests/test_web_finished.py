@@ -93,6 +93,9 @@ def test_a_finished_run_says_when_and_why_it_stopped_and_picks_up_a_new_video(fi
             stopped_at = r"The recorder stopped at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\w+\)"
             assert re.fullmatch(stopped_at + r"; the figures below are its last ones\.", text), text
             assert "s old" not in driver.find_element("id", "conn").text
+            assert re.fullmatch(
+                r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(at the stop\)", driver.find_element("id", "stream-time").text
+            )
             # every time on the page in the one style: no browser-locale dates (12/7/2026, 2:21:24 AM)
             body = driver.find_element("tag name", "body").text
             assert not re.search(r"\d+/\d+/\d{4}|\b[AP]M\b", body), body

@@ -54,8 +54,10 @@
       }
     }
     $("rate").textContent = stopped ? "– (stopped)" : st.msg_per_s !== undefined ? st.msg_per_s : "–";
-    $("stream-time").textContent = st.stream_time ? T.local(st.stream_time) : "–";
-    $("stream-time").title = st.stream_time ? T.utc(st.stream_time) : "";
+    // a finished run under serve: the stream time it had reached when it stopped (the journal's stop line)
+    const streamTime = st.stream_time || (stopped ? stopped.time : null);
+    $("stream-time").textContent = streamTime ? T.local(streamTime) + (st.stream_time ? "" : " (at the stop)") : "–";
+    $("stream-time").title = streamTime ? T.utc(streamTime) : "";
     $("disk").textContent = fmtSize(st.disk_free) + (st.disk_below_floor ? " (below the floor: recording paused)" : "");
     const c = st.counters || {};
     $("seg-count").textContent = (c.segments_closed !== undefined ? c.segments_closed : "–") + " closed";
