@@ -591,12 +591,39 @@ class _Validator:
     def hooks(self, top: _Map) -> HookSettings:
         m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
         self.check_keys(m, _HOOK_KEYS, "hooks")
+
+        def command(event: str) -> list[Any] | None:
+            return self.beside_rule_file(self.convert(m, event, "hooks", _hook_commands(event), None))
+
         return HookSettings(
-            on_segment_open=self.convert(m, "on_segment_open", "hooks", _hook_commands("on_segment_open"), None),
-            on_segment_close=self.convert(m, "on_segment_close", "hooks", _hook_commands("on_segment_close"), None),
-            on_alert=self.convert(m, "on_alert", "hooks", _hook_commands("on_alert"), None),
+            on_segment_open=command("on_segment_open"),
+            on_segment_close=command("on_segment_close"),
+            on_alert=command("on_alert"),
             timeout=self.convert(m, "timeout", "hooks", _positive_duration, HookSettings.timeout),
         )
+
+    def beside_rule_file(self, commands: list[Any] | None) -> list[Any] | None:
+        """Hook arguments that are relative paths of files in the rule file's folder, made absolute.
+
+        A script shipped beside the rules (`hooks/archive.py`) then runs whatever folder autorec was
+        started from; any other argument (`recordings/archive`, `{path}`, a program on PATH) is left
+        as written (relative to where autorec runs, like output.dir)."""
+        if commands is None:
+            return None
+        folder = Path(self.path).parent
+
+        def fix(arg: str) -> str:
+            if "{" in arg or Path(arg).is_absolute() or arg.startswith("-"):
+                return arg
+            try:
+                beside = folder / Path(arg)
+                return str(beside.absolute()) if beside.is_file() else arg
+            except (OSError, ValueError):
+                return arg
+
+        if all(isinstance(c, list) for c in commands):
+            return [[fix(a) for a in argv] for argv in commands]
+        return [fix(a) for a in commands]
 
     def alerts(self, top: _Map) -> AlertSettings:
         m = self.mapping(top.get("alerts"), top.lines.get("alerts"), "alerts")
@@ -835,7 +862,10 @@ def _near_miss_fraction(value: Any) -> float:
     if value is None or value is False:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"expected a fraction of the threshold from 0 (off) to below 1, like 0.5; got {_show(value)}")
+        raise ValueError(
+            "expected a fraction of the way from the usual score to the threshold, from 0 (off) to below 1, "
+            f"like 0.5; got {_show(value)}"
+        )
     return float(value)
 
 

@@ -286,6 +286,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             print(f"autorec run: {exc}", file=sys.stderr)
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
+        sim_config.pace_to_clients = True  # a busy machine slows the run down rather than losing messages
     companions = []
     if args.http is not None:
         from autorec.commands.serve import http_settings

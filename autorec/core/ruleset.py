@@ -122,7 +122,7 @@ class Rule:
     segments: SegmentPolicy
     line: int | None = None
     max_errors: int = 10
-    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
+    near_miss: float = 0.5  # a near-miss: this fraction of the way from the usual score to the threshold (0: off)
     near_miss_clip: bool = False  # keep a short segment around each near-miss
     budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
     flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps

@@ -62,7 +62,8 @@ def _int(value: Any) -> int:
 
 
 def utc_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time."""
+    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time.
+    What a person reads goes through `autorec.readable` (one style everywhere)."""
     return "?" if t is None else utc_strftime(t, fmt)
 
 
@@ -410,6 +411,7 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
             problems.append(f"{path}:{number}: not a near-miss line; skipped")
             continue
         peak_time = _number(e.get("peak_time"))
+        baseline = _number(e.get("baseline"))
         out.append(
             NearMiss(
                 str(e.get("rule", "?")),
@@ -418,6 +420,7 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
                 peak,
                 threshold,
                 peak_time if peak_time is not None else start,
+                baseline,
             )
         )
     return out

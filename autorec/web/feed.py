@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
-from autorec.outdir import INDEX_NAME, STATUS_NAME
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,9 @@ class DirectoryFeed(Feed):
         self.directory = Path(directory)
         self.status_path = self.directory / status_name
         self.index_path = self.directory / INDEX_NAME
+        self.journal_path = self.directory / JOURNAL_NAME
         self._status: dict[str, Any] = {}
+        self._stopped: dict[str, Any] | None = None
         self._index_size = 0
         self._index_lines = 0
 
@@ -252,7 +254,33 @@ class DirectoryFeed(Feed):
         status["live"] = False
         updated = status.get("updated")
         status["stale_s"] = round(_time.time() - updated, 1) if isinstance(updated, (int, float)) else None
+        if self._stopped is not None:
+            # the run is over: its figures are its last ones, not a live rate (the page says so)
+            status["stopped"] = self._stopped
         return status
+
+    def last_stop(self) -> dict[str, Any] | None:
+        """The journal's `stop` line (`wall`, `time`, `reason`) if it is the journal's last line: the recorder
+        that wrote this directory has stopped and none has started since. None otherwise (running, or no
+        journal). Reads only the journal's tail (blocking: call it in a worker thread)."""
+        try:
+            with open(self.journal_path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+        except OSError:
+            return None
+        for line in reversed(tail.splitlines()):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a half-written last line, or the cut first one
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("event") != "stop":
+                return None
+            return {k: entry.get(k) for k in ("wall", "time", "reason")}
+        return None
 
     def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Read the status file and any new index lines (blocking: call it in a worker thread)."""
@@ -294,11 +322,13 @@ class DirectoryFeed(Feed):
         while True:
             try:
                 status, new = await loop.run_in_executor(None, self.poll_once)
+                stopped = await loop.run_in_executor(None, self.last_stop)
             except Exception:
                 log.exception("web: cannot read %s", self.directory)
-                status, new = None, []
-            if status is not None and status != self._status:
-                self._status = status
+                status, new, stopped = None, [], self._stopped
+            if (status is not None and status != self._status) or stopped != self._stopped:
+                self._status = status if status is not None else self._status
+                self._stopped = stopped
                 self.push_status(force=True)
             if not first:
                 for entry in new:

@@ -8,7 +8,8 @@
     return n + "B";
   };
   const fmtDur = (s) => (s < 120 ? s.toFixed(1) + "s" : s < 7200 ? (s / 60).toFixed(1) + "min" : (s / 3600).toFixed(1) + "h");
-  const fmtTime = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
+  const T = window.autorecTime;  // /ui/timefmt.js: the one time format (local, UTC on hover)
+  const fmtTime = (t) => (t ? T.clock(t) : "–");
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   let loading = false, wanted = null, shownSeq = -1;
 
@@ -28,7 +29,7 @@
     const rules = (s.rules || []).map((r) => '<span class=tag>' + esc(r) + "</span>").join(" ");
     const len = s.end - s.start;
     return '<tr data-name="' + esc(s.name) + '"><td><a href="/segment/' + encodeURIComponent(s.name) + '">' +
-      esc(new Date(s.start * 1000).toLocaleString()) + "</a></td><td>" + fmtDur(len) + "</td><td>" +
+      '<span title="' + esc(T.utc(s.start)) + '">' + esc(T.local(s.start)) + "</span></a></td><td>" + fmtDur(len) + "</td><td>" +
       fmtSize(s.bytes) + "</td><td>" + rules + "</td><td>" + esc(s.close_reason || "") + "</td></tr>";
   }
 
@@ -36,12 +37,27 @@
     const conn = $("conn");
     conn.textContent = st.connected ? "connected" : "disconnected";
     conn.className = "badge " + (st.connected ? "up" : "down");
-    if (st.live === false && st.stale_s !== null && st.stale_s > 10) {
-      conn.textContent = "status " + Math.round(st.stale_s) + " s old";
-      conn.className = "badge down";
+    const stopped = st.stopped;
+    if (stopped) {
+      // a finished run (the journal's stop line): say when and why, not stale figures as if live
+      conn.textContent = "stopped";
+      conn.className = "badge idle";
+      const when = stopped.wall !== null && stopped.wall !== undefined ? stopped.wall : stopped.time;
+      $("stopped").hidden = false;
+      $("stopped").innerHTML = "The recorder stopped at <span title=\"" + esc(T.utc(when)) + "\">" + esc(T.local(when)) +
+        "</span> (" + esc(stopped.reason || "no reason given") + "); the figures below are its last ones.";
+    } else {
+      $("stopped").hidden = true;
+      if (st.live === false && st.stale_s !== null && st.stale_s > 10) {
+        conn.textContent = "status " + Math.round(st.stale_s) + " s old";
+        conn.className = "badge down";
+      }
     }
-    $("rate").textContent = st.msg_per_s !== undefined ? st.msg_per_s : "–";
-    $("stream-time").textContent = st.stream_time ? new Date(st.stream_time * 1000).toLocaleString() : "–";
+    $("rate").textContent = stopped ? "– (stopped)" : st.msg_per_s !== undefined ? st.msg_per_s : "–";
+    // a finished run under serve: the stream time it had reached when it stopped (the journal's stop line)
+    const streamTime = st.stream_time || (stopped ? stopped.time : null);
+    $("stream-time").textContent = streamTime ? T.local(streamTime) + (st.stream_time ? "" : " (at the stop)") : "–";
+    $("stream-time").title = streamTime ? T.utc(streamTime) : "";
     $("disk").textContent = fmtSize(st.disk_free) + (st.disk_below_floor ? " (below the floor: recording paused)" : "");
     const c = st.counters || {};
     $("seg-count").textContent = (c.segments_closed !== undefined ? c.segments_closed : "–") + " closed";
