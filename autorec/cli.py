@@ -18,7 +18,21 @@ import sys
 
 from autorec import __version__
 
-COMMANDS = ("run", "tune", "record", "info", "ls", "report", "serve", "video", "sim", "replay", "check", "plugins")
+COMMANDS = (
+    "run",
+    "tune",
+    "record",
+    "info",
+    "ls",
+    "report",
+    "serve",
+    "video",
+    "sim",
+    "replay",
+    "check",
+    "plugins",
+    "push",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

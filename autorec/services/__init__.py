@@ -49,6 +49,14 @@ class Services:
             out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
         )
         self.segment_hooks = SegmentHooks(self.hooks)
+        self.upload = None  # autorec.services.upload.Uploader when the rule file has `upload:`
+        if ruleset.upload is not None:
+            from autorec.services.upload import Uploader
+
+            self.upload = Uploader(
+                out, ruleset.upload, fsync=ruleset.output.fsync, status_file=ruleset.output.status_file
+            )
+            self.export.on_done = lambda o: self.upload.video_exported(o.output) if o.status == "exported" else None
         self.score_log = None  # set by _live
         self.overrides: list = []  # --set, applied again on reload
 
@@ -64,6 +72,8 @@ class Services:
         out = [self.segment_hooks]
         if self.ruleset.output.video != "off":
             out.append(_ExportOnClose())
+        if self.upload is not None:
+            out.append(self.upload)
         return out
 
     def attach(self, pipeline, writer) -> None:
@@ -97,8 +107,18 @@ class Services:
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
         pipeline.on_budget_change = alerts.budget_change
         pipeline.listeners += [guard, alerts, self.journal]
+        if self.upload is not None:
+            log.info("uploading to %s", self.upload.describe())
+            self.upload.start()
+        pinned = None
+        if self.upload is not None and self.ruleset.output.keep_until_uploaded:
+            pinned = lambda seg: not self.upload.confirmed(seg.files)  # noqa: E731
         if self.retention.active:
-            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
+            self.retention_worker = RetentionWorker(
+                self.out, self.retention, index_lock=writer.index_lock, pinned=pinned
+            ).start()
+            if pinned is not None:
+                self.upload.on_uploaded = self.retention_worker.request  # deletes what just became deletable
             writer.add_observer(self.retention_worker)
             self.retention_worker.request()
         counters = self.counters
@@ -134,6 +154,8 @@ class Services:
                 "exports_failed": self.export.failed,
             }
         )
+        if self.upload is not None:
+            out.update(self.upload.counters())
         return dict(sorted(out.items()))
 
     def scores(self) -> dict:
@@ -208,5 +230,7 @@ class Services:
         if not self.hooks.close(grace):
             log.warning("hooks still running after %g s were stopped", grace)
         self.export.close(grace)
+        if self.upload is not None:
+            self.upload.close(grace)
         if self.retention_worker is not None:
             self.retention_worker.close(5)
