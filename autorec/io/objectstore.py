@@ -131,7 +131,7 @@ def classify(exc: BaseException, store: ObjectStore | None = None, what: str = "
     )
 
     where = store.describe() if store is not None else "the store"
-    prefix = f"{what}: " if what else ""
+    prefix = f"{what}: " if what and what != "bucket" else ""
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
@@ -153,9 +153,9 @@ def classify(exc: BaseException, store: ObjectStore | None = None, what: str = "
                 "AWS_SECRET_ACCESS_KEY / AWS_PROFILE and the key's rights on the bucket",
             )
         if code in _NO_BUCKET_CODES or (status == 404 and what == "bucket"):
-            return StoreError(
-                "no_bucket", f"{prefix}bucket {store.location.bucket if store else ''!r} does not exist at {where}"
-            )
+            bucket = store.location.bucket if store else "?"
+            host = (store.endpoint if store else None) or "AWS"
+            return StoreError("no_bucket", f"{prefix}bucket {bucket!r} does not exist at {host}")
         if status is not None and status >= 500:
             return StoreError("unreachable", f"{prefix}{where} failed: {code or status}")
         return StoreError("other", f"{prefix}{where}: {code or status}: {err.get('Message', '')}".rstrip(": "))

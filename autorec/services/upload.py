@@ -18,7 +18,9 @@ Contract:
   failed file stays first in the queue. Each new kind of failure is logged once (one line, no
   secret); a recovery is logged too. Wrong credentials or a missing bucket are retried at the
   longest interval (someone may fix them while recording goes on).
-- `close(grace)` queues the final snapshots, lets the queue drain for up to `grace` seconds,
+- `close(grace)` queues the final snapshots, lets the queue drain for up to `grace` seconds (a file
+  waiting for its retry is tried at once; the wait ends once two attempts failed: a store that
+  does not work must not hold up a stop),
   then stops (an upload in flight is cancelled; its multipart upload is aborted). What is left
   is uploaded by the next run or by `autorec push DIR`.
 - `push(progress)` does the same in the calling thread and returns, for `autorec push`.
@@ -112,6 +114,7 @@ class Uploader(SegmentObserver):
         self._busy = False
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._kick = threading.Event()  # ends a backoff wait early (close, stop)
         self._thread: threading.Thread | None = None
         self._next_sync = 0.0
         self._next_status = 0.0
@@ -144,33 +147,38 @@ class Uploader(SegmentObserver):
         with self._cond:
             return len(self._queue) + (1 if self._busy else 0)
 
-    def wait_idle(self, timeout: float) -> bool:
+    def wait_idle(self, timeout: float, give_up_on_failure: bool = False) -> bool:
+        """Wait until nothing is queued or running; False on timeout (or, with `give_up_on_failure`,
+        once two attempts failed: the store is not working, waiting longer would only hold up a stop)."""
         deadline = time.monotonic() + timeout
+        failed = self.failed
         with self._cond:
             while self._queue or self._busy or self.state is None:
                 left = deadline - time.monotonic()
                 if left <= 0 or (self._thread is not None and not self._thread.is_alive()):
                     return False
-                self._cond.wait(min(left, 0.5))
+                if give_up_on_failure and self.failed >= failed + 2:  # one more try, and its retry
+                    return False
+                self._cond.wait(min(left, 0.1))
             return True
 
     def close(self, grace: float = 10.0) -> bool:
-        """Final snapshots, drain for up to `grace` s, stop. True when nothing was left."""
+        """Final snapshots, drain for up to `grace` s (less when the store fails meanwhile or was failing),
+        stop. True when nothing was left."""
         if self._thread is None:
             return True
         self._put(self._growing_jobs(final=True))
-        drained = self.wait_idle(grace)
+        self._kick.set()  # retry now rather than after the backoff: the stop waits for that attempt
+        drained = self.wait_idle(grace, give_up_on_failure=True)
         self._stop.set()
+        self._kick.set()
         with self._cond:
             self._cond.notify_all()
         self._thread.join(10)
         left = self.pending
         if left:
             log.warning(
-                "upload: %d file(s) not uploaded yet (%s); the next run or `autorec push %s` uploads them",
-                left,
-                self.last_error or "time is up",
-                self.out,
+                "upload: %d file(s) not uploaded yet; the next run or `autorec push %s` uploads them", left, self.out
             )
         return drained and not left
 
@@ -449,7 +457,8 @@ class Uploader(SegmentObserver):
                 self._failure(job, exc)
                 self._done(job, requeue=True)
                 delay = self.retry_max if exc.permanent else min(self.retry_max, max(1.0, delay * 2))
-                self._stop.wait(delay)
+                self._kick.wait(delay)
+                self._kick.clear()
                 continue
             except OSError as exc:  # the local file cannot be read: nothing a retry fixes soon
                 self.failed += 1
