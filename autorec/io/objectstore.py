@@ -175,6 +175,7 @@ class ObjectStore:
         self.endpoint = endpoint
         self.max_rate = max_rate
         self._client: Any = None
+        self._transfer: Any = None
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -194,6 +195,10 @@ class ObjectStore:
                     # the SHA-256 we ask for, not botocore's default CRC32 on top
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
+                    # Over http botocore would SHA-256 the body a second time for the signature: the
+                    # x-amz-checksum-sha256 header we send is signed and the server checks the body
+                    # against it, so the body stays covered. 25 -> ~18 ms of CPU per 6 MB segment.
+                    s3={"payload_signing_enabled": False},
                 )
                 # "Found credentials in environment variables" on every command: noise, not news
                 logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
@@ -226,14 +231,8 @@ class ObjectStore:
     ) -> None:
         """Upload a file (or bytes: a snapshot of a file still growing) to `key`, then confirm it.
         StoreError on any failure (see the module docstring)."""
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import ProgressCallbackInvoker
 
-        config = TransferConfig(
-            multipart_threshold=PART_SIZE,
-            multipart_chunksize=PART_SIZE,
-            max_bandwidth=self.max_rate,
-            use_threads=True,
-        )
         extra = {
             "ChecksumAlgorithm": "SHA256",
             "Metadata": {"sha256": sha256},
@@ -252,18 +251,61 @@ class ObjectStore:
             if progress is not None:
                 progress(n)
 
+        if size < PART_SIZE and self.max_rate is None:
+            self._put_small(source, key, extra, size, callback)
+            return
+        body = io.BytesIO(source) if isinstance(source, bytes) else str(source)
         try:
-            if isinstance(source, bytes):
-                self.client.upload_fileobj(
-                    io.BytesIO(source), self.location.bucket, key, ExtraArgs=extra, Config=config, Callback=callback
-                )
-            else:
-                self.client.upload_file(
-                    str(source), self.location.bucket, key, ExtraArgs=extra, Config=config, Callback=callback
-                )
+            future = self.transfer.upload(
+                body, self.location.bucket, key, extra_args=extra, subscribers=[ProgressCallbackInvoker(callback)]
+            )
+            future.result()
         except Exception as exc:
             raise classify(exc, self, key) from None
         self.verify(key, sha256, size)
+
+    def _put_small(
+        self, source: Path | bytes, key: str, extra: dict[str, Any], size: int, callback: Callable[[int], None]
+    ) -> None:
+        """One PutObject, without s3transfer's threads (7.3 instead of 8.3 ms of CPU per 5 MB file). The
+        server checks the body against our ChecksumSHA256 (BadDigest otherwise) and says so in its
+        answer; a store that does not answer with it is asked with head_object."""
+        callback(0)  # a stop asked for meanwhile
+        try:
+            if isinstance(source, bytes):
+                answer = self.client.put_object(Bucket=self.location.bucket, Key=key, Body=source, **extra)
+            else:
+                with open(source, "rb") as body:
+                    answer = self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, **extra)
+        except Exception as exc:
+            raise classify(exc, self, key) from None
+        callback(size)
+        if answer.get("ChecksumSHA256") != extra["ChecksumSHA256"]:
+            self.verify(key, extra["Metadata"]["sha256"], size)
+
+    @property
+    def transfer(self) -> Any:
+        """One s3transfer manager for the store's life: its threads are started once, not per file
+        (10.2 -> 8.3 ms of CPU per 5 MB file), and the bandwidth cap holds across files."""
+        client = self.client
+        with self._lock:
+            if self._transfer is None:
+                from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+                config = TransferConfig(
+                    multipart_threshold=PART_SIZE,
+                    multipart_chunksize=PART_SIZE,
+                    max_bandwidth=self.max_rate,
+                )
+                self._transfer = create_transfer_manager(client, config)
+            return self._transfer
+
+    def close(self) -> None:
+        """Stop the transfer threads (after the uploads in flight)."""
+        with self._lock:
+            transfer, self._transfer = self._transfer, None
+        if transfer is not None:
+            transfer.shutdown()
 
     def verify(self, key: str, sha256: str, size: int) -> None:
         """StoreError('integrity') unless `key` holds `size` bytes stored with our SHA-256."""

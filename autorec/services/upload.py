@@ -10,10 +10,12 @@ Contract:
   multipart upload a killed process left behind is aborted before its file is uploaded again.
 - Every file is uploaded with its SHA-256 and confirmed (`ObjectStore.upload`); only then is it
   recorded as uploaded, and only then does `confirmed(files)` say so (retention's
-  `keep_until_uploaded`). After a segment or a video, the day's catalogue is rewritten
+  `keep_until_uploaded`). `catalogue_delay` seconds after a segment or a video (once for a
+  burst), and at `close()`, the day's catalogue is rewritten
   (`PREFIX/rig=NAME/date=DAY/segments.parquet`).
-- The journal, today's timelapse and the status file change: they are uploaded as a snapshot
-  every `sync_every` seconds (status: `status_every`) when changed, and at `close()`.
+- The journal and the status file change: they are uploaded as a snapshot every `sync_every`
+  seconds (status: `status_every`) when changed, and at `close()`. A day's timelapse log is
+  uploaded once the day is over, and as it stands at `close()` (it grows all day).
 - A failure is retried with exponential backoff (1 s doubling up to `settings.retry_max`); the
   failed file stays first in the queue. Each new kind of failure is logged once (one line, no
   secret); a recovery is logged too. Wrong credentials or a missing bucket are retried at the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -92,6 +95,7 @@ class Uploader(SegmentObserver):
         on_uploaded: Callable[[], None] | None = None,
         sync_every: float = 600.0,
         status_every: float = 60.0,
+        catalogue_delay: float = 30.0,
     ) -> None:
         self.out = Path(out)
         self.settings = settings
@@ -103,6 +107,8 @@ class Uploader(SegmentObserver):
         self.status_file = status_file
         self.on_uploaded = on_uploaded
         self.sync_every, self.status_every = sync_every, status_every
+        self.catalogue_delay = catalogue_delay
+        self._catalogue_at = math.inf  # when the catalogues of days with new segments are due
         self.state: UploadState | None = None
         # counters (plain ints: read from other threads)
         self.uploaded = 0
@@ -153,7 +159,7 @@ class Uploader(SegmentObserver):
         deadline = time.monotonic() + timeout
         failed = self.failed
         with self._cond:
-            while self._queue or self._busy or self.state is None:
+            while self._queue or self._busy or self.state is None or self._catalogue_at <= time.monotonic():
                 left = deadline - time.monotonic()
                 if left <= 0 or (self._thread is not None and not self._thread.is_alive()):
                     return False
@@ -168,6 +174,8 @@ class Uploader(SegmentObserver):
         if self._thread is None:
             return True
         self._put(self._growing_jobs(final=True))
+        self.catalogue_delay = 0.0
+        self._catalogue_at = 0.0  # the catalogues after the last files
         self._kick.set()  # retry now rather than after the backoff: the stop waits for that attempt
         drained = self.wait_idle(grace, give_up_on_failure=True)
         self._stop.set()
@@ -260,8 +268,10 @@ class Uploader(SegmentObserver):
         timelapses = sorted(p for p in self.out.glob(f"{TIMELAPSE_PREFIX}*.bin") if p.is_file())
         for i, p in enumerate(timelapses):
             day = day_of_daily_file(p.name)
-            if day is not None:
-                jobs.append(FileJob(p.name, self._key(day, p.name), day, growing=i == len(timelapses) - 1))
+            newest = i == len(timelapses) - 1
+            # Today's grows all day (tens of MB): uploaded at the end of a run, not every sync.
+            if day is not None and (final or not newest or day < today):
+                jobs.append(FileJob(p.name, self._key(day, p.name), day, growing=newest))
         if (self.out / JOURNAL_NAME).is_file():
             jobs.append(FileJob(JOURNAL_NAME, self._key(today, JOURNAL_NAME), today, growing=True))
         if final or self.status_file:
@@ -377,8 +387,9 @@ class Uploader(SegmentObserver):
         seconds = time.monotonic() - began
         level = logging.INFO if (job.segment is not None or job.video_of) else logging.DEBUG
         log.log(level, "upload: %s -> %s (%s in %.1f s)", job.file, job.key, format_size(size), seconds)
-        if (job.segment is not None or job.video_of) and job.day is not None:
-            self._put([FileJob("", catalogue_key(self.location.prefix, self.rig, job.day), job.day, catalogue=True)])
+        if job.segment is not None or job.video_of:
+            # The day's catalogue is rewritten a little later: once for a burst of segments.
+            self._catalogue_at = min(self._catalogue_at, time.monotonic() + self.catalogue_delay)
         if self.on_uploaded is not None:
             try:
                 self.on_uploaded()
@@ -425,6 +436,20 @@ class Uploader(SegmentObserver):
 
     def _run(self) -> None:
         try:
+            self._work()
+        finally:
+            try:
+                self.store.close()
+            except Exception:  # the transfer threads end with the process anyway
+                log.debug("upload: closing the transfer manager failed", exc_info=True)
+
+    def _work(self) -> None:
+        # Imported here, once, at the start of the run: the first segment's upload and catalogue
+        # then cost only their own work (boto3 and pyarrow take ~0.5 CPU s to import).
+        import boto3  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        try:
             self.load_state()
         except OSError as exc:
             log.error("upload: cannot read %s: %s (uploads are off for this run)", self.out, exc.strerror or exc)
@@ -437,7 +462,7 @@ class Uploader(SegmentObserver):
             with self._cond:
                 while not self._queue and not self._stop.is_set():
                     now = time.monotonic()
-                    wake = min(self._next_sync, self._next_status)
+                    wake = min(self._next_sync, self._next_status, self._catalogue_at)
                     if now >= wake:
                         break
                     self._cond.wait(wake - now)
@@ -482,6 +507,10 @@ class Uploader(SegmentObserver):
 
     def _periodic(self) -> None:
         now = time.monotonic()
+        if now >= self._catalogue_at and self.state is not None:
+            days = self.state.dirty_days()
+            self._put([FileJob("", catalogue_key(self.location.prefix, self.rig, d), d, catalogue=True) for d in days])
+            self._catalogue_at = math.inf  # after the jobs are queued: wait_idle never sees neither
         if now >= self._next_sync:
             self._next_sync = now + self.sync_every
             self._put(self._growing_jobs(final=False))
@@ -511,6 +540,7 @@ class Uploader(SegmentObserver):
         finally:
             if bar is not None:
                 bar.close()
+            self.store.close()
         with self._cond:
             self._queue.clear()
             self._queued.clear()

@@ -63,6 +63,12 @@ class SeaweedServer:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
         self.config.write_text(json.dumps({"identities": [identity]}))
+        self._pick_ports()
+        self.proc: subprocess.Popen | None = None
+        self.log = self.directory / "weed.log"
+        self.started = False
+
+    def _pick_ports(self) -> None:
         (
             self.master,
             self.master_grpc,
@@ -73,8 +79,6 @@ class SeaweedServer:
             self.s3,
             self.s3_grpc,
         ) = free_ports(8)
-        self.proc: subprocess.Popen | None = None
-        self.log = self.directory / "weed.log"
 
     @property
     def endpoint(self) -> str:
@@ -109,6 +113,20 @@ class SeaweedServer:
         ]
 
     def start(self, timeout: float = 30.0) -> SeaweedServer:
+        """Start (or start again, on the same ports) and wait until S3 answers. A first start whose
+        ports another process took between `free_ports` and weed's bind is tried on new ones."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                taken = "address already in use" in self.log.read_text(errors="replace")
+                if self.started or not taken or attempt == 2:
+                    raise
+                self.log.rename(self.log.with_suffix(f".{attempt}.log"))
+                self._pick_ports()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> SeaweedServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -121,6 +139,7 @@ class SeaweedServer:
                 self.stop()
                 raise RuntimeError(f"weed's S3 did not answer within {timeout} s; see {self.log}")
             time.sleep(0.05)  # the poll interval
+        self.started = True
         return self
 
     def _answers(self) -> bool:
