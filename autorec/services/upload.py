@@ -470,6 +470,10 @@ class Uploader(SegmentObserver):
                     return
                 job = self._queue.popleft() if self._queue else None
                 self._busy = job is not None
+                if job is not None:
+                    # From now on a new job for the same file is queued again: a file that changed
+                    # after this one read it (the journal's last line) must be uploaded again.
+                    self._queued.discard(job.ident)
             if job is None:
                 self._periodic()
                 continue
@@ -499,10 +503,9 @@ class Uploader(SegmentObserver):
     def _done(self, job: FileJob, requeue: bool) -> None:
         with self._cond:
             self._busy = False
-            if requeue:
+            if requeue and job.ident not in self._queued:  # else a newer job for it is queued already
+                self._queued.add(job.ident)
                 self._queue.appendleft(job)
-            else:
-                self._queued.discard(job.ident)
             self._cond.notify_all()
 
     def _periodic(self) -> None:
