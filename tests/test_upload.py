@@ -453,3 +453,55 @@ def test_keep_until_uploaded(weed, tmp_path):
     for e in first:
         assert f"r/rig=rig-r/date={e['start_iso'][:10]}/{e['name']}.bin" in stored
     assert {n for _r, n in catalogue_names(client, "later")} >= {e["name"] for e in first}
+
+
+# ---------------------------------------------------------------------------------------------
+# without a server: the state file, retention's pin, the command line
+
+
+def test_state_file_survives_a_cut_last_line(tmp_path):
+    from autorec.io.uploadstate import STATE_NAME, UploadState
+
+    state = UploadState.load(tmp_path)
+    seg = {"name": "s1", "start": 1796600000.0, "bytes": 3}
+    state.record({"op": "done", "file": "s1.bin", "key": "k/s1.bin", "size": 3, "mtime_ns": 7, "sha256": "ab"})
+    state.record({"op": "done", "file": "s1.json", "key": "k/s1.json", "size": 2, "day": "d", "sidecar_of": "s1.bin"})
+    state.record({"op": "done", "file": "s1.bin", "key": "k/s1.bin", "size": 3, "day": "d", "segment": seg})
+    state.record({"op": "begin", "file": "s2.bin", "key": "k/s2.bin", "size": 9})
+    with open(tmp_path / STATE_NAME, "ab") as f:
+        f.write(b'{"op":"done","file":"s2.b')  # a power cut in the middle of a line
+    again = UploadState.load(tmp_path)
+    assert again.damaged == 1
+    assert set(again.done) == {"s1.bin", "s1.json"} and set(again.begun) == {"s2.bin"}
+    assert again.dirty_days() == ["d"]
+    rows = again.catalogue_entries("d")
+    assert [(r["name"], r["key"], r["sidecar_key"]) for r in rows] == [("s1", "k/s1.bin", "k/s1.json")]
+    again.record({"op": "catalogue", "day": "d", "key": "k/segments.parquet", "rows": 1})
+    assert UploadState.load(tmp_path).dirty_days() == []  # the next line started on a line of its own
+
+
+def test_retention_keeps_pinned_segments(tmp_path):
+    from autorec.io.retention import RetentionPolicy, SegmentFiles, plan_deletions
+
+    segs = [SegmentFiles(tmp_path / f"s{i}.bin", (), 100, 1000.0 + i, i) for i in range(4)]
+    policy = RetentionPolicy(keep=None, max_total=150)
+    assert [s.index_line for s in plan_deletions(segs, policy, 2000.0)] == [0, 1, 2]
+    pinned = {1, 2}
+    kept = plan_deletions(segs, policy, 2000.0, pinned=lambda s: s.index_line in pinned)
+    assert [s.index_line for s in kept] == [0]
+
+
+def test_command_line_errors(tmp_path):
+    rule_file = tmp_path / "r.yaml"
+    rule_file.write_text("rules: [{name: m, trigger: electrodes}]\n")
+    r = cli("run", "--rules", str(rule_file), "--sim", "--rig", "rig-1")
+    assert r.returncode == 2
+    assert "--upload-endpoint and --rig need --upload-url" in r.stderr
+    r = cli("run", "--rules", str(rule_file), "--sim", "--upload-url", "s3://x")
+    assert r.returncode == 2 and "--upload-url: bad bucket name 'x'" in r.stderr
+    r = cli("push", str(tmp_path))
+    assert r.returncode == 2 and "where to? --upload-url" in r.stderr
+    r = cli("push", str(tmp_path / "nope"), "--upload-url", "s3://lab/x")
+    assert r.returncode == 2 and "not a directory" in r.stderr
+    r = cli("ls", "s3://lab/x", "--endpoint", "ftp://nas")
+    assert r.returncode == 2 and "expected an endpoint like http://HOST:PORT" in r.stderr
