@@ -420,6 +420,39 @@ def test_missing_bucket_is_one_clear_error(weed, tmp_path):
     assert push.returncode == 2 and "bucket 'no-such-bucket' does not exist" in push.stderr
 
 
+def test_a_rig_name_belongs_to_one_recorder(weed, tmp_path):
+    """Two recorders with one rig name (ten Pis called raspberrypi) would overwrite each other's
+    catalogues: the second gets one clear error and uploads nothing."""
+    client = weed.client()
+    client.create_bucket(Bucket="clash")
+    first, second = tmp_path / "first", tmp_path / "second"
+    code, err = finish(
+        start_run(
+            rules(tmp_path, first, "s3://clash/c", weed.endpoint, "pi", name="1.yaml"),
+            "--duration",
+            "30s",
+            "--no-camera",
+        )
+    )
+    assert code == 0, err
+    before = objects(client, "clash")
+    owner = json.loads(get(client, "clash", "c/rig=pi/rig.json"))
+    assert owner["directory"] == str(first.resolve())
+    code, err = finish(
+        start_run(
+            rules(tmp_path, second, "s3://clash/c", weed.endpoint, "pi", name="2.yaml"),
+            "--duration",
+            "30s",
+            "--no-camera",
+        )
+    )
+    assert code == 0, err
+    assert index(second), "recording stopped"
+    taken = [line for line in err.splitlines() if "is already used" in line]
+    assert len(taken) == 1 and "rig name 'pi' is already used in s3://clash/c by" in taken[0], err
+    assert objects(client, "clash") == before
+
+
 def test_keep_until_uploaded(weed, tmp_path):
     """Retention (max_total: 1kB) keeps every segment while the store lacks it, and deletes the old
     ones once their upload is confirmed."""

@@ -15,8 +15,8 @@ Contract:
   the file's whole SHA-256 as metadata `sha256`, then `head_object` to confirm length and
   metadata. A failed multipart upload is aborted by s3transfer; nothing is ever written under
   the final key before the upload completes (S3 makes an object visible only when complete).
-- Every failure is a `StoreError` with `kind` `auth`, `no_bucket`, `unreachable`, `integrity`
-  or `other`, and a one-line message without secrets.
+- Every failure is a `StoreError` with `kind` `auth`, `no_bucket`, `missing` (no such key),
+  `unreachable`, `integrity`, `rig_taken` or `other`, and a one-line message without secrets.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ class StoreError(Exception):
 
     @property
     def permanent(self) -> bool:
-        """Retrying soon will not help (wrong credentials, no bucket): say it once, retry slowly."""
-        return self.kind in ("auth", "no_bucket")
+        """Retrying soon will not help (wrong credentials, no bucket, a rig name another recorder
+        uses): say it once, retry slowly."""
+        return self.kind in ("auth", "no_bucket", "rig_taken")
 
 
 def file_sha256(path: Path, stop: threading.Event | None = None) -> tuple[str, int]:
@@ -156,6 +157,8 @@ def classify(exc: BaseException, store: ObjectStore | None = None, what: str = "
             bucket = store.location.bucket if store else "?"
             host = (store.endpoint if store else None) or "AWS"
             return StoreError("no_bucket", f"{prefix}bucket {bucket!r} does not exist at {host}")
+        if code in ("NoSuchKey", "404") or status == 404:
+            return StoreError("missing", f"{prefix}no such object in {where}")
         if status is not None and status >= 500:
             return StoreError("unreachable", f"{prefix}{where} failed: {code or status}")
         return StoreError("other", f"{prefix}{where}: {code or status}: {err.get('Message', '')}".rstrip(": "))

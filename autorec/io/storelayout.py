@@ -5,6 +5,7 @@
     PREFIX/rig=NAME/date=YYYY-MM-DD/journal.jsonl                    the night journal, as of that day
     PREFIX/rig=NAME/date=YYYY-MM-DD/segments.parquet                 the day's catalogue (one row per segment)
     PREFIX/rig=NAME/status.json                                      the rig's latest status file
+    PREFIX/rig=NAME/rig.json                                         which recorder owns the name
 
 Pure functions of names and times; no I/O.
 """

@@ -25,6 +25,9 @@ Contract:
   does not work must not hold up a stop),
   then stops (an upload in flight is cancelled; its multipart upload is aborted). What is left
   is uploaded by the next run or by `autorec push DIR`.
+- The rig's name belongs to one recorder (machine and output directory), recorded in
+  `PREFIX/rig=NAME/rig.json` at the first upload; another recorder using the same name gets one
+  clear error and uploads nothing (its catalogues would overwrite the owner's).
 - `push(progress)` does the same in the calling thread and returns, for `autorec push`.
 """
 
@@ -34,6 +37,7 @@ import json
 import logging
 import math
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -49,6 +53,7 @@ from autorec.io.storelayout import (
     day_of_daily_file,
     default_rig,
     file_key,
+    rig_prefix,
     status_key,
     utc_day,
 )
@@ -61,6 +66,19 @@ log = logging.getLogger(__name__)
 JOURNAL_NAME = "journal.jsonl"  # autorec.services.journal.JOURNAL_NAME (not imported: it pulls in the pipeline)
 VIDEO_SUFFIXES = (".mp4", ".mkv")
 MAX_SNAPSHOT = 256 << 20  # a growing file is read into memory to upload a consistent snapshot
+RIG_CLAIM_NAME = "rig.json"
+
+
+def machine_id() -> str:
+    """This machine's systemd/D-Bus id (stable across reboots and renames), else its host name."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -335,6 +353,7 @@ class Uploader(SegmentObserver):
         assert self.state is not None
         if job.check:
             self.store.check_bucket()
+            self._claim_rig()
             return 0
         if job.catalogue:
             return self._catalogue(job.day)  # type: ignore[arg-type]
@@ -396,6 +415,29 @@ class Uploader(SegmentObserver):
             except Exception:
                 log.exception("upload: on_uploaded callback failed")
         return size
+
+    def _claim_rig(self) -> None:
+        """Make sure no other recorder uploads under this rig's name (ten Pis all called `raspberrypi`
+        would overwrite each other's catalogues): `rig=NAME/rig.json` names the machine and the
+        directory that own the name. StoreError('rig_taken') when another one does."""
+        key = f"{rig_prefix(self.location.prefix, self.rig)}/{RIG_CLAIM_NAME}"
+        me = {"machine": machine_id(), "host": socket.gethostname(), "directory": str(self.out.resolve())}
+        try:
+            owner = json.loads(self.store.get_bytes(key))
+        except StoreError as exc:
+            if exc.kind != "missing":
+                raise
+            self.store.put_bytes(key, json.dumps(me).encode(), content_type="application/json")
+            return
+        except ValueError:
+            owner = {}
+        if (owner.get("machine"), owner.get("directory")) != (me["machine"], me["directory"]):
+            raise StoreError(
+                "rig_taken",
+                f"rig name {self.rig!r} is already used in {self.location} by {owner.get('host')}:"
+                f"{owner.get('directory')}; give this rig its own name (upload.rig or --rig), or delete "
+                f"{key} if that recorder is gone",
+            )
 
     def _catalogue(self, day: str) -> int:
         from autorec.io.catalogue import to_parquet
@@ -528,6 +570,7 @@ class Uploader(SegmentObserver):
         StoreError at once for wrong credentials or a missing bucket."""
         self.load_state()
         self.store.check_bucket()
+        self._claim_rig()
         jobs = self._todo(self.directory_jobs())
         sizes = [self._size(j) for j in jobs]
         bar = progress_factory(sum(sizes)) if progress_factory is not None else None
