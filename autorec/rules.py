@@ -27,7 +27,6 @@ Contracts:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -40,24 +39,26 @@ from typing import Any
 
 import yaml
 
+from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.ruleset import (
     AlertSettings,
     HookSettings,
+    MqttSettings,
     OutputSettings,
     Rule,
     RuleSet,
-    SegmentSettings,
     UploadSettings,
 )
+from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import (
     NAME_FIELDS,
     UNSAFE,
     render_raw,
-    render_segment_name,  # noqa: F401  (re-exported: autorec.rules.render_segment_name)
 )
 from autorec.events import KINDS
 from autorec.services.hooks import check_format_width
+from autorec.services.mqtt import check_topic, parse_url
 from autorec.triggers.fields import suggest
 from autorec.units import format_size, parse_duration, parse_size
 
@@ -352,7 +353,8 @@ def _apply_overrides(path: Path, doc: Any, overrides: Sequence[Override]) -> Non
             raise OverrideError(path, target, f"the rule's {o.option} cannot be changed with --set (edit the file)")
         if o.rule not in names:
             known = ", ".join(str(n) for n in names) or "none"
-            raise OverrideError(path, target, f"no rule named {o.rule!r} (rules: {known})")
+            hint = suggest(o.rule, [str(n) for n in names])
+            raise OverrideError(path, target, f"no rule named {o.rule!r}{hint} (rules: {known})")
         m = items[names.index(o.rule)]
         m[o.option] = _to_loaded(o.value)
         m.lines.setdefault(o.option, m.line or 0)
@@ -399,49 +401,17 @@ def _yaml_for_people(problem: str, context: str | None) -> str:
     return f"{problem} (the file must be valid YAML)"
 
 
-_TOP_KEYS = (
-    "source",
-    "output",
-    "segments",
-    "rules",
-    "hooks",
-    "alerts",
-    "max_errors",
-    "shutdown_grace",
-    "heartbeat",
-    "budget",
-    "upload",
-)
-_OUTPUT_KEYS = (
-    "dir",
-    "name",
-    "telemetry",
-    "video",
-    "min_free",
-    "keep",
-    "max_total",
-    "fsync",
-    "status_file",
-    "queue_max_bytes",
-    "timelapse",
-    "keep_until_uploaded",
-)
-_UPLOAD_KEYS = ("url", "endpoint", "rig", "max_rate", "retry_max")
-_SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
-_HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
-_ALERT_KEYS = ("alert_after", "camera_stall")
-_BUDGET_KEYS = ("max_segments_per_hour", "max_bytes_per_hour", "max_share")
-_FLAP_KEYS = ("max_open", "flap_rate", "flap_for", "flap_keep_fps")
-_RULE_KEYS = (
-    "name",
-    "trigger",
-    "max_errors",
-    "near_miss",
-    "near_miss_clip",
-    *_SEGMENT_KEYS,
-    *_BUDGET_KEYS,
-    *_FLAP_KEYS,
-)
+# Each section's keys, in the order `check` lists them: declared once in autorec.core.rulekeys.
+_TOP_KEYS = rulekeys.keys("")
+_OUTPUT_KEYS = rulekeys.keys("output")
+_SEGMENT_KEYS = rulekeys.keys("segments")
+_HOOK_KEYS = rulekeys.keys("hooks")
+_ALERT_KEYS = rulekeys.keys("alerts")
+_BUDGET_KEYS = rulekeys.keys("budget")
+_FLAP_KEYS = rulekeys.keys("flap")
+_RULE_KEYS = rulekeys.keys("rule")
+_MQTT_KEYS = rulekeys.keys("mqtt")
+_UPLOAD_KEYS = rulekeys.keys("upload")
 
 
 class _Validator:
@@ -512,13 +482,14 @@ class _Validator:
         output = self.attempt(lambda: self.output(top), OutputSettings())
         segments = self.attempt(
             lambda: self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None),
-            SegmentSettings(),
+            SegmentPolicy(),
         )
         max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
         grace = self.convert(top, "shutdown_grace", "", _duration, 10.0)
         heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
         hooks = self.attempt(lambda: self.hooks(top), HookSettings())
         alerts = self.attempt(lambda: self.alerts(top), AlertSettings())
+        mqtt = self.attempt(lambda: self.mqtt(top), MqttSettings())
 
         def budget_section() -> Budget:
             budget_map = self.mapping(top.get("budget"), top.lines.get("budget"), "budget")
@@ -550,6 +521,7 @@ class _Validator:
             rules=rules,
             hooks=hooks,
             alerts=alerts,
+            mqtt=mqtt,
             max_errors=max_errors,
             shutdown_grace=grace,
             heartbeat=heartbeat,
@@ -584,6 +556,7 @@ class _Validator:
             name=self.convert(m, "name", p, _nonempty_str, d.name),
             telemetry=self.convert(m, "telemetry", p, _bool, d.telemetry),
             video=self.convert(m, "video", p, _video, d.video),
+            mcap=self.convert(m, "mcap", p, _bool, d.mcap),
             min_free=min_free,
             min_free_percent=min_free_percent,
             keep=self.convert(m, "keep", p, _optional(_positive_duration), d.keep),
@@ -595,11 +568,11 @@ class _Validator:
             keep_until_uploaded=self.convert(m, "keep_until_uploaded", p, _bool, d.keep_until_uploaded),
         )
 
-    def segments(self, m: _Map, base: SegmentSettings | None, prefix: str = "segments") -> SegmentSettings:
+    def segments(self, m: _Map, base: SegmentPolicy | None, prefix: str = "segments") -> SegmentPolicy:
         if base is None:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
-            base = SegmentSettings()
-        return SegmentSettings(
+            base = SegmentPolicy()
+        return SegmentPolicy(
             pre_roll=self.convert(m, "pre_roll", prefix, _duration, base.pre_roll),
             post_roll=self.convert(m, "post_roll", prefix, _duration, base.post_roll),
             max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
@@ -665,7 +638,23 @@ class _Validator:
             ),
         )
 
-    def rules(self, top: _Map, segments: SegmentSettings, max_errors: int) -> list[Rule]:
+    def mqtt(self, top: _Map) -> MqttSettings:
+        m = self.mapping(top.get("mqtt"), top.lines.get("mqtt"), "mqtt")
+        self.check_keys(m, _MQTT_KEYS, "mqtt")
+        if m and "url" not in m:
+            raise self.error(
+                top.lines.get("mqtt", m.line), "mqtt.url", "missing (the broker, e.g. mqtt://broker.lab:1883)"
+            )
+        d = MqttSettings()
+        return MqttSettings(
+            url=self.convert(m, "url", "mqtt", _mqtt_url, d.url),
+            topic=self.convert(m, "topic", "mqtt", _mqtt_topic, d.topic),
+            status_every=self.convert(m, "status_every", "mqtt", _at_least_duration(1.0), d.status_every),
+            max_queued=self.convert(m, "max_queued", "mqtt", _int_at_least(1), d.max_queued),
+            ca_file=self.convert(m, "ca_file", "mqtt", _nonempty_str, d.ca_file),
+        )
+
+    def rules(self, top: _Map, segments: SegmentPolicy, max_errors: int) -> list[Rule]:
         if "rules" not in top:
             raise self.error(top.line, "rules", "missing (a list of rules, each with a name and a trigger)")
         seq = top["rules"]
@@ -695,7 +684,35 @@ class _Validator:
                 out.append(rule)
         return out
 
-    def rule(self, m: _Map, index: int, segments: SegmentSettings, max_errors: int) -> Rule | None:
+    def _rule_keys(
+        self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int
+    ) -> tuple[SegmentPolicy, int, float, bool]:
+        """A rule's own keys (not its trigger's options): segments, max_errors, near-miss settings."""
+        rule_segments = self.segments(m, segments, prefix)
+        for key in ("pre_roll", "post_roll", "max_length"):
+            self._bare_duration_warning(m, prefix, key, True)
+        return (
+            rule_segments,
+            self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors),
+            self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss),
+            self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip),
+        )
+
+    def _bare_duration_warning(self, m: _Map, prefix: str, key: str, is_duration: bool) -> None:
+        """A bare number of 100 or more for a duration: say it was read as seconds (`settle: 200` is
+        200 s, not the 200 ms that was probably meant)."""
+        value = m.get(key)
+        if is_duration and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 100:
+            self.warnings.append(
+                self.error(
+                    m.lines.get(key, m.line),
+                    _join(prefix, key),
+                    f"warning: {value:g} is read as {value:g} s (a bare number is seconds); "
+                    f"write {value:g}ms for milliseconds, or {value:g}s to say seconds",
+                )
+            )
+
+    def rule(self, m: _Map, index: int, segments: SegmentPolicy, max_errors: int) -> Rule | None:
         """The validated rule, or None when it has errors (recorded, or raised when nothing more can be checked)."""
         errors_before = len(self.errors)
         from autorec.triggers import registry
@@ -716,7 +733,11 @@ class _Validator:
         try:
             cls = registry.resolve(trigger_name, search_dir=self.path.parent)
         except registry.TriggerLookupError as exc:
-            raise self.error(trig_line, f"{prefix}.trigger", str(exc)) from None
+            # The rule's own keys are still checked (a bad post_roll is not hidden behind the trigger);
+            # its options cannot be, without the trigger that declares them.
+            self.errors.append(self.error(trig_line, f"{prefix}.trigger", str(exc)))
+            self._rule_keys(m, prefix, segments, max_errors)
+            return None
         option_names = tuple(o.name for o in cls.options)
         clash = sorted(set(option_names) & set(_RULE_KEYS))
         if clash:
@@ -733,14 +754,25 @@ class _Validator:
                 if opt.type == "path" and options[opt.name]:
                     # relative to the rule file, not to wherever autorec happens to be started
                     options[opt.name] = str(self.path.parent / Path(options[opt.name]).expanduser())
+                self._bare_duration_warning(m, prefix, opt.name, opt.type == "duration")
             elif opt.required:
-                raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
-        rule_segments = self.segments(m, segments, prefix)
-        rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
-        near_miss = self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss)
-        near_miss_clip = self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip)
-        if len(self.errors) > errors_before or name is None:
+                self.errors.append(
+                    self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
+                )
+        option_errors = len(self.errors) > errors_before
+        rule_segments, rule_max_errors, near_miss, near_miss_clip = self._rule_keys(m, prefix, segments, max_errors)
+        if option_errors or name is None:
             return None  # constructing it would only report the same errors again, less clearly
+        # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
+        # misspelt field path) are reported in the same pass, not after the rest is fixed.
+        if len(self.errors) > errors_before:
+            try:
+                cls(name, **options)
+            except Exception as exc:
+                key, message = _split_option_error(exc, option_names)
+                line = m.lines.get(key, m.line) if key else m.line
+                self.errors.append(self.error(line, f"{prefix}.{key}" if key else prefix, message))
+            return None
         # Construct once now so the trigger's own checks (field paths, option combinations) run
         # before anything starts. Any exception from a plugin's constructor is a config error.
         try:
@@ -853,6 +885,15 @@ def _source(value: Any) -> str:
     return value
 
 
+def _mqtt_url(value: Any) -> str:
+    parse_url(value)
+    return value.strip()
+
+
+def _mqtt_topic(value: Any) -> str:
+    return check_topic(value)
+
+
 def _rule_name(value: Any) -> str:
     if not isinstance(value, str) or not _RULE_NAME.match(value):
         raise ValueError(
@@ -923,9 +964,11 @@ def upload_endpoint(value: Any) -> str:
 
 def rig_name(value: Any) -> str:
     """`upload.rig` / `--rig`: the rig's name in the store's keys."""
-    from autorec.io.storelayout import check_rig
+    from autorec.rig import check_rig_name
 
-    return check_rig(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a rig name, got {_show(value)}")
+    return check_rig_name(value)
 
 
 def _rate(value: Any) -> int:

@@ -209,7 +209,7 @@ def test_upload_settings_are_read():
 
 def test_two_rigs_record_into_one_bucket(weed, tmp_path):
     """Every object equals its local file byte for byte; the catalogues list every segment once; the
-    DuckDB query of docs/upload.md answers per rig; `autorec ls s3://` lists both rigs."""
+    DuckDB query of docs/how-to/upload.md answers per rig; `autorec ls s3://` lists both rigs."""
     import duckdb
 
     client = weed.client()
@@ -527,9 +527,9 @@ def test_retention_keeps_pinned_segments(tmp_path):
 def test_command_line_errors(tmp_path):
     rule_file = tmp_path / "r.yaml"
     rule_file.write_text("rules: [{name: m, trigger: electrodes}]\n")
-    r = cli("run", "--rules", str(rule_file), "--sim", "--rig", "rig-1")
+    r = cli("run", "--rules", str(rule_file), "--sim", "--upload-endpoint", "http://nas:8333")
     assert r.returncode == 2
-    assert "--upload-endpoint and --rig need --upload-url" in r.stderr
+    assert "--upload-endpoint needs --upload-url" in r.stderr
     r = cli("run", "--rules", str(rule_file), "--sim", "--upload-url", "s3://x")
     assert r.returncode == 2 and "--upload-url: bad bucket name 'x'" in r.stderr
     r = cli("push", str(tmp_path))

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="upload an output directory to S3-compatible storage and exit",
         description="Upload what DIR holds that is not uploaded yet (segments, sidecars, videos, timelapse, "
         "journal, status, the daily catalogues), then exit. Credentials come from boto3's chain "
-        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials). See docs/upload.md.",
+        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials). See docs/how-to/upload.md.",
     )
     p.add_argument("directory", metavar="DIR", help="an output directory of `autorec run`")
     p.add_argument("--rules", default=None, metavar="FILE", help="take `upload:` from this rule file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("--no-timelapse", action="store_true", help="do not write the daily timelapse log")
-    add_upload_arguments(p)
+    add_upload_arguments(p, rig=False)
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
     p.add_argument(
@@ -72,60 +73,90 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.commands.serve import add_http_arguments
 
     add_http_arguments(p, None)
+    fleet = p.add_argument_group("one lab, many rigs (docs/mqtt.md, docs/metrics.md)")
+    fleet.add_argument(
+        "--rig",
+        default=None,
+        metavar="NAME",
+        help="this rig's name in MQTT topics, metrics and the store (default: upload.rig, else the host name)",
+    )
+    fleet.add_argument(
+        "--mqtt",
+        default=None,
+        metavar="URL",
+        help="publish events to this broker, mqtt://HOST[:PORT] or mqtts:// (default: the rule file's mqtt.url; "
+        "'off': none); user and password from AUTOREC_MQTT_USERNAME / AUTOREC_MQTT_PASSWORD",
+    )
+    fleet.add_argument(
+        "--mqtt-topic", default=None, metavar="PREFIX", help="topic prefix (default: the rule file's, or autorec)"
+    )
+    fleet.add_argument(
+        "--metrics",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless a HOST is given); "
+        "with --http they are also at its /metrics",
+    )
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
     add_sim_arguments(p, network=False)
     p.set_defaults(func=run)
 
 
-def add_upload_arguments(p: argparse.ArgumentParser) -> None:
-    """The rule file's `upload:` keys on the command line (see docs/upload.md)."""
+def add_upload_arguments(p: argparse.ArgumentParser, rig: bool = True) -> None:
+    """The rule file's `upload:` keys on the command line (see docs/how-to/upload.md); `rig`: add `--rig`
+    (`run` has its own, for MQTT and metrics too)."""
     p.add_argument("--upload-url", default=None, metavar="s3://BUCKET/PREFIX", help="upload closed segments there")
     p.add_argument(
         "--upload-endpoint", default=None, metavar="URL", help="S3 endpoint, e.g. http://nas:8333 (omit for AWS)"
     )
-    p.add_argument("--rig", default=None, metavar="NAME", help="this rig's name in the store (default: the host name)")
+    if rig:
+        p.add_argument(
+            "--rig", default=None, metavar="NAME", help="this rig's name in the store (default: the host name)"
+        )
 
 
 def upload_settings(args: argparse.Namespace, current, prog: str):
-    """The rule file's upload settings with the command line's on top; None after printing an error."""
+    """The rule file's upload settings with the command line's on top (`--rig` names the rig in the
+    store only when there is an upload); False after printing an error."""
     from autorec.core.ruleset import UploadSettings
     from autorec.rules import rig_name, upload_endpoint, upload_url
 
     given = {
-        "url": (args.upload_url, upload_url),
-        "endpoint": (args.upload_endpoint, upload_endpoint),
-        "rig": (args.rig, rig_name),
+        "url": (args.upload_url, upload_url, "--upload-url"),
+        "endpoint": (args.upload_endpoint, upload_endpoint, "--upload-endpoint"),
+        "rig": (getattr(args, "rig", None), rig_name, "--rig"),
     }
     changes = {}
-    for key, (value, check) in given.items():
+    for key, (value, check, option) in given.items():
         if value is None:
             continue
         try:
             changes[key] = check(value)
         except ValueError as exc:
-            print(f"autorec {prog}: --{'upload-' if key != 'rig' else ''}{key}: {exc}", file=sys.stderr)
+            print(f"autorec {prog}: {option}: {exc}", file=sys.stderr)
             return False
-    if current is not None or "url" in changes:
-        try:
-            import boto3  # noqa: F401
-            import pyarrow  # noqa: F401
-        except ImportError as exc:
-            from autorec.extras import install_hint
-
+    if current is None and "url" not in changes:
+        if "endpoint" in changes:
             print(
-                f"autorec {prog}: uploads need boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}",
+                f"autorec {prog}: --upload-endpoint needs --upload-url (or upload.url in the rule file)",
                 file=sys.stderr,
             )
             return False
+        return None
+    try:
+        import boto3  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        from autorec.extras import install_hint
+
+        print(
+            f"autorec {prog}: uploads need boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}",
+            file=sys.stderr,
+        )
+        return False
     if not changes:
         return current
     if current is None:
-        if "url" not in changes:
-            print(
-                f"autorec {prog}: --upload-endpoint and --rig need --upload-url (or upload.url in the rule file)",
-                file=sys.stderr,
-            )
-            return False
         return UploadSettings(**changes)
     return dataclasses.replace(current, **changes)
 
@@ -170,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if upload is not ruleset.upload:
         ruleset = dataclasses.replace(ruleset, upload=upload)
+    if args.rig is None and upload is not None and upload.rig is not None:
+        args.rig = upload.rig  # one name for the store, MQTT and the metrics
     if args.replay and upload is not None:
         print(
             "autorec run: uploads are for live runs and --sim (for a finished directory: autorec push DIR)",
@@ -179,7 +212,67 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
     if args.replay:
         return _replay(args, ruleset, out)
+    ruleset = _with_fleet_options(args, ruleset)
+    if ruleset is None:
+        return 2
     return _live(args, ruleset, out, duration)
+
+
+def _with_fleet_options(args: argparse.Namespace, ruleset):
+    """`ruleset` with --mqtt/--mqtt-topic applied, --rig and --metrics checked (into `args.rig`,
+    `args.metrics_listen`); None after printing why not (a usage error)."""
+    from autorec.extras import install_hint
+    from autorec.rig import check_rig_name, default_rig_name
+    from autorec.services.mqtt import check_topic, parse_url
+
+    try:
+        args.rig = check_rig_name(args.rig) if args.rig is not None else default_rig_name()
+    except ValueError as exc:
+        print(f"autorec run: --rig: {exc}", file=sys.stderr)
+        return None
+    mqtt = ruleset.mqtt
+    if args.mqtt is not None:
+        url = None if args.mqtt.strip().lower() in ("off", "") else args.mqtt.strip()
+        try:
+            if url is not None:
+                parse_url(url)
+        except ValueError as exc:
+            print(f"autorec run: --mqtt: {exc}", file=sys.stderr)
+            return None
+        mqtt = dataclasses.replace(mqtt, url=url)
+    if args.mqtt_topic is not None:
+        try:
+            mqtt = dataclasses.replace(mqtt, topic=check_topic(args.mqtt_topic))
+        except ValueError as exc:
+            print(f"autorec run: --mqtt-topic: {exc}", file=sys.stderr)
+            return None
+    if mqtt.url and mqtt.ca_file and not os.access(mqtt.ca_file, os.R_OK):
+        print(f"autorec run: mqtt.ca_file: cannot read {mqtt.ca_file}", file=sys.stderr)
+        return None
+    if mqtt.url:
+        try:
+            import paho.mqtt  # noqa: F401
+        except ImportError:
+            print(f"autorec run: MQTT needs the 'mqtt' extra (paho-mqtt): {install_hint('mqtt')}", file=sys.stderr)
+            return None
+    args.metrics_listen = None
+    if args.metrics is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            print(
+                f"autorec run: --metrics needs the 'metrics' extra (prometheus-client): {install_hint('metrics')}",
+                file=sys.stderr,
+            )
+            return None
+        from autorec.units import parse_listen
+
+        try:
+            args.metrics_listen = parse_listen(args.metrics)
+        except ValueError as exc:
+            print(f"autorec run: --metrics {exc}", file=sys.stderr)
+            return None
+    return dataclasses.replace(ruleset, mqtt=mqtt)
 
 
 # The simulated rig's options besides --duration, with their defaults: they mean nothing without --sim.
@@ -200,6 +293,11 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         return "--duration does not apply to --replay (the log is read to its end)"
     if args.replay and args.http is not None:
         return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
+    if args.replay:
+        given = [o for o in ("rig", "mqtt", "mqtt_topic", "metrics") if getattr(args, o) is not None]
+        if given:
+            names = ", ".join("--" + o.replace("_", "-") for o in given)
+            return f"{names} appl{'y' if len(given) > 1 else 'ies'} to live runs and --sim, not --replay"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
     if args.jobs is not None and not args.replay:
@@ -233,7 +331,7 @@ def _claim_output(out: Path):
 
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
-    from autorec.io.backtest import backtest
+    from autorec.runs.backtest import backtest
 
     path = Path(args.replay)
     if not path.is_file():
@@ -251,8 +349,8 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-    from autorec.io.livedriver import record
     from autorec.io.source import DEFAULT_URI, WebsocketSource
+    from autorec.runs.live import record
 
     sim_config = None
     if args.sim:
@@ -264,13 +362,20 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             print(f"autorec run: {exc}", file=sys.stderr)
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
-    http = None
+    companions = []
     if args.http is not None:
         from autorec.commands.serve import http_settings
 
         http = http_settings(args, "run")
         if http is None:
             return 2
+        from autorec.web.server import live_companion
+
+        companions.append(live_companion(out, *http))
+    if args.metrics_listen is not None:
+        from autorec.services.metrics import metrics_companion
+
+        companions.append(metrics_companion(*args.metrics_listen))
     uri = args.uri or ruleset.source or DEFAULT_URI
     live_source = None
     if sim_config is None:
@@ -292,7 +397,8 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             live_source=live_source,
             sim_config=sim_config,
             duration=duration,
-            http=http,
+            companions=companions,
+            rig=args.rig,
             telemetry=ruleset.output.telemetry and not args.no_telemetry,
             timelapse=ruleset.output.timelapse is not None and not args.no_timelapse,
             overrides=list(args.overrides),

@@ -14,13 +14,9 @@ from typing import Any
 from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import DEFAULT_NAME
+from autorec.outdir import STATUS_NAME
 from autorec.triggers.base import Trigger
 from autorec.units import format_size
-
-# How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
-# policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
-SegmentSettings = SegmentPolicy
-
 
 DEFAULT_MIN_BYTES = 10**9  # the disk floor when the rule file sets none: 1 GB or 5 %, whichever is larger
 DEFAULT_MIN_FRACTION = 0.05
@@ -67,12 +63,13 @@ class OutputSettings:
     name: str = DEFAULT_NAME
     telemetry: bool = True
     video: str = "off"
+    mcap: bool = False  # an MCAP file (Foxglove, Lichtblick) of each segment when it closes
     min_free: int | None = None
     min_free_percent: float | None = None
     keep: float | None = None
     max_total: int | None = None
     fsync: bool = True
-    status_file: str | None = "status.json"
+    status_file: str | None = STATUS_NAME
     queue_max_bytes: int = 512_000_000
     timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
     keep_until_uploaded: bool = False  # retention deletes a segment only once the store has it (needs `upload`)
@@ -115,6 +112,20 @@ class UploadSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """Events on an MQTT broker (`autorec.services.mqtt`); off while `url` is None.
+
+    `url` is `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (TLS); user and password come from the
+    environment, never the rule file. Topics are `TOPIC/RIG/...`."""
+
+    url: str | None = None
+    topic: str = "autorec"
+    status_every: float = 60.0  # seconds between retained status messages
+    max_queued: int = 1000  # events held while the broker is unreachable; more are dropped and counted
+    ca_file: str | None = None  # mqtts with a private certificate authority
+
+
+@dataclass(frozen=True)
 class Rule:
     """One validated rule: its trigger class, coerced options and effective segment settings."""
 
@@ -122,7 +133,7 @@ class Rule:
     trigger: type[Trigger]
     trigger_name: str
     options: dict[str, Any]
-    segments: SegmentSettings
+    segments: SegmentPolicy
     line: int | None = None
     max_errors: int = 10
     near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
@@ -139,10 +150,11 @@ class RuleSet:
     path: Path
     source: str | None = None
     output: OutputSettings = field(default_factory=OutputSettings)
-    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    segments: SegmentPolicy = field(default_factory=SegmentPolicy)
     rules: list[Rule] = field(default_factory=list)
     hooks: HookSettings = field(default_factory=HookSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     max_errors: int = 10
     shutdown_grace: float = 10.0
     heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)

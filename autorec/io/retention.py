@@ -4,7 +4,7 @@ The segments a recorder has closed are the lines of `index.jsonl` in the
 output directory (each names its log with `path`, relative to the directory
 or absolute). A segment's files are its log `NAME.bin`, its sidecar
 `NAME.json` (or the `sidecar` the line names) and its exports beside it
-(`NAME.mp4`, `NAME.mkv`, and a `.partial` one a crash left).
+(`NAME.mp4`, `NAME.mkv`, `NAME.mcap`, and a `.partial` one a crash left).
 
 Contract:
 - `plan_deletions(segments, policy, now)` is pure: it returns the segments
@@ -46,14 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.io.atomicfile import fsync_path, replace_file
-from autorec.io.writer import INDEX_NAME, SIDECAR_SUFFIX
+from autorec.outdir import EXPORT_SUFFIXES, INDEX_NAME, LOG_SUFFIX, OPEN_SUFFIX, SIDECAR_SUFFIX, TIMELAPSE_PREFIX
 from autorec.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
-
-EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
 
 
 @dataclass(frozen=True)
@@ -127,10 +124,10 @@ def plan_deletions(
 
 def segment_files(log: Path) -> list[Path]:
     """The files that belong to the segment whose log is `log` and exist now."""
-    stem = log.with_suffix("") if log.suffix == ".bin" else log
+    stem = log.with_suffix("") if log.suffix == LOG_SUFFIX else log
     candidates = [stem.with_name(stem.name + s) for s in EXPORT_SUFFIXES]
     # An export a crash interrupted (`NAME.mp4.partial`) goes with its segment too.
-    candidates += [stem.with_name(stem.name + s + ".partial") for s in EXPORT_SUFFIXES]
+    candidates += [stem.with_name(stem.name + s + OPEN_SUFFIX) for s in EXPORT_SUFFIXES]
     candidates.append(stem.with_name(stem.name + SIDECAR_SUFFIX))
     candidates.append(log)
     return [p for p in candidates if p.exists()]
@@ -183,7 +180,7 @@ def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
 def scan_timelapse(directory: Path) -> list[SegmentFiles]:
     """The daily timelapse logs as segments without an index line (`index_line` -1), the newest left out."""
     try:
-        logs = sorted(p for p in directory.glob(f"{TIMELAPSE_PREFIX}*.bin") if p.is_file())
+        logs = sorted(p for p in directory.glob(f"{TIMELAPSE_PREFIX}*{LOG_SUFFIX}") if p.is_file())
     except OSError:
         return []
     found: list[SegmentFiles] = []

@@ -14,28 +14,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import socket
 
 CATALOGUE_NAME = "segments.parquet"
 STATUS_NAME = "status.json"
-_RIG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DAY_IN_NAME = re.compile(r"(\d{4})(\d{2})(\d{2})")
-
-
-def check_rig(name: str) -> str:
-    """A rig name usable in a key (`rig=NAME`); ValueError otherwise."""
-    if not isinstance(name, str) or not _RIG.match(name):
-        raise ValueError(
-            f"bad rig name {name!r} (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64)"
-        )
-    return name
-
-
-def default_rig() -> str:
-    """This machine's host name (its first label), made safe for a key."""
-    host = socket.gethostname().split(".")[0]
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", host).lstrip("-._")[:64]
-    return safe or "rig"
 
 
 def utc_day(t: float) -> str:

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from autorec.io.atomicfile import append_json_line
+from autorec.outdir import UPLOAD_STATE_NAME
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "uploads.jsonl"
+STATE_NAME = UPLOAD_STATE_NAME
 
 
 @dataclass

@@ -51,20 +51,19 @@ from autorec.io.objectstore import PART_SIZE, ObjectStore, StoreError, StoreLoca
 from autorec.io.storelayout import (
     catalogue_key,
     day_of_daily_file,
-    default_rig,
     file_key,
     rig_prefix,
     status_key,
     utc_day,
 )
 from autorec.io.uploadstate import UploadState
-from autorec.io.writer import INDEX_NAME, SegmentObserver
+from autorec.io.writer import SegmentObserver
+from autorec.outdir import EXPORT_SUFFIXES, INDEX_NAME, JOURNAL_NAME
+from autorec.rig import default_rig_name
 from autorec.units import format_size
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "journal.jsonl"  # autorec.services.journal.JOURNAL_NAME (not imported: it pulls in the pipeline)
-VIDEO_SUFFIXES = (".mp4", ".mkv")
 MAX_SNAPSHOT = 256 << 20  # a growing file is read into memory to upload a consistent snapshot
 RIG_CLAIM_NAME = "rig.json"
 
@@ -114,11 +113,12 @@ class Uploader(SegmentObserver):
         sync_every: float = 600.0,
         status_every: float = 60.0,
         catalogue_delay: float = 30.0,
+        rig: str | None = None,  # the run's rig name (`run --rig`), when `settings.rig` is not set
     ) -> None:
         self.out = Path(out)
         self.settings = settings
         self.location = StoreLocation.parse(settings.url)
-        self.rig = settings.rig or default_rig()
+        self.rig = settings.rig or rig or default_rig_name()
         self.store = ObjectStore(self.location, settings.endpoint, settings.max_rate)
         self.retry_max = float(settings.retry_max)
         self.fsync = fsync
@@ -161,7 +161,7 @@ class Uploader(SegmentObserver):
         self._put(self._segment_jobs(entry, videos=False))
 
     def video_exported(self, path: Path) -> None:
-        """A video export of a segment was written (ExportQueue's `on_done`)."""
+        """An export of a segment (video, MCAP) was written (ExportQueue's `on_done`)."""
         job = self._video_job(Path(path))
         if job is not None:
             self._put([job])
@@ -257,7 +257,7 @@ class Uploader(SegmentObserver):
             jobs.append(FileJob(self._relative(side_path), self._key(day, side_path.name), day, sidecar_of=rel))
         jobs.append(FileJob(rel, self._key(day, log_path.name), day, segment=entry))
         if videos:
-            for suffix in VIDEO_SUFFIXES:
+            for suffix in EXPORT_SUFFIXES:  # videos and MCAP
                 v = log_path.with_suffix(suffix)
                 if v.is_file():
                     jobs.append(FileJob(self._relative(v), self._key(day, v.name), day, video_of=rel))

@@ -3,8 +3,9 @@
 - `run_live(pipeline, source, stop, ...)` feeds items from an async source and ticks the
   pipeline every 0.5 s so post-roll ends on time when the stream is quiet.
 - `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
-  signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), the optional web UI,
-  the built-in simulator when asked, and the status line / heartbeat.
+  signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), its companions (async
+  context managers the command adds around the run, such as the web UI of `run --http`), the
+  built-in simulator when asked, and the status line / heartbeat.
 - `StatusLine` is that live status: a line rewritten in place on a terminal, a heartbeat log
   line otherwise.
 """
@@ -12,21 +13,27 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sys
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TextIO
 
-from autorec.io.dispatch import Dispatcher
 from autorec.io.mainloop import StopRequest, run_main
-from autorec.services import Services
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.services import Services
 from autorec.services.diskfloor import disk_usage
 from autorec.units import format_size
 
 log = logging.getLogger(__name__)
+
+# Something that runs beside a live run, for as long as it runs: given the run's services, an
+# async context manager entered when the run's event loop starts and left when it ends.
+Companion = Callable[[Services], AbstractAsyncContextManager[None]]
 
 
 class StatusLine:
@@ -152,6 +159,32 @@ async def run_live(
             status.end()
 
 
+def on_loop(fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> Callable[[], Any]:
+    """`fn` made callable from any thread: it runs on `loop` (where the pipeline and its counters live,
+    so nothing is read while it changes), the caller waiting up to `timeout` s. On the loop's own
+    thread it runs at once; after the loop has closed, here (the recorder is done: nothing changes)."""
+
+    def call() -> Any:
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        result: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed
+            return fn()
+        return result.result(timeout)
+
+    return call
+
+
 def reload_rules(pipeline, services: Services) -> None:
     """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
     from autorec.rules import ConfigError, load_rules
@@ -167,7 +200,6 @@ def reload_rules(pipeline, services: Services) -> None:
         log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
     pipeline.reload(ruleset)
-    services.alerts.engine = pipeline.engine
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 
@@ -180,7 +212,7 @@ def record_live(
     sim_config,
     duration: float | None,
     live_source=None,
-    http: tuple | None = None,
+    companions: Sequence[Companion] = (),
 ) -> int:
     from autorec.io.source import WebsocketSource
     from autorec.units import format_size
@@ -194,24 +226,12 @@ def record_live(
     )
 
     async def main(stop: StopRequest) -> None:
-        web_runner = None
-        if http is not None:
-            from autorec.web.server import WebUI, describe_url, start_server
-
-            feed = services.web_feed()
-            feed.loop = asyncio.get_running_loop()
-            host, port, token, generated = http
-            try:
-                web_runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
-            except OSError as exc:
-                log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
-            else:
-                log.info("web UI at %s", describe_url(base, token if generated else None))
-        try:
+        # Companions (the web UI of `run --http`) are given by the command that wires the run: this
+        # package sits below the web UI and never imports it.
+        async with contextlib.AsyncExitStack() as stack:
+            for companion in companions:
+                await stack.enter_async_context(companion(services))
             await _main(stop)
-        finally:
-            if web_runner is not None:
-                await web_runner.cleanup()
 
     async def _main(stop: StopRequest) -> None:
         if sim_config is None:
@@ -310,7 +330,8 @@ def record(
     live_source=None,
     sim_config=None,
     duration: float | None = None,
-    http: tuple | None = None,
+    companions: Sequence[Companion] = (),
+    rig: str | None = None,
     telemetry: bool = True,
     timelapse: bool = True,
     overrides: list | None = None,
@@ -318,7 +339,7 @@ def record(
     """Record live into `out` (the caller holds its instance lock): finish what a crash left, build the
     services, writer, score log and pipeline, and drive them with `record_live` until stopped.
     `live_source` is a checked `WebsocketSource` for `uri`, or None with `sim_config` (the built-in
-    simulator in this process). Returns the exit code."""
+    simulator in this process). `companions` run beside it (see `Companion`). Returns the exit code."""
     from autorec.core.pipeline import Pipeline
     from autorec.io.recovery import recover_directory
     from autorec.io.scorelog import ScoreLog
@@ -328,6 +349,8 @@ def record(
         log.warning("%s", recovered.message())
     services = Services(ruleset, out)
     services.overrides = list(overrides or ())
+    if rig is not None:
+        services.rig = rig
     writer = SegmentWriter(
         out,
         ruleset.output.name,
@@ -354,4 +377,4 @@ def record(
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
     writer.start()
-    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
+    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, companions)
