@@ -2,12 +2,13 @@
 
 `Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
 retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
-the status file, the night journal, the score track's log, MQTT events (`mqtt:`) and (on
-request) the web UI's live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
+the status file, the night journal, the score track's log, MQTT events (`mqtt:`), uploads to
+object storage (`upload:`, with retention's `keep_until_uploaded`) and (on request) the web UI's
+live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
 stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
 `counters()` is the one set of counters the status file, the journal, the web UI and the metrics
 show; `snapshot()` the status file's fields, for MQTT and the metrics;
-`close()` lets hooks and exports finish within the rule file's `shutdown_grace`.
+`close()` lets hooks, exports and uploads finish within the rule file's `shutdown_grace`.
 """
 
 from __future__ import annotations
