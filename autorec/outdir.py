@@ -12,6 +12,7 @@ The directory holds, per segment `NAME`:
   a `NAME.json.partial` beside a partial log;
 - `NAME.mp4` / `NAME.mkv`, video exports (`VIDEO_SUFFIXES`);
 and once: `index.jsonl` (one `IndexLine` per closed segment), `journal.jsonl`, `status.json`,
+`uploads.jsonl` (with `upload:`),
 `near-misses.jsonl`, the daily tracks `telemetry-YYYYMMDD.bin`, `timelapse-YYYYMMDD.bin` and
 `scores-YYYYMMDD.csv.gz`, and the instance lock `.autorec.lock`.
 
@@ -42,6 +43,7 @@ EXPORT_SUFFIXES = (*VIDEO_SUFFIXES, MCAP_SUFFIX)  # everything exported from a s
 INDEX_NAME = "index.jsonl"
 JOURNAL_NAME = "journal.jsonl"
 STATUS_NAME = "status.json"  # the default of `output.status_file`
+UPLOAD_STATE_NAME = "uploads.jsonl"  # what the uploader has put in the object store (autorec.io.uploadstate)
 NEAR_MISSES_NAME = "near-misses.jsonl"
 LOCK_NAME = ".autorec.lock"
 

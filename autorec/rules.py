@@ -48,6 +48,7 @@ from autorec.core.ruleset import (
     OutputSettings,
     Rule,
     RuleSet,
+    UploadSettings,
 )
 from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import (
@@ -410,6 +411,7 @@ _BUDGET_KEYS = rulekeys.keys("budget")
 _FLAP_KEYS = rulekeys.keys("flap")
 _RULE_KEYS = rulekeys.keys("rule")
 _MQTT_KEYS = rulekeys.keys("mqtt")
+_UPLOAD_KEYS = rulekeys.keys("upload")
 
 
 class _Validator:
@@ -496,6 +498,16 @@ class _Validator:
 
         budget = self.attempt(budget_section, Budget())
         rules = self.attempt(lambda: self.rules(top, segments, max_errors), [])
+        upload = self.attempt(lambda: self.upload(top), None)
+        if output.keep_until_uploaded and upload is None and "upload" not in top:
+            m = top.get("output")
+            self.errors.append(
+                self.error(
+                    m.lines.get("keep_until_uploaded") if isinstance(m, _Map) else None,
+                    "output.keep_until_uploaded",
+                    "needs an `upload:` section (where would segments be uploaded?)",
+                )
+            )
         # Checked with the real rule names so that the sample rendering is realistic.
         self.attempt(lambda: _check_name_template(self, output.name, top, [r.name for r in rules]), None)
         if self.errors:
@@ -514,6 +526,23 @@ class _Validator:
             shutdown_grace=grace,
             heartbeat=heartbeat,
             budget=budget,
+            upload=upload,
+        )
+
+    def upload(self, top: _Map) -> UploadSettings | None:
+        if "upload" not in top or top["upload"] is None:
+            return None
+        m = self.mapping(top.get("upload"), top.lines.get("upload"), "upload")
+        self.check_keys(m, _UPLOAD_KEYS, "upload")
+        p = "upload"
+        if "url" not in m:
+            raise self.error(m.line, "upload.url", "missing (where to upload: s3://BUCKET/PREFIX)")
+        return UploadSettings(
+            url=self.convert(m, "url", p, upload_url, "s3://missing"),
+            endpoint=self.convert(m, "endpoint", p, upload_endpoint, None),
+            rig=self.convert(m, "rig", p, rig_name, None),
+            max_rate=self.convert(m, "max_rate", p, _optional(_rate), None),
+            retry_max=self.convert(m, "retry_max", p, _positive_duration, UploadSettings.retry_max),
         )
 
     def output(self, top: _Map) -> OutputSettings:
@@ -536,6 +565,7 @@ class _Validator:
             status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
             queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
             timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
+            keep_until_uploaded=self.convert(m, "keep_until_uploaded", p, _bool, d.keep_until_uploaded),
         )
 
     def segments(self, m: _Map, base: SegmentPolicy | None, prefix: str = "segments") -> SegmentPolicy:
@@ -945,6 +975,46 @@ def _positive_size(value: Any) -> int:
     if n <= 0:
         raise ValueError(f"must be more than 0, got {_show(value)} (a size like 50GB, 1GiB)")
     return n
+
+
+def upload_url(value: Any) -> str:
+    """`upload.url` / `--upload-url`: s3://BUCKET/PREFIX."""
+    from autorec.io.objectstore import StoreLocation
+
+    StoreLocation.parse(value)
+    return value
+
+
+def upload_endpoint(value: Any) -> str:
+    """`upload.endpoint` / `--upload-endpoint`: http(s)://HOST[:PORT], without credentials."""
+    from autorec.io.objectstore import check_endpoint
+
+    return check_endpoint(value)
+
+
+def rig_name(value: Any) -> str:
+    """`upload.rig` / `--rig`: the rig's name in the store's keys."""
+    from autorec.rig import check_rig_name
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a rig name, got {_show(value)}")
+    return check_rig_name(value)
+
+
+def _rate(value: Any) -> int:
+    """A bandwidth like `2MB/s` (or a size, read per second)."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.endswith("/s"):
+        text = text[:-2]
+    try:
+        return _positive_size(text)
+    except ValueError:
+        raise ValueError(f"expected a rate like 2MB/s or 500KB/s, got {_show(value)}") from None
+
+
+def parse_rate(value: Any) -> int:
+    """`--max-rate` on the command line (see `_rate`)."""
+    return _rate(value)
 
 
 def _int_at_least(minimum: int) -> Callable[[Any], int]:

@@ -2,12 +2,13 @@
 
 `Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
 retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
-the status file, the night journal, the score track's log, MQTT events (`mqtt:`) and (on
-request) the web UI's live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
+the status file, the night journal, the score track's log, MQTT events (`mqtt:`), uploads to
+object storage (`upload:`, with retention's `keep_until_uploaded`) and (on request) the web UI's
+live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
 stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
 `counters()` is the one set of counters the status file, the journal, the web UI and the metrics
 show; `snapshot()` the status file's fields, for MQTT and the metrics;
-`close()` lets hooks and exports finish within the rule file's `shutdown_grace`.
+`close()` lets hooks, exports and uploads finish within the rule file's `shutdown_grace`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Services:
         from autorec.services.metrics import SegmentCounts
 
         self.segment_counts = SegmentCounts()
+        self.upload = None  # autorec.services.upload.Uploader, made by observers() when the rule file has `upload:`
 
     def observers(self) -> list:
         from autorec.io.writer import SegmentObserver
@@ -75,6 +77,19 @@ class Services:
         out = [self.segment_hooks, self.segment_counts]
         if self.ruleset.output.video != "off" or self.ruleset.output.mcap:
             out.append(_ExportOnClose())
+        if self.ruleset.upload is not None:
+            from autorec.services.upload import Uploader
+
+            # Made here, not in __init__: the rig's name (`run --rig`) is set between the two.
+            upload = self.upload = Uploader(
+                self.out,
+                self.ruleset.upload,
+                fsync=self.ruleset.output.fsync,
+                status_file=self.ruleset.output.status_file,
+                rig=self.rig,
+            )
+            self.export.on_done = lambda o: upload.video_exported(o.output) if o.status == "exported" else None
+            out.append(upload)
         return out
 
     def attach(self, pipeline: Dispatcher, writer) -> None:
@@ -112,8 +127,18 @@ class Services:
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
         pipeline.listeners += [guard, alerts, self.journal]
+        if self.upload is not None:
+            log.info("uploading to %s", self.upload.describe())
+            self.upload.start()
+        pinned = None
+        if self.upload is not None and self.ruleset.output.keep_until_uploaded:
+            pinned = lambda seg: not self.upload.confirmed(seg.files)  # noqa: E731
         if self.retention.active:
-            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
+            self.retention_worker = RetentionWorker(
+                self.out, self.retention, index_lock=writer.index_lock, pinned=pinned
+            ).start()
+            if pinned is not None:
+                self.upload.on_uploaded = self.retention_worker.request  # deletes what just became deletable
             writer.add_observer(self.retention_worker)
             self.retention_worker.request()
         counters = self.counters
@@ -162,6 +187,8 @@ class Services:
         out.update(self.segment_counts.counters())
         if self.mqtt is not None:
             out.update(self.mqtt.counters())
+        if self.upload is not None:
+            out.update(self.upload.counters())
         return dict(sorted(out.items()))
 
     def snapshot(self) -> dict:
@@ -256,5 +283,7 @@ class Services:
         if not self.hooks.close(grace):
             log.warning("hooks still running after %g s were stopped", grace)
         self.export.close(grace)
+        if self.upload is not None:
+            self.upload.close(grace)
         if self.retention_worker is not None:
             self.retention_worker.close(5)
