@@ -137,6 +137,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
+    if args.http_host_names and args.http is None:
+        return "--http-host-name only applies with --http"
     if args.jobs is not None and not args.replay:
         return "--jobs only applies with --replay (a live run analyses frames as they come)"
     return None

@@ -200,13 +200,15 @@ def record_live(
 
             feed = services.web_feed()
             feed.loop = asyncio.get_running_loop()
-            host, port, token, generated = http
+            host, port, token, generated, names = http
+            ui = WebUI(out, feed, token, warm_night=False, host_names=names)
             try:
-                web_runner, base = await start_server(WebUI(out, feed, token, warm_night=False), host, port)
+                web_runner, base = await start_server(ui, host, port)
             except OSError as exc:
                 log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
             else:
                 log.info("web UI at %s", describe_url(base, token if generated else None))
+                services.web_counters = ui.counters  # refusals and timeouts in the status file and journal
         try:
             await _main(stop)
         finally:

@@ -11,7 +11,8 @@ anything and without ever raising for bad content:
   (`*.bin.partial`: a run still going, or a crash not yet recovered).
 
 Whatever is damaged or missing becomes a line in `Night.problems` (file and
-line where there is one) and the rest is still read: a corrupt index line
+line where there is one; a bounded `autorec.io.boundedread.Problems`: the
+first lines of each file and a count of the rest) and the rest is still read: a corrupt index line
 is skipped, a segment whose log is missing is listed with `exists=False`, a
 sidecar that is missing, corrupt, or from a newer autorec leaves the index
 line's summary in place. `since`/`until` (epoch seconds) keep the segments
@@ -34,6 +35,7 @@ from typing import Any
 
 from autorec.core.scores import NearMiss
 from autorec.dates import local_strftime, utc_strftime
+from autorec.io.boundedread import Problems, bounded_lines, open_regular, read_capped
 from autorec.services.journal import JOURNAL_NAME
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,16 @@ class Segment:
     def firings(self) -> list[dict[str, Any]]:
         """The firings the sidecar lists (dicts with `rule`, `time`, `evidence`), in time order."""
         raw = (self.sidecar or {}).get("firings")
-        out = [f for f in raw if isinstance(f, dict) and _number(f.get("time")) is not None] if raw else []
+        if not isinstance(raw, list):
+            return []
+        out = []
+        for f in raw:
+            t = _number(f.get("time")) if isinstance(f, dict) else None
+            if t is None:
+                continue
+            # a firing as the pages use it: a text rule, a number time, a dict (or no) evidence
+            rule = f.get("rule")
+            out.append({**f, "time": t, "rule": rule if isinstance(rule, str) else str(rule)})
         return sorted(out, key=lambda f: f["time"])
 
     @property
@@ -139,7 +150,7 @@ class Night:
     telemetry: list[Path] = field(default_factory=list)
     timelapse: list[Path] = field(default_factory=list)  # timelapse-YYYYMMDD.bin, one frame every 30 s
     partials: list[Path] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=Problems)
     since: float | None = None
     until: float | None = None
 
@@ -281,15 +292,9 @@ class Night:
 
 
 def _read_json_file(path: Path, limit: int) -> tuple[Any, str | None]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        return None, "missing"
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes, not read"
+    data, error = read_capped(path, limit)
+    if data is None:
+        return None, error
     try:
         return json.loads(data), None
     except ValueError as exc:
@@ -328,6 +333,10 @@ def _segment_from_line(directory: Path, entry: dict[str, Any], line: int) -> Seg
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number autorec writes")
+
+
 def json_lines(path: Path, what: str, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for each line of a JSON-lines file that holds a JSON object.
 
@@ -335,22 +344,22 @@ def json_lines(path: Path, what: str, problems: list[str]) -> Iterator[tuple[int
     expected kind, e.g. "an index entry") is a `FILE:LINE: ...; skipped` line in `problems`. A
     missing file yields nothing; one that cannot be read is one problem."""
     try:
-        f = open(path, "rb")
+        f = open_regular(path)
     except FileNotFoundError:
         return
     except OSError as exc:
         problems.append(f"{path}: cannot read: {exc.strerror or exc}")
         return
     with f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
+        for number, raw in bounded_lines(f, MAX_LINE):
+            if raw is None:
+                problems.append(f"{path}:{number}: line longer than {MAX_LINE} bytes skipped")
                 continue
-            if len(raw) > MAX_LINE:
-                problems.append(f"{path}:{number}: line of {len(raw)} bytes skipped")
+            if not raw.strip(b" \t\r\n\0"):
                 continue
             try:
-                entry = json.loads(raw)
-            except ValueError:
+                entry = json.loads(raw, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
                 problems.append(f"{path}:{number}: not a JSON line (a damaged or cut-off write); skipped")
                 continue
             if not isinstance(entry, dict):
@@ -363,7 +372,7 @@ def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
     """The segments listed in `directory/index.jsonl`, and the problems of its lines."""
     index = directory / INDEX_NAME
     segments: list[Segment] = []
-    problems: list[str] = []
+    problems: list[str] = Problems()
     for number, entry in json_lines(index, "an index entry", problems):
         seg = _segment_from_line(directory, entry, number)
         if isinstance(seg, str):
@@ -376,13 +385,20 @@ def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
 def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
     entries: list[dict[str, Any]] = []
-    problems: list[str] = []
+    problems: list[str] = Problems()
     for number, entry in json_lines(path, "a journal entry", problems):
+        t = _number(entry.get("time"))
         if not isinstance(entry.get("event"), str):
             problems.append(f"{path}:{number}: not a journal entry; skipped")
-        elif _number(entry.get("time")) is None:
+        elif t is None:
             problems.append(f"{path}:{number}: entry without a time; skipped")
         else:
+            entry["time"] = t
+            wall = _number(entry.get("wall"))
+            if wall is None:
+                entry.pop("wall", None)  # a damaged wall clock is dropped: it only orders runs
+            else:
+                entry["wall"] = wall
             entries.append(entry)
     return entries, problems
 

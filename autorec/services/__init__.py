@@ -51,6 +51,7 @@ class Services:
         self.segment_hooks = SegmentHooks(self.hooks)
         self.score_log = None  # set by _live
         self.overrides: list = []  # --set, applied again on reload
+        self.web_counters = None  # `run --http`: the web server's counters (WebUI.counters), set when it listens
 
     def observers(self) -> list:
         from autorec.io.writer import SegmentObserver
@@ -134,6 +135,8 @@ class Services:
                 "exports_failed": self.export.failed,
             }
         )
+        if self.web_counters is not None:  # `run --http`: the web server's connections held and refused
+            out.update(self.web_counters())
         return dict(sorted(out.items()))
 
     def scores(self) -> dict:

@@ -15,10 +15,17 @@ Contracts:
   static route, which refuses `..` and symlinks.
 - Token: when a token is set (always when listening beyond loopback), every
   request must carry it (`?token=`, then a cookie; or `Authorization: Bearer`);
-  without it: 401.
+  without it: 401, before any other work (a request body is read only after).
+- Limits (`autorec.web.guard`): caps on connections overall and per client
+  address, descriptors kept for the recorder, header and body timeouts, a
+  `Host` the server answers to (DNS rebinding) and an `Origin` on changes.
 - Serving never blocks the recorder: file reads, JPEG work and page rendering
-  run in worker threads; event streams read per-browser bounded queues
-  (`autorec.web.feed`).
+  run in the web's own bounded worker pool (`guard.WorkerPool`, never the
+  loop's default executor), each call with a timeout; event streams read
+  per-browser bounded queues (`autorec.web.feed`); a client that stops
+  reading while we write is dropped after `send_timeout`. Only regular files
+  are opened for serving (a FIFO or a device planted under a segment's name
+  is a 404, and never blocks a worker).
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from autorec.extras import install_hint
+from autorec.io.boundedread import open_regular
 from autorec.web.feed import Feed
+from autorec.web.guard import HTTP_LOG, ConnectionGuard, HostCheck, WebLimits, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +117,29 @@ class _SegmentIndex:
         return None, None
 
 
-def _open_nofollow(path: Path) -> int:
-    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-
-
 class WebUI:
     """The aiohttp application around one output directory and one feed."""
 
     def __init__(
-        self, directory: str | os.PathLike[str], feed: Feed, token: str | None = None, warm_night: bool = True
+        self,
+        directory: str | os.PathLike[str],
+        feed: Feed,
+        token: str | None = None,
+        warm_night: bool = True,
+        limits: WebLimits | None = None,
+        host_names: Iterable[str] = (),
     ) -> None:
         self.directory = Path(directory)
         self.feed = feed
         self.token = token
+        self.limits = limits or WebLimits()
+        self.host_names = tuple(host_names)
+        self.pool = WorkerPool(self.limits)
+        # set by `start_server` (they need the real address): without them (aiohttp's test client) no caps
+        self.guard: ConnectionGuard | None = None
+        self.host_check: HostCheck | None = None
+        self.unauthorized = 0
+        self.body_timeouts = 0
         self.index = _SegmentIndex(self.directory)
         self._frames: OrderedDict[str, list[tuple[float, int, int]]] = OrderedDict()
         self._strips: OrderedDict[str, str] = OrderedDict()
@@ -135,7 +155,7 @@ class WebUI:
 
     # -- app -------------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._gate, self._auth, self._body], client_max_size=self.limits.max_body)
         get = app.router.add_get
         get("/", self.live_page)
         get("/night", self.night_page)
@@ -175,9 +195,52 @@ class WebUI:
             self._feed_task.cancel()
         if self._warm_task is not None:
             self._warm_task.cancel()
+        self.pool.shutdown()
+
+    def counters(self) -> dict[str, int]:
+        """The web server's figures (connections held, refused by reason, timeouts), for the recorder's counters."""
+        out = self.guard.counters() if self.guard is not None else {}
+        out["web.requests"] = self.requests
+        out["web.refused.host"] = self.host_check.refused if self.host_check is not None else 0
+        out["web.refused.token"] = self.unauthorized
+        out["web.body_timeouts"] = self.body_timeouts
+        out["web.call_timeouts"] = self.pool.timeouts
+        out["web.busy"] = self.pool.busy_refusals
+        return out
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)  # browsers ask for one; nothing to show
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler):
+        """Host and Origin first; when the response is handed over, the connection's next header timeout."""
+        try:
+            if self.host_check is not None:
+                refused = self.host_check.check(request)
+                if refused is not None:
+                    refused.force_close()
+                    return refused
+            return await handler(request)
+        finally:
+            if self.guard is not None:
+                self.guard.request_done(request.transport)
+
+    @web.middleware
+    async def _body(self, request: web.Request, handler):
+        """A request body (after the token check) arrives whole within the body timeout, or 408."""
+        if request.body_exists:
+            if (request.content_length or 0) > self.limits.max_body:  # said up front: not waited for
+                response = web.Response(status=413, text="autorec: request body too large\n")
+                response.force_close()
+                return response
+            try:
+                await asyncio.wait_for(request.read(), self.limits.body_timeout)
+            except asyncio.TimeoutError:
+                self.body_timeouts += 1
+                response = web.Response(status=408, text="autorec: the request body did not arrive in time\n")
+                response.force_close()
+                return response
+        return await handler(request)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
@@ -188,6 +251,7 @@ class WebUI:
             if auth.startswith("Bearer "):
                 given = auth[7:]
             if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+                self.unauthorized += 1
                 return web.Response(
                     status=401, text="autorec: a token is required (?token=... from the recorder's log)\n"
                 )
@@ -199,7 +263,14 @@ class WebUI:
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _in_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await self.pool.call(fn, *args)
+
+    async def _send(self, response: web.StreamResponse, data: bytes) -> None:
+        """Write to a client that must keep reading: one that stalls for `send_timeout` is dropped."""
+        try:
+            await asyncio.wait_for(response.write(data), self.limits.send_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionResetError("the client stopped reading") from None
 
     async def _segment(self, request: web.Request):
         index, seg = await self._in_thread(self.index.find, request.match_info["name"])
@@ -274,7 +345,7 @@ class WebUI:
 
     # -- API -------------------------------------------------------------------------------------
     async def api_status(self, request: web.Request) -> web.Response:
-        return self._json(self.feed.status())
+        return self._json({**self.feed.status(), "web": self.counters()})
 
     async def api_segments(self, request: web.Request) -> web.Response:
         from autorec.commands.ls import segment_row
@@ -399,14 +470,14 @@ class WebUI:
         )
         try:
             await response.prepare(request)
-            await response.write(self._sse("status", self.feed.status()))
+            await self._send(response, self._sse("status", self.feed.status()))
             while True:
                 try:
                     name, data = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE)
                 except asyncio.TimeoutError:
-                    await response.write(b": keepalive\n\n")
+                    await self._send(response, b": keepalive\n\n")
                     continue
-                await response.write(self._sse(name, data))
+                await self._send(response, self._sse(name, data))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -428,10 +499,11 @@ class WebUI:
         if path is None:
             raise web.HTTPNotFound(text="not a file of a segment in index.jsonl\n")
         try:
-            fd = await self._in_thread(_open_nofollow, path)
+            f = await self._in_thread(open_regular, path)  # a FIFO, a device, a link: 404, never a blocked worker
         except OSError:
             raise web.HTTPNotFound(text="not available\n") from None
-        try:
+        with f:
+            fd = f.fileno()
             size = os.fstat(fd).st_size
             types = {".bin": "application/octet-stream", ".json": "application/json", ".mp4": "video/mp4"}
             response = web.StreamResponse(
@@ -447,22 +519,38 @@ class WebUI:
                 chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
                 if not chunk:
                     break
-                await response.write(chunk)
+                await self._send(response, chunk)
                 offset += len(chunk)
             await response.write_eof()
             return response
-        finally:
-            os.close(fd)
+
+
+class _GuardedSite(web.TCPSite):
+    """aiohttp's TCP site with every connection admitted by a `ConnectionGuard` first."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        super().__init__(runner, host, port, backlog=guard.limits.backlog)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address
+        )
 
 
 async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start serving `ui` on host:port; returns the runner (to `cleanup()`) and the base URL."""
-    runner = web.AppRunner(ui.app, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(ui.app, access_log=None, shutdown_timeout=1.0, logger=HTTP_LOG)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    assert runner.server is not None
+    ui.guard = ConnectionGuard(runner.server, ui.limits)
+    site = _GuardedSite(runner, host, port, ui.guard)
     await site.start()
     sockets = site._server.sockets if site._server is not None else []  # the real port when 0 was asked
     real_port = sockets[0].getsockname()[1] if sockets else port
+    ui.host_check = HostCheck(host, real_port, ui.host_names)
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{real_port}/"
 
