@@ -27,7 +27,6 @@ Contracts:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -40,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet, SegmentSettings
 from autorec.core.segmentname import (
@@ -391,46 +391,15 @@ def _yaml_for_people(problem: str, context: str | None) -> str:
     return f"{problem} (the file must be valid YAML)"
 
 
-_TOP_KEYS = (
-    "source",
-    "output",
-    "segments",
-    "rules",
-    "hooks",
-    "alerts",
-    "max_errors",
-    "shutdown_grace",
-    "heartbeat",
-    "budget",
-)
-_OUTPUT_KEYS = (
-    "dir",
-    "name",
-    "telemetry",
-    "video",
-    "min_free",
-    "keep",
-    "max_total",
-    "fsync",
-    "status_file",
-    "queue_max_bytes",
-    "timelapse",
-)
-_SEGMENT_KEYS = tuple(f.name for f in dataclasses.fields(SegmentSettings))
-_HOOK_KEYS = ("on_segment_open", "on_segment_close", "on_alert", "timeout")
-_ALERT_KEYS = ("alert_after", "camera_stall")
-_BUDGET_KEYS = ("max_segments_per_hour", "max_bytes_per_hour", "max_share")
-_FLAP_KEYS = ("max_open", "flap_rate", "flap_for", "flap_keep_fps")
-_RULE_KEYS = (
-    "name",
-    "trigger",
-    "max_errors",
-    "near_miss",
-    "near_miss_clip",
-    *_SEGMENT_KEYS,
-    *_BUDGET_KEYS,
-    *_FLAP_KEYS,
-)
+# Each section's keys, in the order `check` lists them: declared once in autorec.core.rulekeys.
+_TOP_KEYS = rulekeys.keys("")
+_OUTPUT_KEYS = rulekeys.keys("output")
+_SEGMENT_KEYS = rulekeys.keys("segments")
+_HOOK_KEYS = rulekeys.keys("hooks")
+_ALERT_KEYS = rulekeys.keys("alerts")
+_BUDGET_KEYS = rulekeys.keys("budget")
+_FLAP_KEYS = rulekeys.keys("flap")
+_RULE_KEYS = rulekeys.keys("rule")
 
 
 class _Validator:

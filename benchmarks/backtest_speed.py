@@ -27,12 +27,12 @@ from pathlib import Path
 from autorec import events
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
-from autorec.io.backtest import REPLAY_QUEUE_BYTES
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
+from autorec.runs.backtest import REPLAY_QUEUE_BYTES
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
 
 REPO = Path(__file__).resolve().parent.parent
 

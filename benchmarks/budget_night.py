@@ -19,9 +19,9 @@ import time
 from autorec import events
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, Write
-from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario

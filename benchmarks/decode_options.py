@@ -29,7 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from autorec.media.framedecode import GrayDecoder, turbo_available
+from autorec.frames.graydecode import GrayDecoder, turbo_available
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 

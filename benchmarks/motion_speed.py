@@ -26,7 +26,7 @@ autorec/triggers/motion.py), so its ratio here is the conservative one.
                          `autorec run --replay LOG --dry-run` with rules/motion.yaml,
                          against rules/electrodes.yaml (no camera work) as baseline,
                          with --jobs 1 and --jobs N (--jobs, default 2; frames decoded
-                         ahead in threads, autorec.media.prescore), best of two interleaved
+                         ahead in threads, autorec.runs.predecode), best of two interleaved
                          rounds. Target: >= 250x real time for 60 minutes with --jobs 2.
     --live-seconds N     also serve `autorec sim` (its own process) at 10 fps, real time,
                          and record it with `autorec run` (motion + electrodes + movement)
@@ -52,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for tests.support.motion_reference
 
-from autorec.media.framedecode import GrayDecoder  # noqa: E402
+from autorec.frames.graydecode import GrayDecoder  # noqa: E402
 from autorec.proto import PurpleDropEvent  # noqa: E402
 from autorec.triggers.motion import MotionTrigger  # noqa: E402
 from tests.support.motion_reference import RoundOneMotion  # noqa: E402

@@ -35,9 +35,9 @@ def in_process(seconds: float) -> None:
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
     from autorec.core.streamitems import Message
-    from autorec.io.dispatch import Dispatcher
     from autorec.io.logfile import LogReader
     from autorec.rules import load_rules
+    from autorec.runs.dispatch import Dispatcher
 
     sys.path.insert(0, str(REPO))
     from tests.support.simlog import write_sim_log

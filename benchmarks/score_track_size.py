@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import HEADER
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
 from tests.support.simlog import write_sim_log
 
 RULES = """rules:

@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 from autorec.core.dryrun import DryRun  # noqa: E402
 from autorec.core.pipeline import Pipeline  # noqa: E402
 from autorec.core.sweep import sweep  # noqa: E402
-from autorec.io.dispatch import Dispatcher  # noqa: E402
-from autorec.io.filesource import FileSource, run_file  # noqa: E402
 from autorec.io.logfile import LogReader  # noqa: E402
 from autorec.rules import load_rules  # noqa: E402
+from autorec.runs.dispatch import Dispatcher  # noqa: E402
+from autorec.runs.filesource import FileSource, run_file  # noqa: E402
 from tests.support.simlog import write_sim_log  # noqa: E402
 
 

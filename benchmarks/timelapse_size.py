@@ -17,10 +17,10 @@ from pathlib import Path
 
 from autorec import events
 from autorec.core.pipeline import Pipeline
-from autorec.io.dispatch import Dispatcher
 from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario

@@ -9,14 +9,28 @@ use `stream_log`, generated here from the built-in simulator, and always run.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Put the root logger back after each test: `autorec.cli.main` configures logging for a command
+    line (a stderr handler, `force=True`), and a later test must not log to an earlier test's closed
+    stderr. Autouse for every test file, here, so no file can forget it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _shared(name: str) -> Path:

@@ -11,6 +11,7 @@ import pytest
 
 from autorec.services.alerts import CAMERA_STALLED, DISCONNECTED, DISK_FLOOR, AlertAction, AlertMonitor, AlertReporter
 from autorec.services.hooks import HookRunner
+from tests.support.polling import wait_until_async
 
 T0 = 1_795_516_318.0  # a rig's wall clock, as in the upstream fixture
 
@@ -196,11 +197,8 @@ def test_alerts_and_on_alert_hook_against_the_simulator(tmp_path: Path) -> None:
     def sim(camera: bool, port: int) -> object:
         return server_mod.SimServerThread(config_mod.SimConfig(scenario="demo", camera=camera, fps=10), port=port)
 
-    async def until(predicate, what: str, deadline: float = 30.0) -> None:
-        end = time.monotonic() + deadline
-        while not predicate():
-            assert time.monotonic() < end, f"timed out waiting for {what}; alerts: {_summary(list(reporter.announced))}"
-            await asyncio.sleep(0.02)  # poll interval
+    async def until(predicate, what: str) -> None:
+        await wait_until_async(predicate, 30.0, lambda: f"{what}; alerts: {_summary(list(reporter.announced))}", 0.02)
 
     async def main() -> None:
         first = sim(True, 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from test_sim_support import DEADLINE, receive
 from websockets.asyncio.client import connect
@@ -11,6 +10,7 @@ from websockets.asyncio.client import connect
 from autorec import events
 from autorec.io.broadcast import Broadcaster, BroadcastServer
 from autorec.proto import PurpleDropEvent
+from tests.support.polling import wait_until_async
 
 
 def _pair(i: int, size: int) -> list[bytes]:
@@ -22,13 +22,6 @@ def _pair(i: int, size: int) -> list[bytes]:
     im.image.image_data = i.to_bytes(4, "big") + b"\0" * size
     events.set_timestamp(im, 1000.0 + i)
     return [it.SerializeToString(), im.SerializeToString()]
-
-
-async def _until(predicate, what: str, poll: float = 0.005) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(poll)
 
 
 def test_slow_client_loses_its_oldest_whole_pairs_and_others_get_everything():
@@ -46,7 +39,7 @@ def test_slow_client_loses_its_oldest_whole_pairs_and_others_get_everything():
                 for i in range(frames):
                     b.publish(published[2 * i : 2 * i + 2])
                     # publish at the pace of the live client: it must never be the one dropping
-                    await _until(lambda i=i: live.sent >= 2 * i + 2, "the live client", poll=0)
+                    await wait_until_async(lambda i=i: live.sent >= 2 * i + 2, DEADLINE, "the live client", interval=0)
                 stats = b.stats()
                 # the stalled client now reads: it gets only the newest frames, in whole pairs
                 late = []
@@ -55,7 +48,7 @@ def test_slow_client_loses_its_oldest_whole_pairs_and_others_get_everything():
                         late.append(await asyncio.wait_for(stalled.recv(), 0.5))
                     except asyncio.TimeoutError:
                         break
-            await _until(lambda: b.client_count <= 1, "the stalled client to go")
+            await wait_until_async(lambda: b.client_count <= 1, DEADLINE, "the stalled client to go")
         live = [m.payload for m in await live_task]
         return stats, live, late
 
@@ -82,10 +75,10 @@ def test_close_all_and_text_frames():
             got = asyncio.ensure_future(receive(server.uri))
             await asyncio.wait_for(b.wait_for_clients(1), DEADLINE)
             b.publish([b"\x01", "text"])
-            await _until(lambda: b.history[0].sent == 2, "two messages")
+            await wait_until_async(lambda: b.history[0].sent == 2, DEADLINE, "two messages")
             assert b.close_all() == 1
             msgs = await asyncio.wait_for(got, DEADLINE)
-            await _until(lambda: b.client_count == 0, "the client to go")
+            await wait_until_async(lambda: b.client_count == 0, DEADLINE, "the client to go")
         return [m.payload for m in msgs], b.stats()
 
     payloads, stats = asyncio.run(main())

@@ -6,10 +6,11 @@ from autorec import events
 from autorec.core.budget import Budget, BudgetKeeper, Change, FlapPolicy
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, OpenSegment, Write
-from autorec.io.dispatch import Dispatcher
+from autorec.core.streamitems import StreamListener
 from autorec.io.source import Message
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.services.alerts import AlertMonitor
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
@@ -47,6 +48,16 @@ def hv(t: float, voltage: float) -> Message:
 
 
 # -- the keeper alone ------------------------------------------------------------------------------
+
+
+class BudgetChanges(StreamListener):
+    """A listener that keeps the pipeline's budget and flapping changes."""
+
+    def __init__(self, into: list[Change]) -> None:
+        self.into = into
+
+    def budget_changed(self, change: Change) -> None:
+        self.into.append(change)
 
 
 def test_segment_budget_blocks_then_refills_and_changes_come_once():
@@ -137,9 +148,10 @@ def test_a_flapping_rule_with_a_byte_budget_over_three_hours():
     """Fires every second for 100 minutes, then is quiet: budget spent twice, refilled, flapping raised and cleared."""
     budget = 40_000  # bytes an hour; the rule writes ~25 bytes a second while it fires
     sink = Collect()
-    pipeline = Dispatcher(Pipeline(parse_rules(NOISY.format(budget=budget)), offline=True), sink)
     changes: list[Change] = []
-    pipeline.on_budget_change = changes.append
+    pipeline = Dispatcher(
+        Pipeline(parse_rules(NOISY.format(budget=budget)), offline=True), sink, listeners=[BudgetChanges(changes)]
+    )
     for i in range(3 * 3600):
         t = T0 + i
         pipeline.message(hv(t, 1.0 if i < 6000 else 2.0))
@@ -199,9 +211,8 @@ def test_a_blinking_spot_defeats_lighting_rejection_and_is_thinned_and_budgeted(
     sim = Simulation(parse_scenario(SPOT_NIGHT, "spot.yaml"), seed=2, start_time=T0, duration=seconds, fps=4)
     encoder = StreamEncoder(CameraRenderer(14, 8, width=256, height=192, seed=2))
     sink = Collect()
-    pipeline = Dispatcher(Pipeline(parse_rules(SPOT_RULES), offline=True), sink)
     changes: list[Change] = []
-    pipeline.on_budget_change = changes.append
+    pipeline = Dispatcher(Pipeline(parse_rules(SPOT_RULES), offline=True), sink, listeners=[BudgetChanges(changes)])
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):

@@ -12,14 +12,13 @@ import pytest
 from autorec import dates, events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
-from autorec.io.dispatch import Dispatcher
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.source import Message
 from autorec.io.telemetry import TelemetryLog, telemetry_name
 from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.rules import load_rules, render_segment_name
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
+from autorec.runs.dispatch import Dispatcher
 from tests.support.segment_helpers import payload
 
 T0 = 1_795_520_000.0  # 2026-11-24

@@ -172,12 +172,12 @@ def test_guard_closes_the_open_segment_and_resumes(tmp_path):
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
     from autorec.core.pipeline import Pipeline
-    from autorec.io.dispatch import Dispatcher
     from autorec.io.logfile import LogReader
     from autorec.io.source import Message
     from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
     from autorec.rules import parse_rules
+    from autorec.runs.dispatch import Dispatcher
     from tests.support.segment_helpers import payload
 
     out = tmp_path / "out"
@@ -217,8 +217,8 @@ def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
     whole batch before anything was delivered)."""
     from autorec.core.pipeline import Pipeline
     from autorec.core.streamitems import Message, StreamListener
-    from autorec.io.dispatch import Dispatcher
     from autorec.rules import parse_rules
+    from autorec.runs.dispatch import Dispatcher
     from tests.support.segment_helpers import payload
 
     t0 = 1_795_520_000.0

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from autorec import events
+from autorec.io.atomicfile import append_json_line as append_index_line
 from autorec.io.logfile import LogReader, LogWriteError, LogWriter
-from autorec.io.recovery import INDEX_NAME, append_index_line, recover_partial
+from autorec.io.recovery import recover_partial
+from autorec.outdir import INDEX_NAME
 from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from autorec.io.instancelock import LOCK_NAME, InstanceLock, InstanceLockError, read_holder
+from autorec.io.instancelock import InstanceLock, InstanceLockError, read_holder
+from autorec.outdir import LOCK_NAME
 from tests.support.polling import wait_until
 
 HOLDER_SCRIPT = """

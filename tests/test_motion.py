@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from autorec.media.framedecode import FrameDecodeError, GrayDecoder, jpeg_header, turbo_available
+from autorec.frames.graydecode import FrameDecodeError, GrayDecoder, jpeg_header, turbo_available
 from autorec.proto import PurpleDropEvent
 from autorec.sim.camera import CameraRenderer, drop_pixel_position
 from autorec.triggers.base import Firing, as_firings

@@ -16,10 +16,10 @@ from autorec.core.dryrun import DryRun
 from autorec.core.engine import RuleEngine
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import OpenSegment, Segmenter, SegmentPolicy
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
 from autorec.triggers.base import Firing, as_firings
 from tests.support.segment_helpers import payload
 from tests.support.simlog import write_sim_log

@@ -31,6 +31,10 @@ RULES = EXAMPLES / "capstep.yaml"
 
 from autorec import rules as rules_mod  # noqa: E402
 from autorec.core import engine as engine_mod  # noqa: E402
+from autorec.core.dryrun import DryRun  # noqa: E402
+from autorec.core.pipeline import Pipeline  # noqa: E402
+from autorec.core.streamitems import Message  # noqa: E402
+from autorec.runs.dispatch import Dispatcher  # noqa: E402
 from autorec.triggers import registry  # noqa: E402
 
 
@@ -180,25 +184,33 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
     )
     caplog.set_level(logging.INFO)
     ruleset = rules_mod.load_rules(path)
-    engine = engine_mod.RuleEngine(ruleset)
     hook_events: list[HookEvent] = []
     hooks = HookRunner()
     hooks.add_callback("on_alert", hook_events.append)
-    reporter = AlertReporter(AlertMonitor(), hooks, engine)
+    reporter = AlertReporter(AlertMonitor(), hooks)
+    # The reporter hears of the disabled rule as any listener hears of anything: a pipeline output.
+    pipeline = Dispatcher(
+        Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None), listeners=[reporter]
+    )
+    engine = pipeline.engine
     ev = PurpleDropEvent()
     ev.hv_regulator.voltage = 100.0
-    fired = []
     for i in range(5):
-        firings = engine.feed(1000.0 + i, ev)
-        fired += [f.rule for f in firings]
-        reporter.fired(1000.0 + i, firings)
-    assert hooks.close(30)
-    assert fired == ["volts"] * 5  # the other rule never noticed
+        events.set_timestamp(ev, 1000.0 + i)
+        pipeline.message(Message(ev.SerializeToString(), 1000.0 + i, 0.0, "hv_regulator", event=ev))
+    assert pipeline.stats.firings == 5  # the other rule never noticed
     assert engine.errors["bubbles"] == 3  # not called again once disabled
     assert "bubbles" in engine.disabled and "ZeroDivisionError" in engine.disabled["bubbles"]
     assert [(a.state, a.key, a.time) for a in reporter.announced] == [("raised", "plugin_disabled:bubbles", 1002.0)]
-    [hook_event] = hook_events
+    # SIGHUP with the rule file unchanged: the rule gets a fresh trigger, and its alert clears
+    # (the README promises it; before, nothing ever cleared it outside tests).
+    pipeline.reload(rules_mod.load_rules(path))
+    assert [(a.state, a.key) for a in reporter.announced][-1] == ("cleared", "plugin_disabled:bubbles")
+    assert not reporter.monitor.active
+    assert hooks.close(30)
+    hook_event, cleared = hook_events
     assert hook_event.values["alert"] == "plugin_disabled:bubbles" and hook_event.values["rules"] == "bubbles"
+    assert (cleared.values["alert"], cleared.values["state"]) == ("plugin_disabled:bubbles", "cleared")
     assert "bubble detector divided by zero" in hook_event.values["message"]
     assert any("ALERT plugin_disabled:bubbles: rule 'bubbles' disabled" in r.getMessage() for r in caplog.records)
     tracebacks = [r for r in caplog.records if r.exc_info and "bubbles" in r.getMessage()]
@@ -277,9 +289,9 @@ def test_replay_through_the_pipeline_archives_every_segment(
 ) -> None:
     """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""
     from autorec.core import pipeline as pipeline_mod
-    from autorec.io import filesource
     from autorec.io import writer as writer_mod
-    from autorec.io.dispatch import Dispatcher
+    from autorec.runs import filesource
+    from autorec.runs.dispatch import Dispatcher
 
     text = RULES.read_text().replace("dir: recordings", f"dir: {tmp_path / 'out'}")
     text = text.replace("post_roll: 10s", "post_roll: 1s").replace("pre_roll: 5s", "pre_roll: 1s")

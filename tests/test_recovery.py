@@ -12,7 +12,8 @@ from pathlib import Path
 
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter, frame
-from autorec.io.recovery import INDEX_NAME, recover_directory, recover_partial, summarize
+from autorec.io.recovery import recover_directory, recover_partial, summarize
+from autorec.outdir import INDEX_NAME
 from autorec.proto import PurpleDropEvent
 from autorec.units import iso_utc
 from tests.support.polling import wait_until

@@ -14,7 +14,7 @@ from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.replayserver import ReplayServer, playback_offsets
 from autorec.proto import PurpleDropEvent
-from tests.support.polling import wait_until
+from tests.support.polling import wait_until, wait_until_async
 
 
 def _event(kind: str, t: float | None) -> bytes:
@@ -156,17 +156,12 @@ def test_long_gaps_are_announced_before_playing_with_the_way_out(tmp_path, caplo
     async def main():
         async with ReplayServer(log, speed=1000.0, port=0, wait_for_clients=1):
             # the warning comes before any client is there to receive: nothing was played yet
-            await asyncio.wait_for(_until(lambda: "quiet stretch" in caplog.text), DEADLINE)
+            await wait_until_async(lambda: "quiet stretch" in caplog.text, DEADLINE, "the quiet-stretch warning")
 
     with caplog.at_level("WARNING", logger="autorec.io.replayserver"):
         asyncio.run(main())
     [line] = [r.getMessage() for r in caplog.records if "quiet stretch" in r.getMessage()]
     assert "2 quiet stretch(es) longer than 60.0min" in line and "--max-gap" in line
-
-
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.005)  # the poll interval, not a wait for the result
 
 
 def _ignore_sigint() -> None:

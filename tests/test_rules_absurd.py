@@ -8,7 +8,6 @@ import pytest
 
 from autorec.cli import main
 from autorec.rules import ConfigError, load_rules
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 
 BASE = "rules:\n  - name: el\n    trigger: electrodes\n"  # lines 1-3
 

@@ -215,8 +215,8 @@ def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
 def _pipeline(tmp_path: Path, **kw):
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
-    from autorec.io.dispatch import Dispatcher
     from autorec.rules import load_rules
+    from autorec.runs.dispatch import Dispatcher
 
     sink = DryRun()
     return Dispatcher(Pipeline(load_rules(RULES), **kw), sink), sink
@@ -377,8 +377,8 @@ def test_heartbeat_lines_when_stderr_is_not_a_terminal(tmp_path: Path):
 def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
-    from autorec.io.dispatch import Dispatcher
     from autorec.rules import load_rules
+    from autorec.runs.dispatch import Dispatcher
 
     shown = io.StringIO()
     sink = DryRun(out=shown)

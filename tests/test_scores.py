@@ -12,10 +12,10 @@ import pytest
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.core.scores import ScoreTrack
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.io.scorelog import ScoreLog, scores_name
 from autorec.rules import ConfigError, parse_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
 from autorec.triggers.base import Firing, Score
 from tests.support.simlog import T0, write_sim_log
 
@@ -135,9 +135,9 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
     import io
 
     from autorec import events
-    from autorec.io.livedriver import StatusLine
     from autorec.io.source import Message
     from autorec.proto import PurpleDropEvent
+    from autorec.runs.live import StatusLine
 
     text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
     rules = parse_rules(text, "s.yaml")

@@ -17,15 +17,14 @@ from autorec import events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
 from autorec.io.atomicfile import SymlinkRefused, append_json_line, open_nofollow, replace_file, write_json
-from autorec.io.dispatch import Dispatcher
 from autorec.io.instancelock import InstanceLock
 from autorec.io.logfile import LogWriter
 from autorec.io.recovery import recover_directory
 from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.services.statusfile import write_status
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 from tests.support.segment_helpers import payload
 from tests.support.videolog import T0 as VT0
 from tests.support.videolog import frames_log

@@ -14,12 +14,12 @@ import pytest
 from autorec import events
 from autorec.core.pipeline import Pipeline
 from autorec.core.timelapse import TimelapsePicker, timelapse_name
-from autorec.io.dispatch import Dispatcher
 from autorec.io.logfile import LogReader
 from autorec.io.retention import RetentionPolicy, apply_retention
 from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import ConfigError, load_rules, parse_rules
+from autorec.runs.dispatch import Dispatcher
 from autorec.services.diskfloor import PAUSE_REASON
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation

@@ -11,9 +11,9 @@ from autorec.cli import main
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
 from autorec.core.sweep import sweep
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.rules import Override, load_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
 from tests.support.simlog import write_sim_log
 
 RULES = """segments: {pre_roll: 3s, post_roll: 5s}

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autorec.events import ABSENT, UNKNOWN, head_timestamp
-from autorec.media.jpeg import jpeg_size
+from autorec.frames.jpeg import jpeg_size
 
 HEAD = 64  # bytes of each payload looked at; holds the timestamp of every kind in practice
 DECODE_LIMIT = 64 * 1024  # small records whose timestamp is not in the head are decoded whole

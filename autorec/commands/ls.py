@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
+from autorec.outdir import INDEX_NAME
 from autorec.units import format_duration, format_size
 
 
@@ -33,26 +33,6 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def segment_row(seg: Any) -> dict[str, Any]:
-    from autorec.report.night import utc_text
-
-    return {
-        "name": seg.name,
-        "path": str(seg.path),
-        "start": seg.start,
-        "end": seg.end,
-        "start_iso": utc_text(seg.start, "%Y-%m-%dT%H:%M:%S.%fZ"),
-        "end_iso": utc_text(seg.end, "%Y-%m-%dT%H:%M:%S.%fZ"),
-        "duration_s": round(seg.duration, 3),
-        "rules": list(seg.rules),
-        "records": seg.records,
-        "bytes": seg.bytes,
-        "close_reason": seg.close_reason,
-        "exists": seg.exists,
-        "videos": [str(v) for v in seg.videos],
-    }
-
-
 def listing(directory: str, rules: list[str], since: str | None, until: str | None, as_json: bool, prog: str) -> int:
     """Print the segments of `directory` (text or JSON). Exit code: 0, or 2 for bad arguments / not a directory."""
     import os
@@ -77,7 +57,7 @@ def listing(directory: str, rules: list[str], since: str | None, until: str | No
     if as_json:
         out = {
             "directory": str(night.directory),
-            "segments": [segment_row(s) for s in segments],
+            "segments": [s.row() for s in segments],
             "totals": {"segments": len(segments), "bytes": total, "duration_s": round(length, 3)},
             "open": [str(p) for p in night.partials],
             "problems": night.problems,
@@ -87,8 +67,7 @@ def listing(directory: str, rules: list[str], since: str | None, until: str | No
     if not segments:
         what = "no segments" + (" match" if (rules or t0 or t1) and night.segments else "")
         print(
-            f"{what} in {directory}"
-            + (" (no index.jsonl yet)" if not (night.directory / "index.jsonl").exists() else "")
+            f"{what} in {directory}" + (" (no index.jsonl yet)" if not (night.directory / INDEX_NAME).exists() else "")
         )
     else:
         print(f"{'local start':19}  {'UTC start':19}  {'length':>8}  {'size':>8}  {'close':10}  rules")

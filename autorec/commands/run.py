@@ -170,7 +170,7 @@ def _claim_output(out: Path):
 
 def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
-    from autorec.io.backtest import backtest
+    from autorec.runs.backtest import backtest
 
     path = Path(args.replay)
     if not path.is_file():
@@ -188,8 +188,8 @@ def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
-    from autorec.io.livedriver import record
     from autorec.io.source import DEFAULT_URI, WebsocketSource
+    from autorec.runs.live import record
 
     sim_config = None
     if args.sim:
@@ -201,13 +201,16 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             print(f"autorec run: {exc}", file=sys.stderr)
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
-    http = None
+    companions = []
     if args.http is not None:
         from autorec.commands.serve import http_settings
 
         http = http_settings(args, "run")
         if http is None:
             return 2
+        from autorec.web.server import live_companion
+
+        companions.append(live_companion(out, *http))
     uri = args.uri or ruleset.source or DEFAULT_URI
     live_source = None
     if sim_config is None:
@@ -229,7 +232,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             live_source=live_source,
             sim_config=sim_config,
             duration=duration,
-            http=http,
+            companions=companions,
             telemetry=ruleset.output.telemetry and not args.no_telemetry,
             timelapse=ruleset.output.timelapse is not None and not args.no_timelapse,
             overrides=list(args.overrides),

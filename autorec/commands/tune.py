@@ -65,8 +65,8 @@ def parse_thresholds(thresholds: str | None, span: str | None) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from autorec.core.sweep import SweepError, sweep, sweep_option
-    from autorec.io.filesource import FileSource, with_progress
     from autorec.rules import ConfigError, Override, load_rules
+    from autorec.runs.filesource import FileSource, with_progress
     from autorec.units import format_size
 
     try:

@@ -131,6 +131,11 @@ class RuleEngine:
         out, self._scores = self._scores, []
         return out
 
+    @property
+    def disabled_pending(self) -> bool:
+        """Whether rules were disabled since the last `take_newly_disabled` (a cheap check per message)."""
+        return bool(self._newly_disabled)
+
     def take_newly_disabled(self) -> list[str]:
         """Rules disabled since the last call (each reported once)."""
         out, self._newly_disabled = self._newly_disabled, []

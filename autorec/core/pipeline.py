@@ -8,8 +8,8 @@ without `--dry-run`). It reads no clock, opens no file and calls nobody: each in
 on the pipeline runs it step by step instead, in the style of h11's `next_event`: `put(item)`
 (`put_tick`, `put_link`, `put_finish`) queues an input's steps (one per record the timeline
 releases, then the input's own), and `next_outputs()` runs one step and returns its outputs.
-`autorec.io.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
-`autorec.io.livedriver`): it hands `SegmentActions` to the writer (or the dry run),
+`autorec.runs.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
+`autorec.runs.live`): it hands `SegmentActions` to the writer (or the dry run),
 `TelemetryRecord`/`TimelapseRecord` to the writer's daily tracks, `ScoreUpdate` to the score
 sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired` to the `StreamListener`s (hooks for
 alerts, status, disk floor, journal, web UI), so services attach identically live and offline.
@@ -146,6 +146,17 @@ class BudgetChanged:
     change: Change
 
 
+@dataclass(frozen=True, slots=True)
+class RuleStateChanged:
+    """A rule's trigger was disabled by the engine (too many errors: `reason` says which) or is
+    running again (`enabled`: a reload brought the rule back with a fresh trigger, or removed it)."""
+
+    time: float
+    rule: str
+    enabled: bool
+    reason: str = ""
+
+
 Output = (
     SegmentActions
     | TelemetryRecord
@@ -156,6 +167,7 @@ Output = (
     | LinkChanged
     | Fired
     | BudgetChanged
+    | RuleStateChanged
 )
 
 
@@ -360,6 +372,8 @@ class Pipeline:
                 out.append(TimelapseRecord(record_time, record))
         if firings:
             self._fired(t, firings)
+        if self.engine.disabled_pending:
+            self._rules_disabled(t)
         out.append(Processed(t, kind, event))
 
     def _tick(self, monotonic: float, wall: float | None) -> None:
@@ -384,6 +398,8 @@ class Pipeline:
             self._budget_check(t, force=True)
         if firings:
             self._fired(t, firings)
+        if self.engine.disabled_pending:
+            self._rules_disabled(t)
         self._out.append(Ticked(t))
 
     def _link(self, up: bool, monotonic: float | None, wall: float | None) -> None:
@@ -420,10 +436,13 @@ class Pipeline:
         """Why segments are not being opened, or None."""
         return self.segmenter.paused
 
-    def reload(self, ruleset: RuleSet) -> None:
+    def reload(self, ruleset: RuleSet) -> list[Output]:
         """Use a new, already validated rule set (SIGHUP). Triggers restart with fresh state, fed
         the latest state of the stream as it stands; the open segment goes on under its old end.
-        Output settings (directory, names, hooks) are not changed by a reload."""
+        Output settings (directory, names, hooks) are not changed by a reload. Returns a
+        `RuleStateChanged(enabled=True)` for every rule the old engine had disabled: its new
+        trigger starts afresh (or the rule is gone)."""
+        was_disabled = sorted(self.engine.disabled)
         engine = RuleEngine(ruleset)
         old = self.engine.state
         for _kind, (t, event) in old.snapshot().items():
@@ -436,6 +455,12 @@ class Pipeline:
             self.budget.volume_bytes = volume
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self._use_rules(ruleset)
+        t = self._segment_time if self._segment_time is not None else self.timeline.time
+        if t is not None:
+            names = {r.name for r in ruleset.rules}
+            for rule in was_disabled:
+                self._out.append(RuleStateChanged(t, rule, True, "reloaded" if rule in names else "removed"))
+        return self._take()
 
     def counters(self) -> dict[str, int]:
         """The pipeline's counters, a flat dict of ints: messages, rejected, firings, segments
@@ -575,6 +600,10 @@ class Pipeline:
                 # The flapping period gets a segment of its own (thinned as the rule says).
                 self._submit(self.segmenter.close(t, "flapping"))
             self._out.append(BudgetChanged(change))
+
+    def _rules_disabled(self, t: float) -> None:
+        for rule in self.engine.take_newly_disabled():
+            self._out.append(RuleStateChanged(t, rule, False, self.engine.disabled.get(rule, "")))
 
     def _fired(self, t: float, firings: list[Firing]) -> None:
         self.stats.firings += len(firings)

@@ -14,6 +14,7 @@ from typing import Any
 from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import DEFAULT_NAME
+from autorec.outdir import STATUS_NAME
 from autorec.triggers.base import Trigger
 from autorec.units import format_size
 
@@ -72,7 +73,7 @@ class OutputSettings:
     keep: float | None = None
     max_total: int | None = None
     fsync: bool = True
-    status_file: str | None = "status.json"
+    status_file: str | None = STATUS_NAME
     queue_max_bytes: int = 512_000_000
     timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
 

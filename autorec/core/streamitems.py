@@ -5,9 +5,9 @@ status file, night journal, web UI), identically live and offline: subclass it a
 what you need. Listener methods get stream time and must return quickly (they run on the
 pipeline's thread).
 
-A source (the live websocket client `autorec.io.source`, a log file `autorec.io.filesource`, a
+A source (the live websocket client `autorec.io.source`, a log file `autorec.runs.filesource`, a
 test) yields `Message`, `Connected` and `Disconnected` items; `autorec.core.pipeline.Pipeline`
-takes them (`receive`, or `put` through `autorec.io.dispatch.Dispatcher`). They live here, apart
+takes them (`receive`, or `put` through `autorec.runs.dispatch.Dispatcher`). They live here, apart
 from any source, so the offline path (a log file) never imports the websocket library. Times:
 `received` is the computer's clock (`time.time()`) and `monotonic` its monotonic clock at the
 moment the item was made; stream time (the rig's clock) is the pipeline's business.
@@ -89,3 +89,9 @@ class StreamListener:
 
     def fired(self, t: float, firings: Sequence[Any]) -> None:
         """Rules fired (`autorec.triggers.base.Firing`s)."""
+
+    def rule_state(self, t: float, rule: str, enabled: bool, reason: str) -> None:
+        """A rule's trigger was disabled after too many errors (`reason`), or runs again after a reload."""
+
+    def budget_changed(self, change: Any) -> None:
+        """A budget or flapping state (`autorec.core.budget.Change`) was raised or cleared."""

@@ -30,14 +30,16 @@ import datetime as _dt
 import math
 from dataclasses import dataclass, field
 
-PREFIX = "timelapse-"
+from autorec.outdir import TIMELAPSE_PREFIX, daily_name
+
+PREFIX = TIMELAPSE_PREFIX
 DEFAULT_INTERVAL = 30.0
 
 
 def timelapse_name(time: float) -> str:
     """The file name of the timelapse log holding stream time `time`."""
     day = _dt.datetime.fromtimestamp(time, tz=_dt.timezone.utc).strftime("%Y%m%d")
-    return f"{PREFIX}{day}.bin"
+    return daily_name(PREFIX, day)
 
 
 @dataclass

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autorec.io.atomicfile import open_nofollow
-
-LOCK_NAME = ".autorec.lock"
+from autorec.outdir import LOCK_NAME
 
 
 class InstanceLockError(RuntimeError):

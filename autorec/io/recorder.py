@@ -371,7 +371,13 @@ class EventRecorder(_RecorderBase):
     def _finish_failed(self) -> None:
         """Raise (once) the error of a capture that ended on its own."""
         capture, thread = self._capture, self._thread
-        if capture is None or thread is None or thread.is_alive():
+        if capture is None or thread is None:
+            return
+        if thread.is_alive() and capture.error is not None:
+            # The capture has failed (`recording` is already False) and its thread is unwinding its
+            # event loop: wait for that, so start() raises the error instead of "already recording".
+            thread.join(capture.source.close_timeout + 5)
+        if thread.is_alive():
             return
         self._capture = self._thread = None
         self._last = capture

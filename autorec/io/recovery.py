@@ -49,18 +49,22 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__, events
-from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.core.timeline import LogSpan
-from autorec.io.atomicfile import (
-    append_json_line as append_index_line,  # re-exported: tests and tools append index lines
-)
-from autorec.io.atomicfile import fsync_path, open_nofollow, write_json
+from autorec.io.atomicfile import append_json_line, fsync_path, open_nofollow, write_json
 from autorec.io.logfile import LogReader
-from autorec.io.telemetry import PREFIX as TELEMETRY_PREFIX
-from autorec.io.writer import INDEX_NAME, LOG_SUFFIX, SIDECAR_SUFFIX, SIDECAR_VERSION
+from autorec.outdir import (
+    INDEX_NAME,
+    LOG_SUFFIX,
+    OPEN_LOG_SUFFIX,
+    OPEN_SUFFIX,
+    SIDECAR_KEYS,
+    SIDECAR_SUFFIX,
+    SIDECAR_VERSION,
+    IndexLine,
+    is_daily_log,
+    is_near_miss_clip,
+)
 from autorec.units import with_iso_times
-
-PARTIAL_SUFFIX = ".partial"  # on NAME.bin (the writer's PARTIAL_SUFFIX) and on a NAME.json left beside it
 
 # Sidecar keys that describe the file's content (or its finalization): always recomputed on recovery.
 CONTENT_KEYS: frozenset[str] = frozenset(
@@ -83,8 +87,6 @@ CONTENT_KEYS: frozenset[str] = frozenset(
         "recovery",
     }
 )
-# The index line: these sidecar keys, plus `path`, `sidecar`, `gaps` (a count) and `dropped` (a count).
-INDEX_KEYS: tuple[str, ...] = ("name", "start", "end", "rules", "records", "bytes", "close_reason", "part", "recovered")
 
 
 @dataclass
@@ -158,7 +160,7 @@ class Recovered:
 
 def final_name(partial: Path) -> Path:
     """`NAME.bin` for `NAME.bin.partial`, or `NAME.recovered-N.bin` if that is taken."""
-    target = partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])
+    target = partial.with_name(partial.name[: -len(OPEN_SUFFIX)])
     if not os.path.lexists(target):
         return target
     stem = target.name[: -len(LOG_SUFFIX)] if target.name.endswith(LOG_SUFFIX) else target.name
@@ -173,8 +175,8 @@ def final_name(partial: Path) -> Path:
 def _stem(path: Path) -> Path:
     """`dir/NAME` for `dir/NAME.bin` or `dir/NAME.bin.partial`."""
     name = path.name
-    if name.endswith(PARTIAL_SUFFIX):
-        name = name[: -len(PARTIAL_SUFFIX)]
+    if name.endswith(OPEN_SUFFIX):
+        name = name[: -len(OPEN_SUFFIX)]
     if name.endswith(LOG_SUFFIX):
         name = name[: -len(LOG_SUFFIX)]
     return path.with_name(name)
@@ -186,49 +188,6 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def index_entry(sidecar: dict[str, Any], log_name: str, sidecar_name: str) -> dict[str, Any]:
-    """The `index.jsonl` line for a sidecar: the writer's summary shape."""
-    entry: dict[str, Any] = {k: sidecar.get(k) for k in INDEX_KEYS}
-    entry["path"] = log_name
-    entry["sidecar"] = sidecar_name
-    gaps = sidecar.get("gaps")
-    entry["gaps"] = len(gaps) if isinstance(gaps, list) else 0
-    dropped = sidecar.get("dropped")
-    entry["dropped"] = dropped.get("records", 0) if isinstance(dropped, dict) else 0
-    return with_iso_times(entry)
-
-
-# The writer's sidecar keys, in its order (recovered sidecars add `recovery` at the end).
-SIDECAR_KEYS: tuple[str, ...] = (
-    "version",
-    "autorec",
-    "name",
-    "path",
-    "seq",
-    "part",
-    "start",
-    "end",
-    "segment_start",
-    "segment_end",
-    "open_reason",
-    "close_reason",
-    "rules",
-    "firings",
-    "firing_counts",
-    "snapshot",
-    "pre_roll",
-    "records",
-    "bytes",
-    "counts",
-    "bytes_per_kind",
-    "origins",
-    "gaps",
-    "dropped",
-    "recovered",
-    "near_miss",
-)
 
 
 def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, recovery: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +227,7 @@ def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, reco
         "gaps": gaps,
         "dropped": {"records": 0, "bytes": 0},  # none known; what never reached the disk is unknown
         "recovered": True,
-        "near_miss": _only_near_misses(kept.get("firings")),
+        "near_miss": is_near_miss_clip(kept.get("firings")),
     }
     sidecar = {k: values[k] for k in SIDECAR_KEYS}
     sidecar.update({k: v for k, v in kept.items() if k not in sidecar})  # fields a later writer may add
@@ -276,19 +235,9 @@ def build_sidecar(previous: dict[str, Any], log: Path, summary: LogSummary, reco
     return with_iso_times(sidecar)  # recomputed: the old sidecar's *_iso and duration_s may be stale
 
 
-def _only_near_misses(firings: Any) -> bool:
-    """Whether a segment's firings are all near-miss clips (the writer's `near_miss` sidecar key)."""
-    if not isinstance(firings, list) or not firings:
-        return False
-    return all(
-        isinstance(f, dict) and isinstance(f.get("evidence"), dict) and f["evidence"].get("near_miss") is True
-        for f in firings
-    )
-
-
 def _sidecar_candidates(stem: Path) -> list[Path]:
     return [
-        stem.with_name(stem.name + SIDECAR_SUFFIX + PARTIAL_SUFFIX),
+        stem.with_name(stem.name + SIDECAR_SUFFIX + OPEN_SUFFIX),
         stem.with_name(stem.name + SIDECAR_SUFFIX),
     ]
 
@@ -300,7 +249,7 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
     summary = summarize(source)
     result.summary = summary
     stem = _stem(source)
-    is_partial = source.name.endswith(PARTIAL_SUFFIX)
+    is_partial = source.name.endswith(OPEN_SUFFIX)
     trailing = result.original_bytes - summary.bytes  # bytes after the last whole record
     result.cut_bytes = trailing if is_partial else 0
     if summary.records == 0 and is_partial:
@@ -348,7 +297,9 @@ def _finalize(source: Path, result: Recovered, fsync: bool, now: float | None) -
     result.log = log
     with contextlib.suppress(FileNotFoundError):
         _sidecar_candidates(stem)[0].unlink()
-    append_index_line(directory / INDEX_NAME, index_entry(sidecar, log.name, sidecar_path.name), fsync)
+    append_json_line(
+        directory / INDEX_NAME, IndexLine.from_sidecar(sidecar, log.name, sidecar_path.name).to_json(), fsync
+    )
     if fsync:
         fsync_path(directory)
 
@@ -388,9 +339,9 @@ def find_unfinished(directory: str | os.PathLike[str]) -> list[Path]:
     indexed: set[str] | None = None
     found: list[Path] = []
     for p in files:
-        if p.name.endswith(LOG_SUFFIX + PARTIAL_SUFFIX):
+        if p.name.endswith(OPEN_LOG_SUFFIX):
             found.append(p)
-        elif p.name.endswith(LOG_SUFFIX) and not p.name.startswith((TELEMETRY_PREFIX, TIMELAPSE_PREFIX, ".")):
+        elif p.name.endswith(LOG_SUFFIX) and not is_daily_log(p.name) and not p.name.startswith("."):
             # The writer writes a segment's sidecar before its final name exists, so a
             # NAME.bin without a sidecar is not a segment (a user's file, a copied log):
             # adopting it would hand it to retention. Only a missing index line is repaired.

@@ -43,14 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.io.atomicfile import fsync_path, replace_file
-from autorec.io.writer import INDEX_NAME, SIDECAR_SUFFIX
+from autorec.outdir import INDEX_NAME, LOG_SUFFIX, OPEN_SUFFIX, SIDECAR_SUFFIX, TIMELAPSE_PREFIX, VIDEO_SUFFIXES
 from autorec.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
-
-EXPORT_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv")
 
 
 @dataclass(frozen=True)
@@ -117,10 +114,10 @@ def plan_deletions(segments: Sequence[SegmentFiles], policy: RetentionPolicy, no
 
 def segment_files(log: Path) -> list[Path]:
     """The files that belong to the segment whose log is `log` and exist now."""
-    stem = log.with_suffix("") if log.suffix == ".bin" else log
-    candidates = [stem.with_name(stem.name + s) for s in EXPORT_SUFFIXES]
+    stem = log.with_suffix("") if log.suffix == LOG_SUFFIX else log
+    candidates = [stem.with_name(stem.name + s) for s in VIDEO_SUFFIXES]
     # An export a crash interrupted (`NAME.mp4.partial`) goes with its segment too.
-    candidates += [stem.with_name(stem.name + s + ".partial") for s in EXPORT_SUFFIXES]
+    candidates += [stem.with_name(stem.name + s + OPEN_SUFFIX) for s in VIDEO_SUFFIXES]
     candidates.append(stem.with_name(stem.name + SIDECAR_SUFFIX))
     candidates.append(log)
     return [p for p in candidates if p.exists()]
@@ -173,7 +170,7 @@ def scan(directory: Path, lines: Sequence[str]) -> list[SegmentFiles]:
 def scan_timelapse(directory: Path) -> list[SegmentFiles]:
     """The daily timelapse logs as segments without an index line (`index_line` -1), the newest left out."""
     try:
-        logs = sorted(p for p in directory.glob(f"{TIMELAPSE_PREFIX}*.bin") if p.is_file())
+        logs = sorted(p for p in directory.glob(f"{TIMELAPSE_PREFIX}*{LOG_SUFFIX}") if p.is_file())
     except OSError:
         return []
     found: list[SegmentFiles] = []

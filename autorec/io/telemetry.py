@@ -26,17 +26,18 @@ from pathlib import Path
 from autorec.dates import utc_strftime
 from autorec.events import is_telemetry_kind  # noqa: F401  (re-exported: the track's rule lives with the kinds)
 from autorec.io.logfile import LogWriteError, LogWriter
+from autorec.outdir import TELEMETRY_PREFIX, daily_name
 
 log = logging.getLogger(__name__)
 
-PREFIX = "telemetry-"
+PREFIX = TELEMETRY_PREFIX
 LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
 
 
 def telemetry_name(time: float, prefix: str = PREFIX) -> str:
     """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
     day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
-    return f"{prefix}{day}.bin"
+    return daily_name(prefix, day)
 
 
 class TelemetryLog:

@@ -63,18 +63,19 @@ from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.io.atomicfile import append_json_line, write_json
 from autorec.io.logfile import LogWriteError, LogWriter
 from autorec.io.telemetry import TelemetryLog
+from autorec.outdir import (
+    INDEX_NAME,
+    LOG_SUFFIX,
+    OPEN_LOG_SUFFIX,
+    SIDECAR_SUFFIX,
+    SIDECAR_VERSION,
+    IndexLine,
+)
 from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger(__name__)
 
 MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
-
-# The segment directory's layout; crash recovery and retention read it through these names.
-LOG_SUFFIX = ".bin"
-PARTIAL_SUFFIX = LOG_SUFFIX + ".partial"
-SIDECAR_SUFFIX = ".json"
-INDEX_NAME = "index.jsonl"
-SIDECAR_VERSION = 1
 
 
 @dataclass
@@ -400,7 +401,7 @@ class SegmentWriter:
         while any(
             # lexists: a symbolic link (even a dangling one) takes the name too; it is never written through.
             os.path.lexists(self.directory / f"{name}{suffix}")
-            for suffix in (LOG_SUFFIX, PARTIAL_SUFFIX, SIDECAR_SUFFIX)
+            for suffix in (LOG_SUFFIX, OPEN_LOG_SUFFIX, SIDECAR_SUFFIX)
         ):
             n += 1
             name = f"{base}-{n}"
@@ -415,7 +416,7 @@ class SegmentWriter:
             part=a.part,
             name=name,
             path=self.directory / f"{name}{LOG_SUFFIX}",
-            partial=self.directory / f"{name}{PARTIAL_SUFFIX}",
+            partial=self.directory / f"{name}{OPEN_LOG_SUFFIX}",
             sidecar=self.directory / f"{name}{SIDECAR_SUFFIX}",
             start=a.start,
             rules=a.rules,
@@ -615,15 +616,7 @@ class SegmentWriter:
         return out
 
     def _summary(self, sidecar: dict[str, Any], file: SegmentFile) -> dict[str, Any]:
-        keys = ("name", "start", "end", "rules", "records", "bytes", "close_reason", "part", "recovered")
-        out = {k: sidecar[k] for k in keys}
-        out["path"] = file.path.name
-        out["sidecar"] = file.sidecar.name
-        out["gaps"] = len(sidecar["gaps"])
-        out["dropped"] = sidecar["dropped"]["records"]
-        if sidecar.get("near_miss"):
-            out["near_miss"] = True
-        return with_iso_times(out)
+        return IndexLine.from_sidecar(sidecar, file.path.name, file.sidecar.name).to_json()
 
     def _notify(self, method: str, file: SegmentFile) -> None:
         for obs in list(self.observers):

@@ -29,7 +29,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from autorec import events
-from autorec.media.jpeg import JpegError, jpeg_complete, jpeg_header
+from autorec.frames.jpeg import JpegError, jpeg_complete, jpeg_header
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ Robustness contract:
   either mode: it is skipped, counted in `too_large`, and the first one is
   logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded). FFmpeg's
   own `max_pixels` limit is set to the same value in the decoder, so a header
-  that hides its size from `autorec.media.jpeg` is refused there too.
+  that hides its size from `autorec.frames.jpeg` is refused there too.
 - The file is written as `OUT.partial` and renamed to `OUT` only when
   complete, so a killed export never leaves a broken file under the real name.
 - Failures raise `ExportError` with a one-line message; the partial file is
@@ -52,6 +52,7 @@ from av.video.frame import PictureType
 
 from autorec import events
 from autorec.dates import clamp_time, local_strftime, utc_iso
+from autorec.frames.jpeg import jpeg_complete, jpeg_size
 from autorec.io.atomicfile import fsync_path, open_nofollow
 from autorec.io.logfile import LogReader
 from autorec.media.frametiming import (  # re-exported: the timing was part of this module until round 2
@@ -65,7 +66,7 @@ from autorec.media.frametiming import (  # re-exported: the timing was part of t
     select_frames,
     snapshot_records_from_sidecar,
 )
-from autorec.media.jpeg import jpeg_complete, jpeg_size
+from autorec.outdir import OPEN_SUFFIX
 
 _log = logging.getLogger(__name__)  # `log` names the log file being exported throughout this module
 
@@ -242,7 +243,7 @@ def is_up_to_date(log_path: str | os.PathLike[str], out_path: str | os.PathLike[
 
 def partial_path(out_path: str | os.PathLike[str]) -> Path:
     out = Path(out_path)
-    return out.with_name(out.name + ".partial")
+    return out.with_name(out.name + OPEN_SUFFIX)
 
 
 # Camera JPEGs are full-range 4:2:0 YUV. The video keeps exactly that and says so (H.264's

@@ -12,8 +12,8 @@ anything and without ever raising for bad content:
 
 Whatever is damaged or missing becomes a line in `Night.problems` (file and
 line where there is one; a bounded `autorec.io.boundedread.Problems`: the
-first lines of each file and a count of the rest) and the rest is still read: a corrupt index line
-is skipped, a segment whose log is missing is listed with `exists=False`, a
+first lines of each file and a count of the rest) and the rest is still read:
+a corrupt index line is skipped, a segment whose log is missing is listed with `exists=False`, a
 sidecar that is missing, corrupt, or from a newer autorec leaves the index
 line's summary in place. `since`/`until` (epoch seconds) keep the segments
 that overlap that span, and the journal entries inside it.
@@ -36,23 +36,27 @@ from typing import Any
 from autorec.core.scores import NearMiss
 from autorec.dates import local_strftime, utc_strftime
 from autorec.io.boundedread import Problems, bounded_lines, open_regular, read_capped
-from autorec.services.journal import JOURNAL_NAME
+from autorec.outdir import (
+    INDEX_NAME,
+    JOURNAL_NAME,
+    OPEN_LOG_SUFFIX,
+    STATUS_NAME,
+    TELEMETRY_PREFIX,
+    TIMELAPSE_PREFIX,
+    VIDEO_SUFFIXES,
+    IndexLine,
+    check_sidecar,
+    finite,
+    is_daily_log,
+)
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.jsonl"
-STATUS_NAME = "status.json"
-SIDECAR_VERSION = 1  # the newest sidecar layout this module knows (autorec.io.writer writes it)
-VIDEO_SUFFIXES = (".mp4", ".mkv")
 MAX_LINE = 1 << 20  # longer lines of index, journal or near-misses are skipped (a damaged file costs no memory)
 MAX_SIDECAR = 64 << 20  # a sidecar larger than this is not read (it cannot be one of ours)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
+_number = finite
 
 
 def _int(value: Any) -> int:
@@ -95,20 +99,29 @@ class Segment:
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
 
+    def row(self) -> dict[str, Any]:
+        """The segment as `ls --json` and the web UI's `/api/segments` list it."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "start": self.start,
+            "end": self.end,
+            "start_iso": utc_text(self.start, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "end_iso": utc_text(self.end, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "duration_s": round(self.duration, 3),
+            "rules": list(self.rules),
+            "records": self.records,
+            "bytes": self.bytes,
+            "close_reason": self.close_reason,
+            "exists": self.exists,
+            "videos": [str(v) for v in self.videos],
+        }
+
     @property
     def firings(self) -> list[dict[str, Any]]:
         """The firings the sidecar lists (dicts with `rule`, `time`, `evidence`), in time order."""
         raw = (self.sidecar or {}).get("firings")
-        if not isinstance(raw, list):
-            return []
-        out = []
-        for f in raw:
-            t = _number(f.get("time")) if isinstance(f, dict) else None
-            if t is None:
-                continue
-            # a firing as the pages use it: a text rule, a number time, a dict (or no) evidence
-            rule = f.get("rule")
-            out.append({**f, "time": t, "rule": rule if isinstance(rule, str) else str(rule)})
+        out = [f for f in raw if isinstance(f, dict) and _number(f.get("time")) is not None] if raw else []
         return sorted(out, key=lambda f: f["time"])
 
     @property
@@ -302,33 +315,24 @@ def _read_json_file(path: Path, limit: int) -> tuple[Any, str | None]:
 
 
 def _segment_from_line(directory: Path, entry: dict[str, Any], line: int) -> Segment | str:
-    name = entry.get("name")
-    path = entry.get("path")
-    if not isinstance(path, str) or not isinstance(name, str):
-        return "no segment name or path"
-    # Only a plain file name inside the directory: an index line never points elsewhere.
-    if os.path.basename(path) != path or path in ("", ".", ".."):
-        return f"segment path {path!r} is not a file name in this directory"
-    start, end = _number(entry.get("start")), _number(entry.get("end"))
-    if start is None or end is None:
-        return "no valid start/end time"
-    sidecar = entry.get("sidecar")
-    sidecar_name = sidecar if isinstance(sidecar, str) and os.path.basename(sidecar) == sidecar else name + ".json"
-    rules = entry.get("rules")
+    parsed = IndexLine.from_json(entry)
+    if isinstance(parsed, str):
+        return parsed
+    assert parsed.start is not None and parsed.end is not None  # from_json requires both
     return Segment(
-        name=name,
-        path=directory / path,
-        sidecar_path=directory / sidecar_name,
-        start=start,
-        end=max(start, end),
-        rules=tuple(str(r) for r in rules) if isinstance(rules, list) else (),
-        records=_int(entry.get("records")),
-        bytes=_int(entry.get("bytes")),
-        close_reason=str(entry.get("close_reason", "?")),
-        part=_int(entry.get("part")) or 1,
-        recovered=entry.get("recovered") is True,
-        gaps=_int(entry.get("gaps")),
-        dropped=_int(entry.get("dropped")),
+        name=parsed.name,
+        path=directory / parsed.path,
+        sidecar_path=directory / parsed.sidecar,
+        start=parsed.start,
+        end=parsed.end,
+        rules=parsed.rules,
+        records=parsed.records,
+        bytes=parsed.bytes,
+        close_reason=parsed.close_reason,
+        part=parsed.part,
+        recovered=parsed.recovered,
+        gaps=parsed.gaps,
+        dropped=parsed.dropped,
         line=line,
     )
 
@@ -431,17 +435,12 @@ def _load_sidecar(seg: Segment, problems: list[str]) -> None:
     if error is not None:
         problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
         return
-    if not isinstance(data, dict):
-        problems.append(f"{seg.sidecar_path}: not a sidecar (not a JSON object); the index line's summary is used")
+    sidecar, found = check_sidecar(data)
+    if sidecar is None:
+        problems.append(f"{seg.sidecar_path}: {found[0]}; the index line's summary is used")
         return
-    version = data.get("version")
-    if isinstance(version, int) and version > SIDECAR_VERSION:
-        problems.append(
-            f"{seg.sidecar_path}: sidecar version {version} is newer than this autorec reads ({SIDECAR_VERSION});"
-            " only the index line's summary is used"
-        )
-        return
-    seg.sidecar = data
+    problems += [f"{seg.sidecar_path}: {p}" for p in found]
+    seg.sidecar = sidecar
 
 
 def load_night(directory: str | os.PathLike[str], since: float | None = None, until: float | None = None) -> Night:
@@ -483,9 +482,9 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
         night.status = status
     elif error not in (None, "missing"):
         night.problems.append(f"{directory / STATUS_NAME}: {error}")
-    night.telemetry = [directory / n for n in names if n.startswith("telemetry-") and n.endswith(".bin")]
-    night.timelapse = [directory / n for n in names if n.startswith("timelapse-") and n.endswith(".bin")]
-    night.partials = [directory / n for n in names if n.endswith(".bin.partial")]
+    night.telemetry = [directory / n for n in names if is_daily_log(n) and n.startswith(TELEMETRY_PREFIX)]
+    night.timelapse = [directory / n for n in names if is_daily_log(n) and n.startswith(TIMELAPSE_PREFIX)]
+    night.partials = [directory / n for n in names if n.endswith(OPEN_LOG_SUFFIX)]
     return night
 
 

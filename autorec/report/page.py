@@ -35,7 +35,7 @@ from typing import Any
 
 from autorec import __version__
 from autorec.io.atomicfile import replace_file
-from autorec.io.scorelog import NEAR_MISSES
+from autorec.outdir import NEAR_MISSES_NAME, is_score_track
 from autorec.report.night import (
     Night,
     Segment,
@@ -370,15 +370,15 @@ def render_report(
     from bokeh.resources import INLINE
     from jinja2 import Template
 
-    from autorec.io.scorelog import read_score_track
     from autorec.report.charts import score_figures, telemetry_figures, timeline_figure
+    from autorec.report.scoretrack import read_score_track
 
     began = _time.perf_counter()
     directory = Path(directory)
     night = load_night(directory, since, until)
     summary = summarize_night(night)
     problems = summary.problems
-    near = read_near_misses(directory / NEAR_MISSES, problems)
+    near = read_near_misses(directory / NEAR_MISSES_NAME, problems)
     sensors = read_sensor_series(night.telemetry, since, until)
     problems += sensors.problems
     span = night.span()
@@ -389,9 +389,7 @@ def render_report(
     pad = max(1.0, (hi - lo) * 0.01)
     x_range = Range1d(1000 * (lo - pad), 1000 * (hi + pad))
     scores, score_problems = read_score_track(
-        [directory / n for n in sorted(os.listdir(directory)) if n.startswith("scores-") and n.endswith(".csv.gz")]
-        if directory.is_dir()
-        else [],
+        [directory / n for n in sorted(os.listdir(directory)) if is_score_track(n)] if directory.is_dir() else [],
         since,
         until,
     )

@@ -301,32 +301,24 @@ class _Hooks(Protocol):
     def submit(self, event: str, **values: Any) -> int: ...
 
 
-class _Engine(Protocol):
-    disabled: Mapping[str, str]
-    errors: Mapping[str, int]
-
-    def take_newly_disabled(self) -> list[str]: ...
-
-
 class AlertReporter(StreamListener):
     """Feeds an `AlertMonitor` from the pipeline and announces what it returns.
 
     A stream listener (`connected`, `disconnected`, `message`, `tick`, `fired`, with stream
     time; before the stream has given any time, a tick or a failed connection comes with the
-    local wall clock, which is what the monitor's "no stream yet" alert runs on). After
-    each call it also asks `engine` (a `RuleEngine`, optional) for rules it
-    disabled. Every action is logged as one line (`ALERT key: message` as a
+    local wall clock, which is what the monitor's "no stream yet" alert runs on), and
+    `rule_state` / `budget_changed` for the pipeline's `RuleStateChanged` and `BudgetChanged`
+    outputs (a rule disabled after errors, enabled again by a reload; budgets and flapping).
+    Every action is logged as one line (`ALERT key: message` as a
     warning when raised, `alert cleared key: message` as info when cleared)
     and handed to `hooks` (a `HookRunner`, optional) as the `on_alert` hook.
-    The disk floor code calls `disk_floor_reached` / `disk_floor_cleared`;
-    `plugin_enabled` is for a rule reload. `announced` keeps the last 1000
+    The disk floor code calls `disk_floor_reached` / `disk_floor_cleared`. `announced` keeps the last 1000
     actions, for tests and diagnostics. Logging and hook submission never block.
     """
 
-    def __init__(self, monitor: AlertMonitor, hooks: _Hooks | None = None, engine: _Engine | None = None) -> None:
+    def __init__(self, monitor: AlertMonitor, hooks: _Hooks | None = None) -> None:
         self.monitor = monitor
         self.hooks = hooks
-        self.engine = engine
         self.announced: collections.deque[AlertAction] = collections.deque(maxlen=1000)
         # called with every action after it is logged (the night journal); must return quickly
         self.observers: list[Callable[[AlertAction], None]] = []
@@ -352,20 +344,17 @@ class AlertReporter(StreamListener):
     def disk_floor_cleared(self, t: float, free: int) -> None:
         self.announce(self.monitor.disk_floor_cleared(t, free), t)
 
-    def plugin_enabled(self, t: float, rule: str) -> None:
-        self.announce(self.monitor.plugin_enabled(t, rule), t)
+    def rule_state(self, t: float, rule: str, enabled: bool, reason: str) -> None:
+        if enabled:
+            self.announce(self.monitor.plugin_enabled(t, rule), t)
+        else:  # the engine's reason already says how many errors and the last one
+            self.announce(self.monitor.plugin_disabled(t, rule, reason), t)
 
-    def budget_change(self, change: Any) -> None:
+    def budget_changed(self, change: Any) -> None:
         self.announce(self.monitor.budget_change(change), change.time)
 
     def announce(self, actions: Iterable[AlertAction], t: float) -> None:
-        """Log and hook `actions`, plus alerts for rules the engine disabled since the last call."""
-        actions = list(actions)
-        if self.engine is not None:
-            for rule in self.engine.take_newly_disabled():
-                reason = self.engine.disabled.get(rule, "")
-                # the engine's reason already says how many errors and the last one
-                actions += self.monitor.plugin_disabled(t, rule, reason)
+        """Log and hook `actions`; tell the observers (the journal)."""
         for action in actions:
             if action.state == "raised":
                 log.warning("ALERT %s: %s", action.key, action.message)

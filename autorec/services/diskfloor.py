@@ -158,7 +158,7 @@ class DiskFloorGuard(StreamListener):
     """Keeps a pipeline from opening segments while the disk is below the floor.
 
     A stream listener (the dispatcher calls `message`/`tick`/...; only time
-    matters here). `pipeline` is the `autorec.io.dispatch.Dispatcher` that
+    matters here). `pipeline` is the `autorec.runs.dispatch.Dispatcher` that
     delivers to it: its `pause`/`resume` deliver their outputs at once (a bare
     `Pipeline` would return the closing segment to nobody). On each call it
     polls `watch` (rate-limited on `clock`, a monotonic clock) and, sooner,

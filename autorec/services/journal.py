@@ -44,7 +44,6 @@ from autorec.io.atomicfile import append_json_line
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "journal.jsonl"
 STATS_INTERVAL = 60.0
 
 

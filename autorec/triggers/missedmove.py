@@ -362,10 +362,10 @@ class _CameraWatch:
         if self._gray is not None and self._gray[0] is self._jpeg:
             return self._gray[1]
         if self._decoder is None:
-            from autorec.media.framedecode import GrayDecoder  # PyAV: only for camera rules
+            from autorec.frames.graydecode import GrayDecoder  # PyAV: only for camera rules
 
             self._decoder = GrayDecoder(self.t.scale)
-        from autorec.media.framedecode import FrameDecodeError
+        from autorec.frames.graydecode import FrameDecodeError
 
         try:
             pixels = self._decoder.decode(self._jpeg).pixels

@@ -5,7 +5,7 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
   analysed (0: every frame); the others are ignored here (the segmenter buffers
   them like any message), so backtests of long logs stay fast.
 - Each analysed frame is decoded to a small grayscale picture (1/`scale` of the
-  size, DCT-scaled inside the JPEG decoder: see `autorec.media.framedecode`), and
+  size, DCT-scaled inside the JPEG decoder: see `autorec.frames.graydecode`), and
   compared with a background that follows the scene with time constant
   `background_time`. Before differencing, the frame's brightness is mapped onto
   the background's by a least-squares gain + offset fit, so a lamp change or
@@ -27,7 +27,7 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
 - Stream time may jump: a backwards jump just resumes analysis, a long gap
   makes the background snap to the next frame.
 - Reports every analysed frame's score against `threshold` (`Trigger.score`).
-- Hook for decoding ahead (`autorec.media.prescore`, backtests on several cores): when
+- Hook for decoding ahead (`autorec.runs.predecode`, backtests on several cores): when
   `predecoded` is set, each frame due for analysis is first looked up there with
   its event; a `GrayImage` (or a `FrameDecodeError`) found is used as this
   trigger's own `GrayDecoder(scale)` would have produced it for the same bytes,
@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from autorec.media.framedecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
+from autorec.frames.graydecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
 
@@ -175,7 +175,7 @@ class MotionTrigger(Trigger):
     @property
     def next_analysis(self) -> float | None:
         """Stream time from which the next frame will be analysed (None before the first frame):
-        lets `autorec.media.prescore` keep its guess of the analysed frames in phase with this trigger."""
+        lets `autorec.runs.predecode` keep its guess of the analysed frames in phase with this trigger."""
         return self._next_due
 
     # -- feeding -----------------------------------------------------------------------------

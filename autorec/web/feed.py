@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
+from autorec.outdir import INDEX_NAME, STATUS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +238,11 @@ def _read_small(path: Path, limit: int = 1 << 20) -> bytes | None:
 class DirectoryFeed(Feed):
     """The feed of `autorec serve DIR`: the status file and the index, polled. See the module docstring."""
 
-    def __init__(self, directory: str | os.PathLike[str], status_name: str = "status.json", **kw: Any) -> None:
+    def __init__(self, directory: str | os.PathLike[str], status_name: str = STATUS_NAME, **kw: Any) -> None:
         super().__init__(**kw)
         self.directory = Path(directory)
         self.status_path = self.directory / status_name
-        self.index_path = self.directory / "index.jsonl"
+        self.index_path = self.directory / INDEX_NAME
         self._status: dict[str, Any] = {}
         self._index_size = 0
         self._index_lines = 0

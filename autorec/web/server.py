@@ -46,6 +46,7 @@ from aiohttp import web
 
 from autorec.extras import install_hint
 from autorec.io.boundedread import open_regular
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME
 from autorec.web.feed import Feed
 from autorec.web.guard import HTTP_LOG, ConnectionGuard, HostCheck, WebLimits, WorkerPool
 
@@ -95,7 +96,7 @@ class _SegmentIndex:
 
     def _stat_key(self) -> tuple:
         try:
-            st = (self.directory / "index.jsonl").stat()
+            st = (self.directory / INDEX_NAME).stat()
             return (st.st_size, st.st_mtime_ns)
         except OSError:
             return (0, 0)
@@ -295,7 +296,7 @@ class WebUI:
 
     def _night_key(self) -> tuple:
         key = []
-        for name in ("index.jsonl", "journal.jsonl"):
+        for name in (INDEX_NAME, JOURNAL_NAME):
             try:
                 st = (self.directory / name).stat()
                 key.append((st.st_size, st.st_mtime_ns))
@@ -348,20 +349,16 @@ class WebUI:
         return self._json({**self.feed.status(), "web": self.counters()})
 
     async def api_segments(self, request: web.Request) -> web.Response:
-        from autorec.commands.ls import segment_row
-
         night = await self._in_thread(self.index.load)
-        rows = [segment_row(s) for s in night.segments]
+        rows = [s.row() for s in night.segments]
         for row in rows:
             row["path"] = os.path.basename(row["path"])
             row["videos"] = [os.path.basename(v) for v in row["videos"]]
         return self._json({"segments": rows, "problems": night.problems})
 
     async def api_segment(self, request: web.Request) -> web.Response:
-        from autorec.commands.ls import segment_row
-
         _, seg = await self._segment(request)
-        row = segment_row(seg)
+        row = seg.row()
         row["path"] = seg.path.name
         row["videos"] = [v.name for v in seg.videos]
         return self._json({"segment": row, "sidecar": seg.sidecar})
@@ -569,3 +566,33 @@ def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
     if is_loopback(host):
         return None, False
     return new_token(), True
+
+
+def live_companion(out: Path, host: str, port: int, token: str | None, generated: bool, names: Iterable[str] = ()):
+    """The web UI of `run --http` as a companion of the live run (`autorec.runs.live.Companion`):
+    served on the run's own event loop from its start to its end. A port that cannot be bound is
+    logged and the recording goes on without the UI."""
+    import contextlib
+
+    from autorec.web.feed import LiveFeed
+
+    @contextlib.asynccontextmanager
+    async def companion(services):
+        feed = services.web_feed(LiveFeed)
+        feed.loop = asyncio.get_running_loop()
+        runner = None
+        ui = WebUI(out, feed, token, warm_night=False, host_names=names)
+        try:
+            runner, base = await start_server(ui, host, port)
+        except OSError as exc:
+            log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
+        else:
+            log.info("web UI at %s", describe_url(base, token if generated else None))
+            services.web_counters = ui.counters  # connections refused, timeouts: in the status file and journal
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+    return companion

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from autorec.media.framedecode import FrameDecodeError, GrayImage
+from autorec.frames.graydecode import FrameDecodeError, GrayImage
 from autorec.triggers.base import FiringResult
 from autorec.triggers.motion import _BRIGHT, _DARK, MotionTrigger
 

@@ -45,7 +45,7 @@ try:  # a core dependency; the fallback keeps `--no-deps` installs and exotic pl
 except ImportError:  # pragma: no cover - exercised by forcing backend="pyav" in the tests
     simplejpeg = None
 
-from autorec.media.jpeg import JpegError, jpeg_complete, jpeg_header
+from autorec.frames.jpeg import JpegError, jpeg_complete, jpeg_header
 
 SCALES = (1, 2, 4, 8)
 _LOWRES = {1: 0, 2: 1, 4: 2, 8: 3}

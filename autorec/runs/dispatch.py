@@ -1,7 +1,7 @@
 """The edge of the pipeline: feeds a sans-I/O `Pipeline` and delivers what it returns.
 
 `Dispatcher(pipeline, sink, listeners=..., score_sinks=...)` is what every driver feeds (the
-file loop `autorec.io.filesource.run_file`, the live loop `autorec.io.livedriver.run_live`, the
+file loop `autorec.runs.filesource.run_file`, the live loop `autorec.runs.live.run_live`, the
 tests): its input methods have the pipeline's names (`receive`, `message`, `tick`, `connected`,
 `disconnected`, `finish`, `pause`, `resume`) and each delivers the outputs at once, in order:
 
@@ -13,7 +13,8 @@ tests): its input methods have the pipeline's names (`receive`, `message`, `tick
 - `Processed`, `Ticked`, `LinkChanged`, `Fired` -> each `StreamListener`'s `message`, `tick`,
   `connected`/`disconnected`, `fired`; an image's `Processed` also goes to each frame listener
   (`(time, event)`, the web UI's latest picture; must be quick);
-- `BudgetChanged` -> `on_budget_change` (the alerts), or the log without one.
+- `BudgetChanged`, `RuleStateChanged` -> each listener's `budget_changed(change)`,
+  `rule_state(t, rule, enabled, reason)` (the alerts); without listeners, a log line.
 
 The pipeline is run step by step (`Pipeline.put*` / `next_outputs`): each step's outputs are
 delivered before the next step runs. A listener may call back into the dispatcher while an
@@ -36,6 +37,7 @@ from autorec.core.pipeline import (
     Output,
     Pipeline,
     Processed,
+    RuleStateChanged,
     ScoreUpdate,
     SegmentActions,
     TelemetryRecord,
@@ -83,7 +85,6 @@ class Dispatcher:
         self.listeners: list[StreamListener] = list(listeners)
         self.score_sinks: list[ScoreSink] = list(score_sinks)
         self.frame_listeners: list[Callable[[float, Any], None]] = []
-        self.on_budget_change: Callable[[Change], None] | None = None
         self._timelapse_out = getattr(sink, "timelapse", None)
         if self._timelapse_out is None:
             pipeline.timelapse = None  # nobody to take the track: pick nothing (and count nothing)
@@ -161,6 +162,9 @@ class Dispatcher:
                         listener.disconnected(out.time)
             elif cls is BudgetChanged:
                 self._budget_change(out.change)
+            elif cls is RuleStateChanged:
+                for listener in self.listeners:
+                    listener.rule_state(out.time, out.rule, out.enabled, out.reason)
 
     def _scores(self, out: ScoreUpdate) -> None:
         rows, near = out.output.rows, out.output.near_misses
@@ -171,8 +175,9 @@ class Dispatcher:
                 sink.near_misses(near)
 
     def _budget_change(self, change: Change) -> None:
-        if self.on_budget_change is not None:
-            self.on_budget_change(change)
+        if self.listeners:
+            for listener in self.listeners:
+                listener.budget_changed(change)
         elif change.state == "raised":
             log.warning("%s: %s", change.key, change.message)
         else:
@@ -219,4 +224,4 @@ class Dispatcher:
         return self.pipeline.counters()
 
     def reload(self, ruleset: Any) -> None:
-        self.pipeline.reload(ruleset)
+        self.deliver(self.pipeline.reload(ruleset))

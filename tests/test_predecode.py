@@ -10,13 +10,12 @@ from autorec import events
 from autorec.cli import main
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
-from autorec.io.dispatch import Dispatcher
-from autorec.io.filesource import FileSource, run_file
 from autorec.io.logfile import LogReader, LogWriter
-from autorec.media.prescore import Prescorer, prescored
 from autorec.rules import load_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.filesource import FileSource, run_file
+from autorec.runs.predecode import Prescorer, prescored
 from autorec.triggers.motion import MotionTrigger
-from tests.support.clirun import restore_logging  # noqa: F401  (autouse fixture)
 from tests.support.simlog import write_sim_log
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,7 +120,7 @@ def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
 
 
 def test_grid_guess_follows_the_timeline_on_outliers_and_steps() -> None:
-    from autorec.media.prescore import _Grid
+    from autorec.runs.predecode import _Grid
 
     grid = _Grid(0.2)  # detect_fps 5 on a 10 fps stream
     assert [grid.due(t / 10) for t in range(6)] == [True, False, True, False, True, False]

@@ -37,7 +37,7 @@ from threading import local
 
 from autorec import events
 from autorec.core.streamitems import Message
-from autorec.media.framedecode import FrameDecodeError, GrayDecoder, GrayImage
+from autorec.frames.graydecode import FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.motion import MotionTrigger
 

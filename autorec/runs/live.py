@@ -3,8 +3,9 @@
 - `run_live(pipeline, source, stop, ...)` feeds items from an async source and ticks the
   pipeline every 0.5 s so post-roll ends on time when the stream is quiet.
 - `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
-  signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), the optional web UI,
-  the built-in simulator when asked, and the status line / heartbeat.
+  signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), its companions (async
+  context managers the command adds around the run, such as the web UI of `run --http`), the
+  built-in simulator when asked, and the status line / heartbeat.
 - `StatusLine` is that live status: a line rewritten in place on a terminal, a heartbeat log
   line otherwise.
 """
@@ -16,17 +17,22 @@ import contextlib
 import logging
 import sys
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TextIO
 
-from autorec.io.dispatch import Dispatcher
 from autorec.io.mainloop import StopRequest, run_main
-from autorec.services import Services
+from autorec.runs.dispatch import Dispatcher
+from autorec.runs.services import Services
 from autorec.services.diskfloor import disk_usage
 from autorec.units import format_size
 
 log = logging.getLogger(__name__)
+
+# Something that runs beside a live run, for as long as it runs: given the run's services, an
+# async context manager entered when the run's event loop starts and left when it ends.
+Companion = Callable[[Services], AbstractAsyncContextManager[None]]
 
 
 class StatusLine:
@@ -167,7 +173,6 @@ def reload_rules(pipeline, services: Services) -> None:
         log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
     pipeline.reload(ruleset)
-    services.alerts.engine = pipeline.engine
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 
@@ -180,7 +185,7 @@ def record_live(
     sim_config,
     duration: float | None,
     live_source=None,
-    http: tuple | None = None,
+    companions: Sequence[Companion] = (),
 ) -> int:
     from autorec.io.source import WebsocketSource
     from autorec.units import format_size
@@ -194,26 +199,12 @@ def record_live(
     )
 
     async def main(stop: StopRequest) -> None:
-        web_runner = None
-        if http is not None:
-            from autorec.web.server import WebUI, describe_url, start_server
-
-            feed = services.web_feed()
-            feed.loop = asyncio.get_running_loop()
-            host, port, token, generated, names = http
-            ui = WebUI(out, feed, token, warm_night=False, host_names=names)
-            try:
-                web_runner, base = await start_server(ui, host, port)
-            except OSError as exc:
-                log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
-            else:
-                log.info("web UI at %s", describe_url(base, token if generated else None))
-                services.web_counters = ui.counters  # refusals and timeouts in the status file and journal
-        try:
+        # Companions (the web UI of `run --http`) are given by the command that wires the run: this
+        # package sits below the web UI and never imports it.
+        async with contextlib.AsyncExitStack() as stack:
+            for companion in companions:
+                await stack.enter_async_context(companion(services))
             await _main(stop)
-        finally:
-            if web_runner is not None:
-                await web_runner.cleanup()
 
     async def _main(stop: StopRequest) -> None:
         if sim_config is None:
@@ -312,7 +303,7 @@ def record(
     live_source=None,
     sim_config=None,
     duration: float | None = None,
-    http: tuple | None = None,
+    companions: Sequence[Companion] = (),
     telemetry: bool = True,
     timelapse: bool = True,
     overrides: list | None = None,
@@ -320,7 +311,7 @@ def record(
     """Record live into `out` (the caller holds its instance lock): finish what a crash left, build the
     services, writer, score log and pipeline, and drive them with `record_live` until stopped.
     `live_source` is a checked `WebsocketSource` for `uri`, or None with `sim_config` (the built-in
-    simulator in this process). Returns the exit code."""
+    simulator in this process). `companions` run beside it (see `Companion`). Returns the exit code."""
     from autorec.core.pipeline import Pipeline
     from autorec.io.recovery import recover_directory
     from autorec.io.scorelog import ScoreLog
@@ -356,4 +347,4 @@ def record(
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
     writer.start()
-    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, http)
+    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, companions)

@@ -22,7 +22,7 @@ from autorec.core.streamitems import Message
 from autorec.io.logfile import Corruption, LogReader, Truncation
 
 if TYPE_CHECKING:
-    from autorec.io.dispatch import Dispatcher
+    from autorec.runs.dispatch import Dispatcher
 
 
 class FileSource:

@@ -1,7 +1,7 @@
 """Backtests: a rule set run over a log as fast as possible (`autorec run --replay LOG`).
 
 `backtest(ruleset, path, out, dry_run=..., jobs=...)` drives the sans-I/O pipeline from a
-`FileSource` (decoding the motion trigger's frames ahead on `jobs` threads, `autorec.media.prescore`)
+`FileSource` (decoding the motion trigger's frames ahead on `jobs` threads, `autorec.runs.predecode`)
 into either the dry run's sink (each segment printed as it closes, a progress bar on a terminal,
 then the total and the score distributions) or a blocking `SegmentWriter` plus the score track's
 files. Offline nothing is lost by waiting for the disk, so the writer blocks instead of dropping.
@@ -26,10 +26,10 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
     or is not a log)."""
     from autorec.core.dryrun import DryRun
     from autorec.core.pipeline import Pipeline
-    from autorec.io.dispatch import Dispatcher
-    from autorec.io.filesource import FileSource, run_file, with_progress
-    from autorec.io.livedriver import summary_line
     from autorec.io.writer import SegmentWriter
+    from autorec.runs.dispatch import Dispatcher
+    from autorec.runs.filesource import FileSource, run_file, with_progress
+    from autorec.runs.live import summary_line
 
     source = FileSource(path)
     bar = None
@@ -63,7 +63,7 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
         sink,
         score_sinks=[sink if score_log is None else score_log],
     )
-    from autorec.media.prescore import default_jobs, prescored
+    from autorec.runs.predecode import default_jobs, prescored
 
     source = prescored(source, pipeline, jobs if jobs is not None else default_jobs())
     try:

@@ -1,7 +1,7 @@
 """JPEG frame headers: a camera frame's size without decoding its pixels.
 
 `autorec info` (first frame's resolution), `autorec video` (frame sizes while
-exporting) and the motion trigger's decoder (`autorec.media.framedecode`) all read
+exporting) and the motion trigger's decoder (`autorec.frames.graydecode`) all read
 frame sizes here. Pure Python, no FFmpeg or numpy: cheap enough for the CLI.
 
 Contracts:

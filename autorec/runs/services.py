@@ -1,0 +1,216 @@
+"""The overnight services around a recording pipeline, wired in one place for every mode.
+
+`Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
+retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
+the status file, the night journal, the score track's log and (on request) the web UI's live
+feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
+stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
+`counters()` is the one set of counters the status file, the journal and the web UI show;
+`close()` lets hooks and exports finish within the rule file's `shutdown_grace`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from pathlib import Path
+
+from autorec.services.diskfloor import disk_usage
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    """The overnight services around a live pipeline, wired through its plug points.
+
+    Writer observers: segment hooks, video export on close, retention. Stream
+    listeners: disk floor guard (pauses the segmenter), alerts (with the
+    on_alert hook), status file. Built before the writer starts; `close()`
+    lets hooks and exports finish within the rule file's `shutdown_grace`.
+    """
+
+    def __init__(self, ruleset, out: Path) -> None:
+        from autorec.io.retention import RetentionPolicy, RetentionWorker
+        from autorec.services.alerts import AlertMonitor
+        from autorec.services.diskfloor import DiskFloor, DiskWatch, MinFree
+        from autorec.services.exportqueue import ExportQueue
+        from autorec.services.hooks import SegmentHooks
+        from autorec.services.hooks import from_config as hooks_from_config
+
+        self.ruleset = ruleset
+        self.out = out
+        self.hooks = hooks_from_config(ruleset.hooks)
+        self.export = ExportQueue(ruleset.output.video)
+        self.retention = RetentionPolicy.from_config(ruleset.output.keep, ruleset.output.max_total)
+        self.retention_worker: RetentionWorker | None = None
+        self.monitor = AlertMonitor(ruleset.alerts.alert_after, ruleset.alerts.camera_stall)
+        self.disk = DiskWatch(
+            out, DiskFloor(MinFree.from_settings(ruleset.output.min_free, ruleset.output.min_free_percent))
+        )
+        self.segment_hooks = SegmentHooks(self.hooks)
+        self.score_log = None  # set by _live
+        self.overrides: list = []  # --set, applied again on reload
+        self.web_counters = None  # `run --http`: the web server's counters (WebUI.counters), set when it listens
+
+    def observers(self) -> list:
+        from autorec.io.writer import SegmentObserver
+
+        export = self.export
+
+        class _ExportOnClose(SegmentObserver):
+            def segment_closed(self, segment) -> None:
+                export.submit(segment.path)
+
+        out = [self.segment_hooks]
+        if self.ruleset.output.video != "off":
+            out.append(_ExportOnClose())
+        return out
+
+    def attach(self, pipeline, writer) -> None:
+        from autorec.io.retention import RetentionWorker
+        from autorec.outdir import JOURNAL_NAME
+        from autorec.services.alerts import AlertReporter
+        from autorec.services.diskfloor import DiskFloorGuard
+        from autorec.services.journal import JournalListener
+        from autorec.services.statusfile import StatusReporter
+
+        self._pipeline, self._writer = pipeline, writer
+        self.journal = JournalListener(
+            self.out / JOURNAL_NAME,
+            stats=lambda: {
+                "messages": pipeline.stats.messages,
+                "bytes_seen": pipeline.stats.bytes,
+                "bytes_kept": writer.stats.bytes,
+                "segments": writer.stats.segments,
+                "disk_free": self.disk.floor.last_free,
+            },
+            counters=self.counters,
+        )
+        alerts = self.alerts = AlertReporter(self.monitor, self.hooks)
+        alerts.observers.append(self.journal.alert)
+
+        def floor_changed(t: float, change) -> None:
+            if change.state == "below":
+                alerts.disk_floor_reached(t, change.free_bytes, change.floor_bytes)
+            else:
+                alerts.disk_floor_cleared(t, change.free_bytes)
+
+        guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
+        pipeline.listeners += [guard, alerts, self.journal]
+        if self.retention.active:
+            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
+            writer.add_observer(self.retention_worker)
+            self.retention_worker.request()
+        counters = self.counters
+        if self.ruleset.output.status_file:
+            self.status = StatusReporter(
+                self.out / self.ruleset.output.status_file,
+                counters=counters,
+                alerts=self.monitor.status,
+                writer_stats=lambda: writer.stats,
+                disk=self.disk,
+                scores=self.scores,
+            )
+            pipeline.listeners.append(self.status)
+        else:
+            self.status = None
+
+    def counters(self) -> dict[str, int]:
+        """The recorder's counters (status file, journal, web UI): the pipeline's own (see
+        `Pipeline.counters`), the writer's and the services'. A flat dict of ints."""
+        pipeline, writer = self._pipeline, self._writer
+        ws = writer.stats
+        out = pipeline.counters()
+        out.update(
+            {
+                "segments_closed": ws.segments,
+                "bytes_written": ws.bytes,
+                "dropped": ws.dropped,
+                "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
+                "timelapse_bytes": ws.timelapse_bytes,
+                "timelapse_dropped": ws.timelapse_dropped + ws.timelapse_errors,
+                "write_errors": ws.errors,
+                "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
+                "exports_failed": self.export.failed,
+            }
+        )
+        if self.web_counters is not None:  # `run --http`: the web server's connections held and refused
+            out.update(self.web_counters())
+        return dict(sorted(out.items()))
+
+    def scores(self) -> dict:
+        """Each rule's latest score against its threshold (status file, web UI)."""
+        return {
+            rule: {
+                "time": s.time,
+                "score": s.value,
+                "threshold": s.threshold,
+                "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
+            }
+            for rule, s in self._pipeline.scores.latest.items()
+        }
+
+    def web_feed(self, feed_class):
+        """A web UI feed (`feed_class`, a `autorec.web.feed.LiveFeed`) attached to this run's pipeline
+        and writer. The class is given by the web UI: this package sits below it."""
+        from autorec.services.statusfile import RateMeter, segment_info
+
+        LiveFeed = feed_class
+        pipeline, writer = self._pipeline, self._writer
+        meter = RateMeter()
+        recent: collections.deque = collections.deque(maxlen=20)
+
+        def snapshot() -> dict:
+            ws, floor = writer.stats, self.disk.floor
+            return {
+                "updated": time.time(),
+                "msg_per_s": round(meter.rate(time.monotonic()), 2),
+                "open_segment": segment_info(ws.open_segment),
+                "last_segment": segment_info(ws.last_segment),
+                "disk_free": floor.last_free,
+                "disk_total": floor.last_total,
+                "disk_below_floor": bool(floor.below),
+                "counters": self.counters(),
+                "alerts": self.monitor.status(),
+                "scores": self.scores(),
+            }
+
+        class _Feed(LiveFeed):
+            def message(self, t: float, kind: str | None) -> None:
+                meter.add(time.monotonic())
+                super().message(t, kind)
+
+            def _segment_closed(self, summary: dict) -> None:
+                recent.append(summary)
+                super()._segment_closed(summary)
+
+        feed = _Feed(snapshot, holds=pipeline.segmenter.open_holds, recent=lambda: list(recent))
+        pipeline.listeners.append(feed)
+        pipeline.frame_listeners.append(feed.frame)
+        writer.add_observer(feed)
+        return feed
+
+    def start(self, mode: str, source: str | None) -> None:
+        """Say in the journal that recording starts (after recovery, before the first message)."""
+
+        try:
+            disk: tuple[int, int] | None = disk_usage(self.out)
+        except OSError:
+            disk = None
+        self.journal.start(mode=mode, source=source, rules=self.ruleset.path, out=self.out, disk=disk)
+
+    def close(self) -> None:
+        grace = self.ruleset.shutdown_grace
+        self.journal.is_connected = False
+        self.journal.stop()
+        if self.score_log is not None and not self.score_log.close(10):
+            log.warning("score track still being written after 10 s")
+        if self.status is not None:
+            self.status.is_connected = False  # the source is stopped: the last word says so
+            self.status.update(force=True)
+        if not self.hooks.close(grace):
+            log.warning("hooks still running after %g s were stopped", grace)
+        self.export.close(grace)
+        if self.retention_worker is not None:
+            self.retention_worker.close(5)

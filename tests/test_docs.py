@@ -1,0 +1,178 @@
+"""The documentation matches the code: generated references cover everything, snippets and command lines work.
+
+- Every option of every command is in the generated command-line reference, and every user-facing
+  field of the rule model is a declared rule-file key (so the generated key reference lists it).
+- Every YAML snippet of a rule file in `docs/` and the README passes `autorec check`'s loader (a
+  fragment is checked inside a minimal rule file).
+- Every `autorec ...` command line in a code block parses with the real argument parser.
+The site itself is built by `.ci/run` with `mkdocs build --strict` (broken links fail it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from autorec.cli import build_parser
+from autorec.core import rulekeys
+from autorec.core.budget import Budget, FlapPolicy
+from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings
+from autorec.core.segmenter import SegmentPolicy
+from autorec.rules import ConfigError, parse_rules
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = [*sorted((REPO / "docs").rglob("*.md")), REPO / "README.md"]
+
+
+def _reference():
+    spec = importlib.util.spec_from_file_location("docs_reference", REPO / "docs" / "hooks" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _blocks(path: Path) -> list[tuple[int, str, str]]:
+    """(line, language, text) of each fenced code block."""
+    out, lang, start, buf = [], None, 0, []
+    for number, line in enumerate(path.read_text().split("\n"), 1):
+        fence = re.match(r"^\s*```(\S*)", line)
+        if fence and lang is None:
+            lang, start, buf = fence.group(1) or "text", number, []
+        elif fence:
+            out.append((start, lang, "\n".join(buf)))
+            lang = None
+        elif lang is not None:
+            buf.append(line)
+    return out
+
+
+def test_the_cli_reference_lists_every_command_and_option() -> None:
+    ref = _reference()
+    text = ref.cli_reference()
+    sections = dict(re.findall(r"## `autorec (\S+)`\n(.*?)(?=\n## |\Z)", text, flags=re.S))
+    missing = [
+        f"{verb_option}"
+        for verb_option in sorted(ref.cli_options())
+        if f"`{verb_option.split()[2]}`" not in sections.get(verb_option.split()[1], "")
+    ]
+    assert sections and not missing, f"not in the reference: {missing}"
+
+
+USER_FIELDS = {
+    OutputSettings: {"min_free_percent"},  # written as `min_free: 5%`
+    HookSettings: set(),
+    AlertSettings: set(),
+    SegmentPolicy: set(),
+    Budget: set(),
+    FlapPolicy: set(),
+}
+
+
+def test_every_field_of_the_rule_model_is_a_declared_key_with_its_default() -> None:
+    declared = {(k.model, k.field) for k in rulekeys.KEYS if k.model is not None}
+    missing = [
+        f"{model.__name__}.{f.name}"
+        for model, internal in USER_FIELDS.items()
+        for f in dataclasses.fields(model)
+        if f.name not in internal and (model, f.name) not in declared
+    ]
+    assert not missing, f"declare these in autorec/core/rulekeys.py: {missing}"
+    for k in rulekeys.KEYS:
+        assert k.default(), k.path  # the model has the field it names (KeyError otherwise)
+        assert k.kind in rulekeys.KINDS, k.path
+
+
+def test_the_rule_key_reference_lists_every_key() -> None:
+    text = _reference().rule_keys_reference()
+    assert all(f"`{k.path}`" in text for k in rulekeys.KEYS)
+
+
+MINIMAL_RULES = "rules:\n  - {name: docs-check, trigger: electrodes}\n"
+
+
+def _as_rule_file(snippet: str) -> str | None:
+    """The snippet as a whole rule file, or None when it is not rule-file YAML."""
+    if re.search(r"^(rules|output|segments|hooks|alerts|budget|source):", snippet, flags=re.M) is None:
+        if re.match(r"^\s*- (name|\{name):?", snippet):
+            return "rules:\n" + "\n".join("  " + line for line in snippet.split("\n"))
+        return None
+    return snippet if re.search(r"^rules:", snippet, flags=re.M) else snippet + "\n" + MINIMAL_RULES
+
+
+def _snippets() -> list[tuple[str, str, dict[str, str]]]:
+    """(where, rule file, {file name: text}) for each rule-file snippet; the Python modules the page
+    shows (a block whose docstring or first comment names `NAME.py`) are files beside it."""
+    out = []
+    for page in PAGES:
+        blocks = _blocks(page)
+        modules = {}
+        for _line, lang, text in blocks:
+            named = re.match(r'^(?:"""|#\s*)(\w+\.py)\b', text) if lang == "python" else None
+            if named:
+                modules[named.group(1)] = text
+        for line, lang, text in blocks:
+            if lang in ("yaml", "yml"):
+                whole = _as_rule_file(text)
+                if whole is not None:
+                    out.append((f"{page.relative_to(REPO)}:{line}", whole, modules))
+    return out
+
+
+SNIPPETS = _snippets()
+
+
+@pytest.mark.parametrize(("where", "text", "modules"), SNIPPETS, ids=[w for w, _, _ in SNIPPETS])
+def test_rule_file_snippets_pass_check(where: str, text: str, modules: dict[str, str], tmp_path: Path) -> None:
+    for name, source in modules.items():
+        (tmp_path / name).write_text(source)
+    try:
+        parse_rules(text, tmp_path / "rules.yaml")
+    except ConfigError as exc:
+        pytest.fail(f"{where}: the snippet does not pass autorec check:\n{exc}")
+
+
+def _command_lines() -> list[tuple[str, list[str]]]:
+    out = []
+    for page in PAGES:
+        for line, lang, text in _blocks(page):
+            if lang not in ("sh", "bash", "console", "text", "shell"):
+                continue
+            joined = re.sub(r"\\\n\s*", " ", text)
+            for offset, raw in enumerate(joined.split("\n")):
+                raw = raw.strip()
+                # In a shell block every line is a command; elsewhere (a transcript) only `$ ` lines are.
+                if lang not in ("sh", "bash", "shell") and not raw.startswith("$ "):
+                    continue
+                command = raw.removeprefix("$ ").split(" #")[0]
+                for part in re.split(r"\s*(?:&&|\|\||;|\||&)\s*", command):
+                    words = part.split()
+                    if not words or not re.fullmatch(r"(\S*/)?autorec", words[0]):
+                        continue
+                    try:
+                        argv = shlex.split(part)
+                    except ValueError:
+                        argv = words
+                    out.append((f"{page.relative_to(REPO)}:{line + offset}", argv[1:]))
+    return out
+
+
+COMMANDS = _command_lines()
+
+
+def test_docs_have_command_lines_to_check() -> None:
+    assert len(COMMANDS) > 30 and len(SNIPPETS) > 5
+
+
+@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_command_lines_parse(where: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            pytest.fail(f"{where}: autorec {' '.join(argv)}: {capsys.readouterr().err.strip()}")
