@@ -344,6 +344,15 @@ def file_links(link_base: Path):
     return links
 
 
+MAX_SCORE_PLOTS = 12
+
+
+def _peak_ratio(track: tuple[list[float], list[float], float | None]) -> float:
+    _, values, threshold = track
+    peak = max(values, default=0.0)
+    return peak / threshold if threshold else peak
+
+
 def render_report(
     directory: str | os.PathLike[str],
     since: float | None = None,
@@ -394,6 +403,12 @@ def render_report(
         until,
     )
     problems += score_problems
+    if len(scores) > MAX_SCORE_PLOTS:  # one figure each: a damaged track's hundreds of names would take minutes
+        ranked = sorted(scores, key=lambda r: -_peak_ratio(scores[r]))
+        problems.append(
+            f"score track: {len(scores)} rules; the {MAX_SCORE_PLOTS} that came closest to their threshold are plotted"
+        )
+        scores = {r: scores[r] for r in ranked[:MAX_SCORE_PLOTS]}
     charts = [
         timeline_figure(night, x_range, near),
         *telemetry_figures(sensors, x_range),

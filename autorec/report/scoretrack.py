@@ -8,11 +8,10 @@ bucket) so a night of scores plots in the report.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterable
 
-MAX_RULES = 64  # a night's rule file has a handful; more names are damage
+MAX_RULES = 32  # a night's rule file has a handful; more names are damage
 MAX_ROWS = 4 * 86400 * 16  # rows kept over all files: days of seconds for a dozen rules
 MAX_ROW = 4096  # bytes in one row (a rule name, three numbers)
 
@@ -36,11 +35,10 @@ def read_score_track(
     printable text, is skipped; at most MAX_RULES rules and MAX_ROWS rows are kept (the rest counted).
     """
     import math
-    import zlib
 
     import numpy as np
 
-    from autorec.io.boundedread import Problems, bounded_lines, open_regular
+    from autorec.io.boundedread import Problems, bounded_lines, gunzipped, open_regular
     from autorec.report.sensorseries import reduce_minmax
 
     raw: dict[str, tuple[list[float], list[float]]] = {}
@@ -49,8 +47,9 @@ def read_score_track(
     kept = over = 0
     for path in sorted(paths, key=os.fspath):
         try:
-            with open_regular(path) as f, gzip.GzipFile(fileobj=f) as gz:
-                for number, line in bounded_lines(gz, MAX_ROW):  # type: ignore[arg-type]
+            with open_regular(path) as f:
+                gz, decoder = gunzipped(f)
+                for number, line in bounded_lines(gz, MAX_ROW):
                     if line is None:
                         problems.append(f"{path}:{number}: row longer than {MAX_ROW} bytes; skipped")
                         continue
@@ -81,8 +80,10 @@ def read_score_track(
                     series[1].append(score)
                     if math.isfinite(threshold):
                         thresholds[rule] = threshold
-        except (OSError, EOFError, zlib.error) as exc:
-            problems.append(f"{path}: read up to a damaged part ({exc})")
+                if decoder.damaged is not None:
+                    problems.append(f"{path}: read up to a damaged part ({decoder.damaged})")
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
     if over:
         problems.append(f"score track: {over} row(s) beyond {MAX_ROWS} not read")
     out: dict[str, tuple[list[float], list[float], float | None]] = {}

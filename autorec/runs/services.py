@@ -135,6 +135,9 @@ class Services:
                 "exports_failed": self.export.failed,
             }
         )
+        if self.score_log is not None:  # the score track and near-misses: thinned floods, failed writes
+            out["near_misses_thinned"] = self.score_log.near_misses_thinned
+            out["score_track_errors"] = self.score_log.errors
         if self.web_counters is not None:  # `run --http`: the web server's connections held and refused
             out.update(self.web_counters())
         return dict(sorted(out.items()))

@@ -33,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import secrets
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +45,7 @@ from typing import Any
 from aiohttp import web
 
 from autorec.extras import install_hint
+from autorec.io.atomicfile import dumps
 from autorec.io.boundedread import open_regular
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME
 from autorec.web.feed import Feed
@@ -282,7 +283,7 @@ class WebUI:
     @staticmethod
     def _json(data: Any, status: int = 200) -> web.Response:
         return web.Response(
-            text=json.dumps(data, separators=(",", ":"), default=str, allow_nan=False),
+            text=dumps(data, separators=(",", ":"), default=str),  # a NaN from a damaged file is null
             content_type="application/json",
             status=status,
             headers={"Cache-Control": "no-store"},
@@ -483,7 +484,7 @@ class WebUI:
 
     @staticmethod
     def _sse(name: str, data: Any) -> bytes:
-        return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+        return f"event: {name}\ndata: {dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
     async def files(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -507,18 +508,24 @@ class WebUI:
                 headers={
                     "Content-Type": types.get(path.suffix, "video/x-matroska"),
                     "Content-Length": str(size),
-                    "Content-Disposition": f'attachment; filename="{path.name}"' if path.suffix == ".bin" else "inline",
+                    # any name the index holds, quoted (a quote or a line break in it cannot reach the header)
+                    "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
+                    if path.suffix == ".bin"
+                    else "inline",
                 }
             )
-            await response.prepare(request)
-            offset = 0
-            while offset < size:
-                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
-                if not chunk:
-                    break
-                await self._send(response, chunk)
-                offset += len(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                offset = 0
+                while offset < size:
+                    chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                    if not chunk:
+                        break  # the file shrank meanwhile: the client sees a short download
+                    await self._send(response, chunk)
+                    offset += len(chunk)
+                await response.write_eof()
+            except ConnectionResetError:  # the client left (or stopped reading): nothing to say about it
+                pass
             return response
 
 
