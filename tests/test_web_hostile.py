@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -302,3 +303,50 @@ def test_recording_goes_on_at_full_rate_under_a_connection_flood_beyond_the_desc
     assert flooded["index"] and all(seg["records"] > 0 for seg in flooded["index"])
     assert len(flooded["index"]) == len(quiet["index"])
     assert "Traceback" not in flooded["err"] and len(flooded["err"].splitlines()) < 40, flooded["err"][-3000:]
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="counts the bytes read through /proc/self/io")
+def test_serve_reads_only_what_changed(night: Path, tmp_path: Path):
+    """`serve` polls twice a second: an unchanged status file is not read again, a NUL-filled index tail of
+    5 MB (power loss) is skipped over once, never re-read, and a line appended after it is still found."""
+    d = tmp_path / "out"
+    d.mkdir()
+    for p in night.iterdir():
+        if p.is_file():  # links spare the copy; the index, appended to below, is a copy
+            (shutil.copy if p.name == "index.jsonl" else os.link)(p, d / p.name)
+    feed = DirectoryFeed(d)
+    status, _ = feed.poll_once()
+    assert status is not None
+    before = _bytes_read()
+    for _ in range(20):
+        assert feed.poll_once() == (None, [])
+    assert _bytes_read() - before < 20_000  # nothing changed: nothing read
+    index = d / "index.jsonl"
+    first = index.read_text().splitlines()[0]
+    # a sidecar is read again only when it changed
+    ui = WebUI(d, feed)
+    ui.index.load()
+    before = _bytes_read()
+    with open(index, "ab") as f:
+        f.write(first.encode() + b"\n")
+    ui.index.load()
+    read = _bytes_read() - before
+    sidecars = sum(p.stat().st_size for p in d.glob("*.json") if p.name != "status.json")
+    assert read < sidecars, (read, sidecars)
+    assert len(feed.poll_once()[1]) == 1  # the feed saw that line too
+    line = first
+    data = index.read_bytes()
+    index.unlink()
+    index.write_bytes(data + b"\0" * (5 << 20))
+    before = _bytes_read()
+    for _ in range(20):
+        assert feed.poll_once()[1] == []
+    assert _bytes_read() - before < 6 << 20  # the tail read once, in 1 MB steps
+    with open(index, "ab") as f:
+        f.write(b"\n" + line.encode() + b"\n")
+    assert [e["name"] for e in feed.poll_once()[1]] == [json.loads(line)["name"]]

@@ -430,7 +430,27 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     return out
 
 
-def _load_sidecar(seg: Segment, problems: list[str]) -> None:
+def _load_sidecar(seg: Segment, problems: list[str], cache: dict | None = None) -> None:
+    key = None
+    if cache is not None:  # `serve`: a sidecar is read again only when it changed (inode, size, mtime)
+        try:
+            st = os.stat(seg.sidecar_path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        hit = cache.get(seg.sidecar_path)
+        if key is not None and hit is not None and hit[0] == key:
+            seg.sidecar = hit[1]
+            problems += hit[2]
+            return
+    found_problems: list[str] = []
+    _read_sidecar(seg, found_problems)
+    problems += found_problems
+    if cache is not None and key is not None:
+        cache[seg.sidecar_path] = (key, seg.sidecar, found_problems)
+
+
+def _read_sidecar(seg: Segment, problems: list[str]) -> None:
     data, error = _read_json_file(seg.sidecar_path, MAX_SIDECAR)
     if error is not None:
         problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
@@ -443,8 +463,17 @@ def _load_sidecar(seg: Segment, problems: list[str]) -> None:
     seg.sidecar = sidecar
 
 
-def load_night(directory: str | os.PathLike[str], since: float | None = None, until: float | None = None) -> Night:
-    """Read an output directory. Never raises for bad content; a directory that cannot be listed is a problem."""
+def load_night(
+    directory: str | os.PathLike[str],
+    since: float | None = None,
+    until: float | None = None,
+    sidecar_cache: dict | None = None,
+) -> Night:
+    """Read an output directory. Never raises for bad content; a directory that cannot be listed is a problem.
+
+    `sidecar_cache` (a dict the caller keeps between calls: `serve`) spares reading sidecars that did not
+    change since the last call.
+    """
     directory = Path(directory)
     night = Night(directory=directory, since=since, until=until)
     try:
@@ -467,7 +496,7 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
         seg.exists = seg.path.is_file()
         if not seg.exists:
             night.problems.append(f"{seg.path}: segment file missing (deleted or moved?)")
-        _load_sidecar(seg, night.problems)
+        _load_sidecar(seg, night.problems, sidecar_cache)
         seg.videos = [p for p in (seg.path.with_suffix(sfx) for sfx in VIDEO_SUFFIXES) if p.is_file()]
         night.segments.append(seg)
     night.segments.sort(key=lambda s: (s.start, s.name))

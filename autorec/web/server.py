@@ -94,20 +94,23 @@ class _SegmentIndex:
         self.directory = directory
         self._key: tuple | None = None
         self.night: Any = None
+        self._sidecars: dict = {}  # sidecars read, by path, with the stat they were read at
 
     def _stat_key(self) -> tuple:
         try:
             st = (self.directory / INDEX_NAME).stat()
-            return (st.st_size, st.st_mtime_ns)
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
-            return (0, 0)
+            return (0, 0, 0)
 
     def load(self):
         from autorec.report.night import load_night
 
         key = self._stat_key()
         if key != self._key or self.night is None:
-            self.night = load_night(self.directory)
+            self.night = load_night(self.directory, sidecar_cache=self._sidecars)
+            if len(self._sidecars) > 4 * len(self.night.segments) + 64:  # segments removed by retention
+                self._sidecars.clear()
             self._key = key
         return self.night
 
