@@ -45,7 +45,10 @@ from autorec.outdir import (
     TIMELAPSE_PREFIX,
     VIDEO_SUFFIXES,
     IndexLine,
+    check_journal_entry,
+    check_near_miss,
     check_sidecar,
+    check_status,
     finite,
     is_daily_log,
 )
@@ -390,19 +393,11 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
     entries: list[dict[str, Any]] = []
     problems: list[str] = Problems()
-    for number, entry in json_lines(path, "a journal entry", problems):
-        t = _number(entry.get("time"))
-        if not isinstance(entry.get("event"), str):
-            problems.append(f"{path}:{number}: not a journal entry; skipped")
-        elif t is None:
-            problems.append(f"{path}:{number}: entry without a time; skipped")
+    for number, raw in json_lines(path, "a journal entry", problems):
+        entry = check_journal_entry(raw)  # typed: a finite time, a text event, finite wall and counters
+        if isinstance(entry, str):
+            problems.append(f"{path}:{number}: {entry}; skipped")
         else:
-            entry["time"] = t
-            wall = _number(entry.get("wall"))
-            if wall is None:
-                entry.pop("wall", None)  # a damaged wall clock is dropped: it only orders runs
-            else:
-                entry["wall"] = wall
             entries.append(entry)
     return entries, problems
 
@@ -410,23 +405,12 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     """The near-misses of `near-misses.jsonl` (see `autorec.io.scorelog`); bad lines go to `problems`."""
     out: list[NearMiss] = []
-    for number, e in json_lines(path, "a near-miss", problems):
-        start, end = _number(e.get("start")), _number(e.get("end"))
-        peak, threshold = _number(e.get("peak")), _number(e.get("threshold"))
-        if start is None or peak is None or threshold is None:
-            problems.append(f"{path}:{number}: not a near-miss line; skipped")
+    for number, raw in json_lines(path, "a near-miss", problems):
+        e = check_near_miss(raw)
+        if isinstance(e, str):
+            problems.append(f"{path}:{number}: {e}; skipped")
             continue
-        peak_time = _number(e.get("peak_time"))
-        out.append(
-            NearMiss(
-                str(e.get("rule", "?")),
-                start,
-                end if end is not None else start,
-                peak,
-                threshold,
-                peak_time if peak_time is not None else start,
-            )
-        )
+        out.append(NearMiss(e["rule"], e["start"], e["end"], e["peak"], e["threshold"], e["peak_time"]))
     return out
 
 
@@ -506,10 +490,11 @@ def load_night(
         e for e in entries if (since is None or e["time"] >= since) and (until is None or e["time"] <= until)
     ]
     night.journal.sort(key=lambda e: (e.get("wall", e["time"]), e["time"]))
-    status, error = _read_json_file(directory / STATUS_NAME, 1 << 20)
-    if error is None and isinstance(status, dict):
-        night.status = status
-    elif error not in (None, "missing"):
+    data, error = _read_json_file(directory / STATUS_NAME, 1 << 20)
+    if error is None:
+        night.status, found = check_status(data)
+        night.problems += [f"{directory / STATUS_NAME}: {p}" for p in found]
+    elif error != "missing":
         night.problems.append(f"{directory / STATUS_NAME}: {error}")
     night.telemetry = [directory / n for n in names if is_daily_log(n) and n.startswith(TELEMETRY_PREFIX)]
     night.timelapse = [directory / n for n in names if is_daily_log(n) and n.startswith(TIMELAPSE_PREFIX)]

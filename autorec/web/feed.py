@@ -41,7 +41,7 @@ from typing import Any
 
 from autorec.core.streamitems import StreamListener
 from autorec.io.boundedread import open_regular, read_capped
-from autorec.outdir import INDEX_NAME, STATUS_NAME, IndexLine
+from autorec.outdir import INDEX_NAME, STATUS_NAME, IndexLine, check_status
 
 log = logging.getLogger(__name__)
 
@@ -280,9 +280,7 @@ class DirectoryFeed(Feed):
             data = _read_small(self.status_path)
             if data is not None:
                 try:
-                    parsed = json.loads(data)
-                    if isinstance(parsed, dict):
-                        status = parsed
+                    status, _ = check_status(json.loads(data))  # typed: the page gets numbers where it expects them
                 except (ValueError, RecursionError):
                     pass  # being replaced, or damaged: keep the last good one
         new: list[dict[str, Any]] = []
