@@ -7,17 +7,16 @@ the directory is HTML-escaped.
 
 from __future__ import annotations
 
-import html
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from autorec import __version__
+from autorec.report import markup
 from autorec.report.night import Night, Segment, describe_evidence, local_text, rule_lanes, utc_text
 from autorec.units import format_duration, format_size
 
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+_e = markup.text  # the one escaping path (autorec.report.markup)
 
 
 def _nav(active: str) -> str:
@@ -74,15 +73,15 @@ def live_page(directory: Path) -> str:
 
 
 def _links(seg: Segment) -> list[str]:
-    out = [f'<a href="/segment/{_e(seg.name)}">open</a>']
+    out = [f'<a href="/segment/{markup.url_part(seg.name)}">open</a>']
     for p in [seg.path, seg.sidecar_path, *seg.videos]:
         if p.exists():
-            out.append(f'<a href="/files/{_e(p.name)}">{_e(p.name)}</a>')
+            out.append(f'<a href="/files/{markup.url_part(p.name)}">{_e(p.name)}</a>')
     return out
 
 
 def _strip_url(seg: Segment) -> str:
-    return f"/api/segments/{seg.name}/strip"
+    return f"/api/segments/{urllib.parse.quote(seg.name, safe='')}/strip"  # escaped where it is used
 
 
 def night_page(directory: Path) -> str:
@@ -115,7 +114,7 @@ def card_json(index: int, seg: Segment, night: Night) -> dict[str, Any]:
 _SEGMENT_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
+<title>{{ page_title }}</title>
 <link rel="stylesheet" href="/ui/ui.css">
 {{ bokeh_css }}
 {{ bokeh_js }}
@@ -167,14 +166,15 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     if seg.dropped:
         facts.append(("dropped", f"<span class=bad>{seg.dropped} message(s)</span>"))
     downloads = [
-        f'<a href="/files/{_e(p.name)}" download>{_e(p.name)}</a>' for p in [seg.path, seg.sidecar_path, *seg.videos]
+        f'<a href="/files/{markup.url_part(p.name)}" download>{_e(p.name)}</a>'
+        for p in [seg.path, seg.sidecar_path, *seg.videos]
     ]
     nav = []
     if prev_seg is not None:
-        nav.append(f'<a href="/segment/{_e(prev_seg.name)}">&larr; previous</a>')
+        nav.append(f'<a href="/segment/{markup.url_part(prev_seg.name)}">&larr; previous</a>')
     nav.append('<a href="/night">night</a>')
     if next_seg is not None:
-        nav.append(f'<a href="/segment/{_e(next_seg.name)}">next &rarr;</a>')
+        nav.append(f'<a href="/segment/{markup.url_part(next_seg.name)}">next &rarr;</a>')
     header = (
         f"<header><h1>{_e(seg.name)}</h1><div class=sub>{' · '.join(nav)}</div></header>"
         "<section class=panel><table class=facts>"
@@ -183,7 +183,9 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     )
     mp4 = next((v for v in seg.videos if v.suffix == ".mp4"), None)
     if mp4 is not None:
-        player = f'<video id=video controls muted preload=auto width=768 src="/files/{_e(mp4.name)}"></video>'
+        player = (
+            f'<video id=video controls muted preload=auto width=768 src="/files/{markup.url_part(mp4.name)}"></video>'
+        )
     else:
         player = (
             f'<div id=player data-name="{_e(seg.name)}"><img id=player-frame width=768 height=576 alt="camera frame">'
@@ -207,7 +209,13 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
         resources=Resources(mode="server", root_url="/"),
         title=f"autorec segment {seg.name}",
         template=Template(_SEGMENT_TEMPLATE),
-        template_variables={"nav": _nav(""), "header": header, "player": player, "firings": firings_html},
+        template_variables={
+            "nav": _nav(""),
+            "header": header,
+            "player": player,
+            "firings": firings_html,
+            "page_title": _e(f"autorec segment {seg.name}"),
+        },
     )
 
 
