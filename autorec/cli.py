@@ -18,7 +18,22 @@ import sys
 
 from autorec import __version__
 
-COMMANDS = ("run", "tune", "record", "info", "ls", "report", "serve", "video", "sim", "replay", "check", "plugins")
+COMMANDS = (
+    "run",
+    "tune",
+    "calibrate",
+    "record",
+    "info",
+    "ls",
+    "report",
+    "serve",
+    "video",
+    "export",
+    "sim",
+    "replay",
+    "check",
+    "plugins",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,8 @@ SIDECAR_SUFFIX = ".json"  # a segment's sidecar
 OPEN_SUFFIX = ".partial"  # appended to a segment's log (and a recovered sidecar) while it is being written
 OPEN_LOG_SUFFIX = LOG_SUFFIX + OPEN_SUFFIX  # NAME.bin.partial: the open segment
 VIDEO_SUFFIXES = (".mp4", ".mkv")  # video exports beside NAME.bin
+MCAP_SUFFIX = ".mcap"  # the MCAP export beside NAME.bin (Foxglove, Lichtblick)
+EXPORT_SUFFIXES = (*VIDEO_SUFFIXES, MCAP_SUFFIX)  # everything exported from a segment, deleted with it
 
 INDEX_NAME = "index.jsonl"
 JOURNAL_NAME = "journal.jsonl"
@@ -72,6 +74,12 @@ def segment_stem(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def export_path(log_path: str | os.PathLike[str], suffix: str, out_dir: str | os.PathLike[str] | None = None) -> str:
+    """Where an export of the segment `log_path` goes: `NAME` + `suffix` beside it, or in `out_dir`."""
+    name = segment_stem(os.path.basename(log_path)) + suffix
+    return os.path.join(out_dir if out_dir is not None else os.path.dirname(log_path), name)
 
 
 def is_plain_name(name: str) -> bool:

@@ -41,7 +41,15 @@ import yaml
 
 from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet, SegmentSettings
+from autorec.core.ruleset import (
+    AlertSettings,
+    HookSettings,
+    MqttSettings,
+    OutputSettings,
+    Rule,
+    RuleSet,
+    SegmentSettings,
+)
 from autorec.core.segmentname import (
     NAME_FIELDS,
     UNSAFE,
@@ -50,6 +58,7 @@ from autorec.core.segmentname import (
 )
 from autorec.events import KINDS
 from autorec.services.hooks import check_format_width
+from autorec.services.mqtt import check_topic, parse_url
 from autorec.triggers.fields import suggest
 from autorec.units import format_size, parse_duration, parse_size
 
@@ -400,6 +409,7 @@ _ALERT_KEYS = rulekeys.keys("alerts")
 _BUDGET_KEYS = rulekeys.keys("budget")
 _FLAP_KEYS = rulekeys.keys("flap")
 _RULE_KEYS = rulekeys.keys("rule")
+_MQTT_KEYS = rulekeys.keys("mqtt")
 
 
 class _Validator:
@@ -477,6 +487,7 @@ class _Validator:
         heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
         hooks = self.attempt(lambda: self.hooks(top), HookSettings())
         alerts = self.attempt(lambda: self.alerts(top), AlertSettings())
+        mqtt = self.attempt(lambda: self.mqtt(top), MqttSettings())
 
         def budget_section() -> Budget:
             budget_map = self.mapping(top.get("budget"), top.lines.get("budget"), "budget")
@@ -498,6 +509,7 @@ class _Validator:
             rules=rules,
             hooks=hooks,
             alerts=alerts,
+            mqtt=mqtt,
             max_errors=max_errors,
             shutdown_grace=grace,
             heartbeat=heartbeat,
@@ -515,6 +527,7 @@ class _Validator:
             name=self.convert(m, "name", p, _nonempty_str, d.name),
             telemetry=self.convert(m, "telemetry", p, _bool, d.telemetry),
             video=self.convert(m, "video", p, _video, d.video),
+            mcap=self.convert(m, "mcap", p, _bool, d.mcap),
             min_free=min_free,
             min_free_percent=min_free_percent,
             keep=self.convert(m, "keep", p, _optional(_positive_duration), d.keep),
@@ -593,6 +606,22 @@ class _Validator:
             camera_stall=self.convert(
                 m, "camera_stall", "alerts", _optional(_positive_duration), AlertSettings.camera_stall
             ),
+        )
+
+    def mqtt(self, top: _Map) -> MqttSettings:
+        m = self.mapping(top.get("mqtt"), top.lines.get("mqtt"), "mqtt")
+        self.check_keys(m, _MQTT_KEYS, "mqtt")
+        if m and "url" not in m:
+            raise self.error(
+                top.lines.get("mqtt", m.line), "mqtt.url", "missing (the broker, e.g. mqtt://broker.lab:1883)"
+            )
+        d = MqttSettings()
+        return MqttSettings(
+            url=self.convert(m, "url", "mqtt", _mqtt_url, d.url),
+            topic=self.convert(m, "topic", "mqtt", _mqtt_topic, d.topic),
+            status_every=self.convert(m, "status_every", "mqtt", _at_least_duration(1.0), d.status_every),
+            max_queued=self.convert(m, "max_queued", "mqtt", _int_at_least(1), d.max_queued),
+            ca_file=self.convert(m, "ca_file", "mqtt", _nonempty_str, d.ca_file),
         )
 
     def rules(self, top: _Map, segments: SegmentSettings, max_errors: int) -> list[Rule]:
@@ -781,6 +810,15 @@ def _source(value: Any) -> str:
     except ValueError as exc:
         raise ValueError(f"{exc} in {_show(value)}") from None
     return value
+
+
+def _mqtt_url(value: Any) -> str:
+    parse_url(value)
+    return value.strip()
+
+
+def _mqtt_topic(value: Any) -> str:
+    return check_topic(value)
 
 
 def _rule_name(value: Any) -> str:

@@ -4,6 +4,8 @@
 Bare numbers are seconds / bytes. Errors are `ValueError` with a message that
 lists the allowed units, ready to show after a file:line prefix.
 
+`parse_listen` reads a listening address, `[HOST:]PORT` (`--http`, `--metrics`).
+
 `format_size` is the one size format a person reads (`109.7MB`); `iso_utc` and
 `with_iso_times` put ISO 8601 UTC strings beside the epoch times of the JSON
 files autorec writes (sidecars, `index.jsonl`, `status.json`).
@@ -150,3 +152,19 @@ def _iso_or_none(v: Any) -> str | None:
         return iso_utc(v)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError with a readable message."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = default_host, text
+    host = host.strip("[]") or default_host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return host, port

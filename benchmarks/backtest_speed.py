@@ -13,7 +13,16 @@ in this one process on the same file (the OS page cache warmed by the first pass
 For each: wall seconds, MB/s, records/s, and x real time (the log's own time
 span / wall time), plus the ratio to the plain LogReader baseline.
 
+With a motion rule (`--rules rules/motion.yaml`), also the decode floor (issue 31, target 3):
+- decode floor: a dry run whose motion triggers decode their own frames (one thread), with
+  each `GrayDecoder.decode` of an analysed frame timed: the decode any motion backtest must
+  do, divided over `--jobs` cores (default: the cores this process may use);
+- backtest --dry-run --jobs N: as `run --replay --dry-run --jobs N` (frames decoded ahead);
+and the backtest's rate as a fraction of the floor's (target >= 0.8). Both run in this process
+within the same minutes, so the ratio holds on a loaded machine where the seconds do not.
+
     .venv/bin/python benchmarks/backtest_speed.py [--minutes 20] [--fps 10] [--rules rules/electrodes.yaml]
+    .venv/bin/python benchmarks/backtest_speed.py --minutes 2 --rules rules/motion.yaml [--jobs 2]
 """
 
 from __future__ import annotations
@@ -27,12 +36,15 @@ from pathlib import Path
 from autorec import events
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
+from autorec.frames.graydecode import FrameDecodeError, GrayDecoder
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
 from autorec.runs.backtest import REPLAY_QUEUE_BYTES
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
+from autorec.runs.predecode import default_jobs, prescored
+from autorec.triggers.motion import MotionTrigger
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,6 +96,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rules", type=Path, default=REPO / "rules" / "electrodes.yaml")
     ap.add_argument("--log", type=Path, default=None, help="use this log instead of generating one")
+    ap.add_argument("--jobs", type=int, default=None, help="cores for the decode (default: this process's)")
     args = ap.parse_args()
     ruleset = load_rules(args.rules)
 
@@ -137,10 +150,58 @@ def main() -> None:
             writer.close()
             return source.records, f"  ({writer.stats.segments} segments, {writer.stats.bytes / 1e6:.1f} MB written)"
 
+        jobs = args.jobs if args.jobs is not None else default_jobs()
+        decode_seconds = [0.0]
+
+        def decode_floor():
+            """A one-thread dry run whose motion triggers' decodes of their analysed frames are timed."""
+            source = FileSource(log_path)
+            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), DryRun())
+            frames = 0
+            for trigger in pipe.engine.triggers.values():
+                if isinstance(trigger, MotionTrigger):
+                    decoder = GrayDecoder(trigger.scale)
+
+                    def timed_decode(event, decoder=decoder):
+                        nonlocal frames
+                        jpeg = event.image.image_data
+                        t0 = time.perf_counter()
+                        try:
+                            image = decoder.decode(jpeg)
+                        except FrameDecodeError as exc:
+                            image = exc
+                        decode_seconds[0] += time.perf_counter() - t0
+                        frames += 1
+                        return image
+
+                    trigger.predecoded = timed_decode
+            run_file(pipe, source)
+            floor = decode_seconds[0] / jobs
+            return source.records, (
+                f"  ({frames} analysed frames decoded in {decode_seconds[0]:.2f} s: floor {floor:.2f} s "
+                f"on {jobs} core(s), {span / floor:.0f}x real time)"
+            )
+
+        def dry_run_jobs():
+            source = FileSource(log_path)
+            sink = DryRun()
+            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink)
+            run_file(pipe, prescored(source, pipe, jobs))
+            return source.records, f"  ({len(sink.segments)} segments)"
+
         read_only()  # warm the page cache so every pass reads from memory
         base = timed("LogReader pass (baseline)", size, span, read_only)
         timed("LogReader + decode", size, span, read_decode, base)
         timed("backtest --dry-run", size, span, dry_run, base)
+        motion = any(r.trigger_name == "motion" for r in ruleset.rules)
+        if motion:
+            timed("dry run, decodes timed", size, span, decode_floor, base)
+            wall = timed(f"backtest --dry-run --jobs {jobs}", size, span, dry_run_jobs, base)
+            floor = decode_seconds[0] / jobs
+            print(
+                f"backtest rate / decode floor on {jobs} core(s): {floor / wall:.2f} (target >= 0.8; "
+                f"{span / wall:.0f}x real time against {span / floor:.0f}x)"
+            )
         timed("backtest writing segments", size, span, write_segments, base)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:.0f} MB")

@@ -21,7 +21,7 @@ import pytest
 from autorec.cli import build_parser
 from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings
+from autorec.core.ruleset import AlertSettings, HookSettings, MqttSettings, OutputSettings
 from autorec.core.segmenter import SegmentPolicy
 from autorec.rules import ConfigError, parse_rules
 
@@ -67,6 +67,7 @@ USER_FIELDS = {
     OutputSettings: {"min_free_percent"},  # written as `min_free: 5%`
     HookSettings: set(),
     AlertSettings: set(),
+    MqttSettings: set(),
     SegmentPolicy: set(),
     Budget: set(),
     FlapPolicy: set(),

@@ -198,7 +198,19 @@ def base(night: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-API = ("/api/status", "/api/segments", "/api/scores", "/", "/favicon.ico")
+API = (
+    "/api/status",
+    "/api/segments",
+    "/api/scores",
+    "/",
+    "/favicon.ico",
+    "/api/reviewed",
+    "/api/export",
+    "/api/electrodes?pins=1,2",
+    "/api/timelapse?t=1796617900",
+    "/metrics",
+    "/exports/x.mcap",
+)
 PER_SEGMENT = ("/api/segments/{}", "/api/segments/{}/frames", "/api/segments/{}/frames/0", "/api/segments/{}/card")
 
 

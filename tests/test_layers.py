@@ -9,7 +9,8 @@ else must stand lower in `LAYERS`. The order, bottom first:
 - `triggers` (the Trigger API and the built-in triggers), then `core` (the sans-I/O pipeline);
 - `io` (files and sockets), then `media` (frames to thumbnails and video) and `sim` (the simulated rig);
 - `services` (what attaches to a run), `rules` (the rule-file loader, which checks hook commands
-  against `services.hooks`), then `runs` (the wiring of a run);
+  against `services.hooks`), then `runs` (the wiring of a run) and `calibration` (`autorec calibrate`'s
+  phases and proposal);
 - `report` (an output directory read back for people), `web` (the web UI), `commands`, `cli`.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autorec"
 
 LAYERS: list[set[str]] = [
-    {"proto", "units", "dates", "extras", "frames", "__version__"},
+    {"proto", "units", "dates", "extras", "frames", "rig", "evidence", "__version__"},
     {"events", "outdir"},
     {"triggers"},
     {"core"},
@@ -29,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"media", "sim"},
     {"services"},
     {"rules"},
-    {"runs"},
+    {"runs", "calibration"},
     {"report"},
     {"web"},
     {"commands"},
@@ -82,3 +83,13 @@ def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from autorec.web.server import WebUI\n\nfrom autorec import outdir, rules\n")
     assert sorted(_imports(src), key=lambda i: i[1]) == [("web", 2), ("outdir", 4), ("rules", 4)]
+
+
+def test_the_web_ui_uses_only_the_reports_public_names() -> None:
+    """`from autorec.report... import _private` in web/ would tie the UI to the report's internals."""
+    private = []
+    for path in sorted((PACKAGE / "web").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("autorec.report"):
+                private += [f"{path.name}:{node.lineno}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not private, private

@@ -120,17 +120,20 @@ def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
 
 
 def test_grid_guess_follows_the_timeline_on_outliers_and_steps() -> None:
-    from autorec.runs.predecode import _Grid
+    from autorec.runs.predecode import _Guess
+    from autorec.triggers.framegrid import FrameGrid
 
-    grid = _Grid(0.2)  # detect_fps 5 on a 10 fps stream
-    assert [grid.due(t / 10) for t in range(6)] == [True, False, True, False, True, False]
+    trigger_grid = FrameGrid(0.2, idle_interval=0.0)  # detect_fps 5 on a 10 fps stream, no idle rate
+    guess = _Guess(trigger_grid)
+    assert [guess.due(t / 10) for t in range(6)] == [True, False, True, False, True, False]
     # one damaged timestamp far behind: the timeline carries it forward, so the trigger skips it
-    assert grid.due(-100.0) is False
-    assert [grid.due(t / 10) for t in range(6, 9)] == [True, False, True]
+    assert guess.due(-100.0) is False
+    assert [guess.due(t / 10) for t in range(6, 9)] == [True, False, True]
     # a real clock step back (frames keep coming from the past): followed after STEP_FRAMES frames
-    behind = [grid.due(-50.0 + t / 10) for t in range(6)]
-    assert behind[: _Grid.STEP_FRAMES - 1] == [False] * (_Grid.STEP_FRAMES - 1) and any(behind)
-    # resync moves the grid onto the trigger's slots, nearest to its own
-    grid.next_due = 10.05
-    grid.resync(3.0)
-    assert grid.next_due == pytest.approx(10.0)
+    behind = [guess.due(-50.0 + t / 10) for t in range(6)]
+    assert behind[: _Guess.STEP_FRAMES - 1] == [False] * (_Guess.STEP_FRAMES - 1) and any(behind)
+    # resync moves the guess onto the trigger's slots, nearest to its own
+    guess.grid.next_due = 10.05
+    trigger_grid.next_due = 3.0
+    guess.resync()
+    assert guess.grid.next_due == pytest.approx(10.0)

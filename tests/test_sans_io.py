@@ -24,6 +24,9 @@ CORE_FILES = sorted((REPO / "autorec" / "core").glob("*.py")) + sorted((REPO / "
 CORE = (
     *(f"autorec.{p.parent.name}.{p.stem}" for p in CORE_FILES if p.stem not in ("__init__", "registry")),
     "autorec.sim.core",
+    "autorec.sim.rpc",
+    "autorec.calibration.measure",
+    "autorec.calibration.proposal",
 )
 
 SCRIPT = textwrap.dedent(

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from autorec.units import parse_listen
 from autorec.web.feed import QUEUE_MAX, DirectoryFeed, LiveFeed
-from autorec.web.server import WebUI, is_loopback, parse_listen, resolve_token, start_server
+from autorec.web.server import WebUI, is_loopback, resolve_token, start_server
 from tests.support.browser import artifact_path, chromium, console_errors
 from tests.support.polling import wait_until
 

@@ -245,3 +245,22 @@ def test_sidecar_caps_firings_and_carries_iso_times(tmp_path: Path) -> None:
     [side_path] = list(small.glob("*.json"))
     side = json.loads(side_path.read_text())
     assert len(side["firings"]) == 1 and side["firing_counts"] == {"moved": 1} and "firings_omitted" not in side
+
+
+def test_writer_stats_count_every_record_also_when_the_buffer_fills_between_flushes(tmp_path: Path):
+    # 300 KB frames: the log writer's 1 MiB buffer goes to the OS between two flushes; the
+    # writer's own record count (status file, metrics: messages kept) must still see them all.
+    seg = Segmenter(default=POLICY)
+    w = SegmentWriter(tmp_path, observers=[obs := Recorder()], flush_interval=30.0).start()
+    for i in range(40):
+        t = T0 + i * 0.25
+        ev = PurpleDropEvent()
+        ev.image.image_data = bytes([i]) * 300_000
+        events.set_timestamp(ev, t)
+        w.submit(seg.feed(t, ev.SerializeToString(), "image", [Firing("moved", t)] if i == 12 else []))
+    w.submit(seg.close())
+    assert w.close(10)
+    [closed] = obs.closed
+    assert closed.records > 12
+    assert w.stats.records == closed.records == len(list(LogReader(closed.path)))
+    assert w.stats.bytes == closed.bytes == closed.path.stat().st_size

@@ -75,6 +75,12 @@ def summary(ruleset) -> list[str]:
         argv = getattr(hooks, key)
         if argv:
             lines.append(f"  hook      {key}: {' '.join(argv)}  (timeout {format_duration(hooks.timeout)})")
+    mqtt = ruleset.mqtt
+    if mqtt.url:
+        lines.append(
+            f"  mqtt      {mqtt.url} -> {mqtt.topic}/RIG/  (status every {format_duration(mqtt.status_every)}, "
+            f"max_queued {mqtt.max_queued})"
+        )
     width = max(len(r.name) for r in ruleset.rules)
     for rule in ruleset.rules:
         types = {o.name: o.type for o in rule.trigger.options}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.commands.serve import add_http_arguments
 
     add_http_arguments(p, None)
+    fleet = p.add_argument_group("one lab, many rigs (docs/mqtt.md, docs/metrics.md)")
+    fleet.add_argument(
+        "--rig", default=None, metavar="NAME", help="this rig's name in MQTT topics and metrics (default: host name)"
+    )
+    fleet.add_argument(
+        "--mqtt",
+        default=None,
+        metavar="URL",
+        help="publish events to this broker, mqtt://HOST[:PORT] or mqtts:// (default: the rule file's mqtt.url; "
+        "'off': none); user and password from AUTOREC_MQTT_USERNAME / AUTOREC_MQTT_PASSWORD",
+    )
+    fleet.add_argument(
+        "--mqtt-topic", default=None, metavar="PREFIX", help="topic prefix (default: the rule file's, or autorec)"
+    )
+    fleet.add_argument(
+        "--metrics",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless a HOST is given); "
+        "with --http they are also at its /metrics",
+    )
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
     add_sim_arguments(p, network=False)
     p.set_defaults(func=run)
@@ -114,7 +136,67 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
     if args.replay:
         return _replay(args, ruleset, out)
+    ruleset = _with_fleet_options(args, ruleset)
+    if ruleset is None:
+        return 2
     return _live(args, ruleset, out, duration)
+
+
+def _with_fleet_options(args: argparse.Namespace, ruleset):
+    """`ruleset` with --mqtt/--mqtt-topic applied, --rig and --metrics checked (into `args.rig`,
+    `args.metrics_listen`); None after printing why not (a usage error)."""
+    from autorec.extras import install_hint
+    from autorec.rig import check_rig_name, default_rig_name
+    from autorec.services.mqtt import check_topic, parse_url
+
+    try:
+        args.rig = check_rig_name(args.rig) if args.rig is not None else default_rig_name()
+    except ValueError as exc:
+        print(f"autorec run: --rig: {exc}", file=sys.stderr)
+        return None
+    mqtt = ruleset.mqtt
+    if args.mqtt is not None:
+        url = None if args.mqtt.strip().lower() in ("off", "") else args.mqtt.strip()
+        try:
+            if url is not None:
+                parse_url(url)
+        except ValueError as exc:
+            print(f"autorec run: --mqtt: {exc}", file=sys.stderr)
+            return None
+        mqtt = dataclasses.replace(mqtt, url=url)
+    if args.mqtt_topic is not None:
+        try:
+            mqtt = dataclasses.replace(mqtt, topic=check_topic(args.mqtt_topic))
+        except ValueError as exc:
+            print(f"autorec run: --mqtt-topic: {exc}", file=sys.stderr)
+            return None
+    if mqtt.url and mqtt.ca_file and not os.access(mqtt.ca_file, os.R_OK):
+        print(f"autorec run: mqtt.ca_file: cannot read {mqtt.ca_file}", file=sys.stderr)
+        return None
+    if mqtt.url:
+        try:
+            import paho.mqtt  # noqa: F401
+        except ImportError:
+            print(f"autorec run: MQTT needs the 'mqtt' extra (paho-mqtt): {install_hint('mqtt')}", file=sys.stderr)
+            return None
+    args.metrics_listen = None
+    if args.metrics is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            print(
+                f"autorec run: --metrics needs the 'metrics' extra (prometheus-client): {install_hint('metrics')}",
+                file=sys.stderr,
+            )
+            return None
+        from autorec.units import parse_listen
+
+        try:
+            args.metrics_listen = parse_listen(args.metrics)
+        except ValueError as exc:
+            print(f"autorec run: --metrics {exc}", file=sys.stderr)
+            return None
+    return dataclasses.replace(ruleset, mqtt=mqtt)
 
 
 # The simulated rig's options besides --duration, with their defaults: they mean nothing without --sim.
@@ -135,6 +217,11 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         return "--duration does not apply to --replay (the log is read to its end)"
     if args.replay and args.http is not None:
         return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
+    if args.replay:
+        given = [o for o in ("rig", "mqtt", "mqtt_topic", "metrics") if getattr(args, o) is not None]
+        if given:
+            names = ", ".join("--" + o.replace("_", "-") for o in given)
+            return f"{names} appl{'y' if len(given) > 1 else 'ies'} to live runs and --sim, not --replay"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
     if args.http_host_names and args.http is None:
@@ -211,6 +298,10 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
         from autorec.web.server import live_companion
 
         companions.append(live_companion(out, *http))
+    if args.metrics_listen is not None:
+        from autorec.services.metrics import metrics_companion
+
+        companions.append(metrics_companion(*args.metrics_listen))
     uri = args.uri or ruleset.source or DEFAULT_URI
     live_source = None
     if sim_config is None:
@@ -233,6 +324,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             sim_config=sim_config,
             duration=duration,
             companions=companions,
+            rig=args.rig,
             telemetry=ruleset.output.telemetry and not args.no_telemetry,
             timelapse=ruleset.output.timelapse is not None and not args.no_timelapse,
             overrides=list(args.overrides),

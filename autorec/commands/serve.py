@@ -39,7 +39,8 @@ def http_settings(args: argparse.Namespace, prog: str) -> tuple[str, int, str | 
     None after printing why not (the web extra is missing, or `--http` is not `[HOST:]PORT`): a usage
     error for the caller."""
     try:
-        from autorec.web.server import parse_listen, resolve_token
+        from autorec.units import parse_listen
+        from autorec.web.server import resolve_token
     except ImportError:
         print(f"autorec {prog}: --http: {WEB_EXTRA}", file=sys.stderr)
         return None

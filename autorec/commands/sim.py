@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sim",
         help="serve a simulated rig (scripted scenarios, ground truth, faults)",
         description="Serve a simulated PurpleDrop rig like pdserver: a websocket of PurpleDropEvent frames "
-        "following a scenario, with optional ground truth (--truth) and injected faults (--faults).",
+        "following a scenario, with optional ground truth (--truth) and injected faults (--faults); with "
+        "--rpc-port also pdserver's JSON-RPC control (set_electrode_pins moves the simulated drops).",
     )
     add_sim_arguments(p)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             async with server:
                 print(f"autorec sim: serving on {server.uri}", flush=True)
+                if server.rpc_url is not None:
+                    print(f"autorec sim: JSON-RPC on {server.rpc_url}", flush=True)
                 finished = asyncio.ensure_future(server.wait_finished())
                 stopped = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autorec.commands.batchconsole import BatchConsole
+
 # What `autorec.media.video.ExportOptions` defaults to, for the help text without importing PyAV at
 # startup (tests/test_video.py checks they agree).
 DEFAULT_CRF = 28
@@ -164,12 +166,8 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
     )
     jobs, missing = _jobs(args, mode)
-    failures: list[str] = []
-
-    def fail(message: str) -> None:
-        failures.append(message)
-        print(f"autorec video: {message}", file=sys.stderr, flush=True)
-
+    console = BatchConsole("video", args.quiet)
+    fail = console.fail
     for m in missing:
         fail(f"{m}: no such file or directory")
     up_to_date = 0
@@ -191,33 +189,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         todo.append((job, images))
 
-    show_bar = not args.quiet and sys.stderr.isatty()
-    bar = None
-    if show_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(n for _, n in todo), unit="frame", dynamic_ncols=True, file=sys.stderr)
-
-    def say(line: str) -> None:
-        if args.quiet:
-            return
-        if bar is not None:
-            bar.write(line, file=sys.stdout)
-        else:
-            print(line, flush=True)
-
+    console.start_bar(sum(n for _, n in todo), unit="frame")
     exported = 0
-    try:
+    with console:
         for job, images in todo:
-            if bar is not None:
-                bar.set_description(job.log.name)
+            console.describe(job.log.name)
             done = 0
 
             def progress(n: int) -> None:
                 nonlocal done
                 done += n
-                if bar is not None:
-                    bar.update(n)
+                console.update(n)
 
             try:
                 job.out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,13 +212,10 @@ def run(args: argparse.Namespace) -> int:
                 fail(f"{job.log}: cannot write {job.out}: {exc.filename or ''}: {exc.strerror or exc}")
                 continue
             finally:
-                if bar is not None and done < images:
-                    bar.update(images - done)  # frames cut by --end, or the log's tail
+                if done < images:
+                    console.update(images - done)  # frames cut by --end, or the log's tail
             exported += 1
-            say(f"{job.out}: {result.summary()}")
-    finally:
-        if bar is not None:
-            bar.close()
+            console.say(f"{job.out}: {result.summary()}")
 
     if not jobs and not missing:
         print("autorec video: no logs found", file=sys.stderr)
@@ -245,8 +224,5 @@ def run(args: argparse.Namespace) -> int:
         parts = [f"{exported} exported", f"{up_to_date} up to date"]
         if frameless:
             parts.append(f"{frameless} without camera frames passed over")
-        parts.append(f"{len(failures)} failed")
-        print(f"autorec video: {', '.join(parts)}", file=sys.stderr if failures else sys.stdout, flush=True)
-        for failure in failures:
-            print(f"  failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+        console.summary(parts)
+    return 1 if console.failures else 0

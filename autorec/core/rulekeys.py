@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.ruleset import AlertSettings, HookSettings, OutputSettings, Rule, RuleSet
+from autorec.core.ruleset import AlertSettings, HookSettings, MqttSettings, OutputSettings, Rule, RuleSet
 from autorec.core.segmenter import SegmentPolicy
 
 
@@ -87,7 +87,7 @@ KINDS = {
     "mapping": "a mapping",
 }
 
-_O, _S, _H, _A = OutputSettings, SegmentPolicy, HookSettings, AlertSettings
+_O, _S, _H, _A, _M = OutputSettings, SegmentPolicy, HookSettings, AlertSettings, MqttSettings
 
 KEYS: tuple[Key, ...] = (
     # -- top level
@@ -115,6 +115,7 @@ KEYS: tuple[Key, ...] = (
         "heartbeat",
     ),
     Key("", "budget", "mapping", "what all segments together may cost (the `budget.*` keys)"),
+    Key("", "mqtt", "mapping", "events on an MQTT broker (the `mqtt.*` keys; user and password from the environment)"),
     # -- output
     Key("output", "dir", "text", "the output directory, relative to where autorec runs (`--out` overrides)", _O, "dir"),
     Key(
@@ -127,6 +128,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("output", "telemetry", "bool", "also keep every non-image message in a daily telemetry log", _O, "telemetry"),
     Key("output", "video", "text", "`h264`, `copy` or `off`: export camera frames when a segment closes", _O, "video"),
+    Key("output", "mcap", "bool", "also write NAME.mcap (Foxglove, Lichtblick) when a segment closes", _O, "mcap"),
     Key(
         "output",
         "min_free",
@@ -218,6 +220,19 @@ KEYS: tuple[Key, ...] = (
         _A,
         "camera_stall",
     ),
+    # -- mqtt
+    Key("mqtt", "url", "text", "the broker: `mqtt://HOST[:PORT]` (`mqtts://`: TLS); no password here", _M, "url"),
+    Key("mqtt", "topic", "text", "topic prefix: each rig publishes under `TOPIC/RIG/`", _M, "topic"),
+    Key("mqtt", "status_every", "duration", "how often the retained `status` is published", _M, "status_every"),
+    Key(
+        "mqtt",
+        "max_queued",
+        "int",
+        "events held while the broker is unreachable; more are dropped and counted",
+        _M,
+        "max_queued",
+    ),
+    Key("mqtt", "ca_file", "text", "the CA of an `mqtts://` broker with a private one", _M, "ca_file"),
     # -- budget (top level: all segments together; on a rule: that rule)
     Key("budget", "max_segments_per_hour", "int", "segments opened in any hour", Budget, "max_segments_per_hour"),
     Key("budget", "max_bytes_per_hour", "size", "bytes written in any hour", Budget, "max_bytes_per_hour"),

@@ -68,6 +68,7 @@ class OutputSettings:
     name: str = DEFAULT_NAME
     telemetry: bool = True
     video: str = "off"
+    mcap: bool = False  # an MCAP file (Foxglove, Lichtblick) of each segment when it closes
     min_free: int | None = None
     min_free_percent: float | None = None
     keep: float | None = None
@@ -102,6 +103,20 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """Events on an MQTT broker (`autorec.services.mqtt`); off while `url` is None.
+
+    `url` is `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (TLS); user and password come from the
+    environment, never the rule file. Topics are `TOPIC/RIG/...`."""
+
+    url: str | None = None
+    topic: str = "autorec"
+    status_every: float = 60.0  # seconds between retained status messages
+    max_queued: int = 1000  # events held while the broker is unreachable; more are dropped and counted
+    ca_file: str | None = None  # mqtts with a private certificate authority
+
+
+@dataclass(frozen=True)
 class Rule:
     """One validated rule: its trigger class, coerced options and effective segment settings."""
 
@@ -130,6 +145,7 @@ class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     hooks: HookSettings = field(default_factory=HookSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     max_errors: int = 10
     shutdown_grace: float = 10.0
     heartbeat: float | None = 300.0  # a log line this often when stderr is not a terminal (None: never)

@@ -258,6 +258,11 @@ class Segmenter:
         return {rule: max(0.0, t + self.policy(rule).post_roll - time) for rule, t in last.items()}
 
     @property
+    def pre_roll_bytes(self) -> int:
+        """Payload bytes held in the pre-roll now (metrics)."""
+        return self._ring.bytes
+
+    @property
     def pre_roll_dropped(self) -> tuple[int, int]:
         """(records, bytes) dropped from the pre-roll by its byte cap since start."""
         return self._ring.dropped, self._ring.dropped_bytes

@@ -24,6 +24,16 @@ Contracts:
   `index.jsonl` format) through `append_bytes`.
 - JSON is written with `finite_json`: a NaN or an infinity (which JSON does
   not have, and other readers reject) becomes `null`.
+- `partial_file(path, fsync)` is for outputs written piece by piece (exports):
+  a context manager giving a binary file open on a fresh `PATH.partial`
+  (`O_EXCL`, no link followed), renamed to `path` when the block ends normally
+  (synced first with `fsync`) and removed when it raises, so a crash or an
+  error never leaves a half file under `path`; at worst a `.partial` one, which
+  the next export replaces and retention removes with its segment. The partial
+  is locked (`flock`) while written: a second export of the same file at the
+  same time (the web UI's and the export queue's) fails with EBUSY instead of
+  removing the first one's partial, and a partial without a lock is stale
+  (`remove_stale_partial(path)` removes only such a one).
 - `fsync_path(path)` syncs a file or a directory (a directory to make renames
   and new names in it durable); errors are raised.
 - Nothing is ever written through a symbolic link: a link planted in the
@@ -46,8 +56,11 @@ import json
 import math
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from autorec.outdir import OPEN_SUFFIX
 
 
 class SymlinkRefused(OSError):
@@ -109,20 +122,8 @@ def dumps(data: Any, **kwargs: Any) -> str:
 
 def replace_file(path: str | os.PathLike[str], data: bytes, fsync: bool = False) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # a stale one (a crash), or a planted link: removing a link leaves its target alone
-        with os.fdopen(open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _renamed_into_place(path.with_name(f".{path.name}.tmp"), path, fsync) as f:
+        f.write(data)
 
 
 def write_json(path: str | os.PathLike[str], data: Any, fsync: bool = False) -> None:
@@ -163,6 +164,112 @@ def same_file(path: str | os.PathLike[str], fd: int) -> bool:
         return False
     own = os.fstat(fd)
     return (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev)
+
+
+PARTIAL_SUFFIX = OPEN_SUFFIX  # autorec.outdir: what a file is named while it is written
+BUSY = "being written by another export right now"  # the EBUSY message of `partial_file`
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where `partial_file` writes `path` until it is complete: `PATH.partial`."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+@contextlib.contextmanager
+def partial_file(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` only if the block completes (see the module docstring)."""
+    tmp = partial_path(path)
+    fd = _claim(tmp)
+    with _renamed_into_place(tmp, Path(path), fsync, fd) as f:
+        yield f
+
+
+def _claim(tmp: Path) -> int:
+    """`tmp` created fresh and locked (`flock`) for this writer. A stale one (a killed writer: no lock)
+    or a planted link is removed first; one another writer holds raises OSError EBUSY, untouched."""
+    import fcntl
+
+    for _ in range(5):
+        try:
+            fd = open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except SymlinkRefused:
+            os.unlink(tmp)  # removing a link leaves its target alone
+            continue
+        except FileExistsError:
+            try:
+                other = open_nofollow(tmp, os.O_RDONLY)
+            except (FileNotFoundError, SymlinkRefused):
+                continue  # gone meanwhile, or became a link: look again
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OSError(errno.EBUSY, BUSY, str(tmp)) from None
+            finally:
+                os.close(other)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # stale: its writer is gone
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed; a writer checking for staleness waits a moment
+        return fd
+    raise OSError(errno.EBUSY, "could not claim it (other writers keep replacing it)", str(tmp))
+
+
+def remove_stale_partial(path: str | os.PathLike[str]) -> bool:
+    """Remove `path`'s partial (`PATH.partial`) if no writer holds it (a killed export's); True if removed."""
+    import fcntl
+
+    tmp = partial_path(path)
+    try:
+        fd = open_nofollow(tmp, os.O_RDONLY)
+    except SymlinkRefused:
+        os.unlink(tmp)
+        return True
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # another export is writing it
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    return True
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: Path, path: Path, fsync: bool, fd: int | None = None) -> Iterator[BinaryIO]:
+    """Write `tmp` (the claimed `fd`, or created fresh here: a stale one or a planted link removed
+    first, never followed); renamed over `path` when the block ends (synced first with `fsync`),
+    removed when it raises, but only while it is still this writer's file."""
+    if fd is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a stale one (a crash), or a planted link: removing a link leaves its target alone
+        fd = open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    ours = os.fstat(fd).st_ino
+
+    def still_ours() -> bool:
+        try:
+            return os.stat(tmp, follow_symlinks=False).st_ino == ours
+        except OSError:
+            return False
+
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            if fsync:
+                # The rename must not land before the data: a power cut would leave a broken file under the name.
+                os.fsync(f.fileno())
+            if not still_ours():
+                raise OSError(errno.EBUSY, "replaced by another writer while being written", str(tmp))
+            os.replace(tmp, path)  # while the file (and its lock) is still open
+    except BaseException:
+        if still_ours():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

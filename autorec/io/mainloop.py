@@ -29,7 +29,7 @@ import logging
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +131,31 @@ def run_main(
     except KeyboardInterrupt:
         log.debug("interrupted before the signal handlers were in place")
         return interrupted
+
+
+def on_loop(fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> Callable[[], Any]:
+    """`fn` made callable from any thread: it runs on `loop` (where the pipeline and its counters live,
+    so nothing is read while it changes), the caller waiting up to `timeout` s. On the loop's own
+    thread it runs at once; after the loop has closed, here (the recorder is done: nothing changes)."""
+    import concurrent.futures
+    import contextlib
+
+    def call() -> Any:
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        result: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed
+            return fn()
+        return result.result(timeout)
+
+    return call

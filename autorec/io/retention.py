@@ -4,7 +4,7 @@ The segments a recorder has closed are the lines of `index.jsonl` in the
 output directory (each names its log with `path`, relative to the directory
 or absolute). A segment's files are its log `NAME.bin`, its sidecar
 `NAME.json` (or the `sidecar` the line names) and its exports beside it
-(`NAME.mp4`, `NAME.mkv`, and a `.partial` one a crash left).
+(`NAME.mp4`, `NAME.mkv`, `NAME.mcap`, and a `.partial` one a crash left).
 
 Contract:
 - `plan_deletions(segments, policy, now)` is pure: it returns the segments
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.io.atomicfile import fsync_path, replace_file
-from autorec.outdir import INDEX_NAME, LOG_SUFFIX, OPEN_SUFFIX, SIDECAR_SUFFIX, TIMELAPSE_PREFIX, VIDEO_SUFFIXES
+from autorec.outdir import EXPORT_SUFFIXES, INDEX_NAME, LOG_SUFFIX, OPEN_SUFFIX, SIDECAR_SUFFIX, TIMELAPSE_PREFIX
 from autorec.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ def plan_deletions(segments: Sequence[SegmentFiles], policy: RetentionPolicy, no
 def segment_files(log: Path) -> list[Path]:
     """The files that belong to the segment whose log is `log` and exist now."""
     stem = log.with_suffix("") if log.suffix == LOG_SUFFIX else log
-    candidates = [stem.with_name(stem.name + s) for s in VIDEO_SUFFIXES]
+    candidates = [stem.with_name(stem.name + s) for s in EXPORT_SUFFIXES]
     # An export a crash interrupted (`NAME.mp4.partial`) goes with its segment too.
-    candidates += [stem.with_name(stem.name + s + OPEN_SUFFIX) for s in VIDEO_SUFFIXES]
+    candidates += [stem.with_name(stem.name + s + OPEN_SUFFIX) for s in EXPORT_SUFFIXES]
     candidates.append(stem.with_name(stem.name + SIDECAR_SUFFIX))
     candidates.append(log)
     return [p for p in candidates if p.exists()]

@@ -485,13 +485,14 @@ class SegmentWriter:
         self._last_flush = _time.monotonic()
         cur = self._current
         if cur is not None and cur.writer is not None:
-            before = cur.writer.records
             try:
                 cur.writer.flush()
                 self._commit(cur)
             except LogWriteError as exc:
                 self._write_failed(cur, exc)
-            self.stats.records += cur.writer.records - before
+            # against what the file was known to hold, as for bytes: the LogWriter also counts the
+            # records it hands to the OS between flushes (a full buffer)
+            self.stats.records += cur.writer.records - cur.file.records
             self.stats.bytes += cur.writer.bytes - cur.file.bytes
             cur.file.records = cur.writer.records
             cur.file.bytes = cur.writer.bytes
@@ -510,7 +511,6 @@ class SegmentWriter:
         file = cur.file
         records = size = 0
         if cur.writer is not None:
-            before = cur.writer.records
             try:
                 cur.writer.close()
                 self._commit(cur)
@@ -520,7 +520,7 @@ class SegmentWriter:
                     cur.writer.close()
             except OSError as exc:
                 self._error(f"closing {file.partial}: {exc.strerror or exc}")
-            self.stats.records += cur.writer.records - before
+            self.stats.records += cur.writer.records - file.records
             records, size = cur.writer.records, cur.writer.bytes
         file.end = c.end
         file.close_reason = c.reason

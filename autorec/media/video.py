@@ -53,7 +53,7 @@ from av.video.frame import PictureType
 from autorec import events
 from autorec.dates import clamp_time, local_strftime, utc_iso
 from autorec.frames.jpeg import jpeg_complete, jpeg_size
-from autorec.io.atomicfile import fsync_path, open_nofollow
+from autorec.io.atomicfile import fsync_path, open_nofollow, partial_path
 from autorec.io.logfile import LogReader
 from autorec.media.frametiming import (  # re-exported: the timing was part of this module until round 2
     DEFAULT_INTERVAL,
@@ -66,7 +66,6 @@ from autorec.media.frametiming import (  # re-exported: the timing was part of t
     select_frames,
     snapshot_records_from_sidecar,
 )
-from autorec.outdir import OPEN_SUFFIX
 
 _log = logging.getLogger(__name__)  # `log` names the log file being exported throughout this module
 
@@ -239,11 +238,6 @@ def is_up_to_date(log_path: str | os.PathLike[str], out_path: str | os.PathLike[
         return os.stat(out_path).st_mtime >= os.stat(log_path).st_mtime
     except OSError:
         return False
-
-
-def partial_path(out_path: str | os.PathLike[str]) -> Path:
-    out = Path(out_path)
-    return out.with_name(out.name + OPEN_SUFFIX)
 
 
 # Camera JPEGs are full-range 4:2:0 YUV. The video keeps exactly that and says so (H.264's

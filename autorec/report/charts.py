@@ -5,8 +5,8 @@ Bokeh was chosen for its size: its JavaScript comes inside the PyPI wheel and
 against ~4.8 MB for Plotly's bundle), so a report with hundreds of segments
 and their thumbnails stays a self-contained file under 8 MB that opens
 offline. Zoom and pan are Bokeh tools; hovering a bar shows the segment;
-tapping a bar scrolls to its card (a few lines of the project's own
-JavaScript in a `CustomJS` callback).
+tapping a bar opens the segment's player at that time in the web UI, or scrolls to its card in a
+report file (a few lines of the project's own JavaScript in a `CustomJS` callback).
 
 `timeline_figure(night, ...)` and `telemetry_figures(sensors, x_range)` build
 figures only; `autorec.report.page` renders them into the page.
@@ -32,10 +32,17 @@ ALERTS_LANE = "alerts"
 CAMERA_LANE = "lighting rejected"
 NEAR_MISS_LANE = "near-misses"
 
-# Tapping a segment bar scrolls the page to that segment's card (ids are "seg-" + index).
+# Tapping a segment bar opens the segment's player at the tapped time where the page offers one
+# (the web UI's review script sets `window.autorecOpenAt`), else scrolls to its card (ids "seg-" + index).
 _TAP_JS = """
 const i = source.selected.indices[0];
 if (i === undefined) { return; }
+const g = cb_data && cb_data.geometries;
+if (window.autorecOpenAt && g && g.x !== undefined) {
+  source.selected.indices = [];
+  window.autorecOpenAt(source.data.name[i], Math.min(Math.max(g.x, source.data.left[i]), source.data.right[i]) / 1000);
+  return;
+}
 const card = document.getElementById(source.data.card[i]);
 if (card) {
   card.scrollIntoView({behavior: "instant", block: "start"});
@@ -101,7 +108,7 @@ def timeline_figure(
     lanes = list(reversed(lanes))  # Bokeh draws the first factor at the bottom
     height = 90 + 34 * len(lanes)
     p = figure(
-        title="Timeline: segments per rule (tap a bar for its card), connection, alerts",
+        title="Timeline: segments per rule (tap a bar to open it), connection, alerts",
         x_axis_type="datetime",
         y_range=lanes,
         x_range=x_range,

@@ -414,6 +414,20 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     return out
 
 
+def read_sidecar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A segment's sidecar (`NAME.json`) as a dict, or None and why not (missing, too large, not
+    JSON, not an object, from a newer autorec). A usable sidecar with ill-typed fields comes with
+    them removed and named in the second value. Never raises."""
+    data, error = _read_json_file(path, MAX_SIDECAR)
+    if error is not None:
+        return None, f"sidecar {error}"
+    sidecar, problems = check_sidecar(data)
+    if sidecar is None:
+        return None, problems[0]
+    # Ill-typed fields were removed (see autorec.outdir.check_sidecar): say which, once.
+    return sidecar, "; ".join(problems) if problems else None
+
+
 def _load_sidecar(seg: Segment, problems: list[str], cache: dict | None = None) -> None:
     key = None
     if cache is not None:  # `serve`: a sidecar is read again only when it changed (inode, size, mtime)
@@ -424,27 +438,19 @@ def _load_sidecar(seg: Segment, problems: list[str], cache: dict | None = None) 
             key = None
         hit = cache.get(seg.sidecar_path)
         if key is not None and hit is not None and hit[0] == key:
-            seg.sidecar = hit[1]
-            problems += hit[2]
-            return
-    found_problems: list[str] = []
-    _read_sidecar(seg, found_problems)
-    problems += found_problems
-    if cache is not None and key is not None:
-        cache[seg.sidecar_path] = (key, seg.sidecar, found_problems)
-
-
-def _read_sidecar(seg: Segment, problems: list[str]) -> None:
-    data, error = _read_json_file(seg.sidecar_path, MAX_SIDECAR)
+            data, error = hit[1]
+        else:
+            data, error = read_sidecar(seg.sidecar_path)
+            if key is not None:
+                cache[seg.sidecar_path] = (key, (data, error))
+    else:
+        data, error = read_sidecar(seg.sidecar_path)
+    if data is None:
+        problems.append(f"{seg.sidecar_path}: {error}; the index line's summary is used")
+        return
     if error is not None:
-        problems.append(f"{seg.sidecar_path}: sidecar {error}; the index line's summary is used")
-        return
-    sidecar, found = check_sidecar(data)
-    if sidecar is None:
-        problems.append(f"{seg.sidecar_path}: {found[0]}; the index line's summary is used")
-        return
-    problems += [f"{seg.sidecar_path}: {p}" for p in found]
-    seg.sidecar = sidecar
+        problems.append(f"{seg.sidecar_path}: {error}")
+    seg.sidecar = data
 
 
 def load_night(
@@ -500,28 +506,6 @@ def load_night(
     night.timelapse = [directory / n for n in names if is_daily_log(n) and n.startswith(TIMELAPSE_PREFIX)]
     night.partials = [directory / n for n in names if n.endswith(OPEN_LOG_SUFFIX)]
     return night
-
-
-def describe_evidence(rule: str, evidence: Any) -> str:
-    """A firing's evidence in words, e.g. `camera: 0.4 % changed at (512, 300)`."""
-    if not isinstance(evidence, dict) or not evidence:
-        return rule
-    parts: list[str] = []
-    bbox = evidence.get("bbox")
-    score = _number(evidence.get("score"))
-    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
-        x, y, w, h = bbox
-        pct = f"{score * 100:.2g} % changed" if score is not None else "change"
-        parts.append(f"camera: {pct} at ({x + w // 2}, {y + h // 2}), {w}x{h} px")
-    for key, value in evidence.items():
-        if key in ("bbox", "score") and parts:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, (list, tuple)) and len(value) > 12:
-            value = f"[{', '.join(map(str, value[:12]))}, ...]"
-        parts.append(f"{key} {value}")
-    return "; ".join(str(p) for p in parts)
 
 
 def rule_lanes(segments: Iterable[Segment]) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import json
 import logging
 import os
 import time as _time
@@ -34,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
+from autorec.evidence import describe_evidence
 from autorec.io.atomicfile import replace_file
 from autorec.outdir import NEAR_MISSES_NAME, is_score_track
 from autorec.report import markup
 from autorec.report.night import (
     Night,
     Segment,
-    describe_evidence,
     load_night,
     local_text,
     read_near_misses,
@@ -79,7 +80,7 @@ def _when(t: float | None) -> str:
     return f"{local_text(t)} <span class=utc>(UTC {utc_text(t)})</span>"
 
 
-def _bbox(firing: dict[str, Any]) -> list[int] | None:
+def evidence_bbox(firing: dict[str, Any]) -> list[int] | None:
     evidence = firing.get("evidence")
     bbox = evidence.get("bbox") if isinstance(evidence, dict) else None
     if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
@@ -163,7 +164,103 @@ table.facts td:first-child { color: #555; white-space: nowrap; }
 .strip img.evidence { border-color: #e028c8; }
 .tag { display: inline-block; padding: 0 6px; border-radius: 4px; background: #eef; margin-right: 4px; }
 a { color: #1a5fb4; }
+.review-bar { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; padding: 8px 10px;
+              background: #f6f7fa; border: 1px solid #ddd; border-radius: 8px; position: sticky; top: 0; z-index: 5; }
+.review-bar label { font-size: 0.92em; color: #444; }
+.review-bar input[type=text] { width: 12em; }
+.review-bar .bad { color: #b52a2a; } .review-bar input.bad { outline: 2px solid #d9534f; }
+.card.current { outline: 3px solid #1a5fb4; }
+.card.reviewed { opacity: 0.6; }
+.card.hidden, .card.folded { display: none; }
+.card .group-toggle { margin-left: 8px; }
+.moments { font-size: 0.92em; } .moments li { margin: 2px 0; }
+.strip img.previewing { outline: 2px solid #1a5fb4; }
 """
+
+REVIEW_JS = Path(__file__).with_name("review.js")  # the review bar: filters, keys, marks, export, electrodes
+
+
+def review_html(night: Night, near_misses, server: bool) -> str:
+    """The review bar's data (near-misses, alerts, each rule's post-roll as the segments show it) as a JSON
+    island, and the review script itself (the project's own, inlined: a report stands alone)."""
+    span = night.span()
+    data = {
+        "server": server,
+        "span": list(span) if span else None,
+        "post_roll": post_rolls(night),
+        "near_miss_count": len(near_misses),
+        "near_misses": [
+            {"start": n.start, "end": n.end, "rule": n.rule, "peak": n.peak, "threshold": n.threshold}
+            for n in near_misses[:2000]
+        ],
+        "alerts": [{"raised": a.raised, "cleared": a.cleared, "message": a.message} for a in night.alerts()[:500]],
+    }
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # a damaged figure (NaN) must not cost the page its review bar
+        text = json.dumps(dict(data, near_misses=[], alerts=[]), separators=(",", ":"), default=str)
+    text = text.replace("<", "\\u003c")
+    try:
+        script = REVIEW_JS.read_text()
+    except OSError:
+        script = ""  # a broken install: the page still shows everything, without the review bar
+    return f'<script type="application/json" id=review-data>{text}</script><script>{script}</script>'
+
+
+DEFAULT_POST_ROLL = 20.0  # seconds: the segmenter's default, for rules no segment shows
+
+
+def post_rolls(night: Night) -> dict[str, float]:
+    """Each rule's post-roll as its segments show it: the longest gap from a rule's last firing to the end of
+    a segment closed by post-roll. Consecutive segments of one rule closer than this read as one review item."""
+    out: dict[str, float] = {}
+    for seg in night.segments:
+        if seg.close_reason != "post_roll":
+            continue
+        last: dict[str, float] = {}
+        for f in seg.firings:
+            last[str(f.get("rule"))] = f["time"]
+        for rule, t in last.items():
+            out[rule] = round(max(out.get(rule, 0.0), seg.end - t), 1)
+    for seg in night.segments:
+        for rule in seg.rules:
+            out.setdefault(rule, DEFAULT_POST_ROLL)
+    return out
+
+
+def review_tagger(near_misses, alerts):
+    """`tags(segment)`: `near-miss` / `alert` when one of those overlaps the segment (the review bar filters on
+    them). Spans sorted by start with a running maximum of their ends: a segment costs two bisections, so a
+    night of 20 000 near-misses and 500 segments adds milliseconds, not seconds."""
+    import bisect
+    from itertools import accumulate
+
+    def overlaps(spans: list[tuple[float, float]]):
+        spans.sort()
+        starts = [a for a, _ in spans]
+        ends = list(accumulate((b for _, b in spans), max))
+        return lambda lo, hi: (k := bisect.bisect_right(starts, hi)) > 0 and ends[k - 1] >= lo
+
+    near = overlaps([(n.start, n.end) for n in near_misses])
+    alert = overlaps([(a.raised, a.cleared if a.cleared is not None else float("inf")) for a in alerts])
+
+    def tags(seg: Segment) -> tuple[str, ...]:
+        return tuple(t for t, hit in (("near-miss", near), ("alert", alert)) if hit(seg.start, seg.end))
+
+    return tags
+
+
+def video_link_at(link_base: Path):
+    """For a report file: a segment's exported video (relative path) at a moment (`#t=` seconds from its
+    start, a media fragment browsers honour); None when the segment has no video."""
+
+    def link_at(seg: Segment, t: float) -> str | None:
+        video = next((v for v in seg.videos if v.suffix == ".mp4"), None) or next(iter(seg.videos), None)
+        if video is None:
+            return None
+        return f"{os.path.relpath(video, link_base)}#t={max(0.0, t - seg.start):.2f}"
+
+    return link_at
 
 
 def _summary_html(s: NightSummary, night: Night) -> str:
@@ -238,19 +335,25 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     return out
 
 
-def strip_html(strip, seg: Segment | None) -> str:
-    """A contact strip (`autorec.media.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs."""
+def strip_html(strip, seg: Segment | None, link_at=None) -> str:
+    """A contact strip (`autorec.media.thumbnails.Strip`, or None) as HTML: the thumbnails inline as data URIs.
+
+    `link_at(segment, time)`: the URL of the player at that moment (None: no link); each thumbnail
+    links there."""
     if strip is not None and strip.thumbs:
         figs = []
         for th in strip.thumbs:
             data = base64.b64encode(th.jpeg).decode()
             cls = " class=evidence" if th.evidence else ""
             label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
-            figs.append(
-                f"<figure><img{cls} width={th.width} height={th.height} loading=lazy decoding=async "
-                f'alt="frame at {label}" '
-                f'src="data:image/jpeg;base64,{data}"><figcaption>{label}</figcaption></figure>'
+            img = (
+                f"<img{cls} width={th.width} height={th.height} loading=lazy decoding=async "
+                f'alt="frame at {label}" data-t="{th.time:.3f}" src="data:image/jpeg;base64,{data}">'
             )
+            href = link_at(seg, th.time) if link_at is not None and seg is not None else None
+            if href:
+                img = f'<a class=at href="{_e(href)}" title="open the player at {label}">{img}</a>'
+            figs.append(f"<figure>{img}<figcaption>{label}</figcaption></figure>")
         return f"<div class=strip>{''.join(figs)}</div>"
     if strip is not None and strip.problem:
         return f"<div class=meta>{_e(strip.problem)}</div>"
@@ -259,7 +362,9 @@ def strip_html(strip, seg: Segment | None) -> str:
     return ""
 
 
-def _card_html(index: int, seg: Segment, strip, links_for) -> str:
+def card_html(index: int, seg: Segment, strip, links_for, link_at=None, tags: tuple[str, ...] = ()) -> str:
+    """One segment's card. `link_at(segment, time)`: the player at a moment (thumbnails and the first
+    firing link there); `tags`: review tags (`near-miss`, `alert`) the page's filter knows."""
     from autorec.report.charts import card_id
 
     firings = seg.firings
@@ -274,8 +379,12 @@ def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     evidence = ""
     if firings:
         first = firings[0]
+        when = local_text(first["time"], "%H:%M:%S.%f")[:-4]
+        href = link_at(seg, first["time"]) if link_at is not None else None
+        if href:
+            when = f'<a class="at firing" href="{_e(href)}" title="open the player at the first firing">{when}</a>'
         evidence = (
-            f"<div class=evidence>first firing {local_text(first['time'], '%H:%M:%S.%f')[:-4]}: "
+            f"<div class=evidence>first firing {when}: "
             f"{_e(describe_evidence(str(first.get('rule')), first.get('evidence')))}"
             f"{' (' + ', '.join(f'{_e(r)} fired {n}x' for r, n in per_rule.items()) + ')' if per_rule else ''}</div>"
         )
@@ -292,10 +401,19 @@ def _card_html(index: int, seg: Segment, strip, links_for) -> str:
     if isinstance(strip, str):  # a URL: the page fetches the strip when the card scrolls into view
         thumbs = f'<div class=strip data-strip="{_e(strip)}"></div>'
     else:
-        thumbs = strip_html(strip, seg)
+        thumbs = strip_html(strip, seg, link_at)
     rules = " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)
+    data = {
+        "name": seg.name,
+        "start": f"{seg.start:.3f}",
+        "end": f"{seg.end:.3f}",
+        "rules": json.dumps(list(seg.rules)),
+        "tags": " ".join(tags),
+        "open": (link_at(seg, seg.start) if link_at is not None else None) or "",
+    }
+    attrs = " ".join(f'data-{k}="{_e(v)}"' for k, v in data.items())
     return (
-        f'<div class=card id="{card_id(index)}" data-name="{_e(seg.name)}">'
+        f'<div class=card id="{card_id(index)}" {attrs}>'
         f"<h3>{_when(seg.start)}</h3>"
         f"<div class=meta>{rules} {format_duration(seg.duration)}, {format_size(seg.bytes)}, "
         f"{seg.records} records, closed by {_e(seg.close_reason)} {' '.join(flags)}</div>"
@@ -323,8 +441,10 @@ _TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 {{ embed(roots.charts) }}
 {{ timelapse }}
 <h2 id=segments>Segments</h2>
+<div id=review-bar class=review-bar></div>
 {{ cards }}
 {{ plot_script }}
+{{ review }}
 {{ extra_body }}
 </body>
 </html>
@@ -365,13 +485,17 @@ def render_report(
     strip_url=None,
     title_prefix: str = "autorec night report",
     extra_body: str = "",
+    link_at=None,
+    server: bool = False,
 ) -> tuple[str, Report]:
     """The report page as a string (see `build_report`); the web UI's night page uses it too.
 
     `resources`: Bokeh resources (default INLINE: the file stands alone). `links_for(segment)`: the
     card's links (default: relative file paths from `directory`). `strip_url(segment)`: if given,
     cards hold that URL instead of inline thumbnails (the page fetches them as it scrolls).
-    `extra_body`: HTML placed at the end of the body (the web UI's own script).
+    `extra_body`: HTML placed at the end of the body (the web UI's own script). `link_at(segment, time)`:
+    the player at a moment (default: the segment's exported video at `#t=`, if any). `server`: the page is
+    served by `autorec serve`/`run --http` (the review bar offers marks, exports and the electrode search).
     """
     from bokeh.embed import file_html
     from bokeh.layouts import column
@@ -423,9 +547,16 @@ def render_report(
             continue
         # the frame at the first firing; the first camera firing's when there is one, so its box is drawn
         firings = seg.firings
-        first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
+        first = next((f for f in firings if evidence_bbox(f) is not None), firings[0] if firings else None)
         jobs_list.append(
-            (str(seg.path), seg.start, seg.end, per, first["time"] if first else None, _bbox(first) if first else None)
+            (
+                str(seg.path),
+                seg.start,
+                seg.end,
+                per,
+                first["time"] if first else None,
+                evidence_bbox(first) if first else None,
+            )
         )
     timelapse_html = ""
     if night.timelapse and thumbnails:
@@ -443,13 +574,15 @@ def render_report(
                 + strip_html(film, None)
             )
     links_for = links_for or file_links(directory.resolve())
+    link_at = link_at or video_link_at(directory.resolve())
+    tags = review_tagger(near, night.alerts())
     cards: list[str] = []
     for i, (seg, strip) in enumerate(zip(night.segments, _strips(jobs_list, jobs))):
         if strip is not None and strip.problem:
             problems.append(strip.problem)
         if strip_url is not None and thumbnails and seg.exists:
             strip = strip_url(seg)
-        cards.append(_card_html(i, seg, strip, links_for))
+        cards.append(card_html(i, seg, strip, links_for, link_at, tags(seg)))
     if not cards:
         cards.append("<p>No segment in this directory" + (" in the chosen span" if since or until else "") + ".</p>")
     title = f"{title_prefix}: {directory.resolve().name}"
@@ -469,6 +602,7 @@ def render_report(
             "version": __version__,
             "extra_body": extra_body,
             "timelapse": timelapse_html,
+            "review": review_html(night, near, server),
         },
     )
     report = Report(directory, len(night.segments), len(page), _time.perf_counter() - began, problems, summary)
@@ -488,7 +622,13 @@ def build_report(
     directory = Path(directory)
     out_path = Path(out) if out is not None else directory / "report.html"
     page, report = render_report(
-        directory, since, until, thumbnails=thumbnails, jobs=jobs, links_for=file_links(out_path.resolve().parent)
+        directory,
+        since,
+        until,
+        thumbnails=thumbnails,
+        jobs=jobs,
+        links_for=file_links(out_path.resolve().parent),
+        link_at=video_link_at(out_path.resolve().parent),
     )
     data = page.encode()
     replace_file(out_path, data)

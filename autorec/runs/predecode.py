@@ -4,9 +4,11 @@ A backtest of a camera log spends most of its time decoding the JPEGs the
 motion trigger analyses. The decode is a pure function of the frame's bytes;
 everything after it (background, scores, firings, segments) depends on the
 frames before and stays in the single pipeline thread. So `Prescorer` wraps
-the message iterator given to `run_file`: it reads messages ahead, guesses
-which frames each motion trigger will analyse (its own copy of the trigger's
-`detect_fps` grid, on the log's timestamps), decodes those in a thread pool
+the message iterator given to `run_file`: it reads messages ahead, asks each
+motion trigger's own frame grid which frames it will analyse (a copy of the
+trigger's `autorec.triggers.framegrid.FrameGrid`, run on the log's timestamps
+and following the trigger's signs of activity, so the idle rate is included),
+decodes those in a thread pool
 (libjpeg-turbo and FFmpeg release the GIL while decoding), and hands the
 results to the triggers through their `predecoded` hook
 (`autorec.triggers.motion`).
@@ -14,10 +16,11 @@ results to the triggers through their `predecoded` hook
 Contracts:
 - The segments, scores and counters are the same as without it, whatever
   `jobs` is: a trigger decides which frames it analyses as always; a frame it
-  analyses that was not decoded ahead (a wrong guess, e.g. after the timeline
-  corrected a damaged timestamp) is decoded in the pipeline thread, and one
+  analyses that was not decoded ahead (a wrong guess: after the timeline
+  corrected a damaged timestamp, or when the trigger leaves its idle rate on a
+  sign in the frames read ahead) is decoded in the pipeline thread, and one
   decoded ahead but never asked for is dropped after `keep` messages. Tested
-  against the single-threaded run (tests/test_prescore.py).
+  against the single-threaded run (tests/test_predecode.py).
 - Memory: at most `ahead` messages read ahead plus the reduced gray pictures
   of the frames not yet consumed (~50 kB each at 1024x768 / 4).
 - The wrapped source's other attributes (a `FileSource`'s `bytes`, `records`,
@@ -39,6 +42,7 @@ from autorec import events
 from autorec.core.streamitems import Message
 from autorec.frames.graydecode import FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
+from autorec.triggers.framegrid import FrameGrid
 from autorec.triggers.motion import MotionTrigger
 
 log = logging.getLogger(__name__)
@@ -52,46 +56,35 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-class _Grid:
-    """A guess at `MotionTrigger`'s choice of frames from the log's own timestamps (pure): the first
-    frame at or after each slot of a 1/detect_fps grid. A wrong guess costs speed, never results.
+class _Guess:
+    """The trigger's grid run ahead on the log's own timestamps: which frames the trigger will analyse.
 
     The pipeline's timeline carries a damaged timestamp (one far behind) forward instead of
     going back: such a frame is not due here either, unless `STEP_FRAMES` frames in a row are
-    behind (a real clock step, which the timeline follows too). When the trigger analyses a
-    frame that was not guessed, `resync` puts this grid back in phase with the trigger's.
+    behind (a real clock step, which the timeline follows too). Before each frame the copy takes
+    the trigger's latest signs of activity (`FrameGrid.follow`); when the trigger analyses a frame
+    that was not guessed, `resync` puts the copy back in phase with the trigger's grid.
     """
 
     STEP_FRAMES = 3
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last: float | None = None
-        self.next_due: float | None = None
+    def __init__(self, trigger_grid: FrameGrid) -> None:
+        self.trigger_grid = trigger_grid
+        self.grid = trigger_grid.copy()
         self._behind = 0
 
     def due(self, time: float) -> bool:
-        last, due, interval = self.last, self.next_due, self.interval
-        if last is not None and time < last:
+        grid = self.grid
+        if grid.last is not None and time < grid.last:
             self._behind += 1
             if self._behind < self.STEP_FRAMES:
                 return False
         self._behind = 0
-        if last is None or due is None or time < last:
-            self.next_due = time + interval
-        elif time < due - 0.01 * interval:
-            return False
-        else:
-            self.next_due = due + interval if time - due < interval else time + interval
-        self.last = time
-        return True
+        grid.follow(self.trigger_grid)
+        return grid.due(time)
 
-    def resync(self, trigger_next_due: float | None) -> None:
-        """Shift the grid onto the trigger's slots (the nearest one to this grid's next)."""
-        if trigger_next_due is None or self.next_due is None or self.interval <= 0:
-            return
-        steps = round((self.next_due - trigger_next_due) / self.interval)
-        self.next_due = trigger_next_due + steps * self.interval
+    def resync(self) -> None:
+        self.grid.resync(self.trigger_grid)
 
 
 class _Ahead:
@@ -101,7 +94,7 @@ class _Ahead:
     def __init__(self, trigger: MotionTrigger) -> None:
         self.trigger = trigger
         self.scale = trigger.scale
-        self.grid = _Grid(trigger._interval)
+        self.guess = _Guess(trigger.grid)
         self.pending: dict[int, tuple[PurpleDropEvent, Future]] = {}
         self.hits = 0
         self.misses = 0
@@ -111,7 +104,7 @@ class _Ahead:
         entry = self.pending.pop(id(event), None)
         if entry is None or entry[0] is not event:
             self.misses += 1
-            self.grid.resync(self.trigger.next_analysis)
+            self.guess.resync()
             return None
         self.hits += 1
         return entry[1].result()
@@ -182,7 +175,7 @@ class Prescorer:
             return
         jpeg: bytes | None = None
         for stream in self.streams:
-            if stream.grid.due(t):
+            if stream.guess.due(t):
                 if jpeg is None:
                     jpeg = event.image.image_data
                 stream.pending[id(event)] = (event, pool.submit(self._decode, stream.scale, jpeg))

@@ -2,10 +2,11 @@
 
 `Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
 retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
-the status file, the night journal, the score track's log and (on request) the web UI's live
-feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
+the status file, the night journal, the score track's log, MQTT events (`mqtt:`) and (on
+request) the web UI's live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
 stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
-`counters()` is the one set of counters the status file, the journal and the web UI show;
+`counters()` is the one set of counters the status file, the journal, the web UI and the metrics
+show; `snapshot()` the status file's fields, for MQTT and the metrics;
 `close()` lets hooks and exports finish within the rule file's `shutdown_grace`.
 """
 
@@ -16,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+from autorec.rig import default_rig_name
 from autorec.services.diskfloor import disk_usage
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class Services:
         self.ruleset = ruleset
         self.out = out
         self.hooks = hooks_from_config(ruleset.hooks)
-        self.export = ExportQueue(ruleset.output.video)
+        self.export = ExportQueue(ruleset.output.video, mcap=ruleset.output.mcap, rules=ruleset.path)
         self.retention = RetentionPolicy.from_config(ruleset.output.keep, ruleset.output.max_total)
         self.retention_worker: RetentionWorker | None = None
         self.monitor = AlertMonitor(ruleset.alerts.alert_after, ruleset.alerts.camera_stall)
@@ -52,6 +54,11 @@ class Services:
         self.score_log = None  # set by _live
         self.overrides: list = []  # --set, applied again on reload
         self.web_counters = None  # `run --http`: the web server's counters (WebUI.counters), set when it listens
+        self.rig = default_rig_name()  # `run --rig`
+        self.mqtt = None  # MqttEvents, started by attach() when the rule file has `mqtt:`
+        from autorec.services.metrics import SegmentCounts
+
+        self.segment_counts = SegmentCounts()
 
     def observers(self) -> list:
         from autorec.io.writer import SegmentObserver
@@ -62,8 +69,8 @@ class Services:
             def segment_closed(self, segment) -> None:
                 export.submit(segment.path)
 
-        out = [self.segment_hooks]
-        if self.ruleset.output.video != "off":
+        out = [self.segment_hooks, self.segment_counts]
+        if self.ruleset.output.video != "off" or self.ruleset.output.mcap:
             out.append(_ExportOnClose())
         return out
 
@@ -115,6 +122,14 @@ class Services:
             pipeline.listeners.append(self.status)
         else:
             self.status = None
+        if self.ruleset.mqtt.url:
+            from autorec.services.mqtt import from_settings
+
+            self.mqtt = from_settings(self.ruleset.mqtt, self.rig, self.snapshot)
+            if self.mqtt is not None:
+                writer.add_observer(self.mqtt)
+                pipeline.listeners.append(self.mqtt)
+                alerts.observers.append(self.mqtt.alert)
 
     def counters(self) -> dict[str, int]:
         """The recorder's counters (status file, journal, web UI): the pipeline's own (see
@@ -126,6 +141,7 @@ class Services:
             {
                 "segments_closed": ws.segments,
                 "bytes_written": ws.bytes,
+                "records_written": ws.records,
                 "dropped": ws.dropped,
                 "telemetry_dropped": ws.telemetry_dropped + ws.telemetry_errors,
                 "timelapse_bytes": ws.timelapse_bytes,
@@ -133,6 +149,8 @@ class Services:
                 "write_errors": ws.errors,
                 "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
                 "exports_failed": self.export.failed,
+                "bytes_seen": pipeline.stats.seen_bytes,
+                "pre_roll_bytes": pipeline.segmenter.pre_roll_bytes,  # a level, not a count
             }
         )
         if self.score_log is not None:  # the score track and near-misses: thinned floods, failed writes
@@ -140,7 +158,27 @@ class Services:
             out["score_track_errors"] = self.score_log.errors
         if self.web_counters is not None:  # `run --http`: the web server's connections held and refused
             out.update(self.web_counters())
+        out.update(self.segment_counts.counters())
+        if self.mqtt is not None:
+            out.update(self.mqtt.counters())
         return dict(sorted(out.items()))
+
+    def snapshot(self) -> dict:
+        """The status file's fields now (MQTT `status`, metrics); call it on the recorder's loop."""
+        from autorec.services.statusfile import segment_info
+
+        ws, floor = self._writer.stats, self.disk.floor
+        return {
+            "updated": time.time(),
+            "connected": bool(self._pipeline.stats.connected),
+            "open_segment": segment_info(ws.open_segment),
+            "last_segment": segment_info(ws.last_segment),
+            "disk_free": floor.last_free,
+            "disk_total": floor.last_total,
+            "disk_below_floor": bool(floor.below),
+            "counters": self.counters(),
+            "alerts": self.monitor.status(),
+        }
 
     def scores(self) -> dict:
         """Each rule's latest score against its threshold (status file, web UI)."""
@@ -205,6 +243,8 @@ class Services:
 
     def close(self) -> None:
         grace = self.ruleset.shutdown_grace
+        if self.mqtt is not None:  # after the writer: the last segment's `end` goes out first
+            self.mqtt.close()
         self.journal.is_connected = False
         self.journal.stop()
         if self.score_log is not None and not self.score_log.close(10):

@@ -1,16 +1,18 @@
-"""Background export of closed segments to video (rule-file option `output.video: h264|copy|off`).
+"""Background export of closed segments: to video (rule-file option `output.video: h264|copy|off`) and
+to MCAP (`output.mcap: true`).
 
 Contract:
-- `ExportQueue(mode)` with mode `h264`, `copy` or `off`. `submit(log_path)`
-  returns at once and never raises: the job is queued (unbounded; segments
-  are few and small to describe). With `off` it does nothing.
+- `ExportQueue(mode, mcap=False)` with mode `h264`, `copy` or `off`. `submit(log_path)`
+  returns at once and never raises: a video job (unless `off`) and an MCAP job (with `mcap`)
+  are queued (unbounded; segments are few and small to describe). With neither it does nothing.
+  MCAP jobs run `autorec export --mcap` the same way (attaching `rules`, the run's rule file).
 - One worker thread runs the jobs in order, each in a child process
   (`autorec video -q LOG` in this interpreter) at lowered CPU priority (`nice`, default
   10) in its own session: encoding never holds the recorder's GIL, never
   competes with it at equal priority, and a crash in a codec cannot take the
   recorder down. Only one export runs at a time, so a Pi keeps a core free.
 - A log with no camera frames (e.g. a segment of a camera-less rig) is
-  skipped, not failed.
+  skipped for video, not failed (its MCAP still holds its telemetry).
 - `close(grace)`: no new jobs; waits up to `grace` seconds for the queue to
   drain; then kills the running export (its `.partial` file is removed, so no
   broken video is left) and drops the jobs still queued, logging each one.
@@ -63,6 +65,7 @@ class ExportOutcome:
     status: Literal["exported", "skipped", "failed", "dropped"]
     message: str
     seconds: float
+    kind: Literal["video", "mcap"] = "video"
 
 
 class ExportQueue:
@@ -78,6 +81,8 @@ class ExportQueue:
         nice: int = 10,
         job_timeout: float | None = None,
         on_done: Callable[[ExportOutcome], None] | None = None,
+        mcap: bool = False,
+        rules: str | os.PathLike[str] | None = None,
     ) -> None:
         if mode not in EXPORT_MODES:
             raise ValueError(f"output.video must be one of {', '.join(EXPORT_MODES)}, got {mode!r}")
@@ -86,9 +91,11 @@ class ExportQueue:
         self.crf, self.preset, self.nice = crf, preset, nice
         self.job_timeout = job_timeout
         self.on_done = on_done
+        self.mcap = mcap
+        self.rules = Path(rules).absolute() if rules is not None else None  # the child may run elsewhere
         self.outcomes: list[ExportOutcome] = []
         self.exported = self.skipped = self.failed = self.dropped = 0
-        self._jobs: deque[Path] = deque()
+        self._jobs: deque[tuple[Path, Literal["video", "mcap"]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._abandon = False  # grace over: kill the running job, drop the rest
@@ -100,22 +107,26 @@ class ExportQueue:
 
     def submit(self, log_path: str | os.PathLike[str]) -> None:
         """Queue `log_path` for export; returns at once, never raises."""
-        if self.mode == "off":
+        kinds: list[Literal["video", "mcap"]] = ["video"] if self.mode != "off" else []
+        if self.mcap:
+            kinds.append("mcap")
+        if not kinds:
             return
         path = Path(log_path)
+        late: list[ExportOutcome] = []
         with self._cond:
             if self._closing:
-                late = ExportOutcome(path, None, "dropped", "submitted after close", 0.0)
-                self._count(late)
+                late = [ExportOutcome(path, None, "dropped", "submitted after close", 0.0, k) for k in kinds]
+                for outcome in late:
+                    self._count(outcome)
             else:
-                late = None
-                self._jobs.append(path)
+                self._jobs.extend((path, k) for k in kinds)
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._work, name="video-export", daemon=True)
                     self._thread.start()
                 self._cond.notify_all()
-        if late is not None:
-            self._report(late)
+        for outcome in late:
+            self._report(outcome)
 
     @property
     def pending(self) -> int:
@@ -151,7 +162,8 @@ class ExportQueue:
         dropped: list[ExportOutcome] = []
         with self._cond:
             while self._jobs:
-                dropped.append(ExportOutcome(self._jobs.popleft(), None, "dropped", "not exported: shutting down", 0.0))
+                path, kind = self._jobs.popleft()
+                dropped.append(ExportOutcome(path, None, "dropped", "not exported: shutting down", 0.0, kind))
                 self._count(dropped[-1])
         for outcome in dropped:
             self._report(outcome)
@@ -172,12 +184,12 @@ class ExportQueue:
                     self._cond.wait()
                 if self._abandon or not self._jobs:
                     return
-                path = self._jobs.popleft()
+                path, kind = self._jobs.popleft()
                 self._busy = True
             try:
-                outcome = self._export(path)
+                outcome = self._export(path, kind)
             except Exception as exc:  # the worker must survive anything a job does
-                outcome = ExportOutcome(path, None, "failed", f"export crashed: {exc!r}", 0.0)
+                outcome = ExportOutcome(path, None, "failed", f"export crashed: {exc!r}", 0.0, kind)
             with self._cond:
                 self._count(outcome)
             self._report(outcome)  # outside the lock: a slow callback must not block submit()
@@ -185,12 +197,23 @@ class ExportQueue:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _output(self, path: Path) -> Path:
+    def _output(self, path: Path, kind: str = "video") -> Path:
+        if kind == "mcap":
+            from autorec.outdir import MCAP_SUFFIX, export_path
+
+            return Path(export_path(path, MCAP_SUFFIX, self.out_dir))
         from autorec.media.video import default_output
 
         return default_output(path, "copy" if self.mode == "copy" else "h264", self.out_dir)
 
-    def _command(self, path: Path) -> list[str]:
+    def _command(self, path: Path, kind: str = "video") -> list[str]:
+        if kind == "mcap":
+            cmd = [sys.executable, "-c", CHILD_MAIN, "export", "--mcap", "-q", "--force"]
+            if self.rules is not None:
+                cmd += ["--rules", str(self.rules)]
+            if self.out_dir is not None:
+                cmd += ["--out-dir", str(self.out_dir)]
+            return [*cmd, "--", str(path)]
         cmd = [sys.executable, "-c", CHILD_MAIN, "video", "-q", "--force"]
         if self.mode == "copy":
             cmd.append("--copy")
@@ -203,21 +226,23 @@ class ExportQueue:
             cmd += ["--out-dir", str(self.out_dir)]
         return [*cmd, "--", str(path)]
 
-    def _export(self, path: Path) -> ExportOutcome:
-        from autorec.media.video import count_images, partial_path
+    def _export(self, path: Path, kind: Literal["video", "mcap"] = "video") -> ExportOutcome:
+        from autorec.io.atomicfile import remove_stale_partial
+        from autorec.media.video import count_images
 
         began = time.monotonic()
-        out = self._output(path)
-        try:
-            if count_images(path) == 0:
-                return ExportOutcome(path, None, "skipped", "no camera frames", 0.0)
-        except OSError as exc:
-            return ExportOutcome(path, None, "failed", f"cannot read: {exc.strerror or exc}", 0.0)
+        out = self._output(path, kind)
+        if kind == "video":
+            try:
+                if count_images(path) == 0:
+                    return ExportOutcome(path, None, "skipped", "no camera frames", 0.0, kind)
+            except OSError as exc:
+                return ExportOutcome(path, None, "failed", f"cannot read: {exc.strerror or exc}", 0.0, kind)
         with self._cond:
             if self._abandon:
-                return ExportOutcome(path, None, "dropped", "not exported: shutting down", 0.0)
+                return ExportOutcome(path, None, "dropped", "not exported: shutting down", 0.0, kind)
             proc = subprocess.Popen(
-                self._command(path),
+                self._command(path, kind),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -239,14 +264,15 @@ class ExportQueue:
                 self._proc = None
         seconds = time.monotonic() - began
         if proc.returncode == 0:
-            return ExportOutcome(path, out, "exported", f"{out.name} in {seconds:.1f} s", seconds)
-        partial_path(out).unlink(missing_ok=True)  # a killed child cannot clean up after itself
+            return ExportOutcome(path, out, "exported", f"{out.name} in {seconds:.1f} s", seconds, kind)
+        remove_stale_partial(out)  # a killed child cannot clean up after itself (another export's stays)
         if proc.returncode is not None and proc.returncode < 0:
             message = "killed at shutdown" if self._abandon else f"killed by signal {-proc.returncode}"
         else:
             lines = err.decode(errors="replace").strip().splitlines()
-            message = lines[-1].removeprefix("autorec video: ") if lines else f"exit code {proc.returncode}"
-        return ExportOutcome(path, None, "failed", message, seconds)
+            message = lines[-1].removeprefix(f"autorec {'export' if kind == 'mcap' else 'video'}: ")
+            message = message if lines else f"exit code {proc.returncode}"
+        return ExportOutcome(path, None, "failed", message, seconds, kind)
 
     def _count(self, outcome: ExportOutcome) -> None:
         """Keep and count an outcome (called with the lock held)."""
@@ -256,16 +282,16 @@ class ExportQueue:
     def _report(self, outcome: ExportOutcome) -> None:
         """Log an outcome and hand it to `on_done` (called without the lock)."""
         if outcome.status == "exported":
-            log.info("video: %s -> %s", outcome.log, outcome.message)
+            log.info("%s: %s -> %s", outcome.kind, outcome.log, outcome.message)
         elif outcome.status == "skipped":
-            log.info("video: %s skipped: %s", outcome.log, outcome.message)
+            log.info("%s: %s skipped: %s", outcome.kind, outcome.log, outcome.message)
         else:
-            log.warning("video: %s %s: %s", outcome.log, outcome.status, outcome.message)
+            log.warning("%s: %s %s: %s", outcome.kind, outcome.log, outcome.status, outcome.message)
         if self.on_done is not None:
             try:
                 self.on_done(outcome)
             except Exception:
-                log.exception("video: on_done callback failed for %s", outcome.log)
+                log.exception("%s: on_done callback failed for %s", outcome.kind, outcome.log)
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -70,6 +70,8 @@ class SimConfig:
     # Hold the simulated clock until this many clients are connected (tests, `run --sim`),
     # so that they see the stream from its first message.
     wait_for_clients: int = 0
+    # pdserver's JSON-RPC (POST /rpc) on this port of `host`; None: not served, 0: any free port.
+    rpc_port: int | None = None
 
     def __post_init__(self) -> None:
         # Written so that nan fails too: --speed nan froze the simulated clock, --fps inf or 1e9
@@ -82,6 +84,8 @@ class SimConfig:
             raise ValueError(f"--seed must be 0 or more, got {self.seed}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be 0-65535 (0: any free port), got {self.port}")
+        if self.rpc_port is not None and not 0 <= self.rpc_port <= 65535:
+            raise ValueError(f"--rpc-port must be 0-65535 (0: any free port), got {self.rpc_port}")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("--duration must be above zero")
 
@@ -108,6 +112,7 @@ class SimConfig:
             truth=args.truth,
             host=getattr(args, "sim_host", "127.0.0.1"),
             port=getattr(args, "sim_port", 7001),
+            rpc_port=getattr(args, "rpc_port", None),
         )
         config.check_files()
         return config
@@ -168,4 +173,13 @@ def add_sim_arguments(parser: argparse.ArgumentParser, *, network: bool = True) 
         )
         g.add_argument(
             "--port", dest="sim_port", metavar="PORT", type=int, default=7001, help="port to serve on (default 7001)"
+        )
+        g.add_argument(
+            "--rpc-port",
+            dest="rpc_port",
+            metavar="PORT",
+            type=int,
+            default=None,
+            help="also serve pdserver's JSON-RPC control (POST /rpc) on this port, e.g. 7000 as pdserver "
+            "(0: any free port; default: not served)",
         )

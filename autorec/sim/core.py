@@ -25,6 +25,12 @@ Contracts:
   drop that should move refuses to for `scenario.stuck_for` seconds).
 - A resting drop with driven free cells on two opposite sides (and its own
   electrode off) splits into two drops, one on each side (`split` steps).
+- Commands from outside (pdserver's JSON-RPC, `autorec.sim.rpc`): `drive(t, pins, group)`
+  sets one drive group at `t` (not before the last item handed out) as `set_electrode_pins`
+  does: it sends the full `electrode_state` and the physics above moves the drops; the
+  timeline's own control steps set group 0 too (the last command wins). A commanded move is
+  an activity window in `truth` ("commanded: ..."). `board_definition()` and
+  `scan_capacitance(t)` answer as pdserver's methods of those names.
 """
 
 from __future__ import annotations
@@ -176,7 +182,8 @@ class Simulation:
         self._noise_rng = random.Random(f"{seed}:noise")
         self._jitter_rng = random.Random(f"{seed}:jitter")
         self.drops = [Drop(cell) for cell in scenario.drops]
-        self.driven: frozenset[int] = frozenset()
+        self.driven: frozenset[int] = frozenset()  # pins of both drive groups
+        self.groups: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())  # drive groups A and B
         self.connected = True
         self.truth = Truth()
         self._heap: list[tuple[float, int, Callable[[float], None]]] = []
@@ -309,34 +316,75 @@ class Simulation:
         # A drop arriving next to a still-driven electrode keeps going.
         self._apply_drive(t)
 
-    def _control_step(self, t: float, driven: frozenset[int]) -> None:
-        self.driven = driven
-        self._emit(t, self._electrode_state(driven))
+    def _control_step(self, t: float, driven: frozenset[int], group: int = 0) -> None:
+        groups = list(self.groups)
+        groups[group] = driven
+        self.groups = (groups[0], groups[1])
+        self.driven = groups[0] | groups[1]
+        self._emit(t, self._electrode_state(*self.groups))
         self._apply_drive(t)
 
-    def _electrode_state(self, driven: frozenset[int]) -> PurpleDropEvent:
-        ev = self._state_events.get(driven)
+    def _electrode_state(self, driven: frozenset[int], driven_b: frozenset[int] = frozenset()) -> PurpleDropEvent:
+        key = (driven, driven_b)
+        ev = self._state_events.get(key)
         if ev is None:
             ev = PurpleDropEvent()
             st = ev.electrode_state
-            g = st.drive_groups.add()
-            g.electrodes.extend(p in driven for p in range(PIN_COUNT))
-            g.setting = DRIVE_SETTING
-            g = st.drive_groups.add()
-            g.electrodes.extend([False] * PIN_COUNT)
-            g.setting = DRIVE_SETTING
+            for pins in (driven, driven_b):
+                g = st.drive_groups.add()
+                g.electrodes.extend(p in pins for p in range(PIN_COUNT))
+                g.setting = DRIVE_SETTING
             scan = set(self.board.scan_pins)
             for i in range(SCAN_GROUPS):
                 g = st.scan_groups.add()
                 g.electrodes.extend((i == 0 and p in scan) for p in range(PIN_COUNT))
                 g.setting = 0
             if len(self._state_events) < 4096:
-                self._state_events[driven] = ev
+                self._state_events[key] = ev
         return ev
 
     def _keepalive(self, t: float) -> None:
         # pdserver sends the full state on every control call, also when nothing changed.
-        self._emit(t, self._electrode_state(self.driven))
+        self._emit(t, self._electrode_state(*self.groups))
+
+    # -- commands (pdserver's JSON-RPC methods; see autorec.sim.rpc) --------------
+
+    def drive(self, t: float, pins: frozenset[int], group: int = 0) -> int:
+        """`set_electrode_pins(pins, group)` at `t`: drive exactly `pins` in drive group `group` (0 or 1).
+
+        Returns how many drop moves it started; those are an activity window in `truth`. `t` is
+        raised to the simulation's current time (a command cannot act in the past)."""
+        if group not in (0, 1):
+            raise ValueError(f"group_id must be 0 or 1, got {group}")
+        bad = [p for p in pins if not 0 <= p < PIN_COUNT]
+        if bad:
+            raise ValueError(f"pin {bad[0]} is invalid: must be 0-{PIN_COUNT - 1}")
+        t = max(t, self.now)
+        before = self._moves_started
+        self._control_step(t, frozenset(pins), group)
+        moves = self._moves_started - before
+        if moves:
+            end = t + self.scenario.move_time
+            self.truth.activity.append(
+                {"start": t, "end": end, "what": f"commanded: pins {sorted(pins)} driven, {moves} drop move(s)"}
+            )
+        return moves
+
+    def board_definition(self) -> dict:
+        """The board as pdserver's `get_board_definition` returns it: one grid, rows of pins."""
+        board = self.board
+        rows = [[board.pin_at((c, r)) for c in range(board.cols)] for r in range(board.rows)]
+        return {
+            "layout": {"grids": [{"origin": [0, 0], "pitch": 1, "pins": rows}], "peripherals": []},
+            "oversized_electrodes": [],
+        }
+
+    def scan_capacitance(self, t: float) -> dict[str, list[float]]:
+        """`get_scan_capacitance`: raw ~1000 where a drop covers a pin, 0 elsewhere (as upstream's simulator)."""
+        covered = self.covered_pins(max(t, self.now))
+        raw = [1000.0 if p in covered else 0.0 for p in range(PIN_COUNT)]
+        calibrated = [210.0 if p in covered else 0.0 for p in range(PIN_COUNT)]
+        return {"raw": raw, "calibrated": calibrated}
 
     def covered_pins(self, t: float) -> set[int]:
         pins = self.board.pins

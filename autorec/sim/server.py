@@ -36,6 +36,7 @@ from autorec.io.atomicfile import write_json
 from autorec.io.broadcast import Broadcaster, StreamServer
 from autorec.sim.config import SimConfig
 from autorec.sim.core import Simulation
+from autorec.sim.rpc import RpcHandler
 from autorec.sim.scenario import load_scenario
 from autorec.sim.stream import CLOSE, StreamEncoder
 
@@ -60,6 +61,75 @@ def make_renderer(cols: int, rows: int, seed: int):
 def write_truth(path: str | os.PathLike[str], truth: dict) -> None:
     """Write the ground truth JSON atomically (a reader never sees half a file)."""
     write_json(path, truth)
+
+
+class RpcHttpServer:
+    """pdserver's HTTP control port: `POST /rpc` (JSON-RPC 2.0) and `GET /rpc/map`, in a thread.
+
+    Each call is handed to `call(body)` on the simulation's event loop (the simulation is not
+    thread-safe) and answered with what it returns. stdlib `http.server`: the core dependencies
+    have no HTTP server, and a handful of calls a second need no more."""
+
+    def __init__(self, host: str, port: int, call, method_map, loop: asyncio.AbstractEventLoop) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        async def on_loop(body: bytes) -> bytes | None:
+            return call(body)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _send(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/rpc/map":
+                    self._send(200, json.dumps(method_map()).encode())
+                else:
+                    self._send(404, b'{"error": "not found: POST /rpc or GET /rpc/map"}')
+
+            def do_POST(self) -> None:
+                if self.path.rstrip("/") != "/rpc":
+                    self._send(404, b'{"error": "not found: POST /rpc"}')
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= 1 << 20:
+                    self._send(400, b'{"error": "a JSON-RPC body needs a Content-Length up to 1 MiB"}')
+                    return
+                body = self.rfile.read(length)
+                try:
+                    answer = asyncio.run_coroutine_threadsafe(on_loop(body), loop).result(timeout=10)
+                except Exception as exc:  # the loop closed under us: say so rather than hang up
+                    self._send(503, json.dumps({"error": f"simulator not running: {exc!r}"}).encode())
+                    return
+                if answer is None:
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self._send(200, answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("sim rpc: " + format, *args)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}/rpc"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="autorec-sim-rpc", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(5)
 
 
 class SimServer(StreamServer):
@@ -89,6 +159,9 @@ class SimServer(StreamServer):
         self._truth_size: tuple[int, ...] = ()
         self.truth_errors = 0  # --truth writes that failed
         self.sent_until = start  # simulated time published so far
+        self._lag = 0.0
+        self.rpc_handler = RpcHandler(self.sim)
+        self._rpc_http: RpcHttpServer | None = None
 
     async def __aenter__(self) -> SimServer:
         renderer = None
@@ -96,6 +169,15 @@ class SimServer(StreamServer):
             renderer = make_renderer(self.scenario.board.cols, self.scenario.board.rows, self.config.seed)
         self._encoder = StreamEncoder(renderer, seed=self.config.seed)
         await super().__aenter__()
+        if self.config.rpc_port is not None:
+            try:
+                self._rpc_http = RpcHttpServer(
+                    self.host, self.config.rpc_port, self.rpc, self.rpc_handler.method_map, asyncio.get_running_loop()
+                )
+            except OSError:
+                await super().__aexit__(None, None, None)
+                raise
+            log.info("sim: JSON-RPC (pdserver's methods) on %s", self.rpc_url)
         log.info(
             "sim: serving %s scenario %r (seed %d) at %gx on %s",
             self.scenario.board.name,
@@ -106,7 +188,14 @@ class SimServer(StreamServer):
         )
         return self
 
+    @property
+    def rpc_url(self) -> str | None:
+        """`http://HOST:PORT/rpc` of the JSON-RPC server, None without `config.rpc_port`."""
+        return None if self._rpc_http is None else self._rpc_http.url
+
     async def __aexit__(self, *exc: object) -> None:
+        if self._rpc_http is not None:
+            await asyncio.to_thread(self._rpc_http.close)
         await super().__aexit__(*exc)
         if self.config.truth:
             self._save_truth()
@@ -157,43 +246,68 @@ class SimServer(StreamServer):
             self._truth_size = size
             self._truth_written_at = now
 
+    def _pump(self, until: float) -> None:
+        """Publish everything the simulation has due up to `until` (simulated time)."""
+        encoder = self._encoder
+        assert encoder is not None
+        batch: list[bytes | str] = []
+        for t, item in self.sim.advance(until):
+            for m in encoder.encode(t, item):
+                if m is CLOSE:
+                    self.broadcaster.publish(batch)
+                    batch = []
+                    n = self.broadcaster.close_all()
+                    self._closes += 1
+                    log.info("sim: fault: closed %d connection(s)", n)
+                else:
+                    batch.append(m)
+        self.broadcaster.publish(batch)
+        self.sent_until = max(self.sent_until, until)
+
+    def sim_now(self) -> float:
+        """The simulated time now, as the pacing sees it (the start until the clock runs)."""
+        sim = self.sim
+        if self._real_start == 0.0:
+            return max(sim.now, self.sent_until)
+        loop = asyncio.get_running_loop()
+        t = sim.start_time + (loop.time() - self._real_start - self._lag) * self.config.speed
+        if sim.end_time is not None:
+            t = min(t, sim.end_time)
+        return max(t, sim.now, self.sent_until)
+
+    def rpc(self, body: bytes) -> bytes | None:
+        """One JSON-RPC POST body (on the loop): everything due is published first, then the call acts
+        at the current simulated time, and what it caused (an electrode_state) goes out at once."""
+        t = self.sim_now()
+        self._pump(t)
+        answer = self.rpc_handler.handle(body, t)
+        self._pump(t)
+        return answer
+
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
-        sim, encoder, speed = self.sim, self._encoder, self.config.speed
-        assert encoder is not None
+        sim, speed = self.sim, self.config.speed
         if self.config.wait_for_clients > 0:
             await self.broadcaster.wait_for_clients(self.config.wait_for_clients)
         real0 = self._real_start = loop.time()
         sim0 = sim.start_time
-        lag = 0.0  # real seconds given up on catching up
+        self._lag = 0.0  # real seconds given up on catching up
         try:
             while not sim.finished:
                 now = loop.time()
-                target = sim0 + (now - real0 - lag) * speed
+                target = sim0 + (now - real0 - self._lag) * speed
                 behind = target - self.sent_until
                 if behind > MAX_LAG_REAL * speed:
-                    lag += behind / speed - MAX_LAG_REAL
-                    target = sim0 + (now - real0 - lag) * speed
+                    self._lag += behind / speed - MAX_LAG_REAL
+                    target = sim0 + (now - real0 - self._lag) * speed
                 until = min(target, self.sent_until + MAX_BATCH_REAL * speed)
-                batch: list[bytes | str] = []
-                for t, item in sim.advance(until):
-                    for m in encoder.encode(t, item):
-                        if m is CLOSE:
-                            self.broadcaster.publish(batch)
-                            batch = []
-                            n = self.broadcaster.close_all()
-                            self._closes += 1
-                            log.info("sim: fault: closed %d connection(s)", n)
-                        else:
-                            batch.append(m)
-                self.broadcaster.publish(batch)
-                self.sent_until = until
+                self._pump(until)
                 self._real_elapsed = loop.time() - real0
                 self._maybe_write_truth(loop.time())
                 nxt = sim.next_time()
                 if nxt is None:
                     break
-                wait = (nxt - sim0) / speed - (loop.time() - real0 - lag)
+                wait = (nxt - sim0) / speed - (loop.time() - real0 - self._lag)
                 await asyncio.sleep(max(wait, MIN_SLEEP) if wait > 0 else 0)
             if sim.end_time is not None:
                 self.sent_until = sim.end_time

@@ -3,7 +3,17 @@
 Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, at construction):
 - Fed `image` events. At most `detect_fps` frames per second of stream time are
   analysed (0: every frame); the others are ignored here (the segmenter buffers
-  them like any message), so backtests of long logs stay fast.
+  them like any message), so backtests of long logs stay fast. Which frames is
+  decided by a `FrameGrid` (`autorec.triggers.framegrid`, the attribute `grid`).
+- Idle rate: after `idle_after` of stream time without a sign of activity, only
+  `idle_fps` frames a second are analysed (0 in either: never). Signs: a score
+  above `idle_wake` x `threshold`, a change of the driven electrodes (the
+  `StateView`'s `driven_pins`), frames stopping and coming back (a reconnection),
+  the clock going back. The first sign brings back the full rate from the next
+  full-rate slot; the run of `min_frames` that fires is then at full rate, and a
+  firing's onset (the first analysed frame above threshold) is at most one idle
+  interval late, which the pre-roll covers. Decided from stream time only, so
+  live runs and backtests analyse the same frames.
 - Each analysed frame is decoded to a small grayscale picture (1/`scale` of the
   size, DCT-scaled inside the JPEG decoder: see `autorec.frames.graydecode`), and
   compared with a background that follows the scene with time constant
@@ -47,6 +57,7 @@ import numpy as np
 from autorec.frames.graydecode import SCALES, FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.base import Firing, FiringResult, Option, Score, StateView, Trigger
+from autorec.triggers.framegrid import FrameGrid
 
 # Levels at or beyond these are clipped by the sensor/encoder: their brightness cannot be normalised.
 _DARK, _BRIGHT = 8, 245
@@ -120,6 +131,9 @@ class MotionTrigger(Trigger):
         Option("mask", "path", default="", help="image file, white = watched (scaled to the frame)"),
         Option("max_fraction", "float", default=0.3, min=0.0, max=1.0, help="more changed than this is lighting"),
         Option("detect_fps", "float", default=5.0, min=0.0, help="analyse at most this many frames/s (0: all)"),
+        Option("idle_fps", "float", default=1.0, min=0.0, help="frames/s analysed when idle (0: no idle rate)"),
+        Option("idle_after", "duration", default=60.0, min=0.0, help="idle after this long with no sign (0: never)"),
+        Option("idle_wake", "float", default=0.3, min=0.0, max=1.0, help="a score above this x threshold ends idling"),
         Option("background_time", "duration", default=2.0, min=0.0, help="how fast the background follows"),
         Option("scale", "int", default=4, choices=SCALES, help="analyse at 1/scale of the frame size"),
     )
@@ -137,16 +151,23 @@ class MotionTrigger(Trigger):
         self._mask_full = load_mask(self.mask) if self.mask else None
         self._decoder = GrayDecoder(self.scale)
         self._interval = 1.0 / self.detect_fps if self.detect_fps > 0 else 0.0
+        idle = self.idle_fps > 0 and self.idle_after > 0
+        self.grid = FrameGrid(
+            self._interval, idle_interval=1.0 / self.idle_fps if idle else 0.0, idle_after=self.idle_after
+        )
+        self._idle_rate = idle
+        self._wake_score = self.idle_wake * self.threshold
+        self._pins: frozenset[int] | None = None  # the driven electrodes last seen (idle rate only)
         self.counters: dict[str, int] = {
             "frames": 0,  # image events seen
             "analysed": 0,
             "corrupt": 0,
             "global_changes": 0,
             "resolution_changes": 0,
+            "idle_frames": 0,  # frames due at the idle rate (of "frames")
         }
         self.last_score: float | None = None
         self._last_time: float | None = None  # of the last analysed frame
-        self._next_due: float | None = None
         self.predecoded: Predecoded | None = None  # see the module docstring
         self._geometry: tuple[int, int, int, int] | None = None  # full w, h, reduced w, h
         self._crop: tuple[slice, slice] = (slice(0), slice(0))
@@ -169,20 +190,32 @@ class MotionTrigger(Trigger):
 
     def decider(self, threshold: float) -> _MotionDecider:
         """The firing decision of `analyse` from the reported scores (the background and the
-        scores do not depend on `threshold`, only the run of frames above it does)."""
-        return _MotionDecider(self.rule, threshold, self.min_frames, self.max_fraction)
+        scores do not depend on `threshold`, only the run of frames above it does).
 
-    @property
-    def next_analysis(self) -> float | None:
-        """Stream time from which the next frame will be analysed (None before the first frame):
-        lets `autorec.runs.predecode` keep its guess of the analysed frames in phase with this trigger."""
-        return self._next_due
+        With the idle rate, which frames are analysed depends on the threshold (a score above
+        `idle_wake` x threshold is a sign): a sweep asks for its deciders before feeding, so the
+        trigger wakes from then on at the lowest threshold asked for, and no lane analyses fewer
+        frames than its own run would (a lane above it may see a frame more at a wake-up)."""
+        if self._idle_rate:
+            self._wake_score = min(self._wake_score, self.idle_wake * threshold)
+        return _MotionDecider(self.rule, threshold, self.min_frames, self.max_fraction)
 
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(self, time: float, event: PurpleDropEvent, state: StateView) -> FiringResult:
         self.counters["frames"] += 1
-        if not self._due(time):
+        grid = self.grid
+        if self._idle_rate:
+            pins = state.driven_pins if state is not None else self._pins  # None: a bare test harness
+            if pins is not self._pins:  # a new electrode_state (the tracker makes a new set for each)
+                if self._pins is not None and pins != self._pins:
+                    grid.wake(time)
+                self._pins = pins
+            if not grid.due(time):
+                return None
+            if grid.idle_at(time):
+                self.counters["idle_frames"] += 1
+        elif not grid.due(time):
             return None
         if self.predecoded is not None:
             image = self.predecoded(event)
@@ -190,20 +223,6 @@ class MotionTrigger(Trigger):
                 return self.analyse(time, b"", image)
         # One read of the field: protobuf hands out the bytes object, which goes straight to the decoder.
         return self.analyse(time, event.image.image_data)
-
-    def _due(self, time: float) -> bool:
-        """Whether to analyse a frame at `time`: the first frame at or after each slot of a
-        1/detect_fps grid, so jittery frame times still give detect_fps analyses per second."""
-        last, due = self._last_time, self._next_due
-        if last is None or due is None or time < last:  # first frame, or the clock went backwards
-            self._next_due = time + self._interval
-            return True
-        # A little slack absorbs float noise in timestamps like 0.1 * n.
-        if time < due - 0.01 * self._interval:
-            return False
-        # Keep to the grid, unless frames stopped for a while (then restart it here).
-        self._next_due = due + self._interval if time - due < self._interval else time + self._interval
-        return True
 
     def analyse(self, time: float, jpeg: bytes, image: GrayImage | FrameDecodeError | None = None) -> FiringResult:
         """Analyse one frame now, whatever `detect_fps` says; the core of `feed`. `image`: the
@@ -262,6 +281,8 @@ class MotionTrigger(Trigger):
         score = count / self._watched if self._watched else 0.0
         self.last_score = score
         self.score(time, score, self.threshold)
+        if score > self._wake_score and self._idle_rate:
+            self.grid.wake(time)  # near the threshold (or lighting): full rate until idle_after passes
 
         if score > self.max_fraction:
             # Most of the picture changed at once: lighting or a bumped camera, not a drop.
@@ -280,7 +301,7 @@ class MotionTrigger(Trigger):
         if self._streak < self.min_frames:
             return None
         return self.fire(
-            time, onset=self._streak_start, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak
+            time, onset=self._streak_start, score=round(score, 6), bbox=self.evidence_bbox(changed), frames=self._streak
         )
 
     # -- helpers -----------------------------------------------------------------------------
@@ -351,7 +372,7 @@ class MotionTrigger(Trigger):
         bg += delta
         np.copyto(self._background_sub, bg[::4, ::4])  # while bg is still in the cache
 
-    def _bbox(self, changed: np.ndarray) -> list[int]:
+    def evidence_bbox(self, changed: np.ndarray) -> list[int]:
         """[x, y, w, h] in full-frame pixels of the changed pixels (flat indices into the crop)."""
         full_w, full_h, w, h = self._geometry or (1, 1, 1, 1)
         if not changed.size:

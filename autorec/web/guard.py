@@ -393,19 +393,14 @@ class HostCheck:
         port = port if port is not None else (443 if parts.scheme == "https" else 80)
         return self.host_ok(f"[{parts.hostname}]:{port}" if ":" in parts.hostname else f"{parts.hostname}:{port}")
 
-    def check(self, request: web.Request) -> web.Response | None:
-        """None for a request that may go on, else the 403 to answer."""
+    def refusal(self, request: web.Request) -> str | None:
+        """None for a request that may go on, else why not (one line): a `Host` this server does not answer
+        to, or a change (not GET, HEAD, OPTIONS) without this server's `Origin`."""
         host = request.headers.get("Host")
         if not self.host_ok(host):
-            self.refused += 1
-            return web.Response(
-                status=403,
-                text="autorec: this server does not answer to that Host name "
-                "(start it with --http-host-name NAME to allow a name)\n",
-            )
+            return f"Host {host!r} is not this server (start it with --http-host-name NAME to allow a name)"
         if request.method not in SAFE_METHODS and not self.origin_ok(request.headers.get("Origin")):
-            self.refused += 1
-            return web.Response(status=403, text="autorec: a change must come from this server's own pages\n")
+            return f"Origin {request.headers.get('Origin')!r} is not this server's"
         return None
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from autorec import __version__
+from autorec.dates import utc_iso
+from autorec.evidence import describe_evidence
 from autorec.report import markup
-from autorec.report.night import Night, Segment, describe_evidence, local_text, rule_lanes, utc_text
+from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
 from autorec.units import format_duration, format_size
 
 _e = markup.text  # the one escaping path (autorec.report.markup)
@@ -80,6 +83,11 @@ def _links(seg: Segment) -> list[str]:
     return out
 
 
+def player_at(seg: Segment, t: float) -> str:
+    """The segment page's player at moment `t` (UTC ISO in the URL: a link a colleague can open)."""
+    return f"/segment/{quote(seg.name)}?t={utc_iso(t)}"
+
+
 def _strip_url(seg: Segment) -> str:
     return f"/api/segments/{urllib.parse.quote(seg.name, safe='')}/strip"  # escaped where it is used
 
@@ -97,6 +105,8 @@ def night_page(directory: Path) -> str:
         strip_url=_strip_url,
         title_prefix="autorec night",
         extra_body='<link rel="stylesheet" href="/ui/ui.css"><script src="/ui/night.js"></script>',
+        link_at=player_at,
+        server=True,
     )
     return page.replace("<body>", "<body>\n" + _nav("Night"), 1)
 
@@ -104,11 +114,14 @@ def night_page(directory: Path) -> str:
 def card_json(index: int, seg: Segment, night: Night) -> dict[str, Any]:
     """A new segment for the night page: its card's HTML and its timeline bars (one per rule), in the
     colours the page gave its rules."""
+    from autorec.outdir import NEAR_MISSES_NAME
     from autorec.report.charts import lane_colors, segment_bars
-    from autorec.report.page import _card_html
+    from autorec.report.night import read_near_misses
+    from autorec.report.page import card_html, review_tagger
 
     bars = segment_bars([(index, seg)], lane_colors(rule_lanes(night.segments)))
-    return {"html": _card_html(index, seg, _strip_url(seg), _links), "bars": bars}
+    tags = review_tagger(read_near_misses(night.directory / NEAR_MISSES_NAME, []), night.alerts())(seg)
+    return {"html": card_html(index, seg, _strip_url(seg), _links, player_at, tags), "bars": bars}
 
 
 _SEGMENT_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
@@ -169,6 +182,13 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
         f'<a href="/files/{markup.url_part(p.name)}" download>{_e(p.name)}</a>'
         for p in [seg.path, seg.sidecar_path, *seg.videos]
     ]
+    if seg.exists:
+        mcap = seg.path.with_suffix(".mcap").name
+        downloads.append(
+            f'<a id=mcap href="/files/{_e(mcap)}" download title="camera, plots and firings in one file for '
+            f'Foxglove or Lichtblick (made on the first request)">{_e(mcap)}</a>'
+            "<span id=mcap-note class=meta></span>"
+        )
     nav = []
     if prev_seg is not None:
         nav.append(f'<a href="/segment/{markup.url_part(prev_seg.name)}">&larr; previous</a>')
@@ -184,7 +204,8 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     mp4 = next((v for v in seg.videos if v.suffix == ".mp4"), None)
     if mp4 is not None:
         player = (
-            f'<video id=video controls muted preload=auto width=768 src="/files/{markup.url_part(mp4.name)}"></video>'
+            f'<video id=video controls muted preload=auto width=768 data-start="{seg.start:.3f}" '
+            f'src="/files/{markup.url_part(mp4.name)}"></video>'
         )
     else:
         player = (
@@ -194,7 +215,8 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
         )
     firings = seg.firings
     rows = "".join(
-        f"<tr><td>{_e(local_text(f['time'], '%H:%M:%S.%f')[:-4])}</td><td>{_e(f.get('rule'))}</td>"
+        f'<tr><td><a class="at firing" href="{_e(player_at(seg, f["time"]))}">'
+        f"{_e(local_text(f['time'], '%H:%M:%S.%f')[:-4])}</a></td><td>{_e(f.get('rule'))}</td>"
         f"<td>{_e(describe_evidence(str(f.get('rule')), f.get('evidence')))}</td></tr>"
         for f in firings[:200]
     )

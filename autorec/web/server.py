@@ -3,13 +3,27 @@
 Pages: `/` (live), `/night` (the report's timeline, plots and cards, with new
 segments added as they close), `/segment/NAME` (one segment: its sidecar in
 words, telemetry plots of its span, its camera frames played in the browser).
-JSON API under `/api/` (documented in the README); downloads under `/files/`.
+JSON API under `/api/` (documented in the README); downloads under `/files/`; Prometheus
+metrics at `/metrics` (docs/metrics.md: the recorder's own with `run --http`, the directory's
+status file with `serve`).
 
 Contracts:
-- Read-only: only GET (and HEAD) routes exist; anything else is 405. No
-  request writes a file or changes the recorder.
+- Read-only but for the review and MCAP exports: besides GET (and HEAD), only two POSTs exist,
+  `/api/reviewed` (append a "reviewed" mark to `reviewed.jsonl`,
+  `autorec.web.reviewed`) and `/api/export` (cut a span into `exports/`,
+  `autorec.web.exportjob`). Both pass `_write_refusal`: the request's `Host`
+  must name this server (its address, or localhost on loopback, or this
+  computer's name, with its port) and its `Origin` must be that same origin;
+  off loopback the token is required (the auth middleware). Anything else is
+  a 403, counted in `writes_refused`. No request changes the recorder or a
+  recording. The one file a GET may write is a segment's MCAP export
+  (`/files/NAME.mcap`, beside the segment as `autorec export --mcap` and
+  `output.mcap` put it): made on the first request when missing or older than
+  the segment, by `autorec export` in a child process at low priority (never on
+  the recorder's event loop or under its GIL), one at a time, within
+  `MCAP_TIMEOUT`; a failure is a 503 saying why.
 - No path from a URL reaches the file system: a segment is looked up by name
-  in `index.jsonl`, and only its own files (`.bin`, `.json`, `.mp4`, `.mkv`)
+  in `index.jsonl`, and only its own files (`.bin`, `.json`, `.mp4`, `.mkv`, `.mcap`)
   are served, opened with O_NOFOLLOW (a symlink planted in the directory is a
   404). Static files come from the package's own folders through aiohttp's
   static route, which refuses `..` and symlinks.
@@ -33,9 +47,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import logging
 import os
 import secrets
+import socket
+import time as _time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -48,14 +65,19 @@ from autorec.extras import install_hint
 from autorec.io.atomicfile import dumps
 from autorec.io.boundedread import open_regular
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME
+from autorec.report.electrodeindex import ElectrodeIndexCache, parse_pins
+from autorec.web.exportjob import JobBusy, RangeJobs
 from autorec.web.feed import Feed
-from autorec.web.guard import HTTP_LOG, ConnectionGuard, HostCheck, WebLimits, WorkerPool
+from autorec.web.guard import HTTP_LOG, SAFE_METHODS, ConnectionGuard, HostCheck, WebLimits, WorkerPool
+from autorec.web.reviewed import MarkRefused, ReviewedMarks
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 TOKEN_COOKIE = "autorec_token"
 SSE_KEEPALIVE = 15.0
+MCAP_TIMEOUT = 600.0  # seconds an on-demand MCAP export may take (a long segment on a Pi)
+MCAP_NICE = 10
 
 
 def is_loopback(host: str) -> bool:
@@ -65,22 +87,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """`PORT`, `HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError with a readable message."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = default_host, text
-    host = host.strip("[]") or default_host
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{text!r}: expected PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r}: port must be 0-65535")
-    return host, port
 
 
 def new_token() -> str:
@@ -133,8 +139,12 @@ class WebUI:
         warm_night: bool = True,
         limits: WebLimits | None = None,
         host_names: Iterable[str] = (),
+        metrics: Any = None,
     ) -> None:
         self.directory = Path(directory)
+        # a prometheus-client registry read on this loop (`run --http`); None: the directory's status file
+        self.metrics = metrics
+        self._metrics_of_directory = metrics is None
         self.feed = feed
         self.token = token
         self.limits = limits or WebLimits()
@@ -150,7 +160,16 @@ class WebUI:
         self._strips: OrderedDict[str, str] = OrderedDict()
         self._night_page: tuple[tuple, str] | None = None
         self._night_lock = asyncio.Lock()
+        self._mcap_lock: asyncio.Lock | None = None  # one MCAP export at a time (made on the loop that runs)
         self.requests = 0
+        self.reviewed = ReviewedMarks(self.directory)
+        self.exports = RangeJobs(self.directory)
+        self.electrodes = ElectrodeIndexCache()
+        self._electrodes_lock = asyncio.Lock()
+        self._timelapse: tuple[tuple, list[tuple[Path, float, int, int]]] | None = None
+        self.writes_refused = 0
+        self._refusal_logged = -1e9
+        self._hostname = socket.gethostname().lower()  # no DNS lookup (getfqdn could block the loop for seconds)
         # Render the night page ahead of the first visit (`serve`). Not beside a recorder (`run --http`):
         # importing Bokeh and reading the telemetry would cost the recording CPU for a page nobody asked for.
         self.warm_night = warm_night
@@ -176,7 +195,15 @@ class WebUI:
         get("/api/events", self.api_events)
         get("/api/frame/latest", self.api_latest_frame)
         get("/files/{name}", self.files)
+        get("/api/reviewed", self.api_reviewed)
+        app.router.add_post("/api/reviewed", self.api_mark_reviewed)
+        get("/api/export", self.api_export_state)
+        app.router.add_post("/api/export", self.api_export)
+        get("/exports/{name}", self.export_file)
+        get("/api/electrodes", self.api_electrodes)
+        get("/api/timelapse", self.api_timelapse_frame)
         get("/favicon.ico", self.favicon)
+        get("/metrics", self.metrics_page)
         app.router.add_static("/ui/", STATIC, follow_symlinks=False)
         try:
             from bokeh.util.paths import bokehjs_path
@@ -193,7 +220,17 @@ class WebUI:
         run = getattr(self.feed, "run", None)
         self._feed_task = asyncio.ensure_future(run()) if run is not None else None
         if self.warm_night:
-            self._warm_task = asyncio.ensure_future(self._render_night())  # the night page ready before it is asked
+            self._warm_task = asyncio.ensure_future(self._warm())  # the night page ready before it is asked
+
+    async def _warm(self) -> None:
+        """The night page, then the electrode index (seconds for a 12-hour night: built before anyone searches)."""
+        await self._render_night()
+        try:
+            night = await self._in_thread(self.index.load)
+            async with self._electrodes_lock:
+                await self._in_thread(self.electrodes.get, list(night.telemetry))
+        except Exception:  # a warm-up must never take the server down; a search builds it again
+            log.exception("web: cannot index the electrodes")
 
     async def _stop_feed(self, app: web.Application) -> None:
         if self._feed_task is not None:
@@ -207,6 +244,7 @@ class WebUI:
         out = self.guard.counters() if self.guard is not None else {}
         out["web.requests"] = self.requests
         out["web.refused.host"] = self.host_check.refused if self.host_check is not None else 0
+        out["web.refused.write"] = self.writes_refused
         out["web.refused.token"] = self.unauthorized
         out["web.body_timeouts"] = self.body_timeouts
         out["web.call_timeouts"] = self.pool.timeouts
@@ -220,11 +258,15 @@ class WebUI:
     async def _gate(self, request: web.Request, handler):
         """Host and Origin first; when the response is handed over, the connection's next header timeout."""
         try:
-            if self.host_check is not None:
-                refused = self.host_check.check(request)
-                if refused is not None:
-                    refused.force_close()
-                    return refused
+            why = self.host_check.refusal(request) if self.host_check is not None else None
+            if why is not None:
+                if request.method not in SAFE_METHODS:
+                    response = self._refuse(request, why)  # a refused write: counted and logged with the others
+                else:
+                    self.host_check.refused += 1  # type: ignore[union-attr]
+                    response = web.Response(status=403, text=f"autorec: refused: {why}\n")
+                response.force_close()
+                return response
             return await handler(request)
         finally:
             if self.guard is not None:
@@ -293,6 +335,22 @@ class WebUI:
         )
 
     # -- pages -----------------------------------------------------------------------------------
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        try:
+            from autorec.services.metrics import StatusCollector, directory_status, exposition, make_registry
+
+            if self.metrics is None:
+                self.metrics = make_registry(StatusCollector(directory_status(self.directory)))
+        except ImportError:
+            raise web.HTTPNotFound(
+                text=f"autorec: /metrics needs the 'metrics' extra (prometheus-client): {install_hint('metrics')}\n"
+            ) from None
+        if self._metrics_of_directory:  # a file read: off the loop
+            body, content_type = await self._in_thread(exposition, self.metrics)
+        else:  # the recorder's counters, read on its own loop (no locks needed)
+            body, content_type = exposition(self.metrics)
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
     async def live_page(self, request: web.Request) -> web.Response:
         from autorec.web.pages import live_page
 
@@ -350,7 +408,10 @@ class WebUI:
 
     # -- API -------------------------------------------------------------------------------------
     async def api_status(self, request: web.Request) -> web.Response:
-        return self._json({**self.feed.status(), "web": self.counters()})
+        status = self.feed.status()
+        status["writes_refused"] = self.writes_refused
+        status["web"] = self.counters()
+        return self._json(status)
 
     async def api_segments(self, request: web.Request) -> web.Response:
         night = await self._in_thread(self.index.load)
@@ -414,13 +475,14 @@ class WebUI:
 
     async def api_strip(self, request: web.Request) -> web.Response:
         from autorec.media.thumbnails import Thumbnailer, contact_strip
-        from autorec.report.page import THUMB_QUALITY, THUMB_WIDTH, _bbox, strip_html
+        from autorec.report.page import THUMB_QUALITY, THUMB_WIDTH, evidence_bbox, strip_html
+        from autorec.web.pages import player_at
 
         _, seg = await self._segment(request)
         html = self._strips.get(seg.name)
         if html is None:
             firings = seg.firings
-            first = next((f for f in firings if _bbox(f) is not None), firings[0] if firings else None)
+            first = next((f for f in firings if evidence_bbox(f) is not None), firings[0] if firings else None)
 
             def make() -> str:
                 strip = contact_strip(
@@ -429,11 +491,11 @@ class WebUI:
                     seg.end,
                     5,
                     first["time"] if first else None,
-                    _bbox(first) if first else None,
+                    evidence_bbox(first) if first else None,
                     THUMB_WIDTH,
                     Thumbnailer(THUMB_WIDTH, THUMB_QUALITY),
                 )
-                return strip_html(strip, seg)
+                return strip_html(strip, seg, player_at)
 
             html = await self._in_thread(make)
             self._strips[seg.name] = html
@@ -489,14 +551,288 @@ class WebUI:
     def _sse(name: str, data: Any) -> bytes:
         return f"event: {name}\ndata: {dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
+    async def _make_mcap(self, log_path: Path, out: Path) -> str | None:
+        """Export `log_path` to `out` unless it is up to date; None when done, else why not (one line)."""
+        import sys
+
+        from autorec.report.mcapexport import is_up_to_date
+        from autorec.services.exportqueue import CHILD_MAIN
+
+        if self._mcap_lock is None:
+            self._mcap_lock = asyncio.Lock()
+        async with self._mcap_lock:
+            if await self._in_thread(is_up_to_date, log_path, out):
+                return None  # made while this request waited, or already there
+            proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-c", CHILD_MAIN, "export", "--mcap", "-q", "--force", "-o", str(out)),
+                *("--", str(log_path)),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            try:
+                os.setpriority(os.PRIO_PROCESS, proc.pid, MCAP_NICE)
+            except OSError:
+                pass  # already finished, or refused: normal priority
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), MCAP_TIMEOUT)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                proc.kill()  # the child's partial file is removed by the next export of it
+                await proc.wait()
+                raise web.HTTPServiceUnavailable(text=f"MCAP export took longer than {MCAP_TIMEOUT:g} s\n") from None
+            if proc.returncode != 0:
+                lines = err.decode(errors="replace").strip().splitlines()
+                problem = lines[-1] if lines else f"exit code {proc.returncode}"
+                from autorec.io.atomicfile import BUSY
+
+                if problem.endswith(BUSY):  # the export queue (output.mcap) is writing it now: wait for that one
+                    return await self._wait_for_mcap(log_path, out, problem)
+                return problem
+            return None
+
+    async def _wait_for_mcap(self, log_path: Path, out: Path, problem: str) -> str | None:
+        from autorec.io.atomicfile import partial_path
+        from autorec.report.mcapexport import is_up_to_date
+
+        deadline = asyncio.get_running_loop().time() + MCAP_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            if not await self._in_thread(partial_path(out).exists):
+                return None if await self._in_thread(is_up_to_date, log_path, out) else problem
+        return problem
+
+    # -- the review: marks, range exports, electrode search (see docs/review-ui.md) ---------------
+    def _write_refusal(self, request: web.Request) -> str | None:
+        """Why this write must be refused (one line), or None when it comes from this server's own pages."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        if not sockname:
+            return "no socket address"
+        local_ip, local_port = str(sockname[0]), int(sockname[1])
+        loopback = is_loopback(local_ip)
+        if not loopback and self.token is None:
+            return "writes off loopback need a token"
+        host = request.headers.get("Host", "")
+        name, port = _split_host(host)
+        if name is None:
+            return "no usable Host header"
+        names = {local_ip.lower(), self._hostname}
+        if loopback:
+            names |= {"localhost", "127.0.0.1", "::1"}
+        if name not in names or port != local_port:
+            return f"Host {host!r} is not this server"
+        origin = request.headers.get("Origin")
+        if origin is None or origin.lower() not in (f"http://{host.lower()}", f"https://{host.lower()}"):
+            return f"Origin {origin!r} is not this server's"
+        if request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
+            return "not sent by this server's own page"
+        return None
+
+    def _refuse(self, request: web.Request, why: str) -> web.Response:
+        self.writes_refused += 1
+        now = _time.monotonic()
+        if now - self._refusal_logged >= 60.0:  # a flood of refused writes is one log line a minute, not one each
+            self._refusal_logged = now
+            log.warning(
+                "web: refused %s %s from %s: %s (%d refused so far)",
+                request.method,
+                request.path,
+                request.remote,
+                why,
+                self.writes_refused,
+            )
+        return web.Response(status=403, text=f"autorec: refused: {why}\n")
+
+    async def _json_body(self, request: web.Request, limit: int = 4096) -> Any:
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(text="send application/json\n")
+        size = request.content_length
+        if size is None or size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size or 0)
+        raw = await request.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise web.HTTPBadRequest(text="not JSON\n") from None
+
+    async def api_reviewed(self, request: web.Request) -> web.Response:
+        marks = await self._in_thread(self.reviewed.read)
+        return self._json({"reviewed": marks})
+
+    async def api_mark_reviewed(self, request: web.Request) -> web.Response:
+        why = self._write_refusal(request)
+        if why is not None:
+            return self._refuse(request, why)
+        body = await self._json_body(request)
+        name = body.get("name") if isinstance(body, dict) else None
+        reviewed = body.get("reviewed", True) if isinstance(body, dict) else None
+        if not isinstance(name, str) or not isinstance(reviewed, bool):
+            raise web.HTTPBadRequest(text='send {"name": SEGMENT, "reviewed": true|false}\n')
+        _, seg = await self._in_thread(self.index.find, name)
+        if seg is None:
+            raise web.HTTPNotFound(text="no such segment in index.jsonl\n")
+        try:
+            entry = await self._in_thread(self.reviewed.mark, name, reviewed)
+        except MarkRefused as exc:
+            return web.Response(status=409, text=f"autorec: {exc}\n")
+        return self._json({"mark": entry})
+
+    async def api_export_state(self, request: web.Request) -> web.Response:
+        files = await self._in_thread(self.exports.files)
+        return self._json({"job": self.exports.state(), "files": files})
+
+    async def api_export(self, request: web.Request) -> web.Response:
+        from autorec.report.night import parse_when
+
+        why = self._write_refusal(request)
+        if why is not None:
+            return self._refuse(request, why)
+        try:
+            start = parse_when(request.query.get("from", ""))
+            end = parse_when(request.query.get("to", ""))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        from autorec.media.rangeexport import MAX_SPAN
+
+        if not end > start or end - start > MAX_SPAN:
+            raise web.HTTPBadRequest(text=f"the span must end after it starts and last at most {MAX_SPAN:g} s\n")
+        night = await self._in_thread(self.index.load)
+        try:
+            state = self.exports.start(night.segments, start, end)
+        except JobBusy as exc:
+            return web.Response(status=409, text=f"autorec: {exc}\n")
+        return self._json({"job": state}, status=202)
+
+    async def export_file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        fd = await self._in_thread(self.exports.open_file, name)
+        if fd is None:
+            raise web.HTTPNotFound(text="no such export\n")
+        content_type = "video/mp4" if name.endswith(".mp4") else "application/octet-stream"
+        return await self._send_fd(request, fd, content_type, f'attachment; filename="{name}"')
+
+    async def api_electrodes(self, request: web.Request) -> web.Response:
+        """Every moment the given pins were driven, released, covered or uncovered, each with where to see it."""
+        from autorec.dates import utc_iso
+
+        text = request.query.get("pins", "").strip()
+        try:
+            pins = parse_pins(text) if text else []
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        night = await self._in_thread(self.index.load)
+        # One update at a time, and no query while one runs (an update changes the index in its thread).
+        async with self._electrodes_lock:
+            index = await self._in_thread(self.electrodes.get, list(night.telemetry))
+            if not pins:  # the board picture: which pins the night knows, and the layout if the stream sent one
+                return self._json(
+                    {"layout": index.layout, "pins_seen": index.pins(), "telemetry": len(night.telemetry)}
+                )
+            began = _time.perf_counter()
+            moments, more = index.moments(pins)
+        starts = [s.start for s in night.segments]
+        import bisect
+
+        rows = []
+        for m in moments:
+            row = m.as_dict()
+            row["iso"] = utc_iso(m.time)
+            i = bisect.bisect_right(starts, m.time) - 1
+            seg = night.segments[i] if i >= 0 and night.segments[i].end >= m.time else None
+            row["segment"] = seg.name if seg is not None else None
+            rows.append(row)
+        return self._json(
+            {
+                "pins": pins,
+                "moments": rows,
+                "more": more,
+                "index_seconds": round(index.build_seconds, 3),
+                "query_ms": round(1000 * (_time.perf_counter() - began), 2),
+                "problems": index.problems,
+                "timelapse": bool(night.timelapse),
+            }
+        )
+
+    def _timelapse_index(self, paths: list[Path]) -> list[tuple[Path, float, int, int]]:
+        from autorec.media.thumbnails import Strip, frame_index
+
+        key = tuple((p.name, *(lambda st: (st.st_size, st.st_mtime_ns))(p.stat())) for p in paths if p.exists())
+        if self._timelapse is None or self._timelapse[0] != key:
+            frames = []
+            for p in paths:
+                try:
+                    frames += [(p, t, off, n) for t, off, n in frame_index(p, Strip())]
+                except OSError:
+                    continue
+            frames.sort(key=lambda f: f[1])
+            self._timelapse = (key, frames)
+        return self._timelapse[1]
+
+    async def api_timelapse_frame(self, request: web.Request) -> web.Response:
+        """The timelapse frame nearest `t` (ISO or epoch), for moments no segment covers."""
+        import bisect
+
+        from autorec.media.thumbnails import read_frame
+        from autorec.report.night import parse_when
+
+        try:
+            t = parse_when(request.query.get("t", ""))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        night = await self._in_thread(self.index.load)
+        frames = await self._in_thread(self._timelapse_index, list(night.timelapse))
+        if not frames:
+            raise web.HTTPNotFound(text="no timelapse frame in this directory\n")
+        i = bisect.bisect_left([f[1] for f in frames], t)
+        near = min((j for j in (i - 1, i) if 0 <= j < len(frames)), key=lambda j: abs(frames[j][1] - t))
+        path, ft, offset, length = frames[near]
+        try:
+            jpeg = await self._in_thread(read_frame, path, offset, length)
+        except OSError:
+            jpeg = None
+        if jpeg is None:
+            raise web.HTTPNotFound(text="that timelapse frame cannot be read\n")
+        return web.Response(
+            body=jpeg, content_type="image/jpeg", headers={"X-Frame-Time": repr(ft), "Cache-Control": "max-age=3600"}
+        )
+
+    async def _send_fd(self, request: web.Request, fd: int, content_type: str, disposition: str) -> web.StreamResponse:
+        """Stream an open file (closed here) in 1 MB reads done in worker threads."""
+        try:
+            size = os.fstat(fd).st_size
+            response = web.StreamResponse(
+                headers={"Content-Type": content_type, "Content-Length": str(size), "Content-Disposition": disposition}
+            )
+            await response.prepare(request)
+            offset = 0
+            while offset < size:
+                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                if not chunk:
+                    break
+                await response.write(chunk)
+                offset += len(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            os.close(fd)
+
     async def files(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         night = await self._in_thread(self.index.load)
         allowed: dict[str, Path] = {}
+        mcaps: dict[str, Path] = {}
         for seg in night.segments:
             for p in (seg.path, seg.sidecar_path, *seg.videos):
                 allowed[p.name] = p
+            if seg.exists:
+                mcaps[seg.path.with_suffix(".mcap").name] = seg.path
         path = allowed.get(name)
+        if path is None and name in mcaps:
+            path = mcaps[name].with_suffix(".mcap")
+            problem = await self._make_mcap(mcaps[name], path)
+            if problem is not None:
+                log.warning("web: MCAP export of %s failed: %s", mcaps[name].name, problem)
+                raise web.HTTPServiceUnavailable(text=f"MCAP export failed: {problem}\n")
         if path is None:
             raise web.HTTPNotFound(text="not a file of a segment in index.jsonl\n")
         try:
@@ -506,14 +842,20 @@ class WebUI:
         with f:
             fd = f.fileno()
             size = os.fstat(fd).st_size
-            types = {".bin": "application/octet-stream", ".json": "application/json", ".mp4": "video/mp4"}
+            types = {
+                ".bin": "application/octet-stream",
+                ".json": "application/json",
+                ".mp4": "video/mp4",
+                ".mcap": "application/octet-stream",
+            }
+            download = path.suffix in (".bin", ".mcap")
             response = web.StreamResponse(
                 headers={
                     "Content-Type": types.get(path.suffix, "video/x-matroska"),
                     "Content-Length": str(size),
                     # any name the index holds, quoted (a quote or a line break in it cannot reach the header)
                     "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
-                    if path.suffix == ".bin"
+                    if download
                     else "inline",
                 }
             )
@@ -562,6 +904,25 @@ async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, 
     return runner, f"http://{shown}:{real_port}/"
 
 
+def _split_host(host: str) -> tuple[str | None, int]:
+    """`name:port` / `[v6]:port` / `name` of a Host header -> (lower-case name, port); (None, 0) if unusable."""
+    host = host.strip().lower()
+    if not host or any(c in host for c in "/@ \t"):
+        return None, 0
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+    else:
+        name, sep, port_text = host.rpartition(":")
+        if not sep:
+            name, port_text = host, ""
+    try:
+        port = int(port_text) if port_text else 80
+    except ValueError:
+        return None, 0
+    return (name or None), port
+
+
 def describe_url(base: str, token: str | None) -> str:
     return base + (f"?token={token}" if token else "")
 
@@ -588,10 +949,12 @@ def live_companion(out: Path, host: str, port: int, token: str | None, generated
 
     @contextlib.asynccontextmanager
     async def companion(services):
+        from autorec.services.metrics import status_registry
+
         feed = services.web_feed(LiveFeed)
         feed.loop = asyncio.get_running_loop()
         runner = None
-        ui = WebUI(out, feed, token, warm_night=False, host_names=names)
+        ui = WebUI(out, feed, token, warm_night=False, host_names=names, metrics=status_registry(services))
         try:
             runner, base = await start_server(ui, host, port)
         except OSError as exc:

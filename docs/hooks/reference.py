@@ -74,6 +74,7 @@ SECTIONS = (
     ("segments", "`segments`: how firings shape segments (every rule; a rule may set them for itself)"),
     ("hooks", "`hooks`: commands run in the background"),
     ("alerts", "`alerts`: when to raise alerts"),
+    ("mqtt", "`mqtt`: events on an MQTT broker"),
     ("budget", "`budget`: what segments may cost (all together; a rule may set them for itself)"),
     ("rule", "A rule (each item of `rules`)"),
     ("flap", "A rule's flap control"),

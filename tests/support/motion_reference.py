@@ -96,7 +96,7 @@ class RoundOneMotion(MotionTrigger):
         if self._streak < self.min_frames:
             return None
         return self.fire(
-            time, onset=self._streak_start, score=round(score, 6), bbox=self._bbox(changed), frames=self._streak
+            time, onset=self._streak_start, score=round(score, 6), bbox=self.evidence_bbox(changed), frames=self._streak
         )
 
     def _prepare(self, image: GrayImage) -> np.ndarray | None:
@@ -127,7 +127,7 @@ class RoundOneMotion(MotionTrigger):
         delta *= np.float32(alpha)
         bg += delta
 
-    def _bbox(self, changed: np.ndarray) -> list[int]:
+    def evidence_bbox(self, changed: np.ndarray) -> list[int]:
         full_w, full_h, w, h = self._geometry or (1, 1, 1, 1)
         ys_any = np.flatnonzero(changed.any(axis=1))
         xs_any = np.flatnonzero(changed.any(axis=0))
