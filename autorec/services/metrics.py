@@ -204,12 +204,18 @@ def directory_status(directory: str | Path, name: str = STATUS_NAME) -> Callable
     path = Path(directory) / name
 
     def read() -> dict[str, Any] | None:
-        try:
-            with open(path, "rb") as f:
-                data = json.loads(f.read(1 << 20))
-        except (OSError, ValueError):
+        from autorec.io.boundedread import read_capped
+        from autorec.outdir import check_status
+
+        raw, _ = read_capped(path, 1 << 20)  # a regular file only: a planted FIFO never blocks a scrape
+        if raw is None:
             return None  # no run yet, or one being replaced: autorec_status_up 0
-        return data if isinstance(data, dict) else None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        status, _ = check_status(data)  # typed: a string where a count goes is left out, not a scrape error
+        return status
 
     return read
 
