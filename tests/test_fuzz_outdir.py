@@ -330,3 +330,30 @@ def test_the_worst_directory_every_file_damaged_at_once(base: Path, tmp_path: Pa
             )
             assert status in (200, 404, 422, 501), (path, status, body[:300])
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_000_000  # KB: this process stayed bounded too
+
+
+def test_fifos_under_every_name_never_block_a_reader(base: Path, tmp_path: Path, capsys):
+    """A FIFO (or a directory) planted under the name of every kind of file: each reader names it as a
+    problem and goes on; nothing waits for a writer that never comes."""
+    d = clone(base, tmp_path / "fifos")
+    planted = []
+    for p in sorted(d.iterdir()):
+        kind = kind_of(p.name)
+        if kind is None or (kind == "segment" and planted and any(x.endswith(".bin") for x in planted)):
+            continue
+        p.unlink()
+        os.mkfifo(p)
+        planted.append(p.name)
+    assert len(planted) >= 9
+    began = time.monotonic()
+    check_directory(d, capsys)
+    code, _, _, err = _measured(["report", "--no-thumbnails", str(d)])
+    assert code in (0, 1) and "Traceback" not in err, err[-2000:]
+    assert "not a regular file" in err
+    with Served(lambda: WebUI(d, DirectoryFeed(d), warm_night=False)) as srv:
+        for path in ("/night", "/api/timelapse?t=1796617900", "/api/electrodes?pins=1"):
+            status, _ = srv.raw(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            assert status in (200, 404, 422, 501), (path, status)
+    assert time.monotonic() - began < 60
