@@ -16,9 +16,9 @@ Contracts:
   `header_timeout` seconds of connecting or of its previous response (a
   request that never completes is closed, counted in `timeouts`); a request
   body must arrive within `body_timeout` (`read_body`, after the token check).
-- `HostCheck` refuses (403) a request whose `Host` is not the address served,
-  a name given with `--http-host-name`, or (for a loopback server)
-  `localhost`: a page on another site that rebinds its own name to
+- `HostCheck` refuses (403) a request whose `Host` names neither the address
+  served, a name given with `--http-host-name`, nor (for a loopback server)
+  `localhost` (any port: a tunnel or a proxy may change it): a page on another site that rebinds its own name to
   127.0.0.1 reaches the server with its own name in `Host`. Requests that
   may change something (anything but GET, HEAD, OPTIONS) must also carry an
   `Origin` naming an allowed host (a cross-site form post carries its own).
@@ -367,9 +367,9 @@ class HostCheck:
         split = _split_host(value)
         if split is None:
             return False
-        host, port = split
-        if port is not None and port != self.port:
-            return False
+        host, _port = split
+        # The name is what a rebinding page cannot fake (its own name is in Host); the port is not checked:
+        # an SSH tunnel or a proxy (`ssh -L 9000:localhost:8080`) reaches the server under another one.
         if host in self.allowed:
             return True
         if self.wildcard:
@@ -380,18 +380,23 @@ class HostCheck:
                 return False
         return False
 
-    def origin_ok(self, origin: str | None) -> bool:
-        if not origin or origin == "null":
+    def origin_ok(self, origin: str | None, host: str | None) -> bool:
+        """Whether `origin` is the page's own: the origin of the `Host` the request was sent to (same name,
+        same port), that Host being one this server answers to. A page on another port is another origin."""
+        if not origin or origin == "null" or not self.host_ok(host):
             return False
         try:
             parts = urlsplit(origin)
-            port = parts.port
+            origin_port = parts.port
         except ValueError:
             return False
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False
-        port = port if port is not None else (443 if parts.scheme == "https" else 80)
-        return self.host_ok(f"[{parts.hostname}]:{port}" if ":" in parts.hostname else f"{parts.hostname}:{port}")
+        split = _split_host(host or "")
+        if split is None:
+            return False
+        default = 443 if parts.scheme == "https" else 80
+        return (parts.hostname.lower().rstrip("."), origin_port or default) == (split[0], split[1] or default)
 
     def refusal(self, request: web.Request) -> str | None:
         """None for a request that may go on, else why not (one line): a `Host` this server does not answer
@@ -399,7 +404,7 @@ class HostCheck:
         host = request.headers.get("Host")
         if not self.host_ok(host):
             return f"Host {host!r} is not this server (start it with --http-host-name NAME to allow a name)"
-        if request.method not in SAFE_METHODS and not self.origin_ok(request.headers.get("Origin")):
+        if request.method not in SAFE_METHODS and not self.origin_ok(request.headers.get("Origin"), host):
             return f"Origin {request.headers.get('Origin')!r} is not this server's"
         return None
 
