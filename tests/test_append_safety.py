@@ -255,3 +255,35 @@ def test_a_repeated_write_error_is_one_log_line_a_minute(tmp_path: Path, caplog)
     assert journal.errors == 200 and log.errors == 200
     assert caplog.text.count("journal: cannot append") == 1
     assert len([r for r in caplog.records if r.name == "autorec.io.scorelog"]) == 1
+
+
+def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog):
+    """The index cannot be appended to (a directory in its place): every segment's close fails the same
+    way; the writer counts each and logs the first, not one line per segment."""
+    from autorec import events
+    from autorec.core.pipeline import Pipeline
+    from autorec.io.source import Message
+    from autorec.io.writer import SegmentWriter
+    from autorec.rules import load_rules
+    from autorec.runs.dispatch import Dispatcher
+    from tests.support.segment_helpers import payload
+
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "index.jsonl").mkdir()
+    rules = tmp_path / "r.yaml"
+    rules.write_text("rules:\n  - name: el\n    trigger: electrodes\n    post_roll: 2s\n")
+    writer = SegmentWriter(d, "seg-{seq}").start()
+    pipe = Dispatcher(Pipeline(load_rules(rules), offline=True), writer)
+    for i in range(400):
+        t = T0 + i * 0.25
+        for p in (payload("scan_capacitance", t, i),) + (
+            (payload("electrode_state", None, (i // 40) % 7 + 1),) if i % 40 == 5 else ()
+        ):
+            pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
+    pipe.finish()
+    with caplog.at_level(logging.ERROR):
+        assert writer.close(10)
+    assert writer.stats.segments >= 5 and writer.stats.errors >= 5
+    lines = [r for r in caplog.records if r.name == "autorec.io.writer" and "index.jsonl" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
