@@ -48,6 +48,12 @@ class Served:
         self.loop.run_until_complete(start())
         self.loop.run_forever()
         self.loop.run_until_complete(self.runner.cleanup())
+        # connections a test left open: their handlers end here, not in a later test's garbage collection
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
 
     def __enter__(self) -> Served:
         self.thread.start()
@@ -353,3 +359,32 @@ def test_serve_reads_only_what_changed(night: Path, tmp_path: Path):
     with open(index, "ab") as f:
         f.write(b"\n" + line.encode() + b"\n")
     assert [e["name"] for e in feed.poll_once()[1]] == [json.loads(line)["name"]]
+
+
+def test_a_call_stuck_forever_is_a_504_and_never_holds_the_process_exit(tmp_path: Path):
+    """A read that never returns (a FIFO opened the plain way stands in for a hung network file system):
+    the request gets a 504 after the call timeout, other calls go on in the other workers, and the
+    process still exits at once (Python joins a ThreadPoolExecutor's threads at exit; these are daemons)."""
+    fifo = tmp_path / "hung"
+    os.mkfifo(fifo)
+    script = f"""
+import asyncio, time
+from aiohttp import web
+from autorec.web.guard import WebLimits, WorkerPool
+
+async def main():
+    pool = WorkerPool(WebLimits(workers=2, call_timeout=0.3))
+    try:
+        await pool.call(lambda: open({str(fifo)!r}).read())
+    except web.HTTPGatewayTimeout:
+        print("504")
+    print("other", await pool.call(lambda: 42), "pending", pool.pending)
+    pool.shutdown()
+
+asyncio.run(main())
+"""
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["504", "other", "42", "pending", "1"]
+    assert time.monotonic() - began < 10

@@ -22,8 +22,8 @@ Contracts:
   127.0.0.1 reaches the server with its own name in `Host`. Requests that
   may change something (anything but GET, HEAD, OPTIONS) must also carry an
   `Origin` naming an allowed host (a cross-site form post carries its own).
-- `WorkerPool` is the web's own bounded thread pool (never asyncio's default
-  executor, which the recorder uses for its host-name lookups): every
+- `WorkerPool` is the web's own bounded pool of daemon threads (never asyncio's
+  default executor, which the recorder uses for its host-name lookups): every
   blocking call has a timeout (504 after it) and at most `max_pending` calls
   wait or run at once (503 beyond): a reader blocked on a hung file system
   holds one worker, never the recorder.
@@ -36,8 +36,10 @@ import concurrent.futures
 import ipaddress
 import logging
 import os
+import queue
 import resource
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -413,14 +415,44 @@ class HostCheck:
 
 
 class WorkerPool:
-    """The web's own threads for blocking calls. See the module docstring."""
+    """The web's own threads for blocking calls. See the module docstring.
+
+    A fixed set of `limits.workers` daemon threads (not a ThreadPoolExecutor: Python joins those at exit,
+    so one read stuck on a hung network file system would keep SIGTERM from ending the recorder).
+    """
 
     def __init__(self, limits: WebLimits) -> None:
         self.limits = limits
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="autorec-web")
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
         self.pending = 0
         self.timeouts = 0
         self.busy_refusals = 0
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _submit(self, fn: Callable[..., T], args: tuple) -> concurrent.futures.Future:
+        if self._stopped:
+            raise RuntimeError("stopped")
+        if len(self._threads) < self.limits.workers:  # started as needed, up to the bound
+            thread = threading.Thread(target=self._work, name=f"autorec-web-{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, fn, args))
+        return future
 
     async def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """`fn(*args)` in a worker; HTTP 503 when too many calls wait, 504 after the timeout."""
@@ -429,7 +461,7 @@ class WorkerPool:
             raise web.HTTPServiceUnavailable(text="autorec: the web UI is busy; try again\n")
         loop = asyncio.get_running_loop()
         try:
-            future = self._pool.submit(fn, *args)
+            future = self._submit(fn, args)
         except RuntimeError:  # shut down
             raise web.HTTPServiceUnavailable(text="autorec: the web UI is stopping\n") from None
         self.pending += 1
@@ -454,4 +486,7 @@ class WorkerPool:
         self.pending -= 1
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking calls; idle workers end, a worker stuck in a call is left to the process's exit."""
+        self._stopped = True
+        for _ in self._threads:
+            self._jobs.put(None)
