@@ -48,13 +48,12 @@ from autorec.core.ruleset import (
     OutputSettings,
     Rule,
     RuleSet,
-    SegmentSettings,
 )
+from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import (
     NAME_FIELDS,
     UNSAFE,
     render_raw,
-    render_segment_name,  # noqa: F401  (re-exported: autorec.rules.render_segment_name)
 )
 from autorec.events import KINDS
 from autorec.services.hooks import check_format_width
@@ -353,7 +352,8 @@ def _apply_overrides(path: Path, doc: Any, overrides: Sequence[Override]) -> Non
             raise OverrideError(path, target, f"the rule's {o.option} cannot be changed with --set (edit the file)")
         if o.rule not in names:
             known = ", ".join(str(n) for n in names) or "none"
-            raise OverrideError(path, target, f"no rule named {o.rule!r} (rules: {known})")
+            hint = suggest(o.rule, [str(n) for n in names])
+            raise OverrideError(path, target, f"no rule named {o.rule!r}{hint} (rules: {known})")
         m = items[names.index(o.rule)]
         m[o.option] = _to_loaded(o.value)
         m.lines.setdefault(o.option, m.line or 0)
@@ -480,7 +480,7 @@ class _Validator:
         output = self.attempt(lambda: self.output(top), OutputSettings())
         segments = self.attempt(
             lambda: self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None),
-            SegmentSettings(),
+            SegmentPolicy(),
         )
         max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
         grace = self.convert(top, "shutdown_grace", "", _duration, 10.0)
@@ -538,11 +538,11 @@ class _Validator:
             timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
         )
 
-    def segments(self, m: _Map, base: SegmentSettings | None, prefix: str = "segments") -> SegmentSettings:
+    def segments(self, m: _Map, base: SegmentPolicy | None, prefix: str = "segments") -> SegmentPolicy:
         if base is None:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
-            base = SegmentSettings()
-        return SegmentSettings(
+            base = SegmentPolicy()
+        return SegmentPolicy(
             pre_roll=self.convert(m, "pre_roll", prefix, _duration, base.pre_roll),
             post_roll=self.convert(m, "post_roll", prefix, _duration, base.post_roll),
             max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
@@ -624,7 +624,7 @@ class _Validator:
             ca_file=self.convert(m, "ca_file", "mqtt", _nonempty_str, d.ca_file),
         )
 
-    def rules(self, top: _Map, segments: SegmentSettings, max_errors: int) -> list[Rule]:
+    def rules(self, top: _Map, segments: SegmentPolicy, max_errors: int) -> list[Rule]:
         if "rules" not in top:
             raise self.error(top.line, "rules", "missing (a list of rules, each with a name and a trigger)")
         seq = top["rules"]
@@ -654,7 +654,35 @@ class _Validator:
                 out.append(rule)
         return out
 
-    def rule(self, m: _Map, index: int, segments: SegmentSettings, max_errors: int) -> Rule | None:
+    def _rule_keys(
+        self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int
+    ) -> tuple[SegmentPolicy, int, float, bool]:
+        """A rule's own keys (not its trigger's options): segments, max_errors, near-miss settings."""
+        rule_segments = self.segments(m, segments, prefix)
+        for key in ("pre_roll", "post_roll", "max_length"):
+            self._bare_duration_warning(m, prefix, key, True)
+        return (
+            rule_segments,
+            self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors),
+            self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss),
+            self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip),
+        )
+
+    def _bare_duration_warning(self, m: _Map, prefix: str, key: str, is_duration: bool) -> None:
+        """A bare number of 100 or more for a duration: say it was read as seconds (`settle: 200` is
+        200 s, not the 200 ms that was probably meant)."""
+        value = m.get(key)
+        if is_duration and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 100:
+            self.warnings.append(
+                self.error(
+                    m.lines.get(key, m.line),
+                    _join(prefix, key),
+                    f"warning: {value:g} is read as {value:g} s (a bare number is seconds); "
+                    f"write {value:g}ms for milliseconds, or {value:g}s to say seconds",
+                )
+            )
+
+    def rule(self, m: _Map, index: int, segments: SegmentPolicy, max_errors: int) -> Rule | None:
         """The validated rule, or None when it has errors (recorded, or raised when nothing more can be checked)."""
         errors_before = len(self.errors)
         from autorec.triggers import registry
@@ -675,7 +703,11 @@ class _Validator:
         try:
             cls = registry.resolve(trigger_name, search_dir=self.path.parent)
         except registry.TriggerLookupError as exc:
-            raise self.error(trig_line, f"{prefix}.trigger", str(exc)) from None
+            # The rule's own keys are still checked (a bad post_roll is not hidden behind the trigger);
+            # its options cannot be, without the trigger that declares them.
+            self.errors.append(self.error(trig_line, f"{prefix}.trigger", str(exc)))
+            self._rule_keys(m, prefix, segments, max_errors)
+            return None
         option_names = tuple(o.name for o in cls.options)
         clash = sorted(set(option_names) & set(_RULE_KEYS))
         if clash:
@@ -692,14 +724,25 @@ class _Validator:
                 if opt.type == "path" and options[opt.name]:
                     # relative to the rule file, not to wherever autorec happens to be started
                     options[opt.name] = str(self.path.parent / Path(options[opt.name]).expanduser())
+                self._bare_duration_warning(m, prefix, opt.name, opt.type == "duration")
             elif opt.required:
-                raise self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
-        rule_segments = self.segments(m, segments, prefix)
-        rule_max_errors = self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors)
-        near_miss = self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss)
-        near_miss_clip = self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip)
-        if len(self.errors) > errors_before or name is None:
+                self.errors.append(
+                    self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
+                )
+        option_errors = len(self.errors) > errors_before
+        rule_segments, rule_max_errors, near_miss, near_miss_clip = self._rule_keys(m, prefix, segments, max_errors)
+        if option_errors or name is None:
             return None  # constructing it would only report the same errors again, less clearly
+        # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
+        # misspelt field path) are reported in the same pass, not after the rest is fixed.
+        if len(self.errors) > errors_before:
+            try:
+                cls(name, **options)
+            except Exception as exc:
+                key, message = _split_option_error(exc, option_names)
+                line = m.lines.get(key, m.line) if key else m.line
+                self.errors.append(self.error(line, f"{prefix}.{key}" if key else prefix, message))
+            return None
         # Construct once now so the trigger's own checks (field paths, option combinations) run
         # before anything starts. Any exception from a plugin's constructor is a config error.
         try:

@@ -12,12 +12,13 @@ import pytest
 from autorec import dates, events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
+from autorec.core.segmentname import render_segment_name
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.source import Message
 from autorec.io.telemetry import TelemetryLog, telemetry_name
 from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
-from autorec.rules import load_rules, render_segment_name
+from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
 from tests.support.segment_helpers import payload
 

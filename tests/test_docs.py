@@ -93,6 +93,15 @@ def test_the_rule_key_reference_lists_every_key() -> None:
     assert all(f"`{k.path}`" in text for k in rulekeys.KEYS)
 
 
+def test_the_http_api_reference_lists_every_route() -> None:
+    source = (REPO / "autorec" / "web" / "server.py").read_text()
+    routes = set(re.findall(r'(?:get|add_post)\("(/api/[^"]*|/files/[^"]*|/exports/[^"]*|/metrics)"', source))
+    text = (REPO / "docs" / "reference" / "http-api.md").read_text()
+    shown = {re.sub(r"\{name\}|\{i\}", "X", r) for r in routes}
+    listed = {re.sub(r"NAME|\bI\b", "X", m) for m in re.findall(r"`(?:GET|POST) (/[^ `?]*)", text)}
+    assert routes and not shown - listed, f"not in docs/reference/http-api.md: {sorted(shown - listed)}"
+
+
 MINIMAL_RULES = "rules:\n  - {name: docs-check, trigger: electrodes}\n"
 
 
@@ -177,3 +186,29 @@ def test_command_lines_parse(where: str, argv: list[str], capsys: pytest.Capture
     except SystemExit as exc:
         if exc.code not in (0, None):
             pytest.fail(f"{where}: autorec {' '.join(argv)}: {capsys.readouterr().err.strip()}")
+
+
+def test_the_example_systemd_unit_verifies_and_its_command_parses(tmp_path: Path) -> None:
+    """examples/autorec.service (how-to/raspberry-pi.md) passes `systemd-analyze verify` with its
+    paths pointed at this machine, and its ExecStart is a command line autorec accepts."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    unit = (REPO / "examples" / "autorec.service").read_text()
+    [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, flags=re.M)
+    argv = shlex.split(exec_start)
+    assert argv[0].endswith("/autorec")
+    build_parser().parse_args(argv[1:])
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None and not os.environ.get("CI"):
+        pytest.skip("systemd-analyze not installed (Debian's systemd package; .ci/run installs it)")
+    assert analyze is not None, "systemd-analyze missing: .ci/run installs Debian's systemd"
+    here = unit.replace(argv[0], f"{sys.executable} -m autorec")
+    here = re.sub(r"^(User|Group)=.*$", r"\1=root", here, flags=re.M)
+    here = re.sub(r"^WorkingDirectory=.*$", f"WorkingDirectory={tmp_path}", here, flags=re.M)
+    path = tmp_path / "autorec.service"
+    path.write_text(here)
+    proc = subprocess.run([analyze, "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

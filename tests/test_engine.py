@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from autorec.core.engine import RuleEngine
-from autorec.rules import Rule, RuleSet, SegmentSettings, load_rules, parse_rules
+from autorec.rules import Rule, RuleSet, SegmentPolicy, load_rules, parse_rules
 from autorec.triggers.base import Firing, Trigger
 from tests.support.rulefiles import electrode_state, message, scan, timed
 
@@ -73,7 +73,7 @@ class Recorder(Trigger):
 
 
 def ruleset(*rules: tuple[str, type[Trigger], dict], max_errors: int = 10) -> RuleSet:
-    seg = SegmentSettings()
+    seg = SegmentPolicy()
     return RuleSet(
         path=Path("<test>"),
         rules=[Rule(name, cls, cls.name, opts, seg, max_errors=max_errors) for name, cls, opts in rules],

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from autorec.rules import (
-    ConfigError,
-    OutputSettings,
-    SegmentSettings,
-    load_rules,
-    parse_rules,
-    render_segment_name,
-)
+from autorec.core.ruleset import OutputSettings
+from autorec.core.segmenter import SegmentPolicy
+from autorec.core.segmentname import render_segment_name
+from autorec.rules import ConfigError, Override, OverrideError, load_rules, parse_rules
 from autorec.triggers import registry
 from autorec.triggers.electrodes import ElectrodesTrigger
 from autorec.triggers.movement import MovementTrigger
@@ -44,7 +40,7 @@ def test_defaults(tmp_path):
     assert rs.source is None
     assert rs.output == OutputSettings()
     assert rs.output.dir == Path("recordings") and rs.output.name == "{start:%Y%m%dT%H%M%SZ}-{rules}"
-    assert rs.segments == SegmentSettings(10.0, 20.0, 1800.0, 256_000_000)
+    assert rs.segments == SegmentPolicy(10.0, 20.0, 1800.0, 256_000_000)
     assert rs.hooks.on_segment_close is None and rs.hooks.timeout == 60.0
     assert rs.alerts.alert_after == 60.0
     assert rs.max_errors == 10
@@ -99,13 +95,13 @@ def test_units_overrides_and_every_section(tmp_path):
     assert (out.dir, out.telemetry, out.video, out.fsync) == (Path("/data/rec"), False, "copy", False)
     assert (out.min_free, out.min_free_percent, out.keep, out.max_total) == (None, 5.0, 7 * 86400.0, 50 * 10**9)
     assert out.min_free_bytes(10**12) == 5 * 10**10
-    assert rs.segments == SegmentSettings(1.5, 120.0, 3600.0, 64 * 2**20)
+    assert rs.segments == SegmentPolicy(1.5, 120.0, 3600.0, 64 * 2**20)
     assert rs.hooks.on_segment_close == ["gzip", "-9", "--keep", "{path}"]
     assert rs.hooks.timeout == 30.0 and rs.alerts.alert_after == 120.0 and rs.alerts.camera_stall == 5.0
     moved, step = rs.rules
     assert moved.options == {"min_pins": 2, "settle": 0.5}
     # Per-rule overrides replace only the keys given.
-    assert moved.segments == SegmentSettings(1.5, 45.0, 3600.0, 1000)
+    assert moved.segments == SegmentPolicy(1.5, 45.0, 3600.0, 1000)
     assert moved.max_errors == 1 and step.max_errors == 3
     assert step.segments == rs.segments and step.options == {"pins": [1, 2, 3]}
     assert type(step.options["pins"]) is list  # plain data, not the loader's line-carrying list
@@ -388,3 +384,51 @@ def test_yaml_syntax_errors_are_reworded_for_people(text, line, words):
     err = info.value
     assert (err.line, err.key) == (line, "(yaml)")
     assert err.message.startswith(words) and "[YAML: " in err.message  # the parser's words stay, for searching
+
+
+def test_every_error_of_a_file_in_one_pass(tmp_path):
+    """An unknown trigger does not hide a bad duration of its rule, a wrong post_roll does not hide a
+    misspelt field path, a missing option does not hide a bad one: one `check` lists them all."""
+    path = write_rules(
+        tmp_path,
+        """\
+rules:
+  - name: a
+    trigger: no-such-trigger
+    post_roll: soon
+  - name: b
+    trigger: threshold
+    field: hv_regulator.voltag
+    above: 10
+    post_roll: -3s
+  - name: c
+    trigger: interval
+    align: maybe
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    found = [(e.line, e.key) for e in info.value.errors]
+    assert found == [
+        (3, "rules[a].trigger"),
+        (4, "rules[a].post_roll"),
+        (7, "rules[b].field"),
+        (9, "rules[b].post_roll"),
+        (10, "rules[c].every"),
+        (12, "rules[c].align"),
+    ], str(info.value)
+
+
+def test_a_bare_number_names_the_unit_it_was_read_in(tmp_path):
+    path = write_rules(tmp_path, "rules:\n  - {name: m, trigger: movement, settle: 200}\n")
+    with pytest.raises(ConfigError, match=r"settle: must be <= 60 s, got 200\.0 \(200 s: a bare number is seconds; "):
+        load_rules(path)
+    path = write_rules(tmp_path, "rules:\n  - {name: m, trigger: movement, post_roll: 300}\n")
+    [warning] = load_rules(path).warnings
+    assert "post_roll: warning: 300 is read as 300 s" in warning and "write 300ms for milliseconds" in warning
+
+
+def test_set_offers_the_rule_it_probably_meant(tmp_path):
+    path = write_rules(tmp_path, "rules:\n  - {name: drops-moved, trigger: movement}\n")
+    with pytest.raises(OverrideError, match="no rule named 'drops-move'; did you mean 'drops-moved'"):
+        load_rules(path, [Override.parse("drops-move.min_pins=2")])

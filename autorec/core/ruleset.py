@@ -18,11 +18,6 @@ from autorec.outdir import STATUS_NAME
 from autorec.triggers.base import Trigger
 from autorec.units import format_size
 
-# How segments are cut (seconds, bytes): the `segments` keys are exactly the segmenter's
-# policy, so the rule file's settings are handed to it as they are. Per-rule overrides produce a copy.
-SegmentSettings = SegmentPolicy
-
-
 DEFAULT_MIN_BYTES = 10**9  # the disk floor when the rule file sets none: 1 GB or 5 %, whichever is larger
 DEFAULT_MIN_FRACTION = 0.05
 
@@ -124,7 +119,7 @@ class Rule:
     trigger: type[Trigger]
     trigger_name: str
     options: dict[str, Any]
-    segments: SegmentSettings
+    segments: SegmentPolicy
     line: int | None = None
     max_errors: int = 10
     near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
@@ -141,7 +136,7 @@ class RuleSet:
     path: Path
     source: str | None = None
     output: OutputSettings = field(default_factory=OutputSettings)
-    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    segments: SegmentPolicy = field(default_factory=SegmentPolicy)
     rules: list[Rule] = field(default_factory=list)
     hooks: HookSettings = field(default_factory=HookSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)

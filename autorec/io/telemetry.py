@@ -29,7 +29,6 @@ import time as _time
 from pathlib import Path
 
 from autorec.dates import utc_strftime
-from autorec.events import is_telemetry_kind  # noqa: F401  (re-exported: the track's rule lives with the kinds)
 from autorec.io.logfile import LogWriteError, LogWriter
 from autorec.outdir import TELEMETRY_PREFIX, daily_name
 

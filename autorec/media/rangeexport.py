@@ -87,7 +87,8 @@ def export_range(
 ) -> RangeResult:
     """Write the span's log and MP4 into `out_dir`. See the module docstring. `segments` are
     `autorec.report.night.Segment`s (anything with `path`, `start`, `end`), in time order."""
-    from autorec.media.video import ExportError, ExportOptions, export, partial_path
+    from autorec.io.atomicfile import partial_path
+    from autorec.media.video import ExportError, ExportOptions, export
 
     if not end > start:
         raise RangeError("the span must end after it starts")

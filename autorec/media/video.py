@@ -55,7 +55,7 @@ from autorec.dates import clamp_time, local_strftime, utc_iso
 from autorec.frames.jpeg import jpeg_complete, jpeg_size
 from autorec.io.atomicfile import fsync_path, open_nofollow, partial_path
 from autorec.io.logfile import LogReader
-from autorec.media.frametiming import (  # re-exported: the timing was part of this module until round 2
+from autorec.media.frametiming import (
     DEFAULT_INTERVAL,
     Frame,
     FrameClock,

@@ -129,7 +129,13 @@ class Option:
             if not isinstance(value, str):
                 raise ValueError(f"expected {OPTION_TYPES[t]}, got {value!r}")
         elif t == "duration":
+            bare = isinstance(value, (int, float)) and not isinstance(value, bool)
             value = parse_duration(value)
+            unit = f" ({value:g} s: a bare number is seconds; write {value:g}ms for milliseconds)" if bare else ""
+            if self.min is not None and value < self.min:
+                raise ValueError(f"must be >= {self.min:g} s, got {value!r}{unit}")
+            if self.max is not None and value > self.max:
+                raise ValueError(f"must be <= {self.max:g} s, got {value!r}{unit}")
         elif t == "size":
             value = parse_size(value)
         elif t.startswith("list["):
