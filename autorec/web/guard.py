@@ -344,10 +344,11 @@ class HostCheck:
     """Which `Host` (and `Origin`) a request may name. See the module docstring.
 
     `bound`: the address listened on; `port`: the port really served; `names`: extra host names
-    users reach the server by (`--http-host-name`, e.g. the lab PC's name behind a proxy).
+    users reach the server by (`--http-host-name`, e.g. the lab PC's name behind a proxy); `fqdn`:
+    this computer's full DNS name (its short name is always allowed).
     """
 
-    def __init__(self, bound: str, port: int, names: Iterable[str] = ()) -> None:
+    def __init__(self, bound: str, port: int, names: Iterable[str] = (), fqdn: str | None = None) -> None:
         self.port = port
         self.wildcard = bound in ("", "0.0.0.0", "::")
         allowed = {bound.lower().strip("[]")} | {n.lower().rstrip(".") for n in names if n}
@@ -357,9 +358,9 @@ class HostCheck:
             loopback = bound in ("localhost",)
         if loopback or self.wildcard:
             allowed |= {"localhost", "127.0.0.1", "::1"}
-        if self.wildcard:
-            # Reached by any address of this machine (an IP literal cannot be rebound) or its own name.
-            allowed.add(socket.gethostname().lower())
+        # This computer's own names (a rebinding page cannot put them in Host); `fqdn` is looked up by the
+        # caller off the event loop, with a timeout (DNS may hang).
+        allowed |= {n.lower().rstrip(".") for n in (socket.gethostname(), fqdn) if n}
         self.allowed = frozenset(allowed)
         self.refused = 0
 

@@ -899,7 +899,11 @@ async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, 
     await site.start()
     sockets = site._server.sockets if site._server is not None else []  # the real port when 0 was asked
     real_port = sockets[0].getsockname()[1] if sockets else port
-    ui.host_check = HostCheck(host, real_port, ui.host_names)
+    try:  # the computer's full name, as a browser on the lab network may use it; DNS may hang: bounded
+        fqdn = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, socket.getfqdn), 2.0)
+    except (asyncio.TimeoutError, OSError):
+        fqdn = None
+    ui.host_check = HostCheck(host, real_port, ui.host_names, fqdn)
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{real_port}/"
 
