@@ -541,7 +541,7 @@ class WebUI:
                     await self._send(response, b": keepalive\n\n")
                     continue
                 await self._send(response, self._sse(name, data))
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):  # the browser left, or stopped reading
             pass
         finally:
             self.feed.unsubscribe(sub)
@@ -709,7 +709,8 @@ class WebUI:
         if fd is None:
             raise web.HTTPNotFound(text="no such export\n")
         content_type = "video/mp4" if name.endswith(".mp4") else "application/octet-stream"
-        return await self._send_fd(request, fd, content_type, f'attachment; filename="{name}"')
+        disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"  # any name, quoted
+        return await self._send_fd(request, fd, content_type, disposition)
 
     async def api_electrodes(self, request: web.Request) -> web.Response:
         """Every moment the given pins were driven, released, covered or uncovered, each with where to see it."""
@@ -803,15 +804,18 @@ class WebUI:
             response = web.StreamResponse(
                 headers={"Content-Type": content_type, "Content-Length": str(size), "Content-Disposition": disposition}
             )
-            await response.prepare(request)
-            offset = 0
-            while offset < size:
-                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
-                if not chunk:
-                    break
-                await response.write(chunk)
-                offset += len(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                offset = 0
+                while offset < size:
+                    chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                    if not chunk:
+                        break
+                    await self._send(response, chunk)  # a client that stops reading is dropped
+                    offset += len(chunk)
+                await response.write_eof()
+            except ConnectionError:  # the client left: nothing to say about it
+                pass
             return response
         finally:
             os.close(fd)
@@ -869,7 +873,7 @@ class WebUI:
                     await self._send(response, chunk)
                     offset += len(chunk)
                 await response.write_eof()
-            except ConnectionResetError:  # the client left (or stopped reading): nothing to say about it
+            except ConnectionError:  # the client left (or stopped reading): nothing to say about it
                 pass
             return response
 
