@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,29 @@ asyncio.run(main())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["504", "other", "42", "pending", "1"]
     assert time.monotonic() - began < 10
+
+
+def test_the_metrics_server_caps_and_times_out_idle_connections():
+    """`run --metrics` serves from the recorder's process too: idle connections beyond its cap are closed at
+    once, the rest after the idle timeout, and a scrape still answers."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, Counter
+
+    from autorec.services.metrics import serve_metrics
+
+    registry = CollectorRegistry()
+    Counter("autorec_test", "a test counter", registry=registry).inc()
+    server, _ = serve_metrics("127.0.0.1", 0, registry, max_connections=4, idle_timeout=0.5)
+    port = server.server_address[1]
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(12)]
+        wait_until(lambda: sum(closed_by_peer(s) for s in idle) >= 8, 5, "the connections beyond the cap closed")
+        wait_until(lambda: all(closed_by_peer(s) for s in idle), 5, "idle connections timed out")
+        assert server.refused >= 8
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert b"autorec_test_total 1.0" in r.read()
+        for s in idle:
+            s.close()
+    finally:
+        server.shutdown()
+        server.server_close()
