@@ -33,6 +33,7 @@ COMMANDS = (
     "replay",
     "check",
     "plugins",
+    "push",
 )
 
 

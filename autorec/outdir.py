@@ -12,6 +12,7 @@ The directory holds, per segment `NAME`:
   a `NAME.json.partial` beside a partial log;
 - `NAME.mp4` / `NAME.mkv`, video exports (`VIDEO_SUFFIXES`);
 and once: `index.jsonl` (one `IndexLine` per closed segment), `journal.jsonl`, `status.json`,
+`uploads.jsonl` (with `upload:`),
 `near-misses.jsonl`, the daily tracks `telemetry-YYYYMMDD.bin`, `timelapse-YYYYMMDD.bin` and
 `scores-YYYYMMDD.csv.gz`, and the instance lock `.autorec.lock`.
 
@@ -42,6 +43,7 @@ EXPORT_SUFFIXES = (*VIDEO_SUFFIXES, MCAP_SUFFIX)  # everything exported from a s
 INDEX_NAME = "index.jsonl"
 JOURNAL_NAME = "journal.jsonl"
 STATUS_NAME = "status.json"  # the default of `output.status_file`
+UPLOAD_STATE_NAME = "uploads.jsonl"  # what the uploader has put in the object store (autorec.io.uploadstate)
 NEAR_MISSES_NAME = "near-misses.jsonl"
 LOCK_NAME = ".autorec.lock"
 
@@ -357,7 +359,8 @@ def check_journal_entry(entry: Any) -> dict[str, Any] | str:
 
 def check_near_miss(entry: Any) -> dict[str, Any] | str:
     """A `near-misses.jsonl` line read back: `rule` (text), finite `start`, `end`, `peak`, `threshold`,
-    `peak_time` (`end` and `peak_time` default to `start`), or a problem."""
+    `peak_time` (`end` and `peak_time` default to `start`), `baseline` (finite, or None: an older
+    autorec's line), or a problem."""
     if not isinstance(entry, dict):
         return "not a near-miss (not a JSON object)"
     start, peak, threshold = finite(entry.get("start")), finite(entry.get("peak")), finite(entry.get("threshold"))
@@ -372,6 +375,7 @@ def check_near_miss(entry: Any) -> dict[str, Any] | str:
         "peak": peak,
         "threshold": threshold,
         "peak_time": peak_time if peak_time is not None else start,
+        "baseline": finite(entry.get("baseline")),
     }
 
 

@@ -48,6 +48,7 @@ from autorec.core.ruleset import (
     OutputSettings,
     Rule,
     RuleSet,
+    UploadSettings,
 )
 from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import (
@@ -410,6 +411,7 @@ _BUDGET_KEYS = rulekeys.keys("budget")
 _FLAP_KEYS = rulekeys.keys("flap")
 _RULE_KEYS = rulekeys.keys("rule")
 _MQTT_KEYS = rulekeys.keys("mqtt")
+_UPLOAD_KEYS = rulekeys.keys("upload")
 
 
 class _Validator:
@@ -496,6 +498,16 @@ class _Validator:
 
         budget = self.attempt(budget_section, Budget())
         rules = self.attempt(lambda: self.rules(top, segments, max_errors), [])
+        upload = self.attempt(lambda: self.upload(top), None)
+        if output.keep_until_uploaded and upload is None and "upload" not in top:
+            m = top.get("output")
+            self.errors.append(
+                self.error(
+                    m.lines.get("keep_until_uploaded") if isinstance(m, _Map) else None,
+                    "output.keep_until_uploaded",
+                    "needs an `upload:` section (where would segments be uploaded?)",
+                )
+            )
         # Checked with the real rule names so that the sample rendering is realistic.
         self.attempt(lambda: _check_name_template(self, output.name, top, [r.name for r in rules]), None)
         if self.errors:
@@ -514,6 +526,23 @@ class _Validator:
             shutdown_grace=grace,
             heartbeat=heartbeat,
             budget=budget,
+            upload=upload,
+        )
+
+    def upload(self, top: _Map) -> UploadSettings | None:
+        if "upload" not in top or top["upload"] is None:
+            return None
+        m = self.mapping(top.get("upload"), top.lines.get("upload"), "upload")
+        self.check_keys(m, _UPLOAD_KEYS, "upload")
+        p = "upload"
+        if "url" not in m:
+            raise self.error(m.line, "upload.url", "missing (where to upload: s3://BUCKET/PREFIX)")
+        return UploadSettings(
+            url=self.convert(m, "url", p, upload_url, "s3://missing"),
+            endpoint=self.convert(m, "endpoint", p, upload_endpoint, None),
+            rig=self.convert(m, "rig", p, rig_name, None),
+            max_rate=self.convert(m, "max_rate", p, _optional(_rate), None),
+            retry_max=self.convert(m, "retry_max", p, _positive_duration, UploadSettings.retry_max),
         )
 
     def output(self, top: _Map) -> OutputSettings:
@@ -536,6 +565,7 @@ class _Validator:
             status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
             queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
             timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
+            keep_until_uploaded=self.convert(m, "keep_until_uploaded", p, _bool, d.keep_until_uploaded),
         )
 
     def segments(self, m: _Map, base: SegmentPolicy | None, prefix: str = "segments") -> SegmentPolicy:
@@ -591,12 +621,39 @@ class _Validator:
     def hooks(self, top: _Map) -> HookSettings:
         m = self.mapping(top.get("hooks"), top.lines.get("hooks"), "hooks")
         self.check_keys(m, _HOOK_KEYS, "hooks")
+
+        def command(event: str) -> list[Any] | None:
+            return self.beside_rule_file(self.convert(m, event, "hooks", _hook_commands(event), None))
+
         return HookSettings(
-            on_segment_open=self.convert(m, "on_segment_open", "hooks", _hook_commands("on_segment_open"), None),
-            on_segment_close=self.convert(m, "on_segment_close", "hooks", _hook_commands("on_segment_close"), None),
-            on_alert=self.convert(m, "on_alert", "hooks", _hook_commands("on_alert"), None),
+            on_segment_open=command("on_segment_open"),
+            on_segment_close=command("on_segment_close"),
+            on_alert=command("on_alert"),
             timeout=self.convert(m, "timeout", "hooks", _positive_duration, HookSettings.timeout),
         )
+
+    def beside_rule_file(self, commands: list[Any] | None) -> list[Any] | None:
+        """Hook arguments that are relative paths of files in the rule file's folder, made absolute.
+
+        A script shipped beside the rules (`hooks/archive.py`) then runs whatever folder autorec was
+        started from; any other argument (`recordings/archive`, `{path}`, a program on PATH) is left
+        as written (relative to where autorec runs, like output.dir)."""
+        if commands is None:
+            return None
+        folder = Path(self.path).parent
+
+        def fix(arg: str) -> str:
+            if "{" in arg or Path(arg).is_absolute() or arg.startswith("-"):
+                return arg
+            try:
+                beside = folder / Path(arg)
+                return str(beside.absolute()) if beside.is_file() else arg
+            except (OSError, ValueError):
+                return arg
+
+        if all(isinstance(c, list) for c in commands):
+            return [[fix(a) for a in argv] for argv in commands]
+        return [fix(a) for a in commands]
 
     def alerts(self, top: _Map) -> AlertSettings:
         m = self.mapping(top.get("alerts"), top.lines.get("alerts"), "alerts")
@@ -835,7 +892,10 @@ def _near_miss_fraction(value: Any) -> float:
     if value is None or value is False:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"expected a fraction of the threshold from 0 (off) to below 1, like 0.5; got {_show(value)}")
+        raise ValueError(
+            "expected a fraction of the way from the usual score to the threshold, from 0 (off) to below 1, "
+            f"like 0.5; got {_show(value)}"
+        )
     return float(value)
 
 
@@ -915,6 +975,46 @@ def _positive_size(value: Any) -> int:
     if n <= 0:
         raise ValueError(f"must be more than 0, got {_show(value)} (a size like 50GB, 1GiB)")
     return n
+
+
+def upload_url(value: Any) -> str:
+    """`upload.url` / `--upload-url`: s3://BUCKET/PREFIX."""
+    from autorec.io.objectstore import StoreLocation
+
+    StoreLocation.parse(value)
+    return value
+
+
+def upload_endpoint(value: Any) -> str:
+    """`upload.endpoint` / `--upload-endpoint`: http(s)://HOST[:PORT], without credentials."""
+    from autorec.io.objectstore import check_endpoint
+
+    return check_endpoint(value)
+
+
+def rig_name(value: Any) -> str:
+    """`upload.rig` / `--rig`: the rig's name in the store's keys."""
+    from autorec.rig import check_rig_name
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a rig name, got {_show(value)}")
+    return check_rig_name(value)
+
+
+def _rate(value: Any) -> int:
+    """A bandwidth like `2MB/s` (or a size, read per second)."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.endswith("/s"):
+        text = text[:-2]
+    try:
+        return _positive_size(text)
+    except ValueError:
+        raise ValueError(f"expected a rate like 2MB/s or 500KB/s, got {_show(value)}") from None
+
+
+def parse_rate(value: Any) -> int:
+    """`--max-rate` on the command line (see `_rate`)."""
+    return _rate(value)
 
 
 def _int_at_least(minimum: int) -> Callable[[Any], int]:

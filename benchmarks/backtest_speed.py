@@ -185,8 +185,8 @@ def main() -> None:
         def dry_run_jobs():
             source = FileSource(log_path)
             sink = DryRun()
-            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), sink)
-            run_file(pipe, prescored(source, pipe, jobs))
+            core = Pipeline(ruleset, offline=True, telemetry=False)
+            run_file(Dispatcher(core, sink), prescored(source, core.engine, jobs))
             return source.records, f"  ({len(sink.segments)} segments)"
 
         read_only()  # warm the page cache so every pass reads from memory

@@ -178,7 +178,7 @@ def test_a_flapping_rule_with_a_byte_budget_over_three_hours():
     reasons = [c.reason for c in sink.closes()]
     assert reasons.count("flapping") == 1 and "post_roll" in reasons
     # Blocked firings are listed in the open segment (when there is one) and counted.
-    assert pipeline.budget.counters()["noisy.budget_blocked"] > 1000
+    assert pipeline.pipeline.budget.counters()["noisy.budget_blocked"] > 1000
 
 
 SPOT_NIGHT = """
@@ -218,7 +218,7 @@ def test_a_blinking_spot_defeats_lighting_rejection_and_is_thinned_and_budgeted(
             if isinstance(payload, bytes):
                 pipeline.message(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
     pipeline.finish()
-    assert pipeline.engine.fired["cam"] > 100  # the spot is not a lighting change: motion fires all along
+    assert pipeline.pipeline.engine.fired["cam"] > 100  # the spot is not a lighting change: motion fires all along
     keys = [(c.state, c.key) for c in changes]
     assert ("raised", "flapping:cam") in keys and ("raised", "budget_exhausted:*") in keys, keys
     assert keys.count(("raised", "budget_exhausted:*")) == 1

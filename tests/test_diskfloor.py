@@ -198,7 +198,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)  # the disk "fills"
     clock[0] = 2.0
     feed(1, 10)  # the guard samples after this message: below from here on
-    assert pipe.segmenter.paused == "disk_floor"
+    assert pipe.paused == "disk_floor"
     feed(25, 11)
     assert pipe.stats.telemetry_paused == 25
     watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
@@ -256,4 +256,4 @@ def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
         dispatcher.message(Message(payload("hv_regulator", t0 - 990 + i, volts), 0.0, 0.0, "hv_regulator"))
     dispatcher.finish()
     assert not any(isinstance(a, OpenSegment) for a in sink.actions), sink.actions
-    assert dispatcher.segmenter.suppressed == 1
+    assert dispatcher.pipeline.segmenter.suppressed == 1

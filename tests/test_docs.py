@@ -21,7 +21,7 @@ import pytest
 from autorec.cli import build_parser
 from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.ruleset import AlertSettings, HookSettings, MqttSettings, OutputSettings
+from autorec.core.ruleset import AlertSettings, HookSettings, MqttSettings, OutputSettings, UploadSettings
 from autorec.core.segmenter import SegmentPolicy
 from autorec.rules import ConfigError, parse_rules
 
@@ -68,6 +68,7 @@ USER_FIELDS = {
     HookSettings: set(),
     AlertSettings: set(),
     MqttSettings: set(),
+    UploadSettings: set(),
     SegmentPolicy: set(),
     Budget: set(),
     FlapPolicy: set(),

@@ -193,6 +193,16 @@ def base(night: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(night, d)
     for stray in ("report.html",):
         (d / stray).unlink(missing_ok=True)
+    near = d / "near-misses.jsonl"
+    if not near.exists():  # a night without near-misses: a few, at its segments' times, to damage
+        starts = [json.loads(line)["start"] for line in (d / "index.jsonl").read_text().splitlines()]
+        near.write_text(
+            "".join(
+                json.dumps({"rule": "electrodes", "start": t, "end": t + 1, "peak": 0.8, "threshold": 1.0,
+                            "peak_time": t + 0.5, "baseline": 0.1}) + "\n"
+                for t in starts
+            )
+        )  # fmt: skip
     kinds = {kind_of(p.name) for p in d.iterdir()}
     assert {k for k in BY_KIND} <= kinds, f"the night lacks a kind of file: {set(BY_KIND) - kinds}"
     return d

@@ -118,7 +118,7 @@ def _dry_run(log: Path, jobs: int = 1, **options) -> tuple[list[PlannedSegment],
     sink = DryRun()
     overrides = [Override(RULE, k, v) for k, v in options.items()]
     pipeline = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
-    (trigger,) = [t for t in pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    (trigger,) = [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
     source = FileSource(log)
     wrapped = Prescorer(source, [trigger], jobs) if jobs > 1 else source
     run_file(pipeline, wrapped)
@@ -188,7 +188,7 @@ def test_an_electrode_change_ends_the_idle_rate(logs) -> None:
     sink = DryRun()
     overrides = [Override(RULE, "idle_after", "20s"), Override(RULE, "idle_wake", 1.0)]
     pipeline = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
-    (trigger,) = [t for t in pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    (trigger,) = [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
     first = truth["activity"][0]["start"]
     woken: list[float] = []
     for msg in FileSource(log):

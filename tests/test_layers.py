@@ -22,7 +22,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autorec"
 
 LAYERS: list[set[str]] = [
-    {"proto", "units", "dates", "extras", "frames", "rig", "evidence", "__version__"},
+    {"proto", "units", "dates", "extras", "frames", "rig", "readable", "__version__"},
     {"events", "outdir"},
     {"triggers"},
     {"core"},

@@ -156,7 +156,8 @@ def test_per_rule_counters_become_labels_and_nothing_is_hidden() -> None:
             "a.b.segments_split": 1,
             "moved.budget_blocked": 3,
             "moved.missed": 4,
-            "uploads_pending": 5,  # a service's counter the table does not name yet
+            "frobs_pending": 5,  # a service's counter the table does not name yet
+            "uploads_pending": 8,
             "mqtt_queued": 6,
         },
     }
@@ -170,7 +171,8 @@ def test_per_rule_counters_become_labels_and_nothing_is_hidden() -> None:
     assert m[("autorec_rule_segments_closed_total", (("reason", "split"), ("rule", "a.b")))] == ("counter", 1)
     assert m[("autorec_rule_budget_blocked_firings_total", (("rule", "moved"),))] == ("counter", 3)
     assert m[("autorec_trigger_counter_total", (("counter", "missed"), ("rule", "moved")))] == ("counter", 4)
-    assert m[("autorec_status_counter", (("key", "uploads_pending"),))] == ("gauge", 5)
+    assert m[("autorec_status_counter", (("key", "frobs_pending"),))] == ("gauge", 5)
+    assert m[("autorec_uploads_pending_files", ())] == ("gauge", 8)
     assert m[("autorec_mqtt_queued_messages", ())] == ("gauge", 6)
     assert m[("autorec_alerts_active", ())] == ("gauge", 2)
     assert m[("autorec_alert_active", (("alert", "budget_exhausted:moved"),))] == ("gauge", 1)

@@ -74,7 +74,8 @@ def test_journal_entries_near_misses_status_and_sidecars():
     for entry in variants(NEAR):
         e = check_near_miss(entry)
         if not isinstance(e, str):
-            assert isinstance(e["rule"], str) and all(math.isfinite(e[k]) for k in e if k != "rule")
+            assert isinstance(e["rule"], str) and all(math.isfinite(e[k]) for k in e if k not in ("rule", "baseline"))
+            assert e["baseline"] is None or math.isfinite(e["baseline"])
             checked += 1
     for data in variants(STATUS):
         status, problems = check_status(data)

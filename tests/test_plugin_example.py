@@ -192,7 +192,7 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
     pipeline = Dispatcher(
         Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None), listeners=[reporter]
     )
-    engine = pipeline.engine
+    engine = pipeline.pipeline.engine
     ev = PurpleDropEvent()
     ev.hv_regulator.voltage = 100.0
     for i in range(5):
@@ -245,6 +245,32 @@ def test_archive_hook_compresses_a_closed_segment(tmp_path: Path, upstream_log: 
         timeout=60,
     )
     assert proc.returncode == 1 and proc.stderr.startswith("archive_segment: ")
+
+
+def test_a_hook_script_beside_the_rule_file_runs_from_any_working_directory(
+    tmp_path: Path, upstream_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """capstep.yaml names its script `hooks/archive_segment.py`, relative to the rule file's folder: loaded and
+    run from a folder that has no `hooks/`, the hook still finds it; `recordings/archive` (not a file beside
+    the rule file) stays relative to where autorec runs."""
+    monkeypatch.chdir(tmp_path)
+    ruleset = rules_mod.load_rules(RULES)
+    hook = list(ruleset.hooks.on_segment_close)
+    assert hook[1] == str(EXAMPLES / "hooks" / "archive_segment.py")
+    assert hook[2:] == ["{path}", "{sidecar}", "recordings/archive"]
+    segment = tmp_path / "20261124T010203Z-group0-step.bin"
+    shutil.copyfile(upstream_log, segment)
+    segment.with_suffix(".json").write_text("{}")
+    hook[0] = sys.executable  # this interpreter rather than whatever python3 is on PATH
+    runner = from_config({"on_segment_close": hook, "timeout": "60s"})
+    try:
+        runner.segment_closed(segment, segment.with_suffix(".json"), "group0-step", 1.0, 2.0)
+        assert runner.wait(60)
+    finally:
+        runner.close(1)
+    [result] = runner.results
+    assert result.returncode == 0, result.output
+    assert (tmp_path / "recordings" / "archive" / (segment.name + ".gz")).is_file()
 
 
 def test_autorec_plugins_lists_the_installed_plugin_with_its_options(installed_plugin: Path) -> None:

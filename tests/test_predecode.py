@@ -65,7 +65,7 @@ def _dry_run(log: Path, jobs: int, **prescorer) -> tuple[list[str], dict, Presco
 
 
 def _motion(pipeline: Pipeline) -> list[MotionTrigger]:
-    return [t for t in pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    return [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,10 @@ def test_cli_jobs_option_gives_identical_output(damaged_log: Path, capsys: pytes
 def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text("rules:\n  - {name: e, trigger: electrodes}\n")
-    pipeline = Dispatcher(Pipeline(load_rules(rules), offline=True, telemetry=False), DryRun(say=lambda line: None))
+    electrodes = Pipeline(load_rules(rules), offline=True, telemetry=False).engine
     source: list = []
-    assert prescored(source, pipeline, 4) is source
-    motion = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lambda line: None))
+    assert prescored(source, electrodes, 4) is source
+    motion = Pipeline(load_rules(RULES), offline=True, telemetry=False).engine
     assert prescored(source, motion, 1) is source
     assert isinstance(prescored(source, motion, 2), Prescorer)
 

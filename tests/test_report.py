@@ -53,6 +53,8 @@ def test_report_has_a_card_and_a_bar_per_segment_and_the_numbers_of_ls(night: Pa
     # the timelapse track (a frame every 30 s, on by default) is shown as a filmstrip
     timelapse = sorted(night.glob("timelapse-*.bin"))
     assert timelapse and "The night in pictures" in page and timelapse[0].name in page
+    # with the command that makes the movie, naming the folder (it runs from anywhere, like the report)
+    assert f"<code>autorec video {timelapse[0]} --fps 10 --timestamp</code>" in page
     # the score track of the motion rule is plotted with its threshold
     assert "Score of camera-motion (threshold 0.0003)" in page
 

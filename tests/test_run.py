@@ -15,6 +15,7 @@ import pytest
 
 from autorec import events
 from autorec.io.logfile import LogReader
+from autorec.readable import local_and_utc
 from autorec.sim.config import SimConfig
 from autorec.sim.server import SimServerThread
 from autorec.units import format_size
@@ -250,11 +251,11 @@ def test_live_ticks_close_the_post_roll_on_the_monotonic_clock(tmp_path: Path):
     pipe, sink = _pipeline(tmp_path, rate=1.0, tick_lag=0.25)
     pipe.message(_msg("electrode_state", 1000.0, 1, mono=50.0))
     pipe.message(_msg("electrode_state", 1000.5, 2, mono=50.5))  # fires: post_roll 20 s -> ends at 1020.5
-    assert pipe.segmenter.is_open
+    assert pipe.pipeline.segmenter.is_open
     pipe.tick(monotonic=50.5 + 20.0)  # 1020.25 after the lag: still open
-    assert pipe.segmenter.is_open and not sink.segments
+    assert pipe.pipeline.segmenter.is_open and not sink.segments
     pipe.tick(monotonic=50.5 + 20.5)
-    assert not pipe.segmenter.is_open
+    assert not pipe.pipeline.segmenter.is_open
     [seg] = sink.segments
     assert seg.end == 1020.5 and seg.reason == "post_roll"
 
@@ -387,7 +388,8 @@ def test_dry_run_prints_each_segment_as_soon_as_it_closes(tmp_path: Path):
     pipe.message(_msg("electrode_state", 1000.5, 2))  # fires: post_roll 20 s
     pipe.message(_msg("hv_regulator", 1030.0, 1))  # past the post-roll: the segment closes here
     [line] = shown.getvalue().splitlines()
-    assert line.startswith("1970-01-01T00:16:40.000Z      20.5 s") and line.endswith("electrodes-changed (post_roll)")
+    start = local_and_utc(1000.0, 1)  # local time, UTC beside: the one style a person reads
+    assert line.startswith(f"{start}      20.5 s") and line.endswith("electrodes-changed (post_roll)")
     pipe.message(_msg("electrode_state", 1031.0, 3))
     pipe.finish()
     assert len(shown.getvalue().splitlines()) == 2

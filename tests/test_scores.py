@@ -36,15 +36,62 @@ def test_per_second_maximum_rows() -> None:
 
 
 def test_near_miss_is_a_period_above_the_fraction_without_firing() -> None:
-    items = [(0.0, 0.1, False), (1.0, 0.6, False), (1.5, 0.8, False), (2.0, 0.55, False), (4.0, 0.1, False)]
+    usual = [(t - 100.0, 0.0, False) for t in range(100)]  # the score's usual level: 0
+    items = [*usual, (0.0, 0.1, False), (1.0, 0.6, False), (1.5, 0.8, False), (2.0, 0.55, False), (4.0, 0.1, False)]
     # then a period that fires: not a miss, nor is the rest of the same excursion
-    items += [(6.0, 0.7, False), (6.2, 1.2, True), (6.4, 0.9, False), (9.0, 0.2, False)]
+    items += [(9.0, 0.7, False), (9.2, 1.2, True), (9.4, 0.9, False), (12.0, 0.2, False)]
     # a new excursion after the score dropped back is one again
-    items += [(12.0, 0.9, False), (15.0, 0.0, False)]
+    items += [(15.0, 0.9, False), (18.0, 0.0, False)]
     _, near = _feed_all(ScoreTrack(gap=1.0), items)
-    assert [(n.start, n.end, n.peak) for n in near] == [(1.0, 2.0, 0.8), (12.0, 12.0, 0.9)]
+    assert [(n.start, n.end, n.peak) for n in near] == [(1.0, 2.0, 0.8), (15.0, 15.0, 0.9)]
     d = near[0].as_dict()
     assert d["ratio"] == 0.8 and d["start_iso"].endswith("Z") and d["rule"] == "r" and d["threshold"] == 1.0
+    assert d["baseline"] == 0.0 and d["closeness"] == 0.8
+
+
+def test_a_close_call_just_before_a_firing_is_its_run_up_not_a_miss() -> None:
+    # a camera score over the threshold on one frame, under it on the next, then min_frames in a row: fired
+    usual = [(t - 100.0, 0.0, False) for t in range(100)]
+    items = [*usual, (0.0, 1.5, False), (1.0, 0.1, False), (2.5, 0.1, False), (3.0, 1.4, True), (20.0, 0.0, False)]
+    _, near = _feed_all(ScoreTrack(gap=1.0), items)
+    assert near == []
+
+
+def _temperatures(track: ScoreTrack, values: list[float], threshold: float = 45.0, t0: float = 0.0):
+    """One score a second (a `threshold` rule's temperature against `above: 45`); the near-misses."""
+    near = []
+    for i, v in enumerate(values):
+        near += track.feed(t0 + i, [Score("too-hot", t0 + i, v, threshold)]).near_misses
+    return near + track.finish().near_misses
+
+
+def test_a_steady_score_far_from_zero_is_no_near_miss() -> None:
+    # room temperature (25 = 0.56x of `above: 45`) and a 37 C hold: where the score usually is
+    assert _temperatures(ScoreTrack(), [25.0] * 600) == []
+    # warming from 25 to a 37 hold over 4 min, holding 10 min: the baseline follows, no near-miss
+    ramp = [25.0 + 12.0 * min(1.0, i / 240) for i in range(840)]
+    assert _temperatures(ScoreTrack(), ramp) == []
+
+
+def test_a_real_close_call_from_the_usual_level_is_one_near_miss() -> None:
+    hold = [37.0] * 900
+    # a 37 C hold that climbs to 43 for 20 s and back: 75 % of the way to 45, a near-miss
+    spike = hold + [37.0 + 6.0 * min(1.0, i / 30) for i in range(30)] + [43.0] * 20 + [37.0] * 60
+    near = _temperatures(ScoreTrack(), spike)
+    assert len(near) == 1 and near[0].peak == 43.0 and near[0].baseline == 37.0
+    assert near[0].closeness == pytest.approx(0.75)
+    # a slow drift from 37 to 44 over 10 minutes is a close call too (the 30-min median stays near 37)
+    drift = hold + [37.0 + 7.0 * i / 600 for i in range(600)] + [37.0] * 30
+    near = _temperatures(ScoreTrack(), drift)
+    assert len(near) == 1 and near[0].peak == pytest.approx(44.0, abs=0.02)
+    # a baseline already past the threshold (a rule that stays fired) has none
+    assert _temperatures(ScoreTrack(), [46.0] * 300 + [45.5] * 10) == []
+
+
+def test_the_baseline_forgets_after_its_window() -> None:
+    track = ScoreTrack(window=60.0)
+    _temperatures(track, [25.0] * 100 + [37.0] * 100)
+    assert track.baseline("too-hot") == 37.0
 
 
 def test_fraction_zero_turns_near_misses_off() -> None:
@@ -147,7 +194,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
         ev.hv_regulator.voltage = volts
         events.set_timestamp(ev, T0 + i)
         pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
-    assert pipeline.scores.latest["hv"].value == 97.5
+    assert pipeline.pipeline.scores.latest["hv"].value == 97.5
     assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
 
 

@@ -142,6 +142,32 @@ def test_stalled_client_does_not_hold_up_the_other():
     asyncio.run(main())
 
 
+def test_pace_to_clients_holds_the_clock_for_a_slow_client_and_loses_nothing():
+    # run --sim: the one client is the recorder. A client that stops reading for a while (a busy machine)
+    # holds the simulated clock once 8 MB are queued for it, and gets every message when it reads again.
+    cfg = SimConfig(scenario="demo", speed=200, duration=40, fps=10, max_queue_bytes=16_000_000, wait_for_clients=1)
+    cfg.pace_to_clients = True
+
+    async def main() -> None:
+        async with SimServer(cfg, port=0) as server:
+            async with connect(server.uri, max_size=None, max_queue=4) as slow:
+                await asyncio.sleep(1.0)  # not reading: 40 s at 200x is 0.2 s, the camera alone ~40 MB
+                held_at = server.sent_until
+                queued = server.broadcaster.queued_bytes()
+                assert not server.finished, "the clock did not wait for the client"
+                assert queued <= 8 * 1024 * 1024 + 4_000_000, queued  # the pacing bound plus one batch
+                got = 0
+                while not (server.finished and got >= server.broadcaster.published):
+                    await asyncio.wait_for(slow.recv(), DEADLINE)
+                    got += 1
+                stats = server.stats
+                [client] = stats["clients"]
+                assert client["dropped"] == 0 and got == client["sent"] == server.broadcaster.published
+                assert held_at < server.sent_until  # it stood still, then went on to the end
+
+    asyncio.run(main())
+
+
 def _frames(msgs) -> list[tuple[float, float]]:
     """(arrival, timestamp) of every image event."""
     out = []

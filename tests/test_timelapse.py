@@ -68,7 +68,7 @@ def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: P
         assert kinds.index("electrode_state") == (0 if day else 4)
         assert kinds.count("electrode_state") == 1  # unchanged all night: stated once per file
     assert sum(frames) in (960, 961)  # 8 h / 30 s, plus the first frame of the night
-    assert frames[0] == 240 and pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
+    assert frames[0] == 240 and pipeline.pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
     assert writer.stats.timelapse_bytes == sum(f.stat().st_size for f in files)
     # Original timestamps, ~30 s apart, in order.
     records = [r.payload for f in files for r in LogReader(f)]
@@ -99,13 +99,13 @@ def test_disk_floor_pauses_the_timelapse_too(tmp_path: Path):
     half = len(msgs) // 2
     for msg in msgs[:half]:
         pipeline.message(msg)
-    pipeline.segmenter.pause(pipeline.timeline.time, PAUSE_REASON)
+    pipeline.pipeline.segmenter.pause(pipeline.pipeline.timeline.time, PAUSE_REASON)
     for msg in msgs[half:]:
         pipeline.message(msg)
     assert writer.close(30)
-    assert pipeline.timelapse.skipped >= 29 and pipeline.timelapse.frames in (30, 31, 32)
+    assert pipeline.pipeline.timelapse.skipped >= 29 and pipeline.pipeline.timelapse.frames in (30, 31, 32)
     (f,) = tmp_path.glob("timelapse-*.bin")
-    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == pipeline.timelapse.frames
+    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == pipeline.pipeline.timelapse.frames
 
 
 def test_output_timelapse_values(tmp_path: Path):

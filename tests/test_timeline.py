@@ -43,10 +43,12 @@ def test_untimed_messages_carry_the_last_time_forward():
     stamp(tl, 100.0)  # offline: no monotonic time
     assert stamp(tl, None) == 100.0
     assert tl.carried == 1
-    # live: advanced by the monotonic time since the last message arrived
+    # live, while timed records flow: the last stamp (a recorder's stall must not run it ahead)
     tl2: Timeline = Timeline()
     stamp(tl2, 100.0, 10.0)
-    assert stamp(tl2, None, 10.25) == pytest.approx(100.25)
+    assert stamp(tl2, None, 10.25) == 100.0
+    # live, once no timed record came for `quiet` (1 s): advanced by the monotonic time since the last arrival
+    assert stamp(tl2, None, 12.0) == pytest.approx(101.75)
 
 
 def test_small_backward_steps_are_clamped():
@@ -227,3 +229,23 @@ def test_a_damaged_first_timestamp_is_found_by_reading_ahead():
     assert span.finish() == (100.0, 105.0) and span.outliers == 1
     # a log of two records, or records that do not agree after the first: the first is trusted
     assert [t for t, _ in stream_times([(5000.0, 0), (100.0, 1)])] == [5000.0, 5000.0]
+
+
+def test_a_stall_of_the_recorder_does_not_run_stream_time_ahead():
+    # Live against the simulator at 150x: the recorder stalls 0.2 s and an electrode state (no timestamp of its
+    # own) is the first record read after it. Timed records came a moment ago: it carries their stamp, not the
+    # tick clock's 30 s-ahead estimate (which closed post-rolls early: a burst split into many short segments).
+    tl: Timeline[str] = Timeline(jump_threshold=5.0, rate=150.0)
+    assert tl.push(100.0, 0.0, "a") == [(100.0, "a")]
+    assert tl.push(None, 0.2, "state") == [(100.0, "state")]
+    assert tl.tick(0.2) == 100.0
+    assert tl.push(100.1, 0.201, "b") == [(100.1, "b")] and tl.clamped == 0
+    # a stall longer than `quiet` still gets the estimate (a quiet stream), and what follows is no clock step
+    # either: the stamps after it are judged against the last stamp and clamped until they catch up
+    assert tl.push(None, 1.7, "state") == [(pytest.approx(324.95), "state")]
+    out = []
+    for i in range(1, 6):
+        out += tl.push(100.1 + 0.1 * i, 1.7 + 0.001 * i, f"s{i}")
+    assert [t for t, _ in out] == [pytest.approx(324.95)] * 5 and tl.clamped == 5
+    assert tl.push(326.0, 2.0, "later") == [(326.0, "later")]
+    assert tl.steps == 0 and tl.offset == 0.0 and tl.jumps == []

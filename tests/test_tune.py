@@ -134,5 +134,5 @@ def test_dry_run_prints_the_score_distribution_and_near_misses(night, capsys) ->
     assert "scores (per-second maxima):" in out
     cam = next(line for line in out.splitlines() if line.startswith("  cam: threshold 0.0003"))
     assert "peak" in cam and "p99" in cam and "above threshold" in cam
-    assert any(" cam  peak " in line and "x threshold 0.0003" in line for line in out.splitlines())
+    assert any(" cam  peak " in line and "fires at 0.0003" in line for line in out.splitlines())
     assert " near-miss(es)" in out

@@ -205,7 +205,7 @@ def test_a_stalled_browser_costs_the_recorder_nothing(night: Path):
         # the server still answers others at once
         assert srv.get("/api/status")[0] == 200
         stalled.close()
-        wait_until(lambda: not feed.subscribers, 10, "the stalled client to be forgotten once gone")
+        wait_until(lambda: not feed.subscribers, 30, "the stalled client to be forgotten once gone")
 
 
 def test_a_segment_closing_after_the_web_loop_ended_is_not_an_error(tmp_path: Path, caplog):

@@ -164,9 +164,9 @@ def read_log_info(path: str) -> LogInfo:
 
 
 def _utc(t: float) -> str:
-    from autorec.dates import utc_iso
+    from autorec.readable import local_and_utc
 
-    return utc_iso(t, sep=" ")
+    return local_and_utc(t, 1)
 
 
 def format_text(s: LogInfo) -> str:

@@ -1,10 +1,15 @@
-"""`autorec ls DIR`: the segments of an output directory, one line each, with totals."""
+"""`autorec ls DIR`: the segments of an output directory, one line each, with totals.
+
+`autorec ls s3://BUCKET/PREFIX`: the segments of every rig that uploads there, from the daily
+catalogues (`rig=NAME/date=DAY/segments.parquet`, see docs/how-to/upload.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
 from autorec.outdir import INDEX_NAME
 from autorec.units import format_duration, format_size
@@ -17,8 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="List the segments an `autorec run` kept in DIR: local and UTC start, duration, rules, "
         "size and why each closed, then the totals. Problems (a damaged index line, a missing file) go to stderr.",
     )
-    p.add_argument("directory", metavar="DIR", help="an output directory (holds index.jsonl)")
+    p.add_argument(
+        "directory", metavar="DIR", help="an output directory (holds index.jsonl), or s3://BUCKET/PREFIX (every rig's)"
+    )
     add_filter_arguments(p)
+    p.add_argument("--rig", action="append", default=[], metavar="NAME", help="with s3://: only this rig (repeat)")
+    p.add_argument("--endpoint", default=None, metavar="URL", help="with s3://: the S3 endpoint (omit for AWS)")
     p.add_argument("--json", action="store_true", help="print JSON (raw numbers, epoch seconds and ISO times)")
     p.set_defaults(func=run)
 
@@ -86,4 +95,114 @@ def listing(directory: str, rules: list[str], since: str | None, until: str | No
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.directory.startswith("s3://"):
+        return store_listing(args)
+    if args.rig or args.endpoint:
+        print("autorec ls: --rig and --endpoint apply to s3://BUCKET/PREFIX", file=sys.stderr)
+        return 2
     return listing(args.directory, args.rule, args.since, args.until, args.json, "ls")
+
+
+def store_rows(store: Any, rigs: list[str], t0: float | None, t1: float | None) -> tuple[list[dict], list[str]]:
+    """Every catalogue row under the store's prefix (with `rig` and `date`), pruned by day, and the problems."""
+    import datetime as dt
+
+    from autorec.io.catalogue import read_rows
+    from autorec.io.storelayout import CATALOGUE_NAME, parse_partitions, rig_prefix, utc_day
+
+    prefixes = [rig_prefix(store.location.prefix, r) + "/" for r in rigs] or [
+        store.location.prefix + "/" if store.location.prefix else ""
+    ]
+    first = (dt.date.fromisoformat(utc_day(t0)) - dt.timedelta(days=1)).isoformat() if t0 is not None else None
+    last = utc_day(t1) if t1 is not None else None
+    rows: list[dict] = []
+    problems: list[str] = []
+    for prefix in prefixes:
+        for key, _size in store.list_keys(prefix):
+            if not key.endswith("/" + CATALOGUE_NAME):
+                continue
+            parts = parse_partitions(key)
+            day = parts.get("date", "")
+            if (first and day < first) or (last and day > last):
+                continue
+            try:
+                found = read_rows(store.get_bytes(key))
+            except Exception as exc:  # a damaged catalogue must not hide the others
+                problems.append(f"{key}: cannot read: {exc}")
+                continue
+            for row in found:
+                row["rig"], row["date"] = parts.get("rig"), day
+                rows.append(row)
+    rows.sort(key=lambda r: (r.get("start") or 0, r.get("rig") or ""))
+    return rows, problems
+
+
+def store_listing(args: argparse.Namespace) -> int:
+    """`autorec ls s3://...`: exit 0, 1 when the store cannot be read, 2 for bad arguments."""
+    from autorec.io.objectstore import ObjectStore, StoreError, StoreLocation, check_endpoint
+    from autorec.report.night import local_text, parse_when, utc_text
+
+    try:
+        location = StoreLocation.parse(args.directory)
+        endpoint = check_endpoint(args.endpoint) if args.endpoint else None
+        t0 = parse_when(args.since) if args.since else None
+        t1 = parse_when(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"autorec ls: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import boto3  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        from autorec.extras import install_hint
+
+        print(
+            f"autorec ls: s3:// needs boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}", file=sys.stderr
+        )
+        return 2
+    store = ObjectStore(location, endpoint)
+    try:
+        rows, problems = store_rows(store, args.rig, t0, t1)
+    except StoreError as exc:
+        print(f"autorec ls: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        r
+        for r in rows
+        if (not args.rule or set(args.rule) & set(r.get("rules") or []))
+        and (t0 is None or (r.get("end") or 0) >= t0)
+        and (t1 is None or (r.get("start") or 0) <= t1)
+    ]
+    for problem in problems:
+        print(f"autorec ls: {problem}", file=sys.stderr)
+    total = sum(r.get("bytes") or 0 for r in rows)
+    length = sum(r.get("duration_s") or 0 for r in rows)
+    rigs = sorted({r["rig"] for r in rows if r.get("rig")})
+    if args.json:
+        from autorec.units import iso_utc
+
+        for r in rows:
+            r["start_iso"] = iso_utc(r["start"]) if r.get("start") is not None else None
+            r["end_iso"] = iso_utc(r["end"]) if r.get("end") is not None else None
+        out = {
+            "store": str(location),
+            "segments": rows,
+            "totals": {"segments": len(rows), "rigs": rigs, "bytes": total, "duration_s": round(length, 3)},
+            "problems": problems,
+        }
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    if not rows:
+        print(f"no segments{' match' if (args.rule or t0 or t1 or args.rig) else ''} in {location}")
+        return 0
+    width = max(4, *(len(r.get("rig") or "") for r in rows))
+    print(f"{'rig':{width}}  {'local start':19}  {'UTC start':19}  {'length':>8}  {'size':>8}  {'close':10}  rules")
+    for r in rows:
+        start = r.get("start") or 0
+        print(
+            f"{r.get('rig') or '?':{width}}  {local_text(start):19}  {utc_text(start):19}  "
+            f"{format_duration(r.get('duration_s') or 0):>8}  {format_size(r.get('bytes') or 0):>8}  "
+            f"{r.get('close_reason') or '?':10}  {'+'.join(r.get('rules') or [])}"
+        )
+    print(f"{len(rows)} segment(s) from {len(rigs)} rig(s), {format_size(total)}, {format_duration(length)} recorded")
+    return 0

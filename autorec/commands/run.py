@@ -60,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-telemetry", action="store_true", help="do not write the daily telemetry log")
     p.add_argument("--no-timelapse", action="store_true", help="do not write the daily timelapse log")
+    add_upload_arguments(p, rig=False)
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
     p.add_argument(
@@ -74,7 +75,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_http_arguments(p, None)
     fleet = p.add_argument_group("one lab, many rigs (docs/mqtt.md, docs/metrics.md)")
     fleet.add_argument(
-        "--rig", default=None, metavar="NAME", help="this rig's name in MQTT topics and metrics (default: host name)"
+        "--rig",
+        default=None,
+        metavar="NAME",
+        help="this rig's name in MQTT topics, metrics and the store (default: upload.rig, else the host name)",
     )
     fleet.add_argument(
         "--mqtt",
@@ -96,6 +100,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # The simulator's options; its --duration (simulated time with --sim) is also how long a live run lasts.
     add_sim_arguments(p, network=False)
     p.set_defaults(func=run)
+
+
+def add_upload_arguments(p: argparse.ArgumentParser, rig: bool = True) -> None:
+    """The rule file's `upload:` keys on the command line (see docs/how-to/upload.md); `rig`: add `--rig`
+    (`run` has its own, for MQTT and metrics too)."""
+    p.add_argument("--upload-url", default=None, metavar="s3://BUCKET/PREFIX", help="upload closed segments there")
+    p.add_argument(
+        "--upload-endpoint", default=None, metavar="URL", help="S3 endpoint, e.g. http://nas:8333 (omit for AWS)"
+    )
+    if rig:
+        p.add_argument(
+            "--rig", default=None, metavar="NAME", help="this rig's name in the store (default: the host name)"
+        )
+
+
+def upload_settings(args: argparse.Namespace, current, prog: str):
+    """The rule file's upload settings with the command line's on top (`--rig` names the rig in the
+    store only when there is an upload); False after printing an error."""
+    from autorec.core.ruleset import UploadSettings
+    from autorec.rules import rig_name, upload_endpoint, upload_url
+
+    given = {
+        "url": (args.upload_url, upload_url, "--upload-url"),
+        "endpoint": (args.upload_endpoint, upload_endpoint, "--upload-endpoint"),
+        "rig": (getattr(args, "rig", None), rig_name, "--rig"),
+    }
+    changes = {}
+    for key, (value, check, option) in given.items():
+        if value is None:
+            continue
+        try:
+            changes[key] = check(value)
+        except ValueError as exc:
+            print(f"autorec {prog}: {option}: {exc}", file=sys.stderr)
+            return False
+    if current is None and "url" not in changes:
+        if "endpoint" in changes:
+            print(
+                f"autorec {prog}: --upload-endpoint needs --upload-url (or upload.url in the rule file)",
+                file=sys.stderr,
+            )
+            return False
+        return None
+    try:
+        import boto3  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        from autorec.extras import install_hint
+
+        print(
+            f"autorec {prog}: uploads need boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}",
+            file=sys.stderr,
+        )
+        return False
+    if not changes:
+        return current
+    if current is None:
+        return UploadSettings(**changes)
+    return dataclasses.replace(current, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +195,19 @@ def run(args: argparse.Namespace) -> int:
             ruleset = dataclasses.replace(ruleset, heartbeat=beat if beat > 0 else None)
     except ValueError as exc:
         print(f"autorec run: --heartbeat: {exc}", file=sys.stderr)
+        return 2
+    upload = upload_settings(args, ruleset.upload, "run")
+    if upload is False:
+        return 2
+    if upload is not ruleset.upload:
+        ruleset = dataclasses.replace(ruleset, upload=upload)
+    if args.rig is None and upload is not None and upload.rig is not None:
+        args.rig = upload.rig  # one name for the store, MQTT and the metrics
+    if args.replay and upload is not None:
+        print(
+            "autorec run: uploads are for live runs and --sim (for a finished directory: autorec push DIR)",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
     if args.replay:
@@ -288,6 +364,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
             print(f"autorec run: {exc}", file=sys.stderr)
             return 2
         sim_config.wait_for_clients = 1  # the recorder sees the stream from its first message
+        sim_config.pace_to_clients = True  # a busy machine slows the run down rather than losing messages
     companions = []
     if args.http is not None:
         from autorec.commands.serve import http_settings

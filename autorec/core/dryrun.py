@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from autorec.core.scores import NearMiss
 from autorec.core.segmenter import Action, CloseSegment, OpenSegment, Write
-from autorec.dates import utc_iso
+from autorec.readable import local_and_utc
 from autorec.units import format_size
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class DryRun:
         for nm in self.found_near_misses:
             print(
                 f"  {_iso(nm.start)}  {nm.end - nm.start:6.1f} s  {nm.rule}  peak {nm.peak:.4g} "
-                f"= {nm.ratio:.2f}x threshold {nm.threshold:.4g}",
+                f"(usually {_num(nm.baseline)}, fires at {nm.threshold:.4g}: {nm.closeness:.0%} of the way)",
                 file=out,
             )
 
@@ -155,12 +155,16 @@ class DryRun:
         )
 
 
+def _num(v: float | None) -> str:
+    return "?" if v is None else f"{v:.4g}"
+
+
 def _iso(t: float) -> str:
-    return utc_iso(t)
+    return local_and_utc(t, 1)
 
 
 def segment_line(s: PlannedSegment) -> str:
-    """One planned segment as `--dry-run` lists it: start (UTC), length, size, rules, why it closed."""
+    """One planned segment as `--dry-run` lists it: start (local, UTC beside), length, size, rules, why it closed."""
     part = f" part {s.part}" if s.part > 1 else ""
     rules = "+".join(s.rules)
     near = " near miss" if s.near_miss else ""

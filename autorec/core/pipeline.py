@@ -59,7 +59,7 @@ from autorec import events
 from autorec.core.budget import BudgetKeeper, Change
 from autorec.core.engine import RuleEngine
 from autorec.core.ruleset import RuleSet
-from autorec.core.scores import ScoreOutput, ScoreTrack
+from autorec.core.scores import RUN_UP, ScoreOutput, ScoreTrack
 from autorec.core.segmenter import Action, CloseSegment, Gap, OpenSegment, Segmenter, Write
 from autorec.core.streamitems import Connected, Disconnected, Message
 from autorec.core.timelapse import TimelapsePicker
@@ -495,7 +495,7 @@ class Pipeline:
         lags = self.engine.onset_lags()
         for r in ruleset.rules:
             if r.near_miss_clip:  # a clip's pre-roll reaches back to the near-miss's start
-                lags[r.name] = max(lags.get(r.name, 0.0), NEAR_MISS_CLIP_SPAN + self.scores.gap)
+                lags[r.name] = max(lags.get(r.name, 0.0), NEAR_MISS_CLIP_SPAN + self.scores.gap + RUN_UP)
         self.segmenter.set_onset_lags(lags)
         self.scores.fractions = {r.name: r.near_miss for r in ruleset.rules}
         self._clip_rules = {r.name for r in ruleset.rules if r.near_miss_clip}
@@ -510,8 +510,8 @@ class Pipeline:
             Firing(
                 nm.rule,
                 t,
-                {"near_miss": True, "peak": nm.peak, "threshold": nm.threshold, "ratio": round(nm.ratio, 4)},
-                onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap),
+                nm.clip_evidence(),
+                onset=max(nm.start, t - NEAR_MISS_CLIP_SPAN - self.scores.gap - RUN_UP),
             )
             for nm in out.near_misses
             if nm.rule in self._clip_rules

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.ruleset import AlertSettings, HookSettings, MqttSettings, OutputSettings, Rule, RuleSet
+from autorec.core.ruleset import (
+    AlertSettings,
+    HookSettings,
+    MqttSettings,
+    OutputSettings,
+    Rule,
+    RuleSet,
+    UploadSettings,
+)
 from autorec.core.segmenter import SegmentPolicy
 
 
@@ -88,6 +96,7 @@ KINDS = {
 }
 
 _O, _S, _H, _A, _M = OutputSettings, SegmentPolicy, HookSettings, AlertSettings, MqttSettings
+_U = UploadSettings
 
 KEYS: tuple[Key, ...] = (
     # -- top level
@@ -116,6 +125,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("", "budget", "mapping", "what all segments together may cost (the `budget.*` keys)"),
     Key("", "mqtt", "mapping", "events on an MQTT broker (the `mqtt.*` keys; user and password from the environment)"),
+    Key(
+        "",
+        "upload",
+        "mapping",
+        "upload closed segments to S3-compatible storage (the `upload.*` keys; docs/how-to/upload.md)",
+    ),
     # -- output
     Key("output", "dir", "text", "the output directory, relative to where autorec runs (`--out` overrides)", _O, "dir"),
     Key(
@@ -164,6 +179,14 @@ KEYS: tuple[Key, ...] = (
         "keep one camera frame this often in a daily timelapse log (1s to 1d; `off`: none)",
         _O,
         "timelapse",
+    ),
+    Key(
+        "output",
+        "keep_until_uploaded",
+        "bool",
+        "retention deletes a segment only once its upload is confirmed (needs `upload`)",
+        _O,
+        "keep_until_uploaded",
     ),
     # -- segments (also per rule)
     Key(
@@ -233,6 +256,29 @@ KEYS: tuple[Key, ...] = (
         "max_queued",
     ),
     Key("mqtt", "ca_file", "text", "the CA of an `mqtts://` broker with a private one", _M, "ca_file"),
+    # -- upload (docs/how-to/upload.md); credentials from boto3's chain, never here
+    Key(
+        "upload",
+        "url",
+        "text",
+        "where this rig's data goes: `s3://BUCKET/PREFIX` (`--upload-url`)",
+        _U,
+        "url",
+        "required",
+    ),
+    Key(
+        "upload",
+        "endpoint",
+        "text",
+        "the store, `http://HOST:PORT`; omit for AWS (`--upload-endpoint`)",
+        _U,
+        "endpoint",
+    ),
+    Key(
+        "upload", "rig", "text", "this rig's name in the store, MQTT and metrics (`--rig`)", _U, "rig", "the host name"
+    ),
+    Key("upload", "max_rate", "size", "bandwidth cap, e.g. `2MB/s`", _U, "max_rate"),
+    Key("upload", "retry_max", "duration", "longest wait between retries of a failed upload", _U, "retry_max"),
     # -- budget (top level: all segments together; on a rule: that rule)
     Key("budget", "max_segments_per_hour", "int", "segments opened in any hour", Budget, "max_segments_per_hour"),
     Key("budget", "max_bytes_per_hour", "size", "bytes written in any hour", Budget, "max_bytes_per_hour"),

@@ -72,6 +72,7 @@ class OutputSettings:
     status_file: str | None = STATUS_NAME
     queue_max_bytes: int = 512_000_000
     timelapse: float | None = 30.0  # seconds between timelapse frames; None: no timelapse track
+    keep_until_uploaded: bool = False  # retention deletes a segment only once the store has it (needs `upload`)
 
     def min_free_bytes(self, total_bytes: int) -> int:
         """The disk floor for a filesystem of `total_bytes`: as configured, else max(1 GB, 5 %)."""
@@ -95,6 +96,19 @@ class AlertSettings:
 
     alert_after: float = 60.0
     camera_stall: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """Where closed segments are uploaded (`upload:`): an S3 URL, an endpoint (None: AWS), the rig's
+    name in the store (None: the host name), a bandwidth cap in bytes/s (None: none) and the longest
+    wait between retries. Credentials are never here: they come from boto3's chain."""
+
+    url: str
+    endpoint: str | None = None
+    rig: str | None = None
+    max_rate: int | None = None
+    retry_max: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +136,7 @@ class Rule:
     segments: SegmentPolicy
     line: int | None = None
     max_errors: int = 10
-    near_miss: float = 0.5  # a near-miss is a score above this fraction of the threshold (0: off)
+    near_miss: float = 0.5  # a near-miss: this fraction of the way from the usual score to the threshold (0: off)
     near_miss_clip: bool = False  # keep a short segment around each near-miss
     budget: Budget = field(default_factory=Budget)  # max_segments_per_hour, max_bytes_per_hour, max_share
     flap: FlapPolicy = field(default_factory=FlapPolicy)  # max_open, flap_rate, flap_for, flap_keep_fps
@@ -147,6 +161,7 @@ class RuleSet:
     # Valid but probably not meant (`FILE:LINE: key: warning: ...`); `check` prints them, `run` logs them.
     warnings: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget)  # the top-level `budget:` section: all segments together
+    upload: UploadSettings | None = None  # the `upload:` section; None: no uploads
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:

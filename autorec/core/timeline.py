@@ -5,7 +5,10 @@ recorder's wall clock, which may differ from the rig's. This module turns
 what arrives into one non-decreasing time line:
 
 - a message without a timestamp (`device_info`, pdserver's `electrode_state`)
-  gets the last known time carried forward;
+  gets the last known time carried forward (live, once no timed record has
+  arrived for `quiet` seconds: advanced by the tick clock); timed records are
+  judged against the last *timestamp*, not against that estimate, so one that
+  arrives behind it is clamped, never a clock step;
 - small backwards steps (messages built on different threads of the server
   arrive slightly out of order) are clamped to the last time, so time never
   runs backwards;
@@ -81,13 +84,21 @@ class Timeline(Generic[T]):
         confirm: int = 3,
         max_held: int = 10_000,
         max_hold: float = 2.0,
+        quiet: float = 1.0,
     ) -> None:
         self.jump_threshold = jump_threshold
         self.rate = rate
         self.rule = ClockNormaliser(jump_threshold, step_threshold, confirm, rate)
         self.max_held = max_held
         self.max_hold = max_hold
+        self.quiet = quiet
+        self._mono_stamped: float | None = None  # monotonic arrival of the last timed record
         self.time: float | None = None  # last stream time given out
+        # The last timestamp a record carried (plus offset): what a timed record is judged against. Not
+        # `time`, which an untimed record may have moved on by the tick clock: live at --speed 150, a
+        # 0.1 s stall of the recorder gave an electrode state a time 15 s ahead, and the next sensor
+        # stamps, 15 s "behind" it, were taken for a backward clock step and shifted for the rest of the run.
+        self._stamped: float | None = None
         self._mono: float | None = None  # monotonic arrival of the message that set `time`
         self.offset = 0.0  # added to raw timestamps after absorbed clock jumps
         self.jumps: list[ClockJump] = []
@@ -117,14 +128,15 @@ class Timeline(Generic[T]):
             if self.time is None or self._held:
                 return self._hold(None, monotonic, item)
             self.carried += 1
-            # Carry the last time forward, advanced by the tick clock so a quiet
-            # stream's untimed message is not back-dated.
-            t = self.expected(monotonic)
+            # Carry the last time forward; in a quiet stream advanced by the tick clock so the
+            # untimed message is not back-dated (see `_carried`).
+            t = self._carried(monotonic)
             assert t is not None
             self._set(t, monotonic)
             return [(t, item)]
         t = timestamp + self.offset
-        decision = self.rule.judge(t, self.time, self.expected(monotonic), monotonic)
+        last = self._stamped if self._stamped is not None else self.time
+        decision = self.rule.judge(t, last, self.expected(monotonic), monotonic)
         out = self._refute() if decision.refuted else []
         if decision.verdict is Verdict.ACCEPTED:
             out.extend(self._accept(t, monotonic, item))
@@ -153,7 +165,22 @@ class Timeline(Generic[T]):
 
     def tick(self, monotonic: float) -> float | None:
         """Stream time of a quiet moment at `monotonic` (None before any timestamp). Does not move `time`."""
-        return self.expected(monotonic)
+        if self.time is None:
+            return None
+        return self._carried(monotonic)
+
+    def _carried(self, monotonic: float | None) -> float:
+        """The time for an untimed record or a tick: the tick clock's estimate once no timed record has
+        arrived for `quiet` seconds; the last time while they flow. A timed record stamped a moment ago
+        says where the stream is better than the monotonic time since it arrived, which a stall of the
+        recorder inflates: live at --speed 40, a 0.1 s stall ran the estimate 4 s ahead, past a 3 s
+        post-roll, and one burst of moves became a dozen segments of 0.4 s."""
+        assert self.time is not None
+        if monotonic is None or self._mono_stamped is None or monotonic - self._mono_stamped >= self.quiet:
+            t = self.expected(monotonic)
+            assert t is not None
+            return t
+        return self.time
 
     # -- internals -----------------------------------------------------
     def _accept(self, t: float, monotonic: float | None, item: T) -> list[tuple[float, T]]:
@@ -161,7 +188,9 @@ class Timeline(Generic[T]):
             # The first timestamp: it starts the clock, and the untimed records held for it get it too.
             held, self._held = self._held, []
             self._set(t, monotonic)
+            self._stamped, self._mono_stamped = t, monotonic
             return [(t, h.item) for h in held] + [(t, item)]
+        self._stamped, self._mono_stamped = t, monotonic
         if t < self.time:
             self.clamped += 1
             t = self.time
@@ -212,6 +241,7 @@ class Timeline(Generic[T]):
                 t = cur
             else:
                 t = h.time + shift
+                self._stamped, self._mono_stamped = t, h.mono
                 if t < cur:
                     self.clamped += 1
                     t = cur

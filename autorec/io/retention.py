@@ -20,6 +20,9 @@ Contract:
   lines it cannot parse and lines whose log is missing are kept as they are.
   Files that cannot be deleted are reported in `errors`, never raised, and
   their segment's index line is kept.
+- `pinned(segment)` (optional; `output.keep_until_uploaded`) keeps a segment whatever its age
+  and size say, until it returns False (its upload is confirmed); pinned segments still count
+  towards `max_total`.
 - Daily timelapse logs (`timelapse-YYYYMMDD.bin`, with their exports beside
   them) count as segments too, by the same age and size rules, except the
   newest one (today's, still being appended to). They have no index line.
@@ -93,8 +96,13 @@ class RetentionResult:
         return f"retention: deleted {len(self.deleted)} segment(s) ({format_size(self.freed_bytes)}): {names}"
 
 
-def plan_deletions(segments: Sequence[SegmentFiles], policy: RetentionPolicy, now: float) -> list[SegmentFiles]:
-    """The segments `policy` removes, oldest first. Pure; see the module docstring."""
+def plan_deletions(
+    segments: Sequence[SegmentFiles],
+    policy: RetentionPolicy,
+    now: float,
+    pinned: Callable[[SegmentFiles], bool] | None = None,
+) -> list[SegmentFiles]:
+    """The segments `policy` removes, oldest first. Pure when `pinned` is; see the module docstring."""
     ordered = sorted(segments, key=lambda s: (s.modified, s.index_line))
     doomed: list[SegmentFiles] = []
     survivors: list[SegmentFiles] = []
@@ -109,6 +117,8 @@ def plan_deletions(segments: Sequence[SegmentFiles], policy: RetentionPolicy, no
             seg = survivors.pop(0)
             doomed.append(seg)
             total -= seg.bytes
+    if pinned is not None:
+        doomed = [s for s in doomed if not pinned(s)]
     return doomed
 
 
@@ -200,6 +210,7 @@ def apply_retention(
     policy: RetentionPolicy,
     now: float | None = None,
     index_lock: contextlib.AbstractContextManager[Any] | None = None,
+    pinned: Callable[[SegmentFiles], bool] | None = None,
 ) -> RetentionResult:
     """Delete what `policy` says must go and drop their index lines. See the module docstring."""
     directory = Path(directory)
@@ -210,7 +221,7 @@ def apply_retention(
     with index_lock if index_lock is not None else contextlib.nullcontext():
         lines = read_index(directory)
         segments = scan(directory, lines) + scan_timelapse(directory)
-        doomed = plan_deletions(segments, policy, now)
+        doomed = plan_deletions(segments, policy, now, pinned)
         dropped_lines: set[int] = set()
         for seg in doomed:
             failed = False
@@ -253,8 +264,10 @@ class RetentionWorker:
         policy: RetentionPolicy,
         index_lock: contextlib.AbstractContextManager[Any] | None = None,
         on_result: Callable[[RetentionResult], None] | None = None,
+        pinned: Callable[[SegmentFiles], bool] | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.pinned = pinned
         self.policy = policy
         self.index_lock = index_lock
         self.on_result = on_result
@@ -308,7 +321,9 @@ class RetentionWorker:
     def run_once(self, now: float | None = None) -> RetentionResult:
         """One retention pass in the calling thread. Never raises."""
         try:
-            result = apply_retention(self.directory, self.policy, now=now, index_lock=self.index_lock)
+            result = apply_retention(
+                self.directory, self.policy, now=now, index_lock=self.index_lock, pinned=self.pinned
+            )
         except Exception as exc:  # an unexpected failure must not end retention for the night
             result = RetentionResult(errors=[f"retention: {exc}"])
         self.runs += 1

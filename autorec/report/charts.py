@@ -14,13 +14,16 @@ figures only; `autorec.report.page` renders them into the page.
 
 from __future__ import annotations
 
+import math
+import time as _time
 from collections.abc import Iterable, Sequence
 
-from bokeh.models import ColumnDataSource, CustomJS, HoverTool, Range1d, Span, TapTool
+from bokeh.models import ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d, Span, TapTool
 from bokeh.plotting import figure
 
 from autorec.core.scores import NearMiss
-from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
+from autorec.readable import clock, local_and_utc, number
+from autorec.report.night import Night, Segment, rule_lanes
 from autorec.report.sensorseries import SensorData
 from autorec.units import format_duration, format_size
 
@@ -57,6 +60,50 @@ def _ms(t: float) -> float:
     return t * 1000.0
 
 
+# Bokeh's datetime axes label ticks in UTC; every other time a person reads is the local time of the
+# computer that made the page (autorec.readable), so the ticks are shifted by that computer's UTC offset
+# at the night's time (`offset`, ms) and written HH:MM (HH:MM:SS when ticks are under a minute apart),
+# with the date under the first tick of each day. (A night across a daylight-saving change keeps the
+# offset of its start on the axis; the texts beside it are exact.)
+_LOCAL_TICKS = """
+const pad = (n) => String(n).padStart(2, "0");
+const local = (ms) => {
+  const u = new Date(ms + offset);
+  return {y: u.getUTCFullYear(), mo: u.getUTCMonth() + 1, d: u.getUTCDate(), h: u.getUTCHours(),
+          mi: u.getUTCMinutes(), s: u.getUTCSeconds()};
+};
+const d = local(tick);
+const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 60000;
+let text = pad(d.h) + ":" + pad(d.mi) + (step < 60000 ? ":" + pad(d.s) : "");
+const prev = index > 0 ? local(ticks[index - 1]) : null;
+if (index === 0 || prev.d !== d.d) {
+  text += "\\n" + d.y + "-" + pad(d.mo) + "-" + pad(d.d);
+}
+return text;
+"""
+
+
+def _near_miss_text(n: NearMiss) -> str:
+    """`camera-motion at 02:14:07: peak 0.00025 (usually 1.2e-05, fires at 0.0003)` for a hover."""
+    usual = f"usually {number(n.baseline)}, " if n.baseline is not None else ""
+    return f"{n.rule} at {clock(n.peak_time)}: peak {number(n.peak)} ({usual}fires at {number(n.threshold)})"
+
+
+def local_time_axis(p, at: float | None) -> None:
+    """Label `p`'s datetime x axis in this computer's local time at epoch `at` (None: now), the one time
+    style (see `_LOCAL_TICKS`)."""
+    try:
+        offset = _time.localtime(at if at is not None and math.isfinite(at) else None).tm_gmtoff
+    except (OverflowError, OSError, ValueError):  # a damaged time beyond the platform's time_t: now's offset
+        offset = _time.localtime().tm_gmtoff
+    p.xaxis.formatter = CustomJSTickFormatter(code=_LOCAL_TICKS, args={"offset": 1000 * offset})
+
+
+def _range_start(x_range: Range1d) -> float | None:
+    start = getattr(x_range, "start", None)
+    return start / 1000.0 if isinstance(start, (int, float)) else None
+
+
 def card_id(index: int) -> str:
     return f"seg-{index}"
 
@@ -82,7 +129,7 @@ def segment_bars(segments: Iterable[tuple[int, Segment]], colors: dict[str, str]
             bars["color"].append(colors.get(rule, PALETTE[-1]))
             bars["card"].append(card_id(i))
             bars["name"].append(seg.name)
-            bars["when"].append(f"{local_text(seg.start)} (UTC {utc_text(seg.start, '%H:%M:%S')})")
+            bars["when"].append(local_and_utc(seg.start))
             bars["length"].append(format_duration(seg.duration))
             bars["size"].append(format_size(seg.bytes))
             bars["reason"].append(seg.close_reason)
@@ -170,7 +217,7 @@ def timeline_figure(
                 "left": [_ms(n.start) for n in near_misses],
                 "right": [_ms(max(n.end, n.start + 1)) for n in near_misses],
                 "lane": [NEAR_MISS_LANE] * len(near_misses),
-                "text": [f"{n.rule}: peak {n.peak:.4g} vs threshold {n.threshold:.4g}" for n in near_misses],
+                "text": [_near_miss_text(n) for n in near_misses],
             }
         )
         r = p.hbar(y="lane", left="left", right="right", height=0.5, color="#f0ad4e", source=nm)
@@ -192,7 +239,7 @@ def timeline_figure(
                 "left": [_ms(a) for a, _ in down],
                 "right": [_ms(max(b, a + 1)) for a, b in down],
                 "lane": [CONNECTION_LANE] * len(down),
-                "text": [f"disconnected {local_text(a, '%H:%M:%S')} for {format_duration(b - a)}" for a, b in down],
+                "text": [f"disconnected {clock(a)} for {format_duration(b - a)}" for a, b in down],
             }
         )
         r = p.hbar(y="lane", left="left", right="right", height=0.7, color="#d9534f", source=src)
@@ -226,6 +273,8 @@ def timeline_figure(
         p.add_tools(HoverTool(renderers=[r], tooltips=[("lighting", "@text")]))
     p.ygrid.grid_line_color = None
     p.xaxis.axis_label = "time (local)"
+    span = night.span()
+    local_time_axis(p, span[0] if span else None)
     return p
 
 
@@ -268,6 +317,7 @@ def telemetry_figures(sensors: SensorData, x_range: Range1d, width: int = 1100) 
         p.legend.label_text_font_size = "9pt"
         p.legend.click_policy = "hide"
         p.add_layout(p.legend[0], "right")  # beside the plot, never over the data
+        local_time_axis(p, _range_start(x_range))
         out.append(p)
     return out
 
@@ -290,5 +340,6 @@ def score_figures(scores: dict[str, tuple[list[float], list[float], float | None
         p.line([_ms(t) for t in times], values, color=PALETTE[i % len(PALETTE)])
         if threshold is not None:
             p.add_layout(Span(location=threshold, dimension="width", line_dash="dashed", line_color="red"))
+        local_time_axis(p, _range_start(x_range))
         out.append(p)
     return out

@@ -57,10 +57,10 @@ from typing import Any
 from autorec import __version__, events
 from autorec.core.timeline import Timeline, stream_times
 from autorec.dates import utc_iso
-from autorec.evidence import describe_evidence
 from autorec.io.atomicfile import partial_file
 from autorec.io.logfile import LogReader
 from autorec.outdir import JOURNAL_NAME, MCAP_SUFFIX, SIDECAR_SUFFIX, export_path
+from autorec.readable import evidence_text
 from autorec.report.night import read_journal, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -467,7 +467,7 @@ def _sidecar_notes(sidecar: dict[str, Any]) -> list[tuple[float, str, int, str, 
             continue
         rule = str(f.get("rule", "?"))
         evidence = f.get("evidence")
-        text = f"{rule} fired: {describe_evidence(rule, evidence)}"
+        text = f"{rule} fired: {evidence_text(rule, evidence)}"
         onset = _finite(f.get("onset"))
         if onset is not None and onset < t:
             text += f" (evidence since {t - onset:.2f} s before)"

@@ -67,7 +67,8 @@ def _int(value: Any) -> int:
 
 
 def utc_text(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time."""
+    """`t` (epoch seconds) as UTC text (`autorec.dates`: never raises); `?` for no time.
+    What a person reads goes through `autorec.readable` (one style everywhere)."""
     return "?" if t is None else utc_strftime(t, fmt)
 
 
@@ -410,7 +411,7 @@ def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
         if isinstance(e, str):
             problems.append(f"{path}:{number}: {e}; skipped")
             continue
-        out.append(NearMiss(e["rule"], e["start"], e["end"], e["peak"], e["threshold"], e["peak_time"]))
+        out.append(NearMiss(e["rule"], e["start"], e["end"], e["peak"], e["threshold"], e["peak_time"], e["baseline"]))
     return out
 
 

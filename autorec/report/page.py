@@ -28,6 +28,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import shlex
 import time as _time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -35,17 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from autorec import __version__
-from autorec.evidence import describe_evidence
 from autorec.io.atomicfile import replace_file
 from autorec.outdir import NEAR_MISSES_NAME, is_score_track
+from autorec.readable import clock, evidence_text, local_time, time_html, utc_beside
 from autorec.report import markup
 from autorec.report.night import (
     Night,
     Segment,
     load_night,
-    local_text,
     read_near_misses,
-    utc_text,
 )
 from autorec.report.sensorseries import read_sensor_series
 from autorec.report.summary import NightSummary, summarize_night
@@ -77,7 +76,7 @@ _e = markup.text  # the one escaping path (autorec.report.markup)
 def _when(t: float | None) -> str:
     if t is None:
         return "?"
-    return f"{local_text(t)} <span class=utc>(UTC {utc_text(t)})</span>"
+    return f"{local_time(t)} <span class=utc>(UTC {utc_beside(t)})</span>"
 
 
 def evidence_bbox(firing: dict[str, Any]) -> list[int] | None:
@@ -297,12 +296,8 @@ def _summary_html(s: NightSummary, night: Night) -> str:
     if s.alerts:
         items = []
         for a in s.alerts:
-            state = (
-                f"cleared {local_text(a.cleared, '%H:%M:%S')}"
-                if a.cleared is not None
-                else "<span class=bad>not cleared</span>"
-            )
-            items.append(f"{local_text(a.raised, '%H:%M:%S')} {_e(a.message)} ({state})")
+            state = f"cleared {time_html(a.cleared)}" if a.cleared is not None else "<span class=bad>not cleared</span>"
+            items.append(f"{time_html(a.raised)} {_e(a.message)} ({state})")
         rows.append(("alerts", f"{len(s.alerts)}:<br>" + "<br>".join(items)))
     else:
         rows.append(("alerts", "<span class=ok>none</span>" if s.runs else "unknown (no journal)"))
@@ -345,7 +340,7 @@ def strip_html(strip, seg: Segment | None, link_at=None) -> str:
         for th in strip.thumbs:
             data = base64.b64encode(th.jpeg).decode()
             cls = " class=evidence" if th.evidence else ""
-            label = local_text(th.time, "%H:%M:%S") + (" (first firing)" if th.evidence else "")
+            label = clock(th.time) + (" (first firing)" if th.evidence else "")
             img = (
                 f"<img{cls} width={th.width} height={th.height} loading=lazy decoding=async "
                 f'alt="frame at {label}" data-t="{th.time:.3f}" src="data:image/jpeg;base64,{data}">'
@@ -371,21 +366,20 @@ def card_html(index: int, seg: Segment, strip, links_for, link_at=None, tags: tu
     per_rule: dict[str, int] = {}
     for f in firings:
         per_rule[str(f.get("rule"))] = per_rule.get(str(f.get("rule")), 0) + 1
-    omitted = (seg.sidecar or {}).get("firings_omitted")
-    if isinstance(omitted, dict):  # a capped sidecar lists the rest as counts
-        for rule, n in omitted.items():
-            if isinstance(n, int):
-                per_rule[str(rule)] = per_rule.get(str(rule), 0) + n
+    counts = (seg.sidecar or {}).get("firing_counts")
+    if isinstance(counts, dict) and counts:  # every firing per rule, also those a capped sidecar leaves out
+        # (firings_omitted is {count, last, note}: read as rule counts, it showed "count fired 135x")
+        per_rule = {str(r): n for r, n in counts.items() if isinstance(n, int) and not isinstance(n, bool)}
     evidence = ""
     if firings:
         first = firings[0]
-        when = local_text(first["time"], "%H:%M:%S.%f")[:-4]
+        when = time_html(first["time"], 1)
         href = link_at(seg, first["time"]) if link_at is not None else None
         if href:
             when = f'<a class="at firing" href="{_e(href)}" title="open the player at the first firing">{when}</a>'
         evidence = (
             f"<div class=evidence>first firing {when}: "
-            f"{_e(describe_evidence(str(first.get('rule')), first.get('evidence')))}"
+            f"{_e(evidence_text(str(first.get('rule')), first.get('evidence')))}"
             f"{' (' + ', '.join(f'{_e(r)} fired {n}x' for r, n in per_rule.items()) + ')' if per_rule else ''}</div>"
         )
     links = links_for(seg)
@@ -567,10 +561,14 @@ def render_report(
             problems.append(film.problem)
         if film.thumbs:
             names = " ".join(_e(p.name) for p in night.timelapse)
+            # the folder as the reader gave it (the report may be read from anywhere): a bare file name only
+            # works from inside the output directory
+            movies = "; ".join(
+                f"<code>autorec video {_e(shlex.quote(str(p)))} --fps 10 --timestamp</code>" for p in night.timelapse
+            )
             timelapse_html = (
                 f"<h2 id=timelapse>The night in pictures</h2><div class=meta>{len(film.thumbs)} of the "
-                f"{film.frames} timelapse frames ({names}); the whole night as a movie: "
-                f"<code>autorec video {_e(night.timelapse[0].name)} --fps 10 --timestamp</code></div>"
+                f"{film.frames} timelapse frames ({names}); the whole night as a movie: {movies}</div>"
                 + strip_html(film, None)
             )
     links_for = links_for or file_links(directory.resolve())

@@ -58,14 +58,11 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
 
     # A dry run sums the score track up on stdout; a replay into a directory writes it there.
     score_log = None if dry_run else ScoreLog(out)
-    pipeline = Dispatcher(
-        Pipeline(ruleset, offline=True, telemetry=False, timelapse=False),
-        sink,
-        score_sinks=[sink if score_log is None else score_log],
-    )
+    core = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
+    pipeline = Dispatcher(core, sink, score_sinks=[sink if score_log is None else score_log])
     from autorec.runs.predecode import default_jobs, prescored
 
-    source = prescored(source, pipeline, jobs if jobs is not None else default_jobs())
+    source = prescored(source, core.engine, jobs if jobs is not None else default_jobs())
     try:
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
             run_file(pipeline, source, lambda done: bar.update(done - bar.n))
@@ -93,7 +90,7 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
         log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
     if pipeline.stats.rejected:
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
-    tl = pipeline.timeline
+    tl = core.timeline
     if tl.outliers or tl.steps:
         log.warning(
             "%s: %d damaged timestamp(s) kept at the time before them (outliers), %d clock step(s) followed",

@@ -36,6 +36,7 @@ from autorec.core.pipeline import (
     LinkChanged,
     Output,
     Pipeline,
+    PipelineStats,
     Processed,
     RuleStateChanged,
     ScoreUpdate,
@@ -44,6 +45,7 @@ from autorec.core.pipeline import (
     Ticked,
     TimelapseRecord,
 )
+from autorec.core.ruleset import RuleSet
 from autorec.core.scores import NearMiss
 from autorec.core.segmenter import Action
 from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
@@ -81,6 +83,7 @@ class Dispatcher:
         score_sinks: Sequence[ScoreSink] = (),
     ) -> None:
         self.pipeline = pipeline
+        self.view = PipelineView(pipeline)  # what services may read (see PipelineView)
         self.sink = sink
         self.listeners: list[StreamListener] = list(listeners)
         self.score_sinks: list[ScoreSink] = list(score_sinks)
@@ -185,36 +188,12 @@ class Dispatcher:
 
     # -- the pipeline's state, read-only here ------------------------------------
     @property
-    def ruleset(self) -> Any:
+    def ruleset(self) -> RuleSet:
         return self.pipeline.ruleset
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> PipelineStats:
         return self.pipeline.stats
-
-    @property
-    def segmenter(self) -> Any:
-        return self.pipeline.segmenter
-
-    @property
-    def engine(self) -> Any:
-        return self.pipeline.engine
-
-    @property
-    def timeline(self) -> Any:
-        return self.pipeline.timeline
-
-    @property
-    def timelapse(self) -> Any:
-        return self.pipeline.timelapse
-
-    @property
-    def budget(self) -> Any:
-        return self.pipeline.budget
-
-    @property
-    def scores(self) -> Any:
-        return self.pipeline.scores
 
     @property
     def paused(self) -> str | None:
@@ -225,3 +204,46 @@ class Dispatcher:
 
     def reload(self, ruleset: Any) -> None:
         self.deliver(self.pipeline.reload(ruleset))
+
+
+class PipelineView:
+    """What services may read of a running pipeline: a small, read-only view (no internals).
+
+    The services (status file, web UI, MQTT, metrics) learn what happens from the outputs they
+    listen to; for figures that are levels rather than events (counters, the latest scores, the
+    pre-roll held, the post-roll each rule still holds) they ask this view, on the recorder's loop.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def stats(self) -> PipelineStats:
+        """Plain counters of messages, bytes and connection (safe to read from another thread)."""
+        return self._pipeline.stats
+
+    def counters(self) -> dict[str, int]:
+        return self._pipeline.counters()
+
+    def latest_scores(self) -> dict[str, Any]:
+        """Each rule's latest score (`autorec.core.scores.LatestScore`: time, value, threshold)."""
+        return dict(self._pipeline.scores.latest)
+
+    def open_holds(self, time: float) -> dict[str, float]:
+        """Seconds of post-roll each rule still holds the open segment for, at stream time `time`."""
+        return self._pipeline.segmenter.open_holds(time)
+
+    @property
+    def pre_roll_bytes(self) -> int:
+        """Bytes the pre-roll holds now (a level)."""
+        return self._pipeline.segmenter.pre_roll_bytes
+
+    @property
+    def paused(self) -> str | None:
+        """Why no segment is being opened (the disk floor), or None."""
+        return self._pipeline.paused
+
+    @property
+    def open_rules(self) -> tuple[str, ...]:
+        """The rules of the open segment; empty when none is open."""
+        return tuple(self._pipeline.segmenter.open_rules) if self._pipeline.segmenter.is_open else ()

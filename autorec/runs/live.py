@@ -78,16 +78,15 @@ class StatusLine:
             log.info("heartbeat: %s", text)
 
     def text(self, now: float) -> str:
-        p = self.pipeline
-        scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.scores.latest.items())
+        p = self.pipeline.view
+        scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.latest_scores().items())
         rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
         self._last_count, self._last_mono = p.stats.messages, now
         parts = ["connected" if p.stats.connected else "DISCONNECTED", f"{rate:.0f} msg/s"]
-        seg = p.segmenter
-        if seg.paused:
-            parts.append(f"paused ({seg.paused})")
-        elif seg.is_open:
-            parts.append(f"recording ({'+'.join(seg.open_rules)})")
+        if p.paused:
+            parts.append(f"paused ({p.paused})")
+        elif p.open_rules:
+            parts.append(f"recording ({'+'.join(p.open_rules)})")
         else:
             parts.append("idle")
         ws = self.writer_stats() if self.writer_stats else None
@@ -362,17 +361,14 @@ def record(
     )
     score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
     services.score_log = score_log
-    pipeline = Dispatcher(
-        Pipeline(
-            ruleset, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry, timelapse=timelapse
-        ),
-        writer,
-        score_sinks=[score_log],
+    core = Pipeline(
+        ruleset, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry, timelapse=timelapse
     )
+    pipeline = Dispatcher(core, writer, score_sinks=[score_log])
     services.attach(pipeline, writer)
-    if pipeline.budget is not None:
+    if core.budget is not None:
         try:  # max_share is a share of the output filesystem
-            pipeline.budget.volume_bytes = disk_usage(out)[1]
+            core.budget.volume_bytes = disk_usage(out)[1]
         except OSError as exc:
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)

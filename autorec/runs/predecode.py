@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from threading import local
 
 from autorec import events
+from autorec.core.engine import RuleEngine
 from autorec.core.streamitems import Message
 from autorec.frames.graydecode import FrameDecodeError, GrayDecoder, GrayImage
 from autorec.proto import PurpleDropEvent
@@ -194,10 +195,11 @@ class Prescorer:
         return msg
 
 
-def prescored(source: Iterable[Message], pipeline, jobs: int) -> Iterable[Message]:
-    """`source`, decoding the frames of `pipeline`'s motion triggers ahead in `jobs` threads;
-    `source` itself when there is nothing to gain (no motion trigger, or one job)."""
-    triggers = [t for t in pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+def prescored(source: Iterable[Message], engine: RuleEngine, jobs: int) -> Iterable[Message]:
+    """`source`, decoding the frames of `engine`'s motion triggers ahead in `jobs` threads (each
+    trigger's own frame grid says which frames it will analyse); `source` itself when there is
+    nothing to gain (no motion trigger, or one job)."""
+    triggers = [t for t in engine.triggers.values() if isinstance(t, MotionTrigger)]
     if jobs <= 1 or not triggers:
         return source
     return Prescorer(source, triggers, jobs)

@@ -2,12 +2,13 @@
 
 `Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
 retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
-the status file, the night journal, the score track's log, MQTT events (`mqtt:`) and (on
-request) the web UI's live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
+the status file, the night journal, the score track's log, MQTT events (`mqtt:`), uploads to
+object storage (`upload:`, with retention's `keep_until_uploaded`) and (on request) the web UI's
+live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
 stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
 `counters()` is the one set of counters the status file, the journal, the web UI and the metrics
 show; `snapshot()` the status file's fields, for MQTT and the metrics;
-`close()` lets hooks and exports finish within the rule file's `shutdown_grace`.
+`close()` lets hooks, exports and uploads finish within the rule file's `shutdown_grace`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import collections
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autorec.rig import default_rig_name
 from autorec.services.diskfloor import disk_usage
+
+if TYPE_CHECKING:
+    from autorec.runs.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class Services:
         from autorec.services.metrics import SegmentCounts
 
         self.segment_counts = SegmentCounts()
+        self.upload = None  # autorec.services.upload.Uploader, made by observers() when the rule file has `upload:`
 
     def observers(self) -> list:
         from autorec.io.writer import SegmentObserver
@@ -72,9 +78,24 @@ class Services:
         out = [self.segment_hooks, self.segment_counts]
         if self.ruleset.output.video != "off" or self.ruleset.output.mcap:
             out.append(_ExportOnClose())
+        if self.ruleset.upload is not None:
+            from autorec.services.upload import Uploader
+
+            # Made here, not in __init__: the rig's name (`run --rig`) is set between the two.
+            upload = self.upload = Uploader(
+                self.out,
+                self.ruleset.upload,
+                fsync=self.ruleset.output.fsync,
+                status_file=self.ruleset.output.status_file,
+                rig=self.rig,
+            )
+            self.export.on_done = lambda o: upload.video_exported(o.output) if o.status == "exported" else None
+            out.append(upload)
         return out
 
-    def attach(self, pipeline, writer) -> None:
+    def attach(self, pipeline: Dispatcher, writer) -> None:
+        """Add the stream listeners to `pipeline` (the run's dispatcher) and the observers to `writer`.
+        From then on the services read the pipeline only through its read-only `view`."""
         from autorec.io.retention import RetentionWorker
         from autorec.outdir import JOURNAL_NAME
         from autorec.services.alerts import AlertReporter
@@ -82,12 +103,14 @@ class Services:
         from autorec.services.journal import JournalListener
         from autorec.services.statusfile import StatusReporter
 
-        self._pipeline, self._writer = pipeline, writer
+        self._view, self._writer = pipeline.view, writer
+        self._dispatcher = pipeline  # only to add listeners later (web_feed)
+        view = self._view
         self.journal = JournalListener(
             self.out / JOURNAL_NAME,
             stats=lambda: {
-                "messages": pipeline.stats.messages,
-                "bytes_seen": pipeline.stats.bytes,
+                "messages": view.stats.messages,
+                "bytes_seen": view.stats.bytes,
                 "bytes_kept": writer.stats.bytes,
                 "segments": writer.stats.segments,
                 "disk_free": self.disk.floor.last_free,
@@ -105,8 +128,18 @@ class Services:
 
         guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
         pipeline.listeners += [guard, alerts, self.journal]
+        if self.upload is not None:
+            log.info("uploading to %s", self.upload.describe())
+            self.upload.start()
+        pinned = None
+        if self.upload is not None and self.ruleset.output.keep_until_uploaded:
+            pinned = lambda seg: not self.upload.confirmed(seg.files)  # noqa: E731
         if self.retention.active:
-            self.retention_worker = RetentionWorker(self.out, self.retention, index_lock=writer.index_lock).start()
+            self.retention_worker = RetentionWorker(
+                self.out, self.retention, index_lock=writer.index_lock, pinned=pinned
+            ).start()
+            if pinned is not None:
+                self.upload.on_uploaded = self.retention_worker.request  # deletes what just became deletable
             writer.add_observer(self.retention_worker)
             self.retention_worker.request()
         counters = self.counters
@@ -134,9 +167,8 @@ class Services:
     def counters(self) -> dict[str, int]:
         """The recorder's counters (status file, journal, web UI): the pipeline's own (see
         `Pipeline.counters`), the writer's and the services'. A flat dict of ints."""
-        pipeline, writer = self._pipeline, self._writer
-        ws = writer.stats
-        out = pipeline.counters()
+        ws = self._writer.stats
+        out = self._view.counters()
         out.update(
             {
                 "segments_closed": ws.segments,
@@ -149,8 +181,8 @@ class Services:
                 "write_errors": ws.errors,
                 "hooks_failed": self.hooks.counters.get("failed", 0) + self.hooks.counters.get("timed_out", 0),
                 "exports_failed": self.export.failed,
-                "bytes_seen": pipeline.stats.seen_bytes,
-                "pre_roll_bytes": pipeline.segmenter.pre_roll_bytes,  # a level, not a count
+                "bytes_seen": self._view.stats.seen_bytes,
+                "pre_roll_bytes": self._view.pre_roll_bytes,  # a level, not a count
             }
         )
         if self.score_log is not None:  # the score track and near-misses: thinned floods, failed writes
@@ -161,6 +193,8 @@ class Services:
         out.update(self.segment_counts.counters())
         if self.mqtt is not None:
             out.update(self.mqtt.counters())
+        if self.upload is not None:
+            out.update(self.upload.counters())
         return dict(sorted(out.items()))
 
     def snapshot(self) -> dict:
@@ -170,7 +204,7 @@ class Services:
         ws, floor = self._writer.stats, self.disk.floor
         return {
             "updated": time.time(),
-            "connected": bool(self._pipeline.stats.connected),
+            "connected": bool(self._view.stats.connected),
             "open_segment": segment_info(ws.open_segment),
             "last_segment": segment_info(ws.last_segment),
             "disk_free": floor.last_free,
@@ -189,7 +223,7 @@ class Services:
                 "threshold": s.threshold,
                 "ratio": round(s.value / s.threshold, 4) if s.threshold > 0 else None,
             }
-            for rule, s in self._pipeline.scores.latest.items()
+            for rule, s in self._view.latest_scores().items()
         }
 
     def web_feed(self, feed_class):
@@ -198,7 +232,7 @@ class Services:
         from autorec.services.statusfile import RateMeter, segment_info
 
         LiveFeed = feed_class
-        pipeline, writer = self._pipeline, self._writer
+        writer = self._writer
         meter = RateMeter()
         recent: collections.deque = collections.deque(maxlen=20)
 
@@ -226,9 +260,9 @@ class Services:
                 recent.append(summary)
                 super()._segment_closed(summary)
 
-        feed = _Feed(snapshot, holds=pipeline.segmenter.open_holds, recent=lambda: list(recent))
-        pipeline.listeners.append(feed)
-        pipeline.frame_listeners.append(feed.frame)
+        feed = _Feed(snapshot, holds=self._view.open_holds, recent=lambda: list(recent))
+        self._dispatcher.listeners.append(feed)
+        self._dispatcher.frame_listeners.append(feed.frame)
         writer.add_observer(feed)
         return feed
 
@@ -255,5 +289,7 @@ class Services:
         if not self.hooks.close(grace):
             log.warning("hooks still running after %g s were stopped", grace)
         self.export.close(grace)
+        if self.upload is not None:
+            self.upload.close(grace)
         if self.retention_worker is not None:
             self.retention_worker.close(5)

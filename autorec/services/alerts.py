@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from autorec.core.streamitems import StreamListener
-from autorec.dates import utc_iso
+from autorec.readable import local_and_utc
 from autorec.units import format_duration, format_size
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ CAMERA_COMPANIONS = frozenset({"image_transform"})
 
 
 def _utc(t: float) -> str:
-    return utc_iso(t, digits=0)
+    # the one style a person reads (autorec.readable): local time, UTC beside it
+    return local_and_utc(t)
 
 
 @dataclass(frozen=True)

@@ -67,9 +67,10 @@ COUNTERS: dict[str, tuple[str, str, str]] = {
     "mqtt_published": ("autorec_mqtt_published_messages", "counter", "MQTT messages acknowledged by the broker"),
     "mqtt_queued": ("autorec_mqtt_queued_messages", "gauge", "MQTT messages waiting for the broker now"),
     "mqtt_dropped": ("autorec_mqtt_dropped_messages", "counter", "MQTT messages dropped: the queue was full"),
-    # uploads (the object-storage service), when its counters are in the status file, e.g.:
-    # "uploads_pending": ("autorec_uploads_pending_files", "gauge", "Files waiting for upload"),
-    # "uploads_failed": ("autorec_uploads_failed", "counter", "Upload attempts that failed"),
+    "uploads_pending": ("autorec_uploads_pending_files", "gauge", "Files waiting for upload now"),
+    "uploads_failed": ("autorec_uploads_failed", "counter", "Upload attempts that failed"),
+    "uploads_done": ("autorec_uploads_files", "counter", "Files uploaded and confirmed by the store"),
+    "upload_bytes": ("autorec_uploaded_bytes", "counter", "Bytes uploaded and confirmed by the store"),
 }
 
 SEGMENT_KEY = "segments_"  # RULE.segments_REASON: segments closed with that rule, by close reason

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
-from autorec.evidence import describe_evidence
+from autorec.readable import evidence_text
 from autorec.units import with_iso_times
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class MqttPublisher:
 
 
 def _evidence_words(rule: str, evidence: Any) -> str:
-    return f"{rule}: {describe_evidence(rule, evidence)}"
+    return f"{rule}: {evidence_text(rule, evidence)}"
 
 
 class MqttEvents(StreamListener):

@@ -72,6 +72,9 @@ class SimConfig:
     wait_for_clients: int = 0
     # pdserver's JSON-RPC (POST /rpc) on this port of `host`; None: not served, 0: any free port.
     rpc_port: int | None = None
+    # Hold the simulated clock while the clients have more than `PACE_QUEUE_BYTES` queued (`run --sim`, whose
+    # one client is the recorder): on a busy machine the run takes longer instead of losing messages.
+    pace_to_clients: bool = False
 
     def __post_init__(self) -> None:
         # Written so that nan fails too: --speed nan froze the simulated clock, --fps inf or 1e9
@@ -138,12 +141,14 @@ class SimConfig:
 
 def add_sim_arguments(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
     """Register the simulator options. `network=False` leaves out --host/--port (for `run --sim`)."""
+    from autorec.sim.scenario import builtin_names
+
     g = parser.add_argument_group("simulated rig")
     g.add_argument(
         "--scenario",
         default="demo",
         metavar="NAME|FILE",
-        help="built-in scenario (demo, idle) or a scenario YAML file (default: demo)",
+        help=f"built-in scenario ({', '.join(builtin_names())}) or a scenario YAML file (default: demo)",
     )
     g.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same stream (default 0)")
     g.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1.0)")

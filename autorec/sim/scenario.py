@@ -10,6 +10,7 @@ A scenario is YAML (built-ins live beside this module as `scenarios/*.yaml`):
       - idle: 20s                    # only sensor traffic and unchanged control steps
       - burst: {moves: 8, drops: 2}  # 8 random single-cell moves shared by 2 drops
       - move: {drop: 0, path: [[3, 2], [4, 2]]}
+      - move: {drop: 1, path: [[10, 5], [9, 5]], times: 20}   # a mix loop: the path 20 times over
       - lighting: 0.8                # global brightness step to 0.8x (instant)
       - flicker: {amplitude: 0.06, period: 1.5s, for: 10s}
       - flicker: {amplitude: 0.5, period: 4s, for: 1h, region: [0.05, 0.05, 0.1, 0.1]}  # one blinking spot
@@ -112,8 +113,20 @@ def builtin_names() -> list[str]:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a YAML file by path."""
+    """A scenario YAML file by path, or a built-in scenario by name.
+
+    A regular file of that name wins; otherwise a built-in of that name (so an output directory
+    called `idle` never hides the built-in `idle`). A directory or other non-file is never read:
+    `ScenarioError` says so, as it does for a missing file.
+    """
     path = Path(name_or_path)
+    builtin = resources.files("autorec.sim").joinpath("scenarios", f"{name_or_path}.yaml")
+    is_builtin = "/" not in name_or_path and name_or_path not in ("", ".", "..") and builtin.is_file()
+    if not path.is_file() and is_builtin:
+        return parse_scenario(builtin.read_text(), f"<built-in {name_or_path}>")
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ScenarioError(f"{path}:0: is {kind}, not a scenario file (built-ins: {', '.join(builtin_names())})")
     if path.suffix in (".yaml", ".yml") or path.exists():
         try:
             text = path.read_text()
@@ -122,12 +135,9 @@ def load_scenario(name_or_path: str) -> Scenario:
         except UnicodeDecodeError as exc:  # a binary file given by mistake
             raise ScenarioError(f"{path}:0: cannot read scenario: not UTF-8 text ({exc.reason})") from None
         return parse_scenario(text, str(path))
-    resource = resources.files("autorec.sim").joinpath("scenarios", f"{name_or_path}.yaml")
-    if not resource.is_file():
-        raise ScenarioError(
-            f"{name_or_path}:0: no such scenario file or built-in (built-ins: {', '.join(builtin_names())})"
-        )
-    return parse_scenario(resource.read_text(), f"<built-in {name_or_path}>")
+    raise ScenarioError(
+        f"{name_or_path}:0: no such scenario file or built-in (built-ins: {', '.join(builtin_names())})"
+    )
 
 
 def parse_scenario(text: str, source: str) -> Scenario:
@@ -254,7 +264,10 @@ def _entry(raw: Any, sc: Scenario, top: int, fail) -> Step:
             path = [_cell(c, sc.board, line, fail, "move") for c in args.get("path") or []]
             if not path:
                 raise ValueError("path: give the cells to drive, in order")
-            args = {"drop": drop, "path": path}
+            times = args.get("times", 1)
+            if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 10_000:
+                raise ValueError(f"times: how often to drive the path, 1-10000, got {times!r}")
+            args = {"drop": drop, "path": path * times}
         elif kind == "nudge":
             drop = int(args.get("drop", 0))
             if not 0 <= drop < len(sc.drops):

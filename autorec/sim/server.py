@@ -46,6 +46,10 @@ MAX_BATCH_REAL = 0.05  # seconds of real time worth of simulation per loop itera
 MIN_SLEEP = 0.004  # shortest pause between iterations: batches messages at high speed
 MAX_LAG_REAL = 1.0  # further behind than this, stop trying to catch up (the speed factor drops)
 TRUTH_INTERVAL = 5.0  # real seconds between rewrites of the --truth file during a run
+# With `pace_to_clients`: hold the simulated clock above this much queued for the clients, until half of it
+# has gone out (a few seconds of simulated camera at 150x; far below the per-client bound of 32 MB).
+PACE_QUEUE_BYTES = 8 * 1024 * 1024
+PACE_BATCH_BYTES = 1024 * 1024  # with `pace_to_clients`, batches are published (and paced) in parts this big
 
 
 def make_renderer(cols: int, rows: int, seed: int):
@@ -154,6 +158,7 @@ class SimServer(StreamServer):
         self._encoder: StreamEncoder | None = None
         self._real_start = 0.0
         self._real_elapsed = 0.0
+        self._paused = 0.0  # real seconds the simulated clock was held for slow clients (pace_to_clients)
         self._closes = 0
         self._truth_written_at = float("-inf")
         self._truth_size: tuple[int, ...] = ()
@@ -251,16 +256,21 @@ class SimServer(StreamServer):
         encoder = self._encoder
         assert encoder is not None
         batch: list[bytes | str] = []
+        size = 0
         for t, item in self.sim.advance(until):
             for m in encoder.encode(t, item):
                 if m is CLOSE:
                     self.broadcaster.publish(batch)
-                    batch = []
+                    batch, size = [], 0
                     n = self.broadcaster.close_all()
                     self._closes += 1
                     log.info("sim: fault: closed %d connection(s)", n)
                 else:
                     batch.append(m)
+                    size += len(m)
+            if size > PACE_BATCH_BYTES:  # in parts: a slow client's queue fills (and is paced) part by part
+                self.broadcaster.publish(batch)
+                batch, size = [], 0
         self.broadcaster.publish(batch)
         self.sent_until = max(self.sent_until, until)
 
@@ -284,6 +294,19 @@ class SimServer(StreamServer):
         self._pump(t)
         return answer
 
+    async def _hold_for_clients(self) -> float:
+        """With `pace_to_clients`: wait while more than PACE_QUEUE_BYTES are queued, until half of it has gone
+        out. Returns the real seconds waited (the simulated clock stood still meanwhile)."""
+        if self.broadcaster.queued_bytes() <= PACE_QUEUE_BYTES:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        held = loop.time()
+        while self.broadcaster.queued_bytes() > PACE_QUEUE_BYTES // 2:
+            await asyncio.sleep(MIN_SLEEP)
+        waited = loop.time() - held
+        self._paused += waited
+        return waited
+
     async def _play(self) -> None:
         loop = asyncio.get_running_loop()
         sim, speed = self.sim, self.config.speed
@@ -302,6 +325,9 @@ class SimServer(StreamServer):
                     target = sim0 + (now - real0 - self._lag) * speed
                 until = min(target, self.sent_until + MAX_BATCH_REAL * speed)
                 self._pump(until)
+                if self.config.pace_to_clients:
+                    # the simulated clock stands still while the recorder catches up
+                    self._lag += await self._hold_for_clients()
                 self._real_elapsed = loop.time() - real0
                 self._maybe_write_truth(loop.time())
                 nxt = sim.next_time()
@@ -318,10 +344,11 @@ class SimServer(StreamServer):
             if self.config.truth:
                 self._save_truth()
         log.info(
-            "sim: finished %.1f simulated seconds in %.1f s (%.1fx)",
+            "sim: finished %.1f simulated seconds in %.1f s (%.1fx)%s",
             self.sent_until - sim0,
             self._real_elapsed,
             self.stats["speed_achieved"],
+            f"; held {self._paused:.1f} s for the recorder to catch up" if self._paused >= 0.5 else "",
         )
 
 

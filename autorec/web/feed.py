@@ -41,7 +41,7 @@ from typing import Any
 
 from autorec.core.streamitems import StreamListener
 from autorec.io.boundedread import open_regular, read_capped
-from autorec.outdir import INDEX_NAME, STATUS_NAME, IndexLine, check_status
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME, IndexLine, check_journal_entry, check_status
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,9 @@ class DirectoryFeed(Feed):
         self.directory = Path(directory)
         self.status_path = self.directory / status_name
         self.index_path = self.directory / INDEX_NAME
+        self.journal_path = self.directory / JOURNAL_NAME
         self._status: dict[str, Any] = {}
+        self._stopped: dict[str, Any] | None = None
         self._index_size = 0
         self._index_lines = 0
         self._status_key: tuple[int, int, int] | None = None
@@ -263,7 +265,38 @@ class DirectoryFeed(Feed):
         status["live"] = False
         updated = status.get("updated")
         status["stale_s"] = round(_time.time() - updated, 1) if isinstance(updated, (int, float)) else None
+        if self._stopped is not None:
+            # the run is over: its figures are its last ones, not a live rate (the page says so)
+            status["stopped"] = self._stopped
         return status
+
+    def last_stop(self) -> dict[str, Any] | None:
+        """The journal's `stop` line (`wall`, `time`, `reason`) if it is the journal's last line: the recorder
+        that wrote this directory has stopped and none has started since. None otherwise (running, or no
+        journal). Reads only the journal's tail (blocking: call it in a worker thread)."""
+        try:
+            with open_regular(self.journal_path) as f:  # a FIFO planted as the journal never blocks a poll
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+        except OSError:
+            return None
+        for line in reversed(tail.splitlines()):
+            try:
+                entry = check_journal_entry(json.loads(line))  # typed: finite times, a text event
+            except (ValueError, RecursionError):
+                continue  # a half-written last line, or the cut first one
+            if isinstance(entry, str):
+                continue
+            if entry.get("event") != "stop":
+                return None
+            reason = entry.get("reason")
+            return {
+                "wall": entry.get("wall"),
+                "time": entry["time"],
+                "reason": reason if isinstance(reason, str) else None,
+            }
+        return None
 
     def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Read the status file (when it changed) and new index lines (blocking: call it in a worker thread).
@@ -322,11 +355,13 @@ class DirectoryFeed(Feed):
         while True:
             try:
                 status, new = await loop.run_in_executor(None, self.poll_once)
+                stopped = await loop.run_in_executor(None, self.last_stop)
             except Exception:
                 log.exception("web: cannot read %s", self.directory)
-                status, new = None, []
-            if status is not None and status != self._status:
-                self._status = status
+                status, new, stopped = None, [], self._stopped
+            if (status is not None and status != self._status) or stopped != self._stopped:
+                self._status = status if status is not None else self._status
+                self._stopped = stopped
                 self.push_status(force=True)
             if not first:
                 for entry in new:

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 from autorec import __version__
 from autorec.dates import utc_iso
-from autorec.evidence import describe_evidence
+from autorec.readable import evidence_text, local_time, time_html, utc_beside, value_text
 from autorec.report import markup
-from autorec.report.night import Night, Segment, local_text, rule_lanes, utc_text
+from autorec.report.night import Night, Segment, rule_lanes
 from autorec.units import format_duration, format_size
 
 _e = markup.text  # the one escaping path (autorec.report.markup)
@@ -48,7 +48,8 @@ def live_page(directory: Path) -> str:
         + f"""
 <main class=live>
 <header><h1>Live <span id=conn class="badge">…</span></h1>
-<div class=sub>{_e(directory.resolve())}</div></header>
+<div class=sub>{_e(directory.resolve())}</div>
+<div class="sub stopped" id=stopped hidden></div></header>
 <section class=grid>
   <div class=panel id=camera-panel><h2>Camera</h2>
     <img id=frame alt="latest camera frame" width=512 height=384>
@@ -69,6 +70,7 @@ def live_page(directory: Path) -> str:
 <table class=segments><thead><tr><th>start</th><th>length</th><th>size</th><th>rules</th><th>closed</th></tr></thead>
 <tbody id=recent></tbody></table></section>
 </main>
+<script src="/ui/timefmt.js"></script>
 <script src="/ui/live.js"></script>
 </body></html>
 """
@@ -140,6 +142,7 @@ _SEGMENT_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 <section class=panel><h2>Firings</h2>{{ firings }}</section>
 </main>
 {{ plot_script }}
+<script src="/ui/timefmt.js"></script>
 <script src="/ui/segment.js"></script>
 </body></html>
 """
@@ -158,7 +161,7 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
 
     side = seg.sidecar or {}
     facts: list[tuple[str, str]] = [
-        ("start", f"{_e(local_text(seg.start))} <span class=utc>(UTC {_e(utc_text(seg.start))})</span>"),
+        ("start", f"{_e(local_time(seg.start))} <span class=utc>(UTC {_e(utc_beside(seg.start))})</span>"),
         ("length", format_duration(seg.duration)),
         ("rules", " ".join(f"<span class=tag>{_e(r)}</span>" for r in seg.rules)),
         ("size", f"{format_size(seg.bytes)} in {seg.records} records"),
@@ -216,8 +219,8 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     firings = seg.firings
     rows = "".join(
         f'<tr><td><a class="at firing" href="{_e(player_at(seg, f["time"]))}">'
-        f"{_e(local_text(f['time'], '%H:%M:%S.%f')[:-4])}</a></td><td>{_e(f.get('rule'))}</td>"
-        f"<td>{_e(describe_evidence(str(f.get('rule')), f.get('evidence')))}</td></tr>"
+        f"{time_html(f['time'], 1)}</a></td><td>{_e(f.get('rule'))}</td>"
+        f"<td>{_e(evidence_text(str(f.get('rule')), f.get('evidence')))}</td></tr>"
         for f in firings[:200]
     )
     more = f"<p class=meta>... and {len(firings) - 200} more in the sidecar</p>" if len(firings) > 200 else ""
@@ -246,7 +249,5 @@ def json_short(data: dict[str, Any]) -> str:
     for k, v in data.items():
         if k == "reason":
             continue
-        if isinstance(v, float):
-            v = utc_text(v, "%H:%M:%S") if v > 1e8 else f"{v:.3g}"
-        parts.append(f"{k} {v}")
+        parts.append(f"{k} {value_text(k, v)}")
     return ", ".join(parts)

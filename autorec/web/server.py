@@ -93,8 +93,18 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
+def _directory_key(directory: Path) -> tuple | None:
+    """The directory's own mtime: it changes when a file appears, is renamed in or removed (an exported
+    video, `NAME.mp4`, appears without any change to index.jsonl)."""
+    try:
+        return (directory.stat().st_mtime_ns,)
+    except OSError:
+        return None
+
+
 class _SegmentIndex:
-    """The directory's segments by name, re-read when index.jsonl changes (size or mtime)."""
+    """The directory's segments by name, re-read when index.jsonl changes (size or mtime) or a file
+    appears in the directory (a video exported after `serve` started)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -105,7 +115,7 @@ class _SegmentIndex:
     def _stat_key(self) -> tuple:
         try:
             st = (self.directory / INDEX_NAME).stat()
-            return (st.st_ino, st.st_size, st.st_mtime_ns)
+            return (st.st_ino, st.st_size, st.st_mtime_ns, _directory_key(self.directory))
         except OSError:
             return (0, 0, 0)
 
@@ -364,6 +374,7 @@ class WebUI:
                 key.append((st.st_size, st.st_mtime_ns))
             except OSError:
                 key.append(None)
+        key.append(_directory_key(self.directory))  # a video exported since: the cards link it
         return tuple(key)
 
     async def _render_night(self) -> str | None:

@@ -75,6 +75,7 @@ SECTIONS = (
     ("hooks", "`hooks`: commands run in the background"),
     ("alerts", "`alerts`: when to raise alerts"),
     ("mqtt", "`mqtt`: events on an MQTT broker"),
+    ("upload", "`upload`: segments to S3-compatible object storage"),
     ("budget", "`budget`: what segments may cost (all together; a rule may set them for itself)"),
     ("rule", "A rule (each item of `rules`)"),
     ("flap", "A rule's flap control"),

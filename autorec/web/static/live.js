@@ -8,8 +8,9 @@
     return n + "B";
   };
   const fmtDur = (s) => (s < 120 ? s.toFixed(1) + "s" : s < 7200 ? (s / 60).toFixed(1) + "min" : (s / 3600).toFixed(1) + "h");
+  const T = window.autorecTime;  // /ui/timefmt.js: the one time format (local, UTC on hover)
   const num = (x) => (typeof x === "number" && isFinite(x) ? x : null);
-  const fmtTime = (t) => (num(t) ? new Date(t * 1000).toLocaleTimeString() : "–");
+  const fmtTime = (t) => (num(t) ? T.clock(t) : "–");
   const list = (x) => (Array.isArray(x) ? x : []);
   // Every text from the recorder or the directory reaches the page as a text node (textContent), never
   // as markup: a rule, segment or alert name holding "<img onerror=...>" is shown as those characters.
@@ -41,9 +42,9 @@
     const rules = el("td");
     list(s.rules).forEach((r, i) => rules.append(...(i ? [" "] : []), el("span", { class: "tag" }, r)));
     const start = num(s.start), len = num(s.end) !== null && start !== null ? s.end - start : 0;
+    const when = start !== null ? el("span", { title: T.utc(start) }, T.local(start)) : "?";
     return el("tr", { "data-name": String(s.name) },
-      el("td", {}, el("a", { href: "/segment/" + encodeURIComponent(String(s.name)) },
-        start !== null ? new Date(start * 1000).toLocaleString() : "?")),
+      el("td", {}, el("a", { href: "/segment/" + encodeURIComponent(String(s.name)) }, when)),
       el("td", {}, fmtDur(len)), el("td", {}, fmtSize(num(s.bytes))), rules, el("td", {}, s.close_reason || ""));
   }
 
@@ -51,12 +52,28 @@
     const conn = $("conn");
     conn.textContent = st.connected ? "connected" : "disconnected";
     conn.className = "badge " + (st.connected ? "up" : "down");
-    if (st.live === false && st.stale_s !== null && st.stale_s > 10) {
-      conn.textContent = "status " + Math.round(st.stale_s) + " s old";
-      conn.className = "badge down";
+    const stopped = st.stopped;
+    if (stopped) {
+      // a finished run (the journal's stop line): say when and why, not stale figures as if live
+      conn.textContent = "stopped";
+      conn.className = "badge idle";
+      const when = num(stopped.wall) !== null ? stopped.wall : num(stopped.time);
+      $("stopped").hidden = false;
+      $("stopped").replaceChildren("The recorder stopped at ",
+        when !== null ? el("span", { title: T.utc(when) }, T.local(when)) : "?",
+        " (" + (stopped.reason || "no reason given") + "); the figures below are its last ones.");
+    } else {
+      $("stopped").hidden = true;
+      if (st.live === false && st.stale_s !== null && st.stale_s > 10) {
+        conn.textContent = "status " + Math.round(st.stale_s) + " s old";
+        conn.className = "badge down";
+      }
     }
-    $("rate").textContent = num(st.msg_per_s) !== null ? st.msg_per_s : "–";
-    $("stream-time").textContent = num(st.stream_time) ? new Date(st.stream_time * 1000).toLocaleString() : "–";
+    $("rate").textContent = stopped ? "– (stopped)" : num(st.msg_per_s) !== null ? st.msg_per_s : "–";
+    // a finished run under serve: the stream time it had reached when it stopped (the journal's stop line)
+    const streamTime = num(st.stream_time) || (stopped && num(stopped.time) ? stopped.time : null);
+    $("stream-time").textContent = streamTime ? T.local(streamTime) + (num(st.stream_time) ? "" : " (at the stop)") : "–";
+    $("stream-time").title = streamTime ? T.utc(streamTime) : "";
     $("disk").textContent = fmtSize(st.disk_free) + (st.disk_below_floor ? " (below the floor: recording paused)" : "");
     const c = st.counters || {};
     $("seg-count").textContent = (c.segments_closed !== undefined ? c.segments_closed : "–") + " closed";

@@ -11,10 +11,6 @@
     const ms = Date.parse(text);
     return Number.isFinite(ms) ? ms / 1000 : null;
   };
-  const clock = (t) => {
-    const d = new Date(t * 1000), p = (n) => String(n).padStart(2, "0");
-    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + Math.floor(d.getMilliseconds() / 100);
-  };
   // back to the night as it was filtered: the night link keeps the filter the segment was opened from
   try {
     const from = new URL(document.referrer);
@@ -51,7 +47,8 @@
     img.src = url(i);
     img.dataset.t = String(frames[i].t);
     scrub.value = i;
-    label.textContent = (i + 1) + "/" + frames.length + " · " + clock(frames[i].t);
+    label.textContent = (i + 1) + "/" + frames.length + " · " + window.autorecTime.clock(frames[i].t, 1);
+    label.title = window.autorecTime.utc(frames[i].t, 1);
     if (i + 1 < frames.length) new Image().src = url(i + 1);  // preload the next one
   }
   // the frame nearest `t` (frames are in time order)
