@@ -14,7 +14,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "test-artifacts"
 TARGET = REPO / "docs" / "assets" / "screenshots"
-SHOTS = ("report-top.png", "report-card.png", "web-live.png", "web-night.png", "web-segment.png")
+SHOTS = (
+    "report-top.png",
+    "report-card.png",
+    "web-live.png",
+    "web-night.png",
+    "web-segment.png",
+    "review-filter-by-url.png",
+    "review-export-done.png",
+    "review-electrode-search.png",
+)
 
 
 def main() -> int:

@@ -22,8 +22,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autorec"
 
 LAYERS: list[set[str]] = [
-    {"proto", "units", "dates", "extras", "frames", "rig", "readable", "__version__"},
-    {"events", "outdir"},
+    {"proto", "units", "dates", "extras", "frames", "rig", "__version__"},
+    {"events", "outdir", "readable"},
     {"triggers"},
     {"core"},
     {"io"},

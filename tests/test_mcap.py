@@ -126,7 +126,9 @@ def test_round_trip_every_record_byte_identical_with_crcs(sim_segment: Path, tmp
 
     # the firing in words, its box and the electrode grid on the picture
     (firing,) = [d for t, d in data["decoded"] if t == "/autorec/firings"]
-    assert firing.name == "camera-motion" and "0.4 % changed at (130, 140), 60x40 px" in firing.message
+    assert (
+        firing.name == "camera-motion" and "0.4 % of the picture changed around (130, 140), 60x40 px" in firing.message
+    )
     annotations = [d for t, d in data["decoded"] if t == "/camera/annotations"]
     assert any(len(a.points) == 2 for a in annotations)  # grid + box
     assert annotations[0].points[0].type == 4 and len(annotations[0].points[0].points) > 8  # the grid's lines

@@ -123,7 +123,7 @@ def test_available_segments_alerts_status_and_the_last_will(tmp_path: Path) -> N
             assert opened["before"] == opened["after"]
             seg_id = opened["after"]["id"]
             assert opened["after"]["rules"] == ["moved"] and opened["after"]["end"] is None
-            assert opened["after"]["evidence"] and opened["after"]["evidence"][0].startswith("moved: pins")
+            assert opened["after"]["evidence"] and opened["after"]["evidence"][0].startswith("moved: pin")
             assert opened["after"]["files"] == {"log": f"{seg_id}.bin.partial"}
             end = sub.wait_for(
                 lambda m: (
@@ -289,10 +289,13 @@ def test_a_rule_that_fires_into_the_open_segment_is_an_update(tmp_path: Path) ->
         sub.wait_for(lambda m: m.json()["type"] == "end", 10, "the end")
         new, update, end = (m.json() for m in sub.received("/segments"))
         publisher.close(2.0)
-    assert new["type"] == "new" and new["after"]["evidence"] == ["moved: pins [3]"]
+    assert new["type"] == "new" and new["after"]["evidence"] == ["moved: pins 3"]
     assert update["type"] == "update" and update["before"] == new["after"]
     assert update["after"]["rules"] == ["moved", "bench-cam"]
-    assert update["after"]["evidence"] == ["moved: pins [4]", "bench-cam: camera: 0.4 % changed at (25, 40), 30x40 px"]
+    assert update["after"]["evidence"] == [
+        "moved: pins 4",
+        "bench-cam: camera: 0.4 % of the picture changed around (25, 40), 30x40 px",
+    ]
     assert end["before"] == update["after"] and end["after"]["rules"] == ["moved", "bench-cam"]
     assert (end["after"]["end"], end["after"]["size"], end["after"]["records"]) == (t0 + 9, 99, 3)
     assert end["after"]["files"] == {"log": "S.bin", "sidecar": "S.json"}

@@ -26,6 +26,9 @@ NAMES = {
     outdir.TIMELAPSE_PREFIX,
     outdir.SCORES_PREFIX,
     outdir.SCORES_SUFFIX,
+    outdir.REVIEWED_NAME,
+    outdir.EXPORTS_DIR,
+    outdir.UPLOAD_STATE_NAME,
 }
 
 

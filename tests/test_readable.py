@@ -157,7 +157,7 @@ def test_values_and_times_in_one_style() -> None:
 def test_a_card_reads_its_first_firing_whole_and_counts_every_firing(tmp_path) -> None:
     """The report's card of a segment with more firings than its sidecar lists (capped at 100)."""
     from autorec.report.night import Segment
-    from autorec.report.page import _card_html
+    from autorec.report.page import card_html
 
     firings = [
         {"rule": "electrodes", "time": T0 + 0.27 + i, "evidence": {"pins": [i], "added": [i]}} for i in range(100)
@@ -169,7 +169,7 @@ def test_a_card_reads_its_first_firing_whole_and_counts_every_firing(tmp_path) -
     }
     seg = Segment("s", tmp_path / "s.bin", tmp_path / "s.json", T0, T0 + 200, ("electrodes",), 10, 1000, "post_roll")
     seg.sidecar = sidecar
-    html = _card_html(0, seg, None, lambda s: [])
+    html = card_html(0, seg, None, lambda s: [])
     assert f"first firing {time_html(T0 + 0.27, 1)}: pin 0 driven (added 0)" in html
     assert re.search(r">\d\d:\d\d:\d\d\.2</time>", html)  # whole, not 02:15:1:
     assert "(electrodes fired 150x, unplugged fired 1x)" in html and "count fired" not in html

@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+from autorec.outdir import STATUS_NAME
+
 CATALOGUE_NAME = "segments.parquet"
-STATUS_NAME = "status.json"
 _DAY_IN_NAME = re.compile(r"(\d{4})(\d{2})(\d{2})")
 
 

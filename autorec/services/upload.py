@@ -58,7 +58,7 @@ from autorec.io.storelayout import (
 )
 from autorec.io.uploadstate import UploadState
 from autorec.io.writer import SegmentObserver
-from autorec.outdir import EXPORT_SUFFIXES, INDEX_NAME, JOURNAL_NAME
+from autorec.outdir import EXPORT_SUFFIXES, INDEX_NAME, JOURNAL_NAME, STATUS_NAME
 from autorec.rig import default_rig_name
 from autorec.units import format_size
 
@@ -108,7 +108,7 @@ class Uploader(SegmentObserver):
         settings: Any,  # autorec.core.ruleset.UploadSettings
         *,
         fsync: bool = True,
-        status_file: str | None = "status.json",
+        status_file: str | None = STATUS_NAME,
         on_uploaded: Callable[[], None] | None = None,
         sync_every: float = 600.0,
         status_every: float = 60.0,

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from autorec.media.rangeexport import RangeError, export_range
+from autorec.outdir import EXPORTS_DIR
 
 log = logging.getLogger(__name__)
 
-EXPORTS_DIR = "exports"
 EXPORT_SUFFIXES = (".bin", ".mp4")
 
 

@@ -30,9 +30,10 @@ import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autorec.outdir import REVIEWED_NAME
+
 log = logging.getLogger(__name__)
 
-REVIEWED_NAME = "reviewed.jsonl"
 MAX_NAME = 200
 MAX_LINE = 4096
 MAX_FILE = 16 << 20  # ~150 000 marks: far more than any night has segments

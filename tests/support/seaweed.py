@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,16 +37,28 @@ def weed_binary() -> str | None:
 
 
 def free_ports(n: int) -> list[int]:
-    socks = []
+    """`n` free ports below the kernel's ephemeral range (`ip_local_port_range`).
+
+    The store test stops weed and starts it again on the same ports; a port from the ephemeral
+    range could meanwhile become the local end of any client connection on this machine (another
+    test worker's, a browser's) and the restart would fail. Below the range only listeners take
+    ports, and a listener asks for port 0."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: try another
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 class SeaweedServer:
