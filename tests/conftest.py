@@ -33,6 +33,14 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A path on a tmpfs that is already full: every write to it fails with ENOSPC."""
+    from tests.support.tmpfs import full
+
+    yield from full(tmp_path)
+
+
 def _shared(name: str) -> Path:
     path = SHARED_FIXTURES / name
     if not path.exists():

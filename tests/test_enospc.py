@@ -10,7 +10,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,33 +26,13 @@ from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status
 from tests.support.polling import wait_until
+from tests.support.tmpfs import mounted
 
 T0 = 1_763_000_000.0
 
 
-def _can_mount() -> str | None:
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "needs root to mount a small tmpfs (run the suite as root to exercise a real full disk)"
-    if shutil.which("mount") is None or shutil.which("umount") is None:
-        return "mount/umount not available"
-    return None
-
-
 def _mount(tmp_path: Path, size: str):
-    reason = _can_mount()
-    if reason:
-        pytest.skip(reason)
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs here (container without CAP_SYS_ADMIN?): {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)  # still busy: detach it anyway
+    yield from mounted(tmp_path, size)
 
 
 @pytest.fixture

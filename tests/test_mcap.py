@@ -310,7 +310,7 @@ def test_the_segment_page_offers_the_mcap_made_on_demand(recorded, tmp_path: Pat
         status, body, _ = srv.get(f"/segment/{name}")
         assert status == 200 and f'href="/files/{name}.mcap"' in body.decode()
         status, body, headers = srv.get(f"/files/{name}.mcap")
-        assert status == 200 and headers["Content-Disposition"] == f'attachment; filename="{name}.mcap"'
+        assert status == 200 and headers["Content-Disposition"] == f"attachment; filename*=UTF-8''{name}.mcap"
         assert made.read_bytes() == body  # made beside the segment, then served
         (tmp_path / "got.mcap").write_bytes(body)
         assert read_mcap(tmp_path / "got.mcap")["metadata"]["autorec.segment"]["segment"] == name

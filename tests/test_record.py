@@ -129,11 +129,10 @@ def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path, caps
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_disk_full_keeps_recording_counts_losses_and_exits_1(stream_log: Path, capsys) -> None:
+def test_disk_full_keeps_recording_counts_losses_and_exits_1(stream_log: Path, full_disk: Path, capsys) -> None:
     payloads = fixture_payloads(stream_log)[:5]
     with EventServer(greeting=payloads) as server:
-        assert main(["record", "--uri", server.uri, "--duration", "1s", "--force", "/dev/full"]) == 1
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--force", str(full_disk)]) == 1
     captured = capsys.readouterr()
     assert "NOT WRITTEN (disk/I-O errors): 5 records" in captured.out
     assert "No space left on device" in captured.err or "No space left on device" in captured.out
@@ -183,10 +182,10 @@ def test_disk_trouble_is_reported_once_then_rate_limited() -> None:
     assert "59 more failure(s)" in lines[2]
 
 
-def test_disk_full_never_claims_writes_work_again(upstream_log: Path, capsys) -> None:
-    """/dev/full fails every write; the flushes of an empty buffer in between are no recovery."""
+def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk: Path, capsys) -> None:
+    """A full disk fails every write; the flushes of an empty buffer in between are no recovery."""
     payloads = fixture_payloads(upstream_log)[:5]
     with EventServer(greeting=payloads) as server:
-        assert main(["record", "--uri", server.uri, "--duration", "2.5s", "--force", "/dev/full"]) == 1
+        assert main(["record", "--uri", server.uri, "--duration", "2.5s", "--force", str(full_disk)]) == 1
     err = capsys.readouterr().err
     assert err.count("No space left on device") == 1 and "works again" not in err, err

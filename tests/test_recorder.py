@@ -173,11 +173,10 @@ def test_stop_timeout_then_stop_again(payloads: list[bytes], tmp_path: Path) -> 
     assert records(tmp_path / "t.bin") == payloads[:40]
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_disk_error_is_raised_not_lost(payloads: list[bytes]) -> None:
+def test_disk_error_is_raised_not_lost(payloads: list[bytes], full_disk: Path) -> None:
     with EventServer(greeting=payloads[:5]) as server:
         rec = EventRecorder(server.uri)
-        rec.start("/dev/full")
+        rec.start(full_disk)
         wait_until(lambda: rec.count == 5, 20, "5 events")
         with pytest.raises(RecorderError, match="No space left on device"):
             rec.stop()
