@@ -55,6 +55,10 @@ def _auth_middleware(token: str | None):
     return auth
 
 
+async def _no_favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for one; nothing to show
+
+
 @dataclass
 class RigUI:
     name: str
@@ -71,6 +75,7 @@ class LabUI:
         self.app = web.Application(middlewares=[_auth_middleware(token)])
         self.app.router.add_get("/", self.lab)
         self.app.router.add_get("/api/lab", self.api_lab)
+        self.app.router.add_get("/favicon.ico", _no_favicon)
         self.app.router.add_static("/ui/", STATIC, follow_symlinks=False)
 
     async def _rigs(self) -> list[Rig]:
@@ -128,6 +133,7 @@ class StoreLabUI:
         get("/api/lab", self.api_lab)
         get("/rig/{rig}/night/{day}/", self.night)
         get("/rig/{rig}/night/{day}/files/{name}", self.file)
+        self.app.router.add_get("/favicon.ico", _no_favicon)
         self.app.router.add_static("/ui/", STATIC, follow_symlinks=False)
 
     async def _rigs(self) -> tuple[list[Rig], list[str]]:
