@@ -267,3 +267,18 @@ def test_serve_refuses_a_store_among_directories(rigs):
         timeout=30,
     )
     assert proc.returncode == 2 and "served alone" in proc.stderr
+
+
+def test_a_store_that_cannot_be_reached_is_one_clear_line_and_the_server_stays_up(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    served = Served(tmp_path, "s3://lab/x", "--endpoint", f"http://127.0.0.1:{dead}")
+    try:
+        for _ in range(2):
+            code, body = served.get("/")
+            assert code == 502 and body.decode().startswith("autorec: ") and "cannot reach" in body.decode()
+    finally:
+        served.close()
