@@ -235,22 +235,6 @@ def _read_small(path: Path, limit: int = 1 << 20) -> bytes | None:
         return None
 
 
-def stop_of_journal_tail(tail: bytes) -> dict[str, Any] | None:
-    """The `stop` line (`wall`, `time`, `reason`) if it is the last whole line of a journal's `tail`
-    (its last bytes; a cut first or last line is skipped), else None (running, or nothing read)."""
-    for line in reversed(tail.splitlines()):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a half-written last line, or the cut first one
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("event") != "stop":
-            return None
-        return {k: entry.get(k) for k in ("wall", "time", "reason")}
-    return None
-
-
 class DirectoryFeed(Feed):
     """The feed of `autorec serve DIR`: the status file and the index, polled. See the module docstring."""
 
@@ -286,7 +270,17 @@ class DirectoryFeed(Feed):
                 tail = f.read()
         except OSError:
             return None
-        return stop_of_journal_tail(tail)
+        for line in reversed(tail.splitlines()):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a half-written last line, or the cut first one
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("event") != "stop":
+                return None
+            return {k: entry.get(k) for k in ("wall", "time", "reason")}
+        return None
 
     def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Read the status file and any new index lines (blocking: call it in a worker thread)."""

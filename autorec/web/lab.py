@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,26 @@ def nights_of(rows: list[tuple[str, float | None, int, str]]) -> list[NightRow]:
     return sorted(by_day.values(), key=lambda n: n.day, reverse=True)
 
 
+def stop_of_journal_tail(tail: bytes) -> dict[str, Any] | None:
+    """The `stop` line (`wall`, `time`, `reason`) if it is the last whole line of a journal's `tail`
+    (its last bytes, as fetched from the store), else None: running, or nothing read. A cut first or
+    last line is skipped; mistyped fields are None. `DirectoryFeed.last_stop` is the same for a file."""
+    for line in reversed(tail.splitlines()):
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue  # a half-written last line, or the cut first one
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("event") != "stop":
+            return None
+        out = {k: entry.get(k) for k in ("wall", "time")}
+        out = {k: v if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in out.items()}
+        out["reason"] = entry.get("reason") if isinstance(entry.get("reason"), str) else None
+        return out
+    return None
+
+
 def uploaded_rig_name(directory: Path) -> str | None:
     """The rig name this directory uploads as (`rig=NAME` in the keys of `uploads.jsonl`), or None."""
     from autorec.io.storelayout import parse_partitions
@@ -144,7 +165,6 @@ def store_rigs(store: Any) -> tuple[list[Rig], list[str]]:
     from autorec.io.catalogue import store_rows
     from autorec.io.objectstore import StoreError
     from autorec.io.storelayout import file_key, parse_partitions, status_key
-    from autorec.web.feed import stop_of_journal_tail
 
     prefix = store.location.prefix
     names: set[str] = set()
