@@ -325,3 +325,135 @@ class IndexLine:
             dropped=count(entry.get("dropped")) or 0,
             near_miss=entry.get("near_miss") is True,
         )
+
+
+# -- validating readers of the other JSON files --------------------------------
+# (added by the robustness round: every JSON file of the directory is read through one of these; an
+# ill-typed field is a problem, never an exception, and a NaN or infinity never passes as a number)
+
+
+def check_journal_entry(entry: Any) -> dict[str, Any] | str:
+    """A `journal.jsonl` line read back: the entry with a text `event`, a finite `time` and a finite
+    `wall` (dropped when ill-typed: it only orders runs), or a problem."""
+    if not isinstance(entry, dict):
+        return "not a journal entry (not a JSON object)"
+    if not isinstance(entry.get("event"), str):
+        return "not a journal entry (no event name)"
+    t = finite(entry.get("time"))
+    if t is None:
+        return "entry without a time"
+    out = dict(entry)
+    out["time"] = t
+    wall = finite(entry.get("wall"))
+    if wall is None:
+        out.pop("wall", None)
+    else:
+        out["wall"] = wall
+    if "counters" in out and not (
+        isinstance(out["counters"], dict) and all(count(v) is not None for v in out["counters"].values())
+    ):
+        counters = out["counters"]
+        out["counters"] = (
+            {k: v for k, v in counters.items() if count(v) is not None} if isinstance(counters, dict) else {}
+        )
+    return out
+
+
+def check_near_miss(entry: Any) -> dict[str, Any] | str:
+    """A `near-misses.jsonl` line read back: `rule` (text), finite `start`, `end`, `peak`, `threshold`,
+    `peak_time` (`end` and `peak_time` default to `start`), `baseline` (finite, or None: an older
+    autorec's line), or a problem."""
+    if not isinstance(entry, dict):
+        return "not a near-miss (not a JSON object)"
+    start, peak, threshold = finite(entry.get("start")), finite(entry.get("peak")), finite(entry.get("threshold"))
+    rule = entry.get("rule")
+    if start is None or peak is None or threshold is None or not isinstance(rule, str):
+        return "not a near-miss line"
+    end, peak_time = finite(entry.get("end")), finite(entry.get("peak_time"))
+    return {
+        "rule": rule,
+        "start": start,
+        "end": end if end is not None and end >= start else start,
+        "peak": peak,
+        "threshold": threshold,
+        "peak_time": peak_time if peak_time is not None else start,
+        "baseline": finite(entry.get("baseline")),
+    }
+
+
+# The status file's fields (`autorec.services.statusfile.Status`) and what each must hold.
+_STATUS_TYPES: dict[str, str] = {
+    "updated": "number",
+    "connected": "bool",
+    "msg_per_s": "number",
+    "open_segment": "segment",
+    "last_segment": "segment",
+    "disk_free": "count",
+    "disk_total": "count",
+    "disk_below_floor": "bool",
+    "counters": "counters",
+    "alerts": "list",
+    "scores": "scores",
+    "pid": "count",
+}
+
+
+def _segment_info(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    path = value.get("path")
+    rules = value.get("rules")
+    return {
+        "path": path if isinstance(path, str) else None,
+        "start": finite(value.get("start")),
+        "end": finite(value.get("end")),
+        "rules": [r for r in rules if isinstance(r, str)] if isinstance(rules, list) else [],
+        "records": count(value.get("records")) or 0,
+        "bytes": count(value.get("bytes")) or 0,
+    }
+
+
+def _score(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    return {k: finite(value.get(k)) for k in ("time", "score", "threshold", "ratio")}
+
+
+def check_status(data: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """The status file read back: `(status, problems)`; None when it is not a JSON object.
+
+    Known fields of the wrong type are dropped (or, inside a segment or a score, set to None) and
+    named; unknown fields are kept as they are (a later autorec's).
+    """
+    if not isinstance(data, dict):
+        return None, ["not a status file (not a JSON object)"]
+    out = dict(data)
+    problems: list[str] = []
+    for key, kind in _STATUS_TYPES.items():
+        if key not in out or out[key] is None:
+            continue
+        value = out[key]
+        if kind == "number":
+            fixed: Any = finite(value)
+        elif kind == "count":
+            fixed = count(value)
+        elif kind == "bool":
+            fixed = value if isinstance(value, bool) else None
+        elif kind == "segment":
+            fixed = _segment_info(value)
+        elif kind == "counters":
+            fixed = {str(k): v for k, v in value.items() if count(v) is not None} if isinstance(value, dict) else None
+        elif kind == "scores":
+            fixed = (
+                {k: s for k, s in ((k, _score(v)) for k, v in value.items()) if s is not None}
+                if isinstance(value, dict)
+                else None
+            )
+        else:  # list
+            fixed = [a for a in value if isinstance(a, dict)] if isinstance(value, list) else None
+        if fixed is None:
+            problems.append(f"field {key!r} is not {kind if kind != 'segment' else 'a segment'}; ignored")
+            del out[key]
+        else:
+            out[key] = fixed
+    return out, problems

@@ -44,6 +44,7 @@ from autorec.core.budget import Budget, FlapPolicy
 from autorec.core.ruleset import (
     AlertSettings,
     HookSettings,
+    MinFree,
     MqttSettings,
     OutputSettings,
     Rule,
@@ -1071,17 +1072,11 @@ def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _min_free(value: Any) -> tuple[int | None, float | None]:
+    """(`min_free`, `min_free_percent`) of OutputSettings, as written (`MinFree.parse` checks it)."""
     if value is None:
         return None, None
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            percent = float(value.strip()[:-1])
-        except ValueError:
-            raise ValueError(f"expected a percentage like 5%, got {value!r}") from None
-        if not 0 <= percent < 100:
-            raise ValueError(f"a percentage must be between 0 and 100, got {value!r}")
-        return None, percent
-    return parse_size(value), None
+    floor = MinFree.parse(value)
+    return (None, floor.fraction * 100) if floor.fraction else (floor.bytes, None)
 
 
 def _plain_file_name(value: Any) -> str:

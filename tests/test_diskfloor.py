@@ -9,14 +9,14 @@ import pytest
 from autorec import events
 from autorec.core.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
 from autorec.proto import PurpleDropEvent
-from autorec.services.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage, parse_min_free
+from autorec.services.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage
 from autorec.triggers.base import Firing
 
 GB = 10**9
 
 
 def test_default_is_the_larger_of_1gb_and_5_percent():
-    default = parse_min_free(None)
+    default = MinFree.parse(None)
     assert default.floor(10 * GB) == 1 * GB  # 5 % would be 0.5 GB
     assert default.floor(100 * GB) == 5 * GB  # 5 % beats 1 GB
     assert "whichever is larger" in default.describe()
@@ -33,13 +33,13 @@ def test_default_is_the_larger_of_1gb_and_5_percent():
     ],
 )
 def test_parse_sizes_and_percentages(text, total, floor):
-    assert parse_min_free(text).floor(total) == floor
+    assert MinFree.parse(text).floor(total) == floor
 
 
 @pytest.mark.parametrize("bad", ["lots", "120%", "-1%", "x%", "5 parsecs"])
 def test_bad_values_are_value_errors(bad):
     with pytest.raises(ValueError):
-        parse_min_free(bad)
+        MinFree.parse(bad)
 
 
 def test_transitions_fire_once_each_way_with_hysteresis():
@@ -61,7 +61,7 @@ def test_transitions_fire_once_each_way_with_hysteresis():
 
 
 def test_percentage_floor_follows_filesystem_size():
-    floor = DiskFloor(parse_min_free("10%"))
+    floor = DiskFloor(MinFree.parse("10%"))
     assert floor.update(11, 100) is None
     assert floor.update(9, 100).state == "below"
 

@@ -136,3 +136,30 @@ def test_dry_run_prints_the_score_distribution_and_near_misses(night, capsys) ->
     assert "peak" in cam and "p99" in cam and "above threshold" in cam
     assert any(" cam  peak " in line and "fires at 0.0003" in line for line in out.splitlines())
     assert " near-miss(es)" in out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "max_segments_per_hour: 2",  # a budget: tune used to ignore it (20 segments against 3)
+        "max_bytes_per_hour: 3MB",
+        "flap_rate: 6, flap_for: 1min, flap_keep_fps: 1",  # flap control thins and splits
+        "near_miss_clip: true, near_miss: 0.3",  # near-miss clips become segments of their own
+    ],
+)
+def test_the_sweep_is_the_dry_run_with_budgets_flap_control_and_near_miss_clips(night, tmp_path, extra) -> None:
+    """Each lane is a real Pipeline: whatever the rule file asks beyond the threshold, tune agrees
+    with separate `run --replay --dry-run --set` runs."""
+    log, _ = night
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "segments: {pre_roll: 3s, post_roll: 5s}\n"
+        "rules:\n"
+        f"  - {{name: cam, trigger: motion, {extra}}}\n"
+        "  - {name: moved, trigger: movement}\n"
+    )
+    thresholds = [0.0002, 0.0003, 0.0008]
+    rows = sweep(load_rules(rules), "cam", thresholds, FileSource(log), log.stat().st_size)
+    for row in rows:
+        sink = _dry_run(rules, log, f"cam.threshold={row.threshold}")
+        assert (row.segments, row.kept_bytes) == (len(sink.segments), sink.kept_bytes), (extra, row)

@@ -146,9 +146,11 @@ def test_nothing_outside_the_index_is_served(night: Path, tmp_path: Path):
             assert status == 404, (path, status)
             assert b"not yours" not in body and b"root:" not in body
         assert json.loads(srv.get("/api/segments/evil/frames")[1])["frames"] == []
-        # read-only: no other method
+        # read-only: no other method (a change from another site is refused before that: no Origin of ours)
+        origin = {"Origin": srv.base.rstrip("/")}
         for method in ("POST", "PUT", "DELETE", "PATCH"):
-            assert srv.get("/api/status", method=method)[0] == 405
+            assert srv.get("/api/status", method=method)[0] == 403
+            assert srv.get("/api/status", origin, method=method)[0] == 405
     assert secret.read_text() == "not yours"
 
 
@@ -186,7 +188,7 @@ def test_a_stalled_browser_costs_the_recorder_nothing(night: Path):
         host, port = srv.base.split("//")[1].rstrip("/").split(":")
         stalled = socket.create_connection((host, int(port)))
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.sendall(f"GET /api/events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
         wait_until(lambda: len(feed.subscribers) == 1, 10, "the stalled client to subscribe")
         [sub] = feed.subscribers
 

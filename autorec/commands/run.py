@@ -300,6 +300,8 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
             return f"{names} appl{'y' if len(given) > 1 else 'ies'} to live runs and --sim, not --replay"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
+    if args.http_host_names and args.http is None:
+        return "--http-host-name only applies with --http"
     if args.jobs is not None and not args.replay:
         return "--jobs only applies with --replay (a live run analyses frames as they come)"
     return None

@@ -27,11 +27,21 @@ def add_http_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
         default=None,
         help="token every request must carry (?token=...); generated and printed once when HOST is not loopback",
     )
+    p.add_argument(
+        "--http-host-name",
+        dest="http_host_names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests that name the server NAME (its DNS name, a proxy's); other names are "
+        "refused, so a web page cannot reach the UI through DNS rebinding (repeatable)",
+    )
 
 
-def http_settings(args: argparse.Namespace, prog: str) -> tuple[str, int, str | None, bool] | None:
-    """`(host, port, token, token_generated)` from `--http`/`--token`, or None after printing why not
-    (the web extra is missing, or `--http` is not `[HOST:]PORT`): a usage error for the caller."""
+def http_settings(args: argparse.Namespace, prog: str) -> tuple[str, int, str | None, bool, list[str]] | None:
+    """`(host, port, token, token_generated, host_names)` from `--http`/`--token`/`--http-host-name`, or
+    None after printing why not (the web extra is missing, or `--http` is not `[HOST:]PORT`): a usage
+    error for the caller."""
     try:
         from autorec.units import parse_listen
         from autorec.web.server import resolve_token
@@ -43,7 +53,8 @@ def http_settings(args: argparse.Namespace, prog: str) -> tuple[str, int, str | 
     except ValueError as exc:
         print(f"autorec {prog}: --http {exc}", file=sys.stderr)
         return None
-    return (host, port, *resolve_token(host, args.token))
+    names = list(getattr(args, "http_host_names", []) or [])
+    return (host, port, *resolve_token(host, args.token), names)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
     http = http_settings(args, "serve")
     if http is None:
         return 2
-    host, port, token, generated = http
+    host, port, token, generated, names = http
     from autorec.web.feed import DirectoryFeed
     from autorec.web.server import WebUI, describe_url, start_server
 
     async def main(stop: StopRequest) -> None:
         feed = DirectoryFeed(args.directory)
-        ui = WebUI(args.directory, feed, token)
+        ui = WebUI(args.directory, feed, token, host_names=names)
         try:
             runner, base = await start_server(ui, host, port)
         except OSError as exc:

@@ -24,8 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="try a range of thresholds for one rule on a log, in one pass",
         description=(
             "Backtest one rule's threshold: the rule file's triggers run once over the log, and each "
-            "threshold is applied to the rule's recorded scores through the segmenter, as separate "
-            "`run --replay LOG --dry-run --set RULE.OPTION=VALUE` runs would (near-miss clips aside)."
+            "threshold is applied to the rule's recorded scores through a pipeline of its own (budgets, "
+            "flap control and near-miss clips included), as separate "
+            "`run --replay LOG --dry-run --set RULE.OPTION=VALUE` runs would."
         ),
     )
     p.add_argument("rule", help="the rule to tune (its name in the rule file)")

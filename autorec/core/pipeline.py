@@ -205,10 +205,13 @@ class Pipeline:
         telemetry: bool | None = None,
         tick_lag: float = 0.25,
         timelapse: bool = True,
+        engine: Any = None,
     ) -> None:
         self.ruleset = ruleset
         self.offline = offline
-        self.engine = RuleEngine(ruleset)
+        # `engine`: a stand-in with RuleEngine's feed/tick/take_scores/onset_lags (a threshold sweep's
+        # lane, `autorec.core.sweep`); the rule file's own engine by default.
+        self.engine = engine if engine is not None else RuleEngine(ruleset)
         self.segmenter = Segmenter({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self.scores = ScoreTrack()
         self.near_miss_clips = 0  # near-misses that opened or extended a segment (near_miss_clip)

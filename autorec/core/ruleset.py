@@ -16,7 +16,7 @@ from autorec.core.segmenter import SegmentPolicy
 from autorec.core.segmentname import DEFAULT_NAME
 from autorec.outdir import STATUS_NAME
 from autorec.triggers.base import Trigger
-from autorec.units import format_size
+from autorec.units import format_size, parse_size
 
 DEFAULT_MIN_BYTES = 10**9  # the disk floor when the rule file sets none: 1 GB or 5 %, whichever is larger
 DEFAULT_MIN_FRACTION = 0.05
@@ -28,6 +28,22 @@ class MinFree:
 
     bytes: int = DEFAULT_MIN_BYTES
     fraction: float = DEFAULT_MIN_FRACTION
+
+    @classmethod
+    def parse(cls, value: str | int | float | None) -> MinFree:
+        """`output.min_free` as written in a rule file: a size (`2GB`, `500MiB`, bytes as a number) or a
+        percentage of the filesystem (`5%`); None: the default floor. ValueError says what is allowed."""
+        if value is None:
+            return cls()
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                pct = float(value.strip()[:-1].strip())
+            except ValueError:
+                raise ValueError(f"expected a percentage like 5% or a size like 2GB, got {value!r}") from None
+            if not 0 <= pct < 100:
+                raise ValueError(f"a free-space percentage must be between 0% and 100%, got {value!r}")
+            return cls(bytes=0, fraction=pct / 100)
+        return cls(bytes=parse_size(value), fraction=0.0)
 
     @classmethod
     def from_settings(cls, min_free: int | None, min_free_percent: float | None) -> MinFree:

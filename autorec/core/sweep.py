@@ -1,18 +1,15 @@
 """Threshold sweeps: what a range of thresholds would have kept, from one pass over a log.
 
-The expensive part of a backtest is the rules' own work (JPEG decode and frame
-difference for motion); the thresholds only change which scores become
-firings. `sweep()` runs the rule engine once, and for each threshold feeds the
-swept rule's scores to that trigger's `Decider` (see `Trigger.decider`) and
-the resulting firings, with the other rules' firings unchanged, into a
-segmenter of its own: one lane per threshold, each exactly what `run --replay
-LOG --dry-run --set RULE.OPTION=THRESHOLD` would have planned (the message
-handling is `Pipeline.message`'s for a log: held messages until the first
-timestamp, rejected records skipped). Near-miss clips (`near_miss_clip`) are
-not planned in a sweep.
+The expensive part of a backtest is the rules' own work (JPEG decode and frame difference for
+motion); the thresholds only change which scores become firings. `sweep()` runs the rule engine
+once, and gives each threshold a lane: a real `Pipeline` of its own (timeline, budgets, flap
+control, near-miss clips, segmenter) whose engine is a `_LaneEngine` that hands it the shared
+engine's firings of the other rules and, for the swept rule, the firings its trigger's `Decider`
+makes from the recorded scores at that threshold. So a lane is exactly what `run --replay LOG
+--dry-run --set RULE.OPTION=THRESHOLD` plans, budgets and all (tests/test_tune.py compares them).
 
 Sans-I/O apart from the messages it is handed: give it any iterable of
-`autorec.io.source.Message` (a `FileSource`).
+`autorec.core.streamitems.Message` (a `FileSource`).
 """
 
 from __future__ import annotations
@@ -22,15 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autorec import events
 from autorec.core.dryrun import DryRun
 from autorec.core.engine import RuleEngine
-from autorec.core.pipeline import MAX_HELD
 from autorec.core.ruleset import RuleSet
-from autorec.core.segmenter import Segmenter
 from autorec.core.streamitems import Message
-from autorec.core.timeline import Timeline
-from autorec.triggers.base import Decider, Firing, as_firings
+from autorec.triggers.base import Decider, Firing, Score, as_firings
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +42,80 @@ class SweepRow:
     kept_fraction: float  # of the log's bytes (as `run --dry-run` reports it)
 
 
-@dataclass
-class _Lane:
-    threshold: float
-    decider: Decider
-    segmenter: Segmenter
-    sink: DryRun
+class _SharedEngine:
+    """The real rule engine, fed once per record for every lane: the first lane to reach a record
+    computes it, the others take the result (lanes see the same records in the same order)."""
+
+    def __init__(self, ruleset: RuleSet, rule: str, lanes: int) -> None:
+        self.engine = RuleEngine(ruleset)
+        self.rule = rule
+        self.lanes = lanes
+        self._results: dict[int, list[Any]] = {}  # seq -> [others' firings, swept scores, others' scores, left]
+
+    def result(self, seq: int, t: float, event: Any) -> tuple[list[Firing], list[Score], list[Score]]:
+        entry = self._results.get(seq)
+        if entry is None:
+            firings = self.engine.feed(t, event)
+            scores = self.engine.take_scores()
+            mine = [x for x in scores if x.rule == self.rule]
+            entry = [
+                [f for f in firings if f.rule != self.rule],
+                mine,
+                [x for x in scores if x.rule != self.rule] if mine else scores,
+                self.lanes,
+            ]
+            self._results[seq] = entry
+        entry[3] -= 1
+        if entry[3] == 0:
+            del self._results[seq]
+        return entry[0], entry[1], entry[2]
+
+
+class _LaneEngine:
+    """What a lane's `Pipeline` sees as its rule engine (the part of `RuleEngine` it uses)."""
+
+    def __init__(self, shared: _SharedEngine, decider: Decider, threshold: float) -> None:
+        self.shared = shared
+        self.decider = decider
+        self.threshold = threshold
+        self._seq = 0
+        self._scores: list[Score] = []
+        self.disabled: dict[str, str] = {}
+        self.disabled_pending = False
+
+    def feed(self, t: float, event: Any) -> list[Firing]:
+        others, mine, rest = self.shared.result(self._seq, t, event)
+        self._seq += 1
+        if not mine:
+            self._scores = rest
+            return others
+        decided: list[Firing] = []
+        for score in mine:
+            decided += as_firings(self.decider.feed(score))
+        th = self.threshold
+        self._scores = [*rest, *(Score(x.rule, x.time, x.value, th) for x in mine)]
+        return [*others, *decided] if decided else others
+
+    def tick(self, t: float) -> list[Firing]:
+        return []  # a sweep is offline: no ticks
+
+    def take_scores(self) -> list[Score]:
+        out, self._scores = self._scores, []
+        return out
+
+    def take_newly_disabled(self) -> list[str]:
+        return []
+
+    def onset_lags(self) -> dict[str, float]:
+        return self.shared.engine.onset_lags()
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return self.shared.engine.errors
+
+    @property
+    def triggers(self) -> dict[str, Any]:
+        return self.shared.engine.triggers
 
 
 def sweep_option(ruleset: RuleSet, rule: str) -> str:
@@ -79,64 +140,38 @@ def sweep(
 ) -> list[SweepRow]:
     """One pass over `messages`; a `SweepRow` per threshold. `log_bytes` for the kept fraction
     (default: the payload bytes seen, with their 4-byte headers)."""
+    from autorec.core.pipeline import Pipeline, SegmentActions
+
     sweep_option(ruleset, rule)
-    engine = RuleEngine(ruleset)
-    trigger = engine.triggers[rule]
-    policies = {r.name: r.segments for r in ruleset.rules}
-    lags = engine.onset_lags()
-    lanes = []
+    shared = _SharedEngine(ruleset, rule, len(thresholds))
+    trigger = shared.engine.triggers[rule]
+    lanes: list[tuple[float, Pipeline, DryRun]] = []
     for th in thresholds:
         decider = trigger.decider(th)
         if decider is None:
             raise SweepError(f"rule {rule}: threshold {th} is not possible with its other options")
-        seg = Segmenter(policies, ruleset.segments)
-        seg.set_onset_lags(lags)
-        lanes.append(_Lane(th, decider, seg, DryRun()))
-    timeline: Timeline[tuple[bytes, str, Any]] = Timeline(max_held=MAX_HELD)
+        lane = Pipeline(
+            ruleset, offline=True, telemetry=False, timelapse=False, engine=_LaneEngine(shared, decider, th)
+        )
+        lanes.append((th, lane, DryRun()))
     seen_bytes = 0
-    last_t: float | None = None
 
-    # Bound methods looked up once: this loop runs (lanes x messages) times.
-    steps = [(lane.decider.feed, lane.segmenter.feed, lane.sink.submit) for lane in lanes]
-
-    def process(t: float, payload: bytes, kind: str, event: Any) -> None:
-        firings = engine.feed(t, event)
-        scores = engine.take_scores()
-        if scores:
-            scores = [s for s in scores if s.rule == rule]
-        others = [f for f in firings if f.rule != rule] if firings else firings
-        for decide, feed, submit in steps:
-            fs = others
-            if scores:
-                mine: list[Firing] = []
-                for s in scores:
-                    mine += as_firings(decide(s))
-                if mine:
-                    fs = others + mine
-            actions = feed(t, payload, kind, fs)
-            if actions:
-                submit(actions)
+    def deliver(outputs: list[Any], sink: DryRun) -> None:
+        for out in outputs:
+            if type(out) is SegmentActions:
+                sink.submit(out.actions)
 
     for msg in messages:
         seen_bytes += 4 + len(msg.payload)
         decoded = msg.decoded()
-        if decoded is None:
-            continue
-        event, kind = decoded
-        # the timeline holds records it cannot date yet (no clock, a possible clock step) and releases them
-        for t, (payload, item_kind, item_event) in timeline.push(
-            events.timestamp(event), None, (msg.payload, kind, event)
-        ):
-            process(t, payload, item_kind, item_event)
-            last_t = t
-    for t, (payload, item_kind, item_event) in timeline.flush():
-        process(t, payload, item_kind, item_event)
-        last_t = t
+        if decoded is not None and msg.event is None:  # decoded once here, not once per lane
+            msg = Message(msg.payload, msg.received, msg.monotonic, decoded[1], msg.rejected, decoded[0])
+        for _th, lane, sink in lanes:
+            deliver(lane.message(msg), sink)
     total = log_bytes if log_bytes is not None else seen_bytes
     rows = []
-    for lane in lanes:
-        if last_t is not None:
-            lane.sink.submit(lane.segmenter.close(last_t, "end_of_log"))
-        kept = lane.sink.kept_bytes
-        rows.append(SweepRow(lane.threshold, len(lane.sink.segments), kept, kept / total if total else 0.0))
+    for th, lane, sink in lanes:
+        deliver(lane.finish("end_of_log"), sink)
+        kept = sink.kept_bytes
+        rows.append(SweepRow(th, len(sink.segments), kept, kept / total if total else 0.0))
     return rows

@@ -12,9 +12,18 @@ Contracts:
   `path` is untouched.
 - `write_json(path, data, fsync)` is `replace_file` with `data` as indented
   JSON and a final newline (the sidecar format).
+- `append_bytes(path, data, fsync, line_end)` is the one way autorec appends
+  to a file (the index, the journal, the near-misses, the score track's gzip
+  members; the daily logs' `LogWriter` opens the same way): opened through
+  `open_nofollow`, and if the write fails (ENOSPC) the file is cut back to
+  its old size, so no half record or half gzip member remains, and the error
+  is raised. With `line_end`, a file that does not end in a newline (a line
+  cut by a crash) gets one first, so the new line is never glued to the
+  damaged one.
 - `append_json_line(path, entry, fsync)` appends one compact JSON line (the
-  `index.jsonl` format); if the write fails (ENOSPC) the file is cut back to
-  its old size, so no half line remains, and the error is raised.
+  `index.jsonl` format) through `append_bytes`.
+- JSON is written with `finite_json`: a NaN or an infinity (which JSON does
+  not have, and other readers reject) becomes `null`.
 - `partial_file(path, fsync)` is for outputs written piece by piece (exports):
   a context manager giving a binary file open on a fresh `PATH.partial`
   (`O_EXCL`, no link followed), renamed to `path` when the block ends normally
@@ -30,8 +39,10 @@ Contracts:
 - Nothing is ever written through a symbolic link: a link planted in the
   output directory must not make autorec truncate or append to its target.
   `open_nofollow(path, flags)` opens without following a final link and
-  raises `SymlinkRefused` (an OSError naming the path) for one; every file
-  autorec creates or appends to is opened through it. The temporary file of
+  raises `SymlinkRefused` (an OSError naming the path) for one; anything but a
+  regular file (a FIFO, a device, a directory planted under the name) is
+  refused too (`NotRegularFile`), without blocking: a FIFO is opened with
+  O_NONBLOCK. Every file autorec creates or appends to is opened through it. The temporary file of
   `replace_file` is created fresh (`O_EXCL`, a stale one unlinked first), and
   the rename replaces a link at `path` itself, never its target.
 """
@@ -40,8 +51,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
+import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,17 +70,54 @@ class SymlinkRefused(OSError):
         return f"{self.filename}: {self.strerror}"
 
 
+class NotRegularFile(OSError):
+    """autorec was about to write to something that is not a regular file (a FIFO, a device)."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
 def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
-    """`os.open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode)`; a link at `path` raises `SymlinkRefused`."""
+    """`os.open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode)` of a regular file; a link at `path` raises
+    `SymlinkRefused`, anything else but a regular file `NotRegularFile` (a FIFO never blocks the open)."""
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader, opened for writing without blocking
+            raise NotRegularFile(errno.ENXIO, "is not a regular file: autorec only writes files", str(path)) from None
         # ELOOP is what O_NOFOLLOW gives for a link; EEXIST with O_EXCL may be a link too.
         if exc.errno in (errno.ELOOP, errno.EEXIST, errno.EMLINK) and os.path.islink(path):
             raise SymlinkRefused(
                 errno.ELOOP, "is a symbolic link: autorec never writes through links (remove it)", str(path)
             ) from None
         raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "is not a regular file: autorec only writes files", str(path))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinity (at any depth of dicts, lists and tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def dumps(data: Any, **kwargs: Any) -> str:
+    """`json.dumps` that never writes NaN or Infinity (see `finite_json`)."""
+    try:
+        return json.dumps(data, allow_nan=False, **kwargs)
+    except ValueError:
+        return json.dumps(finite_json(data), allow_nan=False, **kwargs)
 
 
 def replace_file(path: str | os.PathLike[str], data: bytes, fsync: bool = False) -> None:
@@ -76,16 +127,18 @@ def replace_file(path: str | os.PathLike[str], data: bytes, fsync: bool = False)
 
 
 def write_json(path: str | os.PathLike[str], data: Any, fsync: bool = False) -> None:
-    replace_file(path, (json.dumps(data, indent=1) + "\n").encode(), fsync)
+    replace_file(path, (dumps(data, indent=1) + "\n").encode(), fsync)
 
 
-def append_json_line(path: str | os.PathLike[str], entry: Any, fsync: bool = True) -> None:
-    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+def append_bytes(path: str | os.PathLike[str], data: bytes, fsync: bool = False, line_end: bool = False) -> int:
+    """Append `data` whole or not at all (see the module docstring); returns the bytes written."""
+    fd = open_nofollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # read: the last byte, for `line_end`
     try:
         size = os.fstat(fd).st_size
+        if line_end and size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
         try:
-            view = memoryview(line)
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             if fsync:
@@ -96,6 +149,21 @@ def append_json_line(path: str | os.PathLike[str], entry: Any, fsync: bool = Tru
             raise
     finally:
         os.close(fd)
+    return len(data)
+
+
+def append_json_line(path: str | os.PathLike[str], entry: Any, fsync: bool = True) -> None:
+    append_bytes(path, (dumps(entry, separators=(",", ":")) + "\n").encode(), fsync, line_end=True)
+
+
+def same_file(path: str | os.PathLike[str], fd: int) -> bool:
+    """Whether `path` still names the file open as `fd` (not deleted, not replaced by another file)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev)
 
 
 PARTIAL_SUFFIX = OPEN_SUFFIX  # autorec.outdir: what a file is named while it is written

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from autorec import events
-from autorec.io.atomicfile import open_nofollow
+from autorec.io.atomicfile import open_nofollow, same_file
 from autorec.proto import PurpleDropEvent
 
 HEADER = struct.Struct("<I")
@@ -246,6 +246,19 @@ class LogWriter:
         self.records += self._buffered_records
         self.bytes = self._committed
         self._reset_buffer(view)
+
+    def still_named(self) -> bool:
+        """Whether the path still names the file this writer writes (not deleted or replaced meanwhile)."""
+        return self._fd is not None and same_file(self.path, self._fd)
+
+    def reopened(self) -> LogWriter:
+        """A writer appending to whatever the path names now (a new file if it was deleted), taking over
+        this writer's buffered records; this one is closed without writing them."""
+        new = LogWriter(self.path, mode="append", buffer_bytes=self._buffer_bytes, fsync_on_close=self._fsync_on_close)
+        new._buf, new._buffered_records = self._buf, self._buffered_records
+        self._buf, self._buffered_records = bytearray(), 0
+        self.close()
+        return new
 
     def _reset_buffer(self, view: memoryview) -> None:
         view.release()

@@ -13,28 +13,74 @@ Files in the output directory, beside the telemetry log:
 
 Contract: `score_rows(rows)` and `near_misses(items)` are called from the
 pipeline's thread and only queue (never block on the disk); a background
-thread writes. Errors (a full disk) are counted in `errors`, logged once per
-distinct message, and never raise. `close()` writes what is queued and stops.
+thread writes. Errors (a full disk) are counted in `errors`, logged at most
+once a minute (with the count), and never raise. `close()` writes what is
+queued and stops.
+
+Both files are appended through `autorec.io.atomicfile.append_bytes` (never
+through a planted link, never into a FIFO; a member or line cut short by a
+full disk is cut back). Before the first member a run appends to a day's
+score track, the file is checked: a tail that is not a whole gzip member (a
+crash mid-write, a disk that filled before this check existed) is cut off, so
+gzip readers read every member before it and the ones after. A row whose
+score is not a finite number is not written (`rows_skipped`).
+
+Near-misses are thinned: at most `near_miss_per_hour` per rule and UTC hour
+are written, the rest counted in `near_misses_thinned` (a threshold set just
+above the noise must not fill the disk or the report).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import gzip
-import json
 import logging
+import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from autorec.core.scores import NearMiss, ScoreRow
+from autorec.io.atomicfile import append_bytes, dumps, open_nofollow
+from autorec.io.boundedread import open_regular
 from autorec.outdir import NEAR_MISSES_NAME, SCORES_PREFIX, SCORES_SUFFIX, daily_name
 
 log = logging.getLogger(__name__)
 
 HEADER = "time,rule,score,threshold\n"
+NEAR_MISS_PER_HOUR = 60
+LOG_EVERY = 60.0  # seconds between two log lines about failing writes
+
+
+def whole_members_length(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """`(length of the leading whole gzip members, file size)` of a score track (read in chunks)."""
+    import zlib
+
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        whole = offset = 0
+        d = zlib.decompressobj(wbits=31)
+        while True:
+            chunk = f.read(1 << 16)
+            if not chunk:
+                return whole, size
+            while chunk:
+                try:
+                    d.decompress(chunk)
+                except zlib.error:
+                    return whole, size
+                if d.eof:
+                    rest = d.unused_data
+                    offset += len(chunk) - len(rest)
+                    whole = offset
+                    d = zlib.decompressobj(wbits=31)
+                    chunk = rest
+                else:
+                    offset += len(chunk)
+                    chunk = b""
 
 
 def scores_name(second: float) -> str:
@@ -52,6 +98,13 @@ class ScoreLog:
         self.near_misses_written = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.rows_skipped = 0
+        self.near_miss_per_hour = NEAR_MISS_PER_HOUR
+        self.near_misses_thinned = 0
+        self.tails_cut = 0
+        self._per_hour: dict[tuple[str, int], int] = {}
+        self._checked: set[str] = set()  # score tracks whose tail this run has checked
+        self._logged_at: float | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, list[str]] = {}  # file name -> CSV lines not yet written
         self._thread = threading.Thread(target=self._run, name="autorec-scorelog", daemon=True)
@@ -86,6 +139,9 @@ class ScoreLog:
                 return
             if kind == "rows":
                 for r in items:
+                    if not (math.isfinite(r.max) and math.isfinite(r.threshold) and math.isfinite(r.second)):
+                        self.rows_skipped += 1  # nothing writes NaN or infinity into the track
+                        continue
                     line = f"{r.second},{r.rule},{r.max:.4g},{r.threshold:.6g}\n"
                     self._pending.setdefault(scores_name(r.second), []).append(line)
             elif kind == "near":
@@ -99,27 +155,58 @@ class ScoreLog:
             path = self.directory / name
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
+                if name not in self._checked:
+                    self._cut_damaged_tail(path)
+                    self._checked.add(name)
                 new = not path.exists() or path.stat().st_size == 0
                 member = gzip.compress(((HEADER if new else "") + "".join(lines)).encode(), mtime=0)
-                with open(path, "ab") as f:
-                    f.write(member)
+                append_bytes(path, member)  # a member cut short by a full disk is cut back
                 self.rows_written += len(lines)
             except OSError as exc:
                 self._failed(f"score track {path}: {exc.strerror or exc}")
 
     def _write_near(self, items: list[NearMiss]) -> None:
         path = self.directory / NEAR_MISSES_NAME
+        lines = []
+        for nm in items:
+            hour = int(nm.start // 3600) if math.isfinite(nm.start) else -1
+            seen = self._per_hour.get((nm.rule, hour), 0)
+            if seen >= self.near_miss_per_hour:
+                self.near_misses_thinned += 1
+                continue
+            self._per_hour[(nm.rule, hour)] = seen + 1
+            lines.append(dumps(nm.as_dict(), separators=(",", ":")) + "\n")
+        if len(self._per_hour) > 10_000:  # hours long gone: the counts of the current ones are what matter
+            self._per_hour.clear()
+        if not lines:
+            return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                for nm in items:
-                    f.write(json.dumps(nm.as_dict(), separators=(",", ":")) + "\n")
-            self.near_misses_written += len(items)
+            append_bytes(path, "".join(lines).encode(), line_end=True)
+            self.near_misses_written += len(lines)
         except OSError as exc:
             self._failed(f"near-misses {path}: {exc.strerror or exc}")
 
+    def _cut_damaged_tail(self, path: Path) -> None:
+        """Cut a score track back to its last whole gzip member (see the module docstring)."""
+        try:
+            whole, size = whole_members_length(path)
+        except FileNotFoundError:
+            return
+        if whole == size:
+            return
+        fd = open_nofollow(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, whole)
+        finally:
+            os.close(fd)
+        self.tails_cut += 1
+        log.warning("score track %s: cut %d bytes of a damaged last gzip member before appending", path, size - whole)
+
     def _failed(self, message: str) -> None:
         self.errors += 1
-        if message != self.last_error:
-            log.warning("%s", message)
         self.last_error = message
+        now = time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.warning("%s (%d write error(s) so far; repeats logged at most once a minute)", message, self.errors)

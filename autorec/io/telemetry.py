@@ -14,6 +14,11 @@ Contract (used from the writer's thread only):
   `last_error` keeps the message, and the next write tries again. The first
   error is logged, then at most one line a minute while errors go on (with
   the count lost so far), never one per record.
+- A day's file deleted or replaced while it is written (by a user, a cleanup
+  script) is noticed at the next `flush()` after at least `CHECK_EVERY`
+  seconds (the path's inode against the open file's): the track goes on in
+  a new file under the day's name, with the records not yet flushed, rather
+  than into a deleted file for the rest of the day.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = TELEMETRY_PREFIX
 LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
+CHECK_EVERY = 1.0  # seconds between two checks that the day's file is still the one written
 
 
 def telemetry_name(time: float, prefix: str = PREFIX) -> str:
@@ -60,6 +66,8 @@ class TelemetryLog:
         self.errors = 0
         self.last_error: str | None = None
         self._logged_at: float | None = None  # monotonic time of the last error log line
+        self._checked_at = _time.monotonic()
+        self.reopened = 0  # how often the day's file was found deleted or replaced, and started again
 
     @property
     def path(self) -> Path | None:
@@ -86,6 +94,26 @@ class TelemetryLog:
     def flush(self) -> None:
         if self._writer is None:
             return
+        now = _time.monotonic()
+        if now - self._checked_at >= CHECK_EVERY:
+            self._checked_at = now
+            try:
+                if not self._writer.still_named():
+                    log.warning(
+                        "%s was deleted or replaced while being written: going on in a new file of that name",
+                        self._writer.path,
+                    )
+                    self._writer = self._writer.reopened()
+                    self.reopened += 1
+            except Exception as exc:  # the new file cannot be made: counted like any write error; retried
+                self._failed(exc, 0)
+                old, self._writer, self._name = self._writer, None, None
+                if old is not None and not old.closed:
+                    try:
+                        old.close()
+                    except OSError:
+                        pass
+                return
         try:
             self._writer.flush()
         except LogWriteError as exc:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time as _time
 from collections import deque
@@ -75,6 +76,7 @@ from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger(__name__)
 
+ERROR_LOG_EVERY = 60.0  # seconds between two log lines about one kind of write error
 MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
 
 
@@ -201,6 +203,7 @@ class SegmentWriter:
         self.observers: list[SegmentObserver] = list(observers)
         self.index_lock = threading.Lock()
         self.stats = WriterStats()
+        self._error_log: dict[str, tuple[float, int]] = {}  # kind of error -> (logged at, repeats since)
         self._telemetry = TelemetryLog(self.directory, fsync_on_close=fsync) if telemetry else None
         self._timelapse = (
             TelemetryLog(self.directory, fsync_on_close=fsync, prefix=TIMELAPSE_PREFIX) if timelapse else None
@@ -627,8 +630,20 @@ class SegmentWriter:
                 log.exception("writer: observer %s.%s failed", type(obs).__name__, method)
 
     def _error(self, message: str) -> None:
+        """Count an error; log it, but one kind of error (the message with its numbers left out) at most once
+        a minute: a disk that stays full is one line a minute with the count, not one per flush."""
         self.stats.errors += 1
-        log.error("writer: %s", message)
+        kind = re.sub(r"\d+", "#", message)
+        now = _time.monotonic()
+        last, repeats = self._error_log.get(kind, (None, 0))
+        if last is not None and now - last < ERROR_LOG_EVERY:
+            self._error_log[kind] = (last, repeats + 1)
+            return
+        if len(self._error_log) > 256:
+            self._error_log.clear()
+        self._error_log[kind] = (now, 0)
+        more = f" ({repeats} more like it in the last minute)" if repeats else ""
+        log.error("writer: %s%s", message, more)
 
     def _shutdown(self) -> None:
         if self._current is not None:

@@ -158,7 +158,7 @@ def frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float,
     from autorec.io.logfile import DEFAULT_MAX_RECORD, HEADER
 
     frames: list[tuple[float, int, int]] = []
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink planted in the directory is not read
+    fd = _open_log(path)  # a symlink planted in the directory is not read, a FIFO never blocks
     try:
         size = os.fstat(fd).st_size
         offset = 0
@@ -180,10 +180,21 @@ def frame_index(path: str | os.PathLike[str], strip: Strip) -> list[tuple[float,
     return frames
 
 
+def _open_log(path: str | os.PathLike[str]) -> int:
+    """A read descriptor of a regular file (no link followed, a FIFO or device refused without blocking)."""
+    from autorec.io.boundedread import open_regular
+
+    f = open_regular(path)
+    try:
+        return os.dup(f.fileno())
+    finally:
+        f.close()
+
+
 def read_frame(path: str | os.PathLike[str], offset: int, length: int) -> bytes | None:
     """The JPEG of the camera-frame record at `offset` (`length` payload bytes, as `frame_index` gives),
     read without following a symlink; None if the record does not decode. OSError if the file cannot be read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = _open_log(path)
     try:
         payload = os.pread(fd, length, offset + 4)
     finally:

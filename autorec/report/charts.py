@@ -92,7 +92,10 @@ def _near_miss_text(n: NearMiss) -> str:
 def local_time_axis(p, at: float | None) -> None:
     """Label `p`'s datetime x axis in this computer's local time at epoch `at` (None: now), the one time
     style (see `_LOCAL_TICKS`)."""
-    offset = _time.localtime(at if at is not None and math.isfinite(at) else None).tm_gmtoff
+    try:
+        offset = _time.localtime(at if at is not None and math.isfinite(at) else None).tm_gmtoff
+    except (OverflowError, OSError, ValueError):  # a damaged time beyond the platform's time_t: now's offset
+        offset = _time.localtime().tm_gmtoff
     p.xaxis.formatter = CustomJSTickFormatter(code=_LOCAL_TICKS, args={"offset": 1000 * offset})
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from autorec import events
 from autorec.core.state import covered_from_scan
+from autorec.io.boundedread import open_regular
 from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
 
@@ -173,7 +174,7 @@ def _update(index: ElectrodeIndex, paths: Sequence[str | os.PathLike[str]]) -> N
     for path in sorted(paths, key=os.fspath):
         name = os.fspath(path)
         try:
-            f = open(path, "rb", buffering=1 << 20)
+            f = open_regular(path)  # a FIFO planted under a day's name is a problem, never a blocked worker
         except OSError as exc:
             index.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
             continue

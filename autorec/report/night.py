@@ -11,8 +11,9 @@ anything and without ever raising for bad content:
   (`*.bin.partial`: a run still going, or a crash not yet recovered).
 
 Whatever is damaged or missing becomes a line in `Night.problems` (file and
-line where there is one) and the rest is still read: a corrupt index line
-is skipped, a segment whose log is missing is listed with `exists=False`, a
+line where there is one; a bounded `autorec.io.boundedread.Problems`: the
+first lines of each file and a count of the rest) and the rest is still read:
+a corrupt index line is skipped, a segment whose log is missing is listed with `exists=False`, a
 sidecar that is missing, corrupt, or from a newer autorec leaves the index
 line's summary in place. `since`/`until` (epoch seconds) keep the segments
 that overlap that span, and the journal entries inside it.
@@ -34,6 +35,7 @@ from typing import Any
 
 from autorec.core.scores import NearMiss
 from autorec.dates import local_strftime, utc_strftime
+from autorec.io.boundedread import Problems, bounded_lines, open_regular, read_capped
 from autorec.outdir import (
     INDEX_NAME,
     JOURNAL_NAME,
@@ -43,7 +45,10 @@ from autorec.outdir import (
     TIMELAPSE_PREFIX,
     VIDEO_SUFFIXES,
     IndexLine,
+    check_journal_entry,
+    check_near_miss,
     check_sidecar,
+    check_status,
     finite,
     is_daily_log,
 )
@@ -162,7 +167,7 @@ class Night:
     telemetry: list[Path] = field(default_factory=list)
     timelapse: list[Path] = field(default_factory=list)  # timelapse-YYYYMMDD.bin, one frame every 30 s
     partials: list[Path] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=Problems)
     since: float | None = None
     until: float | None = None
 
@@ -304,15 +309,9 @@ class Night:
 
 
 def _read_json_file(path: Path, limit: int) -> tuple[Any, str | None]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        return None, "missing"
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes, not read"
+    data, error = read_capped(path, limit)
+    if data is None:
+        return None, error
     try:
         return json.loads(data), None
     except ValueError as exc:
@@ -342,6 +341,10 @@ def _segment_from_line(directory: Path, entry: dict[str, Any], line: int) -> Seg
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number autorec writes")
+
+
 def json_lines(path: Path, what: str, problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for each line of a JSON-lines file that holds a JSON object.
 
@@ -349,22 +352,22 @@ def json_lines(path: Path, what: str, problems: list[str]) -> Iterator[tuple[int
     expected kind, e.g. "an index entry") is a `FILE:LINE: ...; skipped` line in `problems`. A
     missing file yields nothing; one that cannot be read is one problem."""
     try:
-        f = open(path, "rb")
+        f = open_regular(path)
     except FileNotFoundError:
         return
     except OSError as exc:
         problems.append(f"{path}: cannot read: {exc.strerror or exc}")
         return
     with f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
+        for number, raw in bounded_lines(f, MAX_LINE):
+            if raw is None:
+                problems.append(f"{path}:{number}: line longer than {MAX_LINE} bytes skipped")
                 continue
-            if len(raw) > MAX_LINE:
-                problems.append(f"{path}:{number}: line of {len(raw)} bytes skipped")
+            if not raw.strip(b" \t\r\n\0"):
                 continue
             try:
-                entry = json.loads(raw)
-            except ValueError:
+                entry = json.loads(raw, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
                 problems.append(f"{path}:{number}: not a JSON line (a damaged or cut-off write); skipped")
                 continue
             if not isinstance(entry, dict):
@@ -377,7 +380,7 @@ def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
     """The segments listed in `directory/index.jsonl`, and the problems of its lines."""
     index = directory / INDEX_NAME
     segments: list[Segment] = []
-    problems: list[str] = []
+    problems: list[str] = Problems()
     for number, entry in json_lines(index, "an index entry", problems):
         seg = _segment_from_line(directory, entry, number)
         if isinstance(seg, str):
@@ -390,12 +393,11 @@ def read_index(directory: Path) -> tuple[list[Segment], list[str]]:
 def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The journal's entries (dicts with at least `event` and a numeric `time`) and its problems."""
     entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for number, entry in json_lines(path, "a journal entry", problems):
-        if not isinstance(entry.get("event"), str):
-            problems.append(f"{path}:{number}: not a journal entry; skipped")
-        elif _number(entry.get("time")) is None:
-            problems.append(f"{path}:{number}: entry without a time; skipped")
+    problems: list[str] = Problems()
+    for number, raw in json_lines(path, "a journal entry", problems):
+        entry = check_journal_entry(raw)  # typed: a finite time, a text event, finite wall and counters
+        if isinstance(entry, str):
+            problems.append(f"{path}:{number}: {entry}; skipped")
         else:
             entries.append(entry)
     return entries, problems
@@ -404,25 +406,12 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 def read_near_misses(path: Path, problems: list[str]) -> list[NearMiss]:
     """The near-misses of `near-misses.jsonl` (see `autorec.io.scorelog`); bad lines go to `problems`."""
     out: list[NearMiss] = []
-    for number, e in json_lines(path, "a near-miss", problems):
-        start, end = _number(e.get("start")), _number(e.get("end"))
-        peak, threshold = _number(e.get("peak")), _number(e.get("threshold"))
-        if start is None or peak is None or threshold is None:
-            problems.append(f"{path}:{number}: not a near-miss line; skipped")
+    for number, raw in json_lines(path, "a near-miss", problems):
+        e = check_near_miss(raw)
+        if isinstance(e, str):
+            problems.append(f"{path}:{number}: {e}; skipped")
             continue
-        peak_time = _number(e.get("peak_time"))
-        baseline = _number(e.get("baseline"))
-        out.append(
-            NearMiss(
-                str(e.get("rule", "?")),
-                start,
-                end if end is not None else start,
-                peak,
-                threshold,
-                peak_time if peak_time is not None else start,
-                baseline,
-            )
-        )
+        out.append(NearMiss(e["rule"], e["start"], e["end"], e["peak"], e["threshold"], e["peak_time"], e["baseline"]))
     return out
 
 
@@ -440,8 +429,23 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return sidecar, "; ".join(problems) if problems else None
 
 
-def _load_sidecar(seg: Segment, problems: list[str]) -> None:
-    data, error = read_sidecar(seg.sidecar_path)
+def _load_sidecar(seg: Segment, problems: list[str], cache: dict | None = None) -> None:
+    key = None
+    if cache is not None:  # `serve`: a sidecar is read again only when it changed (inode, size, mtime)
+        try:
+            st = os.stat(seg.sidecar_path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        hit = cache.get(seg.sidecar_path)
+        if key is not None and hit is not None and hit[0] == key:
+            data, error = hit[1]
+        else:
+            data, error = read_sidecar(seg.sidecar_path)
+            if key is not None:
+                cache[seg.sidecar_path] = (key, (data, error))
+    else:
+        data, error = read_sidecar(seg.sidecar_path)
     if data is None:
         problems.append(f"{seg.sidecar_path}: {error}; the index line's summary is used")
         return
@@ -450,8 +454,17 @@ def _load_sidecar(seg: Segment, problems: list[str]) -> None:
     seg.sidecar = data
 
 
-def load_night(directory: str | os.PathLike[str], since: float | None = None, until: float | None = None) -> Night:
-    """Read an output directory. Never raises for bad content; a directory that cannot be listed is a problem."""
+def load_night(
+    directory: str | os.PathLike[str],
+    since: float | None = None,
+    until: float | None = None,
+    sidecar_cache: dict | None = None,
+) -> Night:
+    """Read an output directory. Never raises for bad content; a directory that cannot be listed is a problem.
+
+    `sidecar_cache` (a dict the caller keeps between calls: `serve`) spares reading sidecars that did not
+    change since the last call.
+    """
     directory = Path(directory)
     night = Night(directory=directory, since=since, until=until)
     try:
@@ -474,7 +487,7 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
         seg.exists = seg.path.is_file()
         if not seg.exists:
             night.problems.append(f"{seg.path}: segment file missing (deleted or moved?)")
-        _load_sidecar(seg, night.problems)
+        _load_sidecar(seg, night.problems, sidecar_cache)
         seg.videos = [p for p in (seg.path.with_suffix(sfx) for sfx in VIDEO_SUFFIXES) if p.is_file()]
         night.segments.append(seg)
     night.segments.sort(key=lambda s: (s.start, s.name))
@@ -484,10 +497,11 @@ def load_night(directory: str | os.PathLike[str], since: float | None = None, un
         e for e in entries if (since is None or e["time"] >= since) and (until is None or e["time"] <= until)
     ]
     night.journal.sort(key=lambda e: (e.get("wall", e["time"]), e["time"]))
-    status, error = _read_json_file(directory / STATUS_NAME, 1 << 20)
-    if error is None and isinstance(status, dict):
-        night.status = status
-    elif error not in (None, "missing"):
+    data, error = _read_json_file(directory / STATUS_NAME, 1 << 20)
+    if error is None:
+        night.status, found = check_status(data)
+        night.problems += [f"{directory / STATUS_NAME}: {p}" for p in found]
+    elif error != "missing":
         night.problems.append(f"{directory / STATUS_NAME}: {error}")
     night.telemetry = [directory / n for n in names if is_daily_log(n) and n.startswith(TELEMETRY_PREFIX)]
     night.timelapse = [directory / n for n in names if is_daily_log(n) and n.startswith(TIMELAPSE_PREFIX)]

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import json
 import logging
 import os
 import shlex
 import time as _time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from autorec import __version__
 from autorec.io.atomicfile import replace_file
 from autorec.outdir import NEAR_MISSES_NAME, is_score_track
 from autorec.readable import clock, evidence_text, local_time, time_html, utc_beside
+from autorec.report import markup
 from autorec.report.night import (
     Night,
     Segment,
@@ -69,8 +70,7 @@ class Report:
     summary: NightSummary | None = None
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+_e = markup.text  # the one escaping path (autorec.report.markup)
 
 
 def _when(t: float | None) -> str:
@@ -421,13 +421,13 @@ _TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="autorec {{ version }}">
-<title>{{ title }}</title>
+<title>{{ page_title }}</title>
 <style>{{ css }}</style>
 {{ bokeh_css }}
 {{ bokeh_js }}
 </head>
 <body>
-<h1>{{ title }}</h1>
+<h1>{{ page_title }}</h1>
 <div class=sub>{{ subtitle }}</div>
 <h2 id=summary>Summary</h2>
 {{ summary }}
@@ -452,10 +452,19 @@ def file_links(link_base: Path):
         out = []
         for p in [seg.path, seg.sidecar_path, *seg.videos]:
             if p.exists():
-                out.append(f'<a href="{_e(os.path.relpath(p, link_base))}">{_e(p.name)}</a>')
+                out.append(f'<a href="{_e(urllib.parse.quote(os.path.relpath(p, link_base)))}">{_e(p.name)}</a>')
         return out
 
     return links
+
+
+MAX_SCORE_PLOTS = 12
+
+
+def _peak_ratio(track: tuple[list[float], list[float], float | None]) -> float:
+    _, values, threshold = track
+    peak = max(values, default=0.0)
+    return peak / threshold if threshold else peak
 
 
 def render_report(
@@ -512,6 +521,12 @@ def render_report(
         until,
     )
     problems += score_problems
+    if len(scores) > MAX_SCORE_PLOTS:  # one figure each: a damaged track's hundreds of names would take minutes
+        ranked = sorted(scores, key=lambda r: -_peak_ratio(scores[r]))
+        problems.append(
+            f"score track: {len(scores)} rules; the {MAX_SCORE_PLOTS} that came closest to their threshold are plotted"
+        )
+        scores = {r: scores[r] for r in ranked[:MAX_SCORE_PLOTS]}
     charts = [
         timeline_figure(night, x_range, near),
         *telemetry_figures(sensors, x_range),
@@ -577,6 +592,7 @@ def render_report(
         title=title,
         template=Template(_TEMPLATE),
         template_variables={
+            "page_title": _e(title),
             "css": _CSS,
             "summary": _summary_html(summary, night),
             "cards": "\n".join(cards),

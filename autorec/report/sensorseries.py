@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from autorec import events
+from autorec.io.boundedread import Problems, open_regular
 from autorec.io.logfile import DEFAULT_MAX_RECORD, HEADER
 from autorec.proto import PurpleDropEvent
 
@@ -57,7 +58,7 @@ class SensorData:
     series: list[Series] = field(default_factory=list)
     records: int = 0  # telemetry records read
     skipped: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=Problems)
 
     def group(self, name: str) -> list[Series]:
         return [s for s in self.series if s.group == name]
@@ -97,7 +98,7 @@ def _records(path: str | os.PathLike[str], data: SensorData, wanted: set[int]) -
     Only wanted payloads are copied out. Stops at a cut-off record or an absurd length prefix, as
     `LogReader` does, and names it in `data.problems`.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO planted under a day's name is a problem, never a hang
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return
@@ -121,6 +122,8 @@ def _records(path: str | os.PathLike[str], data: SensorData, wanted: set[int]) -
             if offset != size:
                 data.problems.append(f"{path}: ends in a cut-off record at offset {offset}")
 
+
+MAX_COLUMNS = 64  # values of one record plotted as separate lines (temperatures, capacitance groups)
 
 _SERIES = (
     ("temperature_control", "temperature", "temperature", "°C"),
@@ -199,6 +202,16 @@ def read_sensor_series(
             _add(data, name, group, unit, times, np.asarray(vs, dtype=np.float64), max_points)
             continue
         lengths = np.fromiter((len(v) for v in vs), dtype=np.int64, count=len(vs))
+        if int(lengths.max()) > MAX_COLUMNS:
+            # a damaged or hostile record with thousands of values: a plot of thousands of lines (and a
+            # records x values table) would take minutes and gigabytes; the first MAX_COLUMNS are plotted
+            wide = int((lengths > MAX_COLUMNS).sum())
+            data.problems.append(
+                f"telemetry: {wide} {kind} record(s) with more than {MAX_COLUMNS} values; "
+                f"the first {MAX_COLUMNS} plotted"
+            )
+            vs = [v[:MAX_COLUMNS] for v in vs]
+            lengths = np.minimum(lengths, MAX_COLUMNS)
         width = int(lengths.max())
         if int(lengths.min()) == width:
             table = np.asarray(vs, dtype=np.float64).reshape(len(vs), width)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from autorec.io.boundedread import Problems
 from autorec.report.night import AlertSpan, Night
 
 
@@ -74,5 +75,5 @@ def summarize_night(night: Night) -> NightSummary:
         rule_files=list(rule_files),
         runs=len(runs),
         open_segments=len(night.partials),
-        problems=list(night.problems),
+        problems=Problems(night.problems),  # bounded: the report adds the track's and near-misses' own
     )

@@ -58,6 +58,7 @@ class Services:
         self.segment_hooks = SegmentHooks(self.hooks)
         self.score_log = None  # set by _live
         self.overrides: list = []  # --set, applied again on reload
+        self.web_counters = None  # `run --http`: the web server's counters (WebUI.counters), set when it listens
         self.rig = default_rig_name()  # `run --rig`
         self.mqtt = None  # MqttEvents, started by attach() when the rule file has `mqtt:`
         from autorec.services.metrics import SegmentCounts
@@ -184,6 +185,11 @@ class Services:
                 "pre_roll_bytes": self._view.pre_roll_bytes,  # a level, not a count
             }
         )
+        if self.score_log is not None:  # the score track and near-misses: thinned floods, failed writes
+            out["near_misses_thinned"] = self.score_log.near_misses_thinned
+            out["score_track_errors"] = self.score_log.errors
+        if self.web_counters is not None:  # `run --http`: the web server's connections held and refused
+            out.update(self.web_counters())
         out.update(self.segment_counts.counters())
         if self.mqtt is not None:
             out.update(self.mqtt.counters())

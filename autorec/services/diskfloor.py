@@ -8,7 +8,7 @@ The edges around it: `disk_usage(path)` (one `os.statvfs` call), `DiskWatch`
 and `DiskFloorGuard` (acts on a pipeline; reads the monotonic clock it is given).
 
 Contract:
-- `parse_min_free(value)` accepts a size (`2GB`, `500MiB`, bytes as a
+- `MinFree.parse(value)` (`autorec.core.ruleset`) accepts a size (`2GB`, `500MiB`, bytes as a
   number), a percentage of the filesystem (`5%`), or None for the default:
   1 GB or 5 % of the filesystem, whichever is larger. Errors are ValueError
   with a message ready for a file:line prefix.
@@ -31,27 +31,11 @@ from typing import Any, Literal
 
 from autorec.core.ruleset import MinFree
 from autorec.core.streamitems import StreamListener
-from autorec.units import format_size, parse_size
+from autorec.units import format_size
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MARGIN_FRACTION = 0.05
-
-
-def parse_min_free(value: str | int | float | None) -> MinFree:
-    """`output.min_free` as written in a rule file. See the module docstring."""
-    if value is None:
-        return MinFree()
-    if isinstance(value, str) and value.strip().endswith("%"):
-        number = value.strip()[:-1].strip()
-        try:
-            pct = float(number)
-        except ValueError:
-            raise ValueError(f"expected a percentage like 5% or a size like 2GB, got {value!r}") from None
-        if not 0 <= pct < 100:
-            raise ValueError(f"a free-space percentage must be between 0% and 100%, got {value!r}")
-        return MinFree(bytes=0, fraction=pct / 100)
-    return MinFree(bytes=parse_size(value), fraction=0.0)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ Every line has `event`, `time` (stream time once known, the computer's clock
 before) and `wall` (the computer's clock). Lines are appended as the index's are
 (`autorec.io.atomicfile.append_json_line`: a symlink planted in the directory
 is refused, never followed; a failed write leaves no half line). A failed
-write (full disk) is counted in `errors` and logged once per run of failures;
-it never reaches the recorder. Writes happen on the caller's thread: a few
-hundred bytes a minute, into the page cache.
+write (full disk) is counted in `errors` and logged at most once a minute (a disk
+failing on and off is not a line per journal line); it never reaches the
+recorder. Writes happen on the caller's thread: a few hundred bytes a minute,
+into the page cache.
 
 The reader is `autorec.report.night.read_journal` (with the index's).
 """
@@ -45,6 +46,7 @@ from autorec.io.atomicfile import append_json_line
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 60.0
+LOG_EVERY = 60.0  # seconds between two log lines about failing journal writes
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
@@ -64,6 +66,8 @@ class JournalFile:
         self.errors = 0
         self.lines = 0
         self._failing = False
+        self._logged_at: float | None = None
+        self._recovered_logged_at = -LOG_EVERY
 
     def append(self, entry: Mapping[str, Any]) -> bool:
         try:
@@ -71,12 +75,22 @@ class JournalFile:
             append_json_line(self.path, entry, fsync=False)
         except (OSError, ValueError) as exc:
             self.errors += 1
-            if not self._failing:
-                log.error("journal: cannot append to %s: %s (later lines are still tried)", self.path, exc)
+            now = _time.monotonic()
+            if not self._failing and (self._logged_at is None or now - self._logged_at >= LOG_EVERY):
+                self._logged_at = now  # a disk failing on and off: one line a minute, not one per line
+                log.error(
+                    "journal: cannot append to %s: %s (later lines are still tried; %d failed so far)",
+                    self.path,
+                    exc,
+                    self.errors,
+                )
             self._failing = True
             return False
         if self._failing:
-            log.info("journal: %s is written again", self.path)
+            now = _time.monotonic()
+            if now - self._recovered_logged_at >= LOG_EVERY:
+                self._recovered_logged_at = now
+                log.info("journal: %s is written again", self.path)
         self._failing = False
         self.lines += 1
         return True

@@ -205,12 +205,18 @@ def directory_status(directory: str | Path, name: str = STATUS_NAME) -> Callable
     path = Path(directory) / name
 
     def read() -> dict[str, Any] | None:
-        try:
-            with open(path, "rb") as f:
-                data = json.loads(f.read(1 << 20))
-        except (OSError, ValueError):
+        from autorec.io.boundedread import read_capped
+        from autorec.outdir import check_status
+
+        raw, _ = read_capped(path, 1 << 20)  # a regular file only: a planted FIFO never blocks a scrape
+        if raw is None:
             return None  # no run yet, or one being replaced: autorec_status_up 0
-        return data if isinstance(data, dict) else None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        status, _ = check_status(data)  # typed: a string where a count goes is left out, not a scrape error
+        return status
 
     return read
 
@@ -232,13 +238,56 @@ def exposition(registry: Any) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def serve_metrics(host: str, port: int, registry: Any) -> tuple[Any, threading.Thread]:
-    """Serve `/metrics` on host:port from prometheus-client's own thread; `(server, thread)`.
+def serve_metrics(
+    host: str, port: int, registry: Any, max_connections: int = 8, idle_timeout: float = 10.0
+) -> tuple[Any, threading.Thread]:
+    """Serve `/metrics` on host:port from a thread of its own; `(server, thread)`.
 
+    prometheus-client's WSGI app behind a server with limits (the recorder shares its process, so a
+    hostile network must cost it nothing): at most `max_connections` at once (the next is closed at
+    once, counted in `server.refused`), a connection silent for `idle_timeout` seconds is closed, its
+    threads are daemons. prometheus-client's own `start_http_server` holds a thread and a descriptor
+    per idle connection, forever: a few hundred of them took the recorder's descriptors.
     OSError when the address cannot be bound. Stop with `server.shutdown()`."""
-    from prometheus_client import start_http_server
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    return start_http_server(port, addr=host, registry=registry)
+    from prometheus_client import make_wsgi_app
+
+    class Handler(WSGIRequestHandler):
+        timeout = idle_timeout  # StreamRequestHandler sets it on the socket: a silent client is dropped
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per scrape on stderr is noise
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        refused = 0
+        _active = 0
+        _lock = threading.Lock()
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            with self._lock:
+                if self._active >= max_connections:
+                    type(self).refused += 1
+                    self.shutdown_request(request)
+                    return
+                type(self)._active += 1
+            super().process_request(request, client_address)
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                with self._lock:
+                    type(self)._active -= 1
+
+    server = make_server(host, port, make_wsgi_app(registry), server_class=Server, handler_class=Handler)
+    thread = threading.Thread(target=server.serve_forever, name="autorec-metrics", daemon=True)
+    thread.start()
+    return server, thread
 
 
 def status_registry(services: Any) -> Any:

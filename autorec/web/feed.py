@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
-from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME
+from autorec.io.boundedread import open_regular, read_capped
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME, IndexLine, check_journal_entry, check_status
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +229,19 @@ class LiveFeed(Feed, StreamListener):
 
 
 def _read_small(path: Path, limit: int = 1 << 20) -> bytes | None:
+    data, _ = read_capped(path, limit)  # a regular file only: a FIFO is never a blocked worker
+    return data
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
     try:
-        with open(path, "rb") as f:
-            return f.read(limit)
+        st = os.stat(path)
     except OSError:
         return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+INDEX_READ = 1 << 20  # bytes of new index lines read per poll (a longer line is skipped over, never re-read)
 
 
 class DirectoryFeed(Feed):
@@ -248,6 +257,8 @@ class DirectoryFeed(Feed):
         self._stopped: dict[str, Any] | None = None
         self._index_size = 0
         self._index_lines = 0
+        self._status_key: tuple[int, int, int] | None = None
+        self._skipping = False  # inside an index line longer than INDEX_READ: skip to its end
 
     def status(self) -> dict[str, Any]:
         status = dict(self._status)
@@ -264,7 +275,7 @@ class DirectoryFeed(Feed):
         that wrote this directory has stopped and none has started since. None otherwise (running, or no
         journal). Reads only the journal's tail (blocking: call it in a worker thread)."""
         try:
-            with open(self.journal_path, "rb") as f:
+            with open_regular(self.journal_path) as f:  # a FIFO planted as the journal never blocks a poll
                 size = f.seek(0, os.SEEK_END)
                 f.seek(max(0, size - 65536))
                 tail = f.read()
@@ -272,47 +283,69 @@ class DirectoryFeed(Feed):
             return None
         for line in reversed(tail.splitlines()):
             try:
-                entry = json.loads(line)
-            except ValueError:
+                entry = check_journal_entry(json.loads(line))  # typed: finite times, a text event
+            except (ValueError, RecursionError):
                 continue  # a half-written last line, or the cut first one
-            if not isinstance(entry, dict):
+            if isinstance(entry, str):
                 continue
             if entry.get("event") != "stop":
                 return None
-            return {k: entry.get(k) for k in ("wall", "time", "reason")}
+            reason = entry.get("reason")
+            return {
+                "wall": entry.get("wall"),
+                "time": entry["time"],
+                "reason": reason if isinstance(reason, str) else None,
+            }
         return None
 
     def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """Read the status file and any new index lines (blocking: call it in a worker thread)."""
+        """Read the status file (when it changed) and new index lines (blocking: call it in a worker thread).
+
+        Only what changed is read: the status file when its inode, size or mtime changed, the index from
+        where the last poll stopped, at most INDEX_READ bytes a poll (a line longer than that, such as a
+        NUL-filled tail, is skipped over once, never read again). Index lines are pushed as validated
+        `IndexLine`s; anything else is left out.
+        """
         status = None
-        data = _read_small(self.status_path)
-        if data is not None:
-            try:
-                parsed = json.loads(data)
-                if isinstance(parsed, dict):
-                    status = parsed
-            except ValueError:
-                pass  # being replaced, or damaged: keep the last good one
+        key = _stat_key(self.status_path)
+        if key != self._status_key:
+            self._status_key = key
+            data = _read_small(self.status_path)
+            if data is not None:
+                try:
+                    status, _ = check_status(json.loads(data))  # typed: the page gets numbers where it expects them
+                except (ValueError, RecursionError):
+                    pass  # being replaced, or damaged: keep the last good one
         new: list[dict[str, Any]] = []
-        try:
-            size = self.index_path.stat().st_size
-        except OSError:
-            size = 0
+        index = _stat_key(self.index_path)
+        size = index[1] if index is not None else 0
         if size < self._index_size:  # retention rewrote the index
             self._index_size = 0
+            self._skipping = False
         if size > self._index_size:
-            with open(self.index_path, "rb") as f:
-                f.seek(self._index_size)
-                chunk = f.read(size - self._index_size)
+            try:
+                with open_regular(self.index_path) as f:
+                    f.seek(self._index_size)
+                    chunk = f.read(min(size - self._index_size, INDEX_READ))
+            except OSError:
+                chunk = b""
             end = chunk.rfind(b"\n") + 1  # only whole lines
+            if end == 0 and len(chunk) == INDEX_READ:  # no line end in a whole read: a line too long to be ours
+                self._index_size += len(chunk)
+                self._skipping = True
+                return status, new
             self._index_size += end
-            for line in chunk[:end].splitlines():
+            lines = chunk[:end].split(b"\n")
+            if self._skipping:  # the rest of a skipped line
+                lines = lines[1:]
+                self._skipping = False
+            for line in lines:
                 try:
-                    entry = json.loads(line)
-                except ValueError:
+                    entry = IndexLine.from_json(json.loads(line))
+                except (ValueError, RecursionError):
                     continue
-                if isinstance(entry, dict):
-                    new.append(entry)
+                if not isinstance(entry, str):
+                    new.append(entry.to_json())
         return status, new
 
     async def run(self, interval: float = 0.5) -> None:

@@ -7,7 +7,7 @@ the directory is HTML-escaped.
 
 from __future__ import annotations
 
-import html
+import urllib.parse
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,12 +15,11 @@ from urllib.parse import quote
 from autorec import __version__
 from autorec.dates import utc_iso
 from autorec.readable import evidence_text, local_time, time_html, utc_beside, value_text
+from autorec.report import markup
 from autorec.report.night import Night, Segment, rule_lanes
 from autorec.units import format_duration, format_size
 
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+_e = markup.text  # the one escaping path (autorec.report.markup)
 
 
 def _nav(active: str) -> str:
@@ -79,10 +78,10 @@ def live_page(directory: Path) -> str:
 
 
 def _links(seg: Segment) -> list[str]:
-    out = [f'<a href="/segment/{_e(seg.name)}">open</a>']
+    out = [f'<a href="/segment/{markup.url_part(seg.name)}">open</a>']
     for p in [seg.path, seg.sidecar_path, *seg.videos]:
         if p.exists():
-            out.append(f'<a href="/files/{_e(p.name)}">{_e(p.name)}</a>')
+            out.append(f'<a href="/files/{markup.url_part(p.name)}">{_e(p.name)}</a>')
     return out
 
 
@@ -92,7 +91,7 @@ def player_at(seg: Segment, t: float) -> str:
 
 
 def _strip_url(seg: Segment) -> str:
-    return f"/api/segments/{seg.name}/strip"
+    return f"/api/segments/{urllib.parse.quote(seg.name, safe='')}/strip"  # escaped where it is used
 
 
 def night_page(directory: Path) -> str:
@@ -130,7 +129,7 @@ def card_json(index: int, seg: Segment, night: Night) -> dict[str, Any]:
 _SEGMENT_TEMPLATE = """{% from macros import embed %}<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
+<title>{{ page_title }}</title>
 <link rel="stylesheet" href="/ui/ui.css">
 {{ bokeh_css }}
 {{ bokeh_js }}
@@ -183,7 +182,8 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     if seg.dropped:
         facts.append(("dropped", f"<span class=bad>{seg.dropped} message(s)</span>"))
     downloads = [
-        f'<a href="/files/{_e(p.name)}" download>{_e(p.name)}</a>' for p in [seg.path, seg.sidecar_path, *seg.videos]
+        f'<a href="/files/{markup.url_part(p.name)}" download>{_e(p.name)}</a>'
+        for p in [seg.path, seg.sidecar_path, *seg.videos]
     ]
     if seg.exists:
         mcap = seg.path.with_suffix(".mcap").name
@@ -194,10 +194,10 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
         )
     nav = []
     if prev_seg is not None:
-        nav.append(f'<a href="/segment/{_e(prev_seg.name)}">&larr; previous</a>')
+        nav.append(f'<a href="/segment/{markup.url_part(prev_seg.name)}">&larr; previous</a>')
     nav.append('<a href="/night">night</a>')
     if next_seg is not None:
-        nav.append(f'<a href="/segment/{_e(next_seg.name)}">next &rarr;</a>')
+        nav.append(f'<a href="/segment/{markup.url_part(next_seg.name)}">next &rarr;</a>')
     header = (
         f"<header><h1>{_e(seg.name)}</h1><div class=sub>{' · '.join(nav)}</div></header>"
         "<section class=panel><table class=facts>"
@@ -208,7 +208,7 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
     if mp4 is not None:
         player = (
             f'<video id=video controls muted preload=auto width=768 data-start="{seg.start:.3f}" '
-            f'src="/files/{_e(mp4.name)}"></video>'
+            f'src="/files/{markup.url_part(mp4.name)}"></video>'
         )
     else:
         player = (
@@ -234,7 +234,13 @@ def segment_page(directory: Path, night: Night, seg: Segment, prev_seg: Segment 
         resources=Resources(mode="server", root_url="/"),
         title=f"autorec segment {seg.name}",
         template=Template(_SEGMENT_TEMPLATE),
-        template_variables={"nav": _nav(""), "header": header, "player": player, "firings": firings_html},
+        template_variables={
+            "nav": _nav(""),
+            "header": header,
+            "player": player,
+            "firings": firings_html,
+            "page_title": _e(f"autorec segment {seg.name}"),
+        },
     )
 
 

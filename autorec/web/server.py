@@ -29,10 +29,17 @@ Contracts:
   static route, which refuses `..` and symlinks.
 - Token: when a token is set (always when listening beyond loopback), every
   request must carry it (`?token=`, then a cookie; or `Authorization: Bearer`);
-  without it: 401.
+  without it: 401, before any other work (a request body is read only after).
+- Limits (`autorec.web.guard`): caps on connections overall and per client
+  address, descriptors kept for the recorder, header and body timeouts, a
+  `Host` the server answers to (DNS rebinding) and an `Origin` on changes.
 - Serving never blocks the recorder: file reads, JPEG work and page rendering
-  run in worker threads; event streams read per-browser bounded queues
-  (`autorec.web.feed`).
+  run in the web's own bounded worker pool (`guard.WorkerPool`, never the
+  loop's default executor), each call with a timeout; event streams read
+  per-browser bounded queues (`autorec.web.feed`); a client that stops
+  reading while we write is dropped after `send_timeout`. Only regular files
+  are opened for serving (a FIFO or a device planted under a segment's name
+  is a 404, and never blocks a worker).
 """
 
 from __future__ import annotations
@@ -46,17 +53,22 @@ import os
 import secrets
 import socket
 import time as _time
+import urllib.parse
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from autorec.extras import install_hint
+from autorec.io.atomicfile import dumps
+from autorec.io.boundedread import open_regular
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME
 from autorec.report.electrodeindex import ElectrodeIndexCache, parse_pins
 from autorec.web.exportjob import JobBusy, RangeJobs
 from autorec.web.feed import Feed
+from autorec.web.guard import HTTP_LOG, SAFE_METHODS, ConnectionGuard, HostCheck, WebLimits, WorkerPool
 from autorec.web.reviewed import MarkRefused, ReviewedMarks
 
 log = logging.getLogger(__name__)
@@ -98,20 +110,23 @@ class _SegmentIndex:
         self.directory = directory
         self._key: tuple | None = None
         self.night: Any = None
+        self._sidecars: dict = {}  # sidecars read, by path, with the stat they were read at
 
     def _stat_key(self) -> tuple:
         try:
             st = (self.directory / INDEX_NAME).stat()
-            return (st.st_size, st.st_mtime_ns, _directory_key(self.directory))
+            return (st.st_ino, st.st_size, st.st_mtime_ns, _directory_key(self.directory))
         except OSError:
-            return (0, 0)
+            return (0, 0, 0)
 
     def load(self):
         from autorec.report.night import load_night
 
         key = self._stat_key()
         if key != self._key or self.night is None:
-            self.night = load_night(self.directory)
+            self.night = load_night(self.directory, sidecar_cache=self._sidecars)
+            if len(self._sidecars) > 4 * len(self.night.segments) + 64:  # segments removed by retention
+                self._sidecars.clear()
             self._key = key
         return self.night
 
@@ -123,10 +138,6 @@ class _SegmentIndex:
         return None, None
 
 
-def _open_nofollow(path: Path) -> int:
-    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-
-
 class WebUI:
     """The aiohttp application around one output directory and one feed."""
 
@@ -136,6 +147,8 @@ class WebUI:
         feed: Feed,
         token: str | None = None,
         warm_night: bool = True,
+        limits: WebLimits | None = None,
+        host_names: Iterable[str] = (),
         metrics: Any = None,
     ) -> None:
         self.directory = Path(directory)
@@ -144,6 +157,14 @@ class WebUI:
         self._metrics_of_directory = metrics is None
         self.feed = feed
         self.token = token
+        self.limits = limits or WebLimits()
+        self.host_names = tuple(host_names)
+        self.pool = WorkerPool(self.limits)
+        # set by `start_server` (they need the real address): without them (aiohttp's test client) no caps
+        self.guard: ConnectionGuard | None = None
+        self.host_check: HostCheck | None = None
+        self.unauthorized = 0
+        self.body_timeouts = 0
         self.index = _SegmentIndex(self.directory)
         self._frames: OrderedDict[str, list[tuple[float, int, int]]] = OrderedDict()
         self._strips: OrderedDict[str, str] = OrderedDict()
@@ -168,7 +189,7 @@ class WebUI:
 
     # -- app -------------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._gate, self._auth, self._body], client_max_size=self.limits.max_body)
         get = app.router.add_get
         get("/", self.live_page)
         get("/night", self.night_page)
@@ -226,9 +247,57 @@ class WebUI:
             self._feed_task.cancel()
         if self._warm_task is not None:
             self._warm_task.cancel()
+        self.pool.shutdown()
+
+    def counters(self) -> dict[str, int]:
+        """The web server's figures (connections held, refused by reason, timeouts), for the recorder's counters."""
+        out = self.guard.counters() if self.guard is not None else {}
+        out["web.requests"] = self.requests
+        out["web.refused.host"] = self.host_check.refused if self.host_check is not None else 0
+        out["web.refused.write"] = self.writes_refused
+        out["web.refused.token"] = self.unauthorized
+        out["web.body_timeouts"] = self.body_timeouts
+        out["web.call_timeouts"] = self.pool.timeouts
+        out["web.busy"] = self.pool.busy_refusals
+        return out
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)  # browsers ask for one; nothing to show
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler):
+        """Host and Origin first; when the response is handed over, the connection's next header timeout."""
+        try:
+            why = self.host_check.refusal(request) if self.host_check is not None else None
+            if why is not None:
+                if request.method not in SAFE_METHODS:
+                    response = self._refuse(request, why)  # a refused write: counted and logged with the others
+                else:
+                    self.host_check.refused += 1  # type: ignore[union-attr]
+                    response = web.Response(status=403, text=f"autorec: refused: {why}\n")
+                response.force_close()
+                return response
+            return await handler(request)
+        finally:
+            if self.guard is not None:
+                self.guard.request_done(request.transport)
+
+    @web.middleware
+    async def _body(self, request: web.Request, handler):
+        """A request body (after the token check) arrives whole within the body timeout, or 408."""
+        if request.body_exists:
+            if (request.content_length or 0) > self.limits.max_body:  # said up front: not waited for
+                response = web.Response(status=413, text="autorec: request body too large\n")
+                response.force_close()
+                return response
+            try:
+                await asyncio.wait_for(request.read(), self.limits.body_timeout)
+            except asyncio.TimeoutError:
+                self.body_timeouts += 1
+                response = web.Response(status=408, text="autorec: the request body did not arrive in time\n")
+                response.force_close()
+                return response
+        return await handler(request)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
@@ -239,6 +308,7 @@ class WebUI:
             if auth.startswith("Bearer "):
                 given = auth[7:]
             if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+                self.unauthorized += 1
                 return web.Response(
                     status=401, text="autorec: a token is required (?token=... from the recorder's log)\n"
                 )
@@ -250,7 +320,14 @@ class WebUI:
 
     # -- helpers ---------------------------------------------------------------------------------
     async def _in_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await self.pool.call(fn, *args)
+
+    async def _send(self, response: web.StreamResponse, data: bytes) -> None:
+        """Write to a client that must keep reading: one that stalls for `send_timeout` is dropped."""
+        try:
+            await asyncio.wait_for(response.write(data), self.limits.send_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionResetError("the client stopped reading") from None
 
     async def _segment(self, request: web.Request):
         index, seg = await self._in_thread(self.index.find, request.match_info["name"])
@@ -261,7 +338,7 @@ class WebUI:
     @staticmethod
     def _json(data: Any, status: int = 200) -> web.Response:
         return web.Response(
-            text=json.dumps(data, separators=(",", ":"), default=str, allow_nan=False),
+            text=dumps(data, separators=(",", ":"), default=str),  # a NaN from a damaged file is null
             content_type="application/json",
             status=status,
             headers={"Cache-Control": "no-store"},
@@ -344,6 +421,7 @@ class WebUI:
     async def api_status(self, request: web.Request) -> web.Response:
         status = self.feed.status()
         status["writes_refused"] = self.writes_refused
+        status["web"] = self.counters()
         return self._json(status)
 
     async def api_segments(self, request: web.Request) -> web.Response:
@@ -466,15 +544,15 @@ class WebUI:
         )
         try:
             await response.prepare(request)
-            await response.write(self._sse("status", self.feed.status()))
+            await self._send(response, self._sse("status", self.feed.status()))
             while True:
                 try:
                     name, data = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE)
                 except asyncio.TimeoutError:
-                    await response.write(b": keepalive\n\n")
+                    await self._send(response, b": keepalive\n\n")
                     continue
-                await response.write(self._sse(name, data))
-        except (ConnectionResetError, asyncio.CancelledError):
+                await self._send(response, self._sse(name, data))
+        except (ConnectionError, asyncio.CancelledError):  # the browser left, or stopped reading
             pass
         finally:
             self.feed.unsubscribe(sub)
@@ -482,7 +560,7 @@ class WebUI:
 
     @staticmethod
     def _sse(name: str, data: Any) -> bytes:
-        return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+        return f"event: {name}\ndata: {dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
     async def _make_mcap(self, log_path: Path, out: Path) -> str | None:
         """Export `log_path` to `out` unless it is up to date; None when done, else why not (one line)."""
@@ -642,7 +720,8 @@ class WebUI:
         if fd is None:
             raise web.HTTPNotFound(text="no such export\n")
         content_type = "video/mp4" if name.endswith(".mp4") else "application/octet-stream"
-        return await self._send_fd(request, fd, content_type, f'attachment; filename="{name}"')
+        disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"  # any name, quoted
+        return await self._send_fd(request, fd, content_type, disposition)
 
     async def api_electrodes(self, request: web.Request) -> web.Response:
         """Every moment the given pins were driven, released, covered or uncovered, each with where to see it."""
@@ -736,15 +815,18 @@ class WebUI:
             response = web.StreamResponse(
                 headers={"Content-Type": content_type, "Content-Length": str(size), "Content-Disposition": disposition}
             )
-            await response.prepare(request)
-            offset = 0
-            while offset < size:
-                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
-                if not chunk:
-                    break
-                await response.write(chunk)
-                offset += len(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                offset = 0
+                while offset < size:
+                    chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                    if not chunk:
+                        break
+                    await self._send(response, chunk)  # a client that stops reading is dropped
+                    offset += len(chunk)
+                await response.write_eof()
+            except ConnectionError:  # the client left: nothing to say about it
+                pass
             return response
         finally:
             os.close(fd)
@@ -769,10 +851,11 @@ class WebUI:
         if path is None:
             raise web.HTTPNotFound(text="not a file of a segment in index.jsonl\n")
         try:
-            fd = await self._in_thread(_open_nofollow, path)
+            f = await self._in_thread(open_regular, path)  # a FIFO, a device, a link: 404, never a blocked worker
         except OSError:
             raise web.HTTPNotFound(text="not available\n") from None
-        try:
+        with f:
+            fd = f.fileno()
             size = os.fstat(fd).st_size
             types = {
                 ".bin": "application/octet-stream",
@@ -785,31 +868,57 @@ class WebUI:
                 headers={
                     "Content-Type": types.get(path.suffix, "video/x-matroska"),
                     "Content-Length": str(size),
-                    "Content-Disposition": f'attachment; filename="{path.name}"' if download else "inline",
+                    # any name the index holds, quoted (a quote or a line break in it cannot reach the header)
+                    "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
+                    if download
+                    else "inline",
                 }
             )
-            await response.prepare(request)
-            offset = 0
-            while offset < size:
-                chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
-                if not chunk:
-                    break
-                await response.write(chunk)
-                offset += len(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                offset = 0
+                while offset < size:
+                    chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
+                    if not chunk:
+                        break  # the file shrank meanwhile: the client sees a short download
+                    await self._send(response, chunk)
+                    offset += len(chunk)
+                await response.write_eof()
+            except ConnectionError:  # the client left (or stopped reading): nothing to say about it
+                pass
             return response
-        finally:
-            os.close(fd)
+
+
+class _GuardedSite(web.TCPSite):
+    """aiohttp's TCP site with every connection admitted by a `ConnectionGuard` first."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
+        super().__init__(runner, host, port, backlog=guard.limits.backlog)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address
+        )
 
 
 async def start_server(ui: WebUI, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start serving `ui` on host:port; returns the runner (to `cleanup()`) and the base URL."""
-    runner = web.AppRunner(ui.app, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(ui.app, access_log=None, shutdown_timeout=1.0, logger=HTTP_LOG)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    assert runner.server is not None
+    ui.guard = ConnectionGuard(runner.server, ui.limits)
+    site = _GuardedSite(runner, host, port, ui.guard)
     await site.start()
     sockets = site._server.sockets if site._server is not None else []  # the real port when 0 was asked
     real_port = sockets[0].getsockname()[1] if sockets else port
+    try:  # the computer's full name, as a browser on the lab network may use it; DNS may hang: bounded
+        fqdn = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, socket.getfqdn), 2.0)
+    except (asyncio.TimeoutError, OSError):
+        fqdn = None
+    ui.host_check = HostCheck(host, real_port, ui.host_names, fqdn)
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{real_port}/"
 
@@ -849,7 +958,7 @@ def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
     return new_token(), True
 
 
-def live_companion(out: Path, host: str, port: int, token: str | None, generated: bool):
+def live_companion(out: Path, host: str, port: int, token: str | None, generated: bool, names: Iterable[str] = ()):
     """The web UI of `run --http` as a companion of the live run (`autorec.runs.live.Companion`):
     served on the run's own event loop from its start to its end. A port that cannot be bound is
     logged and the recording goes on without the UI."""
@@ -864,13 +973,14 @@ def live_companion(out: Path, host: str, port: int, token: str | None, generated
         feed = services.web_feed(LiveFeed)
         feed.loop = asyncio.get_running_loop()
         runner = None
+        ui = WebUI(out, feed, token, warm_night=False, host_names=names, metrics=status_registry(services))
         try:
-            ui = WebUI(out, feed, token, warm_night=False, metrics=status_registry(services))
             runner, base = await start_server(ui, host, port)
         except OSError as exc:
             log.error("web UI: cannot listen on %s:%d: %s (recording goes on without it)", host, port, exc.strerror)
         else:
             log.info("web UI at %s", describe_url(base, token if generated else None))
+            services.web_counters = ui.counters  # connections refused, timeouts: in the status file and journal
         try:
             yield
         finally:

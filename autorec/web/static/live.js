@@ -9,8 +9,21 @@
   };
   const fmtDur = (s) => (s < 120 ? s.toFixed(1) + "s" : s < 7200 ? (s / 60).toFixed(1) + "min" : (s / 3600).toFixed(1) + "h");
   const T = window.autorecTime;  // /ui/timefmt.js: the one time format (local, UTC on hover)
-  const fmtTime = (t) => (t ? T.clock(t) : "–");
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  const num = (x) => (typeof x === "number" && isFinite(x) ? x : null);
+  const fmtTime = (t) => (num(t) ? T.clock(t) : "–");
+  const list = (x) => (Array.isArray(x) ? x : []);
+  // Every text from the recorder or the directory reaches the page as a text node (textContent), never
+  // as markup: a rule, segment or alert name holding "<img onerror=...>" is shown as those characters.
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k === "style") Object.assign(e.style, v);
+      else e.setAttribute(k, String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+    return e;
+  }
   let loading = false, wanted = null, shownSeq = -1;
 
   function showFrame(seq) {
@@ -26,11 +39,13 @@
   }
 
   function segmentRow(s) {
-    const rules = (s.rules || []).map((r) => '<span class=tag>' + esc(r) + "</span>").join(" ");
-    const len = s.end - s.start;
-    return '<tr data-name="' + esc(s.name) + '"><td><a href="/segment/' + encodeURIComponent(s.name) + '">' +
-      '<span title="' + esc(T.utc(s.start)) + '">' + esc(T.local(s.start)) + "</span></a></td><td>" + fmtDur(len) + "</td><td>" +
-      fmtSize(s.bytes) + "</td><td>" + rules + "</td><td>" + esc(s.close_reason || "") + "</td></tr>";
+    const rules = el("td");
+    list(s.rules).forEach((r, i) => rules.append(...(i ? [" "] : []), el("span", { class: "tag" }, r)));
+    const start = num(s.start), len = num(s.end) !== null && start !== null ? s.end - start : 0;
+    const when = start !== null ? el("span", { title: T.utc(start) }, T.local(start)) : "?";
+    return el("tr", { "data-name": String(s.name) },
+      el("td", {}, el("a", { href: "/segment/" + encodeURIComponent(String(s.name)) }, when)),
+      el("td", {}, fmtDur(len)), el("td", {}, fmtSize(num(s.bytes))), rules, el("td", {}, s.close_reason || ""));
   }
 
   function render(st) {
@@ -42,10 +57,11 @@
       // a finished run (the journal's stop line): say when and why, not stale figures as if live
       conn.textContent = "stopped";
       conn.className = "badge idle";
-      const when = stopped.wall !== null && stopped.wall !== undefined ? stopped.wall : stopped.time;
+      const when = num(stopped.wall) !== null ? stopped.wall : num(stopped.time);
       $("stopped").hidden = false;
-      $("stopped").innerHTML = "The recorder stopped at <span title=\"" + esc(T.utc(when)) + "\">" + esc(T.local(when)) +
-        "</span> (" + esc(stopped.reason || "no reason given") + "); the figures below are its last ones.";
+      $("stopped").replaceChildren("The recorder stopped at ",
+        when !== null ? el("span", { title: T.utc(when) }, T.local(when)) : "?",
+        " (" + (stopped.reason || "no reason given") + "); the figures below are its last ones.");
     } else {
       $("stopped").hidden = true;
       if (st.live === false && st.stale_s !== null && st.stale_s > 10) {
@@ -53,42 +69,47 @@
         conn.className = "badge down";
       }
     }
-    $("rate").textContent = stopped ? "– (stopped)" : st.msg_per_s !== undefined ? st.msg_per_s : "–";
+    $("rate").textContent = stopped ? "– (stopped)" : num(st.msg_per_s) !== null ? st.msg_per_s : "–";
     // a finished run under serve: the stream time it had reached when it stopped (the journal's stop line)
-    const streamTime = st.stream_time || (stopped ? stopped.time : null);
-    $("stream-time").textContent = streamTime ? T.local(streamTime) + (st.stream_time ? "" : " (at the stop)") : "–";
+    const streamTime = num(st.stream_time) || (stopped && num(stopped.time) ? stopped.time : null);
+    $("stream-time").textContent = streamTime ? T.local(streamTime) + (num(st.stream_time) ? "" : " (at the stop)") : "–";
     $("stream-time").title = streamTime ? T.utc(streamTime) : "";
     $("disk").textContent = fmtSize(st.disk_free) + (st.disk_below_floor ? " (below the floor: recording paused)" : "");
     const c = st.counters || {};
     $("seg-count").textContent = (c.segments_closed !== undefined ? c.segments_closed : "–") + " closed";
     const open = st.open_segment;
     if (open) {
-      const holds = open.holds || {};
-      const rows = Object.keys(holds).map((r) => esc(r) + ": " + holds[r].toFixed(1) + " s of post-roll left");
-      $("open-segment").innerHTML = "since " + esc(fmtTime(open.start)) + " · " + esc((open.rules || []).join(" + ")) +
-        (rows.length ? "<br>" + rows.join("<br>") : "");
+      const holds = open.holds && typeof open.holds === "object" ? open.holds : {};
+      const box = $("open-segment");
+      box.replaceChildren("since " + fmtTime(open.start) + " · " + list(open.rules).join(" + "));
+      for (const r of Object.keys(holds)) {
+        const left = num(holds[r]);
+        box.append(el("br"), r + ": " + (left !== null ? left.toFixed(1) : "?") + " s of post-roll left");
+      }
     } else {
       $("open-segment").textContent = "none";
     }
     const scores = st.scores || {};
     const names = Object.keys(scores);
     if (names.length) {
-      $("scores").innerHTML = names.map((r) => {
-        const s = scores[r];
-        const ratio = s.threshold > 0 ? s.score / s.threshold : 0;
+      $("scores").replaceChildren(...names.map((r) => {
+        const s = scores[r] || {};
+        const score = num(s.score) || 0, threshold = num(s.threshold) || 0;
+        const ratio = threshold > 0 ? score / threshold : 0;
         const width = Math.min(100, (ratio / 1.5) * 100);
-        return '<div class=score data-rule="' + esc(r) + '" data-ratio="' + ratio.toFixed(4) + '">' + esc(r) +
-          '<div class=bar><div class="fill' + (ratio >= 1 ? " over" : "") + '" style="width:' + width.toFixed(1) +
-          '%"></div><div class=mark></div><span class=label>' + Number(s.score).toPrecision(3) + " / " +
-          Number(s.threshold).toPrecision(3) + "</span></div></div>";
-      }).join("");
+        return el("div", { class: "score", "data-rule": r, "data-ratio": ratio.toFixed(4) }, r,
+          el("div", { class: "bar" },
+            el("div", { class: "fill" + (ratio >= 1 ? " over" : ""), style: { width: width.toFixed(1) + "%" } }),
+            el("div", { class: "mark" }),
+            el("span", { class: "label" }, score.toPrecision(3) + " / " + threshold.toPrecision(3))));
+      }));
     }
-    const alerts = st.alerts || [];
-    $("alerts").innerHTML = alerts.length
-      ? alerts.map((a) => '<div class=alert>' + esc(a.message || a.key) + " (since " + esc(fmtTime(a.since)) + ")</div>").join("")
-      : "none";
+    const alerts = list(st.alerts);
+    $("alerts").replaceChildren(...(alerts.length
+      ? alerts.map((a) => el("div", { class: "alert" }, (a.message || a.key) + " (since " + fmtTime(a.since) + ")"))
+      : ["none"]));
     if (st.recent_segments) {
-      $("recent").innerHTML = st.recent_segments.slice().reverse().map(segmentRow).join("");
+      $("recent").replaceChildren(...list(st.recent_segments).slice().reverse().map(segmentRow));
     }
     if (st.frame && st.frame.seq !== undefined) showFrame(st.frame.seq);
     if (st.live === false) $("frame-info").textContent = "camera: only when attached to a run (autorec run --http)";
@@ -96,8 +117,8 @@
 
   function addSegment(s) {
     const body = $("recent");
-    if (body.querySelector('tr[data-name="' + CSS.escape(s.name) + '"]')) return;
-    body.insertAdjacentHTML("afterbegin", segmentRow(s));
+    if (body.querySelector('tr[data-name="' + CSS.escape(String(s.name)) + '"]')) return;
+    body.prepend(segmentRow(s));
     while (body.rows.length > 20) body.deleteRow(body.rows.length - 1);
   }
 
