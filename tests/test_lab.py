@@ -106,9 +106,10 @@ class Served:
 
         wait_until(started, 30, "the lab page's URL in the log")
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers or {})
         try:
-            with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=20) as r:
+            with urllib.request.urlopen(request, timeout=20) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -148,6 +149,11 @@ def test_lab_page_of_two_directories_over_http(rigs, served_dirs):
     assert code == 200
     assert "the recorder stopped at" in text and "1 alert(s) active: camera_stall" in text
     assert 'class="badge up">connected' in text and ">stopped<" in text
+    # a page elsewhere that rebinds its own name to this address is refused, as by each rig's UI
+    code, body = served_dirs.get(
+        "/api/lab", {"Host": f"rebound.example:{served_dirs.url.rstrip('/').rsplit(':', 1)[1]}"}
+    )
+    assert code == 403 and b"not this server" in body
 
 
 def test_lab_page_links_open_each_rigs_night_and_segment_pages_in_a_browser(rigs, served_dirs):

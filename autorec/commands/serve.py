@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, make_apps, what: str) -> int:
-    """Run `make_apps(host, port, token)` (an async generator of `(ui, port)`, started in order: the lab
-    page last, so it knows the rigs' real ports) until stopped."""
+    """Run the servers `make_apps(host, port, token, host_names, runners)` starts (each runner appended to
+    `runners`; it returns the lab page's URL) until stopped."""
     import logging
 
     from autorec.io.mainloop import StopRequest, run_main
@@ -146,12 +146,12 @@ def _serve(args: argparse.Namespace, make_apps, what: str) -> int:
     http = http_settings(args, "serve")
     if http is None:
         return 2
-    host, port, token, generated = http
+    host, port, token, generated, names = http
 
     async def main(stop: StopRequest) -> None:
         runners = []
         try:
-            base = await make_apps(host, port, token, runners)
+            base = await make_apps(host, port, token, names, runners)
             log.info("lab page of %s at %s", what, describe_url(base, token if generated else None))
             if token and not generated:
                 log.info("every request must carry the --token given")
@@ -206,17 +206,18 @@ def serve_lab(args: argparse.Namespace) -> int:
     log = logging.getLogger(__name__)
     dirs = args.directory
 
-    async def make_apps(host: str, port: int, token: str | None, runners: list) -> str:
+    async def make_apps(host: str, port: int, token: str | None, names: list[str], runners: list) -> str:
         from autorec.web.feed import DirectoryFeed
         from autorec.web.labserver import LabUI, RigUI
         from autorec.web.server import WebUI
 
         rigs = []
         for i, (d, name) in enumerate(zip(dirs, rig_names(dirs)), start=1):
-            base, real = await _start(WebUI(d, DirectoryFeed(d), token), host, port + i if port else 0, runners)
+            ui = WebUI(d, DirectoryFeed(d), token, host_names=names)
+            base, real = await _start(ui, host, port + i if port else 0, runners)
             log.info("rig %s (%s) at %s", name, d, base)
             rigs.append(RigUI(name, Path(d), real))
-        base, _ = await _start(LabUI(rigs, token), host, port, runners)
+        base, _ = await _start(LabUI(rigs, token, names), host, port, runners)
         return base
 
     return _serve(args, make_apps, f"{len(dirs)} directories")
@@ -245,10 +246,10 @@ def serve_store(args: argparse.Namespace) -> int:
         return 2
     store = ObjectStore(location, endpoint)
 
-    async def make_apps(host: str, port: int, token: str | None, runners: list) -> str:
+    async def make_apps(host: str, port: int, token: str | None, names: list[str], runners: list) -> str:
         from autorec.web.labserver import StoreLabUI
 
-        base, _ = await _start(StoreLabUI(store, token), host, port, runners)
+        base, _ = await _start(StoreLabUI(store, token, names), host, port, runners)
         return base
 
     try:

@@ -17,6 +17,7 @@ import hmac
 import logging
 import mimetypes
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from autorec.web.guard import SAFE_METHODS, ConnectionGuard, HostCheck, WebLimits
 from autorec.web.lab import Rig, directory_rig, file_name_of, lab_page, store_night_page, store_rigs
 from autorec.web.server import STATIC, TOKEN_COOKIE
 
@@ -59,6 +61,36 @@ async def _no_favicon(request: web.Request) -> web.Response:
     return web.Response(status=204)  # browsers ask for one; nothing to show
 
 
+class _Guarded:
+    """What `autorec.web.server.start_server` needs of an app and what it sets (`limits`, `host_names`;
+    `guard`, `host_check`), and the same Host check as `WebUI` (a page doing DNS rebinding is refused)."""
+
+    def __init__(self, token: str | None, host_names: Iterable[str]) -> None:
+        self.token = token
+        self.limits = WebLimits()
+        self.host_names = tuple(host_names)
+        self.guard: ConnectionGuard | None = None
+        self.host_check: HostCheck | None = None
+        self.app = web.Application(middlewares=[self._gate, _auth_middleware(token)])
+        self.app.router.add_get("/favicon.ico", _no_favicon)
+        self.app.router.add_static("/ui/", STATIC, follow_symlinks=False)
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler):
+        try:
+            why = self.host_check.refusal(request) if self.host_check is not None else None
+            if why is not None:
+                response = web.Response(status=403, text=f"autorec: refused: {why}\n")
+                response.force_close()
+                return response
+            if request.method not in SAFE_METHODS:
+                return web.Response(status=405, text="autorec: the lab page only reads\n")
+            return await handler(request)
+        finally:
+            if self.guard is not None:
+                self.guard.request_done(request.transport)
+
+
 @dataclass
 class RigUI:
     name: str
@@ -66,17 +98,14 @@ class RigUI:
     port: int  # where its WebUI listens
 
 
-class LabUI:
+class LabUI(_Guarded):
     """The lab page of several output directories; each rig's own UI listens on `RigUI.port`."""
 
-    def __init__(self, rigs: list[RigUI], token: str | None = None) -> None:
+    def __init__(self, rigs: list[RigUI], token: str | None = None, host_names: Iterable[str] = ()) -> None:
+        super().__init__(token, host_names)
         self.rigs = rigs
-        self.token = token
-        self.app = web.Application(middlewares=[_auth_middleware(token)])
         self.app.router.add_get("/", self.lab)
         self.app.router.add_get("/api/lab", self.api_lab)
-        self.app.router.add_get("/favicon.ico", _no_favicon)
-        self.app.router.add_static("/ui/", STATIC, follow_symlinks=False)
 
     async def _rigs(self) -> list[Rig]:
         loop = asyncio.get_running_loop()
@@ -119,22 +148,19 @@ class LabUI:
         return web.json_response({"rigs": out})
 
 
-class StoreLabUI:
+class StoreLabUI(_Guarded):
     """The lab page of an object store (`autorec.io.objectstore.ObjectStore`), read-only."""
 
-    def __init__(self, store: Any, token: str | None = None) -> None:
+    def __init__(self, store: Any, token: str | None = None, host_names: Iterable[str] = ()) -> None:
+        super().__init__(token, host_names)
         self.store = store
-        self.token = token
         self._cache: tuple[float, list[Rig], list[str]] | None = None
         self._lock = asyncio.Lock()
-        self.app = web.Application(middlewares=[_auth_middleware(token)])
         get = self.app.router.add_get
         get("/", self.lab)
         get("/api/lab", self.api_lab)
         get("/rig/{rig}/night/{day}/", self.night)
         get("/rig/{rig}/night/{day}/files/{name}", self.file)
-        self.app.router.add_get("/favicon.ico", _no_favicon)
-        self.app.router.add_static("/ui/", STATIC, follow_symlinks=False)
 
     async def _rigs(self) -> tuple[list[Rig], list[str]]:
         from autorec.io.objectstore import StoreError
