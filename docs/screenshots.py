@@ -23,6 +23,8 @@ SHOTS = (
     "review-filter-by-url.png",
     "review-export-done.png",
     "review-electrode-search.png",
+    "lab-directories.png",
+    "lab-store-night.png",
 )
 
 

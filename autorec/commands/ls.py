@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from autorec.outdir import INDEX_NAME
 from autorec.units import format_duration, format_size
@@ -103,40 +102,6 @@ def run(args: argparse.Namespace) -> int:
     return listing(args.directory, args.rule, args.since, args.until, args.json, "ls")
 
 
-def store_rows(store: Any, rigs: list[str], t0: float | None, t1: float | None) -> tuple[list[dict], list[str]]:
-    """Every catalogue row under the store's prefix (with `rig` and `date`), pruned by day, and the problems."""
-    import datetime as dt
-
-    from autorec.io.catalogue import read_rows
-    from autorec.io.storelayout import CATALOGUE_NAME, parse_partitions, rig_prefix, utc_day
-
-    prefixes = [rig_prefix(store.location.prefix, r) + "/" for r in rigs] or [
-        store.location.prefix + "/" if store.location.prefix else ""
-    ]
-    first = (dt.date.fromisoformat(utc_day(t0)) - dt.timedelta(days=1)).isoformat() if t0 is not None else None
-    last = utc_day(t1) if t1 is not None else None
-    rows: list[dict] = []
-    problems: list[str] = []
-    for prefix in prefixes:
-        for key, _size in store.list_keys(prefix):
-            if not key.endswith("/" + CATALOGUE_NAME):
-                continue
-            parts = parse_partitions(key)
-            day = parts.get("date", "")
-            if (first and day < first) or (last and day > last):
-                continue
-            try:
-                found = read_rows(store.get_bytes(key))
-            except Exception as exc:  # a damaged catalogue must not hide the others
-                problems.append(f"{key}: cannot read: {exc}")
-                continue
-            for row in found:
-                row["rig"], row["date"] = parts.get("rig"), day
-                rows.append(row)
-    rows.sort(key=lambda r: (r.get("start") or 0, r.get("rig") or ""))
-    return rows, problems
-
-
 def store_listing(args: argparse.Namespace) -> int:
     """`autorec ls s3://...`: exit 0, 1 when the store cannot be read, 2 for bad arguments."""
     from autorec.io.objectstore import ObjectStore, StoreError, StoreLocation, check_endpoint
@@ -160,6 +125,8 @@ def store_listing(args: argparse.Namespace) -> int:
             f"autorec ls: s3:// needs boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}", file=sys.stderr
         )
         return 2
+    from autorec.io.catalogue import store_rows
+
     store = ObjectStore(location, endpoint)
     try:
         rows, problems = store_rows(store, args.rig, t0, t1)

@@ -129,3 +129,36 @@ def read_rows(data: bytes) -> list[dict[str, Any]]:
             if row.get(name) is not None:
                 row[name] = row[name] / 1e6
     return rows
+
+
+def store_rows(store: Any, rigs: list[str], t0: float | None, t1: float | None) -> tuple[list[dict], list[str]]:
+    """Every catalogue row under the store's prefix (with `rig` and `date`), pruned by day, and the problems
+    (a damaged catalogue is a problem, not an error). `store` is an `autorec.io.objectstore.ObjectStore`;
+    `rigs` empty: every rig. Raises StoreError when the store cannot be listed (`ls s3://`, the lab page)."""
+    from autorec.io.storelayout import CATALOGUE_NAME, parse_partitions, rig_prefix, utc_day
+
+    prefixes = [rig_prefix(store.location.prefix, r) + "/" for r in rigs] or [
+        store.location.prefix + "/" if store.location.prefix else ""
+    ]
+    first = (_dt.date.fromisoformat(utc_day(t0)) - _dt.timedelta(days=1)).isoformat() if t0 is not None else None
+    last = utc_day(t1) if t1 is not None else None
+    rows: list[dict] = []
+    problems: list[str] = []
+    for prefix in prefixes:
+        for key, _size in store.list_keys(prefix):
+            if not key.endswith("/" + CATALOGUE_NAME):
+                continue
+            parts = parse_partitions(key)
+            day = parts.get("date", "")
+            if (first and day < first) or (last and day > last):
+                continue
+            try:
+                found = read_rows(store.get_bytes(key))
+            except Exception as exc:  # a damaged catalogue must not hide the others
+                problems.append(f"{key}: cannot read: {exc}")
+                continue
+            for row in found:
+                row["rig"], row["date"] = parts.get("rig"), day
+                rows.append(row)
+    rows.sort(key=lambda r: (r.get("start") or 0, r.get("rig") or ""))
+    return rows, problems

@@ -362,6 +362,21 @@ class ObjectStore:
         except Exception as exc:
             raise classify(exc, self, key) from None
 
+    def get_tail(self, key: str, n: int) -> bytes:
+        """The last `n` bytes of an object (all of it when smaller)."""
+        try:
+            return self.client.get_object(Bucket=self.location.bucket, Key=key, Range=f"bytes=-{n}")["Body"].read()
+        except Exception as exc:
+            raise classify(exc, self, key) from None
+
+    def open_object(self, key: str) -> tuple[Any, int]:
+        """A readable stream of an object (`.read(n)`, `.close()`) and its size, for sending it on."""
+        try:
+            obj = self.client.get_object(Bucket=self.location.bucket, Key=key)
+        except Exception as exc:
+            raise classify(exc, self, key) from None
+        return obj["Body"], int(obj.get("ContentLength") or 0)
+
     def list_keys(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under `prefix`."""
         try:
