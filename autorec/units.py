@@ -6,14 +6,13 @@ lists the allowed units, ready to show after a file:line prefix.
 
 `parse_listen` reads a listening address, `[HOST:]PORT` (`--http`, `--metrics`).
 
-`format_size` is the one size format a person reads (`109.7MB`); `iso_utc` and
-`with_iso_times` put ISO 8601 UTC strings beside the epoch times of the JSON
-files autorec writes (sidecars, `index.jsonl`, `status.json`).
+`format_size` is the one size format a person reads (`109.7MB`); `with_iso_times` puts ISO 8601
+UTC strings (`autorec.dates.utc_iso`, the one date helper) beside the epoch times of the JSON files
+autorec writes (sidecars, `index.jsonl`, `status.json`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
 from typing import Any
@@ -104,12 +103,6 @@ def format_size(n: float) -> str:
     return f"{int(n)}B"
 
 
-def iso_utc(t: float) -> str:
-    """Epoch seconds as an ISO 8601 UTC string with milliseconds: `2026-11-24T10:31:58.912Z`."""
-    when = _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
 # Keys that hold epoch seconds in sidecars, index lines and the status file.
 TIME_KEYS = frozenset(
     {"start", "end", "segment_start", "segment_end", "time", "first", "last", "original_time", "stamped_time"}
@@ -118,7 +111,8 @@ TIME_KEYS = frozenset(
 
 
 def with_iso_times(value: Any) -> Any:
-    """`value` (JSON-like) with `KEY_iso` (UTC, see `iso_utc`) after every epoch time in `TIME_KEYS`, and
+    """`value` (JSON-like) with `KEY_iso` (UTC with milliseconds, `autorec.dates.utc_iso`) after every epoch time
+    in `TIME_KEYS`, and
     `duration_s` after a mapping's `start`/`end` pair, for people reading the files.
 
     Recomputed from the epoch values: `_iso` and `duration_s` keys already in `value` are replaced.
@@ -146,12 +140,13 @@ def _is_number(v: Any) -> bool:
 
 
 def _iso_or_none(v: Any) -> str | None:
-    if not _is_number(v):
+    """The ISO form of `v`, or None where it is no date (not a finite number, or out of range: the
+    files keep the true epoch value and say it cannot be shown, rather than a clamped date)."""
+    from autorec.dates import MAX_TIME, MIN_TIME, utc_iso
+
+    if not _is_number(v) or not MIN_TIME <= v <= MAX_TIME:
         return None
-    try:
-        return iso_utc(v)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return utc_iso(v)
 
 
 def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

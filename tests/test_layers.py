@@ -22,7 +22,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autorec"
 
 LAYERS: list[set[str]] = [
-    {"proto", "units", "dates", "extras", "frames", "rig", "__version__"},
+    {"proto", "dates", "extras", "frames", "rig", "__version__"},
+    {"units"},
     {"events", "outdir", "readable"},
     {"triggers"},
     {"core"},

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from autorec import events
+from autorec.dates import utc_iso
 from autorec.io.logfile import LogReader, LogWriter, frame
 from autorec.io.recovery import recover_directory, recover_partial, summarize
 from autorec.outdir import INDEX_NAME
 from autorec.proto import PurpleDropEvent
-from autorec.units import iso_utc
 from tests.support.polling import wait_until
 
 T0 = 1_763_000_000.0
@@ -84,11 +84,11 @@ def test_cut_record_is_removed_and_sidecar_matches_file(tmp_path):
     assert sidecar["recovery"]["cut_bytes"] == len(cut)
     assert sidecar["recovery"]["cut_reason"].startswith("truncated")
     # the times for people are computed from what the file holds, like start and end
-    assert sidecar["start_iso"] == iso_utc(T0) and sidecar["end_iso"] == iso_utc(sidecar["end"])
+    assert sidecar["start_iso"] == utc_iso(T0) and sidecar["end_iso"] == utc_iso(sidecar["end"])
     assert sidecar["duration_s"] == 9.5
 
     [line] = _index(tmp_path)
-    assert line["start_iso"] == iso_utc(T0) and line["duration_s"] == 9.5
+    assert line["start_iso"] == utc_iso(T0) and line["duration_s"] == 9.5
     assert line["path"] == "seg-0001.bin"
     assert line["records"] == 21 and line["recovered"] is True and line["sidecar"] == "seg-0001.json"
     assert sidecar["recovery"]["from"] == "seg-0001.bin.partial"

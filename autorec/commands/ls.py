@@ -146,11 +146,11 @@ def store_listing(args: argparse.Namespace) -> int:
     length = sum(r.get("duration_s") or 0 for r in rows)
     rigs = sorted({r["rig"] for r in rows if r.get("rig")})
     if args.json:
-        from autorec.units import iso_utc
+        from autorec.dates import utc_iso
 
         for r in rows:
-            r["start_iso"] = iso_utc(r["start"]) if r.get("start") is not None else None
-            r["end_iso"] = iso_utc(r["end"]) if r.get("end") is not None else None
+            r["start_iso"] = utc_iso(r["start"]) if r.get("start") is not None else None
+            r["end_iso"] = utc_iso(r["end"]) if r.get("end") is not None else None
         out = {
             "store": str(location),
             "segments": rows,

@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from autorec.io.atomicfile import write_json
@@ -252,7 +253,14 @@ class SimServer(StreamServer):
             self._truth_written_at = now
 
     def _pump(self, until: float) -> None:
-        """Publish everything the simulation has due up to `until` (simulated time)."""
+        """Publish everything the simulation has due up to `until` (simulated time), at once."""
+        for _part in self._parts(until):
+            pass
+
+    def _parts(self, until: float) -> Iterator[None]:
+        """Publish what is due up to `until` in parts of about PACE_BATCH_BYTES, pausing (yielding)
+        after each, so a paced run can wait for its client between parts. Paced runs (`run --sim`)
+        serve no JSON-RPC, whose calls advance the simulation too."""
         encoder = self._encoder
         assert encoder is not None
         batch: list[bytes | str] = []
@@ -268,9 +276,10 @@ class SimServer(StreamServer):
                 else:
                     batch.append(m)
                     size += len(m)
-            if size > PACE_BATCH_BYTES:  # in parts: a slow client's queue fills (and is paced) part by part
+            if size > PACE_BATCH_BYTES:
                 self.broadcaster.publish(batch)
                 batch, size = [], 0
+                yield
         self.broadcaster.publish(batch)
         self.sent_until = max(self.sent_until, until)
 
@@ -324,10 +333,13 @@ class SimServer(StreamServer):
                     self._lag += behind / speed - MAX_LAG_REAL
                     target = sim0 + (now - real0 - self._lag) * speed
                 until = min(target, self.sent_until + MAX_BATCH_REAL * speed)
-                self._pump(until)
                 if self.config.pace_to_clients:
-                    # the simulated clock stands still while the recorder catches up
+                    # part by part, the simulated clock standing still while the recorder catches up
+                    for _part in self._parts(until):
+                        self._lag += await self._hold_for_clients()
                     self._lag += await self._hold_for_clients()
+                else:
+                    self._pump(until)
                 self._real_elapsed = loop.time() - real0
                 self._maybe_write_truth(loop.time())
                 nxt = sim.next_time()
