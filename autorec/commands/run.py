@@ -143,16 +143,9 @@ def upload_settings(args: argparse.Namespace, current, prog: str):
             )
             return False
         return None
-    try:
-        import boto3  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        from autorec.extras import install_hint
+    from autorec.extras import missing_s3
 
-        print(
-            f"autorec {prog}: uploads need boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}",
-            file=sys.stderr,
-        )
+    if missing_s3(prog, "uploads need"):
         return False
     if not changes:
         return current

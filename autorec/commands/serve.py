@@ -233,16 +233,9 @@ def serve_store(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"autorec serve: {exc}", file=sys.stderr)
         return 2
-    try:
-        import boto3  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        from autorec.extras import install_hint
+    from autorec.extras import missing_s3
 
-        print(
-            f"autorec serve: s3:// needs boto3 and pyarrow ({exc.name} is missing): {install_hint('s3')}",
-            file=sys.stderr,
-        )
+    if missing_s3("serve", "s3:// needs"):
         return 2
     store = ObjectStore(location, endpoint)
 

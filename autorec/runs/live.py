@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import sys
@@ -156,32 +155,6 @@ async def run_live(
         pipeline.finish()
         if status is not None:
             status.end()
-
-
-def on_loop(fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, timeout: float = 5.0) -> Callable[[], Any]:
-    """`fn` made callable from any thread: it runs on `loop` (where the pipeline and its counters live,
-    so nothing is read while it changes), the caller waiting up to `timeout` s. On the loop's own
-    thread it runs at once; after the loop has closed, here (the recorder is done: nothing changes)."""
-
-    def call() -> Any:
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                return fn()
-        result: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                result.set_result(fn())
-            except BaseException as exc:
-                result.set_exception(exc)
-
-        try:
-            loop.call_soon_threadsafe(run)
-        except RuntimeError:  # the loop is closed
-            return fn()
-        return result.result(timeout)
-
-    return call
 
 
 def reload_rules(pipeline, services: Services) -> None:

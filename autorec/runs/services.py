@@ -229,7 +229,7 @@ class Services:
     def web_feed(self, feed_class):
         """A web UI feed (`feed_class`, a `autorec.web.feed.LiveFeed`) attached to this run's pipeline
         and writer. The class is given by the web UI: this package sits below it."""
-        from autorec.services.statusfile import RateMeter, segment_info
+        from autorec.services.statusfile import RateMeter
 
         LiveFeed = feed_class
         writer = self._writer
@@ -237,17 +237,10 @@ class Services:
         recent: collections.deque = collections.deque(maxlen=20)
 
         def snapshot() -> dict:
-            ws, floor = writer.stats, self.disk.floor
+            # the status fields (the feed sets `connected` itself), plus the live page's rate and scores
             return {
-                "updated": time.time(),
+                **self.snapshot(),
                 "msg_per_s": round(meter.rate(time.monotonic()), 2),
-                "open_segment": segment_info(ws.open_segment),
-                "last_segment": segment_info(ws.last_segment),
-                "disk_free": floor.last_free,
-                "disk_total": floor.last_total,
-                "disk_below_floor": bool(floor.below),
-                "counters": self.counters(),
-                "alerts": self.monitor.status(),
                 "scores": self.scores(),
             }
 

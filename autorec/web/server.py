@@ -854,39 +854,18 @@ class WebUI:
             f = await self._in_thread(open_regular, path)  # a FIFO, a device, a link: 404, never a blocked worker
         except OSError:
             raise web.HTTPNotFound(text="not available\n") from None
-        with f:
-            fd = f.fileno()
-            size = os.fstat(fd).st_size
-            types = {
-                ".bin": "application/octet-stream",
-                ".json": "application/json",
-                ".mp4": "video/mp4",
-                ".mcap": "application/octet-stream",
-            }
-            download = path.suffix in (".bin", ".mcap")
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": types.get(path.suffix, "video/x-matroska"),
-                    "Content-Length": str(size),
-                    # any name the index holds, quoted (a quote or a line break in it cannot reach the header)
-                    "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
-                    if download
-                    else "inline",
-                }
-            )
-            try:
-                await response.prepare(request)
-                offset = 0
-                while offset < size:
-                    chunk = await self._in_thread(os.pread, fd, min(1 << 20, size - offset), offset)
-                    if not chunk:
-                        break  # the file shrank meanwhile: the client sees a short download
-                    await self._send(response, chunk)
-                    offset += len(chunk)
-                await response.write_eof()
-            except ConnectionError:  # the client left (or stopped reading): nothing to say about it
-                pass
-            return response
+        types = {
+            ".bin": "application/octet-stream",
+            ".json": "application/json",
+            ".mp4": "video/mp4",
+            ".mcap": "application/octet-stream",
+        }
+        # any name the index holds, quoted (a quote or a line break in it cannot reach the header)
+        download = path.suffix in (".bin", ".mcap")
+        disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}" if download else "inline"
+        with f:  # _send_fd streams (and closes) its own descriptor of the opened file
+            fd = os.dup(f.fileno())
+        return await self._send_fd(request, fd, types.get(path.suffix, "video/x-matroska"), disposition)
 
 
 class _GuardedSite(web.TCPSite):
