@@ -288,3 +288,29 @@ def test_a_store_that_cannot_be_reached_is_one_clear_line_and_the_server_stays_u
             assert code == 502 and body.decode().startswith("autorec: ") and "cannot reach" in body.decode()
     finally:
         served.close()
+
+
+def test_a_planted_fifo_or_link_never_blocks_or_feeds_the_lab_page(tmp_path: Path) -> None:
+    """status.json, uploads.jsonl and the journal planted as FIFOs (or a link to a secret): the rig is
+    still listed, at once, and nothing is read through them."""
+    import os
+    import threading
+
+    from autorec.web.lab import directory_rig
+
+    rig_dir = tmp_path / "pi-x"
+    rig_dir.mkdir()
+    os.mkfifo(rig_dir / "status.json")
+    os.mkfifo(rig_dir / "uploads.jsonl")
+    os.mkfifo(rig_dir / "journal.jsonl")
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"rig": "stolen"}')
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(directory_rig(rig_dir)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert result, "directory_rig blocked on a FIFO"
+    assert result[0].name == "pi-x" and result[0].stopped is None
+    (rig_dir / "status.json").unlink()
+    (rig_dir / "status.json").symlink_to(secret)
+    assert "stolen" not in str(directory_rig(rig_dir).status)

@@ -281,22 +281,7 @@ class DirectoryFeed(Feed):
                 tail = f.read()
         except OSError:
             return None
-        for line in reversed(tail.splitlines()):
-            try:
-                entry = check_journal_entry(json.loads(line))  # typed: finite times, a text event
-            except (ValueError, RecursionError):
-                continue  # a half-written last line, or the cut first one
-            if isinstance(entry, str):
-                continue
-            if entry.get("event") != "stop":
-                return None
-            reason = entry.get("reason")
-            return {
-                "wall": entry.get("wall"),
-                "time": entry["time"],
-                "reason": reason if isinstance(reason, str) else None,
-            }
-        return None
+        return stop_of_journal_tail(tail)
 
     def poll_once(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Read the status file (when it changed) and new index lines (blocking: call it in a worker thread).
@@ -368,3 +353,21 @@ class DirectoryFeed(Feed):
                     self.push("segment", entry)
             first = False
             await asyncio.sleep(interval)
+
+
+def stop_of_journal_tail(tail: bytes) -> dict[str, Any] | None:
+    """The `stop` line (`wall`, `time`, `reason`) if it is the last whole line of a journal's `tail`
+    (its last bytes, from a file or the object store), else None: running, or nothing read. A cut
+    first or last line is skipped; the entry is read through the journal's typed record."""
+    for line in reversed(tail.splitlines()):
+        try:
+            entry = check_journal_entry(json.loads(line))  # typed: finite times, a text event
+        except (ValueError, RecursionError):
+            continue  # a half-written last line, or the cut first one
+        if isinstance(entry, str):
+            continue
+        if entry.get("event") != "stop":
+            return None
+        reason = entry.get("reason")
+        return {"wall": entry.get("wall"), "time": entry["time"], "reason": reason if isinstance(reason, str) else None}
+    return None

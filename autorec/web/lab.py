@@ -22,7 +22,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,11 @@ from typing import Any
 from urllib.parse import quote
 
 from autorec import __version__
+from autorec.io.boundedread import open_regular
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME, UPLOAD_STATE_NAME
 from autorec.readable import local_and_utc, time_html
 from autorec.units import format_duration, format_size
+from autorec.web.feed import DirectoryFeed, stop_of_journal_tail
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +86,12 @@ def nights_of(rows: list[tuple[str, float | None, int, str]]) -> list[NightRow]:
     return sorted(by_day.values(), key=lambda n: n.day, reverse=True)
 
 
-def stop_of_journal_tail(tail: bytes) -> dict[str, Any] | None:
-    """The `stop` line (`wall`, `time`, `reason`) if it is the last whole line of a journal's `tail`
-    (its last bytes, as fetched from the store), else None: running, or nothing read. A cut first or
-    last line is skipped; mistyped fields are None. `DirectoryFeed.last_stop` is the same for a file."""
-    for line in reversed(tail.splitlines()):
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            continue  # a half-written last line, or the cut first one
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("event") != "stop":
-            return None
-        out = {k: entry.get(k) for k in ("wall", "time")}
-        out = {k: v if isinstance(v, (int, float)) and math.isfinite(v) else None for k, v in out.items()}
-        out["reason"] = entry.get("reason") if isinstance(entry.get("reason"), str) else None
-        return out
-    return None
-
-
 def uploaded_rig_name(directory: Path) -> str | None:
     """The rig name this directory uploads as (`rig=NAME` in the keys of `uploads.jsonl`), or None."""
     from autorec.io.storelayout import parse_partitions
 
     try:
-        with open(directory / UPLOAD_STATE_NAME, "rb") as f:
+        with open_regular(directory / UPLOAD_STATE_NAME) as f:  # a planted FIFO never blocks the page
             head = f.read(65536)
     except OSError:
         return None
@@ -141,12 +122,11 @@ def directory_rig(directory: str | os.PathLike[str]) -> Rig:
     """A directory's rig: its name, status file, journal's stop line and per-day segment totals."""
     from autorec.io.storelayout import utc_day
     from autorec.report.night import load_night
-    from autorec.web.feed import DirectoryFeed
 
     path = Path(directory)
     rig = Rig(uploaded_rig_name(path) or path.resolve().name, str(path))
     try:
-        with open(path / STATUS_NAME, "rb") as f:
+        with open_regular(path / STATUS_NAME) as f:
             data: bytes | None = f.read(STATUS_LIMIT)
     except OSError:
         data = None
