@@ -158,7 +158,7 @@ def main() -> None:
             source = FileSource(log_path)
             pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), DryRun())
             frames = 0
-            for trigger in pipe.engine.triggers.values():
+            for trigger in pipe.pipeline.engine.triggers.values():
                 if isinstance(trigger, MotionTrigger):
                     decoder = GrayDecoder(trigger.scale)
 

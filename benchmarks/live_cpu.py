@@ -131,7 +131,7 @@ def decode_floor(record: Path, rules: Path, sets: list[str], start: float, end: 
         Pipeline(load_rules(rules, [Override.parse(o) for o in sets]), offline=True, telemetry=False), DryRun()
     )
     frames, cpu = 0, 0.0
-    for trigger in pipe.engine.triggers.values():
+    for trigger in pipe.pipeline.engine.triggers.values():
         if not isinstance(trigger, MotionTrigger):
             continue
         decoder = GrayDecoder(trigger.scale)
