@@ -158,28 +158,33 @@ def test_sigterm_while_no_server_is_reachable(tmp_path: Path) -> None:
     assert out.read_bytes() == b""
 
 
-def test_disk_trouble_is_reported_once_then_rate_limited() -> None:
-    from autorec.commands.record import DiskTrouble
+def test_disk_trouble_is_reported_once_then_rate_limited(caplog) -> None:
+    from autorec.io.capture import DiskTrouble
 
-    lines: list[str] = []
-
-    class Log:
-        def error(self, fmt, *args):
-            lines.append("ERROR " + fmt % args)
-
-        def info(self, fmt, *args):
-            lines.append("INFO " + fmt % args)
+    def lines() -> list[str]:
+        return [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "autorec.io.capture"]
 
     now = [0.0]
-    trouble = DiskTrouble(Log(), "out.bin", repeat=60.0, clock=lambda: now[0])
+    trouble = DiskTrouble(Path("out.bin"), repeat=60.0, clock=lambda: now[0])
     full = OSError(28, "No space left on device")
-    for second in range(120):  # a disk that fails and recovers every second for two minutes
-        now[0] = float(second)
-        trouble.failed(full)
-        trouble.failed(full)  # repeats while failing are never logged
-        trouble.wrote(lost=second)
-    assert [line.split(" ")[0] for line in lines] == ["ERROR", "INFO", "ERROR", "INFO"]
-    assert "59 more failure(s)" in lines[2]
+    with caplog.at_level("INFO", logger="autorec.io.capture"):
+        for second in range(120):  # a disk that fails and recovers every second for two minutes
+            now[0] = float(second)
+            trouble.failed(full, lost=second)
+            trouble.failed(full, lost=second)  # repeats while failing wait for the next report
+            trouble.wrote(lost=second)
+        assert [line.split(" ")[0] for line in lines()] == ["ERROR", "INFO", "ERROR", "INFO"]
+        assert "59 more failure(s)" in lines()[2]
+        caplog.clear()
+        trouble = DiskTrouble(Path("out.bin"), repeat=60.0, clock=lambda: now[0])
+        for second in range(200, 330):  # a disk that stays full: a reminder a minute, with the count so far
+            now[0] = float(second)
+            trouble.failed(full, lost=second)
+        assert lines() == [
+            "ERROR cannot write out.bin: No space left on device; recording continues, 200 records lost so far",
+            "ERROR still cannot write out.bin: No space left on device; 260 records lost so far",
+            "ERROR still cannot write out.bin: No space left on device; 320 records lost so far",
+        ]
 
 
 def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk: Path, capsys) -> None:

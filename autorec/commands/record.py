@@ -7,17 +7,27 @@ same way, to `OUT.rejected`. Lost connections are retried for ever (capped
 backoff) and reported as gaps. Ctrl-C, SIGTERM or `--duration` end the
 recording: the log is flushed and closed, a summary is printed, exit 0.
 Exit 1 if records could not be written (disk full): the recording goes on
-meanwhile, and the log always ends on a whole record. Exit 2 for usage errors
-(an existing OUT without --append/--force, an OUT that cannot be opened, a bad
-URI or duration).
+meanwhile, and the log always ends on a whole record. That is the disk-error
+policy of the capture loop `record` shares with `EventRecorder`
+(`autorec.io.capture`); this module only adds the arguments and the summary.
+Exit 2 for usage errors (an existing OUT without --append/--force, an OUT
+that cannot be opened, a bad URI or duration).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autorec.core.streamitems import Message
+    from autorec.io.capture import StreamCapture
+    from autorec.io.mainloop import StopRequest
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URI = "ws://localhost:7001"
 
@@ -39,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from autorec.io.recorder import CaptureLog
+    from autorec.io.capture import StreamCapture
+    from autorec.io.mainloop import run_main
     from autorec.io.source import WebsocketSource
     from autorec.units import parse_duration
 
@@ -58,120 +68,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: --uri: {exc}", file=sys.stderr)
         return 2
     mode = "append" if args.append else "overwrite" if args.force else "new"
+    capture = StreamCapture(source, args.out, mode, on_message=_print_kind if args.verbose else None)
     try:
-        capture = CaptureLog(args.out, mode)
+        capture.open()  # before connecting: a wrong OUT is a usage error, and OUT exists from the start
     except FileExistsError as exc:
         print(f"{prog}: {exc.filename} exists; use --append to add to it or --force to replace it", file=sys.stderr)
         return 2
     except OSError as exc:  # nothing recorded yet: a missing directory, a directory, a corrupt log to --append to
         print(f"{prog}: cannot open {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    from autorec.io.mainloop import run_main
-
-    return run_main(lambda stop: _record(source, capture, stop, args.verbose), duration=duration, interrupted=1)
+    return run_main(lambda stop: _record(capture, stop), duration=duration, interrupted=1)
 
 
-class DiskTrouble:
-    """What `record` says about write errors: one line when they start, one when writes work again.
-
-    Recovery is only declared when a flush really wrote records (a flush with nothing buffered
-    proves nothing: it used to announce "works again" a second before the next ENOSPC). Both
-    lines are rate-limited: a disk that fails and recovers over and over is reported at most
-    once every `repeat` seconds, with the count of failures in between.
-    """
-
-    def __init__(self, log: Any, path: Any, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
-        import time
-
-        self.log, self.path, self.repeat = log, path, repeat
-        self.clock = clock or time.monotonic
-        self.failing = False
-        self._reported = False  # the current failure was logged
-        self._last_log: float | None = None
-        self._unreported = 0  # failures since the last logged one
-
-    def failed(self, exc: BaseException) -> None:
-        if self.failing:
-            return
-        self.failing = True
-        now = self.clock()
-        if self._last_log is not None and now - self._last_log < self.repeat:
-            self._unreported += 1
-            self._reported = False
-            return
-        more = f" ({self._unreported} more failure(s) since the last report)" if self._unreported else ""
-        self.log.error("%s; recording continues, lost records are counted%s", exc, more)
-        self._last_log, self._unreported, self._reported = now, 0, True
-
-    def wrote(self, lost: int) -> None:
-        """A flush wrote records."""
-        if not self.failing:
-            return
-        self.failing = False
-        if self._reported:
-            self.log.info("writing to %s works again (%d records lost so far)", self.path, lost)
+def _print_kind(message: Message) -> None:
+    print(message.kind if message.rejected is None else f"rejected ({message.rejected})", flush=True)
 
 
-async def _record(source, capture, stop, verbose: int) -> int:
-    import asyncio
-    import logging
-    import time
-
-    from autorec.core.streamitems import Message
-    from autorec.io.logfile import LogWriteError
-
-    log = logging.getLogger(__name__)
-    loop = asyncio.get_running_loop()
-    trouble = DiskTrouble(log, capture.path)
-    stop.on_stop(source.stop)
-
-    def guarded(action) -> bool:
-        # Disk full or an I/O error: say so (rate-limited), count what is lost, keep recording.
-        before = capture.written
-        try:
-            action()
-        except LogWriteError as exc:
-            trouble.failed(exc)
-            return False
-        if capture.written > before:
-            trouble.wrote(capture.lost)
-        return True
-
-    def flush_tick() -> None:
-        # Keep the file current even when the stream goes quiet (info/tail on a live log).
-        guarded(capture.flush)
-        timers[0] = loop.call_later(1.0, flush_tick)
-
-    timers = [loop.call_later(1.0, flush_tick)]
+async def _record(capture: StreamCapture, stop: StopRequest) -> int:
+    """The shared capture loop (its disk-error policy: `autorec.io.capture`), then the summary.
+    Exit 1 if records were lost or the capture ended on an error, else 0."""
     started = time.monotonic()
-    log.info("recording %s to %s", source.uri, capture.path)
-    try:
-        async for item in source:
-            if not isinstance(item, Message):
-                continue  # the source logs connects and gaps itself
-            guarded(lambda m=item: capture.write(m))
-            if verbose:
-                print(item.kind if item.rejected is None else f"rejected ({item.rejected})", flush=True)
-    finally:
-        for timer in timers:
-            timer.cancel()
-        guarded(capture.close)
-        await source.close()
-    elapsed = time.monotonic() - started
-    _summary(capture, source.stats, elapsed, stop.reason or "stopped")
+    await capture.run(stop=stop)
+    _summary(capture, time.monotonic() - started, stop.reason or "stopped")
+    if capture.error is not None:
+        log.error("the recording ended early: %s", capture.error, exc_info=capture.error)
+        return 1
     return 1 if capture.lost else 0
 
 
-def _summary(capture, stats, elapsed: float, reason: str) -> None:
+def _summary(capture: StreamCapture, elapsed: float, reason: str) -> None:
     from autorec.units import format_duration, format_size
 
+    stats = capture.source.stats
+    files = capture.log
+    assert files is not None  # opened before the loop
     gap_time = sum(g.duration or 0.0 for g in stats.gaps)
     lines = [
         f"autorec record: {reason}; {capture.path}",
-        f"  messages: {capture.messages}  bytes: {format_size(stats.bytes)}  duration: {format_duration(elapsed)}",
+        f"  messages: {files.messages}  bytes: {format_size(stats.bytes)}  duration: {format_duration(elapsed)}",
         f"  gaps: {len(stats.gaps)} ({format_duration(gap_time)} without a connection)  reconnects: {stats.reconnects}",
-        f"  rejected: {capture.rejected}"
-        + (f" (in {capture.rejected_path})" if capture.rejected else "")
+        f"  rejected: {files.rejected}"
+        + (f" (in {files.rejected_path})" if files.rejected else "")
         + f"  text frames skipped: {stats.text_frames}",
     ]
     shown = stats.gaps[-10:]

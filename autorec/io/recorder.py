@@ -21,11 +21,17 @@ methods as coroutines on the caller's loop):
   returns the number of events written. If that does not finish in time it
   raises `RecorderTimeout`; the capture keeps finishing in the background
   and a later `stop()` waits for it again.
-- A failure in the background (a lost connection that does not come back
-  within `reconnect_timeout`, a disk error) ends the capture (everything
-  received up to then is in the log) and is raised, once, as `RecorderError`
-  by the next `start()` or `stop()` (with `.count` = events saved). A
-  connection that comes back in time just leaves a gap, listed in `gaps`.
+- A lost connection that does not come back within `reconnect_timeout` ends
+  the capture (everything received up to then is in the log) and is raised,
+  once, as `RecorderError` by the next `start()` or `stop()` (with `.count` =
+  events saved). A connection that comes back in time just leaves a gap,
+  listed in `gaps`.
+- A disk error (disk full, I/O error) does not end the capture: the policy
+  of `autorec record`, in `autorec.io.capture` (the loop both record through).
+  The records that could not be written are counted in `lost` (readable while
+  recording), one log line says so (rate-limited), and `stop()` closes the
+  log, which ends on a whole record, and then raises `RecorderDiskError`
+  (a `RecorderError`; `.lost`, `.count`).
 - Files are upstream-format logs, exactly as `autorec record` writes them:
   frames that do not parse as `PurpleDropEvent` go to `<path>.rejected`
   (created only when there is one) and are counted in `rejected`.
@@ -40,110 +46,42 @@ threaded `EventRecorder` also works there, but its `start()`/`stop()` block
 for up to their timeouts, so call them through `await
 asyncio.to_thread(rec.start, path)`.
 
-`CaptureLog` (a log plus its `.rejected` sidecar) is also what `autorec
-record` writes through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import errno
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from autorec.io.logfile import LogWriteError, LogWriter
+from autorec.io.capture import Mode, StreamCapture
+from autorec.io.logfile import LogWriteError
 from autorec.io.mainloop import StopRequest, run_main
-from autorec.io.source import DEFAULT_URI, Connected, ConnectionGap, Disconnected, Message, WebsocketSource
+from autorec.io.source import DEFAULT_URI, Connected, ConnectionGap, Disconnected, WebsocketSource
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["new", "append", "overwrite"]
-
-
-class CaptureLog:
-    """An upstream-format log being recorded, plus `<path>.rejected` for frames that do not parse.
-
-    `write(message)` sends a parsed frame to the log and a rejected one to the
-    sidecar (opened on first use), both framed the same way. The buffers are
-    flushed at least every `flush_interval` seconds of writing, and by
-    `flush()`/`close()`. Write errors surface as `LogWriteError` (the files
-    still end on whole records; `lost` counts what could not be written).
-
-    With mode "new" an existing sidecar is refused like an existing log; with
-    "overwrite" a stale sidecar of the replaced log is removed.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], mode: Mode = "new", flush_interval: float = 1.0):
-        self.path = Path(path)
-        self.rejected_path = Path(f"{self.path}.rejected")
-        self.mode = mode
-        if mode == "new" and self.rejected_path.exists():
-            raise FileExistsError(errno.EEXIST, "rejected-frames file already exists", str(self.rejected_path))
-        self.log = LogWriter(self.path, mode)
-        if mode == "overwrite":
-            self.rejected_path.unlink(missing_ok=True)
-        self._rejected: LogWriter | None = None
-        self.flush_interval = flush_interval
-        self._last_flush = time.monotonic()
-        self.messages = 0  # parsed frames handed to the log
-        self.rejected = 0  # frames handed to the sidecar
-
-    @property
-    def lost(self) -> int:
-        """Records that could not be written (disk full, I/O error)."""
-        return self.log.dropped + (self._rejected.dropped if self._rejected else 0)
-
-    @property
-    def bytes(self) -> int:
-        return self.log.bytes
-
-    @property
-    def written(self) -> int:
-        """Records durably handed to the OS so far (log and rejected sidecar)."""
-        return self.log.records + (self._rejected.records if self._rejected else 0)
-
-    def write(self, message: Message) -> None:
-        if message.rejected is None:
-            self.messages += 1
-            self.log.write(message.payload)
-        else:
-            if self._rejected is None:
-                self._rejected = LogWriter(self.rejected_path, "append")
-            self.rejected += 1
-            self._rejected.write(message.payload)
-        if time.monotonic() - self._last_flush >= self.flush_interval:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        try:
-            self.log.flush()
-        finally:
-            if self._rejected is not None:
-                self._rejected.flush()
-
-    def close(self) -> None:
-        try:
-            self.log.close()
-        finally:
-            if self._rejected is not None:
-                self._rejected.close()
-
 
 class RecorderError(RuntimeError):
-    """A capture could not start or failed; `count` is the number of events saved (if any)."""
+    """A capture could not start or failed; `count` is the number of events saved (if any), `lost`
+    the number of records that could not be written."""
 
-    def __init__(self, message: str, count: int = 0, path: Path | None = None):
+    def __init__(self, message: str, count: int = 0, path: Path | None = None, lost: int = 0):
         super().__init__(message)
         self.count = count
         self.path = path
+        self.lost = lost
+
+
+class RecorderDiskError(RecorderError):
+    """Records could not be written (disk full, I/O error): `lost` of them. The capture went on
+    meanwhile; `count` events are in the log, which ends on a whole record."""
 
 
 class RecorderConnectError(RecorderError, ConnectionError):
@@ -154,11 +92,12 @@ class RecorderTimeout(RecorderError, TimeoutError):
     """`stop()` could not finish within its timeout; the capture is still finishing."""
 
 
-class _Capture:
-    """One capture from connect to closed log, run as a coroutine on some loop.
+class _Capture(StreamCapture):
+    """One capture of a recorder: the shared loop (`autorec.io.capture`), which gives up when no
+    connection is made within `connect_timeout` or a gap lasts longer than `reconnect_timeout`.
 
-    Never raises: the outcome is `error` (None on a clean stop) and `count`.
-    `on_ready` runs once the connection is up and the log is open.
+    `run` never raises (but CancelledError): the outcome is `error` (None on a clean stop), `count`
+    and `lost`.
     """
 
     def __init__(
@@ -170,46 +109,39 @@ class _Capture:
         reconnect_timeout: float,
         source_options: dict[str, Any],
     ):
+        super().__init__(WebsocketSource(uri, **source_options), path, mode)
         self.uri = uri
-        self.path = path
-        self.mode = mode
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
-        self.source = WebsocketSource(uri, **source_options)
-        self.log: CaptureLog | None = None
-        self.error: BaseException | None = None
-        self.ready = False
-        self.stop_requested = False  # set by the caller's thread too, before the loop sees the request
-        self.phase = "connecting"
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_request: StopRequest | None = None  # the capture thread's (autorec.io.mainloop)
+        self._timer: asyncio.TimerHandle | None = None
         self._last_cause = "no answer"
 
-    @property
-    def count(self) -> int:
-        return self.log.messages if self.log else 0
+    async def run(self, on_ready: Callable[[], object] | None = None, stop: StopRequest | None = None) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.connect_timeout, self._connect_timed_out)
+        try:
+            await super().run(on_ready, stop)
+        finally:
+            self._timer.cancel()
 
-    def _fail(self, error: BaseException) -> None:
-        if self.error is None:
-            self.error = error
-        self.source.stop()
+    def connected(self, item: Connected) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
-    def request_stop(self) -> None:
-        """Ask the capture to end (call on its loop)."""
-        self.stop_requested = True
-        if self.phase == "recording":
-            self.phase = "stopping (closing the connection)"
-        self.source.stop()
+    def disconnected(self, item: Disconnected) -> None:
+        self._last_cause = item.cause
+        if self.log is not None and self._timer is not None:
+            self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(self.reconnect_timeout, self._gave_up, item.cause)
 
     def _connect_timed_out(self) -> None:
-        self._fail(
+        self.fail(
             RecorderConnectError(
                 f"could not connect to {self.uri} within {self.connect_timeout:g}s: {self._last_cause}", path=self.path
             )
         )
 
     def _gave_up(self, cause: str) -> None:
-        self._fail(
+        self.fail(
             RecorderError(
                 f"lost the connection to {self.uri} ({cause}) and it did not come back within "
                 f"{self.reconnect_timeout:g}s",
@@ -217,59 +149,21 @@ class _Capture:
             )
         )
 
-    async def run(self, on_ready: Callable[[], None], stop: StopRequest | None = None) -> None:
-        """Capture until the source ends or a stop is requested (`request_stop` on the loop, or `stop`)."""
-        self.loop = loop = asyncio.get_running_loop()
-        if stop is not None:
-            self.stop_request = stop
-            stop.on_stop(self.request_stop)
-        timer = loop.call_later(self.connect_timeout, self._connect_timed_out)
-        try:
-            async for item in self.source:
-                if isinstance(item, Message):
-                    assert self.log is not None
-                    self.log.write(item)
-                elif isinstance(item, Connected):
-                    timer.cancel()
-                    if self.log is None:
-                        # Open only now: a failed start leaves no file behind.
-                        self.log = CaptureLog(self.path, self.mode)
-                        self.ready = True
-                        self.phase = "recording"
-                        on_ready()
-                elif isinstance(item, Disconnected):
-                    self._last_cause = item.cause
-                    if self.log is not None:
-                        timer.cancel()
-                        timer = loop.call_later(self.reconnect_timeout, self._gave_up, item.cause)
-        except asyncio.CancelledError:
-            self._fail(RecorderError(f"recording to {self.path} was cancelled", path=self.path))
-            raise
-        except LogWriteError as exc:
-            self._fail(RecorderError(f"could not write {self.path}: {exc}", path=self.path))
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            timer.cancel()
-            self.phase = "closing the log"
-            if self.log is not None:
-                try:
-                    self.log.close()
-                except OSError as exc:
-                    self._fail(RecorderError(f"could not write {self.path}: {exc}", path=self.path))
-            self.phase = "closing the connection"
-            await self.source.close()
-            self.phase = "done"
-
     def outcome(self) -> int:
         """The event count of a finished capture, or its error raised as RecorderError."""
         error = self.error
+        if error is None and self.lost:
+            error = RecorderDiskError(
+                f"{self.lost} record(s) could not be written to {self.path} ({self.trouble.cause}); "
+                "the recording went on and the log ends on a whole record",
+                path=self.path,
+            )
         if error is None:
             return self.count
         if isinstance(error, RecorderError):
-            error.count = self.count
+            error.count, error.lost = self.count, self.lost
             raise error
-        raise RecorderError(f"recording to {self.path} failed: {error}", self.count, self.path) from error
+        raise RecorderError(f"recording to {self.path} failed: {error}", self.count, self.path, self.lost) from error
 
 
 def _raise_start_error(capture: _Capture) -> None:
@@ -336,7 +230,13 @@ class _RecorderBase:
     @property
     def rejected(self) -> int:
         capture = self._capture or self._last
-        return capture.log.rejected if capture and capture.log else 0
+        return capture.rejected if capture else 0
+
+    @property
+    def lost(self) -> int:
+        """Records the current (or last) capture could not write (disk full, I/O error)."""
+        capture = self._capture or self._last
+        return capture.lost if capture else 0
 
     @property
     def gaps(self) -> list[ConnectionGap]:

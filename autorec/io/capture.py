@@ -1,0 +1,341 @@
+"""The whole-stream capture loop: every frame of a live stream into one upstream-format log.
+
+`autorec record` (arguments, this loop, a summary) and the library's `EventRecorder` /
+`AsyncEventRecorder` (this loop in a thread or a task, plus start/stop) both record through
+`StreamCapture`, so they write the same files and treat a failing disk the same way.
+
+What the loop does (on one asyncio loop, the single consumer of a `WebsocketSource`):
+
+- Every `Message` goes to the `CaptureLog`: a frame that parses as a `PurpleDropEvent` into the
+  log exactly as received, one that does not into `<path>.rejected` (counted in `rejected`).
+- The log is opened before the loop by `open()` (`record`: a bad OUT is refused before any
+  connection) or else at the first connection (`EventRecorder`: a failed start leaves no file).
+- The buffers are flushed at least every `flush_interval` s (1 s), also while the stream is
+  quiet, so a live log is current for `autorec info` and little is at stake when the disk fills.
+- The source retries lost connections for ever; an owner that wants to give up (EventRecorder's
+  `connect_timeout`/`reconnect_timeout`) does so in the `connected`/`disconnected` hooks with
+  `fail(error)`.
+- `request_stop()` (on the loop), or the `StopRequest` handed to `run`, ends the capture: frames
+  already received are still written, then the log is flushed and closed, then the connection.
+  `run` never raises (except CancelledError): what ended a capture early is in `error`.
+
+Disk-error policy (disk full, I/O error), the same for the command and the library:
+
+- The recording goes on. A failed write loses only the records it held (those buffered since
+  the last flush: about a second's, at most 1 MiB); they are counted in `lost`. The file is cut
+  back to its last whole record (`LogWriter`), so the log always ends on a whole record that
+  upstream's reader reads, and what arrives once the disk has room again is written after it.
+- One ERROR line (logger `autorec.io.capture`) when writes start failing, naming the file and the
+  cause. After that at most one line every `report_every` s (60 s), while writes keep failing
+  or when they fail again after recovering, with the number of records lost so far; one INFO line
+  "works again" once a flush has really written records (a flush of an empty buffer proves
+  nothing).
+- `lost` can be read at any time (plain ints: safe from another thread). At the end the owner
+  says it: `autorec record` prints "NOT WRITTEN (disk/I-O errors): N records" in its summary and
+  exits 1; `EventRecorder.stop()` closes the log and then raises `RecorderDiskError` (with `.lost`
+  and `.count`), and `EventRecorder.lost` reads the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from autorec.core.streamitems import Connected, Disconnected, Message
+from autorec.io.logfile import LogWriteError, LogWriter
+from autorec.io.mainloop import StopRequest
+from autorec.io.source import WebsocketSource
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["new", "append", "overwrite"]
+
+
+class CaptureLog:
+    """An upstream-format log being recorded, plus `<path>.rejected` for frames that do not parse.
+
+    `write(message)` sends a parsed frame to the log and a rejected one to the
+    sidecar (opened on first use), both framed the same way. The buffers are
+    flushed at least every `flush_interval` seconds of writing, and by
+    `flush()`/`close()`. Write errors surface as `LogWriteError` (the files
+    still end on whole records; `lost` counts what could not be written,
+    including rejected frames whose sidecar could not be opened).
+
+    With mode "new" an existing sidecar is refused like an existing log; with
+    "overwrite" a stale sidecar of the replaced log is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: Mode = "new", flush_interval: float = 1.0):
+        self.path = Path(path)
+        self.rejected_path = Path(f"{self.path}.rejected")
+        self.mode = mode
+        if mode == "new" and self.rejected_path.exists():
+            raise FileExistsError(errno.EEXIST, "rejected-frames file already exists", str(self.rejected_path))
+        self.log = LogWriter(self.path, mode)
+        if mode == "overwrite":
+            self.rejected_path.unlink(missing_ok=True)
+        self._rejected: LogWriter | None = None
+        self._rejected_unopened = 0  # rejected frames lost because the sidecar could not be opened
+        self.flush_interval = flush_interval
+        self._last_flush = time.monotonic()
+        self.messages = 0  # parsed frames handed to the log
+        self.rejected = 0  # frames handed to the sidecar
+
+    @property
+    def lost(self) -> int:
+        """Records that could not be written (disk full, I/O error), in the log and the sidecar."""
+        return self.log.dropped + (self._rejected.dropped if self._rejected else 0) + self._rejected_unopened
+
+    @property
+    def saved(self) -> int:
+        """Parsed frames written to the log or waiting in its buffer (`messages` minus those lost)."""
+        return self.messages - self.log.dropped
+
+    @property
+    def bytes(self) -> int:
+        return self.log.bytes
+
+    @property
+    def written(self) -> int:
+        """Records durably handed to the OS so far (log and rejected sidecar)."""
+        return self.log.records + (self._rejected.records if self._rejected else 0)
+
+    def write(self, message: Message) -> None:
+        if message.rejected is None:
+            self.messages += 1
+            self.log.write(message.payload)
+        else:
+            self.rejected += 1
+            if self._rejected is None:
+                try:
+                    self._rejected = LogWriter(self.rejected_path, "append")
+                except OSError as exc:  # e.g. a corrupt sidecar to append to: this frame is lost, not the recording
+                    self._rejected_unopened += 1
+                    reason = exc.strerror or str(exc)
+                    raise LogWriteError(exc.errno, f"{self.rejected_path}: 1 record(s) not written: {reason}") from exc
+            self._rejected.write(message.payload)
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        self._both(LogWriter.flush)
+
+    def close(self) -> None:
+        self._both(LogWriter.close)
+
+    def _both(self, action: Callable[[LogWriter], None]) -> None:
+        """`action` on the log, then on the sidecar even if the log's failed; the first error is raised."""
+        error: OSError | None = None
+        for writer in (self.log, self._rejected):
+            if writer is None:
+                continue
+            try:
+                action(writer)
+            except OSError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+class DiskTrouble:
+    """The disk-error lines of a capture (the policy in the module docstring).
+
+    `failed(exc, lost)` for every failed write, `wrote(lost)` for every one that
+    really wrote records. The first failure is logged at once; after any logged
+    line the next one comes `repeat` s later at the earliest: a disk that keeps
+    failing gets a "still" line with the records lost so far, one that fails and
+    recovers over and over gets the count of failures in between. "Works again" is
+    logged only when the failure it ends was.
+    """
+
+    def __init__(self, path: Path, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
+        self.path, self.repeat = path, repeat
+        self.clock = clock or time.monotonic
+        self.failing = False
+        self.cause: str | None = None  # the last failure's cause, e.g. "No space left on device"
+        self._reported = False  # the current failure was logged
+        self._last_log: float | None = None
+        self._unreported = 0  # failures that began since the last logged line
+
+    def failed(self, exc: OSError, lost: int) -> None:
+        self.cause = os.strerror(exc.errno) if exc.errno else str(exc)
+        began = not self.failing
+        self.failing = True
+        if began:
+            self._reported = False
+        now = self.clock()
+        if self._last_log is not None and now - self._last_log < self.repeat:
+            if began:
+                self._unreported += 1
+            return
+        if self._reported:
+            log.error("still cannot write %s: %s; %d records lost so far", self.path, self.cause, lost)
+        else:
+            more = f"; {self._unreported} more failure(s) since the last report" if self._unreported else ""
+            log.error(
+                "cannot write %s: %s; recording continues, %d records lost so far%s", self.path, self.cause, lost, more
+            )
+        self._last_log, self._unreported, self._reported = now, 0, True
+
+    def wrote(self, lost: int) -> None:
+        """A write really wrote records."""
+        if not self.failing:
+            return
+        self.failing = False
+        if self._reported:
+            log.info("writing to %s works again (%d records lost so far)", self.path, lost)
+
+
+class StreamCapture:
+    """One capture of a whole stream into one log, from connect to closed log. See the module docstring.
+
+    Counters (`messages`, `count`, `rejected`, `lost`) are plain ints, readable from any thread.
+    Subclasses may override `connected(item)` and `disconnected(item)`, which run on the loop after
+    the capture has handled the item.
+    """
+
+    def __init__(
+        self,
+        source: WebsocketSource,
+        path: str | os.PathLike[str],
+        mode: Mode = "new",
+        *,
+        flush_interval: float = 1.0,
+        report_every: float = 60.0,
+        on_message: Callable[[Message], object] | None = None,
+    ) -> None:
+        self.source = source
+        self.path = Path(path)
+        self.mode = mode
+        self.flush_interval = flush_interval
+        self.on_message = on_message
+        self.trouble = DiskTrouble(self.path, report_every)
+        self.log: CaptureLog | None = None
+        self.error: BaseException | None = None  # what ended the capture before a stop was asked
+        self.ready = False  # connected with the log open
+        self.stop_requested = False  # set by an owner's thread too, before the loop sees the request
+        self.phase = "connecting"
+        self.stop_request: StopRequest | None = None
+        self._flusher: asyncio.TimerHandle | None = None
+
+    # -- counters ------------------------------------------------------------
+
+    @property
+    def messages(self) -> int:
+        """Parsed frames received (written or lost)."""
+        return self.log.messages if self.log else 0
+
+    @property
+    def count(self) -> int:
+        """Events in the log or on their way there (received, minus those lost to write errors)."""
+        return self.log.saved if self.log else 0
+
+    @property
+    def rejected(self) -> int:
+        return self.log.rejected if self.log else 0
+
+    @property
+    def lost(self) -> int:
+        """Records that could not be written (disk full, I/O error)."""
+        return self.log.lost if self.log else 0
+
+    # -- control -------------------------------------------------------------
+
+    def open(self) -> CaptureLog:
+        """Open the log now rather than at the first connection; raises OSError (FileExistsError...)."""
+        self.log = CaptureLog(self.path, self.mode, self.flush_interval)
+        return self.log
+
+    def fail(self, error: BaseException) -> None:
+        """End the capture early because of `error` (the first one is kept). Call on the loop."""
+        if self.error is None:
+            self.error = error
+        self.source.stop()
+
+    def request_stop(self) -> None:
+        """End the capture (call on its loop). Idempotent."""
+        self.stop_requested = True
+        if self.phase == "recording":
+            self.phase = "stopping (closing the connection)"
+        self.source.stop()
+
+    def connected(self, item: Connected) -> None:
+        """Hook: a connection was made (the log is open by now unless opening it failed)."""
+
+    def disconnected(self, item: Disconnected) -> None:
+        """Hook: a gap began."""
+
+    # -- the loop ------------------------------------------------------------
+
+    async def run(self, on_ready: Callable[[], object] | None = None, stop: StopRequest | None = None) -> None:
+        """Capture until the source ends or a stop is requested; `on_ready()` once connected with the log open."""
+        loop = asyncio.get_running_loop()
+        if stop is not None:
+            self.stop_request = stop
+            stop.on_stop(self.request_stop)
+        self._flusher = loop.call_later(self.flush_interval, self._flush_tick, loop)
+        log.info("recording %s to %s", self.source.uri, self.path)
+        try:
+            async for item in self.source:
+                if isinstance(item, Message):
+                    if self.log is not None:  # None only after a failed open: the capture is ending
+                        self._guarded(self.log.write, item)
+                        if self.on_message is not None:
+                            self.on_message(item)
+                elif isinstance(item, Connected):
+                    self._open_at_connect(on_ready)
+                    self.connected(item)
+                elif isinstance(item, Disconnected):
+                    self.disconnected(item)
+        except asyncio.CancelledError:
+            self.fail(RuntimeError("cancelled"))
+            raise
+        except Exception as exc:  # a bug: end the capture, keep what was received, and say it
+            self.fail(exc)
+        finally:
+            self._flusher.cancel()
+            self.phase = "closing the log"
+            if self.log is not None:
+                self._guarded(self.log.close)
+            self.phase = "closing the connection"
+            await self.source.close()
+            self.phase = "done"
+
+    def _open_at_connect(self, on_ready: Callable[[], object] | None) -> None:
+        if self.ready:
+            return
+        if self.log is None:
+            try:
+                self.open()
+            except OSError as exc:
+                self.fail(exc)
+                return
+        self.ready = True
+        self.phase = "recording"
+        if on_ready is not None:
+            on_ready()
+
+    def _flush_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.log is not None:
+            self._guarded(self.log.flush)
+        self._flusher = loop.call_later(self.flush_interval, self._flush_tick, loop)
+
+    def _guarded(self, action: Callable[..., object], *args: object) -> None:
+        """Run a write/flush/close of the log under the disk-error policy: never raises OSError."""
+        capture_log = self.log
+        assert capture_log is not None
+        before = capture_log.written
+        try:
+            action(*args)
+        except OSError as exc:
+            self.trouble.failed(exc, capture_log.lost)
+            return
+        if capture_log.written > before:
+            self.trouble.wrote(capture_log.lost)
