@@ -1,4 +1,4 @@
-"""How fast does `autorec run --replay` backtest rules over a long log?
+"""How fast does `autorec run --log` backtest rules over a long log?
 
 Generates a long log from the built-in simulator (sans-I/O, no sockets: the
 same events `autorec sim` would send, camera frames included), then times,
@@ -7,7 +7,7 @@ in this one process on the same file (the OS page cache warmed by the first pass
 - baseline: a plain `LogReader` pass over the records (what any reader pays);
 - baseline + decode: `LogReader` plus `events.decode` of every record;
 - backtest --dry-run: `FileSource` -> `Pipeline` (timeline, rule engine,
-  segmenter) -> `DryRun`, i.e. `autorec run --replay LOG --dry-run`;
+  segmenter) -> `DryRun`, i.e. `autorec run --log LOG --dry-run`;
 - backtest writing: the same into a `SegmentWriter` in a temporary directory.
 
 For each: wall seconds, MB/s, records/s, and x real time (the log's own time
@@ -17,7 +17,7 @@ With a motion rule (`--rules rules/motion.yaml`), also the decode floor (issue 3
 - decode floor: a dry run whose motion triggers decode their own frames (one thread), with
   each `GrayDecoder.decode` of an analysed frame timed: the decode any motion backtest must
   do, divided over `--jobs` cores (default: the cores this process may use);
-- backtest --dry-run --jobs N: as `run --replay --dry-run --jobs N` (frames decoded ahead);
+- backtest --dry-run --jobs N: as `run --log --dry-run --jobs N` (frames decoded ahead);
 and the backtest's rate as a fraction of the floor's (target >= 0.8). Both run in this process
 within the same minutes, so the ratio holds on a loaded machine where the seconds do not.
 
@@ -40,7 +40,7 @@ from autorec.frames.graydecode import FrameDecodeError, GrayDecoder
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
-from autorec.runs.backtest import REPLAY_QUEUE_BYTES
+from autorec.runs.backtest import BACKTEST_QUEUE_BYTES
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
 from autorec.runs.predecode import default_jobs, prescored
@@ -143,7 +143,7 @@ def main() -> None:
             out = tmpdir / "segments"
             source = FileSource(log_path)
             writer = SegmentWriter(
-                out, ruleset.output.name, fsync=False, telemetry=False, block=True, queue_max_bytes=REPLAY_QUEUE_BYTES
+                out, ruleset.output.name, fsync=False, telemetry=False, block=True, queue_max_bytes=BACKTEST_QUEUE_BYTES
             ).start()
             pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), writer)
             run_file(pipe, source)

@@ -58,7 +58,7 @@ def rate(label: str, stream, feed, baseline: float | None = None) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("log", nargs="?", type=Path, default=FIXTURE)
-    ap.add_argument("--repeat", type=int, default=40, help="times the log is replayed back to back")
+    ap.add_argument("--repeat", type=int, default=40, help="times the log is run through the engine back to back")
     args = ap.parse_args()
     stream = timed_events(args.log, args.repeat)
     print(f"{args.log.name} x{args.repeat}: {len(stream)} events, {stream[-1][0] - stream[0][0]:.0f} s of stream")

@@ -12,7 +12,7 @@ it, at the same time and for the same minute:
 Prints each process's CPU seconds (user + system, from /proc) over the window, and
 the ratio run / recorder (issue 21's target: <= 2.0x pdrecord).
 
-Decode floor (issue 31): after the window, the recorder's file is replayed in this process
+Decode floor (issue 31): after the window, the recorder's file is backtested in this process
 through the same rules (a dry run, so the same frames are chosen, idle rate included) and the
 `GrayDecoder` decode of each frame the rule analysed inside the window is timed (CPU time of
 this thread): what any motion recorder must spend beyond writing. Printed: run / (recorder +

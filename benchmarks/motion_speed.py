@@ -21,9 +21,9 @@ the process: the same state the issue's figure was measured in. In a fresh proce
 analysis costs ~3x more (a page-faulting 196 KB temporary per numpy step: see
 autorec/triggers/motion.py), so its ratio here is the conservative one.
 
-    --replay-minutes N   also write an N-minute 10 fps simulated log (demo scenario,
+    --backtest-minutes N also write an N-minute 10 fps simulated log (demo scenario,
                          simulator core + camera renderer) and time
-                         `autorec run --replay LOG --dry-run` with rules/motion.yaml,
+                         `autorec run --log LOG --dry-run` with rules/motion.yaml,
                          against rules/electrodes.yaml (no camera work) as baseline,
                          with --jobs 1 and --jobs N (--jobs, default 2; frames decoded
                          ahead in threads, autorec.runs.predecode), best of two interleaved
@@ -230,16 +230,16 @@ def child_run(argv: list[str]) -> tuple[float, float, int, str]:
     return wall, cpu, after.ru_maxrss, proc.stdout
 
 
-def bench_replay(minutes: float, jobs: int = 2) -> None:
+def bench_backtest(minutes: float, jobs: int = 2) -> None:
     autorec = [sys.executable, "-m", "autorec"]
-    with tempfile.TemporaryDirectory(prefix="motion-replay-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="motion-backtest-") as tmp:
         log = Path(tmp) / "sim.bin"
         start = time.perf_counter()
         info = write_sim_log(log, minutes)
         made = time.perf_counter() - start
         size = log.stat().st_size
         print(
-            f"replay: {minutes:g} min simulated log, {size / 1e6:.0f} MB, {info['images']} frames,"
+            f"backtest: {minutes:g} min simulated log, {size / 1e6:.0f} MB, {info['images']} frames,"
             f" {info['messages']} messages, {info['activity']} activity windows (written in {made:.1f} s)"
         )
         walls: dict[str, float] = {}
@@ -247,7 +247,7 @@ def bench_replay(minutes: float, jobs: int = 2) -> None:
         cases = [("electrodes.yaml", "1"), ("motion.yaml", "1"), ("motion.yaml", str(jobs))]
         for rounds in range(2):  # interleaved, best of two: the machine is shared
             for rules, n in cases:
-                argv = [*autorec, "run", "--rules", str(REPO / "rules" / rules), "--replay", str(log), "--dry-run"]
+                argv = [*autorec, "run", "--rules", str(REPO / "rules" / rules), "--log", str(log), "--dry-run"]
                 wall, cpu, rss, out = child_run([*argv, "--jobs", n])
                 label = f"rules/{rules} --jobs {n}"
                 if label in walls and walls[label] <= wall:
@@ -329,13 +329,13 @@ def bench_live(seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
-    parser.add_argument("--replay-minutes", type=float, default=0.0, help="also time autorec run --replay")
-    parser.add_argument("--jobs", type=int, default=2, help="--jobs of the parallel replay (default 2)")
+    parser.add_argument("--backtest-minutes", type=float, default=0.0, help="also time autorec run --log")
+    parser.add_argument("--jobs", type=int, default=2, help="--jobs of the parallel backtest (default 2)")
     parser.add_argument("--live-seconds", type=float, default=0.0, help="also measure a live run's CPU share")
     parser.add_argument("--skip-frames", action="store_true", help="skip the frames/s section")
     args = parser.parse_args()
-    if args.replay_minutes > 0:
-        bench_replay(args.replay_minutes, args.jobs)  # subprocesses: before pinning this process to one core
+    if args.backtest_minutes > 0:
+        bench_backtest(args.backtest_minutes, args.jobs)  # subprocesses: before pinning this process to one core
     if args.live_seconds > 0:
         bench_live(args.live_seconds)
     if args.skip_frames:

@@ -1,11 +1,11 @@
-"""Scale check: `run --replay LOG --dry-run` with rules/motion.yaml on a long 10 fps simulated log.
+"""Scale check: `run --log LOG --dry-run` with rules/motion.yaml on a long 10 fps simulated log.
 
     .venv/bin/python benchmarks/scale_check.py [--hours 4] [--jobs N] [--dir DIR]
 
 Writes an N-hour log (demo scenario, simulator core + camera renderer, as
 `autorec record --sim` would keep it; ~4 GB an hour) into a temporary directory
 (under --dir, default the system's temp dir) after checking the free disk space,
-replays it (`--jobs`, default: autorec's default), samples the replay's RSS every
+backtests it (`--jobs`, default: autorec's default), samples the backtest's RSS every
 2 s from /proc, prints time, x real time, peak RSS and RSS at 10/50/90 % of the run
 (flat memory: the pre-roll and read-ahead are bounded, the log is streamed), and
 deletes the log.
@@ -55,7 +55,7 @@ def main() -> int:
             f" (written in {time.perf_counter() - began:.0f} s)"
         )
         argv = [sys.executable, "-m", "autorec", "run", "--rules", str(REPO / "rules" / "motion.yaml")]
-        argv += ["--replay", str(log), "--dry-run"]
+        argv += ["--log", str(log), "--dry-run"]
         if args.jobs is not None:
             argv += ["--jobs", str(args.jobs)]
         samples: list[tuple[float, float]] = []
@@ -74,11 +74,11 @@ def main() -> int:
         wall = time.perf_counter() - began
         lines = (Path(tmp) / "out.txt").read_text().strip().splitlines()
         if proc.returncode != 0:
-            print(f"replay failed ({proc.returncode})", file=sys.stderr)
+            print(f"backtest failed ({proc.returncode})", file=sys.stderr)
             return 1
     print(f"deleted {log}")
     print(
-        f"replay --dry-run rules/motion.yaml{'' if args.jobs is None else f' --jobs {args.jobs}'}:"
+        f"run --log --dry-run rules/motion.yaml{'' if args.jobs is None else f' --jobs {args.jobs}'}:"
         f" {wall:.0f} s wall, {args.hours * 3600 / wall:.0f}x real time, {size / wall / 1e6:.0f} MB/s"
     )
     rss = [r for _, r in samples]

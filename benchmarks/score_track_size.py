@@ -1,6 +1,6 @@
 """Bytes of the score track per rule per simulated hour (scores-YYYYMMDD.csv.gz).
 
-Replays 3 simulated minutes of the demo scenario (camera at 10 fps) through the motion,
+Runs 3 simulated minutes of the demo scenario (camera at 10 fps) through the motion,
 movement and threshold rules, takes each rule's real per-second maxima, repeats them to one
 hour, and writes them as a live recorder does (one gzip member per minute). Prints bytes per
 rule per hour, and for comparison the same rows as plain CSV and as JSON lines.

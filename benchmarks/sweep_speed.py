@@ -4,7 +4,7 @@ Generates a simulated log (the demo scenario, camera frames included; sans-I/O, 
 sockets), then times in this one process, on the same file (the page cache warmed by
 a first plain read):
 
-- baseline: one `run --replay LOG --dry-run` (FileSource -> Pipeline -> DryRun) with the
+- baseline: one `run --log LOG --dry-run` (FileSource -> Pipeline -> DryRun) with the
   motion rule of rules/motion.yaml;
 - sweep: `autorec.core.sweep.sweep` over the same log with 10 thresholds of that rule
   (the rule engine once, 10 segmenter lanes).

@@ -253,7 +253,7 @@ def test_drive_refuses_without_a_rig_that_answers_json_rpc(capsys) -> None:
     assert code == 2
     assert err.startswith("autorec calibrate: --drive: refusing to drive: no JSON-RPC answer at http://127.0.0.1:9/rpc")
     assert len(err.strip().splitlines()) == 1
-    code, _, err = calibrate(capsys, "--rules", str(REPO / "rules" / "missed-move.yaml"), "--replay", "x", "--drive")
+    code, _, err = calibrate(capsys, "--rules", str(REPO / "rules" / "missed-move.yaml"), "--log", "x", "--drive")
     assert code == 2 and "--drive needs a live rig" in err
 
 
@@ -338,16 +338,16 @@ def test_sigint_in_the_middle_of_a_move_switches_everything_off(tmp_path: Path) 
         watcher.close()
 
 
-def test_replay_of_a_log_measures_idle_and_the_protocol_steps(tmp_path: Path, capsys) -> None:
+def test_a_log_measures_idle_and_the_protocol_steps(tmp_path: Path, capsys) -> None:
     log = tmp_path / "steps.bin"
     steps = "board: misl_v4.1\ndrops: [[2, 2]]\ntimeline:\n  - idle: 30s\n  - burst: {moves: 4}\n  - idle: 30s\n"
     write_sim_log(log, steps, 70.0, fps=0, text=True)
     rules = str(REPO / "rules" / "missed-move.yaml")
-    code, out, err = calibrate(capsys, "--rules", rules, "--replay", str(log), "--idle", "20s")
+    code, out, err = calibrate(capsys, "--rules", rules, "--log", str(log), "--idle", "20s")
     assert code == 0, err
     assert "4 move(s)" in out and "missed-move: drops arrived" in out
     # The same log with the protocol step inside the idle phase: said, and left out of the noise.
-    code, out, err = calibrate(capsys, "--rules", rules, "--replay", str(log), "--idle", "45s")
+    code, out, err = calibrate(capsys, "--rules", rules, "--log", str(log), "--idle", "45s")
     assert code == 0, err
     assert "the electrodes changed 5 time(s) during the idle phase" in out
     assert "no drop moves were measured" in out and "0 move(s)" in out

@@ -103,22 +103,39 @@ def _electrode_rules(tmp_path):
     return write_rules(tmp_path, "rules:\n  - {name: a, trigger: electrodes}\n")
 
 
-def test_run_replay_into_an_uncreatable_out_dir_is_a_usage_error(tmp_path, capsys):
+def test_run_log_into_an_uncreatable_out_dir_is_a_usage_error(tmp_path, capsys):
     from tests.support.videolog import T0, sensor_event, write_log
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     # --out names a file: SegmentWriter's mkdir used to escape as a FileExistsError traceback.
-    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--out", str(log)]) == 2
+    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--log", str(log), "--out", str(log)]) == 2
     assert f"autorec run: cannot create {log}: File exists" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
-def test_run_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys, dry_run):
+def test_run_log_of_a_file_that_is_not_a_log_fails(tmp_path, capsys, dry_run):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100))
-    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(photo), "--out", str(tmp_path / "o")]
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--log", str(photo), "--out", str(tmp_path / "o")]
     assert main(argv + dry_run) == 1
     assert f"autorec run: {photo} is not an upstream log: record length" in capsys.readouterr().err
+
+
+def test_the_backtest_flag_is_log_and_replay_is_only_the_command(tmp_path, capsys):
+    # `replay` named two things: the command serving a log as a live stream, and run's backtest flag.
+    # The flag is --log now (tune and calibrate too), with no alias, and it does not swallow --log-file.
+    from autorec.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--rules", "r.yaml", "--log", "n.bin", "--log-file", "m.txt"])
+    assert (args.log, args.log_file) == ("n.bin", "m.txt")
+    assert build_parser().parse_args(["tune", "r", "--rules", "r.yaml", "--log", "n.bin", "--range", "1:2:2"]).log
+    assert build_parser().parse_args(["calibrate", "--rules", "r.yaml", "--log", "n.bin"]).log == "n.bin"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--rules", "r.yaml", "--replay", "n.bin"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --replay" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "r", "--rules", "r.yaml", "--range", "1:2:2", "--replay", "n.bin"])
+    assert exit_.value.code == 2 and "required: --log" in capsys.readouterr().err
 
 
 def test_replay_of_a_file_that_is_not_a_log_fails(tmp_path, capsys):
@@ -274,7 +291,7 @@ def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
     log = write_log(tmp_path / "a.bin", [hv(int(T0)), hv(2**62), hv(int(T0) + 2)])
     assert main(["info", str(log)]) == 0
     assert "2.0s from 2026-" in capsys.readouterr().out
-    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--dry-run"]) == 0
+    assert main(["run", "--rules", str(_electrode_rules(tmp_path)), "--log", str(log), "--dry-run"]) == 0
     frames = [image_event(make_jpeg(i, 32, 32), t) for i, t in enumerate((T0, 2.0**62, T0 + 0.2))]
     cam = write_log(tmp_path / "cam.bin", [transform_event(T0), *frames])
     assert main(["video", str(cam), "--threads", "0"]) == 0
@@ -289,7 +306,7 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
     assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().err
 
 
-def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
+def test_run_log_respects_a_live_recorders_lock(tmp_path, capsys):
     from autorec.io.instancelock import InstanceLock
     from tests.support.videolog import T0, sensor_event, write_log
 
@@ -297,7 +314,7 @@ def test_run_replay_respects_a_live_recorders_lock(tmp_path, capsys):
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     out = tmp_path / "recordings"
     out.mkdir()
-    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--replay", str(log), "--out", str(out)]
+    argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--log", str(log), "--out", str(out)]
     live = InstanceLock(out)
     live.acquire()
     try:
@@ -319,14 +336,14 @@ def test_record_out_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys):
 def test_run_options_the_mode_would_ignore_are_usage_errors(tmp_path, capsys):
     from tests.support.videolog import T0, sensor_event, write_log
 
-    # `run --replay LOG --speed 20` or `run --uri ... --fps 5` used to run without a word about them.
+    # `run --log LOG --speed 20` or `run --uri ... --fps 5` used to run without a word about them.
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     base = ["run", "--rules", str(_electrode_rules(tmp_path)), "--out", str(tmp_path / "o")]
     cases = [
-        (["--replay", str(log), "--speed", "20", "--no-camera"], "--speed, --no-camera only apply with --sim"),
+        (["--log", str(log), "--speed", "20", "--no-camera"], "--speed, --no-camera only apply with --sim"),
         (["--uri", "ws://127.0.0.1:1", "--fps", "5"], "--fps only applies with --sim"),
-        (["--replay", str(log), "--duration", "10s"], "--duration does not apply to --replay"),
-        (["--replay", str(log), "--uri", "ws://rig:7001"], "--uri does not apply with --replay"),
+        (["--log", str(log), "--duration", "10s"], "--duration does not apply to --log"),
+        (["--log", str(log), "--uri", "ws://rig:7001"], "--uri does not apply with --log"),
         (["--sim", "--uri", "ws://rig:7001"], "--uri does not apply with --sim"),
     ]
     for extra, message in cases:

@@ -118,15 +118,15 @@ def test_damaged_timestamps_are_outliers_and_date_nothing_outside_the_night(tmp_
         assert T0 <= entry["start"] <= entry["end"] <= T0 + 70
 
 
-def test_run_replay_dry_run_and_out_on_damaged_log(tmp_path: Path, capsys):
+def test_run_log_dry_run_and_out_on_damaged_log(tmp_path: Path, capsys):
     rules = tmp_path / "r.yaml"
     rules.write_text(RULES)
     log = write_log(tmp_path / "night.bin", night(DAMAGED))
-    assert main(["run", "--rules", str(rules), "--replay", str(log), "--dry-run"]) == 0
+    assert main(["run", "--rules", str(rules), "--log", str(log), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and all(line.startswith("2026-11-2") for line in lines[:-1])  # local time, the night's date
     out = tmp_path / "out"
-    assert main(["run", "--rules", str(rules), "--replay", str(log), "--out", str(out)]) == 0
+    assert main(["run", "--rules", str(rules), "--log", str(log), "--out", str(out)]) == 0
     assert all(p.name.startswith((DAY, "index", ".")) for p in out.iterdir()), sorted(out.iterdir())
     assert main(["info", str(log)]) == 0
     assert "from 2026-11-24" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Fuzz: mutated logs through `info`, `run --replay --dry-run`, `run --replay --out` and `video`.
+"""Fuzz: mutated logs through `info`, `run --log --dry-run`, `run --log --out` and `video`.
 
 A seeded RNG damages a small but complete log (electrode changes, sensors, camera frames) with bit
 flips, truncations, absurd record lengths, absurd field values (timestamps of any int64, nanos out of
@@ -153,8 +153,8 @@ def test_mutated_logs_never_raise_through_any_command(tmp_path: Path, capsys):
                 out = tmp_path / f"out-{verb}-{n}"
                 argv = {
                     "info": ["info", str(log)],
-                    "dry-run": ["run", "--rules", str(rules), "--replay", str(log), "--dry-run"],
-                    "out": ["run", "--rules", str(rules), "--replay", str(log), "--out", str(out)],
+                    "dry-run": ["run", "--rules", str(rules), "--log", str(log), "--dry-run"],
+                    "out": ["run", "--rules", str(rules), "--log", str(log), "--out", str(out)],
                     "video": ["video", str(log), "-o", str(tmp_path / "fuzz.mp4"), "--force", "-q", "--threads", "0"],
                 }[verb]
                 where = f"seed {SEED}, {verb} input #{n} ({what}); the log is {log}"
@@ -193,7 +193,7 @@ def test_one_record_of_absurd_time_in_a_log_for_every_command(tmp_path: Path, se
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     assert cli.main(["info", str(log)]) == 0
-    assert cli.main(["run", "--rules", str(rules), "--replay", str(log), "--dry-run"]) == 0
-    assert cli.main(["run", "--rules", str(rules), "--replay", str(log), "--out", str(tmp_path / "o")]) == 0
+    assert cli.main(["run", "--rules", str(rules), "--log", str(log), "--dry-run"]) == 0
+    assert cli.main(["run", "--rules", str(rules), "--log", str(log), "--out", str(tmp_path / "o")]) == 0
     assert cli.main(["video", str(log), "-q"]) == 0
     assert "Traceback" not in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Live and offline give the same segments for the same stream.
 
 One simulated log (camera at 5 fps, so the stream is never quiet for long) is run through
-`autorec run` twice: offline (`--replay LOG`) and live, with `autorec replay` serving the same log
+`autorec run` twice: offline (`--log LOG`) and live, with `autorec replay` serving the same log
 on a local websocket and `autorec run --uri` recording it. Both must write the same segments:
 the same records, byte for byte, with the same boundaries.
 """
@@ -43,7 +43,7 @@ def test_live_and_offline_write_the_same_segments(tmp_path: Path):
     rules.write_text(RULES)
     offline, live = tmp_path / "offline", tmp_path / "live"
     run = [sys.executable, "-m", "autorec", "run", "--rules", str(rules)]
-    proc = subprocess.run([*run, "--replay", str(log), "--out", str(offline)], capture_output=True, text=True)
+    proc = subprocess.run([*run, "--log", str(log), "--out", str(offline)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
     port_file = tmp_path / "replay.out"

@@ -188,7 +188,7 @@ def test_per_rule_counters_become_labels_and_nothing_is_hidden() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--replay", "x.bin", "--metrics", "9100"], "--metrics applies to live runs and --sim"),
+        (["--log", "x.bin", "--metrics", "9100"], "--metrics applies to live runs and --sim"),
         (["--sim", "--metrics", "nine"], "--metrics 'nine': expected PORT or HOST:PORT"),
         (["--sim", "--rig", "a/b"], "--rig: bad rig name 'a/b'"),
         (["--sim", "--mqtt", "http://x"], "--mqtt: expected a URL like mqtt://"),

@@ -108,7 +108,7 @@ def test_overnight_rules_keep_each_protocol_step_and_little_else(quiet_night, tm
     log, truth = quiet_night
     out = tmp_path / "out"
     began = time.monotonic()
-    args = ["run", "--rules", str(REPO / "rules" / "overnight.yaml"), "--replay", str(log), "--out", str(out)]
+    args = ["run", "--rules", str(REPO / "rules" / "overnight.yaml"), "--log", str(log), "--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "autorec", *args], capture_output=True, text=True, timeout=120)
     took = time.monotonic() - began
     assert proc.returncode == 0, proc.stderr
@@ -134,7 +134,7 @@ def test_overnight_rules_keep_each_protocol_step_and_little_else(quiet_night, tm
         f"\novernight.yaml on a {NIGHT_SECONDS / 3600:.1f} h night (no camera): {len(segments)} segments, "
         f"{sum(s['bytes'] for s in segments) / pdrecord:.1%} of pdrecord's {pdrecord / 1e6:.1f} MB "
         f"({kept / pdrecord:.1%} without the half-hourly context clips), {len(near_misses)} near-miss(es), "
-        f"run --replay {took:.1f} s"
+        f"run --log {took:.1f} s"
     )
 
 
@@ -152,7 +152,7 @@ def test_motion_rules_on_a_compressed_night_with_the_camera(tmp_path: Path) -> N
     truth = write_sim_log(log, text, seconds, fps=2, seed=0, text=True)
     out = tmp_path / "out"
     began = time.monotonic()
-    args = ["run", "--rules", str(REPO / "rules" / "motion.yaml"), "--replay", str(log), "--out", str(out)]
+    args = ["run", "--rules", str(REPO / "rules" / "motion.yaml"), "--log", str(log), "--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "autorec", *args], capture_output=True, text=True, timeout=120)
     took = time.monotonic() - began
     assert proc.returncode == 0, proc.stderr
@@ -176,5 +176,5 @@ def test_motion_rules_on_a_compressed_night_with_the_camera(tmp_path: Path) -> N
     kept = sum(s["bytes"] for s in segments)
     print(
         f"\nmotion.yaml on a compressed night ({seconds / 60:.0f} min, camera 2/s): {len(segments)} segments, "
-        f"{kept / log.stat().st_size:.1%} of {log.stat().st_size / 1e6:.0f} MB, run --replay {took:.1f} s"
+        f"{kept / log.stat().st_size:.1%} of {log.stat().st_size / 1e6:.0f} MB, run --log {took:.1f} s"
     )

@@ -310,7 +310,7 @@ def test_autorec_check_accepts_the_example_rule_file(installed_plugin: Path) -> 
     assert f"{RULES}:" in bare.stdout + bare.stderr and "capacitance_step" in bare.stdout + bare.stderr
 
 
-def test_replay_through_the_pipeline_archives_every_segment(
+def test_backtest_through_the_pipeline_archives_every_segment(
     installed_plugin: Path, tmp_path: Path, upstream_log: Path
 ) -> None:
     """The example rule file end to end: plugin trigger -> segments -> writer -> archive hook, over the upstream log."""

@@ -1,4 +1,4 @@
-"""`run --replay --jobs N`: motion frames decoded ahead in threads give the same segments as one thread."""
+"""`run --log --jobs N`: motion frames decoded ahead in threads give the same segments as one thread."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_a_short_keep_window_only_costs_misses(damaged_log: Path, single: tuple)
 def test_cli_jobs_option_gives_identical_output(damaged_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs = []
     for jobs in ("1", "2"):
-        assert main(["run", "--rules", str(RULES), "--replay", str(damaged_log), "--dry-run", "--jobs", jobs]) == 0
+        assert main(["run", "--rules", str(RULES), "--log", str(damaged_log), "--dry-run", "--jobs", jobs]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and outputs[0].strip()
 

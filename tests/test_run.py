@@ -1,4 +1,4 @@
-"""`autorec run` end to end: against the simulator (live and --sim), and --replay / --dry-run on real logs."""
+"""`autorec run` end to end: against the simulator (live and --sim), and --log / --dry-run on real logs."""
 
 from __future__ import annotations
 
@@ -170,8 +170,8 @@ def test_sigterm_closes_the_open_segment_and_exits_0(tmp_path: Path):
     assert len(list(LogReader(out / last["path"]))) == last["records"]
 
 
-def test_replay_writes_the_segments_it_would_have_written(tmp_path: Path, upstream_log: Path):
-    proc = autorec("run", "--rules", str(RULES), "--replay", str(upstream_log), "--out", str(tmp_path))
+def test_backtest_writes_the_segments_it_would_have_written(tmp_path: Path, upstream_log: Path):
+    proc = autorec("run", "--rules", str(RULES), "--log", str(upstream_log), "--out", str(tmp_path))
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     [entry] = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
@@ -183,10 +183,10 @@ def test_replay_writes_the_segments_it_would_have_written(tmp_path: Path, upstre
     assert f"end of log; 1 segment(s) ({size}) kept of {size} seen (100.0 %) in {tmp_path}/ - " in _out
 
 
-def test_replay_dry_run_prints_segments_and_writes_nothing(tmp_path: Path, upstream_log: Path):
+def test_backtest_dry_run_prints_segments_and_writes_nothing(tmp_path: Path, upstream_log: Path):
     cut = tmp_path / "cut.bin"
-    cut.write_bytes(upstream_log.read_bytes()[:-100])  # a log cut off mid-record still replays
-    proc = autorec("run", "--rules", str(RULES), "--replay", str(cut), "--dry-run", cwd=tmp_path)
+    cut.write_bytes(upstream_log.read_bytes()[:-100])  # a log cut off mid-record is still backtested
+    proc = autorec("run", "--rules", str(RULES), "--log", str(cut), "--dry-run", cwd=tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     lines = out.strip().splitlines()
@@ -199,13 +199,13 @@ def test_replay_dry_run_prints_segments_and_writes_nothing(tmp_path: Path, upstr
 def test_bad_rule_file_and_usage_exit_2(tmp_path: Path, upstream_log: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: x\n    trigger: no-such-trigger\n")
-    proc = autorec("run", "--rules", str(bad), "--replay", str(upstream_log), "--dry-run")
+    proc = autorec("run", "--rules", str(bad), "--log", str(upstream_log), "--dry-run")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and f"{bad}:3" in err
     proc = autorec("run", "--rules", str(RULES), "--dry-run")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "--replay" in err
-    proc = autorec("run", "--rules", str(RULES), "--replay", str(tmp_path / "missing.bin"))
+    assert proc.returncode == 2 and "--log" in err
+    proc = autorec("run", "--rules", str(RULES), "--log", str(tmp_path / "missing.bin"))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "no such log" in err
 
@@ -405,7 +405,7 @@ def test_dry_run_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path, stream_
     import struct
     import termios
 
-    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--replay", str(stream_log), "--dry-run"]
+    cmd = [sys.executable, "-m", "autorec", "run", "--rules", str(RULES), "--log", str(stream_log), "--dry-run"]
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
     try:

@@ -139,7 +139,7 @@ def test_sub_threshold_motion_is_found_as_near_misses(subtle_log) -> None:
     assert summary["peak"] > summary["threshold"] and summary["seconds"] >= 79
 
 
-def test_replay_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp_path: Path) -> None:
+def test_backtest_writes_the_score_track_and_near_misses_and_clips(subtle_log, tmp_path: Path) -> None:
     from autorec.io.writer import SegmentWriter
 
     path, _truth = subtle_log

@@ -145,7 +145,7 @@ def test_run_refuses_a_linked_lock_file_with_one_line(tmp_path: Path, capsys):
     log = tmp_path / "in.bin"
     with LogWriter(log) as w:
         w.write(payload("hv_regulator", T0, 1))
-    assert main(["run", "--rules", str(rules), "--replay", str(log), "--out", str(d)]) == 2
+    assert main(["run", "--rules", str(rules), "--log", str(log), "--out", str(d)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ".autorec.lock: is a symbolic link" in err[0]
     outside.assert_untouched()

@@ -1,4 +1,4 @@
-"""What-if backtests: `run --replay --dry-run --set`, the dry run's score summary, and `autorec tune`."""
+"""What-if backtests: `run --log --dry-run --set`, the dry run's score summary, and `autorec tune`."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_a_threshold_rule_with_a_hold_sweeps_exactly_too(tmp_path: Path) -> None
 
 def test_tune_prints_the_table(night, capsys: pytest.CaptureFixture[str]) -> None:
     log, rules = night
-    rc = main(["tune", "cam", "--rules", str(rules), "--replay", str(log), "--range", "0.0002:0.0004:3"])
+    rc = main(["tune", "cam", "--rules", str(rules), "--log", str(log), "--range", "0.0002:0.0004:3"])
     out = capsys.readouterr().out
     assert rc == 0, out
     lines = out.splitlines()
@@ -78,7 +78,7 @@ def test_tune_prints_the_table(night, capsys: pytest.CaptureFixture[str]) -> Non
 def test_tune_plot_needs_matplotlib_or_writes_the_png(night, tmp_path: Path, capsys) -> None:
     log, rules = night
     png = tmp_path / "tune.png"
-    args = ["tune", "cam", "--rules", str(rules), "--replay", str(log), "--thresholds", "0.0003", "--plot", str(png)]
+    args = ["tune", "cam", "--rules", str(rules), "--log", str(log), "--thresholds", "0.0003", "--plot", str(png)]
     rc = main(args)
     err = capsys.readouterr().err
     if importlib.util.find_spec("matplotlib") is None:
@@ -97,13 +97,13 @@ def test_tune_plot_needs_matplotlib_or_writes_the_png(night, tmp_path: Path, cap
 )
 def test_tune_usage_errors_exit_2(night, capsys, args, message) -> None:
     log, rules = night
-    assert main(["tune", "cam", "--rules", str(rules), "--replay", str(log), *args]) == 2
+    assert main(["tune", "cam", "--rules", str(rules), "--log", str(log), *args]) == 2
     assert capsys.readouterr().err.startswith(message)
 
 
 def test_a_rule_that_cannot_be_swept_says_so(night, capsys) -> None:
     log, rules = night
-    assert main(["tune", "moved", "--rules", str(rules), "--replay", str(log), "--thresholds", "1,2"]) == 2
+    assert main(["tune", "moved", "--rules", str(rules), "--log", str(log), "--thresholds", "1,2"]) == 2
     assert "rule moved (movement) cannot be swept" in capsys.readouterr().err
 
 
@@ -121,14 +121,14 @@ def test_a_rule_that_cannot_be_swept_says_so(night, capsys) -> None:
 )
 def test_set_is_validated_like_the_file(night, capsys, setting: str, message: str) -> None:
     log, rules = night
-    assert main(["run", "--rules", str(rules), "--replay", str(log), "--dry-run", "--set", setting]) == 2
+    assert main(["run", "--rules", str(rules), "--log", str(log), "--dry-run", "--set", setting]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"autorec run: {message}"), err
 
 
 def test_dry_run_prints_the_score_distribution_and_near_misses(night, capsys) -> None:
     log, rules = night
-    args = ["run", "--rules", str(rules), "--replay", str(log), "--dry-run", "--set", "cam.near_miss=0.6"]
+    args = ["run", "--rules", str(rules), "--log", str(log), "--dry-run", "--set", "cam.near_miss=0.6"]
     assert main([*args, "--set", "hot.above=60"]) == 0
     out = capsys.readouterr().out
     assert "scores (per-second maxima):" in out
@@ -149,7 +149,7 @@ def test_dry_run_prints_the_score_distribution_and_near_misses(night, capsys) ->
 )
 def test_the_sweep_is_the_dry_run_with_budgets_flap_control_and_near_miss_clips(night, tmp_path, extra) -> None:
     """Each lane is a real Pipeline: whatever the rule file asks beyond the threshold, tune agrees
-    with separate `run --replay --dry-run --set` runs."""
+    with separate `run --log --dry-run --set` runs."""
     log, _ = night
     rules = tmp_path / "rules.yaml"
     rules.write_text(

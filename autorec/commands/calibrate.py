@@ -3,7 +3,7 @@
     autorec calibrate --rules rules/motion.yaml --uri ws://rig:7001 [--idle 2min] [--write tuned.yaml]
     autorec calibrate --rules rules/motion.yaml --uri ws://rig:7001 --drive [--rpc http://rig:7000/rpc] [--pins 3,4,5]
     autorec calibrate --rules rules/motion.yaml --sim --drive --speed 10 --write tuned.yaml
-    autorec calibrate --rules rules/motion.yaml --replay night.bin --idle 5min
+    autorec calibrate --rules rules/motion.yaml --log night.bin --idle 5min
 
 Three phases, with a progress line on a terminal:
 1. idle: `--idle` of stream time with nothing driven (electrode changes are reported and left out);
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--uri", default=None, help="websocket of the rig (default: the rule file's source)")
     mode.add_argument("--sim", action="store_true", help="calibrate against the built-in simulator")
-    mode.add_argument("--replay", metavar="LOG", default=None, help="measure a log: its start is the idle phase")
+    mode.add_argument("--log", metavar="LOG", default=None, help="measure a log: its start is the idle phase")
     p.add_argument("--idle", default=DEFAULT_IDLE, metavar="DURATION", help="idle phase, stream time (default 2min)")
     p.add_argument(
         "--activity",
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
             return _fail("--pins only applies with --drive")
     if args.rpc and not args.drive:
         return _fail("--rpc only applies with --drive")
-    if args.drive and args.replay:
+    if args.drive and args.log:
         return _fail("--drive needs a live rig (--uri or --sim), not a log")
     if args.steps < 1:
         return _fail("--steps must be at least 1")
@@ -158,8 +158,8 @@ def _run(args: argparse.Namespace) -> int:
     from autorec.calibration.measure import Meter
 
     meter = Meter(ruleset)
-    if args.replay:
-        code, source_name = _measure_log(args, ruleset, meter, idle), args.replay
+    if args.log:
+        code, source_name = _measure_log(args, ruleset, meter, idle), args.log
         clock = False
     else:
         code, source_name = _measure_live(args, ruleset, meter, idle, activity, allowed)
@@ -215,9 +215,9 @@ def _measure_log(args, ruleset, meter, idle: float) -> int:
     from autorec.core.pipeline import Pipeline
     from autorec.runs.filesource import FileSource
 
-    path = Path(args.replay)
+    path = Path(args.log)
     if not path.is_file():
-        return _fail(f"--replay: no such log: {path}", 1)
+        return _fail(f"--log: no such log: {path}", 1)
     pipeline = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
     source = FileSource(path)
     meter.phase("idle")

@@ -120,5 +120,5 @@ def _summary(capture: StreamCapture, elapsed: float, reason: str) -> None:
         lines.append(f"  NOT WRITTEN (disk/I-O errors): {capture.lost} records")
     if capture.messages:
         p = capture.path
-        lines.append(f"  next: autorec info {p}, autorec video {p}, autorec run --rules RULES --replay {p} --dry-run")
+        lines.append(f"  next: autorec info {p}, autorec video {p}, autorec run --rules RULES --log {p} --dry-run")
     print("\n".join(lines), flush=True)

@@ -2,7 +2,7 @@
 
     autorec run --rules rules/electrodes.yaml [--uri ws://rig:7001] [--out DIR] [--duration 8h]
     autorec run --rules rules/electrodes.yaml --sim [--speed 20 --duration 10min ...]
-    autorec run --rules rules/electrodes.yaml --replay last-night.bin [--dry-run]
+    autorec run --rules rules/electrodes.yaml --log last-night.bin [--dry-run]
 
 All three run the same pipeline (`autorec.core.pipeline`): live against a rig,
 against the built-in simulator in this process (127.0.0.1, a free port), or
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Record the interesting parts of a PurpleDrop stream: triggers in the rule file open "
             "segments with pre-roll and post-roll. Live (--uri), against the built-in simulator "
-            "(--sim), or offline over a log (--replay, with --dry-run to only list the segments). "
+            "(--sim), or offline over a log (--log, with --dry-run to only list the segments). "
             "--duration ends a live run after that much real time, a --sim run after that much simulated time."
         ),
     )
@@ -41,14 +41,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: the rule file's output.dir)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--sim", action="store_true", help="record the built-in simulator, run in this process")
-    mode.add_argument("--replay", metavar="LOG", default=None, help="run the rules over a log as fast as possible")
-    p.add_argument("--dry-run", action="store_true", help="with --replay: print the segments, write nothing")
+    mode.add_argument(
+        "--log", metavar="LOG", default=None, help="backtest: run the rules over a recorded log as fast as possible"
+    )
+    p.add_argument("--dry-run", action="store_true", help="with --log: print the segments, write nothing")
     p.add_argument(
         "--jobs",
         type=int,
         default=None,
         metavar="N",
-        help="with --replay: decode camera frames for the motion trigger in N threads (default: the cores; 1: none)",
+        help="with --log: decode camera frames for the motion trigger in N threads (default: the cores; 1: none)",
     )
     p.add_argument(
         "--set",
@@ -62,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-timelapse", action="store_true", help="do not write the daily timelapse log")
     add_upload_arguments(p, rig=False)
     p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("--log-file", default=None, metavar="FILE", help="also write log lines to FILE")
+    p.add_argument("--log-file", default=None, metavar="FILE", help="also write autorec's own messages to FILE")
     p.add_argument(
         "--heartbeat",
         default=None,
@@ -170,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for warning in ruleset.warnings:
         log.warning("%s", warning)
-    if args.dry_run and not args.replay:
-        print("autorec run: --dry-run needs --replay LOG", file=sys.stderr)
+    if args.dry_run and not args.log:
+        print("autorec run: --dry-run needs --log LOG", file=sys.stderr)
         return 2
     ignored = _ignored_options(args)
     if ignored:  # they used to be dropped without a word: say so rather than run with something else
@@ -196,15 +198,15 @@ def run(args: argparse.Namespace) -> int:
         ruleset = dataclasses.replace(ruleset, upload=upload)
     if args.rig is None and upload is not None and upload.rig is not None:
         args.rig = upload.rig  # one name for the store, MQTT and the metrics
-    if args.replay and upload is not None:
+    if args.log and upload is not None:
         print(
             "autorec run: uploads are for live runs and --sim (for a finished directory: autorec push DIR)",
             file=sys.stderr,
         )
         return 2
     out = Path(args.out) if args.out else Path(ruleset.output.dir)
-    if args.replay:
-        return _replay(args, ruleset, out)
+    if args.log:
+        return _backtest(args, ruleset, out)
     ruleset = _with_fleet_options(args, ruleset)
     if ruleset is None:
         return 2
@@ -278,25 +280,25 @@ def _ignored_options(args: argparse.Namespace) -> str | None:
         given = [f"--{'no-camera' if k == 'camera' else k}" for k, v in _SIM_ONLY.items() if getattr(args, k) != v]
         if given:
             return f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --sim"
-    if args.uri and (args.sim or args.replay):
-        return f"--uri does not apply with {'--sim' if args.sim else '--replay'} (the stream comes from there)"
-    if args.replay and args.heartbeat is not None:
-        return "--heartbeat does not apply to --replay (it is for live runs)"
-    if args.replay and args.sim_duration is not None:
-        return "--duration does not apply to --replay (the log is read to its end)"
-    if args.replay and args.http is not None:
+    if args.uri and (args.sim or args.log):
+        return f"--uri does not apply with {'--sim' if args.sim else '--log'} (the stream comes from there)"
+    if args.log and args.heartbeat is not None:
+        return "--heartbeat does not apply to --log (it is for live runs)"
+    if args.log and args.sim_duration is not None:
+        return "--duration does not apply to --log (the log is read to its end)"
+    if args.log and args.http is not None:
         return "--http applies to live runs and --sim (for a finished directory: autorec serve DIR)"
-    if args.replay:
+    if args.log:
         given = [o for o in ("rig", "mqtt", "mqtt_topic", "metrics") if getattr(args, o) is not None]
         if given:
             names = ", ".join("--" + o.replace("_", "-") for o in given)
-            return f"{names} appl{'y' if len(given) > 1 else 'ies'} to live runs and --sim, not --replay"
+            return f"{names} appl{'y' if len(given) > 1 else 'ies'} to live runs and --sim, not --log"
     if args.token is not None and args.http is None:
         return "--token only applies with --http"
     if args.http_host_names and args.http is None:
         return "--http-host-name only applies with --http"
-    if args.jobs is not None and not args.replay:
-        return "--jobs only applies with --replay (a live run analyses frames as they come)"
+    if args.jobs is not None and not args.log:
+        return "--jobs only applies with --log (a live run analyses frames as they come)"
     return None
 
 
@@ -324,13 +326,13 @@ def _claim_output(out: Path):
     return lock
 
 
-def _replay(args: argparse.Namespace, ruleset, out: Path) -> int:
+def _backtest(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
     from autorec.runs.backtest import backtest
 
-    path = Path(args.replay)
+    path = Path(args.log)
     if not path.is_file():
-        print(f"autorec run: --replay: no such log: {path}", file=sys.stderr)
+        print(f"autorec run: --log: no such log: {path}", file=sys.stderr)
         return 1
     if args.dry_run:
         return backtest(ruleset, path, out, dry_run=args.dry_run, jobs=args.jobs)

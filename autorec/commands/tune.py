@@ -1,7 +1,7 @@
 """`autorec tune RULE`: what a range of thresholds would have kept, from one pass over a log.
 
-    autorec tune camera-motion --rules rules/motion.yaml --replay night.bin --thresholds 0.0002,0.0003,0.0005
-    autorec tune camera-motion --rules rules/motion.yaml --replay night.bin --range 0.0001:0.001:10 --plot tune.png
+    autorec tune camera-motion --rules rules/motion.yaml --log night.bin --thresholds 0.0002,0.0003,0.0005
+    autorec tune camera-motion --rules rules/motion.yaml --log night.bin --range 0.0001:0.001:10 --plot tune.png
 
 Prints a table: threshold -> segments, kept bytes, kept fraction of the log. The rule's
 trigger runs once (see `autorec.core.sweep`); each threshold is applied to its scores. Exit 2
@@ -26,12 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Backtest one rule's threshold: the rule file's triggers run once over the log, and each "
             "threshold is applied to the rule's recorded scores through a pipeline of its own (budgets, "
             "flap control and near-miss clips included), as separate "
-            "`run --replay LOG --dry-run --set RULE.OPTION=VALUE` runs would."
+            "`run --log LOG --dry-run --set RULE.OPTION=VALUE` runs would."
         ),
     )
     p.add_argument("rule", help="the rule to tune (its name in the rule file)")
     p.add_argument("--rules", required=True, metavar="FILE", help="rule file (YAML)")
-    p.add_argument("--replay", required=True, metavar="LOG", help="the log to backtest on")
+    p.add_argument("--log", required=True, metavar="LOG", help="the log to backtest on")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--thresholds", metavar="A,B,C", help="thresholds to try, comma-separated")
     which.add_argument("--range", dest="span", metavar="LO:HI:N", help="N thresholds evenly from LO to HI")
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as exc:
         print(f"autorec tune: {exc}", file=sys.stderr)
         return 2
-    path = Path(args.replay)
+    path = Path(args.log)
     if not path.is_file():
-        print(f"autorec tune: --replay: no such log: {path}", file=sys.stderr)
+        print(f"autorec tune: --log: no such log: {path}", file=sys.stderr)
         return 1
     source = FileSource(path)
     try:

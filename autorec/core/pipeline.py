@@ -1,7 +1,7 @@
 """The recording pipeline: source items in, actions out (sans-I/O, in the style of the websockets `Protocol`).
 
 `Pipeline` is the one state machine behind every way of running autorec: live against a rig,
-against the built-in simulator (`run --sim`), and offline over a log (`run --replay`, with or
+against the built-in simulator (`run --sim`), and offline over a log (`run --log`, with or
 without `--dry-run`). It reads no clock, opens no file and calls nobody: each input method
 (`receive`/`message`, `tick`, `connected`, `disconnected`, `finish`, `pause`) returns the list of
 `Output`s it caused, in order, and the caller delivers them. A driver whose listeners act back
@@ -222,7 +222,7 @@ class Pipeline:
         self.tick_lag = tick_lag * rate
         self.stats = PipelineStats()
         self._segment_time: float | None = None  # last time fed to the segmenter
-        # `timelapse` False (run --no-timelapse, replays, a sink without the track) or `output.timelapse: off`.
+        # `timelapse` False (run --no-timelapse, backtests, a sink without the track) or `output.timelapse: off`.
         interval = ruleset.output.timelapse
         self.timelapse = TimelapsePicker(interval) if timelapse and interval else None
         self.budget: BudgetKeeper | None = _budget_keeper(ruleset)

@@ -5,7 +5,7 @@ motion); the thresholds only change which scores become firings. `sweep()` runs 
 once, and gives each threshold a lane: a real `Pipeline` of its own (timeline, budgets, flap
 control, near-miss clips, segmenter) whose engine is a `_LaneEngine` that hands it the shared
 engine's firings of the other rules and, for the swept rule, the firings its trigger's `Decider`
-makes from the recorded scores at that threshold. So a lane is exactly what `run --replay LOG
+makes from the recorded scores at that threshold. So a lane is exactly what `run --log LOG
 --dry-run --set RULE.OPTION=THRESHOLD` plans, budgets and all (tests/test_tune.py compares them).
 
 Sans-I/O apart from the messages it is handed: give it any iterable of
@@ -130,7 +130,7 @@ def sweep_option(ruleset: RuleSet, rule: str) -> str:
     if option is None or trigger.decider(probe if isinstance(probe, (int, float)) else 0.0) is None:
         raise SweepError(
             f"rule {rule} ({r.trigger_name}) cannot be swept: its firings do not follow from its scores alone; "
-            "compare separate `run --replay LOG --dry-run --set RULE.OPTION=VALUE` runs instead"
+            "compare separate `run --log LOG --dry-run --set RULE.OPTION=VALUE` runs instead"
         )
     return option
 

@@ -22,7 +22,7 @@ Contract:
   and the writer thread is bounded in payload bytes (`queue_max_bytes`).
   When a message does not fit, it is dropped whole, counted (`stats`), and
   recorded as a gap ("writer_queue_full", with records and bytes) in the
-  segment's sidecar: never silently. With `block=True` (offline replay, where
+  segment's sidecar: never silently. With `block=True` (a backtest, offline, where
   nothing is lost by waiting) `submit` waits for room instead.
 - Everything written is handed to the OS at least every `flush_interval`
   seconds (default 1 s), so a crash loses at most about a second.

@@ -1,4 +1,4 @@
-"""Backtests: a rule set run over a log as fast as possible (`autorec run --replay LOG`).
+"""Backtests: a rule set run over a log as fast as possible (`autorec run --log LOG`).
 
 `backtest(ruleset, path, out, dry_run=..., jobs=...)` drives the sans-I/O pipeline from a
 `FileSource` (decoding the motion trigger's frames ahead on `jobs` threads, `autorec.runs.predecode`)
@@ -17,7 +17,7 @@ from autorec.core.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
-REPLAY_QUEUE_BYTES = 32_000_000  # a small queue is enough offline: a big one only holds memory
+BACKTEST_QUEUE_BYTES = 32_000_000  # a small queue is enough offline: a big one only holds memory
 
 
 def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: int | None = None) -> int:
@@ -51,12 +51,12 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
             ruleset.output.name,
             fsync=ruleset.output.fsync,
             telemetry=False,
-            queue_max_bytes=min(ruleset.output.queue_max_bytes, REPLAY_QUEUE_BYTES),
+            queue_max_bytes=min(ruleset.output.queue_max_bytes, BACKTEST_QUEUE_BYTES),
             block=True,
         ).start()
     from autorec.io.scorelog import ScoreLog
 
-    # A dry run sums the score track up on stdout; a replay into a directory writes it there.
+    # A dry run sums the score track up on stdout; a backtest into a directory writes it there.
     score_log = None if dry_run else ScoreLog(out)
     core = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
     pipeline = Dispatcher(core, sink, score_sinks=[sink if score_log is None else score_log])
@@ -67,7 +67,7 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
             run_file(pipeline, source, lambda done: bar.update(done - bar.n))
         else:
-            run_file(pipeline, with_progress(source, sys.stderr.isatty(), "replay"))
+            run_file(pipeline, with_progress(source, sys.stderr.isatty(), "backtest"))
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()

@@ -1,4 +1,4 @@
-"""Decoding the motion trigger's frames ahead, on other cores, for backtests (`run --replay --jobs N`).
+"""Decoding the motion trigger's frames ahead, on other cores, for backtests (`run --log --jobs N`).
 
 A backtest of a camera log spends most of its time decoding the JPEGs the
 motion trigger analyses. The decode is a pure function of the frame's bytes;

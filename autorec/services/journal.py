@@ -4,7 +4,7 @@ Segments, sidecars and the telemetry log say what the *rig* did. The journal
 (`journal.jsonl` in the output directory) says what the *recorder* did, so a
 report can tell "nothing happened" from "autorec was not listening":
 
-- `start`: autorec version, pid, host, mode (`live`, `sim`, `replay`), the
+- `start`: autorec version, pid, host, mode (`live` or `sim`; a backtest writes no journal), the
   source, the rule file's path and SHA-256, disk free/total;
 - `connected` / `disconnected` (stream time);
 - `alert`: every alert raised or cleared (`state`, `key`, `message`,
