@@ -20,7 +20,6 @@ from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import ConfigError, load_rules, parse_rules
 from autorec.runs.dispatch import Dispatcher
-from autorec.services.diskfloor import PAUSE_REASON
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
@@ -94,18 +93,19 @@ def test_picker_restates_the_electrodes_after_a_change_and_after_the_floor():
 
 def test_disk_floor_pauses_the_timelapse_too(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
+    dispatcher = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     msgs = list(night_messages(0.5, fps=0.2))
     half = len(msgs) // 2
     for msg in msgs[:half]:
-        pipeline.message(msg)
-    pipeline.pipeline.segmenter.pause(pipeline.pipeline.timeline.time, PAUSE_REASON)
+        dispatcher.message(msg)
+    dispatcher.floor_crossed(True, 0, 10**9, wall=0.0)
     for msg in msgs[half:]:
-        pipeline.message(msg)
+        dispatcher.message(msg)
     assert writer.close(30)
-    assert pipeline.pipeline.timelapse.skipped >= 29 and pipeline.pipeline.timelapse.frames in (30, 31, 32)
+    picker = dispatcher.pipeline.timelapse
+    assert picker.skipped >= 29 and picker.frames in (30, 31, 32)
     (f,) = tmp_path.glob("timelapse-*.bin")
-    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == pipeline.pipeline.timelapse.frames
+    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == picker.frames
 
 
 def test_output_timelapse_values(tmp_path: Path):
