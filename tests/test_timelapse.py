@@ -50,10 +50,10 @@ def night_messages(hours: float, fps: float):
 
 def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
+    dispatcher = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     for msg in night_messages(8.0, fps=0.5):
-        pipeline.message(msg)
-    pipeline.finish()
+        dispatcher.message(msg)
+    dispatcher.finish()
     assert writer.close(30)
     files = sorted(tmp_path.glob("timelapse-*.bin"))
     assert [f.name for f in files] == [timelapse_name(NIGHT_START), timelapse_name(NIGHT_START + 8 * 3600)]
@@ -67,7 +67,7 @@ def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: P
         assert kinds.index("electrode_state") == (0 if day else 4)
         assert kinds.count("electrode_state") == 1  # unchanged all night: stated once per file
     assert sum(frames) in (960, 961)  # 8 h / 30 s, plus the first frame of the night
-    assert frames[0] == 240 and pipeline.pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
+    assert frames[0] == 240 and dispatcher.pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
     assert writer.stats.timelapse_bytes == sum(f.stat().st_size for f in files)
     # Original timestamps, ~30 s apart, in order.
     records = [r.payload for f in files for r in LogReader(f)]
