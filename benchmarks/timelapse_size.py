@@ -47,7 +47,7 @@ def main() -> None:
     camera_bytes = 0
     with tempfile.TemporaryDirectory() as tmp:
         writer = SegmentWriter(tmp, telemetry=True, timelapse=True, block=True, fsync=False).start()
-        pipeline = Dispatcher(Pipeline(rules, offline=True), writer)
+        dispatcher = Dispatcher(Pipeline(rules, offline=True), writer)
         step = 60.0
         t = START
         while t < START + seconds:
@@ -58,14 +58,16 @@ def main() -> None:
                         kind = events.peek_kind(payload)
                         if kind == "image":
                             camera_bytes += len(payload) + 4
-                        pipeline.message(Message(payload, 0.0, 0.0, kind))
-        pipeline.finish()
+                        dispatcher.message(Message(payload, 0.0, 0.0, kind))
+        dispatcher.finish()
         writer.close(60)
         tl = sum(p.stat().st_size for p in Path(tmp).glob("timelapse-*.bin"))
         tm = sum(p.stat().st_size for p in Path(tmp).glob("telemetry-*.bin"))
     per_hour = 1 / args.hours
     print(f"demo scenario, {args.hours:g} simulated h, camera {args.fps:g} fps, timelapse every {args.every}")
-    print(f"timelapse: {pipeline.timelapse.frames} frames, {format_size(tl)} ({format_size(tl * per_hour)}/h)")
+    print(
+        f"timelapse: {dispatcher.pipeline.timelapse.frames} frames, {format_size(tl)} ({format_size(tl * per_hour)}/h)"
+    )
     print(f"telemetry: {format_size(tm)} ({format_size(tm * per_hour)}/h)")
     print(f"all camera frames: {format_size(camera_bytes * per_hour)}/h at {args.fps:g} fps")
     print(f"({time.perf_counter() - began:.1f} s)")

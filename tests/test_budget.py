@@ -149,13 +149,13 @@ def test_a_flapping_rule_with_a_byte_budget_over_three_hours():
     budget = 40_000  # bytes an hour; the rule writes ~25 bytes a second while it fires
     sink = Collect()
     changes: list[Change] = []
-    pipeline = Dispatcher(
+    dispatcher = Dispatcher(
         Pipeline(parse_rules(NOISY.format(budget=budget)), offline=True), sink, listeners=[BudgetChanges(changes)]
     )
     for i in range(3 * 3600):
         t = T0 + i
-        pipeline.message(hv(t, 1.0 if i < 6000 else 2.0))
-    pipeline.finish()
+        dispatcher.message(hv(t, 1.0 if i < 6000 else 2.0))
+    dispatcher.finish()
     # Bytes written in every sliding hour stay within the budget plus one segment's post-roll.
     writes = [(a.time, len(a.payload) + 4) for a in sink.actions if isinstance(a, Write)]
     worst = 0
@@ -178,7 +178,7 @@ def test_a_flapping_rule_with_a_byte_budget_over_three_hours():
     reasons = [c.reason for c in sink.closes()]
     assert reasons.count("flapping") == 1 and "post_roll" in reasons
     # Blocked firings are listed in the open segment (when there is one) and counted.
-    assert pipeline.pipeline.budget.counters()["noisy.budget_blocked"] > 1000
+    assert dispatcher.pipeline.budget.counters()["noisy.budget_blocked"] > 1000
 
 
 SPOT_NIGHT = """
@@ -212,13 +212,13 @@ def test_a_blinking_spot_defeats_lighting_rejection_and_is_thinned_and_budgeted(
     encoder = StreamEncoder(CameraRenderer(14, 8, width=256, height=192, seed=2))
     sink = Collect()
     changes: list[Change] = []
-    pipeline = Dispatcher(Pipeline(parse_rules(SPOT_RULES), offline=True), sink, listeners=[BudgetChanges(changes)])
+    dispatcher = Dispatcher(Pipeline(parse_rules(SPOT_RULES), offline=True), sink, listeners=[BudgetChanges(changes)])
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                pipeline.message(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
-    pipeline.finish()
-    assert pipeline.pipeline.engine.fired["cam"] > 100  # the spot is not a lighting change: motion fires all along
+                dispatcher.message(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
+    dispatcher.finish()
+    assert dispatcher.pipeline.engine.fired["cam"] > 100  # the spot is not a lighting change: motion fires all along
     keys = [(c.state, c.key) for c in changes]
     assert ("raised", "flapping:cam") in keys and ("raised", "budget_exhausted:*") in keys, keys
     assert keys.count(("raised", "budget_exhausted:*")) == 1

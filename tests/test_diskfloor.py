@@ -6,11 +6,13 @@ import os
 
 import pytest
 
-from autorec import events
-from autorec.core.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
-from autorec.proto import PurpleDropEvent
-from autorec.services.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage
-from autorec.triggers.base import Firing
+from autorec.core.pipeline import FloorCrossed, Pipeline, SegmentActions
+from autorec.core.segmenter import CloseSegment, OpenSegment
+from autorec.core.streamitems import Message, StreamListener
+from autorec.rules import parse_rules
+from autorec.runs.dispatch import Dispatcher
+from autorec.services.diskfloor import DiskFloor, DiskFloorSampler, DiskWatch, MinFree, disk_usage
+from tests.support.segment_helpers import payload
 
 GB = 10**9
 
@@ -47,7 +49,6 @@ def test_transitions_fire_once_each_way_with_hysteresis():
     assert floor.update(5000, 10**6) is None
     change = floor.update(999, 10**6)
     assert change is not None and change.state == "below" and change.floor_bytes == 1000
-    assert "disk floor reached" in change.message()
     assert floor.below and floor.times_below == 1
     # Still below, then just above the floor but inside the margin: no flapping.
     assert floor.update(10, 10**6) is None
@@ -101,6 +102,11 @@ def test_disk_watch_samples_on_its_interval(tmp_path):
     assert gone.poll(0.0) is None and gone.errors == 1 and "missing" in gone.last_error
 
 
+T0 = 1_795_520_000.0
+# One rule that fires on every 5 V reading: a test says when a segment should open.
+HI_RULES = "rules:\n  - {name: hi, trigger: message, where: {hv_regulator.voltage: 5}, pre_roll: 1s, post_roll: 60s}\n"
+
+
 class _Collect:
     """A sink that keeps the actions it is given, in order."""
 
@@ -110,150 +116,187 @@ class _Collect:
     def submit(self, actions) -> None:
         self.actions.extend(actions)
 
+    def telemetry(self, time, payload) -> None:
+        pass
 
-class _Pipe:
+    def close(self, timeout=None) -> bool:
+        return True
+
+
+class _Crossings(StreamListener):
+    """A listener that keeps the disk floor crossings it hears of (the alerts' part)."""
+
     def __init__(self) -> None:
-        self.segmenter = Segmenter(default=SegmentPolicy(pre_roll=1.0, post_roll=100.0))
-        self.sink = _Collect()
+        self.crossings: list[tuple[float, bool]] = []
 
-    def feed(self, t: float, fire: bool = False) -> None:
-        e = PurpleDropEvent()
-        e.hv_regulator.voltage = 1.0
-        events.set_timestamp(e, t)
-        firings = [Firing("moved", t, {})] if fire else []
-        self.sink.submit(self.segmenter.feed(t, e.SerializeToString(), "hv_regulator", firings))
-
-    # what the guard asks of a pipeline (autorec.core.pipeline.Pipeline.pause/resume)
-    def pause(self, t: float, reason: str) -> None:
-        self.sink.submit(self.segmenter.pause(t, reason))
-
-    def resume(self, reason: str) -> None:
-        if self.segmenter.paused == reason:
-            self.segmenter.resume()
+    def floor_crossed(self, t: float, below: bool, free_bytes: int, floor_bytes: int) -> None:
+        self.crossings.append((t, below))
 
 
-def test_guard_closes_the_open_segment_and_resumes(tmp_path):
-    free, _ = disk_usage(tmp_path)
-    clock = [0.0]
-    errors = [0]
-    changes = []
-    pipe = _Pipe()
-    watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=5.0)
-    guard = DiskFloorGuard(pipe, watch, lambda t, c: changes.append((t, c.state)), lambda: errors[0], lambda: clock[0])
+def _hv(t: float, volts: float) -> Message:
+    return Message(payload("hv_regulator", t, volts), 0.0, 0.0, "hv_regulator")
 
-    pipe.feed(10.0, fire=True)
-    guard.tick(10.0)
-    assert pipe.segmenter.is_open and changes == []
+
+def _filling_watch(path) -> tuple[DiskWatch, int]:
+    """A watch on `path`'s real filesystem whose floor a test moves above or below what is free."""
+    free, _ = disk_usage(path)
+    return DiskWatch(path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=5.0), free
+
+
+def test_a_crossing_is_fed_before_the_next_input_and_reaches_the_listeners(tmp_path):
+    """The dispatcher samples the floor before each input (on its interval, or at once after a
+    failed write) and feeds a crossing to the pipeline: the open segment closes at the stream time
+    the pipeline had reached (the record before), the input is processed paused, and the
+    listeners hear of the crossing as an output."""
+    clock, errors = [0.0], [0]
+    watch, free = _filling_watch(tmp_path)
+    sampler = DiskFloorSampler(watch, lambda: errors[0], lambda: clock[0], wall=lambda: 0.0)
+    sink, heard = _Collect(), _Crossings()
+    dispatcher = Dispatcher(
+        Pipeline(parse_rules(HI_RULES), offline=True), sink, listeners=[heard], floor_sampler=sampler
+    )
+
+    dispatcher.message(_hv(T0 + 10, 5))
+    dispatcher.message(_hv(T0 + 10.5, 1))
+    assert dispatcher.view.open_rules == ("hi",) and heard.crossings == []
 
     # The disk "fills": the next due sample is below the floor.
     watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)
     clock[0] = 1.0
-    guard.tick(11.0)
-    assert changes == []  # not due yet...
-    errors[0] = 1  # ...but a failed write forces a sample at once
-    guard.message(11.5, "hv_regulator")
-    assert changes == [(11.5, "below")]
-    assert not pipe.segmenter.is_open and pipe.segmenter.paused == "disk_floor"
-    close = [a for a in pipe.sink.actions if isinstance(a, CloseSegment)]
-    assert len(close) == 1 and close[0].reason == "disk_floor" and close[0].end == 11.5
+    dispatcher.message(_hv(T0 + 11, 1))
+    assert heard.crossings == [] and dispatcher.paused is None  # not due yet...
+    errors[0] = 1  # ...but a failed write forces a sample, before the next input
+    dispatcher.message(_hv(T0 + 11.5, 1))
+    assert heard.crossings == [(T0 + 11, True)] and dispatcher.paused == "disk_floor"
+    (close,) = [a for a in sink.actions if isinstance(a, CloseSegment)]
+    assert close.reason == "disk_floor" and close.end == T0 + 11  # the 11.5 s record came after the crossing
+    assert max(a.time for a in sink.actions if hasattr(a, "payload")) == T0 + 11
 
-    pipe.feed(12.0, fire=True)  # suppressed: no new segment below the floor
-    assert sum(isinstance(a, OpenSegment) for a in pipe.sink.actions) == 1
-    assert pipe.segmenter.suppressed == 1
+    dispatcher.message(_hv(T0 + 12, 5))  # suppressed: no new segment below the floor
+    assert sum(isinstance(a, OpenSegment) for a in sink.actions) == 1
+    assert dispatcher.pipeline.segmenter.suppressed == 1
 
     watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
     clock[0] = 7.0
-    guard.tick(13.0)
-    assert changes[-1] == (13.0, "above") and pipe.segmenter.paused is None
-    pipe.feed(14.0, fire=True)
-    assert sum(isinstance(a, OpenSegment) for a in pipe.sink.actions) == 2
+    dispatcher.message(_hv(T0 + 14, 5))  # back above before this input: it opens a segment
+    assert heard.crossings[-1] == (T0 + 12, False) and dispatcher.paused is None
+    assert sum(isinstance(a, OpenSegment) for a in sink.actions) == 2
+
+
+def test_no_listener_can_act_back_on_the_pipeline():
+    """One input API: each input returns its outputs (no step API to run the pipeline between two
+    records), the disk floor is an input whose crossing reaches the listeners as an output, and a
+    listener that feeds the dispatcher from inside a delivery is refused."""
+    pipeline = Pipeline(parse_rules(HI_RULES), offline=True)
+    for step_api in ("put", "put_tick", "put_link", "put_finish", "next_outputs", "pause", "resume"):
+        assert not hasattr(pipeline, step_api), step_api
+    assert pipeline.message(_hv(T0, 5))  # the outputs come back from the input itself
+    out = pipeline.floor_crossed(True, 10, 1000, wall=0.0)
+    assert [type(o) for o in out] == [SegmentActions, FloorCrossed]  # the close, then the crossing
+    assert out[0].actions[-1].reason == "disk_floor" and out[1] == FloorCrossed(T0, True, 10, 1000)
+    assert "disk floor reached: 10B free" in out[1].message()
+    assert pipeline.floor_crossed(True, 5, 1000, wall=0.0) == []  # already below: nothing new
+    assert pipeline.floor_crossed(False, 2000, 1000, wall=0.0) == [FloorCrossed(T0, False, 2000, 1000)]
+
+    class ActsBack(StreamListener):
+        def message(self, t, kind):
+            dispatcher.floor_crossed(True, 0, 1000, wall=0.0)
+
+    class Ticks(StreamListener):
+        def fired(self, t, firings):
+            dispatcher.tick(0.0)
+
+    for listener in (ActsBack(), Ticks()):
+        sink = _Collect()
+        dispatcher = Dispatcher(Pipeline(parse_rules(HI_RULES), offline=True), sink, listeners=[listener])
+        with pytest.raises(RuntimeError, match="listeners only listen"):
+            dispatcher.message(_hv(T0, 5))
+        assert dispatcher.paused is None  # the refused input changed nothing
+        dispatcher.listeners.clear()
+        dispatcher.message(_hv(T0 + 1, 1))  # the dispatcher is usable again after the refusal
+
+
+def test_before_any_stream_time_a_crossing_is_timed_by_the_wall_clock_only(tmp_path):
+    """A crossing before the stream has given any time reaches the alerts at the local wall clock,
+    but that clock never becomes the segmenter's: a rig whose clock is far behind (or ahead) still
+    records segments at its own times once space is back."""
+    watch, free = _filling_watch(tmp_path)
+    watch.interval = 0.0
+    watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)
+    wall = 4_000_000_000.0  # the local clock, far from the rig's
+    sink, heard = _Collect(), _Crossings()
+    sampler = DiskFloorSampler(watch, clock=lambda: 0.0, wall=lambda: wall)
+    dispatcher = Dispatcher(
+        Pipeline(parse_rules(HI_RULES), offline=True), sink, listeners=[heard], floor_sampler=sampler
+    )
+    dispatcher.message(_hv(T0, 5))  # below before it: suppressed
+    assert heard.crossings == [(wall, True)] and not sink.actions
+    watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
+    dispatcher.message(_hv(T0 + 1, 5))
+    dispatcher.message(_hv(T0 + 2, 1))  # well inside the post-roll (had the segmenter's clock gone to wall: past it)
+    dispatcher.finish()
+    assert heard.crossings[-1] == (T0, False)
+    (opened,) = [a for a in sink.actions if isinstance(a, OpenSegment)]
+    (closed,) = [a for a in sink.actions if isinstance(a, CloseSegment)]
+    assert opened.start == T0 and closed.end == T0 + 2 and closed.reason == "end_of_log"
 
 
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
-    from autorec.core.pipeline import Pipeline
     from autorec.io.logfile import LogReader
-    from autorec.io.source import Message
     from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
-    from autorec.rules import parse_rules
-    from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)
     clock = [0.0]
     writer = SegmentWriter(out, "{seq}", telemetry=True).start()
-    pipe = Dispatcher(Pipeline(parse_rules("rules:\n  - name: el\n    trigger: electrodes\n"), offline=True), writer)
     watch = DiskWatch(tmp_path, DiskFloor(MinFree(bytes=0, fraction=0.0), margin_fraction=0.0), interval=1.0)
-    pipe.listeners.append(DiskFloorGuard(pipe, watch, lambda t, c: None, clock=lambda: clock[0]))
-    t0 = 1_795_520_000.0
+    dispatcher = Dispatcher(
+        Pipeline(parse_rules("rules:\n  - name: el\n    trigger: electrodes\n"), offline=True),
+        writer,
+        floor_sampler=DiskFloorSampler(watch, clock=lambda: clock[0]),
+    )
 
     def feed(n: int, start: int) -> None:
         for i in range(start, start + n):
-            p = payload("hv_regulator", t0 + i, i)
-            pipe.message(Message(p, 0.0, 0.0, "hv_regulator"))
+            dispatcher.message(Message(payload("hv_regulator", T0 + i, i), 0.0, 0.0, "hv_regulator"))
 
     feed(10, 0)
     watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)  # the disk "fills"
     clock[0] = 2.0
-    feed(1, 10)  # the guard samples after this message: below from here on
-    assert pipe.paused == "disk_floor"
+    feed(1, 10)  # the dispatcher samples before this message: below from it on
+    assert dispatcher.paused == "disk_floor"
     feed(25, 11)
-    assert pipe.stats.telemetry_paused == 25
+    assert dispatcher.stats.telemetry_paused == 26
     watch.floor.min_free = MinFree(bytes=0, fraction=0.0)
     clock[0] = 4.0
-    feed(1, 36)  # still paused when it arrives; back above after it
+    feed(1, 36)  # back above before it arrives
+    assert dispatcher.paused is None
     feed(4, 37)
     assert writer.close(10)
-    assert len(list(LogReader(out / telemetry_name(t0)))) == 11 + 4
-    assert pipe.stats.telemetry_paused == 26  # every message is written or counted
+    assert len(list(LogReader(out / telemetry_name(T0)))) == 10 + 5
+    assert dispatcher.stats.telemetry_paused == 26  # every message is written or counted
 
 
-def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
+def test_a_crossing_before_a_released_batch_holds_for_all_of_it(tmp_path):
     """The timeline may release several records at once (here: a step of the rig's clock back,
-    confirmed by three records). A listener that pauses on the first of them (the disk floor)
-    must pause the rest: no segment may open after the pause (it did when the pipeline ran the
-    whole batch before anything was delivered)."""
-    from autorec.core.pipeline import Pipeline
-    from autorec.core.streamitems import Message, StreamListener
-    from autorec.rules import parse_rules
-    from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
-
-    t0 = 1_795_520_000.0
-    rules = parse_rules(
-        "rules:\n  - {name: hi, trigger: message, where: {hv_regulator.voltage: 5}, pre_roll: 1s, post_roll: 60s}\n"
+    confirmed by three records). A crossing is sampled before an input, so the records one input
+    releases are all on the same side of it: below the floor none of them opens a segment."""
+    watch, free = _filling_watch(tmp_path)
+    watch.interval = 0.0
+    sink, heard = _Collect(), _Crossings()
+    sampler = DiskFloorSampler(watch, clock=lambda: 0.0, wall=lambda: 0.0)
+    dispatcher = Dispatcher(
+        Pipeline(parse_rules(HI_RULES), offline=True), sink, listeners=[heard], floor_sampler=sampler
     )
-
-    class Collect:
-        def __init__(self):
-            self.actions = []
-
-        def submit(self, actions):
-            self.actions.extend(actions)
-
-        def telemetry(self, time, payload):
-            pass
-
-        def close(self, timeout=None):
-            return True
-
-    class PauseOnce(StreamListener):
-        armed = False
-
-        def message(self, t, kind):
-            if self.armed:
-                self.armed = False
-                dispatcher.pause(t, "disk_floor")
-
-    sink, guard = Collect(), PauseOnce()
-    dispatcher = Dispatcher(Pipeline(rules, offline=True), sink, listeners=[guard])
     for i in range(10):
-        dispatcher.message(Message(payload("hv_regulator", t0 + i, 1), 0.0, 0.0, "hv_regulator"))
-    guard.armed = True
+        dispatcher.message(_hv(T0 + i, 1))
     for i, volts in enumerate([1, 5, 1]):  # held together, released together; the 5 V one would fire
-        dispatcher.message(Message(payload("hv_regulator", t0 - 990 + i, volts), 0.0, 0.0, "hv_regulator"))
+        if i == 2:  # the disk fills before the input that releases the batch
+            watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)
+        dispatcher.message(_hv(T0 - 990 + i, volts))
     dispatcher.finish()
+    assert heard.crossings == [(T0 + 9, True)]
     assert not any(isinstance(a, OpenSegment) for a in sink.actions), sink.actions
     assert dispatcher.pipeline.segmenter.suppressed == 1

@@ -21,7 +21,7 @@ from autorec import events
 from autorec.io.atomicfile import append_json_line as append_index_line
 from autorec.io.logfile import LogReader, LogWriteError, LogWriter
 from autorec.io.recovery import recover_partial
-from autorec.outdir import INDEX_NAME
+from autorec.outdir import INDEX_NAME, JOURNAL_NAME
 from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status
@@ -231,3 +231,140 @@ def test_recorder_survives_a_full_disk_and_resumes(small_disk_16m, tmp_path):
             proc.wait()
     assert proc.returncode == 0, log_path.read_text()[-2000:]
     assert "Traceback" not in log_path.read_text()
+
+
+FLOOR_RULES = """
+output:
+  min_free: {min_free}
+  telemetry: false
+  timelapse: off
+segments:
+  pre_roll: 1s
+  post_roll: 1h
+rules:
+  - {{name: hi, trigger: message, where: {{hv_regulator.voltage: 5}}}}
+"""
+
+
+class _Wired:
+    """A recorder wired as `autorec run` wires it (`Services.attach`), fed by the test, with the disk
+    floor sampler's monotonic clock in the test's hands (its statvfs samples are real)."""
+
+    def __init__(self, out: Path, min_free: str) -> None:
+        from autorec.core.pipeline import Pipeline
+        from autorec.io.writer import SegmentWriter
+        from autorec.rules import parse_rules
+        from autorec.runs.dispatch import Dispatcher
+        from autorec.runs.services import Services
+
+        ruleset = parse_rules(FLOOR_RULES.format(min_free=min_free))
+        self.services = Services(ruleset, out)
+        self.writer = SegmentWriter(
+            out, "{seq}", telemetry=False, flush_interval=0.05, observers=self.services.observers()
+        )
+        self.dispatcher = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False, timelapse=False), self.writer)
+        self.services.attach(self.dispatcher, self.writer)
+        self.clock = 0.0
+        self.dispatcher.floor_sampler.clock = lambda: self.clock
+        self.services.start("live", None)
+        self.writer.start()
+        self.t = T0
+
+    def feed(self, kind: str = "hv_regulator", volts: float = 1.0) -> None:
+        from autorec.core.streamitems import Message
+        from tests.support.segment_helpers import payload
+
+        self.t += 0.1
+        if kind == "image":
+            e = PurpleDropEvent()
+            e.image.image_data = b"\xff\xd8" + bytes(50_000) + b"\xff\xd9"
+            events.set_timestamp(e, self.t)
+            data = e.SerializeToString()
+        else:
+            data = payload(kind, self.t, volts)
+        self.dispatcher.message(Message(data, 0.0, 0.0, kind))
+
+    def alerts(self) -> list[str]:
+        return [a["key"] for a in self.services.monitor.status()]
+
+    def close(self) -> None:
+        assert self.writer.close(30)
+        self.services.close()
+
+
+def _fill_to(directory: Path, free_left: int) -> Path:
+    """A filler file that leaves about `free_left` bytes free on `directory`'s filesystem (0: none at all)."""
+    filler = directory / "filler.bin"
+    free, _ = disk_usage(directory)
+    with open(filler, "wb", buffering=0) as f:
+        f.write(b"\0" * max(free - free_left, 0))
+        if free_left == 0:  # the last blocks too
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+    return filler
+
+
+def test_a_real_floor_crossing_is_fed_to_the_pipeline_and_reaches_the_alerts(small_disk_16m):
+    """On a real 16 MB tmpfs, wired as a run is: the disk falls below a 4 MB floor while a segment
+    is open; the next due sample (before an input) closes it with `disk_floor`, the alert is raised
+    through the pipeline's `FloorCrossed` output, firings are suppressed; space back, the alert
+    clears and a firing opens a new segment."""
+    out = small_disk_16m
+    run = _Wired(out, "4MB")
+    try:
+        run.feed(volts=5)  # fires: a segment opens
+        for _ in range(5):
+            run.feed()
+        assert run.dispatcher.view.open_rules == ("hi",)
+        filler = _fill_to(out, 2_000_000)  # below the floor, with room left for the sidecars
+        run.feed()  # the sampler's interval (1 s of its clock) has not passed: not sampled yet
+        assert run.dispatcher.paused is None and run.alerts() == []
+        run.clock += 1.0
+        run.feed()  # sampled before this input: below
+        assert run.dispatcher.paused == "disk_floor" and run.alerts() == ["disk_floor"]
+        run.feed(volts=5)  # suppressed
+        assert run.dispatcher.counters()["suppressed_firings"] == 1
+        filler.unlink()
+        run.clock += 1.0
+        run.feed()  # sampled before this input: space is back
+        assert run.dispatcher.paused is None and run.alerts() == []
+        run.feed(volts=5)
+        assert run.dispatcher.counters()["segments_opened"] == 2
+    finally:
+        run.close()
+    index = [json.loads(line) for line in (out / INDEX_NAME).read_text().splitlines()]
+    assert [e["close_reason"] for e in index] == ["disk_floor", "shutdown"]
+    alerts = [e for e in map(json.loads, (out / JOURNAL_NAME).read_text().splitlines()) if e["event"] == "alert"]
+    assert [(e["key"], e["state"]) for e in alerts] == [("disk_floor", "raised"), ("disk_floor", "cleared")]
+
+
+def test_a_failed_write_forces_a_sample_before_the_next_input(small_disk_16m):
+    """The sampler's own interval is never reached here (its clock stands still): only the writer's
+    error count can make it sample. The disk is filled to ENOSPC under an open camera segment; once
+    the writer has counted the failed write, the next input is preceded by a sample, which pauses
+    recording and raises the alert."""
+    out = small_disk_16m
+    run = _Wired(out, "1MB")
+    try:
+        run.feed(volts=5)
+        run.feed("image")
+        assert run.dispatcher.view.open_rules == ("hi",)
+        filler = _fill_to(out, 0)
+
+        def paused() -> bool:
+            run.feed("image")  # each input is one more chance: a sample first if the writer failed
+            return run.dispatcher.paused == "disk_floor"
+
+        wait_until(paused, 30, "a failed write to force a disk floor sample")
+        assert run.writer.stats.errors >= 1 and run.alerts() == ["disk_floor"]
+        filler.unlink()
+        run.clock += 1.0
+        run.feed()
+        assert run.dispatcher.paused is None and run.alerts() == []
+    finally:
+        run.close()
+    for log_file in sorted(out.glob("*.bin")):  # what was finalized is whole
+        reader = LogReader(log_file)
+        sum(1 for _ in reader.records())
+        assert reader.truncated is None and reader.corrupt is None

@@ -117,11 +117,11 @@ def test_frames_coming_back_after_a_gap_are_a_sign() -> None:
 def _dry_run(log: Path, jobs: int = 1, **options) -> tuple[list[PlannedSegment], dict, Prescorer | None]:
     sink = DryRun()
     overrides = [Override(RULE, k, v) for k, v in options.items()]
-    pipeline = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
-    (trigger,) = [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    dispatcher = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
+    (trigger,) = [t for t in dispatcher.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
     source = FileSource(log)
     wrapped = Prescorer(source, [trigger], jobs) if jobs > 1 else source
-    run_file(pipeline, wrapped)
+    run_file(dispatcher, wrapped)
     return sink.segments, dict(trigger.counters), wrapped if isinstance(wrapped, Prescorer) else None
 
 
@@ -187,15 +187,15 @@ def test_an_electrode_change_ends_the_idle_rate(logs) -> None:
     log, truth = logs["quiet"]
     sink = DryRun()
     overrides = [Override(RULE, "idle_after", "20s"), Override(RULE, "idle_wake", 1.0)]
-    pipeline = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
-    (trigger,) = [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+    dispatcher = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
+    (trigger,) = [t for t in dispatcher.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
     first = truth["activity"][0]["start"]
     woken: list[float] = []
     for msg in FileSource(log):
-        pipeline.message(msg)
+        dispatcher.message(msg)
         if trigger.grid.woken is not None and first - 1.0 <= trigger.grid.woken and not woken:
             woken.append(trigger.grid.woken)
-    pipeline.finish()
+    dispatcher.finish()
     assert woken and woken[0] <= first + 0.25, (woken, first)
 
 

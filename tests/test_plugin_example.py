@@ -189,22 +189,22 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
     hooks.add_callback("on_alert", hook_events.append)
     reporter = AlertReporter(AlertMonitor(), hooks)
     # The reporter hears of the disabled rule as any listener hears of anything: a pipeline output.
-    pipeline = Dispatcher(
+    dispatcher = Dispatcher(
         Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None), listeners=[reporter]
     )
-    engine = pipeline.pipeline.engine
+    engine = dispatcher.pipeline.engine
     ev = PurpleDropEvent()
     ev.hv_regulator.voltage = 100.0
     for i in range(5):
         events.set_timestamp(ev, 1000.0 + i)
-        pipeline.message(Message(ev.SerializeToString(), 1000.0 + i, 0.0, "hv_regulator", event=ev))
-    assert pipeline.stats.firings == 5  # the other rule never noticed
+        dispatcher.message(Message(ev.SerializeToString(), 1000.0 + i, 0.0, "hv_regulator", event=ev))
+    assert dispatcher.stats.firings == 5  # the other rule never noticed
     assert engine.errors["bubbles"] == 3  # not called again once disabled
     assert "bubbles" in engine.disabled and "ZeroDivisionError" in engine.disabled["bubbles"]
     assert [(a.state, a.key, a.time) for a in reporter.announced] == [("raised", "plugin_disabled:bubbles", 1002.0)]
     # SIGHUP with the rule file unchanged: the rule gets a fresh trigger, and its alert clears
     # (the README promises it; before, nothing ever cleared it outside tests).
-    pipeline.reload(rules_mod.load_rules(path))
+    dispatcher.reload(rules_mod.load_rules(path))
     assert [(a.state, a.key) for a in reporter.announced][-1] == ("cleared", "plugin_disabled:bubbles")
     assert not reporter.monitor.active
     assert hooks.close(30)
@@ -331,8 +331,8 @@ def test_backtest_through_the_pipeline_archives_every_segment(
         tmp_path / "out", ruleset.output.name, fsync=False, telemetry=False, block=True, observers=[SegmentHooks(hooks)]
     )
     writer.start()
-    pipeline = Dispatcher(pipeline_mod.Pipeline(ruleset, offline=True, telemetry=False), writer)
-    filesource.run_file(pipeline, filesource.FileSource(upstream_log))
+    dispatcher = Dispatcher(pipeline_mod.Pipeline(ruleset, offline=True, telemetry=False), writer)
+    filesource.run_file(dispatcher, filesource.FileSource(upstream_log))
     assert writer.close(60)
     assert hooks.close(60)
     segments = sorted((tmp_path / "out").glob("*.bin"))

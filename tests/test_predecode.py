@@ -56,16 +56,16 @@ def damaged_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _dry_run(log: Path, jobs: int, **prescorer) -> tuple[list[str], dict, Prescorer | None]:
     lines: list[str] = []
-    pipeline = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lines.append))
+    dispatcher = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lines.append))
     source = FileSource(log)
-    wrapped = Prescorer(source, _motion(pipeline), jobs, **prescorer) if jobs > 1 else source
-    run_file(pipeline, wrapped)
-    (trigger,) = _motion(pipeline)
+    wrapped = Prescorer(source, _motion(dispatcher), jobs, **prescorer) if jobs > 1 else source
+    run_file(dispatcher, wrapped)
+    (trigger,) = _motion(dispatcher)
     return lines, dict(trigger.counters), wrapped if isinstance(wrapped, Prescorer) else None
 
 
-def _motion(pipeline: Pipeline) -> list[MotionTrigger]:
-    return [t for t in pipeline.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
+def _motion(dispatcher: Dispatcher) -> list[MotionTrigger]:
+    return [t for t in dispatcher.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
 
 
 @pytest.fixture(scope="module")

@@ -188,14 +188,14 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
 
     text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
     rules = parse_rules(text, "s.yaml")
-    pipeline = Dispatcher(Pipeline(rules, offline=True, telemetry=False), DryRun())
+    dispatcher = Dispatcher(Pipeline(rules, offline=True, telemetry=False), DryRun())
     for i, volts in enumerate([60.0, 97.5]):
         ev = PurpleDropEvent()
         ev.hv_regulator.voltage = volts
         events.set_timestamp(ev, T0 + i)
-        pipeline.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
-    assert pipeline.pipeline.scores.latest["hv"].value == 97.5
-    assert StatusLine(pipeline, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
+        dispatcher.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
+    assert dispatcher.pipeline.scores.latest["hv"].value == 97.5
+    assert StatusLine(dispatcher, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
 
 
 def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import ConfigError, load_rules, parse_rules
 from autorec.runs.dispatch import Dispatcher
-from autorec.services.diskfloor import PAUSE_REASON
 from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
@@ -51,10 +50,10 @@ def night_messages(hours: float, fps: float):
 
 def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
+    dispatcher = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     for msg in night_messages(8.0, fps=0.5):
-        pipeline.message(msg)
-    pipeline.finish()
+        dispatcher.message(msg)
+    dispatcher.finish()
     assert writer.close(30)
     files = sorted(tmp_path.glob("timelapse-*.bin"))
     assert [f.name for f in files] == [timelapse_name(NIGHT_START), timelapse_name(NIGHT_START + 8 * 3600)]
@@ -68,7 +67,7 @@ def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: P
         assert kinds.index("electrode_state") == (0 if day else 4)
         assert kinds.count("electrode_state") == 1  # unchanged all night: stated once per file
     assert sum(frames) in (960, 961)  # 8 h / 30 s, plus the first frame of the night
-    assert frames[0] == 240 and pipeline.pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
+    assert frames[0] == 240 and dispatcher.pipeline.timelapse.frames == sum(frames)  # 22:00-24:00
     assert writer.stats.timelapse_bytes == sum(f.stat().st_size for f in files)
     # Original timestamps, ~30 s apart, in order.
     records = [r.payload for f in files for r in LogReader(f)]
@@ -94,18 +93,19 @@ def test_picker_restates_the_electrodes_after_a_change_and_after_the_floor():
 
 def test_disk_floor_pauses_the_timelapse_too(tmp_path: Path):
     writer = SegmentWriter(tmp_path, telemetry=False, timelapse=True, block=True).start()
-    pipeline = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
+    dispatcher = Dispatcher(Pipeline(parse_rules(RULES.format(every="30s")), offline=True), writer)
     msgs = list(night_messages(0.5, fps=0.2))
     half = len(msgs) // 2
     for msg in msgs[:half]:
-        pipeline.message(msg)
-    pipeline.pipeline.segmenter.pause(pipeline.pipeline.timeline.time, PAUSE_REASON)
+        dispatcher.message(msg)
+    dispatcher.floor_crossed(True, 0, 10**9, wall=0.0)
     for msg in msgs[half:]:
-        pipeline.message(msg)
+        dispatcher.message(msg)
     assert writer.close(30)
-    assert pipeline.pipeline.timelapse.skipped >= 29 and pipeline.pipeline.timelapse.frames in (30, 31, 32)
+    picker = dispatcher.pipeline.timelapse
+    assert picker.skipped >= 29 and picker.frames in (30, 31, 32)
     (f,) = tmp_path.glob("timelapse-*.bin")
-    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == pipeline.pipeline.timelapse.frames
+    assert sum(1 for r in LogReader(f) if events.peek_kind(r.payload) == "image") == picker.frames
 
 
 def test_output_timelapse_values(tmp_path: Path):

@@ -2,17 +2,18 @@
 
 `Pipeline` is the one state machine behind every way of running autorec: live against a rig,
 against the built-in simulator (`run --sim`), and offline over a log (`run --log`, with or
-without `--dry-run`). It reads no clock, opens no file and calls nobody: each input method
-(`receive`/`message`, `tick`, `connected`, `disconnected`, `finish`, `pause`) returns the list of
-`Output`s it caused, in order, and the caller delivers them. A driver whose listeners act back
-on the pipeline runs it step by step instead, in the style of h11's `next_event`: `put(item)`
-(`put_tick`, `put_link`, `put_finish`) queues an input's steps (one per record the timeline
-releases, then the input's own), and `next_outputs()` runs one step and returns its outputs.
+without `--dry-run`). It reads no clock, opens no file and calls nobody. It has one input API:
+each input method (`receive`/`message`, `tick`, `connected`, `disconnected`, `finish`,
+`floor_crossed`, `reload`) runs to the end and returns the list of `Output`s it caused, in
+order, and the caller delivers them. Nothing the caller does with an output feeds back into
+the input that made it: what changes the pipeline's course from outside (the disk floor) is an
+input of its own, fed by the driver between two inputs.
 `autorec.runs.dispatch.Dispatcher` is that driver for every loop (the file loop `run_file`, the live loop in
 `autorec.runs.live`): it hands `SegmentActions` to the writer (or the dry run),
 `TelemetryRecord`/`TimelapseRecord` to the writer's daily tracks, `ScoreUpdate` to the score
-sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired` to the `StreamListener`s (hooks for
-alerts, status, disk floor, journal, web UI), so services attach identically live and offline.
+sinks, and `Processed`/`Ticked`/`LinkChanged`/`Fired`/`FloorCrossed` (and the state changes) to
+the `StreamListener`s (alerts, status, journal, web UI), so services attach identically live and
+offline; before each input it samples the disk floor and feeds a crossing as `floor_crossed`.
 
 Contracts:
 - Messages whose payload did not parse (`rejected`) are counted and never
@@ -29,9 +30,13 @@ Contracts:
   segment actions and tracks it caused. A tick gives `Ticked`; before any stream
   time is known, a tick or (dis)connection given a `wall` time gives the listeners'
   outputs at that wall time (the alert for a rig that never answered needs a clock).
-- `pause(t, reason)` (the disk floor) opens no segment from then on and closes the open
-  one; while paused the telemetry track is paused too (it would fill the disk the
-  floor protects; counted in `stats.telemetry_paused`), and the timelapse picks nothing.
+- `floor_crossed(below=True, ...)` (the disk floor) opens no segment from then on and closes
+  the open one at the pipeline's stream time (reason `disk_floor`); while paused the telemetry
+  track is paused too (it would fill the disk the floor protects; counted in
+  `stats.telemetry_paused`), and the timelapse picks nothing. `floor_crossed(below=False, ...)`
+  resumes. Each crossing is also a `FloorCrossed` output (the alert, the journal). A crossing
+  takes effect from the next input on: the records one input releases together are all
+  processed on the same side of it.
 - The timelapse track (`output.timelapse`, `autorec.core.timelapse`): every message
   also goes through a `TimelapsePicker` (unless `timelapse=False`); what it picks is a `TimelapseRecord`.
 - Budgets and flap control (`autorec.core.budget`, configured in the rule file):
@@ -50,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,9 +69,11 @@ from autorec.core.streamitems import Connected, Disconnected, Message
 from autorec.core.timelapse import TimelapsePicker
 from autorec.core.timeline import Timeline
 from autorec.triggers.base import Firing
+from autorec.units import format_size
 
 log = logging.getLogger(__name__)
 
+DISK_FLOOR = "disk_floor"  # why segments are paused below the disk floor (and the open one's close reason)
 MAX_HELD = 10_000  # messages held while no timestamp is known yet
 # A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
 # reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
@@ -157,6 +163,25 @@ class RuleStateChanged:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FloorCrossed:
+    """The output disk's free space crossed the floor at `time`: `below` it no segment opens (the
+    open one was closed), back above it recording resumes. Sizes in bytes, for the alert."""
+
+    time: float
+    below: bool
+    free_bytes: int
+    floor_bytes: int
+
+    def message(self) -> str:
+        if self.below:
+            return (
+                f"disk floor reached: {format_size(self.free_bytes)} free, below the "
+                f"{format_size(self.floor_bytes)} floor; no new segments until space returns"
+            )
+        return f"disk space back: {format_size(self.free_bytes)} free; recording segments again"
+
+
 Output = (
     SegmentActions
     | TelemetryRecord
@@ -168,6 +193,7 @@ Output = (
     | Fired
     | BudgetChanged
     | RuleStateChanged
+    | FloorCrossed
 )
 
 
@@ -230,55 +256,57 @@ class Pipeline:
         self._thinned: list[Any] = [0, 0, None, None]  # records, bytes, first and last time in the open segment
         self._budget_next_check: float | None = None
         self._out: list[Output] = []
-        self._work: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()  # queued steps
 
     def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
 
+    def _release(self, released: list[tuple[float, tuple[bytes, str, Any, float | None]]]) -> None:
+        """Process the records the timeline released, in order."""
+        for t, (payload, kind, event, stamp) in released:
+            self._process(t, payload, kind, event, stamp)
+
+    def _stream_time(self) -> float | None:
+        """Where the pipeline stands: the last time it fed the segmenter, else the timeline's clock."""
+        return self._segment_time if self._segment_time is not None else self.timeline.time
+
     # -- inputs ----------------------------------------------------------------
-    # Each input is turned into steps: one per record the timeline releases (it may release several
-    # at once: untimed records waiting for a first time, a decided run of odd timestamps), then the
-    # input's own (a tick, a (dis)connection, the end). `put*` queue the steps and `next_outputs()`
-    # runs one, so a driver can deliver each step's outputs before the next step runs: a listener
-    # that reacts (the disk floor pausing recording) then acts between two records, as it would
-    # have live. The plain inputs (`receive`, `message`, `tick`, ...) run every step at once and
-    # return all the outputs, in order: enough for a caller whose listeners never act back.
-    def put(self, item: Message | Connected | Disconnected) -> None:
-        """Queue the steps of a source item (live sources give all three kinds; a log gives messages)."""
-        if isinstance(item, Message):
-            self._put_message(item)
-        elif isinstance(item, Connected):
-            self.put_link(True, item.monotonic, item.time)
-        elif isinstance(item, Disconnected):
-            self.put_link(False, item.monotonic, item.time)
-
-    def put_tick(self, monotonic: float, wall: float | None = None) -> None:
-        """Queue a tick (see `tick`)."""
-        self._queue(self.timeline.expire(monotonic))
-        self._work.append((self._tick, (monotonic, wall)))
-
-    def put_finish(self, reason: str | None = None) -> None:
-        """Queue the end (see `finish`)."""
-        self._queue(self.timeline.flush())
-        self._work.append((self._finish, (reason,)))
-
-    def next_outputs(self) -> list[Output] | None:
-        """Run the next queued step and return its outputs; None when nothing is queued."""
-        if not self._work:
-            return None
-        step, args = self._work.popleft()
-        step(*args)
-        return self._take()
-
+    # Each input runs to the end and returns every output it caused, in order: the records the
+    # timeline released (it may release several at once: untimed records waiting for a first
+    # time, a decided run of odd timestamps), then the input's own (a tick, a (dis)connection,
+    # the end, a disk floor crossing). Nothing a listener does can reach back in between: what
+    # must change the pipeline's course (the disk floor) is an input of its own.
     def receive(self, item: Message | Connected | Disconnected) -> list[Output]:
-        """`put(item)` and every step: all the outputs, in order."""
-        self.put(item)
-        return self._drain()
+        """A source item (live sources give all three kinds; a log gives messages)."""
+        if isinstance(item, Message):
+            return self.message(item)
+        if isinstance(item, Connected):
+            return self.connected(item.monotonic, item.time)
+        if isinstance(item, Disconnected):
+            return self.disconnected(item.monotonic, item.time)
+        return []
 
     def message(self, msg: Message) -> list[Output]:
-        self._put_message(msg)
-        return self._drain()
+        """A message from the source: the records the timeline releases with it, processed in order."""
+        if msg.rejected is not None:
+            self.stats.rejected += 1
+            if self.stats.rejected == 1:
+                log.warning(
+                    "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
+                )
+            return []
+        decoded = msg.decoded()
+        if decoded is None:
+            self.stats.rejected += 1
+            return []
+        event, kind = decoded
+        # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
+        # next records decide what it was; it hands back every record it releases, in order.
+        stamp = events.timestamp(event)
+        released = self.timeline.push(stamp, None if self.offline else msg.monotonic, (msg.payload, kind, event, stamp))
+        self.stats.held = self.timeline.dropped
+        self._release(released)
+        return self._take()
 
     def tick(self, monotonic: float, wall: float | None = None) -> list[Output]:
         """Live: time passes without a message. `monotonic` is the tick clock; stream time is the
@@ -288,58 +316,46 @@ class Pipeline:
         Before any stream time is known (never connected, or nothing timestamped yet) the only
         output is `Ticked(wall)` when the local `wall` clock is given: the alert for a rig that
         never answered needs a clock, and there is no other."""
-        self.put_tick(monotonic, wall)
-        return self._drain()
+        self._release(self.timeline.expire(monotonic))
+        self._tick(monotonic, wall)
+        return self._take()
 
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
         """The source connected. `wall` (the local clock) stands in while no stream time is known."""
-        self.put_link(True, monotonic, wall)
-        return self._drain()
+        self._release(self.timeline.flush())
+        self._link(True, monotonic, wall)
+        return self._take()
 
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> list[Output]:
         """A gap in the stream starts. `wall` (the local clock) stands in while no stream time is known."""
-        self.put_link(False, monotonic, wall)
-        return self._drain()
+        self._release(self.timeline.flush())
+        self._link(False, monotonic, wall)
+        return self._take()
 
     def finish(self, reason: str | None = None) -> list[Output]:
         """Close the open segment (end of stream or shutdown)."""
-        self.put_finish(reason)
-        return self._drain()
+        self._release(self.timeline.flush())
+        self._finish(reason)
+        return self._take()
 
-    def _drain(self) -> list[Output]:
-        out: list[Output] = []
-        while (step := self.next_outputs()) is not None:
-            out += step
-        return out
-
-    def _queue(self, released: list[tuple[float, tuple[bytes, str, Any, float | None]]]) -> None:
-        for t, record in released:
-            self._work.append((self._process, (t, *record)))
-
-    def _put_message(self, msg: Message) -> None:
-        if msg.rejected is not None:
-            self.stats.rejected += 1
-            if self.stats.rejected == 1:
-                log.warning(
-                    "rejected a frame that is not a PurpleDropEvent (%s); such frames are counted", msg.rejected
-                )
-            return
-        decoded = msg.decoded()
-        if decoded is None:
-            self.stats.rejected += 1
-            return
-        event, kind = decoded
-        # The timeline may hold a record (no clock yet, or a timestamp far off the clock) until the
-        # next records decide what it was; it hands back every record it releases, in order.
-        stamp = events.timestamp(event)
-        released = self.timeline.push(stamp, None if self.offline else msg.monotonic, (msg.payload, kind, event, stamp))
-        self.stats.held = self.timeline.dropped
-        self._queue(released)
-
-    def put_link(self, up: bool, monotonic: float | None, wall: float | None = None) -> None:
-        """Queue a connection (`up`) or the start of a gap (see `connected`)."""
-        self._queue(self.timeline.flush())
-        self._work.append((self._link, (up, monotonic, wall)))
+    def floor_crossed(self, below: bool, free_bytes: int, floor_bytes: int, *, wall: float) -> list[Output]:
+        """The output disk's free space crossed the floor (`output.min_free`): `below` it, open no
+        segment from now on and close the open one (reason `disk_floor`); back above it, open
+        segments again. The crossing happens at the pipeline's own stream time (that of the last
+        record or tick it processed), or at `wall` (the local clock) while no stream time is known,
+        as a tick's. Returns the closing `SegmentActions` (if one was open), then
+        `FloorCrossed(time, below, free_bytes, floor_bytes)` for the alerts. A crossing to where
+        the pipeline already is changes nothing and returns nothing."""
+        if below == (self.segmenter.paused == DISK_FLOOR):
+            return []
+        t = self._stream_time()
+        if below:
+            # Before any stream time nothing is open, and the wall clock must not become the segmenter's.
+            self._submit(self.segmenter.pause(t, DISK_FLOOR))
+        else:
+            self.segmenter.resume()
+        self._out.append(FloorCrossed(t if t is not None else wall, below, free_bytes, floor_bytes))
+        return self._take()
 
     def _process(self, t: float, payload: bytes, kind: str, event: Any, stamp: float | None) -> None:
         stats = self.stats
@@ -416,23 +432,9 @@ class Pipeline:
 
     def _finish(self, reason: str | None) -> None:
         reason = reason or ("end_of_log" if self.offline else "shutdown")
-        t = self._segment_time if self._segment_time is not None else self.timeline.time
+        t = self._stream_time()
         self._submit(self.segmenter.close(t, reason))
         self._score_update(self.scores.finish())
-
-    def pause(self, t: float, reason: str) -> list[Output]:
-        """Open no segment from now on (the disk floor); the open one is closed at `t` with `reason`.
-        Firings while paused are counted by the segmenter (`suppressed`)."""
-        actions = self.segmenter.pause(t, reason)
-        if actions:
-            self._submit(actions)
-        return self._take()
-
-    def resume(self, reason: str) -> list[Output]:
-        """Open segments again, if paused for `reason` (a pause for another reason is left alone)."""
-        if self.segmenter.paused == reason:
-            self.segmenter.resume()
-        return self._take()
 
     @property
     def paused(self) -> str | None:
@@ -458,7 +460,7 @@ class Pipeline:
             self.budget.volume_bytes = volume
         self.segmenter.set_policies({r.name: r.segments for r in ruleset.rules}, ruleset.segments)
         self._use_rules(ruleset)
-        t = self._segment_time if self._segment_time is not None else self.timeline.time
+        t = self._stream_time()
         if t is not None:
             names = {r.name for r in ruleset.rules}
             for rule in was_disabled:
@@ -530,7 +532,7 @@ class Pipeline:
 
     def _now(self, monotonic: float | None) -> float | None:
         if self.offline or monotonic is None:
-            return self._segment_time if self._segment_time is not None else self.timeline.time
+            return self._stream_time()
         # No tick lag here: a (dis)connection is ordered after every message of the old
         # connection, so nothing can still be on its way, and the gap keeps its true length.
         t = self.timeline.tick(monotonic)

@@ -314,9 +314,13 @@ class Segmenter:
         t = min(max(t, self._open.start), self._open.end)
         return [self._close(t, reason)]
 
-    def pause(self, time: float, reason: str) -> list[Action]:
+    def pause(self, time: float | None, reason: str) -> list[Action]:
         """Stop recording segments (e.g. the disk floor): the open segment closes with `reason`, and
-        firings open nothing until `resume()` (they are counted in `suppressed`). The ring keeps running."""
+        firings open nothing until `resume()` (they are counted in `suppressed`). The ring keeps running.
+        `time` None: no stream time is known yet (so nothing is open), and no clock is set."""
+        if time is None:
+            self.paused = reason
+            return []
         actions = self._advance(time)
         self.paused = reason
         if self._open is not None:

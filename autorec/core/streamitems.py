@@ -1,13 +1,14 @@
 """What every source hands the pipeline, and every listener hears about: the stream's vocabulary.
 
-`StreamListener` is the one interface services attach to a pipeline with (alerts, disk floor,
-status file, night journal, web UI), identically live and offline: subclass it and override
-what you need. Listener methods get stream time and must return quickly (they run on the
-pipeline's thread).
+`StreamListener` is the one interface services attach to a pipeline with (alerts, status file,
+night journal, MQTT, web UI), identically live and offline: subclass it and override what you
+need. Listener methods get stream time and must return quickly (they run on the pipeline's
+thread). A listener only listens: it is told what happened and never feeds the pipeline back
+(`autorec.runs.dispatch.Dispatcher` refuses an input from inside a delivery).
 
 A source (the live websocket client `autorec.io.source`, a log file `autorec.runs.filesource`, a
 test) yields `Message`, `Connected` and `Disconnected` items; `autorec.core.pipeline.Pipeline`
-takes them (`receive`, or `put` through `autorec.runs.dispatch.Dispatcher`). They live here, apart
+takes them (`receive`, through `autorec.runs.dispatch.Dispatcher`). They live here, apart
 from any source, so the offline path (a log file) never imports the websocket library. Times:
 `received` is the computer's clock (`time.time()`) and `monotonic` its monotonic clock at the
 moment the item was made; stream time (the rig's clock) is the pipeline's business.
@@ -95,3 +96,7 @@ class StreamListener:
 
     def budget_changed(self, change: Any) -> None:
         """A budget or flapping state (`autorec.core.budget.Change`) was raised or cleared."""
+
+    def floor_crossed(self, t: float, below: bool, free_bytes: int, floor_bytes: int) -> None:
+        """The output disk's free space fell `below` the floor (no segment opens; the open one was
+        closed) or came back above it (recording resumes)."""

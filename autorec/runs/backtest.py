@@ -59,15 +59,15 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
     # A dry run sums the score track up on stdout; a backtest into a directory writes it there.
     score_log = None if dry_run else ScoreLog(out)
     core = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
-    pipeline = Dispatcher(core, sink, score_sinks=[sink if score_log is None else score_log])
+    dispatcher = Dispatcher(core, sink, score_sinks=[sink if score_log is None else score_log])
     from autorec.runs.predecode import default_jobs, prescored
 
     source = prescored(source, core.engine, jobs if jobs is not None else default_jobs())
     try:
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
-            run_file(pipeline, source, lambda done: bar.update(done - bar.n))
+            run_file(dispatcher, source, lambda done: bar.update(done - bar.n))
         else:
-            run_file(pipeline, with_progress(source, sys.stderr.isatty(), "backtest"))
+            run_file(dispatcher, with_progress(source, sys.stderr.isatty(), "backtest"))
     except OSError as exc:
         print(f"autorec run: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sink.close()
@@ -88,8 +88,8 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
             print(f"autorec run: {path} is not an upstream log: {source.corrupt.reason}", file=sys.stderr)
             return 1
         log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
-    if pipeline.stats.rejected:
-        log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, pipeline.stats.rejected)
+    if dispatcher.stats.rejected:
+        log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, dispatcher.stats.rejected)
     tl = core.timeline
     if tl.outliers or tl.steps:
         log.warning(
@@ -103,7 +103,7 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
         sink.report_scores(sys.stdout)
     else:
         print(
-            summary_line("end of log", sink.stats.segments, sink.stats.bytes, pipeline.stats.seen_bytes, out),
+            summary_line("end of log", sink.stats.segments, sink.stats.bytes, dispatcher.stats.seen_bytes, out),
             flush=True,
         )
     return 0

@@ -1,9 +1,10 @@
 """The edge of the pipeline: feeds a sans-I/O `Pipeline` and delivers what it returns.
 
-`Dispatcher(pipeline, sink, listeners=..., score_sinks=...)` is what every driver feeds (the
-file loop `autorec.runs.filesource.run_file`, the live loop `autorec.runs.live.run_live`, the
-tests): its input methods have the pipeline's names (`receive`, `message`, `tick`, `connected`,
-`disconnected`, `finish`, `pause`, `resume`) and each delivers the outputs at once, in order:
+`Dispatcher(pipeline, sink, listeners=..., score_sinks=..., floor_sampler=...)` is what every
+driver feeds (the file loop `autorec.runs.filesource.run_file`, the live loop
+`autorec.runs.live.run_live`, the tests): its input methods have the pipeline's names
+(`receive`, `message`, `tick`, `connected`, `disconnected`, `finish`, `floor_crossed`, `reload`)
+and each delivers the input's outputs at once, in order:
 
 - `SegmentActions` -> `sink.submit(actions)` (a `SegmentWriter`, or a `DryRun`);
 - `TelemetryRecord` -> `sink.telemetry(time, payload)`;
@@ -13,14 +14,21 @@ tests): its input methods have the pipeline's names (`receive`, `message`, `tick
 - `Processed`, `Ticked`, `LinkChanged`, `Fired` -> each `StreamListener`'s `message`, `tick`,
   `connected`/`disconnected`, `fired`; an image's `Processed` also goes to each frame listener
   (`(time, event)`, the web UI's latest picture; must be quick);
-- `BudgetChanged`, `RuleStateChanged` -> each listener's `budget_changed(change)`,
-  `rule_state(t, rule, enabled, reason)` (the alerts); without listeners, a log line.
+- `BudgetChanged`, `RuleStateChanged`, `FloorCrossed` -> each listener's `budget_changed(change)`,
+  `rule_state(t, rule, enabled, reason)`, `floor_crossed(t, below, free_bytes, floor_bytes)`
+  (the alerts); without listeners, a log line.
 
-The pipeline is run step by step (`Pipeline.put*` / `next_outputs`): each step's outputs are
-delivered before the next step runs. A listener may call back into the dispatcher while an
-output is being delivered (the disk floor pauses recording from `message` or `tick`): that
-call's outputs are delivered at once, and the steps still queued (more records the timeline
-released together) run after it, paused.
+The disk floor is an input, not a listener. With a `floor_sampler`
+(`autorec.services.diskfloor.DiskFloorSampler`, set by `autorec.runs.services.Services.attach`)
+the dispatcher asks it before feeding each input (rate-limited on the monotonic clock, sooner
+after a write error) and feeds a crossing first, as `Pipeline.floor_crossed`: a crossing takes
+effect from the next input on, at the stream time the pipeline has reached. (When a listener
+paused the pipeline from inside a delivery, a crossing took effect between two records one
+input released together; there is no such in-between any more.)
+
+Listeners only listen: an input fed while outputs are being delivered (a listener calling
+back into the dispatcher) is refused with RuntimeError, so what a listener does can never
+change what the pipeline does.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from autorec.core.budget import Change
 from autorec.core.pipeline import (
     BudgetChanged,
     Fired,
+    FloorCrossed,
     LinkChanged,
     Output,
     Pipeline,
@@ -49,6 +58,7 @@ from autorec.core.ruleset import RuleSet
 from autorec.core.scores import NearMiss
 from autorec.core.segmenter import Action
 from autorec.core.streamitems import Connected, Disconnected, Message, StreamListener
+from autorec.services.diskfloor import DiskFloorSampler
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +91,11 @@ class Dispatcher:
         *,
         listeners: Sequence[StreamListener] = (),
         score_sinks: Sequence[ScoreSink] = (),
+        floor_sampler: DiskFloorSampler | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.floor_sampler = floor_sampler  # asked before each input (see the module docstring)
+        self._delivering = False  # outputs are being delivered: no input now
         self.view = PipelineView(pipeline)  # what services may read (see PipelineView)
         self.sink = sink
         self.listeners: list[StreamListener] = list(listeners)
@@ -93,47 +106,71 @@ class Dispatcher:
             pipeline.timelapse = None  # nobody to take the track: pick nothing (and count nothing)
 
     # -- inputs ----------------------------------------------------------------
-    # Step by step: each step's outputs are delivered before the next step runs, so a listener
-    # that acts back (the disk floor pausing recording) acts between two records.
+    # Each input: the disk floor first (a crossing is an input of its own), then the input, and
+    # its outputs delivered in order before the method returns.
     def receive(self, item: Message | Connected | Disconnected) -> None:
-        self.pipeline.put(item)
-        self._run()
+        if self.floor_sampler is not None or self._delivering:
+            self._before_input()
+        self.deliver(self.pipeline.receive(item))
 
     def message(self, msg: Message) -> None:
-        self.pipeline.put(msg)
-        self._run()
+        if self.floor_sampler is not None or self._delivering:
+            self._before_input()
+        self.deliver(self.pipeline.message(msg))
 
     def tick(self, monotonic: float, wall: float | None = None) -> None:
-        self.pipeline.put_tick(monotonic, wall)
-        self._run()
+        self._before_input()
+        self.deliver(self.pipeline.tick(monotonic, wall))
 
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
-        self.pipeline.put_link(True, monotonic, wall)
-        self._run()
+        self._before_input()
+        self.deliver(self.pipeline.connected(monotonic, wall))
 
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
-        self.pipeline.put_link(False, monotonic, wall)
-        self._run()
+        self._before_input()
+        self.deliver(self.pipeline.disconnected(monotonic, wall))
 
     def finish(self, reason: str | None = None) -> None:
-        self.pipeline.put_finish(reason)
-        self._run()
+        self._before_input()
+        self.deliver(self.pipeline.finish(reason))
 
-    def pause(self, t: float, reason: str) -> None:
-        """At once, also from inside a delivery: the steps still queued run paused."""
-        self.deliver(self.pipeline.pause(t, reason))
+    def reload(self, ruleset: RuleSet) -> None:
+        self._before_input()
+        self.deliver(self.pipeline.reload(ruleset))
 
-    def resume(self, reason: str) -> None:
-        self.deliver(self.pipeline.resume(reason))
+    def floor_crossed(self, below: bool, free_bytes: int, floor_bytes: int, *, wall: float) -> None:
+        """Feed a disk floor crossing (see `Pipeline.floor_crossed`); the floor sampler's do come this way."""
+        self._refuse_inside_delivery()
+        self.deliver(self.pipeline.floor_crossed(below, free_bytes, floor_bytes, wall=wall))
 
-    def _run(self) -> None:
-        next_outputs, deliver = self.pipeline.next_outputs, self.deliver
-        while (outputs := next_outputs()) is not None:
-            deliver(outputs)
+    def _before_input(self) -> None:
+        self._refuse_inside_delivery()
+        sampler = self.floor_sampler
+        if sampler is None:
+            return
+        change = sampler.sample()
+        if change is not None:
+            self.floor_crossed(change.state == "below", change.free_bytes, change.floor_bytes, wall=sampler.wall())
+
+    def _refuse_inside_delivery(self) -> None:
+        if self._delivering:
+            raise RuntimeError(
+                "an input was fed to the pipeline while its outputs were being delivered: "
+                "listeners only listen (autorec.runs.dispatch)"
+            )
 
     # -- delivery --------------------------------------------------------------
     def deliver(self, outputs: list[Output]) -> None:
         """Hand each output to whoever takes it, in order."""
+        if not outputs:
+            return
+        was, self._delivering = self._delivering, True
+        try:
+            self._deliver(outputs)
+        finally:
+            self._delivering = was
+
+    def _deliver(self, outputs: list[Output]) -> None:
         for out in outputs:
             cls = type(out)
             if cls is Processed:
@@ -168,6 +205,8 @@ class Dispatcher:
             elif cls is RuleStateChanged:
                 for listener in self.listeners:
                     listener.rule_state(out.time, out.rule, out.enabled, out.reason)
+            elif cls is FloorCrossed:
+                self._floor_crossed(out)
 
     def _scores(self, out: ScoreUpdate) -> None:
         rows, near = out.output.rows, out.output.near_misses
@@ -186,6 +225,15 @@ class Dispatcher:
         else:
             log.info("%s: %s", change.key, change.message)
 
+    def _floor_crossed(self, out: FloorCrossed) -> None:
+        if self.listeners:
+            for listener in self.listeners:
+                listener.floor_crossed(out.time, out.below, out.free_bytes, out.floor_bytes)
+        elif out.below:
+            log.warning("%s", out.message())
+        else:
+            log.info("%s", out.message())
+
     # -- the pipeline's state, read-only here ------------------------------------
     @property
     def ruleset(self) -> RuleSet:
@@ -201,9 +249,6 @@ class Dispatcher:
 
     def counters(self) -> dict[str, int]:
         return self.pipeline.counters()
-
-    def reload(self, ruleset: Any) -> None:
-        self.deliver(self.pipeline.reload(ruleset))
 
 
 class PipelineView:

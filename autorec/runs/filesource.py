@@ -90,14 +90,14 @@ PROGRESS_EVERY = 2_000  # records between progress reports of run_file
 
 
 def run_file(
-    pipeline: Dispatcher, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
+    dispatcher: Dispatcher, source: FileSource | Iterable[Message], progress: Callable[[int], None] | None = None
 ) -> None:
-    """Feed a whole log (a `FileSource`, or its messages) through `pipeline` as fast as possible,
+    """Feed a whole log (a `FileSource`, or its messages) through `dispatcher` as fast as possible,
     then close the open segment.
 
     `progress(bytes_read)` is called every few thousand records (for a progress bar; a `FileSource` only).
     """
-    handle = pipeline.message
+    handle = dispatcher.message
     if progress is None:
         for msg in source:
             handle(msg)
@@ -107,4 +107,4 @@ def run_file(
             if not n % PROGRESS_EVERY:
                 progress(source.bytes)
         progress(source.bytes)
-    pipeline.finish()
+    dispatcher.finish()

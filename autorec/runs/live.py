@@ -1,6 +1,6 @@
 """The live driver: runs a pipeline from an async source (a rig, the simulator) with its services.
 
-- `run_live(pipeline, source, stop, ...)` feeds items from an async source and ticks the
+- `run_live(dispatcher, source, stop, ...)` feeds items from an async source and ticks the
   pipeline every 0.5 s so post-roll ends on time when the stream is quiet.
 - `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
   signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), its companions (async
@@ -46,7 +46,7 @@ class StatusLine:
 
     def __init__(
         self,
-        pipeline: Dispatcher,
+        dispatcher: Dispatcher,
         out_dir: Path | None,
         stream: TextIO | None = None,
         interval: float = 2.0,
@@ -54,7 +54,7 @@ class StatusLine:
         writer_stats: Callable[[], Any] | None = None,
         alerts: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
-        self.pipeline = pipeline
+        self.dispatcher = dispatcher
         self.out_dir = out_dir
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -77,7 +77,7 @@ class StatusLine:
             log.info("heartbeat: %s", text)
 
     def text(self, now: float) -> str:
-        p = self.pipeline.view
+        p = self.dispatcher.view
         scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.latest_scores().items())
         rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
         self._last_count, self._last_mono = p.stats.messages, now
@@ -113,14 +113,14 @@ class StatusLine:
 
 
 async def run_live(
-    pipeline: Dispatcher,
+    dispatcher: Dispatcher,
     source: Any,
     *,
     stop: StopRequest,
     tick_interval: float = 0.5,
     status: StatusLine | None = None,
 ) -> None:
-    """Drive `pipeline` from an async `source` until `stop` is set; then stop the source and drain it.
+    """Drive `dispatcher` from an async `source` until `stop` is set; then stop the source and drain it.
 
     A tick runs every `tick_interval` real seconds so post-roll ends on time when the stream is quiet
     (within `tick_interval`: a quiet stream adds no records, so a later close keeps the same ones).
@@ -133,7 +133,7 @@ async def run_live(
         while True:
             await asyncio.sleep(tick_interval)
             now = _time.monotonic()
-            pipeline.tick(now, wall=_time.time())
+            dispatcher.tick(now, wall=_time.time())
             if status is not None:
                 status.maybe_show(now)
 
@@ -144,24 +144,24 @@ async def run_live(
     tasks = [asyncio.ensure_future(ticker()), asyncio.ensure_future(stopper())]
     try:
         async for item in source:
-            pipeline.receive(item)
+            dispatcher.receive(item)
     finally:
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        pipeline.tick(_time.monotonic())
-        pipeline.finish()
+        dispatcher.tick(_time.monotonic())
+        dispatcher.finish()
         if status is not None:
             status.end()
 
 
-def reload_rules(pipeline, services: Services) -> None:
+def reload_rules(dispatcher, services: Services) -> None:
     """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
     from autorec.rules import ConfigError, load_rules
 
-    path = pipeline.ruleset.path
+    path = dispatcher.ruleset.path
     try:
         ruleset = load_rules(path, services.overrides)  # --set still applies after a reload
     except ConfigError as exc:
@@ -171,12 +171,12 @@ def reload_rules(pipeline, services: Services) -> None:
     except OSError as exc:
         log.error("reload rejected: %s: cannot read: %s (the rules in use are kept)", path, exc.strerror or exc)
         return
-    pipeline.reload(ruleset)
+    dispatcher.reload(ruleset)
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 
 def record_live(
-    pipeline,
+    dispatcher,
     writer,
     services: Services,
     uri: str,
@@ -190,9 +190,9 @@ def record_live(
     from autorec.units import format_size
 
     status = StatusLine(
-        pipeline,
+        dispatcher,
         out,
-        log_every=pipeline.ruleset.heartbeat,
+        log_every=dispatcher.ruleset.heartbeat,
         writer_stats=lambda: writer.stats,
         alerts=services.monitor.status,
     )
@@ -209,14 +209,14 @@ def record_live(
         if sim_config is None:
             log.info("recording %s into %s", uri, out)
             async with live_source as source:
-                await run_live(pipeline, source, stop=stop, status=status)
+                await run_live(dispatcher, source, stop=stop, status=status)
             return
         from autorec.sim.server import SimServer
 
         async with SimServer(sim_config, host="127.0.0.1", port=0) as server:
             log.info("recording the simulator (%s) into %s", server.uri, out)
             async with WebsocketSource(server.uri) as source:
-                live = asyncio.ensure_future(run_live(pipeline, source, stop=stop, status=status))
+                live = asyncio.ensure_future(run_live(dispatcher, source, stop=stop, status=status))
                 finished = asyncio.ensure_future(server.wait_finished())
                 stopped = asyncio.ensure_future(stop.wait())
                 await asyncio.wait([finished, stopped, live], return_when=asyncio.FIRST_COMPLETED)
@@ -235,7 +235,7 @@ def record_live(
         run_main(
             main,
             duration=duration if sim_config is None else None,
-            on_reload=lambda: reload_rules(pipeline, services),
+            on_reload=lambda: reload_rules(dispatcher, services),
             on_start=stopped.append,
         )
     finally:
@@ -247,13 +247,13 @@ def record_live(
     s = writer.stats
     log.info(
         "done: %d message(s), %d segment(s), %s written%s",
-        pipeline.stats.messages,
+        dispatcher.stats.messages,
         s.segments,
         format_size(s.bytes),
         f", {s.dropped} dropped" if s.dropped else "",
     )
     why = stopped[0].reason if stopped else None
-    print(summary_line(why or "stopped", s.segments, s.bytes, pipeline.stats.seen_bytes, out, s.dropped))
+    print(summary_line(why or "stopped", s.segments, s.bytes, dispatcher.stats.seen_bytes, out, s.dropped))
     return 0
 
 
@@ -337,8 +337,8 @@ def record(
     core = Pipeline(
         ruleset, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry, timelapse=timelapse
     )
-    pipeline = Dispatcher(core, writer, score_sinks=[score_log])
-    services.attach(pipeline, writer)
+    dispatcher = Dispatcher(core, writer, score_sinks=[score_log])
+    services.attach(dispatcher, writer)
     if core.budget is not None:
         try:  # max_share is a share of the output filesystem
             core.budget.volume_bytes = disk_usage(out)[1]
@@ -346,4 +346,4 @@ def record(
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
     writer.start()
-    return record_live(pipeline, writer, services, uri, out, sim_config, duration, live_source, companions)
+    return record_live(dispatcher, writer, services, uri, out, sim_config, duration, live_source, companions)

@@ -1,13 +1,13 @@
 """The overnight services around a recording pipeline, wired in one place for every mode.
 
 `Services(ruleset, out)` builds them from the rule file: segment hooks, video export on close,
-retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor guard,
+retention, the alert monitor and its reporter (with the `on_alert` hook), the disk floor's sampler,
 the status file, the night journal, the score track's log, MQTT events (`mqtt:`), uploads to
 object storage (`upload:`, with retention's `keep_until_uploaded`) and (on request) the web UI's
-live feed. `observers()` are the writer's segment observers; `attach(pipeline, writer)` adds the
-stream listeners to the pipeline; `start(mode, source)` writes the journal's start line;
-`counters()` is the one set of counters the status file, the journal, the web UI and the metrics
-show; `snapshot()` the status file's fields, for MQTT and the metrics;
+live feed. `observers()` are the writer's segment observers; `attach(dispatcher, writer)` adds the
+stream listeners and the disk floor's sampler to the run's dispatcher; `start(mode, source)`
+writes the journal's start line; `counters()` is the one set of counters the status file, the
+journal, the web UI and the metrics show; `snapshot()` the status file's fields, for MQTT and the metrics;
 `close()` lets hooks, exports and uploads finish within the rule file's `shutdown_grace`.
 """
 
@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 class Services:
     """The overnight services around a live pipeline, wired through its plug points.
 
-    Writer observers: segment hooks, video export on close, retention. Stream
-    listeners: disk floor guard (pauses the segmenter), alerts (with the
-    on_alert hook), status file. Built before the writer starts; `close()`
+    Writer observers: segment hooks, video export on close, retention. The disk
+    floor: a sampler the dispatcher asks before each input (a crossing is an input
+    of the pipeline). Stream listeners: alerts (with the on_alert hook), journal,
+    status file, MQTT. Built before the writer starts; `close()`
     lets hooks and exports finish within the rule file's `shutdown_grace`.
     """
 
@@ -93,18 +94,19 @@ class Services:
             out.append(upload)
         return out
 
-    def attach(self, pipeline: Dispatcher, writer) -> None:
-        """Add the stream listeners to `pipeline` (the run's dispatcher) and the observers to `writer`.
-        From then on the services read the pipeline only through its read-only `view`."""
+    def attach(self, dispatcher: Dispatcher, writer) -> None:
+        """Add the stream listeners and the disk floor's sampler to `dispatcher` (the run's) and the
+        observers to `writer`. From then on the services read the pipeline only through its
+        read-only `view`, and hear of it only through its outputs (a disk floor crossing too)."""
         from autorec.io.retention import RetentionWorker
         from autorec.outdir import JOURNAL_NAME
         from autorec.services.alerts import AlertReporter
-        from autorec.services.diskfloor import DiskFloorGuard
+        from autorec.services.diskfloor import DiskFloorSampler
         from autorec.services.journal import JournalListener
         from autorec.services.statusfile import StatusReporter
 
-        self._view, self._writer = pipeline.view, writer
-        self._dispatcher = pipeline  # only to add listeners later (web_feed)
+        self._view, self._writer = dispatcher.view, writer
+        self._dispatcher = dispatcher  # only to add listeners later (web_feed)
         view = self._view
         self.journal = JournalListener(
             self.out / JOURNAL_NAME,
@@ -119,15 +121,10 @@ class Services:
         )
         alerts = self.alerts = AlertReporter(self.monitor, self.hooks)
         alerts.observers.append(self.journal.alert)
-
-        def floor_changed(t: float, change) -> None:
-            if change.state == "below":
-                alerts.disk_floor_reached(t, change.free_bytes, change.floor_bytes)
-            else:
-                alerts.disk_floor_cleared(t, change.free_bytes)
-
-        guard = DiskFloorGuard(pipeline, self.disk, on_change=floor_changed, write_errors=lambda: writer.stats.errors)
-        pipeline.listeners += [guard, alerts, self.journal]
+        # The disk floor is an input the dispatcher feeds (sampled before each input; at once after a
+        # failed write, perhaps ENOSPC); its crossings reach the alerts as `FloorCrossed` outputs.
+        dispatcher.floor_sampler = DiskFloorSampler(self.disk, write_errors=lambda: writer.stats.errors)
+        dispatcher.listeners += [alerts, self.journal]
         if self.upload is not None:
             log.info("uploading to %s", self.upload.describe())
             self.upload.start()
@@ -152,7 +149,7 @@ class Services:
                 disk=self.disk,
                 scores=self.scores,
             )
-            pipeline.listeners.append(self.status)
+            dispatcher.listeners.append(self.status)
         else:
             self.status = None
         if self.ruleset.mqtt.url:
@@ -161,7 +158,7 @@ class Services:
             self.mqtt = from_settings(self.ruleset.mqtt, self.rig, self.snapshot)
             if self.mqtt is not None:
                 writer.add_observer(self.mqtt)
-                pipeline.listeners.append(self.mqtt)
+                dispatcher.listeners.append(self.mqtt)
                 alerts.observers.append(self.mqtt.alert)
 
     def counters(self) -> dict[str, int]:

@@ -308,12 +308,13 @@ class AlertReporter(StreamListener):
     A stream listener (`connected`, `disconnected`, `message`, `tick`, `fired`, with stream
     time; before the stream has given any time, a tick or a failed connection comes with the
     local wall clock, which is what the monitor's "no stream yet" alert runs on), and
-    `rule_state` / `budget_changed` for the pipeline's `RuleStateChanged` and `BudgetChanged`
-    outputs (a rule disabled after errors, enabled again by a reload; budgets and flapping).
+    `rule_state` / `budget_changed` / `floor_crossed` for the pipeline's `RuleStateChanged`,
+    `BudgetChanged` and `FloorCrossed` outputs (a rule disabled after errors, enabled again by a
+    reload; budgets and flapping; the disk floor reached or cleared).
     Every action is logged as one line (`ALERT key: message` as a
     warning when raised, `alert cleared key: message` as info when cleared)
     and handed to `hooks` (a `HookRunner`, optional) as the `on_alert` hook.
-    The disk floor code calls `disk_floor_reached` / `disk_floor_cleared`. `announced` keeps the last 1000
+    `announced` keeps the last 1000
     actions, for tests and diagnostics. Logging and hook submission never block.
     """
 
@@ -339,11 +340,11 @@ class AlertReporter(StreamListener):
     def fired(self, t: float, firings: Sequence[Any]) -> None:
         self.announce([], t)
 
-    def disk_floor_reached(self, t: float, free: int, floor: int) -> None:
-        self.announce(self.monitor.disk_floor_reached(t, free, floor), t)
-
-    def disk_floor_cleared(self, t: float, free: int) -> None:
-        self.announce(self.monitor.disk_floor_cleared(t, free), t)
+    def floor_crossed(self, t: float, below: bool, free_bytes: int, floor_bytes: int) -> None:
+        if below:
+            self.announce(self.monitor.disk_floor_reached(t, free_bytes, floor_bytes), t)
+        else:
+            self.announce(self.monitor.disk_floor_cleared(t, free_bytes), t)
 
     def rule_state(self, t: float, rule: str, enabled: bool, reason: str) -> None:
         if enabled:

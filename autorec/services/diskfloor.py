@@ -5,7 +5,11 @@ returns a `FloorChange` only when the state flips, so the caller raises one
 alert when space runs out and one "cleared" message when it returns.
 The edges around it: `disk_usage(path)` (one `os.statvfs` call), `DiskWatch`
 (samples it at most every `interval` seconds of a time the caller passes in)
-and `DiskFloorGuard` (acts on a pipeline; reads the monotonic clock it is given).
+and `DiskFloorSampler` (says when to sample: on the monotonic clock it is given,
+and at once after a write error). The floor acts on nothing itself: the driver
+(`autorec.runs.dispatch.Dispatcher`) asks the sampler before each input it feeds
+the pipeline and feeds a crossing as an input of its own (`Pipeline.floor_crossed`),
+whose `FloorCrossed` output reaches the alerts like any other.
 
 Contract:
 - `MinFree.parse(value)` (`autorec.core.ruleset`) accepts a size (`2GB`, `500MiB`, bytes as a
@@ -27,11 +31,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from autorec.core.ruleset import MinFree
-from autorec.core.streamitems import StreamListener
-from autorec.units import format_size
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,6 @@ class FloorChange:
     state: Literal["below", "above"]
     free_bytes: int
     floor_bytes: int
-
-    def message(self) -> str:
-        if self.state == "below":
-            return (
-                f"disk floor reached: {format_size(self.free_bytes)} free, below the "
-                f"{format_size(self.floor_bytes)} floor; no new segments until space returns"
-            )
-        return f"disk space back: {format_size(self.free_bytes)} free; recording segments again"
 
 
 @dataclass
@@ -135,64 +129,34 @@ class DiskWatch:
         return self.floor.below
 
 
-PAUSE_REASON = "disk_floor"
+class DiskFloorSampler:
+    """When to sample the disk floor, for the driver that feeds the pipeline.
 
-
-class DiskFloorGuard(StreamListener):
-    """Keeps a pipeline from opening segments while the disk is below the floor.
-
-    A stream listener (the dispatcher calls `message`/`tick`/...; only time
-    matters here). `pipeline` is the `autorec.runs.dispatch.Dispatcher` that
-    delivers to it: its `pause`/`resume` deliver their outputs at once (a bare
-    `Pipeline` would return the closing segment to nobody). On each call it
-    polls `watch` (rate-limited on `clock`, a monotonic clock) and, sooner,
-    whenever `write_errors()` has grown (a write failed, perhaps ENOSPC).
-    Crossing below the floor closes the open segment cleanly with reason
-    "disk_floor" (`pipeline.pause`) and suppresses new ones, also for the
-    records the timeline released together with the one being delivered;
-    crossing back above resumes (`pipeline.resume`). Each change goes to
-    `on_change(t, change)` (raise/clear the alert there); without a callback
-    it is logged. It never touches the segmenter or the sink itself.
+    `sample()` polls `watch` (rate-limited on `clock`, a monotonic clock) and, sooner, whenever
+    `write_errors()` has grown since the last call (a write failed, perhaps ENOSPC); it returns
+    the crossing this sample made (a `FloorChange`), else None. `wall` is the local clock, for a
+    crossing before the stream has given any time. It acts on nothing: the driver feeds a crossing
+    to the pipeline (`autorec.runs.dispatch.Dispatcher`).
     """
 
     def __init__(
         self,
-        pipeline: Any,
         watch: DiskWatch,
-        on_change: Callable[[float, FloorChange], None] | None = None,
         write_errors: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        self.pipeline = pipeline
         self.watch = watch
-        self.on_change = on_change
         self.write_errors = write_errors
         self.clock = clock
+        self.wall = wall
         self._errors_seen = 0
 
-    def check(self, t: float) -> FloorChange | None:
-        """Sample if due (or forced by new write errors) and act on a crossing at stream time `t`."""
+    def sample(self) -> FloorChange | None:
+        """Sample if due (or forced by new write errors): the crossing, if this sample made one."""
         force = False
         if self.write_errors is not None:
             errors = self.write_errors()
             force = errors > self._errors_seen
             self._errors_seen = errors
-        change = self.watch.poll(self.clock(), force=force)
-        if change is None:
-            return None
-        if change.state == "below":
-            self.pipeline.pause(t, PAUSE_REASON)
-        else:
-            self.pipeline.resume(PAUSE_REASON)
-        if self.on_change is not None:
-            self.on_change(t, change)
-        else:
-            log.warning("%s", change.message())
-        return change
-
-    # -- the pipeline's StreamListener interface ---------------------------------------------
-    def message(self, t: float, kind: str | None) -> None:
-        self.check(t)
-
-    def tick(self, t: float) -> None:
-        self.check(t)
+        return self.watch.poll(self.clock(), force=force)
