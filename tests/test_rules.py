@@ -144,7 +144,7 @@ def test_video_off_is_yaml_false(tmp_path):
         ("output:\n  keep: 0s\n" + MINIMAL_RULE, 2, "output.keep", "more than 0"),
         ("output:\n  min_free: 120%\n" + MINIMAL_RULE, 2, "output.min_free", "between 0% and 100%"),
         ("output:\n  telemetry: maybe\n" + MINIMAL_RULE, 2, "output.telemetry", "true or false"),
-        ("max_errors: 0\n" + MINIMAL_RULE, 1, "max_errors", ">= 1"),
+        ("max_errors: 0\n" + MINIMAL_RULE, 1, "max_errors", "at least 1"),
         ("source: localhost:7001\n" + MINIMAL_RULE, 1, "source", "ws://localhost:7001"),
         # rules list
         ("source: ws://x:1\n", 1, "rules", "missing"),
