@@ -61,8 +61,8 @@ class Key:
     Limits are in the kind's unit (`UNITS`: seconds, bytes; a number as written): `min`/`max`
     inclusive, `above`/`below` exclusive, `step` a multiple the value must be of; `choices` the
     allowed texts; `pattern` a regular expression a text must match (`pattern_help` says what in
-    words). `nullable`: `null` means none (`off_value`); `off`: `off`/`false` mean none too and
-    `true` the default. `percent`: a number may be written `N%` (read as N/100). `format` names a
+    words). `nullable`: `null` means none (`off_value`, in words `off_help`); `off`: `off`/`false`
+    mean none too and `true` the default. `percent`: a number may be written `N%` (read as N/100). `format` names a
     syntax the loader checks in place of the kind's parsing (`autorec.rules` has one checker each).
     """
 
@@ -84,6 +84,7 @@ class Key:
     nullable: bool = False
     off: bool = False
     off_value: Any = None
+    off_help: str | None = None  # what `null` means, when not `off_value` as written ("none")
     percent: bool = False
     format: str | None = None
 
@@ -114,6 +115,8 @@ class Key:
     # -- limits ----------------------------------------------------------------------------
 
     def show_limit(self, number: float) -> str:
+        if number == 0:
+            return "0"
         if self.percent:
             return f"{number * 100:g}%"
         return show_value(number, self.kind) if self.kind in UNITS else f"{number:g}"
@@ -135,10 +138,12 @@ class Key:
             out.append("one of " + ", ".join(self.choices))
         if self.pattern_help is not None:
             out.append(self.pattern_help)
-        if self.nullable:
-            out.append("`null`: " + ("off" if self.off_value is None else show_value(self.off_value, self.kind)))
-        if self.off:
-            out.append("`off` too")
+        elif self.format is not None:
+            out.append(FORMATS[self.format])
+        if self.nullable or self.off:
+            written = "`null` or `off`" if self.off else "`null`"
+            meaning = self.off_help or show_value(self.off_value, self.kind)
+            out.append(f"{written}: {meaning}")
         return out
 
     # -- conversion ------------------------------------------------------------------------
@@ -366,6 +371,7 @@ KEYS: tuple[Key, ...] = (
         "min_free",
         default_text="1GB or 5%, whichever is larger",
         nullable=True,
+        off_help="the default",
         format="disk-floor",
     ),
     Key(
@@ -687,6 +693,20 @@ KEYS: tuple[Key, ...] = (
         max=100,
         nullable=True,
     ),
+)
+
+# Each section with its title, in the order the docs and `check --explain` list them.
+SECTIONS = (
+    ("", "Top level"),
+    ("output", "`output`: where and how segments are written"),
+    ("segments", "`segments`: how firings shape segments (every rule; a rule may set them for itself)"),
+    ("hooks", "`hooks`: commands run in the background"),
+    ("alerts", "`alerts`: when to raise alerts"),
+    ("mqtt", "`mqtt`: events on an MQTT broker"),
+    ("upload", "`upload`: segments to S3-compatible object storage"),
+    ("budget", "`budget`: what segments may cost (all together; a rule may set them for itself)"),
+    ("rule", "A rule (each item of `rules`)"),
+    ("flap", "A rule's flap control"),
 )
 
 # A rule may also set every `segments` key and every `budget` key for itself; the flap keys are a rule's only.
