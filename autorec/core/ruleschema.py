@@ -159,7 +159,8 @@ def rule_schema(triggers: Mapping[str, type[Trigger]]) -> dict[str, Any]:
     for name, cls in sorted(triggers.items()):
         options = {o.name: option_schema(o) for o in cls.options}
         required = [o.name for o in cls.options if o.required]
-        then: dict[str, Any] = {"properties": {**props, **options}, "additionalProperties": False}
+        # The rule keys are checked once, by the item's own `properties`; here they are only let through.
+        then: dict[str, Any] = {"properties": {**dict.fromkeys(props, True), **options}, "additionalProperties": False}
         if required:
             then["required"] = required
         cases.append({"if": {"properties": {"trigger": {"const": name}}, "required": ["trigger"]}, "then": then})
