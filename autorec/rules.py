@@ -714,19 +714,20 @@ class _Validator:
                 out.append(rule)
         return out
 
-    def _rule_keys(
-        self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int
-    ) -> tuple[SegmentPolicy, int, float, bool]:
-        """A rule's own keys (not its trigger's options): segments, max_errors, near-miss settings."""
+    def _rule_keys(self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int) -> dict[str, Any]:
+        """A rule's own keys (not its trigger's options), as `Rule` fields: segments, max_errors,
+        near-miss settings, budget and flap control. All are checked, whatever else is wrong."""
         rule_segments = self.segments(m, segments, prefix)
         for key in ("pre_roll", "post_roll", "max_length"):
             self._bare_duration_warning(m, prefix, key, True)
-        return (
-            rule_segments,
-            self.take(m, "rule.max_errors", prefix, max_errors),
-            self.take(m, "rule.near_miss", prefix),
-            self.take(m, "rule.near_miss_clip", prefix),
-        )
+        return {
+            "segments": rule_segments,
+            "max_errors": self.take(m, "rule.max_errors", prefix, max_errors),
+            "near_miss": self.take(m, "rule.near_miss", prefix),
+            "near_miss_clip": self.take(m, "rule.near_miss_clip", prefix),
+            "budget": self.budget(m, prefix),
+            "flap": self.attempt(lambda: self.flap(m, prefix), FlapPolicy()),
+        }
 
     def _bare_duration_warning(self, m: _Map, prefix: str, key: str, is_duration: bool) -> None:
         """A bare number of 100 or more for a duration: say it was read as seconds (`settle: 200` is
@@ -792,7 +793,7 @@ class _Validator:
                     self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
                 )
         option_errors = len(self.errors) > errors_before
-        rule_segments, rule_max_errors, near_miss, near_miss_clip = self._rule_keys(m, prefix, segments, max_errors)
+        rule_keys = self._rule_keys(m, prefix, segments, max_errors)
         if option_errors or name is None:
             return None  # constructing it would only report the same errors again, less clearly
         # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
@@ -833,13 +834,8 @@ class _Validator:
             trigger=cls,
             trigger_name=trigger_name,
             options=options,
-            segments=rule_segments,
             line=m.line,
-            max_errors=rule_max_errors,
-            near_miss=near_miss,
-            near_miss_clip=near_miss_clip,
-            budget=self.budget(m, prefix),
-            flap=self.flap(m, prefix),
+            **rule_keys,
         )
 
 

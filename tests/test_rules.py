@@ -432,3 +432,21 @@ def test_set_offers_the_rule_it_probably_meant(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: drops-moved, trigger: movement}\n")
     with pytest.raises(OverrideError, match="no rule named 'drops-move'; did you mean 'drops-moved'"):
         load_rules(path, [Override.parse("drops-move.min_pins=2")])
+
+
+def test_a_rules_budget_and_flap_keys_are_checked_with_its_other_keys(tmp_path):
+    """A bad near_miss used to stop the rule before its budget and flap keys were read: fixing it
+    revealed the next error. Now all three are in the first pass."""
+    path = write_rules(
+        tmp_path,
+        "rules:\n  - name: a\n    trigger: movement\n    near_miss: 1\n    max_share: 200%\n"
+        "    flap_rate: 3\n    flap_for: 90s\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert [(e.line, e.key) for e in info.value.errors] == [
+        (4, "rules[a].near_miss"),
+        (5, "rules[a].max_share"),
+        (7, "rules[a].flap_for"),
+    ], str(info.value)
+    assert "must be a multiple of 1min" in info.value.errors[2].message
