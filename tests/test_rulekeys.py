@@ -271,3 +271,38 @@ def test_the_docs_table_shows_each_keys_limits() -> None:
     rows = {line.split(" | ")[0].strip("| `"): line for line in module.rule_keys_reference().splitlines()}
     for k in rulekeys.KEYS:
         assert all(limit.replace("|", "\\|") in rows[k.path] for limit in k.limits()), k.path
+
+
+def _option_cases() -> list[tuple[str, Any, Any, bool]]:
+    """(id, option, value, inside) just inside and outside each built-in trigger option's limits."""
+    out = []
+    for info in registry.available():
+        for o in info.cls.options if info.cls is not None else ():
+            pairs = []
+            d = 1 if o.type == "int" else 0.001
+            if o.min is not None:
+                pairs.append((o.min - d, o.min))
+            if o.max is not None:
+                pairs.append((o.max + d, o.max))
+            if o.choices is not None:
+                pairs += [("no-such-choice", c) for c in o.choices]
+            for outside, inside in pairs:
+                out += [(f"{info.name}.{o.name}={v!r}", o, v, v == inside) for v in (outside, inside)]
+    return out
+
+
+OPTION_CASES = _option_cases()
+
+
+@pytest.mark.parametrize(("name", "option", "value", "inside"), OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
+def test_the_schema_of_a_trigger_option_agrees_with_its_declaration(name, option, value, inside) -> None:
+    """`Option.coerce` is what the loader checks a trigger option with; the schema says the same."""
+    from autorec.core.ruleschema import option_schema
+
+    schema_ok = jsonschema.Draft202012Validator(option_schema(option)).is_valid(value)
+    try:
+        option.coerce(value)
+        loader_ok = True
+    except ValueError:
+        loader_ok = False
+    assert schema_ok == loader_ok == inside
