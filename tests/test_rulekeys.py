@@ -306,3 +306,28 @@ def test_the_schema_of_a_trigger_option_agrees_with_its_declaration(name, option
     except ValueError:
         loader_ok = False
     assert schema_ok == loader_ok == inside
+
+
+def _without(k: rulekeys.Key) -> tuple[dict[str, Any], str]:
+    """A rule file lacking the required key `k` (its section otherwise given), and the key the error names."""
+    if k.section == "":
+        return {"source": "ws://rig:7001"}, k.name
+    if k.section == "rule":
+        rule = {n: v for n, v in RULE.items() if n != k.name}
+        return {"rules": [rule]}, f"rules[{rule.get('name', 0)}].{k.name}"
+    other = next(o for o in rulekeys.KEYS if o.section == k.section and not o.required and o.default_value())
+    return {k.section: {other.name: other.default()}, "rules": [dict(RULE)]}, k.path
+
+
+REQUIRED = [k for k in rulekeys.KEYS if k.required]
+
+
+@pytest.mark.parametrize("key", REQUIRED, ids=[k.path for k in REQUIRED])
+def test_a_required_key_is_required_by_the_loader_and_the_schema(key: rulekeys.Key, validator) -> None:
+    doc, named = _without(key)
+    with pytest.raises(ConfigError) as info:
+        parse_rules(yaml.safe_dump(doc), "r.yaml")
+    assert [e.key for e in info.value.errors] == [named], str(info.value)
+    assert "missing" in info.value.message
+    assert not validator.is_valid(doc)
+    assert len(REQUIRED) == 5  # rules, mqtt.url, upload.url, rule.name, rule.trigger

@@ -107,7 +107,7 @@ def summary(ruleset) -> list[str]:
             for k, v in vars(rule.segments).items()
             if v != getattr(seg, k)
         ]
-        if rule.near_miss != 0.5:  # the default (autorec.rules.Rule)
+        if rule.near_miss != type(rule).near_miss:  # the default (autorec.core.ruleset.Rule)
             over.append(f"near_miss {rule.near_miss:g}" if rule.near_miss else "near_miss off")
         if rule.near_miss_clip:
             over.append("near_miss_clip")

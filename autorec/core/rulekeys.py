@@ -85,6 +85,7 @@ class Key:
     off: bool = False
     off_value: Any = None
     off_help: str | None = None  # what `null` means, when not `off_value` as written ("none")
+    required: bool = False  # in its section, when the section is given at all
     percent: bool = False
     format: str | None = None
 
@@ -100,10 +101,12 @@ class Key:
 
     def default(self) -> str:
         """The default as a user would write it."""
+        if self.required:
+            return "required"
         if self.default_text is not None:
             return self.default_text
         if self.model is None or self.field is None:
-            return "required" if self.name in ("name", "trigger") else "none"
+            return "none"
         return show_value(self.default_value(), self.kind)
 
     def default_value(self) -> Any:
@@ -311,7 +314,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("", "output", "mapping", "where and how segments are written (the `output.*` keys)"),
     Key("", "segments", "mapping", "how firings shape segments, for every rule (the `segments.*` keys)"),
-    Key("", "rules", "list", "the rules: each a mapping with `name`, `trigger` and options (the `rule.*` keys)"),
+    Key(
+        "",
+        "rules",
+        "list",
+        "the rules: each a mapping with `name`, `trigger` and options (the `rule.*` keys)",
+        required=True,
+    ),
     Key("", "hooks", "mapping", "commands run in the background (the `hooks.*` keys)"),
     Key("", "alerts", "mapping", "when to raise alerts (the `alerts.*` keys)"),
     Key("", "max_errors", "int", "a trigger that raises this often is disabled", RuleSet, "max_errors", min=1),
@@ -521,6 +530,7 @@ KEYS: tuple[Key, ...] = (
         _M,
         "url",
         format="mqtt-url",
+        required=True,
     ),
     Key(
         "mqtt", "topic", "text", "topic prefix: each rig publishes under `TOPIC/RIG/`", _M, "topic", format="mqtt-topic"
@@ -552,8 +562,8 @@ KEYS: tuple[Key, ...] = (
         "where this rig's data goes: `s3://BUCKET/PREFIX` (`--upload-url`)",
         _U,
         "url",
-        "required",
         format="s3-url",
+        required=True,
     ),
     Key(
         "upload",
@@ -623,11 +633,18 @@ KEYS: tuple[Key, ...] = (
         "name",
         "text",
         "unique; it goes into file names",
+        required=True,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         pattern_help="a rule name of letters, digits, '_', '.', '-' (starting with a letter or digit, at most 64 "
         "characters: it goes into file names)",
     ),
-    Key("rule", "trigger", "text", "a built-in trigger, an installed plugin's name, or `package.module:Class`"),
+    Key(
+        "rule",
+        "trigger",
+        "text",
+        "a built-in trigger, an installed plugin's name, or `package.module:Class`",
+        required=True,
+    ),
     Key(
         "rule",
         "max_errors",
