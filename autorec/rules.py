@@ -11,7 +11,10 @@ rules:
 Contracts:
 - `load_rules(path)` returns a `RuleSet` or raises `ConfigError`, whose `str` is
   one line `FILE:LINE: key: what is wrong (what is allowed)`. Every key is
-  checked: unknown keys are errors with a close-match suggestion, an unknown
+  checked: unknown keys are errors with a close-match suggestion, each key's
+  value is converted and limit-checked by its declaration in
+  `autorec.core.rulekeys` (`Key.convert`; this module only adds the checkers of
+  the syntaxes the services own, `FORMATS`, and the checks across keys), an unknown
   trigger lists the known ones, trigger options are coerced and range-checked
   by the trigger's `Option` declarations, and each trigger is constructed
   once so that its own cross-option checks run at load time too (a trigger's

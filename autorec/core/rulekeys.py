@@ -738,9 +738,9 @@ def keys(section: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+_BY_PATH = {k.path: k for k in KEYS}
+
+
 def key(path: str) -> Key:
-    """The declaration of `path` (`output.video`, `rule.near_miss`, `max_errors`)."""
-    for k in KEYS:
-        if k.path == path:
-            return k
-    raise KeyError(path)
+    """The declaration of `path` (`output.video`, `rule.near_miss`, `max_errors`); KeyError if none."""
+    return _BY_PATH[path]
