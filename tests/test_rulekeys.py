@@ -331,3 +331,12 @@ def test_a_required_key_is_required_by_the_loader_and_the_schema(key: rulekeys.K
     assert "missing" in info.value.message
     assert not validator.is_valid(doc)
     assert len(REQUIRED) == 5  # rules, mqtt.url, upload.url, rule.name, rule.trigger
+
+
+def test_run_heartbeat_is_read_like_the_rule_files_key(capsys) -> None:
+    """`run --heartbeat` takes what `heartbeat:` takes (at most 3650d), and fails before anything starts."""
+    rules = str(REPO / "rules" / "electrodes.yaml")
+    assert main(["run", "--rules", rules, "--sim", "--no-camera", "--heartbeat", "4000d"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "autorec run: --heartbeat: '4000d' is too long (at most 3650d, 10 years: longer cannot be waited for)"
+    )
