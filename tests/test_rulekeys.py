@@ -10,6 +10,7 @@ inside value; a declared limit the loader forgot would pass an outside one.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,3 +341,14 @@ def test_run_heartbeat_is_read_like_the_rule_files_key(capsys) -> None:
     assert capsys.readouterr().err.strip() == (
         "autorec run: --heartbeat: '4000d' is too long (at most 3650d, 10 years: longer cannot be waited for)"
     )
+
+
+def test_the_explain_transcripts_in_the_docs_are_what_it_prints(capsys) -> None:
+    """docs/reference/rule-files.md shows `check --explain KEY` with its output: it is the real output."""
+    text = (REPO / "docs" / "reference" / "rule-files.md").read_text()
+    shown = re.findall(r"^\$ autorec check --explain (\S+)\n((?:(?!\$ |```).*\n)+)", text, flags=re.M)
+    assert len(shown) >= 3
+    for key, output in shown:
+        main(["check", "--explain", key])
+        captured = capsys.readouterr()
+        assert captured.out + captured.err == output, key
