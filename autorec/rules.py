@@ -721,8 +721,9 @@ class _Validator:
         """A rule's own keys (not its trigger's options), as `Rule` fields: segments, max_errors,
         near-miss settings, budget and flap control. All are checked, whatever else is wrong."""
         rule_segments = self.segments(m, segments, prefix)
-        for key in ("pre_roll", "post_roll", "max_length"):
-            self._bare_duration_warning(m, prefix, key, True)
+        for k in rulekeys.KEYS:
+            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
+                self._bare_duration_warning(m, prefix, k.name, True)
         return {
             "segments": rule_segments,
             "max_errors": self.take(m, "rule.max_errors", prefix, max_errors),
