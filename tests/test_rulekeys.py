@@ -352,3 +352,13 @@ def test_the_explain_transcripts_in_the_docs_are_what_it_prints(capsys) -> None:
         main(["check", "--explain", key])
         captured = capsys.readouterr()
         assert captured.out + captured.err == output, key
+
+
+def test_the_rule_file_snippets_of_the_docs_validate_against_the_schema(validator) -> None:
+    """Every snippet that `autorec check` accepts (tests/test_docs.py) passes the schema too: it is not stricter."""
+    from tests.test_docs import SNIPPETS
+
+    assert len(SNIPPETS) > 5
+    for where, text, _modules in SNIPPETS:
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(yaml.safe_load(text))]
+        assert not errors, where
