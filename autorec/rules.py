@@ -11,7 +11,10 @@ rules:
 Contracts:
 - `load_rules(path)` returns a `RuleSet` or raises `ConfigError`, whose `str` is
   one line `FILE:LINE: key: what is wrong (what is allowed)`. Every key is
-  checked: unknown keys are errors with a close-match suggestion, an unknown
+  checked: unknown keys are errors with a close-match suggestion, each key's
+  value is converted and limit-checked by its declaration in
+  `autorec.core.rulekeys` (`Key.convert`; this module only adds the checkers of
+  the syntaxes the services own, `FORMATS`, and the checks across keys), an unknown
   trigger lists the known ones, trigger options are coerced and range-checked
   by the trigger's `Option` declarations, and each trigger is constructed
   once so that its own cross-option checks run at load time too (a trigger's
@@ -27,7 +30,6 @@ Contracts:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import string
@@ -41,6 +43,7 @@ import yaml
 
 from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
+from autorec.core.rulekeys import show_written
 from autorec.core.ruleset import (
     AlertSettings,
     HookSettings,
@@ -61,10 +64,7 @@ from autorec.events import KINDS
 from autorec.services.hooks import check_format_width
 from autorec.services.mqtt import check_topic, parse_url
 from autorec.triggers.fields import suggest
-from autorec.units import format_size, parse_duration, parse_size
-
-VIDEO_MODES = ("h264", "copy", "off")
-_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from autorec.units import format_size
 
 
 class ConfigError(Exception):
@@ -415,6 +415,9 @@ _MQTT_KEYS = rulekeys.keys("mqtt")
 _UPLOAD_KEYS = rulekeys.keys("upload")
 
 
+_MODEL_DEFAULT: Any = object()  # `_Validator.take`: the declared key's model default
+
+
 class _Validator:
     """Checks a whole document and collects every error it finds (`errors`), so `check` lists them
     all at once. A section or rule that cannot be read at all (not a mapping, no trigger) is reported
@@ -446,7 +449,7 @@ class _Validator:
             empty.line = line
             return empty
         if not isinstance(value, _Map):
-            raise self.error(line, key, f"expected a mapping of keys, got {_show(value)}")
+            raise self.error(line, key, f"expected a mapping of keys, got {show_written(value)}")
         return value
 
     def check_keys(self, m: _Map, allowed: tuple[str, ...], prefix: str) -> None:
@@ -461,6 +464,15 @@ class _Validator:
                         f"unknown key{hint} (allowed: {', '.join(allowed)})",
                     )
                 )
+
+    def take(self, m: _Map, path: str, prefix: str, default: Any = _MODEL_DEFAULT) -> Any:
+        """The value of the declared key `path` (`output.keep`, `rule.max_open`) in `m`, converted and
+        checked by its declaration (`rulekeys.Key.convert`, with the loader's checker of its `format`);
+        `default` (the model's, unless given) when absent or bad (the error is recorded)."""
+        k = rulekeys.key(path)
+        if default is _MODEL_DEFAULT:
+            default = k.default_value()
+        return self.convert(m, k.name, prefix, convert_key(k), default)
 
     def convert(self, m: _Map, key: str, prefix: str, conv: Callable[[Any], Any], default: Any) -> Any:
         """`conv(m[key])`; `default` when the key is absent, or when the value is bad (the error is recorded)."""
@@ -479,15 +491,15 @@ class _Validator:
             raise self.error(1, "(file)", "the file is empty (expected a mapping with a `rules:` list)")
         top = self.mapping(doc, 1, "(file)")
         self.check_keys(top, _TOP_KEYS, "")
-        source = self.convert(top, "source", "", _source, None)
+        source = self.take(top, "source", "")
         output = self.attempt(lambda: self.output(top), OutputSettings())
         segments = self.attempt(
             lambda: self.segments(self.mapping(top.get("segments"), top.lines.get("segments"), "segments"), None),
             SegmentPolicy(),
         )
-        max_errors = self.convert(top, "max_errors", "", _int_at_least(1), 10)
-        grace = self.convert(top, "shutdown_grace", "", _duration, 10.0)
-        heartbeat = self.convert(top, "heartbeat", "", _optional(_positive_duration), RuleSet.heartbeat)
+        max_errors = self.take(top, "max_errors", "")
+        grace = self.take(top, "shutdown_grace", "")
+        heartbeat = self.take(top, "heartbeat", "")
         hooks = self.attempt(lambda: self.hooks(top), HookSettings())
         alerts = self.attempt(lambda: self.alerts(top), AlertSettings())
         mqtt = self.attempt(lambda: self.mqtt(top), MqttSettings())
@@ -539,34 +551,33 @@ class _Validator:
         if "url" not in m:
             raise self.error(m.line, "upload.url", "missing (where to upload: s3://BUCKET/PREFIX)")
         return UploadSettings(
-            url=self.convert(m, "url", p, upload_url, "s3://missing"),
-            endpoint=self.convert(m, "endpoint", p, upload_endpoint, None),
-            rig=self.convert(m, "rig", p, rig_name, None),
-            max_rate=self.convert(m, "max_rate", p, _optional(_rate), None),
-            retry_max=self.convert(m, "retry_max", p, _positive_duration, UploadSettings.retry_max),
+            url=self.take(m, "upload.url", p, "s3://missing"),
+            endpoint=self.take(m, "upload.endpoint", p),
+            rig=self.take(m, "upload.rig", p),
+            max_rate=self.take(m, "upload.max_rate", p),
+            retry_max=self.take(m, "upload.retry_max", p),
         )
 
     def output(self, top: _Map) -> OutputSettings:
         m = self.mapping(top.get("output"), top.lines.get("output"), "output")
         self.check_keys(m, _OUTPUT_KEYS, "output")
         p = "output"
-        d = OutputSettings()
-        min_free, min_free_percent = self.convert(m, "min_free", p, _min_free, (None, None))
+        min_free, min_free_percent = self.take(m, "output.min_free", p) or (None, None)
         return OutputSettings(
-            dir=Path(self.convert(m, "dir", p, _nonempty_str, str(d.dir))),
-            name=self.convert(m, "name", p, _nonempty_str, d.name),
-            telemetry=self.convert(m, "telemetry", p, _bool, d.telemetry),
-            video=self.convert(m, "video", p, _video, d.video),
-            mcap=self.convert(m, "mcap", p, _bool, d.mcap),
+            dir=Path(self.take(m, "output.dir", p)),
+            name=self.take(m, "output.name", p),
+            telemetry=self.take(m, "output.telemetry", p),
+            video=self.take(m, "output.video", p),
+            mcap=self.take(m, "output.mcap", p),
             min_free=min_free,
             min_free_percent=min_free_percent,
-            keep=self.convert(m, "keep", p, _optional(_positive_duration), d.keep),
-            max_total=self.convert(m, "max_total", p, _optional(_positive_size), d.max_total),
-            fsync=self.convert(m, "fsync", p, _bool, d.fsync),
-            status_file=self.convert(m, "status_file", p, _optional(_plain_file_name), d.status_file),
-            queue_max_bytes=self.convert(m, "queue_max_bytes", p, _positive_size, d.queue_max_bytes),
-            timelapse=self.convert(m, "timelapse", p, _timelapse, d.timelapse),
-            keep_until_uploaded=self.convert(m, "keep_until_uploaded", p, _bool, d.keep_until_uploaded),
+            keep=self.take(m, "output.keep", p),
+            max_total=self.take(m, "output.max_total", p),
+            fsync=self.take(m, "output.fsync", p),
+            status_file=self.take(m, "output.status_file", p),
+            queue_max_bytes=self.take(m, "output.queue_max_bytes", p),
+            timelapse=self.take(m, "output.timelapse", p),
+            keep_until_uploaded=self.take(m, "output.keep_until_uploaded", p),
         )
 
     def segments(self, m: _Map, base: SegmentPolicy | None, prefix: str = "segments") -> SegmentPolicy:
@@ -574,49 +585,46 @@ class _Validator:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
             base = SegmentPolicy()
         return SegmentPolicy(
-            pre_roll=self.convert(m, "pre_roll", prefix, _duration, base.pre_roll),
-            post_roll=self.convert(m, "post_roll", prefix, _duration, base.post_roll),
-            max_length=self.convert(m, "max_length", prefix, _at_least_duration(1.0), base.max_length),
-            pre_roll_max_bytes=self.convert(
-                m, "pre_roll_max_bytes", prefix, self.memory_size(m, prefix), base.pre_roll_max_bytes
+            pre_roll=self.take(m, "segments.pre_roll", prefix, base.pre_roll),
+            post_roll=self.take(m, "segments.post_roll", prefix, base.post_roll),
+            max_length=self.take(m, "segments.max_length", prefix, base.max_length),
+            pre_roll_max_bytes=self.memory_warning(
+                m, prefix, self.take(m, "segments.pre_roll_max_bytes", prefix, base.pre_roll_max_bytes)
             ),
         )
 
-    def memory_size(self, m: _Map, prefix: str) -> Callable[[Any], int]:
-        """A size converter that also warns when the size is more than the machine's memory."""
-
-        def conv(value: Any) -> int:
-            n = parse_size(value)
-            memory = physical_memory()
-            if memory is not None and n > memory:
-                self.warnings.append(
-                    self.error(
-                        m.lines.get("pre_roll_max_bytes", m.line),
-                        _join(prefix, "pre_roll_max_bytes"),
-                        f"warning: {format_size(n)} is more than this machine's memory ({format_size(memory)}); "
-                        "a long quiet pre-roll of camera frames could use it all",
-                    )
+    def memory_warning(self, m: _Map, prefix: str, n: int) -> int:
+        """`n` (pre_roll_max_bytes), after a warning when the rule file set it above this machine's memory:
+        not a limit of the key (the file may be meant for another machine), so not declared in rulekeys."""
+        memory = physical_memory()
+        if "pre_roll_max_bytes" in m and memory is not None and n > memory:
+            self.warnings.append(
+                self.error(
+                    m.lines.get("pre_roll_max_bytes", m.line),
+                    _join(prefix, "pre_roll_max_bytes"),
+                    f"warning: {format_size(n)} is more than this machine's memory ({format_size(memory)}); "
+                    "a long quiet pre-roll of camera frames could use it all",
                 )
-            return n
-
-        return conv
+            )
+        return n
 
     def budget(self, m: _Map, prefix: str) -> Budget:
         return Budget(
-            max_segments_per_hour=self.convert(m, "max_segments_per_hour", prefix, _optional(_int_at_least(1)), None),
-            max_bytes_per_hour=self.convert(m, "max_bytes_per_hour", prefix, _optional(_positive_size), None),
-            max_share=self.convert(m, "max_share", prefix, _optional(_share), None),
+            max_segments_per_hour=self.take(m, "budget.max_segments_per_hour", prefix),
+            max_bytes_per_hour=self.take(m, "budget.max_bytes_per_hour", prefix),
+            max_share=self.take(m, "budget.max_share", prefix),
         )
 
     def flap(self, m: _Map, prefix: str) -> FlapPolicy:
+        # Across keys, so in code rather than a key's declaration: the others say when a rule flaps.
         for key in ("flap_for", "flap_keep_fps"):
             if key in m and "flap_rate" not in m and "max_open" not in m:
                 raise self.error(m.lines[key], f"{prefix}.{key}", "needs flap_rate or max_open (when is it flapping?)")
         return FlapPolicy(
-            max_open=self.convert(m, "max_open", prefix, _optional(_positive_duration), None),
-            flap_rate=self.convert(m, "flap_rate", prefix, _optional(_int_at_least(1)), None),
-            flap_for=self.convert(m, "flap_for", prefix, _minutes, FlapPolicy.flap_for),
-            keep_fps=self.convert(m, "flap_keep_fps", prefix, _optional(_keep_fps), None),
+            max_open=self.take(m, "rule.max_open", prefix),
+            flap_rate=self.take(m, "rule.flap_rate", prefix),
+            flap_for=self.take(m, "rule.flap_for", prefix),
+            keep_fps=self.take(m, "rule.flap_keep_fps", prefix),
         )
 
     def hooks(self, top: _Map) -> HookSettings:
@@ -624,13 +632,13 @@ class _Validator:
         self.check_keys(m, _HOOK_KEYS, "hooks")
 
         def command(event: str) -> list[Any] | None:
-            return self.beside_rule_file(self.convert(m, event, "hooks", _hook_commands(event), None))
+            return self.beside_rule_file(self.take(m, f"hooks.{event}", "hooks"))
 
         return HookSettings(
             on_segment_open=command("on_segment_open"),
             on_segment_close=command("on_segment_close"),
             on_alert=command("on_alert"),
-            timeout=self.convert(m, "timeout", "hooks", _positive_duration, HookSettings.timeout),
+            timeout=self.take(m, "hooks.timeout", "hooks"),
         )
 
     def beside_rule_file(self, commands: list[Any] | None) -> list[Any] | None:
@@ -660,10 +668,8 @@ class _Validator:
         m = self.mapping(top.get("alerts"), top.lines.get("alerts"), "alerts")
         self.check_keys(m, _ALERT_KEYS, "alerts")
         return AlertSettings(
-            alert_after=self.convert(m, "alert_after", "alerts", _positive_duration, AlertSettings.alert_after),
-            camera_stall=self.convert(
-                m, "camera_stall", "alerts", _optional(_positive_duration), AlertSettings.camera_stall
-            ),
+            alert_after=self.take(m, "alerts.alert_after", "alerts"),
+            camera_stall=self.take(m, "alerts.camera_stall", "alerts"),
         )
 
     def mqtt(self, top: _Map) -> MqttSettings:
@@ -673,13 +679,12 @@ class _Validator:
             raise self.error(
                 top.lines.get("mqtt", m.line), "mqtt.url", "missing (the broker, e.g. mqtt://broker.lab:1883)"
             )
-        d = MqttSettings()
         return MqttSettings(
-            url=self.convert(m, "url", "mqtt", _mqtt_url, d.url),
-            topic=self.convert(m, "topic", "mqtt", _mqtt_topic, d.topic),
-            status_every=self.convert(m, "status_every", "mqtt", _at_least_duration(1.0), d.status_every),
-            max_queued=self.convert(m, "max_queued", "mqtt", _int_at_least(1), d.max_queued),
-            ca_file=self.convert(m, "ca_file", "mqtt", _nonempty_str, d.ca_file),
+            url=self.take(m, "mqtt.url", "mqtt"),
+            topic=self.take(m, "mqtt.topic", "mqtt"),
+            status_every=self.take(m, "mqtt.status_every", "mqtt"),
+            max_queued=self.take(m, "mqtt.max_queued", "mqtt"),
+            ca_file=self.take(m, "mqtt.ca_file", "mqtt"),
         )
 
     def rules(self, top: _Map, segments: SegmentPolicy, max_errors: int) -> list[Rule]:
@@ -688,7 +693,7 @@ class _Validator:
         seq = top["rules"]
         line = top.lines["rules"]
         if not isinstance(seq, _Seq) or not seq:
-            raise self.error(line, "rules", f"expected a non-empty list of rules, got {_show(seq)}")
+            raise self.error(line, "rules", f"expected a non-empty list of rules, got {show_written(seq)}")
         seen: dict[str, int] = {}
         out = []
         for i, item in enumerate(seq):
@@ -712,19 +717,21 @@ class _Validator:
                 out.append(rule)
         return out
 
-    def _rule_keys(
-        self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int
-    ) -> tuple[SegmentPolicy, int, float, bool]:
-        """A rule's own keys (not its trigger's options): segments, max_errors, near-miss settings."""
+    def _rule_keys(self, m: _Map, prefix: str, segments: SegmentPolicy, max_errors: int) -> dict[str, Any]:
+        """A rule's own keys (not its trigger's options), as `Rule` fields: segments, max_errors,
+        near-miss settings, budget and flap control. All are checked, whatever else is wrong."""
         rule_segments = self.segments(m, segments, prefix)
-        for key in ("pre_roll", "post_roll", "max_length"):
-            self._bare_duration_warning(m, prefix, key, True)
-        return (
-            rule_segments,
-            self.convert(m, "max_errors", prefix, _int_at_least(1), max_errors),
-            self.convert(m, "near_miss", prefix, _near_miss_fraction, Rule.near_miss),
-            self.convert(m, "near_miss_clip", prefix, _bool, Rule.near_miss_clip),
-        )
+        for k in rulekeys.KEYS:
+            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
+                self._bare_duration_warning(m, prefix, k.name, True)
+        return {
+            "segments": rule_segments,
+            "max_errors": self.take(m, "rule.max_errors", prefix, max_errors),
+            "near_miss": self.take(m, "rule.near_miss", prefix),
+            "near_miss_clip": self.take(m, "rule.near_miss_clip", prefix),
+            "budget": self.budget(m, prefix),
+            "flap": self.attempt(lambda: self.flap(m, prefix), FlapPolicy()),
+        }
 
     def _bare_duration_warning(self, m: _Map, prefix: str, key: str, is_duration: bool) -> None:
         """A bare number of 100 or more for a duration: say it was read as seconds (`settle: 200` is
@@ -749,7 +756,7 @@ class _Validator:
             raise self.error(m.line, f"rules[{index}]", "empty rule (needs name and trigger)")
         if "name" not in m:
             raise self.error(m.line, f"rules[{index}].name", "missing (a unique name like drops-moved)")
-        name = self.convert(m, "name", f"rules[{index}]", _rule_name, None)
+        name = self.take(m, "rule.name", f"rules[{index}]", None)
         prefix = f"rules[{name if name is not None else index}]"
         if "trigger" not in m:
             known = ", ".join(registry.known_names())
@@ -757,7 +764,9 @@ class _Validator:
         trig_line = m.lines["trigger"]
         trigger_name = m["trigger"]
         if not isinstance(trigger_name, str) or not trigger_name:
-            raise self.error(trig_line, f"{prefix}.trigger", f"expected a trigger name, got {_show(trigger_name)}")
+            raise self.error(
+                trig_line, f"{prefix}.trigger", f"expected a trigger name, got {show_written(trigger_name)}"
+            )
         try:
             cls = registry.resolve(trigger_name, search_dir=self.path.parent)
         except registry.TriggerLookupError as exc:
@@ -788,7 +797,7 @@ class _Validator:
                     self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
                 )
         option_errors = len(self.errors) > errors_before
-        rule_segments, rule_max_errors, near_miss, near_miss_clip = self._rule_keys(m, prefix, segments, max_errors)
+        rule_keys = self._rule_keys(m, prefix, segments, max_errors)
         if option_errors or name is None:
             return None  # constructing it would only report the same errors again, less clearly
         # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
@@ -829,13 +838,8 @@ class _Validator:
             trigger=cls,
             trigger_name=trigger_name,
             options=options,
-            segments=rule_segments,
             line=m.line,
-            max_errors=rule_max_errors,
-            near_miss=near_miss,
-            near_miss_clip=near_miss_clip,
-            budget=self.budget(m, prefix),
-            flap=self.flap(m, prefix),
+            **rule_keys,
         )
 
 
@@ -871,111 +875,32 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    return repr(value)
-
-
 # ---------------------------------------------------------------------------------------------
-# Value converters: each raises ValueError("what is wrong (what is allowed)")
+# Values: each key is converted and checked by its declaration (`rulekeys.Key.convert`); the
+# syntaxes the services own are checked here, one checker per `Key.format`. Each raises
+# ValueError("what is wrong (what is allowed)").
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_show(value)}")
-    return value
+def convert_key(k: rulekeys.Key) -> Callable[[Any], Any]:
+    """The converter of key `k`: its declaration's, with the checker of its `format` in place of the kind's parsing."""
+    if k.format is None:
+        return k.convert
+    check = FORMATS[k.format]
+    return lambda value: k.convert(value, lambda v: check(k, v))
 
 
-def _near_miss_fraction(value: Any) -> float:
-    if value is None or value is False:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(
-            "expected a fraction of the way from the usual score to the threshold, from 0 (off) to below 1, "
-            f"like 0.5; got {_show(value)}"
-        )
-    return float(value)
-
-
-def _nonempty_str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {_show(value)}")
-    return value
-
-
-def _source(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^wss?://[^\s/]+", value):
-        raise ValueError(f"expected a websocket URI like ws://localhost:7001, got {_show(value)}")
+def _source(k: rulekeys.Key, value: Any) -> str:
+    text = k.parse(value)  # the declared pattern: ws:// or wss://
     try:
-        _ = urllib.parse.urlsplit(value).port  # a port above 65535 would only fail when `run` connects
+        _ = urllib.parse.urlsplit(text).port  # a port above 65535 would only fail when `run` connects
     except ValueError as exc:
-        raise ValueError(f"{exc} in {_show(value)}") from None
-    return value
+        raise ValueError(f"{exc} in {show_written(value)}") from None
+    return text
 
 
-def _mqtt_url(value: Any) -> str:
+def _mqtt_url(_k: rulekeys.Key, value: Any) -> str:
     parse_url(value)
     return value.strip()
-
-
-def _mqtt_topic(value: Any) -> str:
-    return check_topic(value)
-
-
-def _rule_name(value: Any) -> str:
-    if not isinstance(value, str) or not _RULE_NAME.match(value):
-        raise ValueError(
-            f"bad rule name {_show(value)} (letters, digits, '_', '.', '-'; starting with a letter or digit; "
-            "at most 64 characters: it goes into file names)"
-        )
-    return value
-
-
-def _video(value: Any) -> str:
-    # YAML 1.1 reads a bare `off` as false; accept it as the user meant it.
-    if value is False:
-        return "off"
-    if value not in VIDEO_MODES:
-        raise ValueError(f"expected one of {', '.join(VIDEO_MODES)}, got {_show(value)}")
-    return value
-
-
-MAX_DURATION = 3650 * 86400.0  # 10 years: far below what threading/asyncio can wait for (~292 years)
-
-
-def _duration(value: Any) -> float:
-    """`parse_duration`, bounded: a duration autorec may have to wait for must be one it can wait for."""
-    seconds = parse_duration(value)
-    if seconds > MAX_DURATION:
-        raise ValueError(f"{_show(value)} is too long (at most 3650d, 10 years: longer cannot be waited for)")
-    return seconds
-
-
-def _positive_duration(value: Any) -> float:
-    seconds = _duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than 0, got {_show(value)} (a duration like 10s, 30min, 7d)")
-    return seconds
-
-
-def _at_least_duration(minimum: float) -> Callable[[Any], float]:
-    def conv(value: Any) -> float:
-        seconds = _duration(value)
-        if seconds < minimum:
-            raise ValueError(f"must be at least {minimum:g}s, got {_show(value)}")
-        return seconds
-
-    return conv
-
-
-def _positive_size(value: Any) -> int:
-    n = parse_size(value)
-    if n <= 0:
-        raise ValueError(f"must be more than 0, got {_show(value)} (a size like 50GB, 1GiB)")
-    return n
 
 
 def upload_url(value: Any) -> str:
@@ -998,107 +923,42 @@ def rig_name(value: Any) -> str:
     from autorec.rig import check_rig_name
 
     if not isinstance(value, str):
-        raise ValueError(f"expected a rig name, got {_show(value)}")
+        raise ValueError(f"expected a rig name, got {show_written(value)}")
     return check_rig_name(value)
 
 
-def _rate(value: Any) -> int:
-    """A bandwidth like `2MB/s` (or a size, read per second)."""
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.endswith("/s"):
-        text = text[:-2]
-    try:
-        return _positive_size(text)
-    except ValueError:
-        raise ValueError(f"expected a rate like 2MB/s or 500KB/s, got {_show(value)}") from None
-
-
 def parse_rate(value: Any) -> int:
-    """`--max-rate` on the command line (see `_rate`)."""
-    return _rate(value)
+    """`--max-rate` on the command line: as `upload.max_rate` in a rule file."""
+    return rulekeys.key("upload.max_rate").convert(value)
 
 
-def _int_at_least(minimum: int) -> Callable[[Any], int]:
-    def conv(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"expected a whole number >= {minimum}, got {_show(value)}")
-        return value
-
-    return conv
-
-
-def _share(value: Any) -> float:
-    """A fraction of the output volume: `10%` or 0.1, above 0 and at most 100 %."""
-    text = value.strip() if isinstance(value, str) else None
-    try:
-        share = float(text[:-1]) / 100 if text and text.endswith("%") else float(value)
-    except (TypeError, ValueError):
-        share = math.nan
-    if isinstance(value, bool) or not 0 < share <= 1:
-        raise ValueError(f"expected a share of the disk like 10% or 0.1 (above 0, at most 100%), got {_show(value)}")
-    return share
-
-
-def _minutes(value: Any) -> float:
-    seconds = parse_duration(value)
-    if not 60.0 <= seconds <= 86400.0 or seconds % 60:
-        raise ValueError(f"expected whole minutes from 1min to 1d, got {_show(value)}")
-    return seconds
-
-
-def _keep_fps(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
-        raise ValueError(f"expected frames a second, above 0 and at most 100, got {_show(value)}")
-    return float(value)
-
-
-def _timelapse(value: Any) -> float | None:
-    # YAML reads a bare `off` (and `no`, `false`) as False: all mean "no timelapse track".
-    if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off"):
-        return None
-    if value is True:
-        return OutputSettings.timelapse
-    seconds = parse_duration(value)
-    if not 1.0 <= seconds <= 86400.0:
-        raise ValueError(f"must be 1s to 1d, got {_show(value)} (a duration like 30s, 5min; or off)")
-    return seconds
-
-
-def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def wrapped(value: Any) -> Any:
-        return None if value is None else conv(value)
-
-    return wrapped
-
-
-def _min_free(value: Any) -> tuple[int | None, float | None]:
-    """(`min_free`, `min_free_percent`) of OutputSettings, as written (`MinFree.parse` checks it)."""
-    if value is None:
-        return None, None
+def _min_free(_k: rulekeys.Key, value: Any) -> tuple[int | None, float | None]:
+    """(`min_free`, `min_free_percent`) of OutputSettings, as written. `MinFree.parse` checks it (its
+    limits, a percentage below 100, are the rule model's: the disk floor parses the same text)."""
     floor = MinFree.parse(value)
     return (None, floor.fraction * 100) if floor.fraction else (floor.bytes, None)
 
 
-def _plain_file_name(value: Any) -> str:
-    if not isinstance(value, str) or not value or "/" in value or "\\" in value or value in (".", ".."):
-        raise ValueError(f"expected a plain file name inside output.dir, got {_show(value)}")
-    return value
-
-
-def _hook_commands(event: str) -> Callable[[Any], list[Any] | None]:
+def _hook_commands(k: rulekeys.Key, value: Any) -> list[Any]:
     """Hook commands are checked by `autorec.services.hooks.validate_commands`, the one contract
     for what a hook may be (argv lists, known placeholders for that hook); the value
     keeps the user's shape (one argv list or a list of them), every item a string."""
+    from autorec.services.hooks import validate_commands  # hooks imports nothing from here
 
-    def conv(value: Any) -> list[Any] | None:
-        if value is None:
-            return None
-        from autorec.services.hooks import validate_commands  # hooks imports nothing from here
+    argvs = [list(argv) for argv in validate_commands(k.name, value)]
+    return argvs if all(isinstance(c, list) for c in value) else argvs[0]
 
-        argvs = [list(argv) for argv in validate_commands(event, value)]
-        return argvs if all(isinstance(c, list) for c in value) else argvs[0]
 
-    return conv
+FORMATS: dict[str, Callable[[rulekeys.Key, Any], Any]] = {
+    "websocket": _source,
+    "disk-floor": _min_free,
+    "hook": _hook_commands,
+    "mqtt-url": _mqtt_url,
+    "mqtt-topic": lambda _k, value: check_topic(value),
+    "s3-url": lambda _k, value: upload_url(value),
+    "http-url": lambda _k, value: upload_endpoint(value),
+    "rig-name": lambda _k, value: rig_name(value),
+}
 
 
 def _check_placeholders(text: str, fields: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -144,7 +144,7 @@ def test_video_off_is_yaml_false(tmp_path):
         ("output:\n  keep: 0s\n" + MINIMAL_RULE, 2, "output.keep", "more than 0"),
         ("output:\n  min_free: 120%\n" + MINIMAL_RULE, 2, "output.min_free", "between 0% and 100%"),
         ("output:\n  telemetry: maybe\n" + MINIMAL_RULE, 2, "output.telemetry", "true or false"),
-        ("max_errors: 0\n" + MINIMAL_RULE, 1, "max_errors", ">= 1"),
+        ("max_errors: 0\n" + MINIMAL_RULE, 1, "max_errors", "at least 1"),
         ("source: localhost:7001\n" + MINIMAL_RULE, 1, "source", "ws://localhost:7001"),
         # rules list
         ("source: ws://x:1\n", 1, "rules", "missing"),
@@ -432,3 +432,21 @@ def test_set_offers_the_rule_it_probably_meant(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: drops-moved, trigger: movement}\n")
     with pytest.raises(OverrideError, match="no rule named 'drops-move'; did you mean 'drops-moved'"):
         load_rules(path, [Override.parse("drops-move.min_pins=2")])
+
+
+def test_a_rules_budget_and_flap_keys_are_checked_with_its_other_keys(tmp_path):
+    """A bad near_miss used to stop the rule before its budget and flap keys were read: fixing it
+    revealed the next error. Now all three are in the first pass."""
+    path = write_rules(
+        tmp_path,
+        "rules:\n  - name: a\n    trigger: movement\n    near_miss: 1\n    max_share: 200%\n"
+        "    flap_rate: 3\n    flap_for: 90s\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert [(e.line, e.key) for e in info.value.errors] == [
+        (4, "rules[a].near_miss"),
+        (5, "rules[a].max_share"),
+        (7, "rules[a].flap_for"),
+    ], str(info.value)
+    assert "must be a multiple of 1min" in info.value.errors[2].message

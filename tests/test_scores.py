@@ -101,7 +101,7 @@ def test_fraction_zero_turns_near_misses_off() -> None:
 
 def test_near_miss_options_are_checked(tmp_path: Path) -> None:
     base = "rules:\n  - {name: cam, trigger: motion, "
-    with pytest.raises(ConfigError, match=r"r.yaml:2: rules\[cam\]\.near_miss: expected a fraction"):
+    with pytest.raises(ConfigError, match=r"r.yaml:2: rules\[cam\]\.near_miss: must be below 1, got 1.5"):
         parse_rules(base + "near_miss: 1.5}\n", tmp_path / "r.yaml")
     with pytest.raises(ConfigError, match=r"rules\[cam\]\.near_miss_clip: "):
         parse_rules(base + "near_miss_clip: maybe}\n", tmp_path / "r.yaml")

@@ -4,6 +4,12 @@ Nothing is started and nothing is connected to. Exit 0 when every file is
 valid, 2 when any is not (every error found is one line, `FILE:LINE: key: message`,
 on stderr). Warnings (valid but probably not meant) go to stderr too and do not
 change the exit code.
+
+`--explain [KEY]` prints the rule-file schema in words (every key, or one: `output.keep`,
+`rule.post_roll`, `motion.threshold`), `--schema` the same as a JSON Schema for editors; both are
+generated from the declarations the loader checks with (`autorec.core.rulekeys`, the triggers'
+`Option`s), so they say what `check FILE` accepts. An unknown KEY is one line with the key it
+probably meant, exit 2.
 """
 
 from __future__ import annotations
@@ -19,8 +25,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="validate rule files and summarise their rules",
         description="Validate rule files (every key, trigger and option) without starting anything.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="rule file(s) (YAML)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="rule file(s) (YAML)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument(
+        "--explain",
+        nargs="?",
+        const="",
+        metavar="KEY",
+        help="print every rule-file key and trigger option (kind, unit, default, limits, meaning), or only KEY "
+        "(e.g. output.keep, rule.pre_roll, motion.threshold)",
+    )
+    p.add_argument(
+        "--schema", action="store_true", help="print a JSON Schema (draft 2020-12) of a rule file, for editors"
+    )
     p.set_defaults(func=run)
 
 
@@ -90,7 +107,7 @@ def summary(ruleset) -> list[str]:
             for k, v in vars(rule.segments).items()
             if v != getattr(seg, k)
         ]
-        if rule.near_miss != 0.5:  # the default (autorec.rules.Rule)
+        if rule.near_miss != type(rule).near_miss:  # the default (autorec.core.ruleset.Rule)
             over.append(f"near_miss {rule.near_miss:g}" if rule.near_miss else "near_miss off")
         if rule.near_miss_clip:
             over.append("near_miss_clip")
@@ -130,9 +147,98 @@ def _limits(budget: Any, flap: Any) -> str:
     return ", ".join(parts)
 
 
+def _triggers() -> dict[str, Any]:
+    """The triggers that load here (built-in, installed plugins), by name."""
+    from autorec.triggers import registry
+
+    return {info.name: info.cls for info in registry.available() if info.cls is not None}
+
+
+def _option_lines(trigger: str, option: Any) -> list[str]:
+    limits = [
+        f">= {option.min:g}" if option.min is not None else "",
+        f"<= {option.max:g}" if option.max is not None else "",
+    ]
+    if option.choices is not None:
+        limits.append("one of " + ", ".join(map(str, option.choices)))
+    unit = {"duration": " (s)", "size": " (B)"}.get(option.type, "")
+    default = (
+        "required" if option.required else "none" if option.default is None else _value(option.type, option.default)
+    )
+    words = "; ".join(x for x in limits if x)
+    lines = [f"{trigger}.{option.name}  {option.type}{unit}  default {default}" + (f"  [{words}]" if words else "")]
+    if option.help:
+        lines.append(f"    {option.help}")
+    return lines
+
+
+def _key_lines(k: Any, path: str | None = None) -> list[str]:
+    unit = f" ({k.unit})" if k.unit else ""
+    words = "; ".join(k.limits())
+    lines = [f"{path or k.path}  {k.kind}{unit}  default {k.default()}" + (f"  [{words}]" if words else "")]
+    lines.append(f"    {k.help}")
+    return lines
+
+
+def explain(key: str) -> list[str]:
+    """The schema in words: every key and trigger option (`key` empty), or only `key`.
+
+    `key` is a key's path (`output.keep`), a rule's key (`rule.post_roll`: every `segments`,
+    `budget` and flap key may be set on a rule), or `TRIGGER.OPTION`; ValueError (one line, with the
+    closest known key) when it is none of them."""
+    from autorec.core import rulekeys
+    from autorec.triggers.fields import suggest
+
+    triggers = _triggers()
+    if not key:
+        lines = []
+        for section, title in rulekeys.SECTIONS:
+            lines.append(f"## {title.replace('`', '')}")
+            for k in rulekeys.KEYS:
+                if k.section == section:
+                    lines += _key_lines(k)
+            lines.append("")
+        for name, cls in sorted(triggers.items()):
+            lines.append(f"## trigger {name}" + (f": {cls.description}" if cls.description else ""))
+            for option in cls.options:
+                lines += _option_lines(name, option)
+            lines.append("")
+        return lines[:-1]
+    known: dict[str, list[str]] = {k.path: _key_lines(k) for k in rulekeys.KEYS}
+    for k in rulekeys.KEYS:
+        if k.section in rulekeys.RULE_ALSO and k.section != "flap":
+            known[f"rule.{k.name}"] = [
+                *_key_lines(k, f"rule.{k.name}"),
+                f"    (a rule's own {k.path}: it overrides the top-level one for this rule)",
+            ]
+    for name, cls in triggers.items():
+        for option in cls.options:
+            known[f"{name}.{option.name}"] = _option_lines(name, option)
+    if key not in known:
+        raise ValueError(f"unknown key {key!r}{suggest(key, list(known))} (`autorec check --explain` lists them all)")
+    return known[key]
+
+
 def run(args: argparse.Namespace) -> int:
     from autorec.rules import ConfigError, load_rules
 
+    if args.schema:
+        import json
+
+        from autorec.core.ruleschema import json_schema
+
+        print(json.dumps(json_schema(_triggers()), indent=2), flush=True)
+        return 0
+    if args.explain is not None:
+        try:
+            print("\n".join(explain(args.explain)), flush=True)
+        except ValueError as exc:
+            print(f"autorec check --explain: {exc}", file=sys.stderr, flush=True)
+            return 2
+        return 0
+    if not args.files:
+        print("autorec check: give a rule file (or --explain, --schema)", file=sys.stderr, flush=True)
+        return 2
     failed = 0
     for path in args.files:
         try:

@@ -157,6 +157,7 @@ def upload_settings(args: argparse.Namespace, current, prog: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from autorec.core import rulekeys
     from autorec.rules import ConfigError, Override, load_rules
     from autorec.units import parse_duration
 
@@ -186,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.heartbeat is not None:
-            beat = parse_duration(args.heartbeat)
+            # As the rule file's `heartbeat` is read (at most 3650d), except that 0 turns it off here.
+            beat = rulekeys.key("heartbeat").parse(args.heartbeat)
             ruleset = dataclasses.replace(ruleset, heartbeat=beat if beat > 0 else None)
     except ValueError as exc:
         print(f"autorec run: --heartbeat: {exc}", file=sys.stderr)

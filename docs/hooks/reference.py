@@ -68,30 +68,19 @@ def cli_options() -> set[str]:
     }
 
 
-SECTIONS = (
-    ("", "Top level"),
-    ("output", "`output`: where and how segments are written"),
-    ("segments", "`segments`: how firings shape segments (every rule; a rule may set them for itself)"),
-    ("hooks", "`hooks`: commands run in the background"),
-    ("alerts", "`alerts`: when to raise alerts"),
-    ("mqtt", "`mqtt`: events on an MQTT broker"),
-    ("upload", "`upload`: segments to S3-compatible object storage"),
-    ("budget", "`budget`: what segments may cost (all together; a rule may set them for itself)"),
-    ("rule", "A rule (each item of `rules`)"),
-    ("flap", "A rule's flap control"),
-)
-
-
 def rule_keys_reference() -> str:
     from autorec.core import rulekeys
 
     out = ["Values: " + "; ".join(f"**{k}**: {v}" for k, v in rulekeys.KINDS.items()) + ".\n"]
-    for section, title in SECTIONS:
+    for section, title in rulekeys.SECTIONS:
         out.append(f"## {title}\n")
-        out.append("| key | value | default | meaning |\n|---|---|---|---|")
+        out.append("| key | value | default | limits | meaning |\n|---|---|---|---|---|")
         for k in rulekeys.KEYS:
             if k.section == section:
-                out.append(f"| `{k.path}` | {k.kind} | `{_escape(k.default())}` | {_escape(k.help)} |")
+                limits = "; ".join(k.limits())
+                out.append(
+                    f"| `{k.path}` | {k.kind} | `{_escape(k.default())}` | {_escape(limits)} | {_escape(k.help)} |"
+                )
         out.append("")
     return "\n".join(out)
 
