@@ -266,7 +266,7 @@ def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog)
     from autorec.io.writer import SegmentWriter
     from autorec.rules import load_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     d = tmp_path / "out"
     d.mkdir()

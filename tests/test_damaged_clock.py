@@ -20,7 +20,7 @@ from autorec.io.writer import SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 
 T0 = 1_795_520_000.0  # 2026-11-24
 DAY = "20261124"

@@ -178,7 +178,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     from autorec.io.writer import SegmentWriter
     from autorec.rules import parse_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)
@@ -219,7 +219,7 @@ def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
     from autorec.core.streamitems import Message, StreamListener
     from autorec.rules import parse_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     t0 = 1_795_520_000.0
     rules = parse_rules(

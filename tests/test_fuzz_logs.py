@@ -24,7 +24,7 @@ import pytest
 from autorec import cli, events
 from autorec.io.logfile import LogWriter
 from autorec.proto import PurpleDropEvent
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 from tests.support.videolog import image_event, make_jpeg, sensor_event, transform_event
 
 SEED = 15

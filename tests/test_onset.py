@@ -21,7 +21,7 @@ from autorec.rules import parse_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
 from autorec.triggers.base import Firing, as_firings
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 from tests.support.simlog import write_sim_log
 
 PRE_ROLL = 10.0

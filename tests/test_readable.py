@@ -19,7 +19,7 @@ from autorec.sim.scenario import load_scenario
 from autorec.sim.stream import StreamEncoder
 from autorec.triggers import registry
 from autorec.triggers.base import Firing, Score
-from tests.support.rulefiles import electrode_state, scan
+from tests.support.eventbuilder import electrode_state, scan
 
 T0 = 1_797_000_000.0
 

@@ -225,7 +225,7 @@ def _pipeline(tmp_path: Path, **kw):
 
 def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
     from autorec.io.source import Message
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     p = payload(kind, t, value)
     return Message(p, 0.0, mono, kind, event=events.decode(p))

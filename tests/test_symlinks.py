@@ -25,7 +25,7 @@ from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.services.statusfile import write_status
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 from tests.support.videolog import T0 as VT0
 from tests.support.videolog import frames_log
 

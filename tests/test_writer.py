@@ -17,8 +17,8 @@ from autorec.io.telemetry import telemetry_name
 from autorec.io.writer import SegmentFile, SegmentObserver, SegmentWriter
 from autorec.proto import PurpleDropEvent
 from autorec.triggers.base import Firing
+from tests.support.eventbuilder import payload
 from tests.support.polling import wait_until
-from tests.support.segment_helpers import payload
 
 T0 = 1_700_000_000.0
 POLICY = SegmentPolicy(pre_roll=2.0, post_roll=3.0, max_length=100.0)
