@@ -260,13 +260,11 @@ def test_a_repeated_write_error_is_one_log_line_a_minute(tmp_path: Path, caplog)
 def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog):
     """The index cannot be appended to (a directory in its place): every segment's close fails the same
     way; the writer counts each and logs the first, not one line per segment."""
-    from autorec import events
     from autorec.core.pipeline import Pipeline
-    from autorec.io.source import Message
     from autorec.io.writer import SegmentWriter
     from autorec.rules import load_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.eventbuilder import payload
+    from tests.support.eventbuilder import message, payload
 
     d = tmp_path / "out"
     d.mkdir()
@@ -280,7 +278,8 @@ def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog)
         for p in (payload("scan_capacitance", t, i),) + (
             (payload("electrode_state", None, (i // 40) % 7 + 1),) if i % 40 == 5 else ()
         ):
-            pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
+            pipe.message(message(p))
+
     pipe.finish()
     with caplog.at_level(logging.ERROR):
         assert writer.close(10)

@@ -6,11 +6,10 @@ import os
 
 import pytest
 
-from autorec import events
 from autorec.core.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy
-from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, DiskFloorGuard, DiskWatch, MinFree, disk_usage
 from autorec.triggers.base import Firing
+from tests.support.eventbuilder import hv, message, payload
 
 GB = 10**9
 
@@ -117,11 +116,8 @@ class _Pipe:
         self.sink = _Collect()
 
     def feed(self, t: float, fire: bool = False) -> None:
-        e = PurpleDropEvent()
-        e.hv_regulator.voltage = 1.0
-        events.set_timestamp(e, t)
         firings = [Firing("moved", t, {})] if fire else []
-        self.sink.submit(self.segmenter.feed(t, e.SerializeToString(), "hv_regulator", firings))
+        self.sink.submit(self.segmenter.feed(t, hv(t, 1.0).SerializeToString(), "hv_regulator", firings))
 
     # what the guard asks of a pipeline (autorec.core.pipeline.Pipeline.pause/resume)
     def pause(self, t: float, reason: str) -> None:
@@ -173,12 +169,10 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
     from autorec.core.pipeline import Pipeline
     from autorec.io.logfile import LogReader
-    from autorec.io.source import Message
     from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
     from autorec.rules import parse_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.eventbuilder import payload
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)
@@ -192,7 +186,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     def feed(n: int, start: int) -> None:
         for i in range(start, start + n):
             p = payload("hv_regulator", t0 + i, i)
-            pipe.message(Message(p, 0.0, 0.0, "hv_regulator"))
+            pipe.message(message(p))
 
     feed(10, 0)
     watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)  # the disk "fills"
@@ -216,10 +210,9 @@ def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
     must pause the rest: no segment may open after the pause (it did when the pipeline ran the
     whole batch before anything was delivered)."""
     from autorec.core.pipeline import Pipeline
-    from autorec.core.streamitems import Message, StreamListener
+    from autorec.core.streamitems import StreamListener
     from autorec.rules import parse_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.eventbuilder import payload
 
     t0 = 1_795_520_000.0
     rules = parse_rules(
@@ -250,10 +243,11 @@ def test_a_pause_inside_a_released_batch_holds_for_the_rest_of_the_batch():
     sink, guard = Collect(), PauseOnce()
     dispatcher = Dispatcher(Pipeline(rules, offline=True), sink, listeners=[guard])
     for i in range(10):
-        dispatcher.message(Message(payload("hv_regulator", t0 + i, 1), 0.0, 0.0, "hv_regulator"))
+        dispatcher.message(message(payload("hv_regulator", t0 + i, 1)))
     guard.armed = True
     for i, volts in enumerate([1, 5, 1]):  # held together, released together; the 5 V one would fire
-        dispatcher.message(Message(payload("hv_regulator", t0 - 990 + i, volts), 0.0, 0.0, "hv_regulator"))
+        dispatcher.message(message(payload("hv_regulator", t0 - 990 + i, volts)))
+
     dispatcher.finish()
     assert not any(isinstance(a, OpenSegment) for a in sink.actions), sink.actions
     assert dispatcher.pipeline.segmenter.suppressed == 1

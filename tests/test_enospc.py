@@ -22,9 +22,9 @@ from autorec.io.atomicfile import append_json_line as append_index_line
 from autorec.io.logfile import LogReader, LogWriteError, LogWriter
 from autorec.io.recovery import recover_partial
 from autorec.outdir import INDEX_NAME
-from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status
+from tests.support.eventbuilder import image
 from tests.support.polling import wait_until
 from tests.support.tmpfs import mounted
 
@@ -48,10 +48,7 @@ def small_disk_16m(tmp_path) -> Path:
 
 
 def _image(i: int, size: int = 50_000) -> bytes:
-    e = PurpleDropEvent()
-    e.image.image_data = (i.to_bytes(4, "little") * (size // 4 + 1))[:size]
-    events.set_timestamp(e, T0 + i * 0.1)
-    return e.SerializeToString()
+    return image(T0 + i * 0.1, (i.to_bytes(4, "little") * (size // 4 + 1))[:size]).SerializeToString()
 
 
 def _sha(path: Path) -> str:

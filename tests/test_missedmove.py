@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from autorec import events
 from autorec.core.engine import RuleEngine
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
@@ -204,9 +205,7 @@ def camera_firings(scenario, seconds: float) -> tuple[list[Firing], dict, dict]:
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                ev = PurpleDropEvent()
-                ev.ParseFromString(payload)
-                firings += eng.feed(t, ev)
+                firings += eng.feed(t, events.decode(payload))
     return firings, sim.truth.as_dict(), eng.triggers["mm"].counters
 
 
