@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from autorec.core.scores import NearMiss, ScoreRow
-from autorec.io import telemetry as telemetry_module
+from autorec.io import dailytrack as dailytrack_module
 from autorec.io.atomicfile import NotRegularFile, SymlinkRefused, append_bytes, append_json_line, write_json
+from autorec.io.dailytrack import DailyTrack
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.scorelog import ScoreLog
-from autorec.io.telemetry import TelemetryLog
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.services.journal import JournalFile
 from tests.test_enospc import small_disk  # noqa: F401  (a real 2 MB tmpfs; skipped without root)
 
@@ -199,8 +200,8 @@ def test_a_full_disk_leaves_no_partial_gzip_member(small_disk: Path):  # noqa: F
 
 
 def test_a_daily_file_deleted_or_replaced_while_written_is_started_again(tmp_path: Path, monkeypatch, caplog):
-    monkeypatch.setattr(telemetry_module, "CHECK_EVERY", 0.0)
-    track = TelemetryLog(tmp_path)
+    monkeypatch.setattr(dailytrack_module, "CHECK_EVERY", 0.0)
+    track = DailyTrack(tmp_path, TELEMETRY_PREFIX)
     for i in range(10):
         track.write(T0 + i, b"record-%d" % i)
     track.flush()

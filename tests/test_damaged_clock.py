@@ -13,9 +13,10 @@ from autorec import dates, events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmentname import render_segment_name
+from autorec.io.dailytrack import DailyTrack, track_file_name
 from autorec.io.logfile import LogReader, LogWriter
-from autorec.io.telemetry import TelemetryLog, telemetry_name
 from autorec.io.writer import SegmentWriter
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
 from tests.support.eventbuilder import hv, message, payload, raw_time
@@ -74,7 +75,7 @@ def test_every_date_format_survives_any_float(t):
     assert len(dates.utc_iso(t)) >= 20
     assert dates.utc_strftime(t, "%Y%m%dT%H%M%SZ")[:4].isdigit()
     assert dates.local_strftime(t, "%Y-%m-%d %H:%M:%S")
-    assert telemetry_name(t).startswith("telemetry-")
+    assert track_file_name(TELEMETRY_PREFIX, t).startswith("telemetry-")
     assert render_segment_name("{start}-{rules}", t, ["a"], 1).endswith("-a")
     assert dates.utc_strftime(t, "%Q bad \x00") is not None  # a format strftime rejects: the ISO form
 
@@ -141,10 +142,10 @@ def test_a_clock_stepped_back_for_good_is_followed_and_counted(tmp_path: Path):
 def test_a_failing_telemetry_write_is_counted_and_logged_once(tmp_path: Path, caplog):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")
-    tele = TelemetryLog(blocker)
-    with caplog.at_level(logging.WARNING, logger="autorec.io.telemetry"):
+    tele = DailyTrack(blocker, TELEMETRY_PREFIX)
+    with caplog.at_level(logging.WARNING, logger="autorec.io.dailytrack"):
         for i in range(500):
             tele.write(T0 + i, payload("hv_regulator", T0 + i, i))
         tele.close()
     assert tele.dropped == 500 and tele.records == 0
-    assert len([r for r in caplog.records if r.name == "autorec.io.telemetry"]) == 1
+    assert len([r for r in caplog.records if r.name == "autorec.io.dailytrack"]) == 1

@@ -168,9 +168,10 @@ def test_guard_closes_the_open_segment_and_resumes(tmp_path):
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
     from autorec.core.pipeline import Pipeline
+    from autorec.io.dailytrack import track_file_name
     from autorec.io.logfile import LogReader
-    from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
+    from autorec.outdir import TELEMETRY_PREFIX
     from autorec.rules import parse_rules
     from autorec.runs.dispatch import Dispatcher
 
@@ -200,7 +201,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     feed(1, 36)  # still paused when it arrives; back above after it
     feed(4, 37)
     assert writer.close(10)
-    assert len(list(LogReader(out / telemetry_name(t0)))) == 11 + 4
+    assert len(list(LogReader(out / track_file_name(TELEMETRY_PREFIX, t0)))) == 11 + 4
     assert pipe.stats.telemetry_paused == 26  # every message is written or counted
 
 

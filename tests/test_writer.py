@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from autorec.core.segmenter import Segmenter, SegmentPolicy, Write
+from autorec.io.dailytrack import track_file_name
 from autorec.io.logfile import LogReader
-from autorec.io.telemetry import telemetry_name
 from autorec.io.writer import SegmentFile, SegmentObserver, SegmentWriter
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.triggers.base import Firing
 from tests.support.eventbuilder import image, payload
 from tests.support.polling import wait_until
@@ -85,7 +86,7 @@ def test_segment_files_sidecar_and_index(tmp_path: Path):
     assert entry["path"] == seg.path.name and entry["sidecar"] == seg.sidecar.name
     assert entry["records"] == side["records"] and entry["bytes"] == side["bytes"]
     # telemetry: every non-image message, in the day's file
-    tele = [r.payload for r in LogReader(tmp_path / telemetry_name(T0))]
+    tele = [r.payload for r in LogReader(tmp_path / track_file_name(TELEMETRY_PREFIX, T0))]
     assert tele == [p for i, p in enumerate(sent) if i % 4 != 2]
 
 
