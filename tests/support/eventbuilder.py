@@ -1,9 +1,11 @@
 """The one place tests build PurpleDrop events (`autorec.proto.PurpleDropEvent`, wire facts in protocol.md).
 
-One function per event kind (the kind names are `autorec.events.KINDS`). Each takes the time first and
-returns the event; `t=None` leaves the timestamp unset (pdserver sends `electrode_state` so) while the
-kind is still selected, so even an event with every field at its default serializes as that kind.
-`device_info` has no timestamp field and takes no time.
+One function per event kind (the kind names are `autorec.events.KINDS`), each returning the event.
+They take the time `t` first, except `electrode_state` and `drive_group` (keyword `t`, default None:
+pdserver sends them without a timestamp) and `device_info` (no timestamp field at all). `t=None`
+leaves the timestamp unset while the kind is still selected, so even an event with every field at
+its default serializes as that kind.
+
 
 - `event(kind, t, **fields)`: any kind with scalar or list fields set by name, for short sequences.
 - `payload(kind, t, value)`: a serialized event of any kind whose bytes differ with `value` (segmenter,
