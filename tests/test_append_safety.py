@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from autorec.core.scores import NearMiss, ScoreRow
-from autorec.io import telemetry as telemetry_module
+from autorec.io import dailytrack as dailytrack_module
 from autorec.io.atomicfile import NotRegularFile, SymlinkRefused, append_bytes, append_json_line, write_json
+from autorec.io.dailytrack import DailyTrack
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.scorelog import ScoreLog
-from autorec.io.telemetry import TelemetryLog
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.services.journal import JournalFile
 from tests.test_enospc import small_disk  # noqa: F401  (a real 2 MB tmpfs; skipped without root)
 
@@ -199,8 +200,8 @@ def test_a_full_disk_leaves_no_partial_gzip_member(small_disk: Path):  # noqa: F
 
 
 def test_a_daily_file_deleted_or_replaced_while_written_is_started_again(tmp_path: Path, monkeypatch, caplog):
-    monkeypatch.setattr(telemetry_module, "CHECK_EVERY", 0.0)
-    track = TelemetryLog(tmp_path)
+    monkeypatch.setattr(dailytrack_module, "CHECK_EVERY", 0.0)
+    track = DailyTrack(tmp_path, TELEMETRY_PREFIX)
     for i in range(10):
         track.write(T0 + i, b"record-%d" % i)
     track.flush()
@@ -260,13 +261,11 @@ def test_a_repeated_write_error_is_one_log_line_a_minute(tmp_path: Path, caplog)
 def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog):
     """The index cannot be appended to (a directory in its place): every segment's close fails the same
     way; the writer counts each and logs the first, not one line per segment."""
-    from autorec import events
     from autorec.core.pipeline import Pipeline
-    from autorec.io.source import Message
     from autorec.io.writer import SegmentWriter
     from autorec.rules import load_rules
     from autorec.runs.dispatch import Dispatcher
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import message, payload
 
     d = tmp_path / "out"
     d.mkdir()
@@ -280,7 +279,8 @@ def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog)
         for p in (payload("scan_capacitance", t, i),) + (
             (payload("electrode_state", None, (i // 40) % 7 + 1),) if i % 40 == 5 else ()
         ):
-            pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
+            pipe.message(message(p))
+
     pipe.finish()
     with caplog.at_level(logging.ERROR):
         assert writer.close(10)

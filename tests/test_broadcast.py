@@ -9,18 +9,14 @@ from websockets.asyncio.client import connect
 
 from autorec import events
 from autorec.io.broadcast import Broadcaster, BroadcastServer
-from autorec.proto import PurpleDropEvent
+from tests.support.eventbuilder import image, image_transform
 from tests.support.polling import wait_until_async
 
 
 def _pair(i: int, size: int) -> list[bytes]:
     """An image_transform + image pair (frame i) with an image of `size` bytes."""
-    it = PurpleDropEvent()
-    it.image_transform.image_width = 1024
-    events.set_timestamp(it, 1000.0 + i)
-    im = PurpleDropEvent()
-    im.image.image_data = i.to_bytes(4, "big") + b"\0" * size
-    events.set_timestamp(im, 1000.0 + i)
+    it = image_transform(1000.0 + i, width=1024)
+    im = image(1000.0 + i, i.to_bytes(4, "big") + b"\0" * size)
     return [it.SerializeToString(), im.SerializeToString()]
 
 

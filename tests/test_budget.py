@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from autorec import events
 from autorec.core.budget import Budget, BudgetKeeper, Change, FlapPolicy
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import CloseSegment, OpenSegment, Write
 from autorec.core.streamitems import StreamListener
 from autorec.io.source import Message
-from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.services.alerts import AlertMonitor
@@ -17,6 +15,7 @@ from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
 from autorec.triggers.base import Firing
+from tests.support import eventbuilder as build
 
 T0 = 1_764_540_000.0  # a whole hour (UTC)
 
@@ -41,10 +40,7 @@ class Collect:
 
 
 def hv(t: float, voltage: float) -> Message:
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = voltage
-    events.set_timestamp(ev, t)
-    return Message(ev.SerializeToString(), 0.0, 0.0, "hv_regulator")
+    return build.message(build.hv(t, voltage).SerializeToString())
 
 
 # -- the keeper alone ------------------------------------------------------------------------------
@@ -216,7 +212,7 @@ def test_a_blinking_spot_defeats_lighting_rejection_and_is_thinned_and_budgeted(
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                dispatcher.message(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
+                dispatcher.message(build.message(payload))
     dispatcher.finish()
     assert dispatcher.pipeline.engine.fired["cam"] > 100  # the spot is not a lighting change: motion fires all along
     keys = [(c.state, c.key) for c in changes]

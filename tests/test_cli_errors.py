@@ -278,15 +278,13 @@ def test_sim_keeps_streaming_when_the_truth_file_cannot_be_written(tmp_path):
 
 
 def test_a_damaged_timestamp_is_ignored_not_a_crash(tmp_path, capsys):
-    from autorec.proto import PurpleDropEvent
+    from tests.support.eventbuilder import hv as hv_event
+    from tests.support.eventbuilder import raw_time
     from tests.support.videolog import T0, image_event, make_jpeg, transform_event, write_log
 
     # seconds=2**62 (a flipped bit): info, run --dry-run and video all raised from datetime or PyAV.
     def hv(seconds: int) -> bytes:
-        ev = PurpleDropEvent()
-        ev.hv_regulator.voltage = 1.0
-        ev.hv_regulator.timestamp.seconds = seconds
-        return ev.SerializeToString()
+        return raw_time(hv_event(None, 1.0), seconds).SerializeToString()
 
     log = write_log(tmp_path / "a.bin", [hv(int(T0)), hv(2**62), hv(int(T0) + 2)])
     assert main(["info", str(log)]) == 0

@@ -13,29 +13,22 @@ from autorec import dates, events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmentname import render_segment_name
+from autorec.io.dailytrack import DailyTrack, track_file_name
 from autorec.io.logfile import LogReader, LogWriter
-from autorec.io.source import Message
-from autorec.io.telemetry import TelemetryLog, telemetry_name
 from autorec.io.writer import SegmentWriter
-from autorec.proto import PurpleDropEvent
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import hv, message, payload, raw_time
 
 T0 = 1_795_520_000.0  # 2026-11-24
 DAY = "20261124"
 RULES = "rules:\n  - name: el\n    trigger: electrodes\n    post_roll: 5s\n    pre_roll: 2s\n"
 
 
-def _damaged(kind: str, seconds: int, nanos: int = 0) -> bytes:
-    """An event of `kind` whose Timestamp fields are set raw (any int64 / int32, as a damaged rig sends)."""
-    ev = PurpleDropEvent()
-    inner = getattr(ev, kind)
-    if kind == "hv_regulator":
-        inner.voltage = 1.0
-    inner.timestamp.seconds = seconds
-    inner.timestamp.nanos = nanos
-    return ev.SerializeToString()
+def _damaged(seconds: int, nanos: int = 0) -> bytes:
+    """An hv_regulator whose Timestamp fields are set raw (any int64 / int32, as a damaged rig sends)."""
+    return raw_time(hv(None, 1.0), seconds, nanos).SerializeToString()
 
 
 # Timestamps of every damaged shape: 0 (1970), year 1, 2**62, negative, the last second of year 9999,
@@ -65,7 +58,7 @@ def night(damaged: list[tuple[int, int]]) -> list[bytes]:
         if i % 60 == 30:
             out.append(payload("electrode_state", None, i // 60 + 1))
         if i % 20 == 10 and k < len(damaged):
-            out.append(_damaged("hv_regulator", *damaged[k]))
+            out.append(_damaged(*damaged[k]))
             k += 1
     return out
 
@@ -82,7 +75,7 @@ def test_every_date_format_survives_any_float(t):
     assert len(dates.utc_iso(t)) >= 20
     assert dates.utc_strftime(t, "%Y%m%dT%H%M%SZ")[:4].isdigit()
     assert dates.local_strftime(t, "%Y-%m-%d %H:%M:%S")
-    assert telemetry_name(t).startswith("telemetry-")
+    assert track_file_name(TELEMETRY_PREFIX, t).startswith("telemetry-")
     assert render_segment_name("{start}-{rules}", t, ["a"], 1).endswith("-a")
     assert dates.utc_strftime(t, "%Q bad \x00") is not None  # a format strftime rejects: the ISO form
 
@@ -96,13 +89,13 @@ def test_damaged_timestamps_are_outliers_and_date_nothing_outside_the_night(tmp_
     pipe = Dispatcher(Pipeline(load_rules(rules), offline=True, telemetry=True), writer)
     sent = night(DAMAGED)
     for p in sent:
-        pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
+        pipe.message(message(p))
     pipe.finish()
     assert writer.close(10)
     # Of the 11 damaged records, those outside years 1-9999 read as "no timestamp" (events.timestamp);
     # the 6 others (0, year 1, -1, -1e9, and the two T0-ish ones with absurd nanos, seconds behind
     # the clock when they come) are outliers.
-    in_range = [d for d in DAMAGED if events.timestamp(events.decode(_damaged("hv_regulator", *d))) is not None]
+    in_range = [d for d in DAMAGED if events.timestamp(events.decode(_damaged(*d))) is not None]
     assert len(in_range) == 6
     assert pipe.pipeline.timeline.outliers == 6 and pipe.pipeline.timeline.steps == 0
     assert pipe.counters()["clock_outliers"] == 6
@@ -140,7 +133,7 @@ def test_a_clock_stepped_back_for_good_is_followed_and_counted(tmp_path: Path):
     )
     for i in range(40):
         t = T0 + i * 0.25 - (3600.0 if i >= 20 else 0.0)  # NTP set the rig's clock back an hour
-        pipe.message(Message(payload("scan_capacitance", t, i), 0.0, 0.0, "scan_capacitance"))
+        pipe.message(message(payload("scan_capacitance", t, i)))
     pipe.finish()
     assert pipe.pipeline.timeline.steps == 1 and pipe.pipeline.timeline.outliers == 0
     assert pipe.stats.last_time == pytest.approx(T0 + 39 * 0.25)  # absorbed: stream time went on
@@ -149,10 +142,10 @@ def test_a_clock_stepped_back_for_good_is_followed_and_counted(tmp_path: Path):
 def test_a_failing_telemetry_write_is_counted_and_logged_once(tmp_path: Path, caplog):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")
-    tele = TelemetryLog(blocker)
-    with caplog.at_level(logging.WARNING, logger="autorec.io.telemetry"):
+    tele = DailyTrack(blocker, TELEMETRY_PREFIX)
+    with caplog.at_level(logging.WARNING, logger="autorec.io.dailytrack"):
         for i in range(500):
             tele.write(T0 + i, payload("hv_regulator", T0 + i, i))
         tele.close()
     assert tele.dropped == 500 and tele.records == 0
-    assert len([r for r in caplog.records if r.name == "autorec.io.telemetry"]) == 1
+    assert len([r for r in caplog.records if r.name == "autorec.io.dailytrack"]) == 1

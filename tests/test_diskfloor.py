@@ -12,7 +12,7 @@ from autorec.core.streamitems import Message, StreamListener
 from autorec.rules import parse_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.services.diskfloor import DiskFloor, DiskFloorSampler, DiskWatch, MinFree, disk_usage
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import message, payload
 
 GB = 10**9
 
@@ -134,7 +134,7 @@ class _Crossings(StreamListener):
 
 
 def _hv(t: float, volts: float) -> Message:
-    return Message(payload("hv_regulator", t, volts), 0.0, 0.0, "hv_regulator")
+    return message(payload("hv_regulator", t, volts))
 
 
 def _filling_watch(path) -> tuple[DiskWatch, int]:
@@ -243,9 +243,10 @@ def test_before_any_stream_time_a_crossing_is_timed_by_the_wall_clock_only(tmp_p
 
 def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp_path):
     """Below the floor the telemetry track would fill the disk to 0 bytes: it is paused, and counted."""
+    from autorec.io.dailytrack import track_file_name
     from autorec.io.logfile import LogReader
-    from autorec.io.telemetry import telemetry_name
     from autorec.io.writer import SegmentWriter
+    from autorec.outdir import TELEMETRY_PREFIX
 
     out = tmp_path / "out"
     free, _ = disk_usage(tmp_path)
@@ -260,7 +261,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
 
     def feed(n: int, start: int) -> None:
         for i in range(start, start + n):
-            dispatcher.message(Message(payload("hv_regulator", T0 + i, i), 0.0, 0.0, "hv_regulator"))
+            dispatcher.message(message(payload("hv_regulator", T0 + i, i)))
 
     feed(10, 0)
     watch.floor.min_free = MinFree(bytes=free + 10**15, fraction=0.0)  # the disk "fills"
@@ -275,7 +276,7 @@ def test_the_floor_pauses_the_telemetry_track_too_and_counts_what_it_skipped(tmp
     assert dispatcher.paused is None
     feed(4, 37)
     assert writer.close(10)
-    assert len(list(LogReader(out / telemetry_name(T0)))) == 10 + 5
+    assert len(list(LogReader(out / track_file_name(TELEMETRY_PREFIX, T0)))) == 10 + 5
     assert dispatcher.stats.telemetry_paused == 26  # every message is written or counted
 
 

@@ -12,7 +12,8 @@ from typing import ClassVar
 from autorec.core.engine import RuleEngine
 from autorec.rules import Rule, RuleSet, SegmentPolicy, load_rules, parse_rules
 from autorec.triggers.base import Firing, Trigger
-from tests.support.rulefiles import electrode_state, message, scan, timed
+from tests.support.eventbuilder import electrode_state, event, scan
+from tests.support.rulefiles import timed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,7 +83,7 @@ def ruleset(*rules: tuple[str, type[Trigger], dict], max_errors: int = 10) -> Ru
 
 
 def hv(t: float) -> object:
-    return message("hv_regulator", t, voltage=100.0)
+    return event("hv_regulator", t, voltage=100.0)
 
 
 def test_dispatch_by_kind_and_ticks():
@@ -178,7 +179,7 @@ def test_parse_rules_engine_multiple_rules_share_state():
             "  - {name: volt, trigger: threshold, field: hv_regulator.voltage, below: 50}\n"
         )
     )
-    out = eng.feed(1.0, electrode_state(drive=[2])) + eng.feed(2.0, message("hv_regulator", 2.0, voltage=10.0))
+    out = eng.feed(1.0, electrode_state(drive=[2])) + eng.feed(2.0, event("hv_regulator", 2.0, voltage=10.0))
     assert [(f.rule, f.time) for f in out] == [("el", 1.0), ("volt", 2.0)]
 
 

@@ -22,9 +22,9 @@ from autorec.io.atomicfile import append_json_line as append_index_line
 from autorec.io.logfile import LogReader, LogWriteError, LogWriter
 from autorec.io.recovery import recover_partial
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME
-from autorec.proto import PurpleDropEvent
 from autorec.services.diskfloor import DiskFloor, MinFree, disk_usage
 from autorec.services.statusfile import Status, StatusFile, read_status
+from tests.support import eventbuilder as build
 from tests.support.polling import wait_until
 from tests.support.tmpfs import mounted
 
@@ -48,10 +48,7 @@ def small_disk_16m(tmp_path) -> Path:
 
 
 def _image(i: int, size: int = 50_000) -> bytes:
-    e = PurpleDropEvent()
-    e.image.image_data = (i.to_bytes(4, "little") * (size // 4 + 1))[:size]
-    events.set_timestamp(e, T0 + i * 0.1)
-    return e.SerializeToString()
+    return build.image(T0 + i * 0.1, (i.to_bytes(4, "little") * (size // 4 + 1))[:size]).SerializeToString()
 
 
 def _sha(path: Path) -> str:
@@ -271,18 +268,12 @@ class _Wired:
         self.t = T0
 
     def feed(self, kind: str = "hv_regulator", volts: float = 1.0) -> None:
-        from autorec.core.streamitems import Message
-        from tests.support.segment_helpers import payload
-
         self.t += 0.1
         if kind == "image":
-            e = PurpleDropEvent()
-            e.image.image_data = b"\xff\xd8" + bytes(50_000) + b"\xff\xd9"
-            events.set_timestamp(e, self.t)
-            data = e.SerializeToString()
+            data = build.image(self.t, b"\xff\xd8" + bytes(50_000) + b"\xff\xd9").SerializeToString()
         else:
-            data = payload(kind, self.t, volts)
-        self.dispatcher.message(Message(data, 0.0, 0.0, kind))
+            data = build.payload(kind, self.t, volts)
+        self.dispatcher.message(build.message(data))
 
     def alerts(self) -> list[str]:
         return [a["key"] for a in self.services.monitor.status()]

@@ -23,8 +23,8 @@ import pytest
 
 from autorec import cli, events
 from autorec.io.logfile import LogWriter
-from autorec.proto import PurpleDropEvent
-from tests.support.segment_helpers import payload
+from tests.support import eventbuilder as build
+from tests.support.eventbuilder import payload
 from tests.support.videolog import image_event, make_jpeg, sensor_event, transform_event
 
 SEED = 15
@@ -52,32 +52,24 @@ def base_records() -> list[bytes]:
 
 def absurd_event(rng: random.Random) -> bytes:
     """A valid event with an absurd field value."""
-    ev = PurpleDropEvent()
     kind = rng.choice(["hv_regulator", "image", "scan_capacitance", "electrode_state", "image_transform"])
-    inner = getattr(ev, kind)
     if kind == "image":
-        inner.image_data = rng.choice(
-            [
-                rng.randbytes(rng.randrange(0, 300)),
-                b"\xff\xd8\xff\xc0\x00\x11\x08\xea\x60\xea\x60\x03" + rng.randbytes(40) + b"\xff\xd9",  # 60000x60000
-                b"",
-            ]
+        huge = b"\xff\xd8\xff\xc0\x00\x11\x08\xea\x60\xea\x60\x03"  # a JPEG header of 60000x60000
+        ev = build.image(
+            None, rng.choice([rng.randbytes(rng.randrange(0, 300)), huge + rng.randbytes(40) + b"\xff\xd9", b""])
         )
+
     elif kind == "image_transform":
-        inner.image_width = rng.choice([0, 2**31 - 1, 1])
-        inner.image_height = rng.choice([0, 2**31 - 1, 1])
+        ev = build.image_transform(None, width=rng.choice([0, 2**31 - 1, 1]), height=rng.choice([0, 2**31 - 1, 1]))
     elif kind == "scan_capacitance":
-        for _ in range(rng.randrange(0, 300)):
-            m = inner.measurements.add()
-            m.capacitance = rng.choice([float("nan"), float("inf"), -1e308, 1e308, 0.0])
+        absurd = [float("nan"), float("inf"), -1e308, 1e308, 0.0]
+        ev = build.scan_pins(None, [rng.choice(absurd) for _ in range(rng.randrange(0, 300))])
     elif kind == "electrode_state":
-        g = inner.drive_groups.add()
-        g.electrodes.extend([True] * rng.randrange(0, 2000))
+        ev = build.drive_group([True] * rng.randrange(0, 2000))  # up to 2000 pins on a 128-pin board
     else:
-        inner.voltage = rng.choice([float("nan"), -float("inf"), 1e308])
-    inner.timestamp.seconds = rng.choice([0, -1, 2**62, -(2**63), 2**63 - 1, -62_135_596_800, int(T0), int(T0) - 3600])
-    inner.timestamp.nanos = rng.choice([0, 2**31 - 1, -(2**31), 999_999_999])
-    return ev.SerializeToString()
+        ev = build.hv(None, rng.choice([float("nan"), -float("inf"), 1e308]))
+    seconds = rng.choice([0, -1, 2**62, -(2**63), 2**63 - 1, -62_135_596_800, int(T0), int(T0) - 3600])
+    return build.raw_time(ev, seconds, rng.choice([0, 2**31 - 1, -(2**31), 999_999_999])).SerializeToString()
 
 
 def frame(records: list[bytes]) -> bytearray:
@@ -180,12 +172,8 @@ def test_mutated_logs_never_raise_through_any_command(tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("seconds,nanos", [(0, 0), (-(2**63), 0), (2**63 - 1, 2**31 - 1), (2**62, -(2**31))])
 def test_one_record_of_absurd_time_in_a_log_for_every_command(tmp_path: Path, seconds, nanos, capsys):
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = 1.0
-    ev.hv_regulator.timestamp.seconds = seconds
-    ev.hv_regulator.timestamp.nanos = nanos
     records = base_records()
-    records.insert(len(records) // 2, ev.SerializeToString())
+    records.insert(len(records) // 2, build.raw_time(build.hv(None, 1.0), seconds, nanos).SerializeToString())
     log = tmp_path / "one.bin"
     with LogWriter(log) as w:
         for p in records:

@@ -126,7 +126,7 @@ def wide_records(data: bytes, rng: random.Random) -> bytes:
     """Capacitance records with thousands of groups each, at the telemetry's own times (a damaged rig or file)."""
     from autorec import events
     from autorec.io.logfile import LogReader, frame
-    from autorec.proto import PurpleDropEvent
+    from tests.support.eventbuilder import group_capacitance
 
     times = []
     for r in LogReader(io.BytesIO(data)):
@@ -138,10 +138,9 @@ def wide_records(data: bytes, rng: random.Random) -> bytes:
             times.append(t)
     out = bytearray(data)
     for i in range(300):
-        e = PurpleDropEvent()
-        e.group_capacitance.measurements.extend(rng.random() for _ in range(5000))
-        events.set_timestamp(e, times[i * len(times) // 300] if times else 1.8e9 + i)
-        out += frame(e.SerializeToString())
+        t = times[i * len(times) // 300] if times else 1.8e9 + i
+        out += frame(group_capacitance(t, (rng.random() for _ in range(5000))).SerializeToString())
+
     return bytes(out)
 
 

@@ -1,16 +1,27 @@
-"""The test suite holds itself to its own rules: no assertion that cannot fail, no empty test.
+"""The test suite holds itself to its own rules: no assertion that cannot fail, no empty test, one
+event builder.
 
 An `assert X or True`, an `assert True` (or any constant that is true), and a test whose body is
 only a docstring and `pass`/`...` pass whatever the code does: they look like coverage and are
 none. `test_the_scan_finds_each_kind` shows the scan itself can fail.
+
+Events are built by `tests/support/eventbuilder.py` only: a test that spells out a `PurpleDropEvent`
+field by field grows its own idea of what pdserver sends (issue 28 found them in 20 files).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+
+# Files outside tests/support that may still build a PurpleDropEvent themselves, and why.
+BUILDS_EVENTS_BY_HAND = {
+    "tests/test_recovery.py": "WRITER_SCRIPT runs in a child process that imports autorec alone, not tests.support",
+}
+_BUILDS_EVENT = re.compile(r"\bPurpleDropEvent\s*\(")
 
 
 def _always_true(node: ast.expr) -> bool:
@@ -59,3 +70,34 @@ def test_the_scan_finds_each_kind() -> None:
         "test_c tests nothing",
         "test_d tests nothing",
     ]
+
+
+def hand_built_events(source: str, name: str = "<test>") -> list[str]:
+    """The lines where `source` constructs a PurpleDropEvent: in code, or in a script held in a string."""
+    return [
+        f"{name}:{n}: builds a PurpleDropEvent by hand (use tests/support/eventbuilder.py)"
+        for n, line in enumerate(source.splitlines(), 1)
+        if _BUILDS_EVENT.search(line)
+    ]
+
+
+def test_events_are_built_by_the_event_builder() -> None:
+    found, allowed_and_found = [], set()
+    for path in sorted(TESTS.rglob("*.py")):
+        name = str(path.relative_to(TESTS.parent))
+        if path.is_relative_to(TESTS / "support"):
+            continue
+        hits = hand_built_events(path.read_text(), name)
+        if name in BUILDS_EVENTS_BY_HAND:
+            allowed_and_found.update([name] if hits else [])
+        else:
+            found += hits
+    assert not found, "\n".join(found)
+    stale = set(BUILDS_EVENTS_BY_HAND) - allowed_and_found
+    assert not stale, f"allowed to build events by hand but no longer does: {sorted(stale)}"
+
+
+def test_the_event_scan_finds_hand_built_events() -> None:
+    event = "PurpleDrop" + "Event"  # spelled apart so that this file does not match its own scan
+    src = f"ev = {event}()\nscript = 'e = {event}()'\nok = {event}.FromString(b'')\nx = My{event}()\n"
+    assert [p.split(":")[1] for p in hand_built_events(src)] == ["1", "2"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from autorec.cli import main
 from autorec.commands.info import ABSENT, HEAD, head_timestamp, jpeg_size
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.proto import PurpleDropEvent
+from tests.support import eventbuilder as build
 
 
 def info_json(capsys, *paths: Path) -> tuple[int, object]:
@@ -46,29 +48,19 @@ def test_fixture_counts_match_upstream_exactly(upstream_log: Path, upstream_coun
 
 def sample_events(photo: bytes) -> list[PurpleDropEvent]:
     """One event of every kind, timestamps where the kind has one, in stream-like order."""
-    out = []
     t0 = 1_750_000_000.25
-    for i, kind in enumerate(events.KINDS):
-        e = PurpleDropEvent()
-        inner = getattr(e, kind)
-        inner.SetInParent()
-        if kind == "image":
-            inner.image_data = photo
-        elif kind == "image_transform":
-            inner.transform.extend([1.0] * 9)
-            inner.image_width, inner.image_height = 1024, 768
-        elif kind == "temperature_control":
-            inner.temperatures.extend([25.0] * 12)  # pushes the timestamp past the head
-            inner.duty_cycles.extend([0.5] * 12)
-        elif kind == "hv_regulator":
-            inner.voltage, inner.v_target_out = 120.0, 1.5
-        elif kind == "device_info":
-            inner.serial_number = "PD-0042"
-        elif kind == "electrode_state":
-            inner.drive_groups.add().electrodes.extend([True] * 128)
-        events.set_timestamp(e, t0 + i)
-        out.append(e)
-    return out
+    filled: dict[str, Callable[[float], PurpleDropEvent]] = {
+        "image": lambda t: build.image(t, photo),
+        "image_transform": lambda t: build.image_transform(t, 1024, 768, [1.0] * 9),
+        # 12 channels push the timestamp past the head
+        "temperature_control": lambda t: build.temperature(t, [25.0] * 12, [0.5] * 12),
+        "hv_regulator": lambda t: build.hv(t, 120.0, target=1.5),
+        "device_info": lambda t: build.device_info(connected=False, serial="PD-0042"),
+        "electrode_state": lambda t: build.drive_group([True] * 128, t),
+    }
+    return [
+        filled[kind](t0 + i) if kind in filled else build.event(kind, t0 + i) for i, kind in enumerate(events.KINDS)
+    ]
 
 
 def test_head_timestamp_agrees_with_full_decode(upstream_log: Path, board_photo_1: Path) -> None:
@@ -176,10 +168,7 @@ def test_span_follows_the_recorders_clock_rule(tmp_path: Path, capsys) -> None:
     log = tmp_path / "span.bin"
     with LogWriter(log) as w:
         for t in times:
-            ev = PurpleDropEvent()
-            ev.hv_regulator.voltage = 100.0
-            events.set_timestamp(ev, t)
-            w.write(ev.SerializeToString())
+            w.write(build.hv(t, 100.0).SerializeToString())
     assert main(["info", "--json", str(log)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["start"], info["end"]) == (t0, t0 + 9)

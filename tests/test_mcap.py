@@ -170,7 +170,7 @@ def test_damaged_timestamps_corrupt_jpeg_gap_and_bad_records_export_cleanly(tmp_
 
 
 def test_records_before_any_timestamp_take_the_first_time(tmp_path: Path):
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     log = write_log(tmp_path / "s.bin", [payload("device_info", value=7), sensor_event(T0 + 1)])
     mcapexport.export(log)

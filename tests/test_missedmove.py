@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from autorec import events
 from autorec.core.engine import RuleEngine
 from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
@@ -13,7 +14,8 @@ from autorec.sim.core import Simulation
 from autorec.sim.scenario import load_scenario, parse_scenario
 from autorec.triggers.base import Firing
 from autorec.triggers.missedmove import neighbours_from_layout
-from tests.support.rulefiles import electrode_state, message, scan, timed
+from tests.support.eventbuilder import electrode_state, event, scan
+from tests.support.rulefiles import timed
 
 T0 = 1_700_000_000.0
 DROP = 210.0
@@ -98,13 +100,13 @@ def test_layout_limits_expectations_to_pins_next_to_a_drop():
     for bad in ("", "{", '{"layout": {}}', "[[]]", '"x"'):
         with pytest.raises(ValueError):
             neighbours_from_layout(bad)
-    layout = (0.0, message("electrode_layout", 0.0, layout=json.dumps(grid)))
+    layout = (0.0, event("electrode_layout", 0.0, layout=json.dumps(grid)))
     far = [layout, sc(0.1, 22), es(0.3, 32)] + [sc(0.5 + 0.25 * i, 22) for i in range(12)]
     assert run(engine(), far) == []  # 32 is not next to the drop: nothing should move
     near = [layout, sc(0.1, 22), es(0.3, 24)] + [sc(0.5 + 0.25 * i, 22) for i in range(12)]
     assert len(run(engine(), near)) == 1
     eng = engine()
-    run(eng, [(0.0, message("electrode_layout", 0.0, layout="not json"))])
+    run(eng, [(0.0, event("electrode_layout", 0.0, layout="not json"))])
     assert eng.triggers["mm"].counters["layout_errors"] == 1
 
 
@@ -203,9 +205,7 @@ def camera_firings(scenario, seconds: float) -> tuple[list[Firing], dict, dict]:
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                ev = PurpleDropEvent()
-                ev.ParseFromString(payload)
-                firings += eng.feed(t, ev)
+                firings += eng.feed(t, events.decode(payload))
     return firings, sim.truth.as_dict(), eng.triggers["mm"].counters
 
 

@@ -20,6 +20,7 @@ from autorec.proto import PurpleDropEvent
 from autorec.sim.camera import CameraRenderer, drop_pixel_position
 from autorec.triggers.base import Firing, as_firings
 from autorec.triggers.motion import MotionTrigger
+from tests.support.eventbuilder import image
 from tests.support.motion_reference import RoundOneMotion
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,9 +28,8 @@ FPS = 10.0
 
 
 def image_event(jpeg: bytes) -> PurpleDropEvent:
-    ev = PurpleDropEvent()
-    ev.image.image_data = jpeg
-    return ev
+    """A camera frame without a timestamp: the triggers get the time alongside."""
+    return image(None, jpeg)
 
 
 def feed_all(trigger: MotionTrigger, frames: Iterable[tuple[float, bytes]]) -> list[Firing]:

@@ -16,12 +16,11 @@ from autorec.core.dryrun import DryRun
 from autorec.core.engine import RuleEngine
 from autorec.core.pipeline import Pipeline
 from autorec.core.segmenter import OpenSegment, Segmenter, SegmentPolicy
-from autorec.proto import PurpleDropEvent
 from autorec.rules import parse_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
 from autorec.triggers.base import Firing, as_firings
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import hv, payload
 from tests.support.simlog import write_sim_log
 
 PRE_ROLL = 10.0
@@ -101,15 +100,6 @@ def test_an_onset_beyond_the_declared_lag_is_clamped_to_it() -> None:
 # -- the engine and the Trigger API ----------------------------------------------------------
 
 
-def _hv(t: float, v: float) -> PurpleDropEvent:
-    from autorec import events
-
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = v
-    events.set_timestamp(ev, t)
-    return ev
-
-
 def test_a_plugin_sets_the_onset_and_a_bad_one_is_a_counted_error(tmp_path: Path) -> None:
     (tmp_path / "late.py").write_text(
         "from autorec.triggers.base import Trigger\n"
@@ -123,11 +113,11 @@ def test_a_plugin_sets_the_onset_and_a_bad_one_is_a_counted_error(tmp_path: Path
     rules = parse_rules("rules:\n  - {name: p, trigger: 'late:Late'}\n", tmp_path / "r.yaml")
     engine = RuleEngine(rules)
     assert engine.onset_lags() == {"p": 5.0}
-    [f] = engine.feed(100.0, _hv(100.0, 97.0))
+    [f] = engine.feed(100.0, hv(100.0, 97.0))
     assert (f.time, f.onset, f.evidence) == (100.0, 97.0, {"volts": 97.0})
-    [f] = engine.feed(101.0, _hv(101.0, 150.0))
+    [f] = engine.feed(101.0, hv(101.0, 150.0))
     assert f.onset == 101.0  # an onset after the firing is the firing time
-    assert engine.feed(102.0, _hv(102.0, -1.0)) == [] and engine.errors == {"p": 1}
+    assert engine.feed(102.0, hv(102.0, -1.0)) == [] and engine.errors == {"p": 1}
 
 
 def test_threshold_for_fires_after_the_hold_with_the_crossing_as_onset() -> None:
@@ -136,7 +126,7 @@ def test_threshold_for_fires_after_the_hold_with_the_crossing_as_onset() -> None
     trig = ThresholdTrigger("hot", field="hv_regulator.voltage", above=100.0, **{"for": 2.0})
     assert trig.max_onset_lag == 4.0
     values = [(0.0, 90.0), (1.0, 101.0), (2.0, 99.0), (3.0, 105.0), (4.0, 106.0), (5.0, 107.0), (6.0, 108.0)]
-    fired = [f for t, v in values for f in as_firings(trig.feed(t, _hv(t, v), None))]  # type: ignore[arg-type]
+    fired = [f for t, v in values for f in as_firings(trig.feed(t, hv(t, v), None))]  # type: ignore[arg-type]
     assert [(f.time, f.onset) for f in fired] == [(5.0, 3.0)]  # the crossing at 1.0 dipped back within 2 s
 
 

@@ -12,7 +12,7 @@ import pytest
 from autorec import outdir
 from autorec.io.recovery import recover_directory
 from autorec.outdir import IndexLine, check_sidecar
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 
 PACKAGE = Path(__file__).resolve().parent.parent / "autorec"
 NAMES = {

@@ -20,7 +20,6 @@ import pytest
 
 from autorec import events
 from autorec.io.logfile import LogReader
-from autorec.proto import PurpleDropEvent
 from autorec.services.alerts import AlertMonitor, AlertReporter
 from autorec.services.hooks import HookEvent, HookRunner, SegmentHooks, from_config
 
@@ -33,9 +32,9 @@ from autorec import rules as rules_mod  # noqa: E402
 from autorec.core import engine as engine_mod  # noqa: E402
 from autorec.core.dryrun import DryRun  # noqa: E402
 from autorec.core.pipeline import Pipeline  # noqa: E402
-from autorec.core.streamitems import Message  # noqa: E402
 from autorec.runs.dispatch import Dispatcher  # noqa: E402
 from autorec.triggers import registry  # noqa: E402
+from tests.support.eventbuilder import hv, message  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -193,11 +192,8 @@ def test_a_raising_plugin_is_counted_disabled_and_alerted(tmp_path: Path, caplog
         Pipeline(ruleset, offline=True, telemetry=False), DryRun(say=lambda line: None), listeners=[reporter]
     )
     engine = dispatcher.pipeline.engine
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = 100.0
     for i in range(5):
-        events.set_timestamp(ev, 1000.0 + i)
-        dispatcher.message(Message(ev.SerializeToString(), 1000.0 + i, 0.0, "hv_regulator", event=ev))
+        dispatcher.message(message(hv(1000.0 + i, 100.0), received=1000.0 + i))
     assert dispatcher.stats.firings == 5  # the other rule never noticed
     assert engine.errors["bubbles"] == 3  # not called again once disabled
     assert "bubbles" in engine.disabled and "ZeroDivisionError" in engine.disabled["bubbles"]

@@ -11,6 +11,7 @@ from google.protobuf import descriptor_pb2
 
 from autorec import events
 from autorec.proto import PurpleDropEvent, purpledrop_pb2
+from tests.support.eventbuilder import device_info, electrode_state
 
 PROTO_DIR = Path(purpledrop_pb2.__file__).parent
 
@@ -55,14 +56,12 @@ def test_wire_numbers_match_protocol_notes() -> None:
 
 
 def test_kind_and_timestamp_helpers() -> None:
-    ev = PurpleDropEvent()
-    ev.device_info.connected = True
+    ev = device_info(connected=True)
     assert events.kind(ev) == "device_info"
     assert events.timestamp(ev) is None  # no timestamp field: never raises
     assert events.set_timestamp(ev, 5.0) is False
 
-    ev = PurpleDropEvent()
-    ev.electrode_state.drive_groups.add().electrodes.extend([False] * 128)
+    ev = electrode_state(drive=())
     assert events.timestamp(ev) is None  # pdserver leaves it unset
     assert events.set_timestamp(ev, 1700000000.25)
     assert events.timestamp(ev) == pytest.approx(1700000000.25)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from autorec import events
 from autorec.core.engine import RuleEngine
 from autorec.core.scores import ScoreTrack
-from autorec.proto import PurpleDropEvent
 from autorec.readable import clock, evidence_text, local_and_utc, local_time, time_html, utc_time, value_text
 from autorec.rules import parse_rules
 from autorec.sim.camera import CameraRenderer
@@ -19,7 +19,7 @@ from autorec.sim.scenario import load_scenario
 from autorec.sim.stream import StreamEncoder
 from autorec.triggers import registry
 from autorec.triggers.base import Firing, Score
-from tests.support.rulefiles import electrode_state, scan
+from tests.support.eventbuilder import electrode_state, scan
 
 T0 = 1_797_000_000.0
 
@@ -61,9 +61,7 @@ def firings() -> list[Firing]:
     for t, item in sim.advance(T0 + seconds):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                ev = PurpleDropEvent()
-                ev.ParseFromString(payload)
-                out += engine.feed(t, ev)
+                out += engine.feed(t, events.decode(payload))
         out += engine.tick(t)
     # a drop that slides on to a pin nobody drives (missed-move's left_path)
     slide = RuleEngine(parse_rules("rules:\n  - {name: stuck, trigger: missed-move}\n"))

@@ -16,6 +16,7 @@ import pytest
 from autorec.cli import main
 from autorec.io.logfile import LogReader
 from autorec.proto import PurpleDropEvent
+from tests.support.eventbuilder import image
 from tests.support.upstreamreader import upstream_read
 from tests.support.wsfixtures import EventServer, fixture_payloads, wait_until
 
@@ -27,10 +28,7 @@ def records(path: Path) -> list[bytes]:
 
 
 def big_image_event(size: int) -> bytes:
-    event = PurpleDropEvent()
-    event.image.timestamp.seconds = 1_700_000_000
-    event.image.image_data = os.urandom(size)
-    return event.SerializeToString()
+    return image(1_700_000_000.0, os.urandom(size)).SerializeToString()
 
 
 def wait_for_line(stream, text: str, timeout: float) -> str:

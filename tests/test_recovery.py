@@ -15,24 +15,18 @@ from autorec.dates import utc_iso
 from autorec.io.logfile import LogReader, LogWriter, frame
 from autorec.io.recovery import recover_directory, recover_partial, summarize
 from autorec.outdir import INDEX_NAME
-from autorec.proto import PurpleDropEvent
+from tests.support.eventbuilder import device_info, hv
 from tests.support.polling import wait_until
 
 T0 = 1_763_000_000.0
 
 
 def _hv(t: float, v: float = 100.0) -> bytes:
-    e = PurpleDropEvent()
-    e.hv_regulator.voltage = v
-    events.set_timestamp(e, t)
-    return e.SerializeToString()
+    return hv(t, v).SerializeToString()
 
 
 def _device() -> bytes:
-    e = PurpleDropEvent()
-    e.device_info.connected = True
-    e.device_info.serial_number = "sim"
-    return e.SerializeToString()
+    return device_info(connected=True, serial="sim").SerializeToString()
 
 
 def _write_partial(path: Path, payloads: list[bytes], tail: bytes = b"") -> None:
@@ -139,6 +133,7 @@ def test_empty_partial_is_removed_and_names_never_clobber(tmp_path):
     assert recover_directory(tmp_path / "missing") == []
 
 
+# Builds its event by hand: the child process imports autorec alone, not the tests' support package.
 WRITER_SCRIPT = """
 import sys
 from autorec import events

@@ -13,19 +13,13 @@ from test_sim_support import DEADLINE, receive
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.replayserver import ReplayServer, playback_offsets
-from autorec.proto import PurpleDropEvent
+from tests.support.eventbuilder import device_info, event
 from tests.support.polling import wait_until, wait_until_async
 
 
 def _event(kind: str, t: float | None) -> bytes:
-    ev = PurpleDropEvent()
-    if kind == "device_info":
-        ev.device_info.connected = True
-    else:
-        getattr(ev, kind).SetInParent()  # selects the kind; no timestamp unless set below
-        if t is not None:
-            events.set_timestamp(ev, t)
-    return ev.SerializeToString()
+    """An event of `kind` with nothing set but its timestamp (none if `t` is None; device_info: connected)."""
+    return (device_info(connected=True) if kind == "device_info" else event(kind, t)).SerializeToString()
 
 
 def test_playback_offsets_keep_untimed_records_in_place():

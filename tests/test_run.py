@@ -224,11 +224,9 @@ def _pipeline(tmp_path: Path, **kw):
 
 
 def _msg(kind: str, t: float | None, value: float, mono: float = 0.0):
-    from autorec.io.source import Message
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import message, payload
 
-    p = payload(kind, t, value)
-    return Message(p, 0.0, mono, kind, event=events.decode(p))
+    return message(events.decode(payload(kind, t, value)), monotonic=mono)
 
 
 def test_pipeline_counts_rejects_and_holds_untimed_messages_until_a_time(tmp_path: Path):

@@ -106,7 +106,7 @@ SCRIPT = textwrap.dedent(
         counts["close"] += 1
     # the pipeline itself, offline: it returns what it decided, and nothing else happens
     from autorec.core.pipeline import Pipeline, SegmentActions, TelemetryRecord
-    from autorec.core.streamitems import Message
+    from tests.support.eventbuilder import message
 
     pipeline = Pipeline(ruleset, offline=True, telemetry=True, timelapse=False)
     outputs = []
@@ -114,7 +114,8 @@ SCRIPT = textwrap.dedent(
     for t, item in sim.advance(t0 + 90.0):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                outputs += pipeline.receive(Message(payload, 0.0, 0.0, events.peek_kind(payload)))
+                outputs += pipeline.receive(message(payload))
+
     outputs += pipeline.finish()
     actions = [a for out in outputs if isinstance(out, SegmentActions) for a in out.actions]
     telemetry_records = sum(isinstance(out, TelemetryRecord) for out in outputs)

@@ -181,19 +181,14 @@ def test_backtest_writes_the_score_track_and_near_misses_and_clips(subtle_log, t
 def test_the_status_line_shows_each_rules_latest_score() -> None:
     import io
 
-    from autorec import events
-    from autorec.io.source import Message
-    from autorec.proto import PurpleDropEvent
     from autorec.runs.live import StatusLine
+    from tests.support.eventbuilder import hv, message
 
     text = "rules:\n  - {name: hv, trigger: threshold, field: hv_regulator.voltage, above: 100}\n"
     rules = parse_rules(text, "s.yaml")
     dispatcher = Dispatcher(Pipeline(rules, offline=True, telemetry=False), DryRun())
     for i, volts in enumerate([60.0, 97.5]):
-        ev = PurpleDropEvent()
-        ev.hv_regulator.voltage = volts
-        events.set_timestamp(ev, T0 + i)
-        dispatcher.message(Message(ev.SerializeToString(), T0 + i, 0.0, "hv_regulator", event=ev))
+        dispatcher.message(message(hv(T0 + i, volts), received=T0 + i))
     assert dispatcher.pipeline.scores.latest["hv"].value == 97.5
     assert StatusLine(dispatcher, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
 
@@ -201,7 +196,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
 def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from autorec.core import engine as engine_module
     from autorec.core.engine import RuleEngine
-    from autorec.proto import PurpleDropEvent
+    from tests.support.eventbuilder import hv
 
     (tmp_path / "noisy.py").write_text(
         "from autorec.triggers.base import Trigger\n"
@@ -213,9 +208,9 @@ def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypat
         "        self.score(time, 'high', 100)\n"
     )
     engine = RuleEngine(parse_rules("rules:\n  - {name: n, trigger: 'noisy:Noisy'}\n", tmp_path / "r.yaml"))
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = 42.0
+    ev = hv(None, 42.0)
     engine.feed(5.0, ev)
+
     assert engine.take_scores() == [Score("n", 5.0, 42.0, 100.0)] and engine.bad_scores == 2
     assert engine.take_scores() == [] and engine.latest_scores["n"].value == 42.0
     # nobody takes them: the engine stays bounded

@@ -9,7 +9,7 @@ import pytest
 from autorec import events
 from autorec.core.segmenter import CloseSegment, OpenSegment, Segmenter, SegmentPolicy, Write
 from autorec.triggers.base import Firing
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import payload
 
 POLICY = SegmentPolicy(pre_roll=10.0, post_roll=20.0, max_length=1000.0, pre_roll_max_bytes=10**9)
 

@@ -12,7 +12,7 @@ import pytest
 from autorec import events
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.source import Connected, Disconnected, Message, WebsocketSource
-from autorec.proto import PurpleDropEvent
+from tests.support.eventbuilder import image
 from tests.support.wsfixtures import EventServer, fixture_payloads
 
 
@@ -43,10 +43,7 @@ async def messages(source: WebsocketSource, n: int, timeout: float = 10.0) -> li
 
 
 def big_image_event(size: int) -> bytes:
-    event = PurpleDropEvent()
-    event.image.timestamp.seconds = 1_700_000_000
-    event.image.image_data = bytes(range(256)) * (size // 256)
-    return event.SerializeToString()
+    return image(1_700_000_000.0, bytes(range(256)) * (size // 256)).SerializeToString()
 
 
 async def until_clients(server: EventServer, n: int = 1) -> None:

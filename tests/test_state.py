@@ -5,22 +5,23 @@ from __future__ import annotations
 import random
 
 from autorec.core.state import StateTracker, covered_from_scan
-from tests.support.rulefiles import electrode_state, message, scan, timed
+from tests.support.eventbuilder import electrode_state, event, scan
+from tests.support.rulefiles import timed
 
 
 def test_latest_per_kind_and_time():
     st = StateTracker()
     assert st.time is None and st.latest("hv_regulator") is None and not st.electrodes_known
-    hv = message("hv_regulator", 100.0, voltage=90.0)
+    hv = event("hv_regulator", 100.0, voltage=90.0)
     assert st.update(100.0, hv) == "hv_regulator"
-    dev = message("device_info", connected=True)
+    dev = event("device_info", connected=True)
     st.update(101.0, dev)
     assert st.latest("hv_regulator") is hv and st.latest_time("hv_regulator") == 100.0
     assert st.latest("device_info") is dev and st.latest_time("device_info") == 101.0
     assert st.time == 101.0
     st.advance(105.5)
     assert st.time == 105.5 and st.latest_time("device_info") == 101.0
-    st.update(None, message("settings", frequency=500.0))  # no time at all: carried forward
+    st.update(None, event("settings", frequency=500.0))  # no time at all: carried forward
     assert st.latest_time("settings") == 105.5
     assert st.kinds_seen() == ["settings", "hv_regulator", "device_info"]
     assert list(st.snapshot()) == st.kinds_seen() and st.snapshot()["hv_regulator"] == (100.0, hv)

@@ -13,19 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from autorec import events
 from autorec.cli import main
 from autorec.core.pipeline import Pipeline
 from autorec.io.atomicfile import SymlinkRefused, append_json_line, open_nofollow, replace_file, write_json
 from autorec.io.instancelock import InstanceLock
 from autorec.io.logfile import LogWriter
 from autorec.io.recovery import recover_directory
-from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.services.statusfile import write_status
-from tests.support.segment_helpers import payload
+from tests.support.eventbuilder import message, payload
 from tests.support.videolog import T0 as VT0
 from tests.support.videolog import frames_log
 
@@ -95,7 +93,8 @@ def test_writer_telemetry_index_and_sidecars_never_follow_planted_links(tmp_path
         for p in (payload("scan_capacitance", t, i),) + (
             (payload("electrode_state", None, (i // 40) % 7 + 1),) if i % 40 == 5 else ()
         ):
-            pipe.message(Message(p, 0.0, 0.0, events.peek_kind(p)))
+            pipe.message(message(p))
+
             sent += 1
     pipe.finish()
     with caplog.at_level(logging.WARNING):

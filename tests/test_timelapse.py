@@ -16,7 +16,6 @@ from autorec.core.pipeline import Pipeline
 from autorec.core.timelapse import TimelapsePicker, timelapse_name
 from autorec.io.logfile import LogReader
 from autorec.io.retention import RetentionPolicy, apply_retention
-from autorec.io.source import Message
 from autorec.io.writer import SegmentWriter
 from autorec.rules import ConfigError, load_rules, parse_rules
 from autorec.runs.dispatch import Dispatcher
@@ -24,6 +23,7 @@ from autorec.sim.camera import CameraRenderer
 from autorec.sim.core import Simulation
 from autorec.sim.scenario import parse_scenario
 from autorec.sim.stream import StreamEncoder
+from tests.support.eventbuilder import message
 from tests.support.rulefiles import write_rules
 
 # 22:00 UTC: the night crosses midnight, so it fills two daily files.
@@ -45,7 +45,7 @@ def night_messages(hours: float, fps: float):
     for t, item in sim.advance(NIGHT_START + hours * 3600):
         for payload in encoder.encode(t, item):
             if isinstance(payload, bytes):
-                yield Message(payload, 0.0, 0.0, events.peek_kind(payload))
+                yield message(payload)
 
 
 def test_a_simulated_night_has_one_frame_per_interval_in_daily_files(tmp_path: Path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from autorec.core.engine import RuleEngine
 from autorec.rules import parse_rules
 from autorec.triggers.base import Firing
-from tests.support.rulefiles import electrode_state, message, scan, timed
+from tests.support.eventbuilder import electrode_state, event, scan
+from tests.support.rulefiles import timed
 
 
 def engine(rule_yaml: str) -> RuleEngine:
@@ -136,7 +137,7 @@ def test_movement_small_changes_accumulate_up_to_min_pins():
 
 
 def temps(*values, start=0.0):
-    return [(start + i, message("temperature_control", start + i, temperatures=[v, 0.0])) for i, v in enumerate(values)]
+    return [(start + i, event("temperature_control", start + i, temperatures=[v, 0.0])) for i, v in enumerate(values)]
 
 
 def test_threshold_above_with_hysteresis():
@@ -155,12 +156,12 @@ def test_threshold_first_value_counts_and_below_band():
 def test_threshold_delta_and_missing_index():
     eng = engine("trigger: threshold;field: temperature_control.temperatures[3];delta: 1.5")
     seq = [
-        (t, message("temperature_control", t, temperatures=v))
+        (t, event("temperature_control", t, temperatures=v))
         for t, v in enumerate(
             [[0, 0, 0, 20.0], [0, 0, 0, 21.0], [1.0], [0, 0, 0, 21.5], [0, 0, 0, 21.0], [0, 0, 0, 23.5]]
         )
     ]
-    seq.append((9.0, message("hv_regulator", 9.0, voltage=100.0)))  # another kind: ignored
+    seq.append((9.0, event("hv_regulator", 9.0, voltage=100.0)))  # another kind: ignored
     firings = run(eng, seq)
     assert [(f.time, f.evidence["previous"], f.evidence["value"]) for f in firings] == [
         (3.0, 20.0, 21.5),
@@ -181,10 +182,10 @@ def test_threshold_on_upstream_log(upstream_log):
 
 def test_message_kind_and_where():
     seq = [
-        (1.0, message("device_info", connected=True, serial_number="A1")),
-        (2.0, message("device_info", connected=False, serial_number="A1")),
-        (3.0, message("hv_regulator", 3.0, voltage=0.0)),
-        (4.0, message("device_info", connected=False, serial_number="B2")),
+        (1.0, event("device_info", connected=True, serial_number="A1")),
+        (2.0, event("device_info", connected=False, serial_number="A1")),
+        (3.0, event("hv_regulator", 3.0, voltage=0.0)),
+        (4.0, event("device_info", connected=False, serial_number="B2")),
     ]
     lost = run(engine("trigger: message;kind: device_info;where: {connected: false}"), seq)
     assert [f.time for f in lost] == [2.0, 4.0] and lost[0].evidence["where"] == {"connected": False}
@@ -221,8 +222,8 @@ def test_interval_aligned_with_jumps():
 
 def test_interval_unaligned_fires_from_first_time_and_on_events_too():
     eng = engine("trigger: interval;every: 30min;align: false")
-    seq = [(1000.0, message("hv_regulator", 1000.0, voltage=1.0)), (2799.0, None)]
-    seq += [(2800.0, message("hv_regulator", 2800.0, voltage=1.0)), (4600.0, None)]
+    seq = [(1000.0, event("hv_regulator", 1000.0, voltage=1.0)), (2799.0, None)]
+    seq += [(2800.0, event("hv_regulator", 2800.0, voltage=1.0)), (4600.0, None)]
     assert [f.time for f in run(eng, seq)] == [2800.0, 4600.0]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from autorec.cli import main
 from autorec.media import video
-from autorec.proto import PurpleDropEvent
+from tests.support import eventbuilder as build
 from tests.support.polling import wait_until
 from tests.support.videolog import (
     T0,
@@ -155,10 +155,7 @@ def test_frames_without_timestamp_get_the_carried_forward_time(tmp_path):
 
 def test_snapshot_image_at_segment_start_is_not_a_frame(tmp_path):
     start = T0 - 1.0
-    layout = PurpleDropEvent()
-    layout.electrode_layout.layout = "{}"
-    layout.electrode_layout.timestamp.seconds = int(start)
-    layout.electrode_layout.timestamp.nanos = round((start % 1) * 1e9)
+    layout = build.electrode_layout(start, "{}")
     snapshot = [
         layout.SerializeToString(),
         transform_event(start),
@@ -389,9 +386,7 @@ def test_a_clock_step_back_of_seconds_keeps_the_frames_spaced():
     stamps = [T0 + i * 0.1 for i in range(20)] + [T0 - 1.0 + i * 0.1 for i in range(60)]
     items = []
     for i, t in enumerate(stamps):
-        ev = PurpleDropEvent()
-        ev.image.image_data = b"x"
-        items.append(Item(i, "image", t, ev))
+        items.append(Item(i, "image", t, build.image(None, b"x")))
     stats = SelectionStats()
     frames = list(select_frames(items, stats, FrameClock(stats)))
     times = [f.time - frames[0].time for f in frames]

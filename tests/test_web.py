@@ -215,7 +215,7 @@ def test_a_segment_closing_after_the_web_loop_ended_is_not_an_error(tmp_path: Pa
     from autorec.core.segmenter import Segmenter, SegmentPolicy
     from autorec.io.writer import SegmentWriter
     from autorec.triggers.base import Firing
-    from tests.support.segment_helpers import payload
+    from tests.support.eventbuilder import payload
 
     feed = LiveFeed(lambda: {})
     feed.loop = asyncio.new_event_loop()

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from autorec import events
 from autorec.core.segmenter import Segmenter, SegmentPolicy, Write
+from autorec.io.dailytrack import track_file_name
 from autorec.io.logfile import LogReader
-from autorec.io.telemetry import telemetry_name
 from autorec.io.writer import SegmentFile, SegmentObserver, SegmentWriter
-from autorec.proto import PurpleDropEvent
+from autorec.outdir import TELEMETRY_PREFIX
 from autorec.triggers.base import Firing
+from tests.support.eventbuilder import image, payload
 from tests.support.polling import wait_until
-from tests.support.segment_helpers import payload
 
 T0 = 1_700_000_000.0
 POLICY = SegmentPolicy(pre_roll=2.0, post_roll=3.0, max_length=100.0)
@@ -87,7 +86,7 @@ def test_segment_files_sidecar_and_index(tmp_path: Path):
     assert entry["path"] == seg.path.name and entry["sidecar"] == seg.sidecar.name
     assert entry["records"] == side["records"] and entry["bytes"] == side["bytes"]
     # telemetry: every non-image message, in the day's file
-    tele = [r.payload for r in LogReader(tmp_path / telemetry_name(T0))]
+    tele = [r.payload for r in LogReader(tmp_path / track_file_name(TELEMETRY_PREFIX, T0))]
     assert tele == [p for i, p in enumerate(sent) if i % 4 != 2]
 
 
@@ -119,10 +118,7 @@ def test_records_wait_for_their_batch_but_opens_closes_and_a_filling_queue_do_no
         w.submit(seg.feed(T0 + 1, small, "hv_regulator"))
         assert w.stats.queued_bytes == len(small)  # waits for its batch (600 s away)
         # a quarter of the queue's bound cannot wait
-        event = PurpleDropEvent()
-        event.image.image_data = b"\xff\xd8" + bytes(12_000) + b"\xff\xd9"
-        events.set_timestamp(event, T0 + 2)
-        big = event.SerializeToString()
+        big = image(T0 + 2, b"\xff\xd8" + bytes(12_000) + b"\xff\xd9").SerializeToString()
         w.submit(seg.feed(T0 + 2, big, "image"))
         wait_until(lambda: w.stats.queued_bytes == 0, 10, "a quarter-full queue to be taken")
         # the close is acted on at once: renamed and indexed while the batch delay is far off
@@ -198,10 +194,8 @@ def test_a_full_disk_mid_segment_drops_counts_and_keeps_the_file_whole(tmp_path:
         seg = Segmenter(default=SegmentPolicy(pre_roll=1.0, post_roll=100.0))
         big = b"\xff\xd8" + bytes(100_000) + b"\xff\xd9"
         for i in range(40):  # ~4 MB into a 2 MB disk
-            ev = PurpleDropEvent()
-            ev.image.image_data = big
-            events.set_timestamp(ev, T0 + i * 0.1)
-            w.submit(seg.feed(T0 + i * 0.1, ev.SerializeToString(), "image", [Firing("a", T0)] if i == 0 else []))
+            p = image(T0 + i * 0.1, big).SerializeToString()
+            w.submit(seg.feed(T0 + i * 0.1, p, "image", [Firing("a", T0)] if i == 0 else []))
         w.submit(seg.close())
         assert w.close(20)
         assert w.stats.errors >= 1 and w.stats.dropped > 0
@@ -254,10 +248,8 @@ def test_writer_stats_count_every_record_also_when_the_buffer_fills_between_flus
     w = SegmentWriter(tmp_path, observers=[obs := Recorder()], flush_interval=30.0).start()
     for i in range(40):
         t = T0 + i * 0.25
-        ev = PurpleDropEvent()
-        ev.image.image_data = bytes([i]) * 300_000
-        events.set_timestamp(ev, t)
-        w.submit(seg.feed(t, ev.SerializeToString(), "image", [Firing("moved", t)] if i == 12 else []))
+        p = image(t, bytes([i]) * 300_000).SerializeToString()
+        w.submit(seg.feed(t, p, "image", [Firing("moved", t)] if i == 12 else []))
     w.submit(seg.close())
     assert w.close(10)
     [closed] = obs.closed

@@ -11,10 +11,10 @@ Files in the output directory, per segment `NAME` (from `output.name`):
   `path` and `sidecar`, relative to the directory), appended under
   `index_lock` (retention rewrites the index under the same lock); an append
   that fails (a full disk) is cut back, so the index never holds half a line;
-- `telemetry-YYYYMMDD.bin` (see `autorec.io.telemetry`) when telemetry is on;
-- `timelapse-YYYYMMDD.bin` (see `autorec.core.timelapse`) when the timelapse track
-  is on: `timelapse(time, payload)` appends like `telemetry`, same queue, same
-  drop-and-count when full, same error handling.
+- `telemetry-YYYYMMDD.bin` (a daily track, `autorec.io.dailytrack`) when telemetry is on;
+- `timelapse-YYYYMMDD.bin` (a daily track too; the frames are chosen by `autorec.core.timelapse`)
+  when the timelapse track is on: `timelapse(time, payload)` appends like `telemetry`, same
+  queue, same drop-and-count when full, same error handling.
 
 Contract:
 - `submit(actions)` and `telemetry(time, payload)` are called from the
@@ -62,14 +62,15 @@ from autorec.core.segmenter import Action, CloseSegment, Gap, OpenSegment, Write
 from autorec.core.segmentname import render_segment_name
 from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.io.atomicfile import append_json_line, write_json
+from autorec.io.dailytrack import DailyTrack
 from autorec.io.logfile import LogWriteError, LogWriter
-from autorec.io.telemetry import TelemetryLog
 from autorec.outdir import (
     INDEX_NAME,
     LOG_SUFFIX,
     OPEN_LOG_SUFFIX,
     SIDECAR_SUFFIX,
     SIDECAR_VERSION,
+    TELEMETRY_PREFIX,
     IndexLine,
 )
 from autorec.units import format_size, with_iso_times
@@ -204,10 +205,9 @@ class SegmentWriter:
         self.index_lock = threading.Lock()
         self.stats = WriterStats()
         self._error_log: dict[str, tuple[float, int]] = {}  # kind of error -> (logged at, repeats since)
-        self._telemetry = TelemetryLog(self.directory, fsync_on_close=fsync) if telemetry else None
-        self._timelapse = (
-            TelemetryLog(self.directory, fsync_on_close=fsync, prefix=TIMELAPSE_PREFIX) if timelapse else None
-        )
+        self._telemetry = DailyTrack(self.directory, TELEMETRY_PREFIX, fsync_on_close=fsync) if telemetry else None
+        self._timelapse = DailyTrack(self.directory, TIMELAPSE_PREFIX, fsync_on_close=fsync) if timelapse else None
+
         self._queue: deque[Any] = deque()
         self._cond = threading.Condition()
         self._queued = 0  # payload bytes waiting in the queue

@@ -1,7 +1,7 @@
 """Search by electrode: when was each pin driven, covered by a drop, uncovered, over a whole night.
 
 `build_electrode_index(paths)` reads the telemetry track (`telemetry-*.bin`,
-see `autorec.io.telemetry`) once and keeps, per pin, the spans it was driven
+a daily track, `autorec.io.dailytrack`) once and keeps, per pin, the spans it was driven
 (`electrode_state`: the legacy list and every drive group, as
 `autorec.core.state` reads them) and the spans it was covered
 (`scan_capacitance`: `drop_present` or a capacitance clearly above the

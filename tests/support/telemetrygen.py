@@ -16,11 +16,12 @@ import json
 import random
 from pathlib import Path
 
+from autorec import events
 from autorec.io.logfile import LogWriter
-from autorec.proto import PurpleDropEvent
 from autorec.proto.purpledrop_pb2 import Timestamp
+from tests.support import eventbuilder as build
 
-PINS = 128
+PINS = build.PINS
 
 
 def _varint(n: int) -> bytes:
@@ -44,15 +45,11 @@ def _ts(t: float) -> bytes:
 
 def _scan_variants(pin: int, rng: random.Random, n: int = 8) -> list[bytes]:
     """Serialised `measurements` fields of scans with the drop on `pin` (a few noise variants)."""
+    raw = [1000.0 if p == pin else 10.0 for p in range(PINS)]
     out = []
     for _ in range(n):
-        ev = PurpleDropEvent()
-        inner = ev.scan_capacitance
-        for p in range(PINS):
-            m = inner.measurements.add()
-            m.capacitance = (210.0 if p == pin else 2.0) + rng.gauss(0, 1.0)
-            m.raw = 1000.0 if p == pin else 10.0
-        out.append(inner.SerializeToString())
+        caps = [(210.0 if p == pin else 2.0) + rng.gauss(0, 1.0) for p in range(PINS)]
+        out.append(build.scan_pins(None, caps, raw).scan_capacitance.SerializeToString())
     return out
 
 
@@ -60,16 +57,10 @@ def write_telemetry(
     path: Path, start: float, hours: float, step_every: float = 600.0, seed: int = 1, layout: bool = False
 ) -> list[tuple[float, int]]:
     rng = random.Random(seed)
-    kinds = {f.name: f.number for f in PurpleDropEvent.DESCRIPTOR.fields}
-    temp = PurpleDropEvent()
-    temp.temperature_control.temperatures.append(37.0)
-    temp_body = temp.temperature_control.SerializeToString()
-    hv = PurpleDropEvent()
-    hv.hv_regulator.voltage = 200.0
-    hv_body = hv.hv_regulator.SerializeToString()
-    grp = PurpleDropEvent()
-    grp.group_capacitance.measurements.extend([1.0, 2.0])
-    grp_body = grp.group_capacitance.SerializeToString()
+    kinds = events.NUMBER_BY_KIND
+    temp_body = build.temperature(None, [37.0]).temperature_control.SerializeToString()
+    hv_body = build.hv(None, 200.0).hv_regulator.SerializeToString()
+    grp_body = build.group_capacitance(None, [1.0, 2.0]).group_capacitance.SerializeToString()
     path_pins = [10, 11, 12, 13, 14, 30, 31, 32, 50, 51]
     pin_i = 0
     scans = {path_pins[0]: _scan_variants(path_pins[0], rng)}
@@ -82,11 +73,8 @@ def write_telemetry(
     k = 0
     with LogWriter(path, mode="new") as w:
         if layout:  # upstream's board JSON: 8 rows of 16 pins
-            ev = PurpleDropEvent()
-            ev.electrode_layout.layout = json.dumps(
-                {"layout": {"grid": [list(range(r * 16, r * 16 + 16)) for r in range(8)]}}
-            )
-            w.write(ev.SerializeToString())
+            grid = [list(range(r * 16, r * 16 + 16)) for r in range(8)]
+            w.write(build.electrode_layout(None, json.dumps({"layout": {"grid": grid}})).SerializeToString())
         while t < end:
             if t >= next_step:  # a protocol step: drive the next pin of the path for 2 s (timeless, as pdserver)
                 pin_i = (pin_i + 1) % len(path_pins)
@@ -114,6 +102,4 @@ def write_telemetry(
 
 
 def _electrode_state(pins: set[int]) -> bytes:
-    ev = PurpleDropEvent()
-    ev.electrode_state.drive_groups.add().electrodes.extend(p in pins for p in range(PINS))
-    return ev.SerializeToString()
+    return build.drive_group(p in pins for p in range(PINS)).SerializeToString()

@@ -9,9 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from autorec import events
 from autorec.io.logfile import LogWriter
-from autorec.proto import PurpleDropEvent
+from tests.support import eventbuilder as build
 
 T0 = 1_790_000_000.25  # an epoch time in 2026, with a fraction
 
@@ -30,27 +29,18 @@ def make_jpeg(value: int, width: int = 320, height: int = 240) -> bytes:
 
 
 def image_event(jpeg: bytes, t: float | None) -> bytes:
-    ev = PurpleDropEvent()
-    ev.image.image_data = jpeg
-    if t is not None:
-        events.set_timestamp(ev, t)
-    return ev.SerializeToString()
+    """A serialized camera frame (t None: unstamped)."""
+    return build.image(t, jpeg).SerializeToString()
 
 
 def transform_event(t: float | None, width: int = 320, height: int = 240) -> bytes:
-    ev = PurpleDropEvent()
-    ev.image_transform.image_width = width
-    ev.image_transform.image_height = height
-    if t is not None:
-        events.set_timestamp(ev, t)
-    return ev.SerializeToString()
+    """A serialized image_transform of a `width` x `height` frame, no homography."""
+    return build.image_transform(t, width, height).SerializeToString()
 
 
 def sensor_event(t: float) -> bytes:
-    ev = PurpleDropEvent()
-    ev.hv_regulator.voltage = 200.0
-    events.set_timestamp(ev, t)
-    return ev.SerializeToString()
+    """A serialized sensor reading (hv_regulator) between frames, as pdserver interleaves them."""
+    return build.hv(t, 200.0).SerializeToString()
 
 
 def write_log(path: Path, payloads: list[bytes]) -> Path:

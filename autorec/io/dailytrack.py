@@ -1,10 +1,13 @@
-"""The telemetry track: every non-image message, continuously, in a daily log.
+"""A daily track: records appended, continuously, to one log file per UTC day of stream time.
 
-Segments keep the interesting periods whole (camera included); the telemetry
-track keeps the sensor history of the quiet hours too, at ~1-3 KB/s (tens of
-MB a night). Files are `telemetry-YYYYMMDD.bin` in the output directory, in
-the upstream log format, one per UTC day of stream time; a restarted
-recorder appends to the day's file (after cutting a partial final record).
+The writer keeps two: the telemetry track (`telemetry-YYYYMMDD.bin`, every
+non-image message: segments keep the interesting periods whole, camera
+included, and the telemetry track keeps the sensor history of the quiet hours
+too, at ~1-3 KB/s, tens of MB a night) and the timelapse track
+(`timelapse-YYYYMMDD.bin`, one camera frame every `output.timelapse`). A track
+is named by its prefix (`autorec.outdir` owns the prefixes). Files are in the
+upstream log format, in the output directory; a restarted recorder appends to
+the day's file (after cutting a partial final record).
 
 Contract (used from the writer's thread only):
 - `write(time, payload)` appends one record to the file of `time`'s UTC day;
@@ -30,29 +33,25 @@ from pathlib import Path
 
 from autorec.dates import utc_strftime
 from autorec.io.logfile import LogWriteError, LogWriter
-from autorec.outdir import TELEMETRY_PREFIX, daily_name
+from autorec.outdir import daily_name
 
 log = logging.getLogger(__name__)
 
-PREFIX = TELEMETRY_PREFIX
-LOG_EVERY = 60.0  # seconds between two log lines about failing telemetry writes
+LOG_EVERY = 60.0  # seconds between two log lines about failing writes of a track
 CHECK_EVERY = 1.0  # seconds between two checks that the day's file is still the one written
 
 
-def telemetry_name(time: float, prefix: str = PREFIX) -> str:
-    """The file name of the telemetry log holding stream time `time` (`prefix`: another daily track)."""
+def track_file_name(prefix: str, time: float) -> str:
+    """The file name of the daily track `prefix` (e.g. `autorec.outdir.TELEMETRY_PREFIX`) holding stream time `time`."""
     day = utc_strftime(time, "%Y%m%d")  # never raises: a damaged time cannot stop the track
     return daily_name(prefix, day)
 
 
-class TelemetryLog:
-    """Daily telemetry logs in `directory`. See the module docstring.
+class DailyTrack:
+    """The daily track `prefix` (`autorec.outdir.TELEMETRY_PREFIX`, `TIMELAPSE_PREFIX`) in `directory`.
+    See the module docstring."""
 
-    `prefix` names another daily track with the same behaviour (the timelapse track:
-    `autorec.core.timelapse.PREFIX`).
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], fsync_on_close: bool = False, prefix: str = PREFIX) -> None:
+    def __init__(self, directory: str | os.PathLike[str], prefix: str, fsync_on_close: bool = False) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.fsync_on_close = fsync_on_close
@@ -79,7 +78,7 @@ class TelemetryLog:
         if day is not None and day == self._day:
             name = self._day_name
         else:
-            name = telemetry_name(time, self.prefix)
+            name = track_file_name(self.prefix, time)
             self._day, self._day_name = day, name
         try:
             if name != self._name or self._writer is None:
