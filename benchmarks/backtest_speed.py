@@ -43,7 +43,7 @@ from autorec.rules import load_rules
 from autorec.runs.backtest import BACKTEST_QUEUE_BYTES
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
-from autorec.runs.predecode import default_jobs, prescored
+from autorec.runs.predecode import default_jobs, predecoded
 from autorec.triggers.motion import MotionTrigger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,7 +186,7 @@ def main() -> None:
             source = FileSource(log_path)
             sink = DryRun()
             core = Pipeline(ruleset, offline=True, telemetry=False)
-            run_file(Dispatcher(core, sink), prescored(source, core.engine, jobs))
+            run_file(Dispatcher(core, sink), predecoded(source, core.engine, jobs))
             return source.records, f"  ({len(sink.segments)} segments)"
 
         read_only()  # warm the page cache so every pass reads from memory

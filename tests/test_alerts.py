@@ -219,7 +219,7 @@ def test_alerts_and_on_alert_hook_against_the_simulator(tmp_path: Path) -> None:
 
         async def ticker() -> None:
             while True:
-                await asyncio.sleep(0.02)  # the pipeline's tick, as run_live does
+                await asyncio.sleep(0.02)  # the pipeline's tick, as feed_live does
                 reporter.tick(time.monotonic())
 
         tasks = [asyncio.ensure_future(consume()), asyncio.ensure_future(ticker())]

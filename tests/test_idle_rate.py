@@ -23,7 +23,7 @@ from autorec.core.sweep import sweep
 from autorec.rules import Override, load_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
-from autorec.runs.predecode import Prescorer
+from autorec.runs.predecode import Predecoder
 from autorec.triggers.framegrid import GAP_WAKE, FrameGrid
 from autorec.triggers.motion import MotionTrigger
 from tests.support.simlog import T0, write_sim_log
@@ -114,15 +114,15 @@ def test_frames_coming_back_after_a_gap_are_a_sign() -> None:
 # -- the trigger and the pre-decoder share it ----------------------------------------------------
 
 
-def _dry_run(log: Path, jobs: int = 1, **options) -> tuple[list[PlannedSegment], dict, Prescorer | None]:
+def _dry_run(log: Path, jobs: int = 1, **options) -> tuple[list[PlannedSegment], dict, Predecoder | None]:
     sink = DryRun()
     overrides = [Override(RULE, k, v) for k, v in options.items()]
     dispatcher = Dispatcher(Pipeline(load_rules(RULES, overrides), offline=True, telemetry=False), sink)
     (trigger,) = [t for t in dispatcher.pipeline.engine.triggers.values() if isinstance(t, MotionTrigger)]
     source = FileSource(log)
-    wrapped = Prescorer(source, [trigger], jobs) if jobs > 1 else source
+    wrapped = Predecoder(source, [trigger], jobs) if jobs > 1 else source
     run_file(dispatcher, wrapped)
-    return sink.segments, dict(trigger.counters), wrapped if isinstance(wrapped, Prescorer) else None
+    return sink.segments, dict(trigger.counters), wrapped if isinstance(wrapped, Predecoder) else None
 
 
 @pytest.fixture(scope="module")
@@ -140,22 +140,22 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict
 def test_predecoder_guesses_the_idle_grid_and_output_stays_identical(logs) -> None:
     log, _ = logs["quiet"]
     single, single_counters, _ = _dry_run(log, idle_after="20s")
-    parallel, counters, prescorer = _dry_run(log, jobs=2, idle_after="20s")
+    parallel, counters, predecoder = _dry_run(log, jobs=2, idle_after="20s")
     assert parallel == single and counters == single_counters and single
     assert counters["idle_frames"] > 100  # the idle rate was in use, and left on the burst
-    assert prescorer is not None
+    assert predecoder is not None
     # Every analysed frame was decoded ahead but those after a sign in the frames read ahead
     # (64 messages: ~5 s here) before the pre-decoder could follow it: a few wakes' worth.
-    assert prescorer.counters["misses"] <= 3 * 5 * 5
-    assert prescorer.counters["hits"] >= 0.9 * (counters["analysed"] + counters["corrupt"])
+    assert predecoder.counters["misses"] <= 3 * 5 * 5
+    assert predecoder.counters["hits"] >= 0.9 * (counters["analysed"] + counters["corrupt"])
 
 
 def test_predecoder_misses_nothing_when_no_sign_comes(tmp_path: Path) -> None:
     log = tmp_path / "idle.bin"
     write_sim_log(log, "idle", 60.0, fps=5.0, seed=2)
-    segments, counters, prescorer = _dry_run(log, jobs=2, idle_after="10s")
+    segments, counters, predecoder = _dry_run(log, jobs=2, idle_after="10s")
     assert segments == [] and counters["idle_frames"] >= 45
-    assert prescorer is not None and prescorer.counters == {"hits": counters["analysed"], "misses": 0}
+    assert predecoder is not None and predecoder.counters == {"hits": counters["analysed"], "misses": 0}
 
 
 # -- coverage against the simulator's truth ----------------------------------------------------

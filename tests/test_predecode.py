@@ -14,7 +14,7 @@ from autorec.io.logfile import LogReader, LogWriter
 from autorec.rules import load_rules
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
-from autorec.runs.predecode import Prescorer, prescored
+from autorec.runs.predecode import Predecoder, predecoded
 from autorec.triggers.motion import MotionTrigger
 from tests.support.simlog import write_sim_log
 
@@ -26,7 +26,7 @@ RULES = REPO / "rules" / "motion.yaml"
 def damaged_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two simulated minutes at 10 fps (drops moving: segments), then damaged the ways a night
     log can be: cut-off and garbled JPEGs, an empty image, a timestamp 30 s back, one missing."""
-    tmp = tmp_path_factory.mktemp("prescore")
+    tmp = tmp_path_factory.mktemp("predecode")
     clean = tmp / "clean.bin"
     write_sim_log(clean, "demo", 120.0, fps=10.0, seed=5)
     log = tmp / "damaged.bin"
@@ -54,14 +54,14 @@ def damaged_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return log
 
 
-def _dry_run(log: Path, jobs: int, **prescorer) -> tuple[list[str], dict, Prescorer | None]:
+def _dry_run(log: Path, jobs: int, **predecoder) -> tuple[list[str], dict, Predecoder | None]:
     lines: list[str] = []
     dispatcher = Dispatcher(Pipeline(load_rules(RULES), offline=True, telemetry=False), DryRun(say=lines.append))
     source = FileSource(log)
-    wrapped = Prescorer(source, _motion(dispatcher), jobs, **prescorer) if jobs > 1 else source
+    wrapped = Predecoder(source, _motion(dispatcher), jobs, **predecoder) if jobs > 1 else source
     run_file(dispatcher, wrapped)
     (trigger,) = _motion(dispatcher)
-    return lines, dict(trigger.counters), wrapped if isinstance(wrapped, Prescorer) else None
+    return lines, dict(trigger.counters), wrapped if isinstance(wrapped, Predecoder) else None
 
 
 def _motion(dispatcher: Dispatcher) -> list[MotionTrigger]:
@@ -70,21 +70,21 @@ def _motion(dispatcher: Dispatcher) -> list[MotionTrigger]:
 
 @pytest.fixture(scope="module")
 def single(damaged_log: Path) -> tuple[list[str], dict]:
-    """The reference: one thread, no prescoring."""
+    """The reference: one thread, no decoding ahead."""
     lines, counters, _ = _dry_run(damaged_log, 1)
     return lines, counters
 
 
 def test_segments_and_counters_match_the_single_threaded_run(damaged_log: Path, single: tuple) -> None:
     single, single_counters = single
-    parallel, counters, prescorer = _dry_run(damaged_log, 3)
+    parallel, counters, predecoder = _dry_run(damaged_log, 3)
     assert len(single) >= 2 and all("camera-motion" in line for line in single)  # segments to compare
     assert parallel == single
     assert counters == single_counters
     assert single_counters["corrupt"] >= 5  # the damage reached the trigger
-    assert prescorer is not None
+    assert predecoder is not None
     # It did the work ahead: nearly every analysed frame was found decoded.
-    hits = prescorer.counters["hits"]
+    hits = predecoder.counters["hits"]
     assert hits >= 0.9 * (counters["analysed"] + counters["corrupt"])
 
 
@@ -92,9 +92,9 @@ def test_a_short_keep_window_only_costs_misses(damaged_log: Path, single: tuple)
     """Frames decoded ahead but evicted before the trigger asks (keep=0: at once) are decoded in the
     pipeline thread: slower, same results."""
     single, single_counters = single
-    parallel, counters, prescorer = _dry_run(damaged_log, 2, ahead=40, keep=0)
+    parallel, counters, predecoder = _dry_run(damaged_log, 2, ahead=40, keep=0)
     assert parallel == single and counters == single_counters
-    assert prescorer is not None and prescorer.counters == {
+    assert predecoder is not None and predecoder.counters == {
         "hits": 0,
         "misses": counters["analysed"] + counters["corrupt"],
     }
@@ -113,10 +113,10 @@ def test_nothing_to_gain_returns_the_source_itself(tmp_path: Path) -> None:
     rules.write_text("rules:\n  - {name: e, trigger: electrodes}\n")
     electrodes = Pipeline(load_rules(rules), offline=True, telemetry=False).engine
     source: list = []
-    assert prescored(source, electrodes, 4) is source
+    assert predecoded(source, electrodes, 4) is source
     motion = Pipeline(load_rules(RULES), offline=True, telemetry=False).engine
-    assert prescored(source, motion, 1) is source
-    assert isinstance(prescored(source, motion, 2), Prescorer)
+    assert predecoded(source, motion, 1) is source
+    assert isinstance(predecoded(source, motion, 2), Predecoder)
 
 
 def test_grid_guess_follows_the_timeline_on_outliers_and_steps() -> None:

@@ -349,7 +349,7 @@ def _backtest(args: argparse.Namespace, ruleset, out: Path) -> int:
 
 def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) -> int:
     from autorec.io.source import DEFAULT_URI, WebsocketSource
-    from autorec.runs.live import record
+    from autorec.runs.live import run_live
 
     sim_config = None
     if args.sim:
@@ -390,7 +390,7 @@ def _live(args: argparse.Namespace, ruleset, out: Path, duration: float | None) 
     try:
         if lock.previous is not None:
             log.info("took over the lock of a recorder that is gone (%s)", lock.previous.describe())
-        return record(
+        return run_live(
             ruleset,
             out,
             uri=uri,

@@ -60,9 +60,9 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
     score_log = None if dry_run else ScoreLog(out)
     core = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
     dispatcher = Dispatcher(core, sink, score_sinks=[sink if score_log is None else score_log])
-    from autorec.runs.predecode import default_jobs, prescored
+    from autorec.runs.predecode import default_jobs, predecoded
 
-    source = prescored(source, core.engine, jobs if jobs is not None else default_jobs())
+    source = predecoded(source, core.engine, jobs if jobs is not None else default_jobs())
     try:
         if bar is not None:  # the dry run's own bar, under which segment lines are printed
             run_file(dispatcher, source, lambda done: bar.update(done - bar.n))

@@ -2,7 +2,7 @@
 
 `Dispatcher(pipeline, sink, listeners=..., score_sinks=..., floor_sampler=...)` is what every
 driver feeds (the file loop `autorec.runs.filesource.run_file`, the live loop
-`autorec.runs.live.run_live`, the tests): its input methods have the pipeline's names
+`autorec.runs.live.feed_live`, the tests): its input methods have the pipeline's names
 (`receive`, `message`, `tick`, `connected`, `disconnected`, `finish`, `floor_crossed`, `reload`)
 and each delivers the input's outputs at once, in order:
 

@@ -1,11 +1,13 @@
 """The live driver: runs a pipeline from an async source (a rig, the simulator) with its services.
 
-- `run_live(dispatcher, source, stop, ...)` feeds items from an async source and ticks the
+- `feed_live(dispatcher, source, stop, ...)` feeds items from an async source and ticks the
   pipeline every 0.5 s so post-roll ends on time when the stream is quiet.
-- `record_live(...)` is `autorec run`'s live mode around it: one asyncio main with the
+- `live_main(...)` is `autorec run`'s live mode around it: one asyncio main with the
   signal policy (SIGINT/SIGTERM end cleanly, SIGHUP reloads the rules), its companions (async
   context managers the command adds around the run, such as the web UI of `run --http`), the
   built-in simulator when asked, and the status line / heartbeat.
+- `run_live(ruleset, out, ...)` is the whole live run: it finishes what a crash left, wires the
+  services, writer, score log and dispatcher, and runs `live_main` until stopped.
 - `StatusLine` is that live status: a line rewritten in place on a terminal, a heartbeat log
   line otherwise.
 """
@@ -112,7 +114,7 @@ class StatusLine:
             self.stream.flush()
 
 
-async def run_live(
+async def feed_live(
     dispatcher: Dispatcher,
     source: Any,
     *,
@@ -175,7 +177,7 @@ def reload_rules(dispatcher, services: Services) -> None:
     log.info("reloaded %s: %d rule(s): %s", path, len(ruleset.rules), ", ".join(r.name for r in ruleset.rules))
 
 
-def record_live(
+def live_main(
     dispatcher,
     writer,
     services: Services,
@@ -209,14 +211,14 @@ def record_live(
         if sim_config is None:
             log.info("recording %s into %s", uri, out)
             async with live_source as source:
-                await run_live(dispatcher, source, stop=stop, status=status)
+                await feed_live(dispatcher, source, stop=stop, status=status)
             return
         from autorec.sim.server import SimServer
 
         async with SimServer(sim_config, host="127.0.0.1", port=0) as server:
             log.info("recording the simulator (%s) into %s", server.uri, out)
             async with WebsocketSource(server.uri) as source:
-                live = asyncio.ensure_future(run_live(dispatcher, source, stop=stop, status=status))
+                live = asyncio.ensure_future(feed_live(dispatcher, source, stop=stop, status=status))
                 finished = asyncio.ensure_future(server.wait_finished())
                 stopped = asyncio.ensure_future(stop.wait())
                 await asyncio.wait([finished, stopped, live], return_when=asyncio.FIRST_COMPLETED)
@@ -294,7 +296,7 @@ def summary_line(why: str, segments: int, kept: int, seen: int, out: Path, dropp
     return line
 
 
-def record(
+def run_live(
     ruleset,
     out: Path,
     *,
@@ -309,7 +311,7 @@ def record(
     overrides: list | None = None,
 ) -> int:
     """Record live into `out` (the caller holds its instance lock): finish what a crash left, build the
-    services, writer, score log and pipeline, and drive them with `record_live` until stopped.
+    services, writer, score log and pipeline, and drive them with `live_main` until stopped.
     `live_source` is a checked `WebsocketSource` for `uri`, or None with `sim_config` (the built-in
     simulator in this process). `companions` run beside it (see `Companion`). Returns the exit code."""
     from autorec.core.pipeline import Pipeline
@@ -346,4 +348,4 @@ def record(
             log.warning("max_share cannot be checked: size of %s unknown: %s", out, exc.strerror or exc)
     services.start("sim" if sim_config is not None else "live", None if sim_config is not None else uri)
     writer.start()
-    return record_live(dispatcher, writer, services, uri, out, sim_config, duration, live_source, companions)
+    return live_main(dispatcher, writer, services, uri, out, sim_config, duration, live_source, companions)

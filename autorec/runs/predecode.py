@@ -3,7 +3,7 @@
 A backtest of a camera log spends most of its time decoding the JPEGs the
 motion trigger analyses. The decode is a pure function of the frame's bytes;
 everything after it (background, scores, firings, segments) depends on the
-frames before and stays in the single pipeline thread. So `Prescorer` wraps
+frames before and stays in the single pipeline thread. So `Predecoder` wraps
 the message iterator given to `run_file`: it reads messages ahead, asks each
 motion trigger's own frame grid which frames it will analyse (a copy of the
 trigger's `autorec.triggers.framegrid.FrameGrid`, run on the log's timestamps
@@ -25,7 +25,7 @@ Contracts:
   of the frames not yet consumed (~50 kB each at 1024x768 / 4).
 - The wrapped source's other attributes (a `FileSource`'s `bytes`, `records`,
   `truncated`, `corrupt`) read through the wrapper.
-- With no motion trigger, or `jobs <= 1`, `prescored()` returns the source as
+- With no motion trigger, or `jobs <= 1`, `predecoded()` returns the source as
   it is: nothing to gain.
 """
 
@@ -111,7 +111,7 @@ class _Ahead:
         return entry[1].result()
 
 
-class Prescorer:
+class Predecoder:
     """Iterable over `source`'s messages that decodes the motion triggers' frames ahead. See the module docstring."""
 
     def __init__(
@@ -151,7 +151,7 @@ class Prescorer:
     def __iter__(self) -> Iterator[Message]:
         read: deque[Message] = deque()
         handed: deque[tuple[PurpleDropEvent | None, list[_Ahead]]] = deque()  # handed on, and who holds it
-        with ThreadPoolExecutor(self.jobs, thread_name_prefix="prescore") as pool:
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="predecode") as pool:
             try:
                 for msg in self.source:
                     self._submit(pool, msg)
@@ -165,7 +165,7 @@ class Prescorer:
                     for _, future in stream.pending.values():
                         future.cancel()
                     stream.pending.clear()
-        log.debug("prescore: %s", self.counters)
+        log.debug("predecode: %s", self.counters)
 
     def _submit(self, pool: ThreadPoolExecutor, msg: Message) -> None:
         event = msg.event
@@ -195,11 +195,11 @@ class Prescorer:
         return msg
 
 
-def prescored(source: Iterable[Message], engine: RuleEngine, jobs: int) -> Iterable[Message]:
+def predecoded(source: Iterable[Message], engine: RuleEngine, jobs: int) -> Iterable[Message]:
     """`source`, decoding the frames of `engine`'s motion triggers ahead in `jobs` threads (each
     trigger's own frame grid says which frames it will analyse); `source` itself when there is
     nothing to gain (no motion trigger, or one job)."""
     triggers = [t for t in engine.triggers.values() if isinstance(t, MotionTrigger)]
     if jobs <= 1 or not triggers:
         return source
-    return Prescorer(source, triggers, jobs)
+    return Predecoder(source, triggers, jobs)
