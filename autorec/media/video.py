@@ -3,7 +3,8 @@
 Two modes:
 - `h264`: frames are decoded (JPEG) in a thread pool and re-encoded with
   libx264 into MP4, while the encoder (itself multithreaded) runs in the
-  calling thread; PyAV releases the GIL inside the codecs, so decode and
+  calling thread, which also decodes frames that no worker has started while
+  it would wait; PyAV releases the GIL inside the codecs, so decode and
   encode overlap across cores.
 - `copy`: the original JPEG bytes go unchanged into an MKV (`V_MJPEG`), one
   packet per frame: lossless, no decode, no encode.
@@ -671,8 +672,22 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         writer.add(writer.pts(frame.time), picture)
         _note(result, frame)
 
+    def steal() -> None:
+        """While the oldest frame is still being decoded, decode here the newest that no worker has
+        started. At ultrafast the encoder takes less time a frame than the decoder (1.1 against 1.8
+        ms on 1024x768 board frames), so this thread would otherwise wait for the decode thread."""
+        while decoder is not None and not pending[0][1].done():
+            for i in range(len(pending) - 1, 0, -1):
+                frame, future = pending[i]
+                if future.cancel():  # not started: no worker will run it now
+                    pending[i] = (frame, _done(decoder(frame)))
+                    break
+            else:
+                return
+
     def take() -> None:
         nonlocal hold
+        steal()
         frame, future = pending.popleft()
         picture, rescaled = future.result()
         if progress:
