@@ -472,6 +472,7 @@ def test_probed_qp_export_matches_plain_crf_in_size_and_quality(tmp_path):
     probed = video.export(log, tmp_path / "probed.mp4", video.ExportOptions())
     plain = video.export(log, tmp_path / "plain.mp4", video.ExportOptions(crf_probe=False))
     assert probed.frames == plain.frames == len(jpegs)
+    assert probed.qp is not None and plain.qp is None
     assert 0.5 < probed.bytes / plain.bytes < 1.5, (probed.bytes, plain.bytes)
     sources = [av.CodecContext.create("mjpeg", "r").decode(av.Packet(j))[0].to_ndarray(format="gray") for j in jpegs]
 

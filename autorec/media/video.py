@@ -23,7 +23,8 @@ Robustness contract:
 - Memory is bounded whatever the frames claim: a frame whose JPEG header
   says more than `max_pixels` (default 4096x4096) is never decoded, in
   either mode: it is skipped, counted in `too_large`, and the first one is
-  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded). FFmpeg's
+  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded); the first
+  frames held for the CRF probe are at most `CRF_PROBE_PIXELS`. FFmpeg's
   own `max_pixels` limit is set to the same value in the decoder, so a header
   that hides its size from `autorec.frames.jpeg` is refused there too.
 - The file is written as `OUT.partial` and renamed to `OUT` only when
@@ -271,6 +272,7 @@ class ExportResult:
     duration: float = 0.0  # seconds of video
     bytes: int = 0
     seconds: float = 0.0  # wall time the export took
+    qp: int | None = None  # the constant QP the CRF probe found (None: CRF on every frame, or --copy)
     selection: SelectionStats = field(default_factory=SelectionStats)
 
     def summary(self) -> str:
@@ -648,6 +650,8 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         if hold >= _MIN_PROBE_FRAMES:
             pts = [round((f.time - first.time) / time_base) for f, _ in held]
             qp = crf_probe_qp([p for _, p in held], pts, options)
+            result.qp = qp
+            _log.debug("%s: crf %d settles on QP %s over the first %d frames", result.log, options.crf, qp, hold)
         width, height = held[0][1].width, held[0][1].height
         stream = container.add_stream("libx264")
         stream.width, stream.height = width, height
