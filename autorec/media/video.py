@@ -189,6 +189,7 @@ CRF_PROBE_FRAMES = 8
 # pictures; 8 frames up to 1920x1080). Fewer than 3 frames show no settled QP: plain CRF then.
 CRF_PROBE_PIXELS = 8 * 1920 * 1088
 _MIN_PROBE_FRAMES = 3
+CRF_PROBE_RANGE = 12  # the probe's QPs: crf +- this (CRF chose crf-4 to crf-1 on the benchmark's frames)
 
 
 def probes_crf(options: ExportOptions) -> bool:
@@ -202,31 +203,62 @@ def probe_frames(width: int, height: int) -> int:
     return n if n >= _MIN_PROBE_FRAMES else 0
 
 
-def crf_probe_qp(pictures: list[av.VideoFrame], pts: list[int], options: ExportOptions) -> int | None:
-    """The QP x264's CRF (`options.crf`, `options.preset`) settles on over `pictures` shown at `pts`
-    (90 kHz ticks: CRF weighs complexity by frame duration): the last P-frame's, read from the
-    encoder's quality statistics. None when no P-frame came out or this PyAV cannot read them.
-    One encoder thread, so the QP does not depend on the machine. The pictures' own pts are changed."""
-    if not pictures or not hasattr(av.Packet, "get_sidedata"):
-        return None
-    ctx = av.CodecContext.create("libx264", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = pictures[0].width, pictures[0].height, _PIX_FMT
-    ctx.color_range = _JPEG_RANGE
-    ctx.time_base = _TIME_BASE["h264"]
-    ctx.options = x264_options(options)
-    ctx.thread_count = 1
-    qp: int | None = None
-    for picture, t in [*zip(pictures, pts), (None, 0)]:
+class CrfProbe:
+    """x264's CRF (`options.crf`, `options.preset`) run in a scratch encoder over the first frames of an
+    export, fed one at a time as they are decoded, to find the QP it settles on: the last P-frame's,
+    read from the encoder's quality statistics. One encoder thread, so the QP does not depend on the
+    machine. The scratch encoder's QP range is the crf +-`CRF_PROBE_RANGE` (x264 prepares its cost
+    tables for every QP of the range when it opens: 6 ms instead of 14 at 1024x768); a QP at an end
+    of it may have been cut there, and gives no answer."""
+
+    def __init__(self, width: int, height: int, options: ExportOptions) -> None:
+        self.low = max(0, options.crf - CRF_PROBE_RANGE)
+        self.high = min(51, options.crf + CRF_PROBE_RANGE)
+        self._qp: int | None = None
+        self._ctx: av.CodecContext | None = None
+        if not hasattr(av.Packet, "get_sidedata"):  # PyAV before 14: no side data to read
+            return
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, _PIX_FMT
+        ctx.color_range = _JPEG_RANGE
+        ctx.time_base = _TIME_BASE["h264"]
+        ctx.options = {**x264_options(options), "x264-params": f"qpmin={self.low}:qpmax={self.high}"}
+        ctx.thread_count = 1
+        self._ctx = ctx
+
+    def feed(self, picture: av.VideoFrame | None, pts: int = 0) -> None:
+        """Encode `picture` at `pts` (90 kHz ticks; CRF weighs complexity by frame duration); None
+        flushes. The picture's own pts is changed."""
+        if self._ctx is None:
+            return
         if picture is not None:
-            picture.pts, picture.time_base = t, _TIME_BASE["h264"]
-        for packet in ctx.encode(picture):
+            picture.pts, picture.time_base = pts, _TIME_BASE["h264"]
+        for packet in self._ctx.encode(picture):
             if not packet.has_sidedata("quality_stats"):
                 continue
             # FFmpeg's quality_stats: int32 quality (QP x FF_QP2LAMBDA), then the uint8 picture type
             stats = bytes(packet.get_sidedata("quality_stats"))
             if len(stats) >= 5 and stats[4] == PictureType.P:
-                qp = round(int.from_bytes(stats[:4], "little", signed=True) / _FF_QP2LAMBDA)
-    return qp if qp is not None and 0 <= qp <= 51 else None
+                self._qp = round(int.from_bytes(stats[:4], "little", signed=True) / _FF_QP2LAMBDA)
+
+    def finish(self) -> int | None:
+        """The QP CRF settled on; None when no P-frame came out or its QP is at an end of the range."""
+        self.feed(None)
+        self._ctx = None
+        qp = self._qp
+        if qp is None or (qp <= self.low and self.low > 0) or (qp >= self.high and self.high < 51):
+            return None
+        return qp
+
+
+def crf_probe_qp(pictures: list[av.VideoFrame], pts: list[int], options: ExportOptions) -> int | None:
+    """`CrfProbe` over `pictures` shown at `pts`."""
+    if not pictures:
+        return None
+    probe = CrfProbe(pictures[0].width, pictures[0].height, options)
+    for picture, t in zip(pictures, pts):
+        probe.feed(picture, t)
+    return probe.finish()
 
 
 _FF_QP2LAMBDA = 118
@@ -639,6 +671,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
     intervals: deque[float] = deque(maxlen=32)
     pending: deque[tuple[Frame, Future]] = deque()
     held: list[tuple[Frame, av.VideoFrame]] = []  # the first pictures, until the encoder is opened
+    qp_probe: CrfProbe | None = None  # fed the held pictures as they come
     hold = 1  # pictures to hold before opening it: 1, or the CRF probe's count (set at the first picture)
     time_base = _TIME_BASE["h264"]
 
@@ -647,11 +680,9 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
         nonlocal writer
         first = held[0][0]
         qp = None
-        if hold >= _MIN_PROBE_FRAMES:
-            pts = [round((f.time - first.time) / time_base) for f, _ in held]
-            qp = crf_probe_qp([p for _, p in held], pts, options)
-            result.qp = qp
-            _log.debug("%s: crf %d settles on QP %s over the first %d frames", result.log, options.crf, qp, hold)
+        if qp_probe is not None and len(held) >= _MIN_PROBE_FRAMES:
+            qp = result.qp = qp_probe.finish()
+            _log.debug("%s: crf %d settles on QP %s over the first %d frames", result.log, options.crf, qp, len(held))
         width, height = held[0][1].width, held[0][1].height
         stream = container.add_stream("libx264")
         stream.width, stream.height = width, height
@@ -690,7 +721,7 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
                 return
 
     def take() -> None:
-        nonlocal hold
+        nonlocal hold, qp_probe
         steal()
         frame, future = pending.popleft()
         picture, rescaled = future.result()
@@ -705,6 +736,10 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             return
         if not held and probes_crf(options):
             hold = max(1, probe_frames(picture.width, picture.height))
+            if hold > 1:
+                qp_probe = CrfProbe(picture.width, picture.height, options)
+        if qp_probe is not None:  # here, not all at once at the end: the decode threads keep busy meanwhile
+            qp_probe.feed(picture, round((frame.time - (held[0][0] if held else frame).time) / time_base))
         held.append((frame, picture))
         if len(held) >= hold:
             start()
@@ -737,7 +772,6 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             while pending:
                 take()
             if held:  # fewer frames than the CRF probe holds
-                hold = len(held) if hold > 1 else hold
                 start()
         finally:
             for _, future in pending:
