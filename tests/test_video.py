@@ -438,6 +438,17 @@ def test_the_crf_probe_finds_the_qp_crf_settles_on():
     assert probed_qp(clean[:1], 28) is None  # an I-frame alone shows no settled QP
 
 
+def test_a_probed_qp_cut_at_the_probes_qp_range_gives_no_answer(monkeypatch):
+    """The probe's encoder only has the QPs crf +- CRF_PROBE_RANGE: a QP at an end may have been cut."""
+    clean = noisy_pictures(video.CRF_PROBE_FRAMES, noise=1.0)
+    settled = probed_qp(clean, 28)
+    assert settled is not None and settled < 27
+    monkeypatch.setattr(video, "CRF_PROBE_RANGE", 28 - settled)  # CRF's QP is now the range's low end
+    assert probed_qp(clean, 28) is None
+    monkeypatch.setattr(video, "CRF_PROBE_RANGE", 28 - settled + 1)
+    assert probed_qp(clean, 28) == settled
+
+
 def test_which_exports_probe_the_crf():
     assert video.probes_crf(video.ExportOptions())
     assert not video.probes_crf(video.ExportOptions(crf_probe=False))
