@@ -449,6 +449,14 @@ def test_a_probed_qp_cut_at_the_probes_qp_range_gives_no_answer(monkeypatch):
     assert probed_qp(clean, 28) == settled
 
 
+def test_a_failing_crf_probe_leaves_plain_crf():
+    """The probe only saves time: an encoder that cannot open (here: a 0x0 picture) gives no QP, no error."""
+    probe = video.CrfProbe(0, 0, video.ExportOptions())
+    for i, picture in enumerate(noisy_pictures(4, noise=1.0)):
+        probe.feed(picture, i * 9000)
+    assert probe.finish() is None
+
+
 def test_which_exports_probe_the_crf():
     assert video.probes_crf(video.ExportOptions())
     assert not video.probes_crf(video.ExportOptions(crf_probe=False))

@@ -237,7 +237,13 @@ class CrfProbe:
             return
         if picture is not None:
             picture.pts, picture.time_base = pts, _TIME_BASE["h264"]
-        for packet in self._ctx.encode(picture):
+        try:
+            packets = self._ctx.encode(picture)
+        except av.FFmpegError as exc:  # the probe only saves time: the export goes on with plain CRF
+            _log.debug("CRF probe failed (%s): plain CRF", exc)
+            self._ctx, self._qp = None, None
+            return
+        for packet in packets:
             if not packet.has_sidedata("quality_stats"):
                 continue
             # FFmpeg's quality_stats: int32 quality (QP x FF_QP2LAMBDA), then the uint8 picture type
