@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
+from av.video.frame import PictureType
 
 from autorec.cli import main
 from autorec.media import video
@@ -399,3 +402,106 @@ def test_the_video_commands_defaults_are_the_exporters():
     from autorec.commands import video as command
 
     assert command.DEFAULT_CRF == video.ExportOptions.crf and command.DEFAULT_PRESET == video.ExportOptions.preset
+
+
+def noisy_pictures(n: int, noise: float, width: int = 320, height: int = 240) -> list[av.VideoFrame]:
+    """`n` full-range 4:2:0 pictures of a still scene (a gradient with a square) under sensor noise."""
+    rng = np.random.default_rng(7)
+    scene = np.add.outer(np.arange(height) // 2, np.arange(width) // 3).astype(np.float32) % 200 + 20
+    scene[60:120, 100:200] = 230
+    pictures = []
+    for _ in range(n):
+        luma = np.clip(scene + rng.normal(0, noise, scene.shape), 0, 255).astype(np.uint8)
+        picture = av.VideoFrame.from_ndarray(np.dstack([luma] * 3), format="rgb24").reformat(format="yuvj420p")
+        picture.pict_type = PictureType.NONE
+        pictures.append(picture)
+    return pictures
+
+
+def probed_qp(pictures: list[av.VideoFrame], crf: int) -> int | None:
+    return video.crf_probe_qp(pictures, [i * 9000 for i in range(len(pictures))], video.ExportOptions(crf=crf))
+
+
+def test_the_crf_probe_finds_the_qp_crf_settles_on():
+    """The probed QP follows --crf and, like CRF, rises on a noisier camera (fewer bits on noise)."""
+    clean = noisy_pictures(video.CRF_PROBE_FRAMES, noise=1.0)
+    qps = [probed_qp(clean, crf) for crf in (18, 28, 38)]
+    assert all(qp is not None and 0 <= qp <= 51 for qp in qps), qps
+    assert qps[0] < qps[1] < qps[2], qps
+    noisy = probed_qp(noisy_pictures(video.CRF_PROBE_FRAMES, noise=8.0), 28)
+    assert noisy is not None and noisy > qps[1], (noisy, qps)
+    assert probed_qp(clean[:1], 28) is None  # an I-frame alone shows no settled QP
+
+
+def test_a_probed_qp_cut_at_the_probes_qp_range_gives_no_answer(monkeypatch):
+    """The probe's encoder only has the QPs crf +- CRF_PROBE_RANGE: a QP at an end may have been cut."""
+    clean = noisy_pictures(video.CRF_PROBE_FRAMES, noise=1.0)
+    settled = probed_qp(clean, 28)
+    assert settled is not None and settled < 27
+    monkeypatch.setattr(video, "CRF_PROBE_RANGE", 28 - settled)  # CRF's QP is now the range's low end
+    assert probed_qp(clean, 28) is None
+    monkeypatch.setattr(video, "CRF_PROBE_RANGE", 28 - settled + 1)
+    assert probed_qp(clean, 28) == settled
+
+
+def test_a_failing_crf_probe_leaves_plain_crf():
+    """The probe only saves time: an encoder that cannot open (here: a 0x0 picture) gives no QP, no error."""
+    probe = video.CrfProbe(0, 0, video.ExportOptions())
+    for i, picture in enumerate(noisy_pictures(4, noise=1.0)):
+        probe.feed(picture, i * 9000)
+    assert probe.finish() is None
+
+
+def test_which_exports_probe_the_crf():
+    assert video.probes_crf(video.ExportOptions())
+    assert not video.probes_crf(video.ExportOptions(crf_probe=False))
+    assert not video.probes_crf(video.ExportOptions(preset="superfast"))
+    assert not video.probes_crf(video.ExportOptions(x264_params=""))  # x264's own settings: plain CRF
+    assert video.probe_frames(1024, 768) == video.CRF_PROBE_FRAMES == video.probe_frames(1920, 1080)
+    assert video.probe_frames(4096, 4096) == 0  # the pictures held would be too big: plain CRF
+    assert video.x264_options(video.ExportOptions(), qp=24) == {"qp": "24", "preset": "ultrafast"}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, video.CRF_PROBE_FRAMES, video.CRF_PROBE_FRAMES + 3])
+def test_short_and_long_logs_keep_every_frame_and_time_around_the_crf_probe(tmp_path, count):
+    """The first frames are held for the probe: fewer than it holds, exactly as many, or more."""
+    times = [T0 + i * 0.1 + (0.05 if i == 2 else 0.0) for i in range(count)]
+    log = frames_log(tmp_path / "probe.bin", times, [make_jpeg(i) for i in range(count)])
+    result = export(log)
+    got, _, _ = decoded_times(result.output)
+    assert result.frames == count
+    assert_times(got, times)
+
+
+def test_probed_qp_export_matches_plain_crf_in_size_and_quality(tmp_path):
+    pictures = noisy_pictures(20, noise=3.0)
+    jpegs = []
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 320, 240, "yuvj420p", Fraction(1, 10)
+    for picture in pictures:
+        jpegs.extend(bytes(p) for p in ctx.encode(picture))
+    jpegs.extend(bytes(p) for p in ctx.encode(None))
+    times = [T0 + i * 0.1 for i in range(len(jpegs))]
+    log = frames_log(tmp_path / "noisy.bin", times, jpegs)
+    probed = video.export(log, tmp_path / "probed.mp4", video.ExportOptions())
+    plain = video.export(log, tmp_path / "plain.mp4", video.ExportOptions(crf_probe=False))
+    assert probed.frames == plain.frames == len(jpegs)
+    assert probed.qp is not None and plain.qp is None
+    assert 0.5 < probed.bytes / plain.bytes < 1.5, (probed.bytes, plain.bytes)
+    sources = [av.CodecContext.create("mjpeg", "r").decode(av.Packet(j))[0].to_ndarray(format="gray") for j in jpegs]
+
+    def psnr(path: Path) -> float:
+        with av.open(str(path)) as c:
+            pairs = zip(c.decode(video=0), sources, strict=True)
+            errors = [((f.to_ndarray(format="gray").astype(float) - s) ** 2).mean() for f, s in pairs]
+        return 10 * np.log10(255**2 / np.mean(errors))
+
+    assert psnr(probed.output) > psnr(plain.output) - 1.0
+
+
+def test_the_video_says_its_colours_are_full_range_bt601(tmp_path):
+    """Camera JPEGs are full-range BT.601 YCbCr; unflagged, players guess limited range and BT.709 for HD."""
+    log = frames_log(tmp_path / "colours.bin", [T0 + i * 0.1 for i in range(4)])
+    with av.open(str(export(log).output)) as c:
+        picture = next(c.decode(video=0))
+    assert (picture.color_range, picture.colorspace) == (2, 5)  # AVCOL_RANGE_JPEG, AVCOL_SPC_BT470BG

@@ -3,7 +3,8 @@
 Two modes:
 - `h264`: frames are decoded (JPEG) in a thread pool and re-encoded with
   libx264 into MP4, while the encoder (itself multithreaded) runs in the
-  calling thread; PyAV releases the GIL inside the codecs, so decode and
+  calling thread, which also decodes frames that no worker has started while
+  it would wait; PyAV releases the GIL inside the codecs, so decode and
   encode overlap across cores.
 - `copy`: the original JPEG bytes go unchanged into an MKV (`V_MJPEG`), one
   packet per frame: lossless, no decode, no encode.
@@ -22,7 +23,8 @@ Robustness contract:
 - Memory is bounded whatever the frames claim: a frame whose JPEG header
   says more than `max_pixels` (default 4096x4096) is never decoded, in
   either mode: it is skipped, counted in `too_large`, and the first one is
-  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded). FFmpeg's
+  logged once (a 12000x12000 JPEG is a few kB and 430 MB decoded); the first
+  frames held for the CRF probe are at most `CRF_PROBE_PIXELS`. FFmpeg's
   own `max_pixels` limit is set to the same value in the decoder, so a header
   that hides its size from `autorec.frames.jpeg` is refused there too.
 - The file is written as `OUT.partial` and renamed to `OUT` only when
@@ -109,7 +111,11 @@ _GLYPHS: dict[str, tuple[str, ...]] = {
     ".": ("00000", "00000", "00000", "00000", "00000", "01100", "01100"),
     " ": ("00000",) * 7,
 }
-_GLYPH_ARRAYS = {c: np.array([[ch == "1" for ch in row] for row in rows], dtype=bool) for c, rows in _GLYPHS.items()}
+# Each glyph with its column of spacing on the right, made once: padding 23 glyphs a frame took 0.38 ms,
+# 80% of drawing a time stamp (in the decode thread, the export's bottleneck).
+_GLYPH_ARRAYS = {
+    c: np.array([[ch == "1" for ch in row] + [False] for row in rows], dtype=bool) for c, rows in _GLYPHS.items()
+}
 
 
 def format_overlay_time(t: float) -> str:
@@ -127,7 +133,7 @@ def _plane_array(plane) -> np.ndarray:
 def draw_text(frame: av.VideoFrame, text: str) -> None:
     """Burn `text` (white on a black box, top-left) into a full-range 4:2:0 frame in place."""
     scale = max(1, frame.height // 240)
-    mask = np.concatenate([np.pad(_GLYPH_ARRAYS.get(c, _GLYPH_ARRAYS[" "]), ((0, 0), (0, 1))) for c in text], axis=1)
+    mask = np.concatenate([_GLYPH_ARRAYS.get(c, _GLYPH_ARRAYS[" "]) for c in text], axis=1)
     mask = np.kron(mask, np.ones((scale, scale), dtype=bool))
     pad = 2 * scale
     y_plane = _plane_array(frame.planes[0])
@@ -156,9 +162,10 @@ FAST_PRESET_PARAMS = "mbtree=1:rc-lookahead=10:aq-mode=0"
 FAST_PARAMS_PRESETS = frozenset({"superfast"})
 
 
-def x264_options(options: ExportOptions) -> dict[str, str]:
-    """The libx264 private options for an export."""
-    opts = {"crf": str(options.crf), "preset": options.preset}
+def x264_options(options: ExportOptions, qp: int | None = None) -> dict[str, str]:
+    """The libx264 private options for an export: rate control by `options.crf`, or a constant `qp`."""
+    opts = {"qp": str(qp)} if qp is not None else {"crf": str(options.crf)}
+    opts["preset"] = options.preset
     params = options.x264_params
     if params is None and options.preset in FAST_PARAMS_PRESETS:
         params = FAST_PRESET_PARAMS
@@ -167,11 +174,112 @@ def x264_options(options: ExportOptions) -> dict[str, str]:
     return opts
 
 
+# CRF weighs each frame's complexity on a half-size copy that x264 builds and motion-searches for
+# every frame: at ultrafast nothing else needs it, and it is ~35% of the encoder's time (1.73 against
+# 1.13 ms a frame on benchmarks/video_export.py's frames). A camera fixed on a board sends alike
+# frames, on which CRF settles on one QP within ~6 frames and holds it (QP 24 at crf 28 on the
+# benchmark's board, 27 with 2.5x its noise). So the export runs CRF on the first `CRF_PROBE_FRAMES`
+# frames in a scratch encoder, reads the QP it settled on (the last P-frame's) and encodes the video
+# at that constant QP. Same run, 300 frames: 3.13 against 3.60 ms of CPU a frame, 0.95x the size
+# at +0.5 dB PSNR (41.96 dB; CRF's first frames, at QP 25-27, cost bits later); with 2.5x the noise
+# 5.90 against 6.63 ms, the same size and PSNR. A fixed QP of 25 instead was as cheap but 3.3x the
+# size of CRF's on the noisier frames. What is lost is CRF's reaction to a change of scene later
+# in the log (a hand over the board, the light switched on): those frames keep the probed QP.
+# Not for slower presets: their scene-cut detection, weighted prediction or mb-tree need the
+# half-size copy anyway, so only CRF's adaptivity would be lost.
+CRF_PROBE_PRESETS = frozenset({"ultrafast"})
+CRF_PROBE_FRAMES = 8
+# Probe frames are held decoded until the probe is done: at most this many pixels (~25 MB of 4:2:0
+# pictures; 8 frames up to 1920x1080). Fewer than 3 frames show no settled QP: plain CRF then.
+CRF_PROBE_PIXELS = 8 * 1920 * 1088
+_MIN_PROBE_FRAMES = 3
+CRF_PROBE_RANGE = 12  # the probe's QPs: crf +- this (CRF chose crf-4 to crf-1 on the benchmark's frames)
+
+
+def probes_crf(options: ExportOptions) -> bool:
+    """Whether an export encodes at a QP probed from CRF (see `CRF_PROBE_PRESETS`) rather than CRF."""
+    return options.crf_probe and options.preset in CRF_PROBE_PRESETS and options.x264_params is None
+
+
+def probe_frames(width: int, height: int) -> int:
+    """How many frames of this size the CRF probe holds (0: too large to probe)."""
+    n = min(CRF_PROBE_FRAMES, CRF_PROBE_PIXELS // max(1, width * height))
+    return n if n >= _MIN_PROBE_FRAMES else 0
+
+
+class CrfProbe:
+    """x264's CRF (`options.crf`, `options.preset`) run in a scratch encoder over the first frames of an
+    export, fed one at a time as they are decoded, to find the QP it settles on: the last P-frame's,
+    read from the encoder's quality statistics. One encoder thread, so the QP does not depend on the
+    machine. The scratch encoder's QP range is the crf +-`CRF_PROBE_RANGE` (x264 prepares its cost
+    tables for every QP of the range when it opens: 6 ms instead of 14 at 1024x768); a QP at an end
+    of it may have been cut there, and gives no answer."""
+
+    def __init__(self, width: int, height: int, options: ExportOptions) -> None:
+        self.low = max(0, options.crf - CRF_PROBE_RANGE)
+        self.high = min(51, options.crf + CRF_PROBE_RANGE)
+        self._qp: int | None = None
+        self._ctx: av.CodecContext | None = None
+        if not hasattr(av.Packet, "get_sidedata"):  # PyAV before 14: no side data to read
+            return
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, _PIX_FMT
+        ctx.color_range = _JPEG_RANGE
+        ctx.time_base = _TIME_BASE["h264"]
+        ctx.options = {**x264_options(options), "x264-params": f"qpmin={self.low}:qpmax={self.high}"}
+        ctx.thread_count = 1
+        self._ctx = ctx
+
+    def feed(self, picture: av.VideoFrame | None, pts: int = 0) -> None:
+        """Encode `picture` at `pts` (90 kHz ticks; CRF weighs complexity by frame duration); None
+        flushes. The picture's own pts is changed."""
+        if self._ctx is None:
+            return
+        if picture is not None:
+            picture.pts, picture.time_base = pts, _TIME_BASE["h264"]
+        try:
+            packets = self._ctx.encode(picture)
+        except av.FFmpegError as exc:  # the probe only saves time: the export goes on with plain CRF
+            _log.debug("CRF probe failed (%s): plain CRF", exc)
+            self._ctx, self._qp = None, None
+            return
+        for packet in packets:
+            if not packet.has_sidedata("quality_stats"):
+                continue
+            # FFmpeg's quality_stats: int32 quality (QP x FF_QP2LAMBDA), then the uint8 picture type
+            stats = bytes(packet.get_sidedata("quality_stats"))
+            if len(stats) >= 5 and stats[4] == PictureType.P:
+                self._qp = round(int.from_bytes(stats[:4], "little", signed=True) / _FF_QP2LAMBDA)
+
+    def finish(self) -> int | None:
+        """The QP CRF settled on; None when no P-frame came out or its QP is at an end of the range."""
+        self.feed(None)
+        self._ctx = None
+        qp = self._qp
+        if qp is None or (qp <= self.low and self.low > 0) or (qp >= self.high and self.high < 51):
+            return None
+        return qp
+
+
+def crf_probe_qp(pictures: list[av.VideoFrame], pts: list[int], options: ExportOptions) -> int | None:
+    """`CrfProbe` over `pictures` shown at `pts`."""
+    if not pictures:
+        return None
+    probe = CrfProbe(pictures[0].width, pictures[0].height, options)
+    for picture, t in zip(pictures, pts):
+        probe.feed(picture, t)
+    return probe.finish()
+
+
+_FF_QP2LAMBDA = 118
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     mode: Mode = "h264"
-    # ultrafast at crf 28: x264's cheapest preset, at a quality that drops most of the sensor's
-    # noise (PSNR ~41 dB against the camera's JPEGs, the board's electrode pattern intact). On
+    # ultrafast at crf 28 (turned into a constant QP by `crf_probe`): x264's cheapest preset, at a
+    # quality that drops most of the sensor's noise (PSNR ~41-42 dB against the camera's JPEGs, the
+    # board's electrode pattern intact). Before the CRF probe, on
     # benchmarks/video_export.py (1024x768 board frames with noise, 2 cores, same run): 2.5x
     # the speed of OpenCV's mp4v writer at 0.13x its size; superfast at crf 23 (the default
     # until round 2) did 1.2x at 0.25x, with its encoder alone costing as much CPU a frame as
@@ -180,6 +288,9 @@ class ExportOptions:
     preset: str = "ultrafast"
     # None: `FAST_PRESET_PARAMS` for the presets in `FAST_PARAMS_PRESETS`, nothing for the others
     x264_params: str | None = None
+    # At the presets of `CRF_PROBE_PRESETS` without x264_params: encode at the constant QP that x264's
+    # CRF settles on over the first frames (`crf_probe_qp`) instead of running CRF on every frame.
+    crf_probe: bool = True
     start: TimeRef | None = None
     end: TimeRef | None = None
     timestamp: bool = False  # burn the log time into each frame (h264 only)
@@ -203,6 +314,7 @@ class ExportResult:
     duration: float = 0.0  # seconds of video
     bytes: int = 0
     seconds: float = 0.0  # wall time the export took
+    qp: int | None = None  # the constant QP the CRF probe found (None: CRF on every frame, or --copy)
     selection: SelectionStats = field(default_factory=SelectionStats)
 
     def summary(self) -> str:
@@ -245,6 +357,7 @@ def is_up_to_date(log_path: str | os.PathLike[str], out_path: str | os.PathLike[
 # (it cost ~1.2 ms a frame, 15% of the export) and no loss of levels.
 _PIX_FMT = "yuvj420p"
 _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
+_JPEG_MATRIX = 5  # AVCOL_SPC_BT470BG: JPEG's (JFIF's) BT.601 YCbCr; without it players guess BT.709 for HD sizes
 
 
 class _Decoder:
@@ -567,9 +680,59 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
     prev_time: float | None = None
     intervals: deque[float] = deque(maxlen=32)
     pending: deque[tuple[Frame, Future]] = deque()
+    held: list[tuple[Frame, av.VideoFrame]] = []  # the first pictures, until the encoder is opened
+    qp_probe: CrfProbe | None = None  # fed the held pictures as they come
+    hold = 1  # pictures to hold before opening it: 1, or the CRF probe's count (set at the first picture)
+    time_base = _TIME_BASE["h264"]
+
+    def start() -> None:
+        """Open the encoder on the held pictures: at the QP the CRF probe finds on them, or at CRF."""
+        nonlocal writer
+        first = held[0][0]
+        qp = None
+        if qp_probe is not None and len(held) >= _MIN_PROBE_FRAMES:
+            qp = result.qp = qp_probe.finish()
+            _log.debug("%s: crf %d settles on QP %s over the first %d frames", result.log, options.crf, qp, len(held))
+        width, height = held[0][1].width, held[0][1].height
+        stream = container.add_stream("libx264")
+        stream.width, stream.height = width, height
+        stream.pix_fmt = _PIX_FMT
+        ctx = stream.codec_context
+        ctx.color_range, ctx.colorspace = _JPEG_RANGE, _JPEG_MATRIX
+        stream.time_base = ctx.time_base = time_base
+        ctx.options = x264_options(options, qp)
+        ctx.thread_count = encode_threads
+        _set_metadata(container, first.log_time)
+        writer = _Writer(container, stream, time_base, first.time, result)
+        for frame, picture in held:
+            add(frame, picture)
+        held.clear()
+
+    def add(frame: Frame, picture: av.VideoFrame) -> None:
+        nonlocal prev_time
+        assert writer is not None
+        if prev_time is not None:
+            intervals.append(frame.time - prev_time)
+        prev_time = frame.time
+        writer.add(writer.pts(frame.time), picture)
+        _note(result, frame)
+
+    def steal() -> None:
+        """While the oldest frame is still being decoded, decode here the newest that no worker has
+        started. At ultrafast the encoder takes less time a frame than the decoder (1.1 against 1.8
+        ms on 1024x768 board frames), so this thread would otherwise wait for the decode thread."""
+        while decoder is not None and not pending[0][1].done():
+            for i in range(len(pending) - 1, 0, -1):
+                frame, future = pending[i]
+                if future.cancel():  # not started: no worker will run it now
+                    pending[i] = (frame, _done(decoder(frame)))
+                    break
+            else:
+                return
 
     def take() -> None:
-        nonlocal writer, prev_time
+        nonlocal hold, qp_probe
+        steal()
         frame, future = pending.popleft()
         picture, rescaled = future.result()
         if progress:
@@ -578,21 +741,18 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
             result.corrupt += 1
             return
         result.rescaled += rescaled
-        if writer is None:
-            stream = container.add_stream("libx264")
-            stream.width, stream.height = picture.width, picture.height
-            stream.pix_fmt = _PIX_FMT
-            stream.codec_context.color_range = _JPEG_RANGE
-            stream.time_base = stream.codec_context.time_base = _TIME_BASE["h264"]
-            stream.codec_context.options = x264_options(options)
-            stream.codec_context.thread_count = encode_threads
-            _set_metadata(container, frame.log_time)
-            writer = _Writer(container, stream, _TIME_BASE["h264"], frame.time, result)
-        if prev_time is not None:
-            intervals.append(frame.time - prev_time)
-        prev_time = frame.time
-        writer.add(writer.pts(frame.time), picture)
-        _note(result, frame)
+        if writer is not None:
+            add(frame, picture)
+            return
+        if not held and probes_crf(options):
+            hold = max(1, probe_frames(picture.width, picture.height))
+            if hold > 1:
+                qp_probe = CrfProbe(picture.width, picture.height, options)
+        if qp_probe is not None:  # here, not all at once at the end: the decode threads keep busy meanwhile
+            qp_probe.feed(picture, round((frame.time - (held[0][0] if held else frame).time) / time_base))
+        held.append((frame, picture))
+        if len(held) >= hold:
+            start()
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="jpeg-decode") as executor:
         pool = executor if workers > 0 else None
@@ -621,6 +781,8 @@ def _export_h264(frames: Iterator[Frame], container, options: ExportOptions, res
                     take()
             while pending:
                 take()
+            if held:  # fewer frames than the CRF probe holds
+                start()
         finally:
             for _, future in pending:
                 future.cancel()
