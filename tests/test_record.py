@@ -192,3 +192,18 @@ def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk:
         assert main(["record", "--uri", server.uri, "--duration", "2.5s", "--force", str(full_disk)]) == 1
     err = capsys.readouterr().err
     assert err.count("No space left on device") == 1 and "works again" not in err, err
+
+
+def test_a_sidecar_that_cannot_be_appended_to_is_named_with_its_cause(stream_log: Path, tmp_path: Path, capsys) -> None:
+    """A rejected frame whose sidecar is not a log: the line names the sidecar (the log is fine) and says why."""
+    payloads = fixture_payloads(stream_log)[:3]
+    out = tmp_path / "rec.bin"
+    out.write_bytes(b"")
+    Path(f"{out}.rejected").write_bytes(b"\xff\xff\xff\xff not a log")
+    with EventServer(greeting=[*payloads, b"\x07garbage"]) as server:
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--append", str(out)]) == 1
+    assert records(out) == payloads  # the log itself was written
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "cannot write" in line)
+    assert f"cannot write {out}.rejected: not appending: bad record header" in line, err
+    assert "works again" not in err, err  # the log's flushes say nothing of the sidecar

@@ -65,7 +65,8 @@ class CaptureLog:
     flushed at least every `flush_interval` seconds of writing, and by
     `flush()`/`close()`. Write errors surface as `LogWriteError` (the files
     still end on whole records; `lost` counts what could not be written,
-    including rejected frames whose sidecar could not be opened).
+    including rejected frames whose sidecar could not be opened; `failure` is
+    the file and cause of the last failed write, for the error line).
 
     With mode "new" an existing sidecar is refused like an existing log; with
     "overwrite" a stale sidecar of the replaced log is removed.
@@ -86,6 +87,8 @@ class CaptureLog:
         self._last_flush = time.monotonic()
         self.messages = 0  # parsed frames handed to the log
         self.rejected = 0  # frames handed to the sidecar
+        # The file and cause of the last failed write: the log, or the sidecar while the log is fine.
+        self.failure: tuple[Path, str] | None = None
 
     @property
     def lost(self) -> int:
@@ -101,15 +104,16 @@ class CaptureLog:
     def bytes(self) -> int:
         return self.log.bytes
 
-    @property
-    def written(self) -> int:
-        """Records durably handed to the OS so far (log and rejected sidecar)."""
-        return self.log.records + (self._rejected.records if self._rejected else 0)
+    def written_to(self, path: Path) -> int:
+        """Records durably handed to the OS so far in `path` (the log or the rejected sidecar)."""
+        if path == self.path:
+            return self.log.records
+        return self._rejected.records if self._rejected is not None and path == self.rejected_path else 0
 
     def write(self, message: Message) -> None:
         if message.rejected is None:
             self.messages += 1
-            self.log.write(message.payload)
+            self._on(self.log, LogWriter.write, message.payload)
         else:
             self.rejected += 1
             if self._rejected is None:
@@ -118,8 +122,9 @@ class CaptureLog:
                 except OSError as exc:  # e.g. a corrupt sidecar to append to: this frame is lost, not the recording
                     self._rejected_unopened += 1
                     reason = exc.strerror or str(exc)
+                    self.failure = (self.rejected_path, reason)
                     raise LogWriteError(exc.errno, f"{self.rejected_path}: 1 record(s) not written: {reason}") from exc
-            self._rejected.write(message.payload)
+            self._on(self._rejected, LogWriter.write, message.payload)
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
 
@@ -133,15 +138,27 @@ class CaptureLog:
     def _both(self, action: Callable[[LogWriter], None]) -> None:
         """`action` on the log, then on the sidecar even if the log's failed; the first error is raised."""
         error: OSError | None = None
+        failure = None
         for writer in (self.log, self._rejected):
             if writer is None:
                 continue
             try:
-                action(writer)
+                self._on(writer, action)
             except OSError as exc:
-                error = error or exc
+                if error is None:
+                    error, failure = exc, self.failure
         if error is not None:
+            self.failure = failure  # the one raised
             raise error
+
+    def _on(self, writer: LogWriter, action: Callable[..., None], *args: object) -> None:
+        """`action(writer, *args)`; when it fails, `failure` says which file and why."""
+        try:
+            action(writer, *args)
+        except OSError as exc:
+            # A LogWriteError's text repeats the file and the count; the errno says the cause alone.
+            self.failure = (writer.path, os.strerror(exc.errno) if exc.errno else str(exc))
+            raise
 
 
 class DiskTrouble:
@@ -160,12 +177,14 @@ class DiskTrouble:
         self.clock = clock or time.monotonic
         self.failing = False
         self.cause: str | None = None  # the last failure's cause, e.g. "No space left on device"
+        self.failed_path = path  # the file the last failure was in (the log, or its rejected sidecar)
         self._reported = False  # the current failure was logged
         self._last_log: float | None = None
         self._unreported = 0  # failures that began since the last logged line
 
-    def failed(self, exc: OSError, lost: int) -> None:
-        self.cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    def failed(self, exc: OSError, lost: int, failure: tuple[Path, str] | None = None) -> None:
+        """A write failed; `failure` (file, cause) when known better than the log's path and `exc`'s errno."""
+        self.failed_path, self.cause = failure or (self.path, os.strerror(exc.errno) if exc.errno else str(exc))
         began = not self.failing
         self.failing = True
         if began:
@@ -176,11 +195,15 @@ class DiskTrouble:
                 self._unreported += 1
             return
         if self._reported:
-            log.error("still cannot write %s: %s; %d records lost so far", self.path, self.cause, lost)
+            log.error("still cannot write %s: %s; %d records lost so far", self.failed_path, self.cause, lost)
         else:
             more = f"; {self._unreported} more failure(s) since the last report" if self._unreported else ""
             log.error(
-                "cannot write %s: %s; recording continues, %d records lost so far%s", self.path, self.cause, lost, more
+                "cannot write %s: %s; recording continues, %d records lost so far%s",
+                self.failed_path,
+                self.cause,
+                lost,
+                more,
             )
         self._last_log, self._unreported, self._reported = now, 0, True
 
@@ -190,7 +213,7 @@ class DiskTrouble:
             return
         self.failing = False
         if self._reported:
-            log.info("writing to %s works again (%d records lost so far)", self.path, lost)
+            log.info("writing to %s works again (%d records lost so far)", self.failed_path, lost)
 
 
 class StreamCapture:
@@ -331,11 +354,14 @@ class StreamCapture:
         """Run a write/flush/close of the log under the disk-error policy: never raises OSError."""
         capture_log = self.log
         assert capture_log is not None
-        before = capture_log.written
+        # Writes work again when the file that failed takes records (the log's flushes prove nothing
+        # about a sidecar that cannot be opened).
+        failed = self.trouble.failed_path
+        before = capture_log.written_to(failed)
         try:
             action(*args)
         except OSError as exc:
-            self.trouble.failed(exc, capture_log.lost)
+            self.trouble.failed(exc, capture_log.lost, capture_log.failure)
             return
-        if capture_log.written > before:
+        if capture_log.written_to(failed) > before:
             self.trouble.wrote(capture_log.lost)

@@ -154,7 +154,7 @@ class _Capture(StreamCapture):
         error = self.error
         if error is None and self.lost:
             error = RecorderDiskError(
-                f"{self.lost} record(s) could not be written to {self.path} ({self.trouble.cause}); "
+                f"{self.lost} record(s) could not be written to {self.trouble.failed_path} ({self.trouble.cause}); "
                 "the recording went on and the log ends on a whole record",
                 path=self.path,
             )
