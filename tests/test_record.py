@@ -118,6 +118,18 @@ def test_existing_rejected_sidecar_is_refused_too(tmp_path: Path, capsys) -> Non
     assert not out.exists()
 
 
+def test_a_stale_sidecar_that_cannot_be_replaced_is_named_and_the_log_left_alone(tmp_path: Path, capsys) -> None:
+    """--force replaces OUT and its stale OUT.rejected: when the sidecar cannot be removed (here a
+    directory), the error names it, not OUT, and OUT is not truncated for a recording that never starts."""
+    out = tmp_path / "rec.bin"
+    out.write_bytes(b"\x00\x00\x00\x00")  # one empty record
+    Path(f"{out}.rejected").mkdir()
+    assert main(["record", "--uri", "ws://127.0.0.1:9", "--force", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"autorec record: cannot open {out}.rejected: ") and err.count("\n") == 1, err
+    assert out.read_bytes() == b"\x00\x00\x00\x00"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--duration", "ten minutes"], "--duration"), (["--uri", "http://x"], "not a websocket URI")],

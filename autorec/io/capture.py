@@ -78,9 +78,9 @@ class CaptureLog:
         self.mode = mode
         if mode == "new" and self.rejected_path.exists():
             raise FileExistsError(errno.EEXIST, "rejected-frames file already exists", str(self.rejected_path))
-        self.log = LogWriter(self.path, mode)
-        if mode == "overwrite":
+        if mode == "overwrite":  # first: a sidecar that cannot be removed must not cost the log it belongs to
             self.rejected_path.unlink(missing_ok=True)
+        self.log = LogWriter(self.path, mode)
         self._rejected: LogWriter | None = None
         self._rejected_unopened = 0  # rejected frames lost because the sidecar could not be opened
         self.flush_interval = flush_interval
