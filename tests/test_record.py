@@ -195,6 +195,25 @@ def test_disk_trouble_is_reported_once_then_rate_limited(caplog) -> None:
             "ERROR still cannot write out.bin: No space left on device; 260 records lost so far",
             "ERROR still cannot write out.bin: No space left on device; 320 records lost so far",
         ]
+        caplog.clear()
+        # Each file fails and recovers on its own: a sidecar that cannot be opened is not cured by the
+        # log's writes, and a full disk that the log recovers from is said to be over for the log.
+        trouble = DiskTrouble(Path("out.bin"), repeat=0.0, clock=lambda: now[0])
+        sidecar = (Path("out.bin.rejected"), "not appending: bad record header")
+        trouble.failed(OSError(84, "x"), lost=1, failure=sidecar)
+        trouble.wrote(lost=1)  # the log took records
+        trouble.failed(full, lost=2)
+        trouble.wrote(lost=2)
+        assert trouble.failing == (Path("out.bin.rejected"),)
+        trouble.wrote(lost=2, path=Path("out.bin.rejected"))
+        assert trouble.failing == ()
+        assert lines() == [
+            "ERROR cannot write out.bin.rejected: not appending: bad record header; recording continues, 1 records"
+            " lost so far",
+            "ERROR cannot write out.bin: No space left on device; recording continues, 2 records lost so far",
+            "INFO writing to out.bin works again (2 records lost so far)",
+            "INFO writing to out.bin.rejected works again (2 records lost so far)",
+        ]
 
 
 def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk: Path, capsys) -> None:

@@ -164,56 +164,56 @@ class CaptureLog:
 class DiskTrouble:
     """The disk-error lines of a capture (the policy in the module docstring).
 
-    `failed(exc, lost)` for every failed write, `wrote(lost)` for every one that
-    really wrote records. The first failure is logged at once; after any logged
-    line the next one comes `repeat` s later at the earliest: a disk that keeps
-    failing gets a "still" line with the records lost so far, one that fails and
-    recovers over and over gets the count of failures in between. "Works again" is
-    logged only when the failure it ends was.
+    `failed(exc, lost, failure)` for every failed write, `wrote(lost, path)` for every
+    one that really wrote records to `path`. Each file (the log, its rejected sidecar)
+    is failing or not on its own: the log's writes say nothing of a sidecar that cannot
+    be opened. The first failure is logged at once; after any logged line the next
+    one comes `repeat` s later at the earliest: a disk that keeps failing gets a
+    "still" line with the records lost so far, one that fails and recovers over and
+    over gets the count of failures in between. "Works again" is logged only when the
+    failure it ends was.
     """
 
     def __init__(self, path: Path, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
         self.path, self.repeat = path, repeat
         self.clock = clock or time.monotonic
-        self.failing = False
         self.cause: str | None = None  # the last failure's cause, e.g. "No space left on device"
         self.failed_path = path  # the file the last failure was in (the log, or its rejected sidecar)
-        self._reported = False  # the current failure was logged
+        self._failing: dict[Path, bool] = {}  # the files whose writes fail now -> that failure was logged
         self._last_log: float | None = None
         self._unreported = 0  # failures that began since the last logged line
 
+    @property
+    def failing(self) -> tuple[Path, ...]:
+        """The files whose writes fail now (empty: all is well)."""
+        return tuple(self._failing)
+
     def failed(self, exc: OSError, lost: int, failure: tuple[Path, str] | None = None) -> None:
         """A write failed; `failure` (file, cause) when known better than the log's path and `exc`'s errno."""
-        self.failed_path, self.cause = failure or (self.path, os.strerror(exc.errno) if exc.errno else str(exc))
-        began = not self.failing
-        self.failing = True
+        path, self.cause = failure or (self.path, os.strerror(exc.errno) if exc.errno else str(exc))
+        self.failed_path = path
+        began = path not in self._failing
         if began:
-            self._reported = False
+            self._failing[path] = False
         now = self.clock()
         if self._last_log is not None and now - self._last_log < self.repeat:
             if began:
                 self._unreported += 1
             return
-        if self._reported:
-            log.error("still cannot write %s: %s; %d records lost so far", self.failed_path, self.cause, lost)
+        if self._failing[path]:
+            log.error("still cannot write %s: %s; %d records lost so far", path, self.cause, lost)
         else:
             more = f"; {self._unreported} more failure(s) since the last report" if self._unreported else ""
             log.error(
-                "cannot write %s: %s; recording continues, %d records lost so far%s",
-                self.failed_path,
-                self.cause,
-                lost,
-                more,
+                "cannot write %s: %s; recording continues, %d records lost so far%s", path, self.cause, lost, more
             )
-        self._last_log, self._unreported, self._reported = now, 0, True
+        self._last_log, self._unreported, self._failing[path] = now, 0, True
 
-    def wrote(self, lost: int) -> None:
-        """A write really wrote records."""
-        if not self.failing:
-            return
-        self.failing = False
-        if self._reported:
-            log.info("writing to %s works again (%d records lost so far)", self.failed_path, lost)
+    def wrote(self, lost: int, path: Path | None = None) -> None:
+        """A write really wrote records to `path` (the log by default)."""
+        path = path or self.path
+        if self._failing.pop(path, False):
+            log.info("writing to %s works again (%d records lost so far)", path, lost)
 
 
 class StreamCapture:
@@ -354,14 +354,15 @@ class StreamCapture:
         """Run a write/flush/close of the log under the disk-error policy: never raises OSError."""
         capture_log = self.log
         assert capture_log is not None
-        # Writes work again when the file that failed takes records (the log's flushes prove nothing
-        # about a sidecar that cannot be opened).
-        failed = self.trouble.failed_path
-        before = capture_log.written_to(failed)
+        # A failing file works again when it takes records (the log's flushes prove nothing about a
+        # sidecar that cannot be opened, nor the sidecar's about the log).
+        failing = self.trouble.failing
+        before = [capture_log.written_to(path) for path in failing]
         try:
             action(*args)
         except OSError as exc:
             self.trouble.failed(exc, capture_log.lost, capture_log.failure)
             return
-        if capture_log.written_to(failed) > before:
-            self.trouble.wrote(capture_log.lost)
+        for path, records in zip(failing, before, strict=True):
+            if capture_log.written_to(path) > records:
+                self.trouble.wrote(capture_log.lost, path)
