@@ -28,8 +28,8 @@ Disk-error policy (disk full, I/O error), the same for the command and the libra
 - One ERROR line (logger `autorec.io.capture`) when writes start failing, naming the file and the
   cause. After that at most one line every `report_every` s (60 s), while writes keep failing
   or when they fail again after recovering, with the number of records lost so far; one INFO line
-  "works again" once a flush has really written records (a flush of an empty buffer proves
-  nothing).
+  "works again" once a flush has really written records to the file that failed (a flush of an
+  empty buffer proves nothing; the log and its rejected sidecar fail and recover each on its own).
 - `lost` can be read at any time (plain ints: safe from another thread). At the end the owner
   says it: `autorec record` prints "NOT WRITTEN (disk/I-O errors): N records" in its summary and
   exits 1; `EventRecorder.stop()` closes the log and then raises `RecorderDiskError` (with `.lost`
