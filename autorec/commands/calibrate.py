@@ -231,16 +231,13 @@ def _measure_log(args, ruleset, meter, idle: float) -> int:
         return _fail(f"cannot read {path}: {exc.strerror or exc}", 1)
     meter.outputs(pipeline.finish())
     meter.phase(None)
-    # Read as `run --log` reads a log (autorec.runs.backtest): not a log at all fails, a damaged one is
-    # measured up to the damage, and says so.
-    if source.corrupt is not None and source.records == 0:
-        return _fail(f"{path} is not an upstream log: {source.corrupt.reason}", 1)
+    # Read as `run --log` reads a log: not a log at all fails, a damaged one is measured up to the damage.
+    not_a_log = source.not_a_log()
+    if not_a_log is not None:
+        return _fail(not_a_log, 1)
     if source.records == 0:
         return _fail(f"{path} holds no records", 1)
-    if source.truncated is not None:
-        log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
-    if source.corrupt is not None:
-        log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
+    source.warn_if_cut()
     return 0
 
 
