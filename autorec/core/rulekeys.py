@@ -162,7 +162,13 @@ class Key:
             return self.default_value()
         if value is False and self.choices is not None and "off" in self.choices:
             value = "off"  # YAML 1.1 reads a bare `off` as false; accept it as the user meant it
-        result = (parse or self.parse)(value)
+        try:
+            result = (parse or self.parse)(value)
+        except ValueError as exc:
+            if isinstance(value, bool) and self.kind != "bool":  # `got False` where the user wrote `off` or `no`
+                instead = "; write null for none" if self.nullable else ""
+                raise ValueError(f"{exc} (YAML reads a bare on/off, yes/no as true/false{instead})") from None
+            raise
         self.check(result, value)
         return result
 
