@@ -353,6 +353,26 @@ def test_a_log_measures_idle_and_the_protocol_steps(tmp_path: Path, capsys) -> N
     assert "no drop moves were measured" in out and "0 move(s)" in out
 
 
+def test_a_file_that_is_not_a_log_is_said_to_be_one_as_run_log_says_it(tmp_path: Path, capsys) -> None:
+    """`calibrate --log` reads a log as `run --log` does: a file that is no log at all is named as such
+    (it said 'holds no records'), and a log cut off or damaged midway is measured up to there, with a warning."""
+    rules = str(REPO / "rules" / "missed-move.yaml")
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    code, _out, err = calibrate(capsys, "--rules", rules, "--log", str(junk))
+    assert code == 1 and err.strip() == f"autorec calibrate: {junk} is not an upstream log: " + (
+        "record length 3774863615 exceeds the 67108864-byte cap"
+    ), err
+    log = tmp_path / "steps.bin"
+    steps = "board: misl_v4.1\ndrops: [[2, 2]]\ntimeline:\n  - idle: 30s\n  - burst: {moves: 4}\n  - idle: 30s\n"
+    write_sim_log(log, steps, 70.0, fps=0, text=True)
+    with log.open("ab") as f:
+        f.write(b"\xff\xff\xff\xff damage")
+    code, out, err = calibrate(capsys, "--rules", rules, "--log", str(log), "--idle", "20s")
+    assert code == 0 and "4 move(s)" in out, err
+    assert f"{log}: stopped at offset " in err and "exceeds the 67108864-byte cap" in err, err
+
+
 def test_a_drop_that_does_not_follow_ends_the_moves_with_everything_off(capsys) -> None:
     # The simulator's `stuck` fault: the next commanded move does not happen.
     code, out, err = calibrate(

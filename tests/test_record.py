@@ -118,6 +118,18 @@ def test_existing_rejected_sidecar_is_refused_too(tmp_path: Path, capsys) -> Non
     assert not out.exists()
 
 
+def test_a_stale_sidecar_that_cannot_be_replaced_is_named_and_the_log_left_alone(tmp_path: Path, capsys) -> None:
+    """--force replaces OUT and its stale OUT.rejected: when the sidecar cannot be removed (here a
+    directory), the error names it, not OUT, and OUT is not truncated for a recording that never starts."""
+    out = tmp_path / "rec.bin"
+    out.write_bytes(b"\x00\x00\x00\x00")  # one empty record
+    Path(f"{out}.rejected").mkdir()
+    assert main(["record", "--uri", "ws://127.0.0.1:9", "--force", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"autorec record: cannot open {out}.rejected: ") and err.count("\n") == 1, err
+    assert out.read_bytes() == b"\x00\x00\x00\x00"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--duration", "ten minutes"], "--duration"), (["--uri", "http://x"], "not a websocket URI")],
@@ -183,6 +195,25 @@ def test_disk_trouble_is_reported_once_then_rate_limited(caplog) -> None:
             "ERROR still cannot write out.bin: No space left on device; 260 records lost so far",
             "ERROR still cannot write out.bin: No space left on device; 320 records lost so far",
         ]
+        caplog.clear()
+        # Each file fails and recovers on its own: a sidecar that cannot be opened is not cured by the
+        # log's writes, and a full disk that the log recovers from is said to be over for the log.
+        trouble = DiskTrouble(Path("out.bin"), repeat=0.0, clock=lambda: now[0])
+        sidecar = (Path("out.bin.rejected"), "not appending: bad record header")
+        trouble.failed(OSError(84, "x"), lost=1, failure=sidecar)
+        trouble.wrote(lost=1)  # the log took records
+        trouble.failed(full, lost=2)
+        trouble.wrote(lost=2)
+        assert trouble.failing == (Path("out.bin.rejected"),)
+        trouble.wrote(lost=2, path=Path("out.bin.rejected"))
+        assert trouble.failing == ()
+        assert lines() == [
+            "ERROR cannot write out.bin.rejected: not appending: bad record header; recording continues, 1 records"
+            " lost so far",
+            "ERROR cannot write out.bin: No space left on device; recording continues, 2 records lost so far",
+            "INFO writing to out.bin works again (2 records lost so far)",
+            "INFO writing to out.bin.rejected works again (2 records lost so far)",
+        ]
 
 
 def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk: Path, capsys) -> None:
@@ -192,3 +223,18 @@ def test_disk_full_never_claims_writes_work_again(upstream_log: Path, full_disk:
         assert main(["record", "--uri", server.uri, "--duration", "2.5s", "--force", str(full_disk)]) == 1
     err = capsys.readouterr().err
     assert err.count("No space left on device") == 1 and "works again" not in err, err
+
+
+def test_a_sidecar_that_cannot_be_appended_to_is_named_with_its_cause(stream_log: Path, tmp_path: Path, capsys) -> None:
+    """A rejected frame whose sidecar is not a log: the line names the sidecar (the log is fine) and says why."""
+    payloads = fixture_payloads(stream_log)[:3]
+    out = tmp_path / "rec.bin"
+    out.write_bytes(b"")
+    Path(f"{out}.rejected").write_bytes(b"\xff\xff\xff\xff not a log")
+    with EventServer(greeting=[*payloads, b"\x07garbage"]) as server:
+        assert main(["record", "--uri", server.uri, "--duration", "1s", "--append", str(out)]) == 1
+    assert records(out) == payloads  # the log itself was written
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "cannot write" in line)
+    assert f"cannot write {out}.rejected: not appending: bad record header" in line, err
+    assert "works again" not in err, err  # the log's flushes say nothing of the sidecar

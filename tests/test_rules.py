@@ -426,6 +426,32 @@ def test_a_bare_number_names_the_unit_it_was_read_in(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: m, trigger: movement, post_roll: 300}\n")
     [warning] = load_rules(path).warnings
     assert "post_roll: warning: 300 is read as 300 s" in warning and "write 300ms for milliseconds" in warning
+    # Too large a bare number may have meant milliseconds; too small a one did not (`0ms` is still 0).
+    path = write_rules(tmp_path, "output: {timelapse: 90000}\nrules:\n  - {name: m, trigger: movement}\n")
+    with pytest.raises(ConfigError, match=r"timelapse: must be at most 1d, got 90000 \(90000 s: a bare number is sec"):
+        load_rules(path)
+    for text in ("output: {timelapse: 0}", "output: {keep: 0}", "segments: {max_length: 0.5}"):
+        path = write_rules(tmp_path, text + "\nrules:\n  - {name: m, trigger: movement}\n")
+        with pytest.raises(ConfigError) as info:
+            load_rules(path)
+        assert "ms for milliseconds" not in str(info.value), str(info.value)
+
+
+def test_a_bare_off_where_no_off_is_allowed_says_how_yaml_read_it(tmp_path):
+    """`keep: off` reaches the loader as false: the error says why it says `got False`, and what
+    turns the key off instead when something does."""
+    path = write_rules(tmp_path, "output: {keep: off}\nrules:\n  - {name: m, trigger: movement}\n")
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert str(info.value).endswith(
+        "output.keep: expected a duration like 10s, got False (YAML reads a bare on/off, yes/no as true/false;"
+        " write null for none)"
+    ), str(info.value)
+    path = write_rules(tmp_path, "alerts: {alert_after: no}\nrules:\n  - {name: m, trigger: movement}\n")
+    with pytest.raises(
+        ConfigError, match=r"alert_after: .*got False \(YAML reads a bare on/off, yes/no as true/false\)$"
+    ):
+        load_rules(path)
 
 
 def test_set_offers_the_rule_it_probably_meant(tmp_path):

@@ -231,8 +231,13 @@ def _measure_log(args, ruleset, meter, idle: float) -> int:
         return _fail(f"cannot read {path}: {exc.strerror or exc}", 1)
     meter.outputs(pipeline.finish())
     meter.phase(None)
+    # Read as `run --log` reads a log: not a log at all fails, a damaged one is measured up to the damage.
+    not_a_log = source.not_a_log()
+    if not_a_log is not None:
+        return _fail(not_a_log, 1)
     if source.records == 0:
         return _fail(f"{path} holds no records", 1)
+    source.warn_if_cut()
     return 0
 
 

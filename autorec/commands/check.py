@@ -155,17 +155,11 @@ def _triggers() -> dict[str, Any]:
 
 
 def _option_lines(trigger: str, option: Any) -> list[str]:
-    limits = [
-        f">= {option.min:g}" if option.min is not None else "",
-        f"<= {option.max:g}" if option.max is not None else "",
-    ]
-    if option.choices is not None:
-        limits.append("one of " + ", ".join(map(str, option.choices)))
     unit = {"duration": " (s)", "size": " (B)"}.get(option.type, "")
     default = (
         "required" if option.required else "none" if option.default is None else _value(option.type, option.default)
     )
-    words = "; ".join(x for x in limits if x)
+    words = "; ".join(option.limits())
     lines = [f"{trigger}.{option.name}  {option.type}{unit}  default {default}" + (f"  [{words}]" if words else "")]
     if option.help:
         lines.append(f"    {option.help}")

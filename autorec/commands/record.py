@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc.filename} exists; use --append to add to it or --force to replace it", file=sys.stderr)
         return 2
     except OSError as exc:  # nothing recorded yet: a missing directory, a directory, a corrupt log to --append to
-        print(f"{prog}: cannot open {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        # The file it is about: OUT, or OUT.rejected (a stale one that --force cannot remove).
+        print(f"{prog}: cannot open {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return run_main(lambda stop: _record(capture, stop), duration=duration, interrupted=1)
 

@@ -98,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
     except SweepError as exc:
         print(f"autorec tune: {exc}", file=sys.stderr)
         return 2
-    if source.corrupt is not None and source.records == 0:
-        print(f"autorec tune: {path} is not an upstream log: {source.corrupt.reason}", file=sys.stderr)
+    not_a_log = source.not_a_log()
+    if not_a_log is not None:
+        print(f"autorec tune: {not_a_log}", file=sys.stderr)
         return 1
+    source.warn_if_cut()
     print(f"{args.rule}.{option} on {path} ({format_size(source.bytes)}):")
     print(f"{'threshold':>12}  {'segments':>8}  {'kept':>10}  {'kept %':>7}")
     for r in rows:

@@ -162,7 +162,13 @@ class Key:
             return self.default_value()
         if value is False and self.choices is not None and "off" in self.choices:
             value = "off"  # YAML 1.1 reads a bare `off` as false; accept it as the user meant it
-        result = (parse or self.parse)(value)
+        try:
+            result = (parse or self.parse)(value)
+        except ValueError as exc:
+            if isinstance(value, bool) and self.kind != "bool":  # `got False` where the user wrote `off` or `no`
+                instead = "; write null for none" if self.nullable else ""
+                raise ValueError(f"{exc} (YAML reads a bare on/off, yes/no as true/false{instead})") from None
+            raise
         self.check(result, value)
         return result
 
@@ -226,16 +232,17 @@ class Key:
         if not isinstance(result, (int, float)) or isinstance(result, bool):
             return
         got = f"got {show_written(value)}"
+        too_large = got  # a bare number above a duration's limit may have meant milliseconds (not one below it)
         if self.kind == "duration" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            got += f" ({result:g} s: a bare number is seconds; write {result:g}ms for milliseconds)"
+            too_large += f" ({result:g} s: a bare number is seconds; write {result:g}ms for milliseconds)"
         if self.above is not None and not result > self.above:
             raise ValueError(f"must be more than {self.show_limit(self.above)}, {got}")
         if self.min is not None and result < self.min:
             raise ValueError(f"must be at least {self.show_limit(self.min)}, {got}")
         if self.below is not None and not result < self.below:
-            raise ValueError(f"must be below {self.show_limit(self.below)}, {got}")
+            raise ValueError(f"must be below {self.show_limit(self.below)}, {too_large}")
         if self.max is not None and result > self.max:
-            raise ValueError(f"must be at most {self.show_limit(self.max)}, {got}")
+            raise ValueError(f"must be at most {self.show_limit(self.max)}, {too_large}")
         if self.step is not None and result % self.step:
             raise ValueError(f"must be a multiple of {self.show_limit(self.step)}, {got}")
 

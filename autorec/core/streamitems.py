@@ -73,8 +73,9 @@ class StreamListener:
     """Base class for things that watch the stream. Override what you need.
 
     Times are stream time. The one exception: before the stream has given any time (a rig that
-    never answered), `tick`, `connected` and `disconnected` come with the local wall clock, so
-    that "no stream yet" can still be timed. Offline (a log) there are no ticks."""
+    never answered), `tick`, `connected`, `disconnected` and `floor_crossed` come with the local
+    wall clock, so that "no stream yet" (or a disk full before it) can still be timed. Offline (a
+    log) there are no ticks."""
 
     def connected(self, t: float) -> None:
         """The source (re)connected."""

@@ -28,8 +28,8 @@ Disk-error policy (disk full, I/O error), the same for the command and the libra
 - One ERROR line (logger `autorec.io.capture`) when writes start failing, naming the file and the
   cause. After that at most one line every `report_every` s (60 s), while writes keep failing
   or when they fail again after recovering, with the number of records lost so far; one INFO line
-  "works again" once a flush has really written records (a flush of an empty buffer proves
-  nothing).
+  "works again" once a flush has really written records to the file that failed (a flush of an
+  empty buffer proves nothing; the log and its rejected sidecar fail and recover each on its own).
 - `lost` can be read at any time (plain ints: safe from another thread). At the end the owner
   says it: `autorec record` prints "NOT WRITTEN (disk/I-O errors): N records" in its summary and
   exits 1; `EventRecorder.stop()` closes the log and then raises `RecorderDiskError` (with `.lost`
@@ -65,7 +65,8 @@ class CaptureLog:
     flushed at least every `flush_interval` seconds of writing, and by
     `flush()`/`close()`. Write errors surface as `LogWriteError` (the files
     still end on whole records; `lost` counts what could not be written,
-    including rejected frames whose sidecar could not be opened).
+    including rejected frames whose sidecar could not be opened; `failure` is
+    the file and cause of the last failed write, for the error line).
 
     With mode "new" an existing sidecar is refused like an existing log; with
     "overwrite" a stale sidecar of the replaced log is removed.
@@ -77,15 +78,17 @@ class CaptureLog:
         self.mode = mode
         if mode == "new" and self.rejected_path.exists():
             raise FileExistsError(errno.EEXIST, "rejected-frames file already exists", str(self.rejected_path))
-        self.log = LogWriter(self.path, mode)
-        if mode == "overwrite":
+        if mode == "overwrite":  # first: a sidecar that cannot be removed must not cost the log it belongs to
             self.rejected_path.unlink(missing_ok=True)
+        self.log = LogWriter(self.path, mode)
         self._rejected: LogWriter | None = None
         self._rejected_unopened = 0  # rejected frames lost because the sidecar could not be opened
         self.flush_interval = flush_interval
         self._last_flush = time.monotonic()
         self.messages = 0  # parsed frames handed to the log
         self.rejected = 0  # frames handed to the sidecar
+        # The file and cause of the last failed write: the log, or the sidecar while the log is fine.
+        self.failure: tuple[Path, str] | None = None
 
     @property
     def lost(self) -> int:
@@ -101,15 +104,16 @@ class CaptureLog:
     def bytes(self) -> int:
         return self.log.bytes
 
-    @property
-    def written(self) -> int:
-        """Records durably handed to the OS so far (log and rejected sidecar)."""
-        return self.log.records + (self._rejected.records if self._rejected else 0)
+    def written_to(self, path: Path) -> int:
+        """Records durably handed to the OS so far in `path` (the log or the rejected sidecar)."""
+        if path == self.path:
+            return self.log.records
+        return self._rejected.records if self._rejected is not None and path == self.rejected_path else 0
 
     def write(self, message: Message) -> None:
         if message.rejected is None:
             self.messages += 1
-            self.log.write(message.payload)
+            self._on(self.log, LogWriter.write, message.payload)
         else:
             self.rejected += 1
             if self._rejected is None:
@@ -118,8 +122,9 @@ class CaptureLog:
                 except OSError as exc:  # e.g. a corrupt sidecar to append to: this frame is lost, not the recording
                     self._rejected_unopened += 1
                     reason = exc.strerror or str(exc)
+                    self.failure = (self.rejected_path, reason)
                     raise LogWriteError(exc.errno, f"{self.rejected_path}: 1 record(s) not written: {reason}") from exc
-            self._rejected.write(message.payload)
+            self._on(self._rejected, LogWriter.write, message.payload)
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
 
@@ -133,64 +138,82 @@ class CaptureLog:
     def _both(self, action: Callable[[LogWriter], None]) -> None:
         """`action` on the log, then on the sidecar even if the log's failed; the first error is raised."""
         error: OSError | None = None
+        failure = None
         for writer in (self.log, self._rejected):
             if writer is None:
                 continue
             try:
-                action(writer)
+                self._on(writer, action)
             except OSError as exc:
-                error = error or exc
+                if error is None:
+                    error, failure = exc, self.failure
         if error is not None:
+            self.failure = failure  # the one raised
             raise error
+
+    def _on(self, writer: LogWriter, action: Callable[..., None], *args: object) -> None:
+        """`action(writer, *args)`; when it fails, `failure` says which file and why."""
+        try:
+            action(writer, *args)
+        except OSError as exc:
+            # A LogWriteError's text repeats the file and the count; the errno says the cause alone.
+            self.failure = (writer.path, os.strerror(exc.errno) if exc.errno else str(exc))
+            raise
 
 
 class DiskTrouble:
     """The disk-error lines of a capture (the policy in the module docstring).
 
-    `failed(exc, lost)` for every failed write, `wrote(lost)` for every one that
-    really wrote records. The first failure is logged at once; after any logged
-    line the next one comes `repeat` s later at the earliest: a disk that keeps
-    failing gets a "still" line with the records lost so far, one that fails and
-    recovers over and over gets the count of failures in between. "Works again" is
-    logged only when the failure it ends was.
+    `failed(exc, lost, failure)` for every failed write, `wrote(lost, path)` for every
+    one that really wrote records to `path`. Each file (the log, its rejected sidecar)
+    is failing or not on its own: the log's writes say nothing of a sidecar that cannot
+    be opened. The first failure is logged at once; after any logged line the next
+    one comes `repeat` s later at the earliest: a disk that keeps failing gets a
+    "still" line with the records lost so far, one that fails and recovers over and
+    over gets the count of failures in between. "Works again" is logged only when the
+    failure it ends was.
     """
 
     def __init__(self, path: Path, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
         self.path, self.repeat = path, repeat
         self.clock = clock or time.monotonic
-        self.failing = False
         self.cause: str | None = None  # the last failure's cause, e.g. "No space left on device"
-        self._reported = False  # the current failure was logged
+        self.failed_path = path  # the file the last failure was in (the log, or its rejected sidecar)
+        self._failing: dict[Path, bool] = {}  # the files whose writes fail now -> that failure was logged
         self._last_log: float | None = None
         self._unreported = 0  # failures that began since the last logged line
 
-    def failed(self, exc: OSError, lost: int) -> None:
-        self.cause = os.strerror(exc.errno) if exc.errno else str(exc)
-        began = not self.failing
-        self.failing = True
+    @property
+    def failing(self) -> tuple[Path, ...]:
+        """The files whose writes fail now (empty: all is well)."""
+        return tuple(self._failing)
+
+    def failed(self, exc: OSError, lost: int, failure: tuple[Path, str] | None = None) -> None:
+        """A write failed; `failure` (file, cause) when known better than the log's path and `exc`'s errno."""
+        path, self.cause = failure or (self.path, os.strerror(exc.errno) if exc.errno else str(exc))
+        self.failed_path = path
+        began = path not in self._failing
         if began:
-            self._reported = False
+            self._failing[path] = False
         now = self.clock()
         if self._last_log is not None and now - self._last_log < self.repeat:
             if began:
                 self._unreported += 1
             return
-        if self._reported:
-            log.error("still cannot write %s: %s; %d records lost so far", self.path, self.cause, lost)
+        if self._failing[path]:
+            log.error("still cannot write %s: %s; %d records lost so far", path, self.cause, lost)
         else:
             more = f"; {self._unreported} more failure(s) since the last report" if self._unreported else ""
             log.error(
-                "cannot write %s: %s; recording continues, %d records lost so far%s", self.path, self.cause, lost, more
+                "cannot write %s: %s; recording continues, %d records lost so far%s", path, self.cause, lost, more
             )
-        self._last_log, self._unreported, self._reported = now, 0, True
+        self._last_log, self._unreported, self._failing[path] = now, 0, True
 
-    def wrote(self, lost: int) -> None:
-        """A write really wrote records."""
-        if not self.failing:
-            return
-        self.failing = False
-        if self._reported:
-            log.info("writing to %s works again (%d records lost so far)", self.path, lost)
+    def wrote(self, lost: int, path: Path | None = None) -> None:
+        """A write really wrote records to `path` (the log by default)."""
+        path = path or self.path
+        if self._failing.pop(path, False):
+            log.info("writing to %s works again (%d records lost so far)", path, lost)
 
 
 class StreamCapture:
@@ -331,11 +354,15 @@ class StreamCapture:
         """Run a write/flush/close of the log under the disk-error policy: never raises OSError."""
         capture_log = self.log
         assert capture_log is not None
-        before = capture_log.written
+        # A failing file works again when it takes records (the log's flushes prove nothing about a
+        # sidecar that cannot be opened, nor the sidecar's about the log).
+        failing = self.trouble.failing
+        before = [capture_log.written_to(path) for path in failing]
         try:
             action(*args)
         except OSError as exc:
-            self.trouble.failed(exc, capture_log.lost)
+            self.trouble.failed(exc, capture_log.lost, capture_log.failure)
             return
-        if capture_log.written > before:
-            self.trouble.wrote(capture_log.lost)
+        for path, records in zip(failing, before, strict=True):
+            if capture_log.written_to(path) > records:
+                self.trouble.wrote(capture_log.lost, path)

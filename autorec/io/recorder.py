@@ -154,7 +154,7 @@ class _Capture(StreamCapture):
         error = self.error
         if error is None and self.lost:
             error = RecorderDiskError(
-                f"{self.lost} record(s) could not be written to {self.path} ({self.trouble.cause}); "
+                f"{self.lost} record(s) could not be written to {self.trouble.failed_path} ({self.trouble.cause}); "
                 "the recording went on and the log ends on a whole record",
                 path=self.path,
             )
@@ -279,8 +279,8 @@ class EventRecorder(_RecorderBase):
             thread.join(capture.source.close_timeout + 5)
         if thread.is_alive():
             return
+        self._last = capture  # first: `count` and `lost` read `_capture or _last` from any thread
         self._capture = self._thread = None
-        self._last = capture
         capture.outcome()
 
     def start(self, path: str | os.PathLike[str]) -> None:
@@ -330,8 +330,8 @@ class EventRecorder(_RecorderBase):
             thread.join(timeout)
             if thread.is_alive():
                 raise _stop_timeout(capture, timeout)
+            self._last = capture  # first: `count` and `lost` read `_capture or _last` from any thread
             self._capture = self._thread = None
-            self._last = capture
             _running.discard(self)
             return capture.outcome()
 
@@ -361,8 +361,8 @@ class AsyncEventRecorder(_RecorderBase):
     async def start(self, path: str | os.PathLike[str]) -> None:
         capture, task = self._capture, self._task
         if capture is not None and task is not None and task.done():
+            self._last = capture  # first: `count` and `lost` read `_capture or _last` from any thread
             self._capture = self._task = None
-            self._last = capture
             capture.outcome()
         capture = self._new_capture(path)
         ready = asyncio.Event()
@@ -388,8 +388,8 @@ class AsyncEventRecorder(_RecorderBase):
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             raise _stop_timeout(capture, timeout)
+        self._last = capture  # first: `count` and `lost` read `_capture or _last` from any thread
         self._capture = self._task = None
-        self._last = capture
         return capture.outcome()
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -80,14 +80,11 @@ def backtest(ruleset: RuleSet, path: Path, out: Path, *, dry_run: bool, jobs: in
     sink.close()
     if score_log is not None:
         score_log.close()
-    if source.truncated is not None:
-        log.warning("%s ends inside a record at offset %d (cut off); read up to there", path, source.truncated.offset)
-    if source.corrupt is not None:
-        if source.records == 0:
-            # Not a log at all (a JPEG, a text file): say so and fail, as `autorec info` does.
-            print(f"autorec run: {path} is not an upstream log: {source.corrupt.reason}", file=sys.stderr)
-            return 1
-        log.warning("%s: stopped at offset %d: %s", path, source.corrupt.offset, source.corrupt.reason)
+    not_a_log = source.not_a_log()
+    if not_a_log is not None:  # say so and fail, as `autorec info` does
+        print(f"autorec run: {not_a_log}", file=sys.stderr)
+        return 1
+    source.warn_if_cut()
     if dispatcher.stats.rejected:
         log.warning("%s: %d record(s) that are not PurpleDropEvents skipped", path, dispatcher.stats.rejected)
     tl = core.timeline

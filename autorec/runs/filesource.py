@@ -7,11 +7,13 @@ pipeline runs its timeline on the events' own timestamps). Records that do not p
 set, as the live source does, so the pipeline counts them the same way.
 
 After iteration, `truncated` / `corrupt` say why the log ended early (see
-`autorec.io.logfile.LogReader`); `bytes` is the size of what was read.
+`autorec.io.logfile.LogReader`); `bytes` is the size of what was read. `not_a_log()` and
+`warn_if_cut()` say it alike for every command that reads a log (`run --log`, `tune`, `calibrate`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -23,6 +25,8 @@ from autorec.io.logfile import Corruption, LogReader, Truncation
 
 if TYPE_CHECKING:
     from autorec.runs.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
 
 
 class FileSource:
@@ -45,6 +49,22 @@ class FileSource:
     @property
     def bytes(self) -> int:
         return self._reader.end_offset
+
+    def not_a_log(self) -> str | None:
+        """After iteration: why the file is no log at all (not one record read before a bad header: a
+        JPEG, a text file), as a message for the command to fail with; None when it is a log."""
+        if self.corrupt is not None and self.records == 0:
+            return f"{self.path} is not an upstream log: {self.corrupt.reason}"
+        return None
+
+    def warn_if_cut(self) -> None:
+        """After iteration: a WARNING line where a log cut off or damaged midway stopped being read."""
+        if self.truncated is not None:
+            log.warning(
+                "%s ends inside a record at offset %d (cut off); read up to there", self.path, self.truncated.offset
+            )
+        if self.corrupt is not None and self.records:
+            log.warning("%s: stopped at offset %d: %s", self.path, self.corrupt.offset, self.corrupt.reason)
 
     def __iter__(self) -> Iterator[Message]:
         decode, peek = events.decode, events.peek_kind

@@ -96,19 +96,26 @@ class Option:
     def required(self) -> bool:
         return self.default is REQUIRED
 
+    def limits(self) -> list[str]:
+        """The declared limits in words (`>= 1`, `<= 255`, `one of drive, scan`), as `autorec plugins`,
+        `autorec check --explain` and the triggers' reference page show them."""
+        out = []
+        if self.min is not None:
+            out.append(f">= {self.min:g}")
+        if self.max is not None:
+            out.append(f"<= {self.max:g}")
+        if self.choices is not None:
+            out.append("one of " + ", ".join(map(str, self.choices)))
+        return out
+
     def describe(self) -> str:
-        """One line for `autorec plugins` / `autorec check`."""
+        """One line for `autorec plugins` and the loader's missing-option error."""
         parts = [f"{self.name}: {self.type}"]
         if not self.required:
             parts.append(f"default {self.default!r}")
         else:
             parts.append("required")
-        if self.min is not None:
-            parts.append(f">= {self.min}")
-        if self.max is not None:
-            parts.append(f"<= {self.max}")
-        if self.choices is not None:
-            parts.append("one of " + ", ".join(map(str, self.choices)))
+        parts += self.limits()
         text = ", ".join(parts)
         return f"{text}  {self.help}".rstrip()
 

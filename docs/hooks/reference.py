@@ -95,15 +95,7 @@ def triggers_reference() -> str:
         out.append(f"## `{name}`\n\n{_escape(doc)}\n")
         out.append("| option | type | default | limits | meaning |\n|---|---|---|---|---|")
         for o in cls.options:
-            limits = ", ".join(
-                x
-                for x in (
-                    f">= {o.min:g}" if o.min is not None else "",
-                    f"<= {o.max:g}" if o.max is not None else "",
-                    "one of " + ", ".join(map(str, o.choices)) if o.choices is not None else "",
-                )
-                if x
-            )
+            limits = ", ".join(o.limits())
             default = "required" if o.required else f"`{o.default!r}`"
             out.append(f"| `{o.name}` | {o.type} | {_escape(default)} | {_escape(limits)} | {_escape(o.help)} |")
         out.append("")
