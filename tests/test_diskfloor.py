@@ -49,7 +49,7 @@ def test_transitions_fire_once_each_way_with_hysteresis():
     assert floor.update(5000, 10**6) is None
     change = floor.update(999, 10**6)
     assert change is not None and change.state == "below" and change.floor_bytes == 1000
-    assert floor.below and floor.times_below == 1
+    assert floor.below
     # Still below, then just above the floor but inside the margin: no flapping.
     assert floor.update(10, 10**6) is None
     assert floor.update(1050, 10**6) is None
@@ -58,22 +58,12 @@ def test_transitions_fire_once_each_way_with_hysteresis():
     assert change is not None and change.state == "above"
     assert not floor.below
     assert floor.update(999, 10**6).state == "below"
-    assert floor.times_below == 2
 
 
 def test_percentage_floor_follows_filesystem_size():
     floor = DiskFloor(MinFree.parse("10%"))
     assert floor.update(11, 100) is None
     assert floor.update(9, 100).state == "below"
-
-
-def test_force_below_after_enospc():
-    floor = DiskFloor(MinFree(bytes=100, fraction=0.0), margin_fraction=0.0)
-    floor.update(10**6, 10**7)
-    change = floor.force_below()
-    assert change is not None and change.state == "below"
-    assert floor.force_below() is None  # already below: one alert only
-    assert floor.update(10**6, 10**7).state == "above"
 
 
 def test_disk_usage_reads_statvfs(tmp_path):

@@ -111,37 +111,37 @@ class Dispatcher:
     def receive(self, item: Message | Connected | Disconnected) -> None:
         if self.floor_sampler is not None or self._delivering:
             self._before_input()
-        self.deliver(self.pipeline.receive(item))
+        self._hand_out(self.pipeline.receive(item))
 
     def message(self, msg: Message) -> None:
         if self.floor_sampler is not None or self._delivering:
             self._before_input()
-        self.deliver(self.pipeline.message(msg))
+        self._hand_out(self.pipeline.message(msg))
 
     def tick(self, monotonic: float, wall: float | None = None) -> None:
         self._before_input()
-        self.deliver(self.pipeline.tick(monotonic, wall))
+        self._hand_out(self.pipeline.tick(monotonic, wall))
 
     def connected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         self._before_input()
-        self.deliver(self.pipeline.connected(monotonic, wall))
+        self._hand_out(self.pipeline.connected(monotonic, wall))
 
     def disconnected(self, monotonic: float | None = None, wall: float | None = None) -> None:
         self._before_input()
-        self.deliver(self.pipeline.disconnected(monotonic, wall))
+        self._hand_out(self.pipeline.disconnected(monotonic, wall))
 
     def finish(self, reason: str | None = None) -> None:
         self._before_input()
-        self.deliver(self.pipeline.finish(reason))
+        self._hand_out(self.pipeline.finish(reason))
 
     def reload(self, ruleset: RuleSet) -> None:
         self._before_input()
-        self.deliver(self.pipeline.reload(ruleset))
+        self._hand_out(self.pipeline.reload(ruleset))
 
     def floor_crossed(self, below: bool, free_bytes: int, floor_bytes: int, *, wall: float) -> None:
         """Feed a disk floor crossing (see `Pipeline.floor_crossed`); the floor sampler's do come this way."""
         self._refuse_inside_delivery()
-        self.deliver(self.pipeline.floor_crossed(below, free_bytes, floor_bytes, wall=wall))
+        self._hand_out(self.pipeline.floor_crossed(below, free_bytes, floor_bytes, wall=wall))
 
     def _before_input(self) -> None:
         self._refuse_inside_delivery()
@@ -160,7 +160,7 @@ class Dispatcher:
             )
 
     # -- delivery --------------------------------------------------------------
-    def deliver(self, outputs: list[Output]) -> None:
+    def _hand_out(self, outputs: list[Output]) -> None:
         """Hand each output to whoever takes it, in order."""
         if not outputs:
             return

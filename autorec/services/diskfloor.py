@@ -56,7 +56,6 @@ class DiskFloor:
     min_free: MinFree = field(default_factory=MinFree)
     margin_fraction: float = DEFAULT_MARGIN_FRACTION
     below: bool = False
-    times_below: int = 0  # how often the floor was reached (a counter for the status file)
     last_free: int | None = None
     last_total: int | None = None
 
@@ -69,22 +68,11 @@ class DiskFloor:
         floor = self.floor_bytes(total_bytes)
         if not self.below and free_bytes < floor:
             self.below = True
-            self.times_below += 1
             return FloorChange("below", free_bytes, floor)
         if self.below and free_bytes >= floor + int(floor * self.margin_fraction):
             self.below = False
             return FloorChange("above", free_bytes, floor)
         return None
-
-    def force_below(self, free_bytes: int = 0) -> FloorChange | None:
-        """Enter the below-floor state now, e.g. after a write failed with ENOSPC."""
-        total = self.last_total or 0
-        if self.below:
-            return None
-        self.below = True
-        self.times_below += 1
-        self.last_free = free_bytes
-        return FloorChange("below", free_bytes, self.floor_bytes(total))
 
 
 def disk_usage(path: str | os.PathLike[str]) -> tuple[int, int]:
