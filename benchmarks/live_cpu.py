@@ -5,7 +5,14 @@
 Serves `autorec sim` (its own process, 10 fps camera, real time) and connects to
 it, at the same time and for the same minute:
 - upstream `pdrecord` (`--pdrecord PATH`, or on PATH: the issue's baseline), else `autorec record`
-  (writes every event, like pdrecord; the script says which one it used);
+  (writes every event, like pdrecord; the script says which one it used). pdrecord is one small
+  script (purpledrop/script/pd_record.py: websockets `recv()` and two `write`s per message); the
+  purpledrop package is not on PyPI and pulls gevent, flask and OpenCV, so run it from a checkout
+  of github.com/uwmisl/purpledrop-driver instead, through a wrapper script passed as PATH:
+      PYTHONPATH=CHECKOUT PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
+          exec .venv/bin/python -m purpledrop.script.pd_record "$@"
+  (its generated messages_pb2 predates protobuf 4; the pure-Python loader accepts it, and
+  pdrecord parses nothing unless -v). Measured beside it: `autorec record` costs 0.97-1.02x;
 - `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments); `--rules FILE`
   and `--set RULE.OPTION=VALUE` run another rule file or setting (e.g. rules/electrodes.yaml:
   the pipeline without camera analysis).
