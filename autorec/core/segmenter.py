@@ -238,6 +238,11 @@ class Segmenter:
     def open_rules(self) -> tuple[str, ...]:
         return tuple(self._open.rules) if self._open else ()
 
+    @property
+    def open_end(self) -> float | None:
+        """The open segment's current end (when its post-roll expires), or None."""
+        return self._open.end if self._open else None
+
     def open_holds(self, time: float) -> dict[str, float]:
         """For the open segment: each rule that fired in it, and how long its post-roll still holds the
         segment open at `time` (seconds, 0 once expired). Empty when no segment is open."""
