@@ -238,3 +238,30 @@ def test_a_sidecar_that_cannot_be_appended_to_is_named_with_its_cause(stream_log
     line = next(line for line in err.splitlines() if "cannot write" in line)
     assert f"cannot write {out}.rejected: not appending: bad record header" in line, err
     assert "works again" not in err, err  # the log's flushes say nothing of the sidecar
+
+
+def test_a_closed_stdout_under_verbose_stops_the_printing_not_the_recording(stream_log: Path, tmp_path: Path) -> None:
+    """`autorec record -v OUT | head -1`: once the reader is gone, the kinds are no longer printed;
+    every frame still reaches OUT, the summary does not fail on the closed pipe, exit 0."""
+    payloads = fixture_payloads(stream_log)[:60]
+    out = tmp_path / "rec.bin"
+    with EventServer() as server:
+        proc = start_record(server.uri, out, "-v")
+        try:
+            server.wait_for_clients(1, timeout=30)
+            server.broadcast(payloads[:1])
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip()  # the first kind, then the reader goes away
+            proc.stdout.close()
+            server.broadcast(payloads[1:])
+            wait_until(lambda: len(records(out)) == len(payloads), 30, "every frame on disk")
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert records(out) == payloads
+    assert "message kinds are no longer printed; the recording goes on" in stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

@@ -190,7 +190,7 @@ def test_the_status_line_shows_each_rules_latest_score() -> None:
     for i, volts in enumerate([60.0, 97.5]):
         dispatcher.message(message(hv(T0 + i, volts), received=T0 + i))
     assert dispatcher.pipeline.scores.latest["hv"].value == 97.5
-    assert StatusLine(dispatcher, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
+    assert StatusLine(dispatcher.view, None, stream=io.StringIO()).text(1.0).endswith("scores hv 97.5/100")
 
 
 def test_the_engine_collects_scores_and_drops_bad_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -82,7 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_kind(message: Message) -> None:
-    print(message.kind if message.rejected is None else f"rejected ({message.rejected})", flush=True)
+    try:
+        print(message.kind if message.rejected is None else f"rejected ({message.rejected})", flush=True)
+    except BrokenPipeError:
+        # `autorec record -v OUT | head`: the reader of the kinds went away, the recording goes on.
+        # stdout now goes nowhere, so neither this nor the summary nor the exit can fail on it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        log.warning("stdout was closed: message kinds are no longer printed; the recording goes on")
 
 
 async def _record(capture: StreamCapture, stop: StopRequest) -> int:

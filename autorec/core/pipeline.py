@@ -174,12 +174,13 @@ class FloorCrossed:
     floor_bytes: int
 
     def message(self) -> str:
+        """The words of the crossing: the disk_floor alert's text and, without listeners, the log line."""
         if self.below:
             return (
-                f"disk floor reached: {format_size(self.free_bytes)} free, below the "
-                f"{format_size(self.floor_bytes)} floor; no new segments until space returns"
+                f"disk floor reached: {format_size(self.free_bytes)} free, floor {format_size(self.floor_bytes)};"
+                " no new segments"
             )
-        return f"disk space back: {format_size(self.free_bytes)} free; recording segments again"
+        return f"disk space back: {format_size(self.free_bytes)} free, recording resumes"
 
 
 Output = (

@@ -22,13 +22,16 @@ import time as _time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from autorec.io.mainloop import StopRequest, run_main
-from autorec.runs.dispatch import Dispatcher
+from autorec.runs.dispatch import Dispatcher, PipelineView
 from autorec.runs.services import Services
 from autorec.services.diskfloor import disk_usage
 from autorec.units import format_size
+
+if TYPE_CHECKING:
+    from autorec.io.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class StatusLine:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        view: PipelineView,
         out_dir: Path | None,
         stream: TextIO | None = None,
         interval: float = 2.0,
@@ -56,7 +59,7 @@ class StatusLine:
         writer_stats: Callable[[], Any] | None = None,
         alerts: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.view = view  # the run's read-only view (the dispatcher's `view`)
         self.out_dir = out_dir
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -79,7 +82,7 @@ class StatusLine:
             log.info("heartbeat: %s", text)
 
     def text(self, now: float) -> str:
-        p = self.dispatcher.view
+        p = self.view
         scores = "  ".join(f"{rule} {s.value:.3g}/{s.threshold:.3g}" for rule, s in p.latest_scores().items())
         rate = (p.stats.messages - self._last_count) / max(now - self._last_mono, 1e-9)
         self._last_count, self._last_mono = p.stats.messages, now
@@ -171,7 +174,7 @@ async def feed_live(
             status.end()
 
 
-def reload_rules(dispatcher, services: Services) -> None:
+def reload_rules(dispatcher: Dispatcher, services: Services) -> None:
     """SIGHUP: load the rule file again; a valid one replaces the rules, an invalid one is reported and ignored."""
     from autorec.rules import ConfigError, load_rules
 
@@ -190,8 +193,8 @@ def reload_rules(dispatcher, services: Services) -> None:
 
 
 def live_main(
-    dispatcher,
-    writer,
+    dispatcher: Dispatcher,
+    writer: SegmentWriter,
     services: Services,
     uri: str,
     out: Path,
@@ -204,7 +207,7 @@ def live_main(
     from autorec.units import format_size
 
     status = StatusLine(
-        dispatcher,
+        dispatcher.view,
         out,
         log_every=dispatcher.ruleset.heartbeat,
         writer_stats=lambda: writer.stats,

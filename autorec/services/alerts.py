@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from autorec.core.pipeline import FloorCrossed
 from autorec.core.streamitems import StreamListener
 from autorec.readable import local_and_utc
-from autorec.units import format_duration, format_size
+from autorec.units import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +222,14 @@ class AlertMonitor:
         """Free space `free` is below `floor` at `t`: no new segment opens."""
         if DISK_FLOOR in self._active:
             return []
-        text = f"disk floor reached: {format_size(free)} free, floor {format_size(floor)}; no new segments"
+        text = FloorCrossed(t, True, free, floor).message()  # one wording, the pipeline's
         return [self._raise(DISK_FLOOR, DISK_FLOOR, t, t, text, {"free": free, "floor": floor})]
 
     def disk_floor_cleared(self, t: float, free: int) -> list[AlertAction]:
         """Free space is back above the floor at `t`: recording resumes."""
         if DISK_FLOOR not in self._active:
             return []
-        return [self._clear(DISK_FLOOR, t, f"disk space back: {format_size(free)} free, recording resumes")]
+        return [self._clear(DISK_FLOOR, t, FloorCrossed(t, False, free, 0).message())]
 
     def budget_change(self, change: Any) -> list[AlertAction]:
         """An `autorec.core.budget.Change` (budget spent or refilled, flapping or calm) as an alert action, once."""

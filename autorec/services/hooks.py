@@ -176,20 +176,20 @@ def validate_commands(event: str, commands: Any) -> list[tuple[str, ...]]:
         return []
     if isinstance(commands, str):
         raise HookConfigError(
-            f'{event}: expected an argv list like [gzip, -k, "{{path}}"], got a string {commands!r} '
+            f'expected an argv list like [gzip, -k, "{{path}}"], got a string {commands!r} '
             '(no shell is used; write [sh, -c, "..."] if you need one)'
         )
     if not isinstance(commands, list) or not commands:
-        raise HookConfigError(f"{event}: expected an argv list or a list of argv lists, got {commands!r}")
+        raise HookConfigError(f"expected an argv list or a list of argv lists, got {commands!r}")
     argvs = commands if all(isinstance(c, list) for c in commands) else [commands]
     result = []
     for argv in argvs:
         if not isinstance(argv, list) or not argv:
-            raise HookConfigError(f"{event}: expected a non-empty argv list, got {argv!r}")
+            raise HookConfigError(f"expected a non-empty argv list, got {argv!r}")
         items = []
         for item in argv:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-                raise HookConfigError(f"{event}: argv items must be strings, got {item!r}")
+                raise HookConfigError(f"argv items must be strings, got {item!r}")
             item = str(item)
             _check_template(item, PLACEHOLDERS[event])
             items.append(item)
