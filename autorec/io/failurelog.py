@@ -1,0 +1,79 @@
+"""The log lines about one thing that keeps failing (a file written, a connection refused): said once, then
+rate-limited, then "works again".
+
+A full disk fails every write, hundreds a second: the recorder's log must say so at once, then remind at
+most once every `every` seconds while it goes on, and say when writes work again, never one line per write.
+`FailureLog` owns that decision for every writer that can fail (the segment writer, the daily tracks, the
+score log, the journal, the status file, the whole-stream capture, the web guard); what a line says, and the
+counters it quotes (records lost so far...), stay with the caller.
+
+Contract:
+- `failed(message, still=None)` for every failure. It is logged at `level` (ERROR unless told) when it is
+  the first, or when `every` seconds of `clock` (monotonic; injectable for tests) have passed since the last
+  failure line: `message` if it begins a failure (the first, or the first since `worked()`), `still` (default
+  `message`) if the failure that was already said goes on. A line that comes after failures left unsaid ends
+  with "; N more failure(s) since the last line" (each `failed()` call counts) unless `count_unsaid=False`
+  (callers whose message quotes their own running count). True if the line was logged.
+- `worked(message, *args)` for every success that proves the thing works (a write that really wrote). If it ends a
+  failure that was said, `message` is logged at INFO and True returned; a failure never said (it began and
+  ended between two lines) is not said to be over either, so recoveries are rate-limited with the failures.
+- `failing` says whether the last call was `failed()`; `unsaid` counts the failures not logged since the
+  last line. Not thread-safe: one owner thread (each user calls it from its writing thread only).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+EVERY = 60.0  # seconds between two lines about one failing thing
+
+
+class FailureLog:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        every: float = EVERY,
+        level: int = logging.ERROR,
+        count_unsaid: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.every = every
+        self.level = level
+        self.count_unsaid = count_unsaid
+        self.clock = clock
+        self.failing = False
+        self.unsaid = 0  # failures since the last line that were not logged
+        self._said = False  # the failure going on now was logged (so its end is logged too)
+        self._said_at: float | None = None  # `clock` time of the last failure line
+
+    def failed(self, message: str, still: str | None = None) -> bool:
+        """A failure: logged now if due (see the module docstring); True if it was."""
+        self.failing = True
+        now = self.clock()
+        if self._said_at is not None and now - self._said_at < self.every:
+            self.unsaid += 1
+            return False
+        if still is not None and self._said:  # the failure that was said goes on
+            line = still
+        elif self.unsaid and self.count_unsaid:
+            line = f"{message}; {self.unsaid} more failure(s) since the last line"
+        else:
+            line = message
+        self.logger.log(self.level, "%s", line)
+        self._said_at, self._said, self.unsaid = now, True, 0
+        return True
+
+    def worked(self, message: str, *args: object) -> bool:
+        """A success: `message % args` logged at INFO if it ends a failure that was logged; True if it was.
+        (Formatted only then: a success is the common case, called per write.)"""
+        said = self.failing and self._said
+        self.failing = self._said = False
+        if said:
+            self.logger.info(message, *args)
+        return said
