@@ -65,7 +65,7 @@ class FailureLog:
             line = f"{message}; {self.unsaid} more failure(s) since the last line"
         else:
             line = message
-        self.logger.log(self.level, "%s", line)
+        self.logger.log(self.level, "%s", line, stacklevel=2)  # the line is the caller's
         self._said_at, self._said, self.unsaid = now, True, 0
         return True
 
@@ -75,5 +75,5 @@ class FailureLog:
         said = self.failing and self._said
         self.failing = self._said = False
         if said:
-            self.logger.info(message, *args)
+            self.logger.info(message, *args, stacklevel=2)
         return said
