@@ -22,7 +22,7 @@ before) and `wall` (the computer's clock). Lines are appended as the index's are
 is refused, never followed; a failed write leaves no half line). A failed
 write (full disk) is counted in `errors` and logged at most once a minute (a disk
 failing on and off is not a line per journal line; `autorec.io.failurelog`), then
-"written again"; it never reaches the recorder. Writes happen on the caller's thread: a few hundred bytes a minute,
+"works again"; it never reaches the recorder. Writes happen on the caller's thread: a few hundred bytes a minute,
 into the page cache.
 
 The reader is `autorec.report.night.read_journal` (with the index's).
@@ -79,7 +79,7 @@ class JournalFile:
                 f"(later lines are still tried; {self.errors} failed so far)"
             )
             return False
-        self._failures.worked("journal: %s is written again", self.path)
+        self._failures.worked("journal: writing to %s works again (%d failed so far)", self.path, self.errors)
         self.lines += 1
         return True
 
