@@ -76,6 +76,29 @@ def test_a_message_with_its_own_count_can_go_without_the_unsaid_count(lines) -> 
     assert lines() == ["ERROR refused (1 so far)", "ERROR refused (6 so far)"]
 
 
+def test_formats_are_formatted_only_when_said_and_a_finished_text_is_never_a_format(lines) -> None:
+    class Costly:
+        formatted = 0
+
+        def __str__(self) -> str:
+            Costly.formatted += 1
+            return "x.bin"
+
+    clock = Clock()
+    fails = FailureLog(LOGGER, every=60.0, clock=clock)
+    fails.failed("cannot write %s: %d%% full", Costly(), 100, still="still cannot write %s (%d%%)")
+    said_once = Costly.formatted  # (as often as the log's handlers format a record)
+    for _ in range(99):
+        fails.failed("cannot write %s: %d%% full", Costly(), 100, still="still cannot write %s (%d%%)")
+    assert Costly.formatted == said_once > 0  # the unsaid failures were never formatted
+    fails.failed("disk 100% full")  # a text, as is: no format
+    clock.now += 60.0
+    fails.failed("cannot write %s: %d%% full", Costly(), 100, still="still cannot write %s (%d%%)")
+    fails.worked("50% free again")
+    said = ["ERROR cannot write x.bin: 100% full", "ERROR still cannot write x.bin (100%)", "INFO 50% free again"]
+    assert lines() == said
+
+
 def test_every_zero_says_every_failure_and_a_new_log_is_quiet_until_told(lines) -> None:
     fails = FailureLog(LOGGER, every=0.0, clock=Clock())
     assert not fails.failing and not fails.worked("nothing failed: nothing to say")

@@ -8,7 +8,7 @@ score log, the journal, the status file, the whole-stream capture, the web guard
 counters it quotes (records lost so far...), stay with the caller.
 
 Contract:
-- `failed(message, still=None)` for every failure. It is logged at `level` (ERROR unless told) when it is
+- `failed(message, *args, still=None)` for every failure. It is logged at `level` (ERROR unless told) when it is
   the first, or when `every` seconds of `clock` (monotonic; injectable for tests) have passed since the last
   failure line: `message` if it begins a failure (the first, or the first since `worked()`), `still` (default
   `message`) if the failure that was already said goes on. A line that comes after failures left unsaid ends
@@ -52,20 +52,23 @@ class FailureLog:
         self._said = False  # the failure going on now was logged (so its end is logged too)
         self._said_at: float | None = None  # `clock` time of the last failure line
 
-    def failed(self, message: str, still: str | None = None) -> bool:
-        """A failure: logged now if due (see the module docstring); True if it was."""
+    def failed(self, message: str, *args: object, still: str | None = None) -> bool:
+        """A failure: logged now if due (see the module docstring); True if it was. With `args`, `message`
+        and `still` are %-formats of them, formatted only when logged (a flood of failures costs no text)."""
         self.failing = True
         now = self.clock()
         if self._said_at is not None and now - self._said_at < self.every:
             self.unsaid += 1
             return False
         if still is not None and self._said:  # the failure that was said goes on
-            line = still
-        elif self.unsaid and self.count_unsaid:
-            line = f"{message}; {self.unsaid} more failure(s) since the last line"
+            line, unsaid = still, 0
         else:
-            line = message
-        self.logger.log(self.level, "%s", line, stacklevel=2)  # the line is the caller's
+            line, unsaid = message, self.unsaid if self.count_unsaid else 0
+        if not args:  # a finished text: a "%" in it (an error's own text) is not a format
+            line, args = "%s", (line,)
+        if unsaid:
+            line, args = f"{line}; %d more failure(s) since the last line", (*args, unsaid)
+        self.logger.log(self.level, line, *args, stacklevel=2)  # the line is the caller's
         self._said_at, self._said, self.unsaid = now, True, 0
         return True
 
