@@ -104,3 +104,21 @@ def test_every_zero_says_every_failure_and_a_new_log_is_quiet_until_told(lines) 
     assert not fails.failing and not fails.worked("nothing failed: nothing to say")
     assert fails.failed("a") and fails.failed("b", still="b goes on") and fails.failed("c")
     assert lines() == ["ERROR a", "ERROR b goes on", "ERROR c"]
+
+
+def test_siblings_fail_and_work_again_each_on_its_own_at_one_shared_pace(lines) -> None:
+    clock = Clock()
+    log = FailureLog(LOGGER, every=60.0, clock=clock)
+    sidecar = log.sibling()
+    assert log.failed("cannot write log") and not sidecar.failed("cannot write sidecar")  # one disk, one line
+    assert log.failing and sidecar.failing and log.unsaid == sidecar.unsaid == 1
+    assert log.worked("log works again") and not sidecar.worked("sidecar works again (never said failing)")
+    clock.now += 60.0
+    assert sidecar.failed("cannot write sidecar") and not log.failed("cannot write log")
+    assert sidecar.worked("%s works again", "sidecar") and not log.worked("log: its failure was never said")
+    assert lines() == [
+        "ERROR cannot write log",
+        "INFO log works again",
+        "ERROR cannot write sidecar; 1 more failure(s) since the last line",
+        "INFO sidecar works again",
+    ]

@@ -8,15 +8,20 @@ score log, the journal, the status file, the whole-stream capture, the web guard
 counters it quotes (records lost so far...), stay with the caller.
 
 Contract:
-- `failed(message, *args, still=None)` for every failure. It is logged at `level` (ERROR unless told) when it is
-  the first, or when `every` seconds of `clock` (monotonic; injectable for tests) have passed since the last
-  failure line: `message` if it begins a failure (the first, or the first since `worked()`), `still` (default
-  `message`) if the failure that was already said goes on. A line that comes after failures left unsaid ends
-  with "; N more failure(s) since the last line" (each `failed()` call counts) unless `count_unsaid=False`
-  (callers whose message quotes their own running count). True if the line was logged.
-- `worked(message, *args)` for every success that proves the thing works (a write that really wrote). If it ends a
-  failure that was said, `message` is logged at INFO and True returned; a failure never said (it began and
-  ended between two lines) is not said to be over either, so recoveries are rate-limited with the failures.
+- `failed(message, *args, still=None)` for every failure. It is logged at `level` (ERROR unless told) when
+  it is the first, or when `every` seconds of `clock` (monotonic; injectable for tests) have passed since
+  the last failure line: `message` if it begins a failure (the first, or the first since `worked()`),
+  `still` (default `message`) if the failure that was already said goes on. A `message` line that comes
+  after failures left unsaid ends with "; N more failure(s) since the last line" (each `failed()` call
+  counts: a disk failing on and off between two lines is not hidden) unless `count_unsaid=False`; a `still`
+  line quotes the caller's own running count instead (records lost so far). With `args`, `message` and
+  `still` are %-formats, formatted only when logged; without, a text as is. True if the line was logged.
+- `worked(message, *args)` for every success that proves the thing works (a write that really wrote). If it
+  ends a failure that was said, `message` is logged at INFO and True returned; a failure never said (it
+  began and ended between two lines) is not said to be over either, so recoveries are paced with failures.
+- `sibling()`: a FailureLog for another thing that fails for the same cause (a capture's log and its
+  rejected sidecar on one disk): each is failing and works again on its own, but their failure lines share
+  one pace (one line every `every` s for both) and one count of failures left unsaid.
 - `failing` says whether the last call was `failed()`; `unsaid` counts the failures not logged since the
   last line. Not thread-safe: one owner thread (each user calls it from its writing thread only).
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 EVERY = 60.0  # seconds between two lines about one failing thing
 
@@ -48,28 +54,41 @@ class FailureLog:
         self.count_unsaid = count_unsaid
         self.clock = clock
         self.failing = False
-        self.unsaid = 0  # failures since the last line that were not logged
         self._said = False  # the failure going on now was logged (so its end is logged too)
-        self._said_at: float | None = None  # `clock` time of the last failure line
+        self._pace = _Pace()  # shared with siblings
+
+    @property
+    def unsaid(self) -> int:
+        """Failures since the last line (of this log or a sibling) that were not logged."""
+        return self._pace.unsaid
+
+    def sibling(self) -> FailureLog:
+        """Another thing failing for the same cause; see the module docstring."""
+        other = FailureLog(
+            self.logger, every=self.every, level=self.level, count_unsaid=self.count_unsaid, clock=self.clock
+        )
+        other._pace = self._pace
+        return other
 
     def failed(self, message: str, *args: object, still: str | None = None) -> bool:
         """A failure: logged now if due (see the module docstring); True if it was. With `args`, `message`
         and `still` are %-formats of them, formatted only when logged (a flood of failures costs no text)."""
         self.failing = True
         now = self.clock()
-        if self._said_at is not None and now - self._said_at < self.every:
-            self.unsaid += 1
+        pace = self._pace
+        if pace.said_at is not None and now - pace.said_at < self.every:
+            pace.unsaid += 1
             return False
         if still is not None and self._said:  # the failure that was said goes on
             line, unsaid = still, 0
         else:
-            line, unsaid = message, self.unsaid if self.count_unsaid else 0
+            line, unsaid = message, pace.unsaid if self.count_unsaid else 0
         if not args:  # a finished text: a "%" in it (an error's own text) is not a format
             line, args = "%s", (line,)
         if unsaid:
             line, args = f"{line}; %d more failure(s) since the last line", (*args, unsaid)
         self.logger.log(self.level, line, *args, stacklevel=2)  # the line is the caller's
-        self._said_at, self._said, self.unsaid = now, True, 0
+        pace.said_at, pace.unsaid, self._said = now, 0, True
         return True
 
     def worked(self, message: str, *args: object) -> bool:
@@ -80,3 +99,11 @@ class FailureLog:
         if said:
             self.logger.info(message, *args, stacklevel=2)
         return said
+
+
+@dataclass
+class _Pace:
+    """When a FailureLog (and its siblings) last said a failure, and how many failed unsaid since."""
+
+    said_at: float | None = None  # `clock` time of the last failure line
+    unsaid: int = 0
