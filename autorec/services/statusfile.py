@@ -178,7 +178,8 @@ class StatusReporter(StreamListener):
     `counters()` (a flat dict of ints), `alerts()` (AlertMonitor.status()),
     `writer_stats()` (the writer's stats: `open_segment`, `last_segment`),
     and `disk` (a `DiskWatch`, for free/total/below-floor; it is not polled
-    here). A failed write is counted and logged once per run of failures;
+    here). A failed write is counted and logged, then at most once a minute
+    with the count while writes fail, then "works again" (`autorec.io.failurelog`);
     recording is never interrupted.
     """
 
