@@ -29,6 +29,7 @@ from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.scorelog import ScoreLog
 from autorec.outdir import TELEMETRY_PREFIX
 from autorec.services.journal import JournalFile
+from tests.support.polling import wait_until
 from tests.test_enospc import small_disk  # noqa: F401  (a real 2 MB tmpfs; skipped without root)
 
 PRECIOUS = b"precious data outside the output directory\n"
@@ -256,6 +257,34 @@ def test_a_repeated_write_error_is_one_log_line_a_minute(tmp_path: Path, caplog)
     assert journal.errors == 200 and log.errors == 200
     assert caplog.text.count("journal: cannot append") == 1
     assert len([r for r in caplog.records if r.name == "autorec.io.scorelog"]) == 1
+
+
+def test_a_journal_and_near_misses_that_work_again_say_so_once(tmp_path: Path, caplog):
+    """A directory in each file's place (every append fails), then taken away: one ERROR, one INFO each."""
+    out = tmp_path / "out"
+    (out / "journal.jsonl").mkdir(parents=True)
+    (out / "near-misses.jsonl").mkdir()
+    journal = JournalFile(out / "journal.jsonl")
+    log = ScoreLog(out, flush_interval=3600)
+    near = [NearMiss("r", T0 + i * 4000, T0 + i * 4000 + 1, 0.9, 1.0, T0 + i * 4000) for i in range(6)]
+    with caplog.at_level(logging.INFO):
+        for i in range(3):
+            journal.append({"event": "stats", "time": T0 + i})
+            log.near_misses(near[i : i + 1])
+        wait_until(lambda: log.errors == 3, 10, "the score log's thread to fail the three near-misses")
+        (out / "journal.jsonl").rmdir()
+        (out / "near-misses.jsonl").rmdir()
+        for i in range(3, 6):
+            journal.append({"event": "stats", "time": T0 + i})
+            log.near_misses(near[i : i + 1])
+        assert log.close()
+    lines = [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name.startswith("autorec.")]
+    assert [line.split(" ")[0] for line in lines if line.split(" ")[1] == "journal:"] == ["ERROR", "INFO"], lines
+    assert f"INFO journal: writing to {out / 'journal.jsonl'} works again (3 failed so far)" in lines
+    assert journal.errors == 3 and journal.lines == 3 and log.near_misses_written == 3
+    assert next(line for line in lines if line.split(" ")[1] == "near-misses").startswith("ERROR "), lines
+    assert f"INFO writing to {out / 'near-misses.jsonl'} works again (3 write error(s) so far)" in lines
+    assert len(lines) == 4, lines
 
 
 def test_the_writer_logs_one_kind_of_error_once_a_minute(tmp_path: Path, caplog):

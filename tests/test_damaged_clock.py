@@ -149,3 +149,25 @@ def test_a_failing_telemetry_write_is_counted_and_logged_once(tmp_path: Path, ca
         tele.close()
     assert tele.dropped == 500 and tele.records == 0
     assert len([r for r in caplog.records if r.name == "autorec.io.dailytrack"]) == 1
+
+
+def test_a_telemetry_track_on_a_disk_that_fills_then_frees_says_so_once_each_way(full_disk: Path, caplog):
+    """A full disk: one ERROR line for all the failed flushes, one "works again" once a flush really writes."""
+    tele = DailyTrack(full_disk.parent, TELEMETRY_PREFIX)
+    with caplog.at_level(logging.INFO, logger="autorec.io.dailytrack"):
+        for i in range(20):
+            tele.write(T0 + i, payload("hv_regulator", T0 + i, i))
+            tele.flush()
+        assert tele.records == 20 and tele.dropped == 20  # buffered, then lost at each flush
+        (full_disk.parent / "filler").unlink()  # room again
+        tele.flush()  # an empty buffer: proves nothing
+        for i in range(20, 25):
+            tele.write(T0 + i, payload("hv_regulator", T0 + i, i))
+        tele.flush()
+        tele.close()
+    lines = [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "autorec.io.dailytrack"]
+    track = full_disk.parent / track_file_name(TELEMETRY_PREFIX, T0)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("ERROR ") and "No space left on device (1 record(s) lost so far" in lines[0], lines
+    assert lines[1] == f"INFO writing to {track} works again (20 record(s) lost so far)"
+    assert len(list(LogReader(track))) == 5

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
-from autorec.services.statusfile import RateMeter, Status, StatusFile, read_status, segment_info, write_status
+from autorec.services.statusfile import (
+    RateMeter,
+    Status,
+    StatusFile,
+    StatusReporter,
+    read_status,
+    segment_info,
+    write_status,
+)
 
 
 def _status(i: int) -> Status:
@@ -90,6 +99,27 @@ def test_status_file_cadence_and_failures(tmp_path):
     assert not gone.write(0.0, _status(1))
     assert gone.errors == 1 and "status file" in gone.last_error
     assert sf.writes == 1
+
+
+def test_a_status_file_that_cannot_be_written_is_said_once_a_minute_then_works_again(tmp_path, caplog):
+    """A directory missing for five minutes of 2 s updates: 3 lines, not 150; then one line when it works."""
+    now = [0.0]
+    path = tmp_path / "missing" / "status.json"
+    reporter = StatusReporter(path, interval=2.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="autorec.services.statusfile"):
+        while now[0] < 150.0:
+            reporter.update()
+            now[0] += 1.0
+        path.parent.mkdir()
+        assert reporter.update(force=True) and reporter.update(force=True)
+    lines = [f"{r.levelname} {r.getMessage()}" for r in caplog.records]
+    assert lines == [
+        f"ERROR status file {path}: No such file or directory (status updates continue to be tried; 1 failed so far)",
+        f"ERROR status file {path}: No such file or directory (status updates continue to be tried; 31 failed so far)",
+        f"ERROR status file {path}: No such file or directory (status updates continue to be tried; 61 failed so far)",
+        f"INFO status: writing to {path} works again (75 failed so far)",
+    ]
+    assert read_status(path)["pid"] > 0
 
 
 def test_rate_meter_window():

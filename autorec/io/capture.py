@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Literal
 
 from autorec.core.streamitems import Connected, Disconnected, Message
+from autorec.io.failurelog import FailureLog
 from autorec.io.logfile import LogWriteError, LogWriter
 from autorec.io.mainloop import StopRequest
 from autorec.io.source import WebsocketSource
@@ -162,16 +163,16 @@ class CaptureLog:
 
 
 class DiskTrouble:
-    """The disk-error lines of a capture (the policy in the module docstring).
+    """The disk-error lines of a capture (the policy in the module docstring): sibling `FailureLog`s, one a file.
 
     `failed(exc, lost, failure)` for every failed write, `wrote(lost, path)` for every
     one that really wrote records to `path`. Each file (the log, its rejected sidecar)
     is failing or not on its own: the log's writes say nothing of a sidecar that cannot
-    be opened. The first failure is logged at once; after any logged line the next
-    one comes `repeat` s later at the earliest: a disk that keeps failing gets a
-    "still" line with the records lost so far, one that fails and recovers over and
-    over gets the count of failures in between. "Works again" is logged only when the
-    failure it ends was.
+    be opened. The first failure is logged at once; after any logged line (about either
+    file: one full disk is one line) the next one comes `repeat` s later at the earliest:
+    a disk that keeps failing gets a "still" line with the records lost so far, one that
+    fails and recovers over and over gets the count of failures in between. "Works again"
+    is logged only when the failure it ends was.
     """
 
     def __init__(self, path: Path, repeat: float = 60.0, clock: Callable[[], float] | None = None) -> None:
@@ -179,41 +180,34 @@ class DiskTrouble:
         self.clock = clock or time.monotonic
         self.cause: str | None = None  # the last failure's cause, e.g. "No space left on device"
         self.failed_path = path  # the file the last failure was in (the log, or its rejected sidecar)
-        self._failing: dict[Path, bool] = {}  # the files whose writes fail now -> that failure was logged
-        self._last_log: float | None = None
-        self._unreported = 0  # failures that began since the last logged line
+        self._lines = FailureLog(log, every=repeat, clock=self.clock)  # the pace the files' lines share
+        self._files: dict[Path, FailureLog] = {}  # every file that failed once -> its lines
 
     @property
     def failing(self) -> tuple[Path, ...]:
         """The files whose writes fail now (empty: all is well)."""
-        return tuple(self._failing)
+        return tuple(path for path, lines in self._files.items() if lines.failing)
 
     def failed(self, exc: OSError, lost: int, failure: tuple[Path, str] | None = None) -> None:
         """A write failed; `failure` (file, cause) when known better than the log's path and `exc`'s errno."""
         path, self.cause = failure or (self.path, os.strerror(exc.errno) if exc.errno else str(exc))
         self.failed_path = path
-        began = path not in self._failing
-        if began:
-            self._failing[path] = False
-        now = self.clock()
-        if self._last_log is not None and now - self._last_log < self.repeat:
-            if began:
-                self._unreported += 1
-            return
-        if self._failing[path]:
-            log.error("still cannot write %s: %s; %d records lost so far", path, self.cause, lost)
-        else:
-            more = f"; {self._unreported} more failure(s) since the last report" if self._unreported else ""
-            log.error(
-                "cannot write %s: %s; recording continues, %d records lost so far%s", path, self.cause, lost, more
-            )
-        self._last_log, self._unreported, self._failing[path] = now, 0, True
+        lines = self._files.get(path)
+        if lines is None:
+            lines = self._files[path] = self._lines.sibling()
+        lines.failed(
+            "cannot write %s: %s; recording continues, %d records lost so far",
+            path,
+            self.cause,
+            lost,
+            still="still cannot write %s: %s; %d records lost so far",
+        )
 
     def wrote(self, lost: int, path: Path | None = None) -> None:
         """A write really wrote records to `path` (the log by default)."""
-        path = path or self.path
-        if self._failing.pop(path, False):
-            log.info("writing to %s works again (%d records lost so far)", path, lost)
+        lines = self._files.get(path or self.path)
+        if lines is not None:
+            lines.worked("writing to %s works again (%d records lost so far)", path or self.path, lost)
 
 
 class StreamCapture:

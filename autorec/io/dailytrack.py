@@ -16,7 +16,8 @@ Contract (used from the writer's thread only):
   raise: the records are counted in `dropped` and the error in `errors`,
   `last_error` keeps the message, and the next write tries again. The first
   error is logged, then at most one line a minute while errors go on (with
-  the count lost so far), never one per record.
+  the count lost so far), never one per record, and one line when a flush
+  writes records again (`autorec.io.failurelog`).
 - A day's file deleted or replaced while it is written (by a user, a cleanup
   script) is noticed at the next `flush()` after at least `CHECK_EVERY`
   seconds (the path's inode against the open file's): the track goes on in
@@ -32,12 +33,12 @@ import time as _time
 from pathlib import Path
 
 from autorec.dates import utc_strftime
+from autorec.io.failurelog import FailureLog
 from autorec.io.logfile import LogWriteError, LogWriter
 from autorec.outdir import daily_name
 
 log = logging.getLogger(__name__)
 
-LOG_EVERY = 60.0  # seconds between two log lines about failing writes of a track
 CHECK_EVERY = 1.0  # seconds between two checks that the day's file is still the one written
 
 
@@ -64,7 +65,7 @@ class DailyTrack:
         self.dropped = 0
         self.errors = 0
         self.last_error: str | None = None
-        self._logged_at: float | None = None  # monotonic time of the last error log line
+        self._failures = FailureLog(log, count_unsaid=False)  # the message quotes the count lost so far
         self._checked_at = _time.monotonic()
         self.reopened = 0  # how often the day's file was found deleted or replaced, and started again
 
@@ -113,12 +114,18 @@ class DailyTrack:
                     except OSError:
                         pass
                 return
+        written = self._writer.records
         try:
             self._writer.flush()
         except LogWriteError as exc:
-            self._failed(exc, 0)  # the LogWriter counted its lost records in its own `dropped`
-            self.dropped += self._writer.dropped
+            self.dropped += self._writer.dropped  # the LogWriter counted its lost records in its own `dropped`
             self._writer.dropped = 0
+            self._failed(exc, 0)  # after: its line quotes the count lost so far, these records included
+            return
+        if self._writer.records > written:  # records really written (an empty buffer's flush proves nothing)
+            self._failures.worked(
+                "writing to %s works again (%d record(s) lost so far)", self._writer.path, self.dropped
+            )
 
     def close(self) -> None:
         if self._writer is None:
@@ -126,8 +133,8 @@ class DailyTrack:
         try:
             self._writer.close()
         except OSError as exc:
-            self._failed(exc, 0)
             self.dropped += self._writer.dropped
+            self._failed(exc, 0)
         self._writer = None
         self._name = None
 
@@ -142,7 +149,4 @@ class DailyTrack:
         self.errors += 1
         message = f"{self.prefix.rstrip('-')}: {exc}"
         self.last_error = message
-        now = _time.monotonic()
-        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
-            self._logged_at = now
-            log.warning("%s (%d record(s) lost so far; repeats logged at most once a minute)", message, self.dropped)
+        self._failures.failed(f"{message} ({self.dropped} record(s) lost so far; repeats logged at most once a minute)")

@@ -14,7 +14,8 @@ Files in the output directory, beside the telemetry log:
 Contract: `score_rows(rows)` and `near_misses(items)` are called from the
 pipeline's thread and only queue (never block on the disk); a background
 thread writes. Errors (a full disk) are counted in `errors`, logged at most
-once a minute (with the count), and never raise. `close()` writes what is
+once a minute (with the count; the score track and the near-misses each on its
+own, then "works again": `autorec.io.failurelog`), and never raise. `close()` writes what is
 queued and stops.
 
 Both files are appended through `autorec.io.atomicfile.append_bytes` (never
@@ -39,20 +40,19 @@ import math
 import os
 import queue
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from autorec.core.scores import NearMiss, ScoreRow
 from autorec.io.atomicfile import append_bytes, dumps, open_nofollow
 from autorec.io.boundedread import open_regular
+from autorec.io.failurelog import FailureLog
 from autorec.outdir import NEAR_MISSES_NAME, SCORES_PREFIX, SCORES_SUFFIX, daily_name
 
 log = logging.getLogger(__name__)
 
 HEADER = "time,rule,score,threshold\n"
 NEAR_MISS_PER_HOUR = 60
-LOG_EVERY = 60.0  # seconds between two log lines about failing writes
 
 
 def whole_members_length(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -104,7 +104,9 @@ class ScoreLog:
         self.tails_cut = 0
         self._per_hour: dict[tuple[str, int], int] = {}
         self._checked: set[str] = set()  # score tracks whose tail this run has checked
-        self._logged_at: float | None = None
+        # each file fails and works again on its own; the messages quote the count of errors so far
+        self._track_failures = FailureLog(log, count_unsaid=False)
+        self._near_failures = FailureLog(log, count_unsaid=False)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, list[str]] = {}  # file name -> CSV lines not yet written
         self._thread = threading.Thread(target=self._run, name="autorec-scorelog", daemon=True)
@@ -163,7 +165,9 @@ class ScoreLog:
                 append_bytes(path, member)  # a member cut short by a full disk is cut back
                 self.rows_written += len(lines)
             except OSError as exc:
-                self._failed(f"score track {path}: {exc.strerror or exc}")
+                self._failed(self._track_failures, f"score track {path}: {exc.strerror or exc}")
+            else:
+                self._track_failures.worked("writing to %s works again (%d write error(s) so far)", path, self.errors)
 
     def _write_near(self, items: list[NearMiss]) -> None:
         path = self.directory / NEAR_MISSES_NAME
@@ -185,7 +189,9 @@ class ScoreLog:
             append_bytes(path, "".join(lines).encode(), line_end=True)
             self.near_misses_written += len(lines)
         except OSError as exc:
-            self._failed(f"near-misses {path}: {exc.strerror or exc}")
+            self._failed(self._near_failures, f"near-misses {path}: {exc.strerror or exc}")
+        else:
+            self._near_failures.worked("writing to %s works again (%d write error(s) so far)", path, self.errors)
 
     def _cut_damaged_tail(self, path: Path) -> None:
         """Cut a score track back to its last whole gzip member (see the module docstring)."""
@@ -203,10 +209,7 @@ class ScoreLog:
         self.tails_cut += 1
         log.warning("score track %s: cut %d bytes of a damaged last gzip member before appending", path, size - whole)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, failures: FailureLog, message: str) -> None:
         self.errors += 1
         self.last_error = message
-        now = time.monotonic()
-        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
-            self._logged_at = now
-            log.warning("%s (%d write error(s) so far; repeats logged at most once a minute)", message, self.errors)
+        failures.failed(f"{message} ({self.errors} write error(s) so far; repeats logged at most once a minute)")

@@ -63,6 +63,7 @@ from autorec.core.segmentname import render_segment_name
 from autorec.core.timelapse import PREFIX as TIMELAPSE_PREFIX
 from autorec.io.atomicfile import append_json_line, write_json
 from autorec.io.dailytrack import DailyTrack
+from autorec.io.failurelog import FailureLog
 from autorec.io.logfile import LogWriteError, LogWriter
 from autorec.outdir import (
     INDEX_NAME,
@@ -77,7 +78,6 @@ from autorec.units import format_size, with_iso_times
 
 log = logging.getLogger(__name__)
 
-ERROR_LOG_EVERY = 60.0  # seconds between two log lines about one kind of write error
 MAX_FIRINGS = 100  # firings listed in full in a sidecar; beyond, counted (see SegmentWriter._firings)
 
 
@@ -204,7 +204,7 @@ class SegmentWriter:
         self.observers: list[SegmentObserver] = list(observers)
         self.index_lock = threading.Lock()
         self.stats = WriterStats()
-        self._error_log: dict[str, tuple[float, int]] = {}  # kind of error -> (logged at, repeats since)
+        self._error_log: dict[str, FailureLog] = {}  # kind of error (its message without numbers) -> its lines
         self._telemetry = DailyTrack(self.directory, TELEMETRY_PREFIX, fsync_on_close=fsync) if telemetry else None
         self._timelapse = DailyTrack(self.directory, TIMELAPSE_PREFIX, fsync_on_close=fsync) if timelapse else None
 
@@ -631,19 +631,16 @@ class SegmentWriter:
 
     def _error(self, message: str) -> None:
         """Count an error; log it, but one kind of error (the message with its numbers left out) at most once
-        a minute: a disk that stays full is one line a minute with the count, not one per flush."""
+        a minute: a disk that stays full is one line a minute with the count, not one per flush. (No "works
+        again": the kinds are failed operations of many files, not one file a later success can vouch for.)"""
         self.stats.errors += 1
         kind = re.sub(r"\d+", "#", message)
-        now = _time.monotonic()
-        last, repeats = self._error_log.get(kind, (None, 0))
-        if last is not None and now - last < ERROR_LOG_EVERY:
-            self._error_log[kind] = (last, repeats + 1)
-            return
-        if len(self._error_log) > 256:
-            self._error_log.clear()
-        self._error_log[kind] = (now, 0)
-        more = f" ({repeats} more like it in the last minute)" if repeats else ""
-        log.error("writer: %s%s", message, more)
+        failures = self._error_log.get(kind)
+        if failures is None:
+            if len(self._error_log) > 256:
+                self._error_log.clear()
+            failures = self._error_log[kind] = FailureLog(log)
+        failures.failed(f"writer: {message}")
 
     def _shutdown(self) -> None:
         if self._current is not None:

@@ -21,8 +21,8 @@ before) and `wall` (the computer's clock). Lines are appended as the index's are
 (`autorec.io.atomicfile.append_json_line`: a symlink planted in the directory
 is refused, never followed; a failed write leaves no half line). A failed
 write (full disk) is counted in `errors` and logged at most once a minute (a disk
-failing on and off is not a line per journal line); it never reaches the
-recorder. Writes happen on the caller's thread: a few hundred bytes a minute,
+failing on and off is not a line per journal line; `autorec.io.failurelog`), then
+"works again"; it never reaches the recorder. Writes happen on the caller's thread: a few hundred bytes a minute,
 into the page cache.
 
 The reader is `autorec.report.night.read_journal` (with the index's).
@@ -42,11 +42,11 @@ from typing import Any
 from autorec import __version__
 from autorec.core.streamitems import StreamListener
 from autorec.io.atomicfile import append_json_line
+from autorec.io.failurelog import FailureLog
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 60.0
-LOG_EVERY = 60.0  # seconds between two log lines about failing journal writes
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
@@ -65,9 +65,8 @@ class JournalFile:
         self.path = Path(path)
         self.errors = 0
         self.lines = 0
-        self._failing = False
-        self._logged_at: float | None = None
-        self._recovered_logged_at = -LOG_EVERY
+        # a disk failing on and off: one line a minute, not one per journal line
+        self._failures = FailureLog(log, count_unsaid=False)
 
     def append(self, entry: Mapping[str, Any]) -> bool:
         try:
@@ -75,23 +74,12 @@ class JournalFile:
             append_json_line(self.path, entry, fsync=False)
         except (OSError, ValueError) as exc:
             self.errors += 1
-            now = _time.monotonic()
-            if not self._failing and (self._logged_at is None or now - self._logged_at >= LOG_EVERY):
-                self._logged_at = now  # a disk failing on and off: one line a minute, not one per line
-                log.error(
-                    "journal: cannot append to %s: %s (later lines are still tried; %d failed so far)",
-                    self.path,
-                    exc,
-                    self.errors,
-                )
-            self._failing = True
+            self._failures.failed(
+                f"journal: cannot append to {self.path}: {exc} "
+                f"(later lines are still tried; {self.errors} failed so far)"
+            )
             return False
-        if self._failing:
-            now = _time.monotonic()
-            if now - self._recovered_logged_at >= LOG_EVERY:
-                self._recovered_logged_at = now
-                log.info("journal: %s is written again", self.path)
-        self._failing = False
+        self._failures.worked("journal: writing to %s works again (%d failed so far)", self.path, self.errors)
         self.lines += 1
         return True
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from autorec.core.streamitems import StreamListener
+from autorec.io.failurelog import FailureLog
 from autorec.units import with_iso_times
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ class StatusReporter(StreamListener):
     `counters()` (a flat dict of ints), `alerts()` (AlertMonitor.status()),
     `writer_stats()` (the writer's stats: `open_segment`, `last_segment`),
     and `disk` (a `DiskWatch`, for free/total/below-floor; it is not polled
-    here). A failed write is counted and logged once per run of failures;
+    here). A failed write is counted and logged, then at most once a minute
+    with the count while writes fail, then "works again" (`autorec.io.failurelog`);
     recording is never interrupted.
     """
 
@@ -204,7 +206,7 @@ class StatusReporter(StreamListener):
         self.wall_clock = wall_clock
         self.is_connected = False
         self.meter = RateMeter()
-        self._failing = False
+        self._failures = FailureLog(log, count_unsaid=False, clock=clock)  # its lines quote `errors`
 
     def snapshot(self, now: float) -> Status:
         ws = self.writer_stats() if self.writer_stats is not None else None
@@ -236,9 +238,13 @@ class StatusReporter(StreamListener):
             self.file._last = now
             return False
         ok = self.file.write(now, status)
-        if not ok and not self._failing:
-            log.error("%s (status updates continue to be tried)", self.file.last_error)
-        self._failing = not ok
+        if ok:
+            file = self.file
+            self._failures.worked("status: writing to %s works again (%d failed so far)", file.path, file.errors)
+        else:
+            self._failures.failed(
+                f"{self.file.last_error} (status updates continue to be tried; {self.file.errors} failed so far)"
+            )
         return ok
 
     # -- the pipeline's StreamListener interface ---------------------------------------------

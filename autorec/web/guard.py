@@ -49,6 +49,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from autorec.io.failurelog import FailureLog
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -93,8 +95,8 @@ class ConnectionGuard:
         self.by_address: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.timeouts = 0
-        self._logged_at: float | None = None
-        self._refused_logged = 0
+        # a refusal is the guard working, not a fault of ours: a warning, with its own running count
+        self._refusals = FailureLog(log, every=LOG_EVERY, level=logging.WARNING, count_unsaid=False)
         self._fd_checked_at = -1e9
         self._fd_free = 1 << 30
         self._fd_open_at_check = 0
@@ -153,18 +155,14 @@ class ConnectionGuard:
 
     def refuse(self, reason: str, address: str) -> None:
         self.refused[reason] += 1
-        now = time.monotonic()
-        if self._logged_at is None or now - self._logged_at >= LOG_EVERY:
-            total = sum(self.refused.values())
-            log.warning(
-                "web UI: refusing connections (%s, last from %s; %d refused so far, %d held): the recording "
-                "goes on; repeats logged at most once a minute",
-                _REASONS[reason],
-                address,
-                total,
-                self.open,
-            )
-            self._logged_at = now
+        self._refusals.failed(
+            "web UI: refusing connections (%s, last from %s; %d refused so far, %d held): the recording "
+            "goes on; repeats logged at most once a minute",
+            _REASONS[reason],
+            address,
+            sum(self.refused.values()),
+            self.open,
+        )
 
     def request_done(self, transport: asyncio.BaseTransport | None) -> None:
         """A response was handed over: the connection has `header_timeout` for its next request's headers."""
