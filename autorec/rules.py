@@ -783,6 +783,7 @@ class _Validator:
                 f"{prefix}.trigger",
                 f"trigger {trigger_name} declares option(s) {', '.join(clash)}, which are reserved rule keys",
             )
+        options_from = len(self.errors)  # the errors before are the name's, not the options'
         self.check_keys(m, (*_RULE_KEYS, *option_names), prefix)
         options: dict[str, Any] = {}
         for opt in cls.options:
@@ -796,15 +797,15 @@ class _Validator:
                 self.errors.append(
                     self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
                 )
-        option_errors = len(self.errors) > errors_before
+        option_errors = len(self.errors) > options_from
         rule_keys = self._rule_keys(m, prefix, segments, max_errors)
-        if option_errors or name is None:
+        if option_errors:
             return None  # constructing it would only report the same errors again, less clearly
-        # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
-        # misspelt field path) are reported in the same pass, not after the rest is fixed.
+        # Constructed even when a rule key (not an option) or the name is wrong: the trigger's own
+        # checks (a misspelt field path) are reported in the same pass, not after the rest is fixed.
         if len(self.errors) > errors_before:
             try:
-                cls(name, **options)
+                cls(name if name is not None else f"rule{index}", **options)
             except Exception as exc:
                 key, message = _split_option_error(exc, option_names)
                 line = m.lines.get(key, m.line) if key else m.line

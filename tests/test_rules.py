@@ -388,7 +388,8 @@ def test_yaml_syntax_errors_are_reworded_for_people(text, line, words):
 
 def test_every_error_of_a_file_in_one_pass(tmp_path):
     """An unknown trigger does not hide a bad duration of its rule, a wrong post_roll does not hide a
-    misspelt field path, a missing option does not hide a bad one: one `check` lists them all."""
+    misspelt field path, a missing option does not hide a bad one, a bad rule name does not hide a
+    misspelt field path: one `check` lists them all."""
     path = write_rules(
         tmp_path,
         """\
@@ -404,6 +405,10 @@ rules:
   - name: c
     trigger: interval
     align: maybe
+  - name: hot plate
+    trigger: threshold
+    field: temperature_control.temperature[0]
+    above: 45
 """,
     )
     with pytest.raises(ConfigError) as info:
@@ -416,6 +421,8 @@ rules:
         (9, "rules[b].post_roll"),
         (10, "rules[c].every"),
         (12, "rules[c].align"),
+        (13, "rules[3].name"),
+        (15, "rules[3].field"),
     ], str(info.value)
 
 
