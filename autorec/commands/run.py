@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.commands.serve import add_http_arguments
 
     add_http_arguments(p, None)
-    fleet = p.add_argument_group("one lab, many rigs (docs/mqtt.md, docs/metrics.md)")
+    fleet = p.add_argument_group("one lab, many rigs (docs/how-to/mqtt.md, docs/how-to/metrics.md)")
     fleet.add_argument(
         "--rig",
         default=None,
