@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     if not jobs and not missing:
         print("autorec video: no logs found", file=sys.stderr)
         return 1
-    if len(jobs) + len(missing) > 1:
+    if len(jobs) + len(missing) > 1 or any(job.scanned for job in jobs):  # a directory: say what was found
         parts = [f"{exported} exported", f"{up_to_date} up to date"]
         if frameless:
             parts.append(f"{frameless} without camera frames passed over")
