@@ -461,6 +461,19 @@ def test_a_bare_off_where_no_off_is_allowed_says_how_yaml_read_it(tmp_path):
         load_rules(path)
 
 
+def test_a_bare_date_is_shown_as_written(tmp_path):
+    """YAML reads `keep: 2026-12-01` as a date: the error shows what was written, not Python's repr."""
+    path = write_rules(
+        tmp_path,
+        "output: {keep: 2026-12-01, max_total: 2026-12-01 10:00:00}\nrules:\n  - {name: m, trigger: movement}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    [keep, max_total] = info.value.errors
+    assert keep.message.endswith("got 2026-12-01 (YAML reads it as a date)"), keep.message
+    assert max_total.message.endswith("got 2026-12-01 10:00:00 (YAML reads it as a date)"), max_total.message
+
+
 def test_set_offers_the_rule_it_probably_meant(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: drops-moved, trigger: movement}\n")
     with pytest.raises(OverrideError, match="no rule named 'drops-move'; did you mean 'drops-moved'"):
