@@ -216,11 +216,14 @@ def test_the_example_systemd_unit_verifies_and_its_command_parses(tmp_path: Path
 
 
 def test_the_docs_the_code_names_exist() -> None:
-    """A help text or message that sends the user to `docs/PAGE.md` names a page that is there (the
+    """A help text, message or example that sends the user to `docs/PAGE.md` names a page that is there (the
     pages moved into tutorials/how-to/reference/explanation, and `run --help` kept the old paths)."""
     named = {
         (str(path.relative_to(REPO)), page)
-        for path in sorted((REPO / "autorec").rglob("*.py"))
+        for path in sorted(
+            [*(REPO / "autorec").rglob("*.py"), *(REPO / "examples").rglob("*"), *(REPO / "rules").iterdir()]
+        )
+        if path.is_file()
         for page in re.findall(r"\bdocs/[\w/.-]+\.md\b", path.read_text())
     }
     assert len(named) > 3
