@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const="",
         metavar="KEY",
         help="print every rule-file key and trigger option (kind, unit, default, limits, meaning), or only KEY "
-        "(e.g. output.keep, rule.pre_roll, motion.threshold; a section or trigger: all its keys; keep: every "
-        "key of that name)",
+        "(e.g. output.keep, rule.pre_roll, motion.threshold; a section or trigger: all its keys; a name alone, "
+        "e.g. keep: every key of that name)",
     )
     p.add_argument(
         "--schema", action="store_true", help="print a JSON Schema (draft 2020-12) of a rule file, for editors"
