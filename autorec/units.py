@@ -54,6 +54,11 @@ def _split(text: str) -> tuple[float, str] | None:
     return float(m.group(1)), m.group(2)
 
 
+def _negative(value: object) -> bool:
+    """`-5s`, `- 2GB`: a well-formed value with a minus sign (said as such, not as 'expected a duration')."""
+    return isinstance(value, str) and value.strip().startswith("-") and _split(value.strip()[1:]) is not None
+
+
 def _finite(number: float, value: object, what: str) -> float:
     # YAML's .inf/.nan and overflowing exponents (1e400s) would otherwise pass as
     # durations no timer can wait for, or crash int() for sizes.
@@ -71,6 +76,8 @@ def parse_duration(value: str | int | float) -> float:
         return _finite(float(value), value, "a duration")
     parts = _split(str(value))
     allowed = ", ".join(DURATION_UNITS)
+    if parts is None and _negative(value):
+        raise ValueError(f"a duration cannot be negative, got {show_written(value)}")
     if parts is None:
         raise ValueError(f"expected a duration like 10s or 30min (units: {allowed}), got {show_written(value)}")
     number, unit = parts
@@ -90,6 +97,8 @@ def parse_size(value: str | int | float) -> int:
         return int(_finite(value, value, "a size"))
     parts = _split(str(value))
     allowed = ", ".join(SIZE_UNITS)
+    if parts is None and _negative(value):
+        raise ValueError(f"a size cannot be negative, got {show_written(value)}")
     if parts is None:
         raise ValueError(f"expected a size like 256MB or 1GiB (units: {allowed}), got {show_written(value)}")
     number, unit = parts

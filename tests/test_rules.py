@@ -474,6 +474,18 @@ def test_a_bare_date_is_shown_as_written(tmp_path):
     assert max_total.message.endswith("got 2026-12-01 10:00:00 (YAML reads it as a date)"), max_total.message
 
 
+def test_a_negative_duration_or_size_is_said_to_be_negative(tmp_path):
+    path = write_rules(
+        tmp_path, "alerts: {alert_after: -5s}\noutput: {max_total: -2GB}\nrules:\n  - {name: m, trigger: movement}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert [e.message for e in info.value.errors] == [
+        "a duration cannot be negative, got '-5s'",
+        "a size cannot be negative, got '-2GB'",
+    ]
+
+
 def test_set_offers_the_rule_it_probably_meant(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: drops-moved, trigger: movement}\n")
     with pytest.raises(OverrideError, match="no rule named 'drops-move'; did you mean 'drops-moved'"):
