@@ -311,6 +311,8 @@ def test_cli_usage_errors_exit_2(tmp_path):
     log = frames_log(tmp_path / "u.bin", [T0])
     assert main(["video", "--copy", "--timestamp", str(log)]) == 2
     assert main(["video", "--start", "yesterday", str(log)]) == 2
+    assert main(["video", "--start", "10s", "--end", "5s", str(log)]) == 2  # an empty window, for every log
+    assert main(["video", "--start", "2026-11-24T10:00:05Z", "--end", "2026-11-24T10:00:00Z", str(log)]) == 2
     assert main(["video", "-o", str(tmp_path / "x.mp4"), str(log), str(log)]) == 2
     assert main(["video", "--copy", "-o", str(tmp_path / "x.mp4"), str(log)]) == 2
     assert main(["video", "--crf", "99", str(log)]) == 2
