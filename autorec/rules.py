@@ -584,6 +584,9 @@ class _Validator:
         if base is None:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
             base = SegmentPolicy()
+        for k in rulekeys.KEYS:  # the same warning in `segments:` as on a rule (`post_roll: 300` is 5 min)
+            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
+                self._bare_duration_warning(m, prefix, k.name, True)
         return SegmentPolicy(
             pre_roll=self.take(m, "segments.pre_roll", prefix, base.pre_roll),
             post_roll=self.take(m, "segments.post_roll", prefix, base.post_roll),
@@ -721,9 +724,6 @@ class _Validator:
         """A rule's own keys (not its trigger's options), as `Rule` fields: segments, max_errors,
         near-miss settings, budget and flap control. All are checked, whatever else is wrong."""
         rule_segments = self.segments(m, segments, prefix)
-        for k in rulekeys.KEYS:
-            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
-                self._bare_duration_warning(m, prefix, k.name, True)
         return {
             "segments": rule_segments,
             "max_errors": self.take(m, "rule.max_errors", prefix, max_errors),

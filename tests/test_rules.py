@@ -433,6 +433,9 @@ def test_a_bare_number_names_the_unit_it_was_read_in(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: m, trigger: movement, post_roll: 300}\n")
     [warning] = load_rules(path).warnings
     assert "post_roll: warning: 300 is read as 300 s" in warning and "write 300ms for milliseconds" in warning
+    path = write_rules(tmp_path, "segments: {post_roll: 300}\nrules:\n  - {name: m, trigger: movement}\n")
+    [warning] = load_rules(path).warnings
+    assert ":1: segments.post_roll: warning: 300 is read as 300 s" in warning, warning  # the same key, the same warning
     # Too large a bare number may have meant milliseconds; too small a one did not (`0ms` is still 0).
     path = write_rules(tmp_path, "output: {timelapse: 90000}\nrules:\n  - {name: m, trigger: movement}\n")
     with pytest.raises(ConfigError, match=r"timelapse: must be at most 1d, got 90000 \(90000 s: a bare number is sec"):
