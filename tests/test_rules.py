@@ -285,6 +285,8 @@ def test_plugin_module_class_beside_the_rule_file(tmp_path):
     assert (err.line, err.key) == (4, "rules[b].size") and ">= 0" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Bubbel\n")
     assert (err.line, err.key) == (3, "rules[b].trigger") and "did you mean 'Bubble'?" in err.message
+    # the classes a rule could name: the imported base class is none of them
+    assert err.message.endswith("(Trigger classes there: Bubble, Broken, OneKind, Unknown)"), err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:NotATrigger\n")
     assert "not a Trigger subclass" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Broken\n")
