@@ -584,6 +584,9 @@ class _Validator:
         if base is None:
             self.check_keys(m, _SEGMENT_KEYS, prefix)
             base = SegmentPolicy()
+        for k in rulekeys.KEYS:  # the same warning in `segments:` as on a rule (`post_roll: 300` is 5 min)
+            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
+                self._bare_duration_warning(m, prefix, k.name, True)
         return SegmentPolicy(
             pre_roll=self.take(m, "segments.pre_roll", prefix, base.pre_roll),
             post_roll=self.take(m, "segments.post_roll", prefix, base.post_roll),
@@ -721,9 +724,6 @@ class _Validator:
         """A rule's own keys (not its trigger's options), as `Rule` fields: segments, max_errors,
         near-miss settings, budget and flap control. All are checked, whatever else is wrong."""
         rule_segments = self.segments(m, segments, prefix)
-        for k in rulekeys.KEYS:
-            if k.section == "segments" and k.kind == "duration":  # pre_roll, post_roll, max_length
-                self._bare_duration_warning(m, prefix, k.name, True)
         return {
             "segments": rule_segments,
             "max_errors": self.take(m, "rule.max_errors", prefix, max_errors),
@@ -783,6 +783,7 @@ class _Validator:
                 f"{prefix}.trigger",
                 f"trigger {trigger_name} declares option(s) {', '.join(clash)}, which are reserved rule keys",
             )
+        options_from = len(self.errors)  # the errors before are the name's, not the options'
         self.check_keys(m, (*_RULE_KEYS, *option_names), prefix)
         options: dict[str, Any] = {}
         for opt in cls.options:
@@ -796,15 +797,15 @@ class _Validator:
                 self.errors.append(
                     self.error(m.line, f"{prefix}.{opt.name}", f"missing required option ({opt.describe()})")
                 )
-        option_errors = len(self.errors) > errors_before
+        option_errors = len(self.errors) > options_from
         rule_keys = self._rule_keys(m, prefix, segments, max_errors)
-        if option_errors or name is None:
+        if option_errors:
             return None  # constructing it would only report the same errors again, less clearly
-        # Constructed even when a rule key (not an option) is wrong: the trigger's own checks (a
-        # misspelt field path) are reported in the same pass, not after the rest is fixed.
+        # Constructed even when a rule key (not an option) or the name is wrong: the trigger's own
+        # checks (a misspelt field path) are reported in the same pass, not after the rest is fixed.
         if len(self.errors) > errors_before:
             try:
-                cls(name, **options)
+                cls(name if name is not None else f"rule{index}", **options)
             except Exception as exc:
                 key, message = _split_option_error(exc, option_names)
                 line = m.lines.get(key, m.line) if key else m.line

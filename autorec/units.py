@@ -13,6 +13,7 @@ autorec writes (sidecars, `index.jsonl`, `status.json`).
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any
@@ -33,6 +34,19 @@ SIZE_UNITS: dict[str, int] = {
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
+def show_written(value: Any) -> str:
+    """A value as it was written, for an error message (`'5 fortnights'`, `a mapping`; a bare
+    `2026-12-01`, which YAML reads as a date, as itself rather than `datetime.date(2026, 12, 1)`)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, datetime.date):  # a datetime is a date too
+        shown = value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
+        return f"{shown} (YAML reads it as a date)"
+    return repr(value)
+
+
 def _split(text: str) -> tuple[float, str] | None:
     m = _NUMBER_UNIT.match(text)
     if not m:
@@ -40,25 +54,32 @@ def _split(text: str) -> tuple[float, str] | None:
     return float(m.group(1)), m.group(2)
 
 
+def _negative(value: object) -> bool:
+    """`-5s`, `- 2GB`: a well-formed value with a minus sign (said as such, not as 'expected a duration')."""
+    return isinstance(value, str) and value.strip().startswith("-") and _split(value.strip()[1:]) is not None
+
+
 def _finite(number: float, value: object, what: str) -> float:
     # YAML's .inf/.nan and overflowing exponents (1e400s) would otherwise pass as
     # durations no timer can wait for, or crash int() for sizes.
     if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+        raise ValueError(f"{what} must be a finite number, got {show_written(value)}")
     return number
 
 
 def parse_duration(value: str | int | float) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 10s, got {value!r}")
+        raise ValueError(f"expected a duration like 10s, got {show_written(value)}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value!r}")
         return _finite(float(value), value, "a duration")
     parts = _split(str(value))
     allowed = ", ".join(DURATION_UNITS)
+    if parts is None and _negative(value):
+        raise ValueError(f"a duration cannot be negative, got {show_written(value)}")
     if parts is None:
-        raise ValueError(f"expected a duration like 10s or 30min (units: {allowed}), got {value!r}")
+        raise ValueError(f"expected a duration like 10s or 30min (units: {allowed}), got {show_written(value)}")
     number, unit = parts
     if unit == "":
         return _finite(number, value, "a duration")
@@ -69,15 +90,17 @@ def parse_duration(value: str | int | float) -> float:
 
 def parse_size(value: str | int | float) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"expected a size like 256MB, got {value!r}")
+        raise ValueError(f"expected a size like 256MB, got {show_written(value)}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a size cannot be negative: {value!r}")
         return int(_finite(value, value, "a size"))
     parts = _split(str(value))
     allowed = ", ".join(SIZE_UNITS)
+    if parts is None and _negative(value):
+        raise ValueError(f"a size cannot be negative, got {show_written(value)}")
     if parts is None:
-        raise ValueError(f"expected a size like 256MB or 1GiB (units: {allowed}), got {value!r}")
+        raise ValueError(f"expected a size like 256MB or 1GiB (units: {allowed}), got {show_written(value)}")
     number, unit = parts
     if unit == "":
         return int(_finite(number, value, "a size"))

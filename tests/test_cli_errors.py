@@ -301,7 +301,7 @@ def test_replay_bad_max_gap_names_the_option(tmp_path, capsys):
 
     log = write_log(tmp_path / "one.bin", [sensor_event(T0)])
     assert main(["replay", str(log), "--max-gap=-1s", "--port", "0"]) == 2
-    assert "autorec replay: --max-gap: expected a duration" in capsys.readouterr().err
+    assert "autorec replay: --max-gap: a duration cannot be negative" in capsys.readouterr().err
 
 
 def test_run_log_respects_a_live_recorders_lock(tmp_path, capsys):
@@ -348,3 +348,24 @@ def test_run_options_the_mode_would_ignore_are_usage_errors(tmp_path, capsys):
         assert main([*base, *extra]) == 2
         assert f"autorec run: {message}" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--dry-run"],
+        ["tune", "camera-motion", "--thresholds", "0.001"],
+        ["calibrate"],
+    ],
+    ids=["run", "tune", "calibrate"],
+)
+def test_log_that_is_a_directory_says_so(tmp_path, capsys, argv):
+    """`--log night/` (the output directory, not one of its logs) is not 'no such log': it is there."""
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parent.parent / "rules" / "motion.yaml"
+    assert main([*argv, "--rules", str(rules), "--log", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"--log: {tmp_path} is a directory, not a log file (give one log, e.g. {tmp_path}/NAME.bin)" in err, err
+    assert main([*argv, "--rules", str(rules), "--log", str(tmp_path / "missing.bin")]) == 1
+    assert f"--log: no such log: {tmp_path / 'missing.bin'}" in capsys.readouterr().err

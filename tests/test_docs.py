@@ -213,3 +213,19 @@ def test_the_example_systemd_unit_verifies_and_its_command_parses(tmp_path: Path
     path.write_text(here)
     proc = subprocess.run([analyze, "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_the_docs_the_code_names_exist() -> None:
+    """A help text, message or example that sends the user to `docs/PAGE.md` names a page that is there (the
+    pages moved into tutorials/how-to/reference/explanation, and `run --help` kept the old paths)."""
+    named = {
+        (str(path.relative_to(REPO)), page)
+        for path in sorted(
+            [*(REPO / "autorec").rglob("*.py"), *(REPO / "examples").rglob("*"), *(REPO / "rules").iterdir()]
+        )
+        if path.is_file() and path.suffix in {".py", ".json", ".yaml", ".md", ".service"}  # text, not __pycache__
+        for page in re.findall(r"\bdocs/[\w/.-]+\.md\b", path.read_text())
+    }
+    assert len(named) > 3
+    missing = sorted((where, page) for where, page in named if not (REPO / page).is_file())
+    assert not missing, missing

@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from autorec import AsyncEventRecorder, EventRecorder
+# The errors from `autorec` itself, as a script imports them (they are the stable surface too).
+from autorec import (
+    AsyncEventRecorder,
+    EventRecorder,
+    RecorderConnectError,
+    RecorderDiskError,
+    RecorderError,
+    RecorderTimeout,
+)
 from autorec.io.logfile import LogReader
-from autorec.io.recorder import RecorderConnectError, RecorderDiskError, RecorderError, RecorderTimeout
 from tests.support.polling import wait_until_async
 from tests.support.upstreamreader import upstream_read
 from tests.support.wsfixtures import EventServer, fixture_payloads, wait_until

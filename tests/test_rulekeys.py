@@ -263,6 +263,23 @@ def test_explain_one_key(capsys) -> None:
     assert "give a rule file" in capsys.readouterr().err
 
 
+def test_explain_a_section_a_trigger_or_a_key_without_its_section(capsys) -> None:
+    """What a person types first: the word in the file (`keep`), a section, a trigger's name."""
+    assert main(["check", "--explain", "keep"]) == 0
+    assert capsys.readouterr().out.startswith("output.keep  duration (s)")
+    assert main(["check", "--explain", "post_roll"]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert shown == ["segments.post_roll", "rule.post_roll"]
+    assert main(["check", "--explain", "movement"]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert shown == ["movement.min_pins", "movement.settle", "movement.pins"]
+    assert main(["check", "--explain", "output"]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert shown == ["output", *(k.path for k in rulekeys.KEYS if k.section == "output")]
+    assert main(["check", "--explain", "kep"]) == 2
+    assert "unknown key 'kep'; did you mean 'keep'?" in capsys.readouterr().err
+
+
 def test_the_docs_table_shows_each_keys_limits() -> None:
     import importlib.util
 

@@ -285,6 +285,8 @@ def test_plugin_module_class_beside_the_rule_file(tmp_path):
     assert (err.line, err.key) == (4, "rules[b].size") and ">= 0" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Bubbel\n")
     assert (err.line, err.key) == (3, "rules[b].trigger") and "did you mean 'Bubble'?" in err.message
+    # the classes a rule could name: the imported base class is none of them
+    assert err.message.endswith("(Trigger classes there: Bubble, Broken, OneKind, Unknown)"), err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:NotATrigger\n")
     assert "not a Trigger subclass" in err.message
     err = error_of(tmp_path, "rules:\n  - name: b\n    trigger: labtriggers_h6:Broken\n")
@@ -388,7 +390,8 @@ def test_yaml_syntax_errors_are_reworded_for_people(text, line, words):
 
 def test_every_error_of_a_file_in_one_pass(tmp_path):
     """An unknown trigger does not hide a bad duration of its rule, a wrong post_roll does not hide a
-    misspelt field path, a missing option does not hide a bad one: one `check` lists them all."""
+    misspelt field path, a missing option does not hide a bad one, a bad rule name does not hide a
+    misspelt field path: one `check` lists them all."""
     path = write_rules(
         tmp_path,
         """\
@@ -404,6 +407,10 @@ rules:
   - name: c
     trigger: interval
     align: maybe
+  - name: hot plate
+    trigger: threshold
+    field: temperature_control.temperature[0]
+    above: 45
 """,
     )
     with pytest.raises(ConfigError) as info:
@@ -416,6 +423,8 @@ rules:
         (9, "rules[b].post_roll"),
         (10, "rules[c].every"),
         (12, "rules[c].align"),
+        (13, "rules[3].name"),
+        (15, "rules[3].field"),
     ], str(info.value)
 
 
@@ -426,6 +435,9 @@ def test_a_bare_number_names_the_unit_it_was_read_in(tmp_path):
     path = write_rules(tmp_path, "rules:\n  - {name: m, trigger: movement, post_roll: 300}\n")
     [warning] = load_rules(path).warnings
     assert "post_roll: warning: 300 is read as 300 s" in warning and "write 300ms for milliseconds" in warning
+    path = write_rules(tmp_path, "segments: {post_roll: 300}\nrules:\n  - {name: m, trigger: movement}\n")
+    [warning] = load_rules(path).warnings
+    assert ":1: segments.post_roll: warning: 300 is read as 300 s" in warning, warning  # the same key, the same warning
     # Too large a bare number may have meant milliseconds; too small a one did not (`0ms` is still 0).
     path = write_rules(tmp_path, "output: {timelapse: 90000}\nrules:\n  - {name: m, trigger: movement}\n")
     with pytest.raises(ConfigError, match=r"timelapse: must be at most 1d, got 90000 \(90000 s: a bare number is sec"):
@@ -452,6 +464,31 @@ def test_a_bare_off_where_no_off_is_allowed_says_how_yaml_read_it(tmp_path):
         ConfigError, match=r"alert_after: .*got False \(YAML reads a bare on/off, yes/no as true/false\)$"
     ):
         load_rules(path)
+
+
+def test_a_bare_date_is_shown_as_written(tmp_path):
+    """YAML reads `keep: 2026-12-01` as a date: the error shows what was written, not Python's repr."""
+    path = write_rules(
+        tmp_path,
+        "output: {keep: 2026-12-01, max_total: 2026-12-01 10:00:00}\nrules:\n  - {name: m, trigger: movement}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    [keep, max_total] = info.value.errors
+    assert keep.message.endswith("got 2026-12-01 (YAML reads it as a date)"), keep.message
+    assert max_total.message.endswith("got 2026-12-01 10:00:00 (YAML reads it as a date)"), max_total.message
+
+
+def test_a_negative_duration_or_size_is_said_to_be_negative(tmp_path):
+    path = write_rules(
+        tmp_path, "alerts: {alert_after: -5s}\noutput: {max_total: -2GB}\nrules:\n  - {name: m, trigger: movement}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert [e.message for e in info.value.errors] == [
+        "a duration cannot be negative, got '-5s'",
+        "a size cannot be negative, got '-2GB'",
+    ]
 
 
 def test_set_offers_the_rule_it_probably_meant(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
-from autorec.core.scores import ScoreTrack
+from autorec.core.scores import NearMiss, ScoreRow, ScoreTrack
 from autorec.io.scorelog import ScoreLog, scores_name
 from autorec.rules import ConfigError, parse_rules
 from autorec.runs.dispatch import Dispatcher
@@ -232,3 +232,23 @@ def test_check_names_near_miss_settings_that_differ_from_the_default(tmp_path: P
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3].endswith("motion  (near_miss 0.8, near_miss_clip)")
     assert lines[-2].endswith("motion  (near_miss off)") and lines[-1].endswith("motion")
+
+
+def test_the_dry_run_says_a_near_miss_past_the_threshold_did_not_fire() -> None:
+    """A score past the threshold without a firing (a move that had not settled when the log ended,
+    one frame of min_frames) is a near-miss too: "past it", not "300% of the way"."""
+    import io
+
+    sink = DryRun()
+    sink.score_rows([ScoreRow(int(T0), "moved", 3.0, 1.0), ScoreRow(int(T0), "hot", 43.0, 45.0)])
+    sink.near_misses(
+        [
+            NearMiss("moved", T0, T0 + 0.5, peak=3.0, threshold=1.0, peak_time=T0, baseline=0.0),
+            NearMiss("hot", T0, T0 + 20, peak=43.0, threshold=45.0, peak_time=T0, baseline=37.0),
+        ]
+    )
+    out = io.StringIO()
+    sink.report_scores(out)
+    lines = out.getvalue().splitlines()
+    assert lines[-2].endswith("moved  peak 3 (usually 0, fires at 1: past it, did not fire)"), lines
+    assert lines[-1].endswith("hot  peak 43 (usually 37, fires at 45: 75% of the way)"), lines

@@ -289,10 +289,30 @@ def test_cli_batch_directory_skips_up_to_date_and_reports_failures(tmp_path, cap
     assert f"failed: {bad}: no exportable camera frames (1 images: 1 corrupt)" in captured.err
 
 
+def test_cli_batch_of_a_directory_with_one_log_says_what_it_did(tmp_path, capsys):
+    """A directory holding one log (a backtest's segment) is a batch too: a second run says the video
+    is up to date, and a directory of telemetry says it was passed over (both printed nothing)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    frames_log(logs / "a.bin", [T0, T0 + 0.1])
+    out = tmp_path / "videos"
+    assert main(["video", str(logs), "--out-dir", str(out)]) == 0
+    assert "1 exported, 0 up to date, 0 failed" in capsys.readouterr().out
+    assert main(["video", str(logs), "--out-dir", str(out)]) == 0
+    assert capsys.readouterr().out == "autorec video: 0 exported, 1 up to date, 0 failed\n"
+    telemetry = tmp_path / "telemetry"
+    telemetry.mkdir()
+    write_log(telemetry / "telemetry-2026-09-21.bin", [sensor_event(T0)])
+    assert main(["video", str(telemetry)]) == 0
+    assert "0 exported, 0 up to date, 1 without camera frames passed over, 0 failed" in capsys.readouterr().out
+
+
 def test_cli_usage_errors_exit_2(tmp_path):
     log = frames_log(tmp_path / "u.bin", [T0])
     assert main(["video", "--copy", "--timestamp", str(log)]) == 2
     assert main(["video", "--start", "yesterday", str(log)]) == 2
+    assert main(["video", "--start", "10s", "--end", "5s", str(log)]) == 2  # an empty window, for every log
+    assert main(["video", "--start", "2026-11-24T10:00:05Z", "--end", "2026-11-24T10:00:00Z", str(log)]) == 2
     assert main(["video", "-o", str(tmp_path / "x.mp4"), str(log), str(log)]) == 2
     assert main(["video", "--copy", "-o", str(tmp_path / "x.mp4"), str(log)]) == 2
     assert main(["video", "--crf", "99", str(log)]) == 2

@@ -213,11 +213,12 @@ class Progress:
 
 def _measure_log(args, ruleset, meter, idle: float) -> int:
     from autorec.core.pipeline import Pipeline
-    from autorec.runs.filesource import FileSource
+    from autorec.runs.filesource import FileSource, log_path_problem
 
     path = Path(args.log)
-    if not path.is_file():
-        return _fail(f"--log: no such log: {path}", 1)
+    problem = log_path_problem(path)
+    if problem is not None:
+        return _fail(f"--log: {problem}", 1)
     pipeline = Pipeline(ruleset, offline=True, telemetry=False, timelapse=False)
     source = FileSource(path)
     meter.phase("idle")

@@ -6,10 +6,10 @@ on stderr). Warnings (valid but probably not meant) go to stderr too and do not
 change the exit code.
 
 `--explain [KEY]` prints the rule-file schema in words (every key, or one: `output.keep`,
-`rule.post_roll`, `motion.threshold`), `--schema` the same as a JSON Schema for editors; both are
-generated from the declarations the loader checks with (`autorec.core.rulekeys`, the triggers'
-`Option`s), so they say what `check FILE` accepts. An unknown KEY is one line with the key it
-probably meant, exit 2.
+`rule.post_roll`, `motion.threshold`; a section or a trigger: its keys; `keep`: every key of that
+name), `--schema` the same as a JSON Schema for editors; both are generated from the declarations
+the loader checks with (`autorec.core.rulekeys`, the triggers' `Option`s), so they say what
+`check FILE` accepts. An unknown KEY is one line with the key it probably meant, exit 2.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const="",
         metavar="KEY",
         help="print every rule-file key and trigger option (kind, unit, default, limits, meaning), or only KEY "
-        "(e.g. output.keep, rule.pre_roll, motion.threshold)",
+        "(e.g. output.keep, rule.pre_roll, motion.threshold; a section or trigger: all its keys; a name alone, "
+        "e.g. keep: every key of that name)",
     )
     p.add_argument(
         "--schema", action="store_true", help="print a JSON Schema (draft 2020-12) of a rule file, for editors"
@@ -178,8 +179,10 @@ def explain(key: str) -> list[str]:
     """The schema in words: every key and trigger option (`key` empty), or only `key`.
 
     `key` is a key's path (`output.keep`), a rule's key (`rule.post_roll`: every `segments`,
-    `budget` and flap key may be set on a rule), or `TRIGGER.OPTION`; ValueError (one line, with the
-    closest known key) when it is none of them."""
+    `budget` and flap key may be set on a rule), or `TRIGGER.OPTION`; a section (`output`), `rule` or
+    a trigger (`motion`) gives every key under it, and a key's own name without its section (`keep`,
+    `post_roll`) every key of that name. ValueError (one line, with the closest known key) when it is
+    none of them."""
     from autorec.core import rulekeys
     from autorec.triggers.fields import suggest
 
@@ -208,9 +211,13 @@ def explain(key: str) -> list[str]:
     for name, cls in triggers.items():
         for option in cls.options:
             known[f"{name}.{option.name}"] = _option_lines(name, option)
-    if key not in known:
-        raise ValueError(f"unknown key {key!r}{suggest(key, list(known))} (`autorec check --explain` lists them all)")
-    return known[key]
+    # What a person types first is often the word in the file (`keep`) or the section (`output`).
+    picked = [p for p in known if p == key or p.startswith(f"{key}.")]
+    picked = picked or [p for p in known if p.rsplit(".", 1)[-1] == key]
+    if not picked:
+        names = list(known) if "." in key else sorted({p.rsplit(".", 1)[-1] for p in known})
+        raise ValueError(f"unknown key {key!r}{suggest(key, names)} (`autorec check --explain` lists them all)")
+    return [line for p in picked for line in known[p]]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export segments to MCAP for Foxglove or Lichtblick (--mcap)",
         description="Export segments to MCAP: camera, plots, firings and the segment's facts in one file "
-        "that Foxglove and Lichtblick open (see docs/mcap.md).",
+        "that Foxglove and Lichtblick open (see docs/how-to/mcap.md).",
     )
     p.add_argument("paths", nargs="+", metavar="SEGMENT_OR_DIR", help="segment logs (NAME.bin) or output directories")
     p.add_argument("--mcap", action="store_true", help="write MCAP (the one format so far; required)")

@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from autorec.commands.serve import add_http_arguments
 
     add_http_arguments(p, None)
-    fleet = p.add_argument_group("one lab, many rigs (docs/mqtt.md, docs/metrics.md)")
+    fleet = p.add_argument_group("one lab, many rigs (docs/how-to/mqtt.md, docs/how-to/metrics.md)")
     fleet.add_argument(
         "--rig",
         default=None,
@@ -331,10 +331,12 @@ def _claim_output(out: Path):
 def _backtest(args: argparse.Namespace, ruleset, out: Path) -> int:
     """Writing segments takes the output directory's instance lock, as a live run does: one recorder per directory."""
     from autorec.runs.backtest import backtest
+    from autorec.runs.filesource import log_path_problem
 
     path = Path(args.log)
-    if not path.is_file():
-        print(f"autorec run: --log: no such log: {path}", file=sys.stderr)
+    problem = log_path_problem(path)
+    if problem is not None:
+        print(f"autorec run: --log: {problem}", file=sys.stderr)
         return 1
     if args.dry_run:
         return backtest(ruleset, path, out, dry_run=args.dry_run, jobs=args.jobs)

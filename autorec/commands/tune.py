@@ -67,7 +67,7 @@ def parse_thresholds(thresholds: str | None, span: str | None) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from autorec.core.sweep import SweepError, sweep, sweep_option
     from autorec.rules import ConfigError, Override, load_rules
-    from autorec.runs.filesource import FileSource, with_progress
+    from autorec.runs.filesource import FileSource, log_path_problem, with_progress
     from autorec.units import format_size
 
     try:
@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec tune: {exc}", file=sys.stderr)
         return 2
     path = Path(args.log)
-    if not path.is_file():
-        print(f"autorec tune: --log: no such log: {path}", file=sys.stderr)
+    problem = log_path_problem(path)
+    if problem is not None:
+        print(f"autorec tune: --log: {problem}", file=sys.stderr)
         return 1
     source = FileSource(path)
     try:

@@ -148,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         end = video.TimeRef.parse(args.end) if args.end else None
     except ValueError as exc:
         return _usage(f"--start/--end: {exc}")
+    if start is not None and end is not None and start.absolute == end.absolute and end.seconds <= start.seconds:
+        # otherwise every log would fail with 'no camera frames between --start and --end'
+        return _usage(f"--end ({args.end}) must be after --start ({args.start})")
     if args.output and (len(args.paths) != 1 or Path(args.paths[0]).is_dir()):
         return _usage("-o/--output takes exactly one log file; use --out-dir for several")
     if args.output and Path(args.output).suffix.lower() != video.SUFFIX[mode]:
@@ -220,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     if not jobs and not missing:
         print("autorec video: no logs found", file=sys.stderr)
         return 1
-    if len(jobs) + len(missing) > 1:
+    if len(jobs) + len(missing) > 1 or any(job.scanned for job in jobs):  # a directory: say what was found
         parts = [f"{exported} exported", f"{up_to_date} up to date"]
         if frameless:
             parts.append(f"{frameless} without camera frames passed over")

@@ -100,9 +100,12 @@ class DryRun:
             )
         print(f"{len(self.found_near_misses)} near-miss(es)", file=out)
         for nm in self.found_near_misses:
+            # A score can pass the threshold without the rule firing (one frame of `min_frames`, a move
+            # that did not `settle`, the log ending first): "300% of the way" would read as a slip.
+            how = f"{nm.closeness:.0%} of the way" if nm.closeness < 1 else "past it, did not fire"
             print(
                 f"  {_iso(nm.start)}  {nm.end - nm.start:6.1f} s  {nm.rule}  peak {nm.peak:.4g} "
-                f"(usually {_num(nm.baseline)}, fires at {nm.threshold:.4g}: {nm.closeness:.0%} of the way)",
+                f"(usually {_num(nm.baseline)}, fires at {nm.threshold:.4g}: {how})",
                 file=out,
             )
 

@@ -37,20 +37,11 @@ from autorec.core.ruleset import (
     UploadSettings,
 )
 from autorec.core.segmenter import SegmentPolicy
-from autorec.units import format_size, parse_duration, parse_size
+from autorec.units import format_size, parse_duration, parse_size, show_written
 
 MAX_DURATION = 3650 * 86400.0  # every duration: 10 years, far below what threading/asyncio can wait for (~292 years)
 
 UNITS = {"duration": "s", "size": "B", "rate": "B/s"}  # what a bare number is read in
-
-
-def show_written(value: Any) -> str:
-    """A value as it was written, for an error message (`'5 fortnights'`, `a mapping`)."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -689,7 +680,7 @@ KEYS: tuple[Key, ...] = (
         "flap",
         "flap_rate",
         "int",
-        "flapping: this many firings a minute ...",
+        "flapping: this many firings a minute, held for `flap_for`",
         FlapPolicy,
         "flap_rate",
         min=1,
@@ -699,7 +690,7 @@ KEYS: tuple[Key, ...] = (
         "flap",
         "flap_for",
         "duration",
-        "... held this long (whole minutes)",
+        "flapping: `flap_rate` firings a minute held this long (whole minutes)",
         FlapPolicy,
         "flap_for",
         min=60,

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def log_path_problem(path: Path) -> str | None:
+    """Why `path` cannot be opened as a log, for `--log: ...` (run, tune, calibrate); None when it is a file."""
+    if path.is_dir():
+        return f"{path} is a directory, not a log file (give one log, e.g. {path / 'NAME.bin'})"
+    if not path.is_file():
+        return f"no such log: {path}"
+    return None
+
+
 class FileSource:
     """Iterate a log's records as `Message`s. See the module docstring."""
 

@@ -87,7 +87,9 @@ def _import_target(target: str, search_dir: Path | None = None) -> type[Trigger]
         raise TriggerLookupError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from None
     obj = getattr(module, class_name, None)
     if obj is None:
-        classes = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Trigger)]
+        classes = [
+            n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Trigger) and v is not Trigger
+        ]
         hint = suggest(class_name, classes)
         raise TriggerLookupError(
             f"module {module_name} has no {class_name!r}{hint} (Trigger classes there: {', '.join(classes) or 'none'})"

@@ -4,7 +4,7 @@ Pages: `/` (live), `/night` (the report's timeline, plots and cards, with new
 segments added as they close), `/segment/NAME` (one segment: its sidecar in
 words, telemetry plots of its span, its camera frames played in the browser).
 JSON API under `/api/` (documented in the README); downloads under `/files/`; Prometheus
-metrics at `/metrics` (docs/metrics.md: the recorder's own with `run --http`, the directory's
+metrics at `/metrics` (docs/how-to/metrics.md: the recorder's own with `run --http`, the directory's
 status file with `serve`).
 
 Contracts:
@@ -613,7 +613,7 @@ class WebUI:
                 return None if await self._in_thread(is_up_to_date, log_path, out) else problem
         return problem
 
-    # -- the review: marks, range exports, electrode search (see docs/review-ui.md) ---------------
+    # -- the review: marks, range exports, electrode search (see docs/how-to/review-ui.md) ---------------
     def _write_refusal(self, request: web.Request) -> str | None:
         """Why this write must be refused (one line), or None when it comes from this server's own pages."""
         sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
