@@ -43,7 +43,6 @@ import yaml
 
 from autorec.core import rulekeys
 from autorec.core.budget import Budget, FlapPolicy
-from autorec.core.rulekeys import show_written
 from autorec.core.ruleset import (
     AlertSettings,
     HookSettings,
@@ -64,7 +63,7 @@ from autorec.events import KINDS
 from autorec.services.hooks import check_format_width
 from autorec.services.mqtt import check_topic, parse_url
 from autorec.triggers.fields import suggest
-from autorec.units import format_size
+from autorec.units import format_size, show_written
 
 
 class ConfigError(Exception):
