@@ -245,6 +245,23 @@ def test_fixed_playback_rate_spaces_frames_evenly_whatever_their_times(tmp_path,
     assert decoded_times(tmp_path / "n.mp4")[1] == pytest.approx(0.5, abs=0.002)
 
 
+def test_a_timelapse_track_plays_at_10_fps_unless_told_otherwise(tmp_path, capsys):
+    """`autorec video DIR` (what a run suggests at its end) on an output directory: its timelapse
+    track is not exported at true timing (a video as long as the night) but at 10 frames a second;
+    `--fps` still chooses. A segment in the same directory keeps its own timing."""
+    out = tmp_path / "recordings"
+    out.mkdir()
+    frames_log(out / "timelapse-20261207.bin", [T0 + 30 * i for i in range(20)])  # 10 min of night
+    frames_log(out / "seg.bin", [T0 + 0.5 * i for i in range(5)])
+    assert main(["video", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "a timelapse track: 10 frames a second (--fps to choose)" in said
+    assert decoded_times(out / "timelapse-20261207.mp4")[1] == pytest.approx(2.0, abs=0.002)
+    assert decoded_times(out / "seg.mp4")[1] == pytest.approx(2.5, abs=0.01)  # true timing
+    assert main(["video", "-q", "--force", "--fps", "4", str(out / "timelapse-20261207.bin")]) == 0
+    assert decoded_times(out / "timelapse-20261207.mp4")[1] == pytest.approx(5.0, abs=0.002)
+
+
 def test_clock_step_back_keeps_frames_in_order():
     stats = video.SelectionStats()
     clock = video.FrameClock(stats)

@@ -12,11 +12,13 @@ Exit codes: 0 all exported or up to date, 1 any log failed (a summary lists them
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from autorec.commands.batchconsole import BatchConsole
+from autorec.outdir import TIMELAPSE_PREFIX
 
 # What `autorec.media.video.ExportOptions` defaults to, for the help text without importing PyAV at
 # startup (tests/test_video.py checks they agree).
@@ -49,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="N",
-        help="play frames at a fixed N per second instead of their own times (timelapse logs)",
+        help="play frames at a fixed N per second instead of their own times (timelapse tracks: 10 unless given)",
     )
     p.add_argument("--force", action="store_true", help="export even when the output is up to date")
     p.add_argument(
@@ -73,6 +75,16 @@ class _Job:
     log: Path
     out: Path
     scanned: bool  # found by scanning a directory, not named
+
+    @property
+    def timelapse(self) -> bool:
+        """A daily timelapse track: one frame every `output.timelapse` seconds of the night."""
+        return self.log.name.startswith(TIMELAPSE_PREFIX)
+
+
+# A timelapse at its true timing lasts as long as the night (one still frame every 30 s): without
+# --fps it plays at this rate, a night at one frame per 30 s in ~2 minutes.
+TIMELAPSE_FPS = 10.0
 
 
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -204,9 +216,13 @@ def run(args: argparse.Namespace) -> int:
                 done += n
                 console.update(n)
 
+            job_options = options
+            if job.timelapse and options.fps is None:
+                job_options = dataclasses.replace(options, fps=TIMELAPSE_FPS)
+                console.say(f"{job.log}: a timelapse track: {TIMELAPSE_FPS:g} frames a second (--fps to choose)")
             try:
                 job.out.parent.mkdir(parents=True, exist_ok=True)
-                result = video.export(job.log, job.out, options, progress)
+                result = video.export(job.log, job.out, job_options, progress)
             except video.ExportError as exc:
                 fail(str(exc))
                 continue
