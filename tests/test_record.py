@@ -163,8 +163,9 @@ def test_sigterm_while_no_server_is_reachable(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 1, stderr  # nothing was ever recorded: not a quiet rig
     assert "SIGTERM received" in stdout and "messages: 0" in stdout
+    assert f"autorec record: never connected to ws://127.0.0.1:{port} (connection refused)" in stderr
     assert out.read_bytes() == b""
 
 

@@ -6,7 +6,7 @@ record, so nothing else may go in). Frames that do not parse go, framed the
 same way, to `OUT.rejected`. Lost connections are retried for ever (capped
 backoff) and reported as gaps. Ctrl-C, SIGTERM or `--duration` end the
 recording: the log is flushed and closed, a summary is printed, exit 0.
-Exit 1 if records could not be written (disk full): the recording goes on
+Exit 1 if it never connected, or if records could not be written (disk full): the recording goes on
 meanwhile, and the log always ends on a whole record. That is the disk-error
 policy of the capture loop `record` shares with `EventRecorder`
 (`autorec.io.capture`); this module only adds the arguments and the summary.
@@ -100,6 +100,12 @@ async def _record(capture: StreamCapture, stop: StopRequest) -> int:
     started = time.monotonic()
     await capture.run(stop=stop)
     _summary(capture, time.monotonic() - started, stop.reason or "stopped")
+    stats = capture.source.stats
+    if stats.connects == 0:
+        # An empty log and exit 0 would read as "a quiet rig" to the script that started us.
+        cause = stats.gaps[-1].cause if stats.gaps else "no attempt finished"
+        print(f"autorec record: never connected to {capture.source.uri} ({cause})", file=sys.stderr)
+        return 1
     if capture.error is not None:
         log.error("the recording ended early: %s", capture.error, exc_info=capture.error)
         return 1
