@@ -26,6 +26,9 @@ this thread): what any motion recorder must spend beyond writing. Printed: run /
 decode floor) (target <= 1.25x). The floor is measured a minute after the processes, on the
 same machine: on a loaded machine the ratios hold better than the seconds.
 
+`--scenario night --seconds 1200` measures 20 minutes of the realistic night (incubations with
+nothing moving, protocol steps): issue 31's quiet-night target (run <= 2.0x pdrecord).
+
 `--quiet-rig` serves the simulator's `idle` scenario (a still board, electrodes re-sent,
 sensors; 10 fps camera) and runs the rule twice in the same minute: as given (idle rate on)
 and with `--set RULE.idle_fps=0` (full rate), each beside its own decode floor. The idle rate
@@ -182,6 +185,9 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, default=None, help="run `autorec run` under cProfile into FILE")
     parser.add_argument("--py-spy", dest="pyspy", type=Path, default=None, help="sample `autorec run` into FILE")
     parser.add_argument("--top", type=int, default=10, help="profile lines to print")
+    parser.add_argument(
+        "--scenario", default="demo", help="the simulator's scenario (default demo; night: issue 31's quiet night)"
+    )
     parser.add_argument("--idle", action="store_true", help="a server that sends nothing instead of the simulator")
     parser.add_argument(
         "--quiet-rig", action="store_true", help="the simulator's idle scenario; the rule with its idle rate on and off"
@@ -199,7 +205,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="autorec-live-cpu-") as tmp_name:
         tmp = Path(tmp_name)
-        sim, uri = start_silent() if args.idle else start_sim("idle" if args.quiet_rig else "demo")
+        sim, uri = start_silent() if args.idle else start_sim("idle" if args.quiet_rig else args.scenario)
         procs: dict[str, subprocess.Popen] = {}
         try:
             pdrecord = args.pdrecord or shutil.which("pdrecord")
@@ -292,7 +298,7 @@ def main() -> int:
             cpu = after[name] - before[name]
             print(f"  {name:52s} {cpu:6.3f} CPU s  ({cpu / window * 60:.3f} CPU s a minute, RSS {rss[name]:.0f} MiB)")
         return 0
-    what = "the simulator's idle scenario (a still board)" if args.quiet_rig else "demo scenario"
+    what = "the simulator's idle scenario (a still board)" if args.quiet_rig else f"{args.scenario} scenario"
     print(f"10 fps simulated rig, {what}, same stream, same {window:.0f} s (after {args.warmup:g} s warm-up):")
     for name in procs:
         cpu = after[name] - before[name]
