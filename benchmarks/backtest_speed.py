@@ -174,7 +174,7 @@ def main() -> None:
                         frames += 1
                         return image
 
-                    trigger.predecoded = timed_decode
+                    trigger.decoded_ahead = timed_decode
             run_file(pipe, source)
             floor = decode_seconds[0] / jobs
             return source.records, (

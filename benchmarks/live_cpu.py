@@ -160,7 +160,7 @@ def decode_floor(record: Path, rules: Path, sets: list[str], start: float, end: 
                 frames += 1
             return image
 
-        trigger.predecoded = timed
+        trigger.decoded_ahead = timed
     run_file(pipe, FileSource(record))
     return frames, cpu
 

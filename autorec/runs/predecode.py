@@ -10,7 +10,7 @@ trigger's `autorec.triggers.framegrid.FrameGrid`, run on the log's timestamps
 and following the trigger's signs of activity, so the idle rate is included),
 decodes those in a thread pool
 (libjpeg-turbo and FFmpeg release the GIL while decoding), and hands the
-results to the triggers through their `predecoded` hook
+results to the triggers through their `decoded_ahead` hook
 (`autorec.triggers.motion`).
 
 Contracts:
@@ -99,7 +99,7 @@ class _Ahead:
         self.pending: dict[int, tuple[PurpleDropEvent, Future]] = {}
         self.hits = 0
         self.misses = 0
-        trigger.predecoded = self.take
+        trigger.decoded_ahead = self.take
 
     def take(self, event: PurpleDropEvent) -> GrayImage | FrameDecodeError | None:
         entry = self.pending.pop(id(event), None)

@@ -38,7 +38,7 @@ Contract (sans-I/O: no clock, no files while fed; a `mask` image is read once, a
   makes the background snap to the next frame.
 - Reports every analysed frame's score against `threshold` (`Trigger.score`).
 - Hook for decoding ahead (`autorec.runs.predecode`, backtests on several cores): when
-  `predecoded` is set, each frame due for analysis is first looked up there with
+  `decoded_ahead` is set, each frame due for analysis is first looked up there with
   its event; a `GrayImage` (or a `FrameDecodeError`) found is used as this
   trigger's own `GrayDecoder(scale)` would have produced it for the same bytes,
   None means "not decoded ahead" and the frame is decoded here. Which frames are
@@ -115,7 +115,7 @@ def _resample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask[ys[:, None], xs[None, :]]
 
 
-Predecoded = Callable[[PurpleDropEvent], "GrayImage | FrameDecodeError | None"]
+DecodedAhead = Callable[[PurpleDropEvent], "GrayImage | FrameDecodeError | None"]
 
 
 class MotionTrigger(Trigger):
@@ -168,7 +168,7 @@ class MotionTrigger(Trigger):
         }
         self.last_score: float | None = None
         self._last_time: float | None = None  # of the last analysed frame
-        self.predecoded: Predecoded | None = None  # see the module docstring
+        self.decoded_ahead: DecodedAhead | None = None  # see the module docstring
         self._geometry: tuple[int, int, int, int] | None = None  # full w, h, reduced w, h
         self._crop: tuple[slice, slice] = (slice(0), slice(0))
         self._crop_mask: np.ndarray | None = None
@@ -217,8 +217,8 @@ class MotionTrigger(Trigger):
                 self.counters["idle_frames"] += 1
         elif not grid.due(time):
             return None
-        if self.predecoded is not None:
-            image = self.predecoded(event)
+        if self.decoded_ahead is not None:
+            image = self.decoded_ahead(event)
             if image is not None:
                 return self.analyse(time, b"", image)
         # One read of the field: protobuf hands out the bytes object, which goes straight to the decoder.
