@@ -116,7 +116,7 @@ def _summary(capture: StreamCapture, elapsed: float, reason: str) -> None:
     from autorec.units import format_duration, format_size
 
     stats = capture.source.stats
-    files = capture.log
+    files = capture.files
     assert files is not None  # opened before the loop
     gap_time = sum(g.duration or 0.0 for g in stats.gaps)
     lines = [

@@ -81,7 +81,7 @@ class CaptureLog:
             raise FileExistsError(errno.EEXIST, "rejected-frames file already exists", str(self.rejected_path))
         if mode == "overwrite":  # first: a sidecar that cannot be removed must not cost the log it belongs to
             self.rejected_path.unlink(missing_ok=True)
-        self.log = LogWriter(self.path, mode)
+        self.writer = LogWriter(self.path, mode)
         self._rejected: LogWriter | None = None
         self._rejected_unopened = 0  # rejected frames lost because the sidecar could not be opened
         self.flush_interval = flush_interval
@@ -94,27 +94,27 @@ class CaptureLog:
     @property
     def lost(self) -> int:
         """Records that could not be written (disk full, I/O error), in the log and the sidecar."""
-        return self.log.dropped + (self._rejected.dropped if self._rejected else 0) + self._rejected_unopened
+        return self.writer.dropped + (self._rejected.dropped if self._rejected else 0) + self._rejected_unopened
 
     @property
     def saved(self) -> int:
         """Parsed frames written to the log or waiting in its buffer (`messages` minus those lost)."""
-        return self.messages - self.log.dropped
+        return self.messages - self.writer.dropped
 
     @property
     def bytes(self) -> int:
-        return self.log.bytes
+        return self.writer.bytes
 
     def written_to(self, path: Path) -> int:
         """Records durably handed to the OS so far in `path` (the log or the rejected sidecar)."""
         if path == self.path:
-            return self.log.records
+            return self.writer.records
         return self._rejected.records if self._rejected is not None and path == self.rejected_path else 0
 
     def write(self, message: Message) -> None:
         if message.rejected is None:
             self.messages += 1
-            self._on(self.log, LogWriter.write, message.payload)
+            self._on(self.writer, LogWriter.write, message.payload)
         else:
             self.rejected += 1
             if self._rejected is None:
@@ -140,7 +140,7 @@ class CaptureLog:
         """`action` on the log, then on the sidecar even if the log's failed; the first error is raised."""
         error: OSError | None = None
         failure = None
-        for writer in (self.log, self._rejected):
+        for writer in (self.writer, self._rejected):
             if writer is None:
                 continue
             try:
@@ -234,7 +234,7 @@ class StreamCapture:
         self.flush_interval = flush_interval
         self.on_message = on_message
         self.trouble = DiskTrouble(self.path, report_every)
-        self.log: CaptureLog | None = None
+        self.files: CaptureLog | None = None
         self.error: BaseException | None = None  # what ended the capture before a stop was asked
         self.ready = False  # connected with the log open
         self.stop_requested = False  # set by an owner's thread too, before the loop sees the request
@@ -247,28 +247,28 @@ class StreamCapture:
     @property
     def messages(self) -> int:
         """Parsed frames received (written or lost)."""
-        return self.log.messages if self.log else 0
+        return self.files.messages if self.files else 0
 
     @property
     def count(self) -> int:
         """Events in the log or on their way there (received, minus those lost to write errors)."""
-        return self.log.saved if self.log else 0
+        return self.files.saved if self.files else 0
 
     @property
     def rejected(self) -> int:
-        return self.log.rejected if self.log else 0
+        return self.files.rejected if self.files else 0
 
     @property
     def lost(self) -> int:
         """Records that could not be written (disk full, I/O error)."""
-        return self.log.lost if self.log else 0
+        return self.files.lost if self.files else 0
 
     # -- control -------------------------------------------------------------
 
     def open(self) -> CaptureLog:
         """Open the log now rather than at the first connection; raises OSError (FileExistsError...)."""
-        self.log = CaptureLog(self.path, self.mode, self.flush_interval)
-        return self.log
+        self.files = CaptureLog(self.path, self.mode, self.flush_interval)
+        return self.files
 
     def fail(self, error: BaseException) -> None:
         """End the capture early because of `error` (the first one is kept). Call on the loop."""
@@ -302,8 +302,8 @@ class StreamCapture:
         try:
             async for item in self.source:
                 if isinstance(item, Message):
-                    if self.log is not None:  # None only after a failed open: the capture is ending
-                        self._guarded(self.log.write, item)
+                    if self.files is not None:  # None only after a failed open: the capture is ending
+                        self._guarded(self.files.write, item)
                         if self.on_message is not None:
                             self.on_message(item)
                 elif isinstance(item, Connected):
@@ -319,8 +319,8 @@ class StreamCapture:
         finally:
             self._flusher.cancel()
             self.phase = "closing the log"
-            if self.log is not None:
-                self._guarded(self.log.close)
+            if self.files is not None:
+                self._guarded(self.files.close)
             self.phase = "closing the connection"
             await self.source.close()
             self.phase = "done"
@@ -328,7 +328,7 @@ class StreamCapture:
     def _open_at_connect(self, on_ready: Callable[[], object] | None) -> None:
         if self.ready:
             return
-        if self.log is None:
+        if self.files is None:
             try:
                 self.open()
             except OSError as exc:
@@ -340,13 +340,13 @@ class StreamCapture:
             on_ready()
 
     def _flush_tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.log is not None:
-            self._guarded(self.log.flush)
+        if self.files is not None:
+            self._guarded(self.files.flush)
         self._flusher = loop.call_later(self.flush_interval, self._flush_tick, loop)
 
     def _guarded(self, action: Callable[..., object], *args: object) -> None:
         """Run a write/flush/close of the log under the disk-error policy: never raises OSError."""
-        capture_log = self.log
+        capture_log = self.files
         assert capture_log is not None
         # A failing file works again when it takes records (the log's flushes prove nothing about a
         # sidecar that cannot be opened, nor the sidecar's about the log).

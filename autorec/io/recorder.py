@@ -129,7 +129,7 @@ class _Capture(StreamCapture):
 
     def disconnected(self, item: Disconnected) -> None:
         self._last_cause = item.cause
-        if self.log is not None and self._timer is not None:
+        if self.files is not None and self._timer is not None:
             self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_later(self.reconnect_timeout, self._gave_up, item.cause)
 
