@@ -250,7 +250,9 @@ def test_run_help_says_what_duration_means_live(capsys):
 def test_uri_without_port_is_named_once(tmp_path, capsys):
     # ws://rig means port 80; the user only ever saw "connection refused", retried for ever.
     note = "ws://127.0.0.1 names no port: connecting to port 80 (pdserver listens on 7001)"
-    assert main(["record", str(tmp_path / "r.bin"), "--uri", "ws://127.0.0.1", "--duration", "0"]) == 0
+    assert (
+        main(["record", str(tmp_path / "r.bin"), "--uri", "ws://127.0.0.1", "--duration", "0"]) == 1
+    )  # never connected
     assert capsys.readouterr().err.count(note) == 1
     argv = ["run", "--rules", str(_electrode_rules(tmp_path)), "--uri", "ws://127.0.0.1", "--duration", "0"]
     assert main([*argv, "--out", str(tmp_path / "o"), "--no-telemetry"]) == 0
