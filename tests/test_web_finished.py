@@ -102,6 +102,9 @@ def test_a_finished_run_says_when_and_why_it_stopped_and_picks_up_a_new_video(fi
             first = driver.find_element("css selector", "#recent tr td span")
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", first.text)
             assert first.get_attribute("title").startswith("UTC ")
+            # no camera without a run: no empty picture box with a broken-image icon, the note instead
+            assert not driver.find_element("id", "frame").is_displayed()
+            assert "only when attached to a run" in driver.find_element("id", "frame-info").text
             driver.save_screenshot(str(artifact_path("web-live-stopped.png")))
             assert console_errors(driver) == []
             # export one segment's video now, while serve runs: it shows up without a restart

@@ -52,7 +52,7 @@ def live_page(directory: Path) -> str:
 <div class="sub stopped" id=stopped hidden></div></header>
 <section class=grid>
   <div class=panel id=camera-panel><h2>Camera</h2>
-    <img id=frame alt="latest camera frame" width=512 height=384>
+    <img id=frame alt="latest camera frame" width=512 height=384 hidden>
     <div class=meta id=frame-info>no frame yet</div></div>
   <div class=panel><h2>Stream</h2>
     <table class=facts>

@@ -31,8 +31,9 @@
     if (loading) { wanted = seq; return; }  // one request at a time: a slow link never piles up frames
     loading = true;
     const img = $("frame");
-    img.onload = img.onerror = () => {
+    img.onload = img.onerror = (e) => {
       loading = false; shownSeq = seq;
+      img.hidden = e.type !== "load";  // no picture box with a broken-image icon before or without a frame
       if (wanted !== null && wanted !== seq) { const next = wanted; wanted = null; showFrame(next); }
     };
     img.src = "/api/frame/latest?seq=" + seq;
