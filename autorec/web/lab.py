@@ -19,7 +19,6 @@ worker thread); `lab_page(rigs, ...)` and `store_night_page(...)` return HTML.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -28,12 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from autorec import __version__
 from autorec.io.boundedread import open_regular
 from autorec.outdir import INDEX_NAME, JOURNAL_NAME, STATUS_NAME, UPLOAD_STATE_NAME
 from autorec.readable import local_and_utc, time_html
+from autorec.report import markup
 from autorec.units import format_duration, format_size
 from autorec.web.feed import DirectoryFeed, stop_of_journal_tail
+from autorec.web.pages import page_head
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ class Rig:
     rows: list[dict[str, Any]] = field(default_factory=list)  # store: the catalogue rows
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+_e = markup.text  # the one escaping path (autorec.report.markup)
 
 
 def nights_of(rows: list[tuple[str, float | None, int, str]]) -> list[NightRow]:
@@ -177,16 +176,9 @@ def store_rigs(store: Any) -> tuple[list[Rig], list[str]]:
 
 # -- HTML -----------------------------------------------------------------------------------------
 
-_HEAD = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="autorec {version}">
-<title>{title}</title>
-<link rel="stylesheet" href="/ui/ui.css">
-</head><body>
-<nav class=top><b>autorec</b> <a href="/" class=active>Lab</a></nav>
-<main class=lab>
-"""
+
+def _head(title: str) -> str:
+    return page_head(title) + '<nav class=top><b>autorec</b> <a href="/" class=active>Lab</a></nav>\n<main class=lab>\n'
 
 
 def status_text(rig: Rig, now: float) -> tuple[str, str]:
@@ -269,7 +261,7 @@ def lab_page(title: str, rigs: list[Rig], links: dict[str, dict[str, str]], now:
     beside the rig's name, `day` to a URL with `{day}` for a night's own page (the store's; a night
     without one links to `night`), and `segment` to a URL with `{name}` (and `{day}`) for a segment."""
     body = [
-        _HEAD.format(version=__version__, title=_e(f"autorec lab: {title}")),
+        _head(f"autorec lab: {title}"),
         f"<header><h1>Lab</h1><div class=sub>{_e(title)}: {len(rigs)} rig(s)</div></header>",
     ]
     body.extend(_rig_section(r, now, links.get(r.name, {})) for r in rigs)
@@ -288,7 +280,7 @@ def store_night_page(rig: str, day: str, rows: list[dict[str, Any]]) -> str:
     """A night from the store: its segments (time, length, rules, size, close reason) with links that
     download the segment's log, sidecar and videos through the server (`files/NAME`, relative)."""
     body = [
-        _HEAD.format(version=__version__, title=_e(f"autorec {rig}: {day}")),
+        _head(f"autorec {rig}: {day}"),
         f"<header><h1>{_e(rig)}: {_e(day)}</h1><div class=sub>{len(rows)} segment(s), "
         f"{_e(format_size(sum(r.get('bytes') or 0 for r in rows)))}, from the store's catalogue</div></header>",
         "<table class=segments><tr><th>start</th><th>length</th><th>rules</th><th>size</th><th>closed</th>"

@@ -40,10 +40,15 @@ _HEAD = """<!DOCTYPE html>
 """
 
 
+def page_head(title: str) -> str:
+    """The start of every page the web UI serves, up to the open `<body>` (`title` is escaped here)."""
+    return _HEAD.format(version=__version__, title=_e(title))
+
+
 def live_page(directory: Path) -> str:
     """The live page: filled and updated by /ui/live.js from /api/status and /api/events."""
     return (
-        _HEAD.format(version=__version__, title=_e(f"autorec live: {directory.name}"))
+        page_head(f"autorec live: {directory.name}")
         + _nav("Live")
         + f"""
 <main class=live>
