@@ -33,10 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from decodefloor import decode_floor
+
 from autorec import events
 from autorec.core.dryrun import DryRun
 from autorec.core.pipeline import Pipeline
-from autorec.frames.graydecode import FrameDecodeError, GrayDecoder
 from autorec.io.logfile import LogReader, LogWriter
 from autorec.io.writer import SegmentWriter
 from autorec.rules import load_rules
@@ -44,7 +45,6 @@ from autorec.runs.backtest import BACKTEST_QUEUE_BYTES
 from autorec.runs.dispatch import Dispatcher
 from autorec.runs.filesource import FileSource, run_file
 from autorec.runs.predecode import default_jobs, predecoded
-from autorec.triggers.motion import MotionTrigger
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,34 +151,15 @@ def main() -> None:
             return source.records, f"  ({writer.stats.segments} segments, {writer.stats.bytes / 1e6:.1f} MB written)"
 
         jobs = args.jobs if args.jobs is not None else default_jobs()
-        decode_seconds = [0.0]
+        decode_cpu = [0.0]
 
-        def decode_floor():
+        def dry_run_floor():
             """A one-thread dry run whose motion triggers' decodes of their analysed frames are timed."""
-            source = FileSource(log_path)
-            pipe = Dispatcher(Pipeline(ruleset, offline=True, telemetry=False), DryRun())
-            frames = 0
-            for trigger in pipe.pipeline.engine.triggers.values():
-                if isinstance(trigger, MotionTrigger):
-                    decoder = GrayDecoder(trigger.scale)
-
-                    def timed_decode(event, decoder=decoder):
-                        nonlocal frames
-                        jpeg = event.image.image_data
-                        t0 = time.perf_counter()
-                        try:
-                            image = decoder.decode(jpeg)
-                        except FrameDecodeError as exc:
-                            image = exc
-                        decode_seconds[0] += time.perf_counter() - t0
-                        frames += 1
-                        return image
-
-                    trigger.decoded_ahead = timed_decode
-            run_file(pipe, source)
-            floor = decode_seconds[0] / jobs
-            return source.records, (
-                f"  ({frames} analysed frames decoded in {decode_seconds[0]:.2f} s: floor {floor:.2f} s "
+            frames, cpu, records = decode_floor(ruleset, log_path)
+            decode_cpu[0] = cpu
+            floor = cpu / jobs
+            return records, (
+                f"  ({frames} analysed frames decoded in {cpu:.2f} CPU s: floor {floor:.2f} s "
                 f"on {jobs} core(s), {span / floor:.0f}x real time)"
             )
 
@@ -195,9 +176,9 @@ def main() -> None:
         timed("backtest --dry-run", size, span, dry_run, base)
         motion = any(r.trigger_name == "motion" for r in ruleset.rules)
         if motion:
-            timed("dry run, decodes timed", size, span, decode_floor, base)
+            timed("dry run, decodes timed", size, span, dry_run_floor, base)
             wall = timed(f"backtest --dry-run --jobs {jobs}", size, span, dry_run_jobs, base)
-            floor = decode_seconds[0] / jobs
+            floor = decode_cpu[0] / jobs
             print(
                 f"backtest rate / decode floor on {jobs} core(s): {floor / wall:.2f} (target >= 0.8; "
                 f"{span / wall:.0f}x real time against {span / floor:.0f}x)"

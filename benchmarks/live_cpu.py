@@ -125,43 +125,14 @@ def motion_rule(rules: Path, sets: list[str]) -> tuple[str | None, float]:
     return None, 0.0
 
 
-def decode_floor(record: Path, rules: Path, sets: list[str], start: float, end: float) -> tuple[int, float]:
+def floor_of(record: Path, rules: Path, sets: list[str], start: float, end: float) -> tuple[int, float]:
     """(frames, CPU s): the motion rules' decodes of the frames they analyse with stream time in
     [start, end], in a dry run of `record` through `rules` (from the start: same grid, same idle state)."""
-    from autorec import events
-    from autorec.core.dryrun import DryRun
-    from autorec.core.pipeline import Pipeline
-    from autorec.frames.graydecode import FrameDecodeError, GrayDecoder
+    from decodefloor import decode_floor
+
     from autorec.rules import Override, load_rules
-    from autorec.runs.dispatch import Dispatcher
-    from autorec.runs.filesource import FileSource, run_file
-    from autorec.triggers.motion import MotionTrigger
 
-    pipe = Dispatcher(
-        Pipeline(load_rules(rules, [Override.parse(o) for o in sets]), offline=True, telemetry=False), DryRun()
-    )
-    frames, cpu = 0, 0.0
-    for trigger in pipe.pipeline.engine.triggers.values():
-        if not isinstance(trigger, MotionTrigger):
-            continue
-        decoder = GrayDecoder(trigger.scale)
-
-        def timed(event, decoder=decoder):
-            nonlocal frames, cpu
-            jpeg = event.image.image_data
-            t0 = time.thread_time()
-            try:
-                image = decoder.decode(jpeg)
-            except FrameDecodeError as exc:
-                image = exc
-            t = events.timestamp(event)
-            if t is not None and start <= t <= end:
-                cpu += time.thread_time() - t0
-                frames += 1
-            return image
-
-        trigger.decoded_ahead = timed
-    run_file(pipe, FileSource(record))
+    frames, cpu, _ = decode_floor(load_rules(rules, [Override.parse(o) for o in sets]), record, start, end)
     return frames, cpu
 
 
@@ -288,9 +259,9 @@ def main() -> int:
         # The floors, from the whole-stream recording of the same stream (autorec record's file).
         floors: dict[str, tuple[int, float]] = {}
         if rule is not None and not args.idle:
-            floors[run_name] = decode_floor(tmp / "record.bin", args.rules.resolve(), args.set, stream0, stream1)
+            floors[run_name] = floor_of(tmp / "record.bin", args.rules.resolve(), args.set, stream0, stream1)
             if args.quiet_rig:
-                floors[full_name] = decode_floor(tmp / "record.bin", args.rules.resolve(), full_sets, stream0, stream1)
+                floors[full_name] = floor_of(tmp / "record.bin", args.rules.resolve(), full_sets, stream0, stream1)
     window = wall1 - wall0
     if args.idle:
         print(f"a connected rig that sends nothing, same {window:.0f} s (after {args.warmup:g} s warm-up):")
