@@ -29,15 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from live_cpu import cpu_seconds, start_sim  # the same simulator and CPU reading as live_cpu.py
+
 REPO = Path(__file__).resolve().parent.parent
 AUTOREC = [sys.executable, "-m", "autorec"]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process (all its threads), from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -60,21 +56,6 @@ def accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def start_sim() -> tuple[subprocess.Popen, str]:
-    sim = subprocess.Popen(
-        [*AUTOREC, "sim", "--port", "0", "--fps", "10", "--seed", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = sim.stdout.readline() if sim.stdout else ""
-    uri = line.strip().rsplit(" ", 1)[-1]
-    if not uri.startswith("ws://"):
-        sim.terminate()
-        raise SystemExit(f"autorec sim did not say where it serves: {line!r}")
-    return sim, uri
 
 
 def scrape(port: int) -> dict[str, float]:
