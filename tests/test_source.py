@@ -259,3 +259,122 @@ def test_a_server_that_drops_before_sending_anything_still_backs_off() -> None:
             assert gaps[-1] > 0.6, gaps  # 0.05 doubled four times: 0.8 s
 
     asyncio.run(main())
+
+
+# -- paced reads ---------------------------------------------------------------------------------
+
+
+def _small_frames(n: int) -> list[bytes]:
+    return [image(1_700_000_000.0 + i, bytes([i % 256]) * 500).SerializeToString() for i in range(n)]
+
+
+@pytest.mark.parametrize("interval", [0.2, 0.0])
+def test_paced_reads_take_a_stream_in_a_few_reads_without_losing_or_reordering(interval: float) -> None:
+    # 60 frames 10 ms apart (a rig's sensors and camera, 100 messages a second): paced, each read
+    # takes what 0.2 s brought; unpaced (0), nearly every frame is a read of its own.
+    frames = _small_frames(60)
+
+    async def main() -> tuple[list[Message], int]:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, read_interval=interval) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+
+                def send_spaced() -> None:
+                    for frame in frames:
+                        server.broadcast([frame])
+                        time.sleep(0.01)  # the stream's own pace, not a wait for the source
+
+                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced))
+                got = await messages(source, len(frames))
+                await sender
+                # The flow control this pacing leaves to websockets is read from its frame queue.
+                assert hasattr(source._ws.recv_messages, "paused") and hasattr(source._ws.recv_messages, "resume")
+                return got, source.stats.reads
+
+    got, reads = asyncio.run(main())
+    assert [m.payload for m in got] == frames
+    if interval:
+        assert reads <= 12, reads  # ~0.6 s of stream / 0.2 s, plus the handshake's and stragglers
+    else:
+        assert reads >= 30, reads
+
+
+def test_a_backlog_is_read_at_once_whatever_the_interval() -> None:
+    # 8 MB arriving together: a read that fills asyncio's buffer is followed at once by the next.
+    # Paced after every read, 0.5 s apart, it would take 8 MB / 256 KiB / 2 = 16 s.
+    frames = [big_image_event(100_000) for _ in range(80)]
+
+    async def main() -> list[Message]:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, read_interval=0.5) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                sender = asyncio.ensure_future(asyncio.to_thread(server.broadcast, frames))
+                got = await messages(source, len(frames), timeout=8.0)
+                await sender
+                return got
+
+    got = asyncio.run(main())
+    assert [m.payload for m in got] == frames
+
+
+def test_a_paced_frame_is_read_within_the_interval() -> None:
+    # A frame sent right after a read waits in the socket until the next read, at most one interval.
+    first, second = _small_frames(2)
+
+    async def main() -> tuple[float, float]:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, read_interval=0.5) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                await asyncio.to_thread(server.broadcast, [first])
+                a = await expect(source, Message)
+                await asyncio.to_thread(server.broadcast, [second])
+                b = await expect(source, Message)
+                assert (a.payload, b.payload) == (first, second)
+                # Closing is not paced: the server's close frame is read as it comes (well within 0.5 s).
+                t0 = time.monotonic()
+                await source.close()
+                assert time.monotonic() - t0 < 0.4
+                return a.monotonic, b.monotonic
+
+    a, b = asyncio.run(main())
+    assert 0.3 <= b - a <= 0.5 + 1.0, b - a  # held by the pacing, and not much longer
+
+
+def test_read_interval_is_checked() -> None:
+    with pytest.raises(ValueError, match="read_interval"):
+        WebsocketSource("ws://127.0.0.1:7001", read_interval=-1)
+    with pytest.raises(ValueError, match="read_interval"):
+        WebsocketSource("ws://127.0.0.1:7001", read_interval=5)
+
+
+def test_pacing_never_falls_behind_a_small_socket_buffer() -> None:
+    # An untuned receive buffer of ~64 KB holds a third of a second of a 2 MB/s stream: paced every
+    # 0.2 s regardless, the source would read ~320 KB/s and fall further behind each second. Reads
+    # that take a good part of the buffer are followed at once.
+    frames = [big_image_event(100_000) for _ in range(40)]
+
+    async def main() -> list[Message]:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, read_interval=0.2) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                sock = source._ws.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+
+                def send_spaced() -> None:
+                    for frame in frames:
+                        server.broadcast([frame])
+                        time.sleep(0.05)  # 2 MB/s for 2 s: the stream's own pace
+
+                t0 = time.monotonic()
+                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced))
+                got = await messages(source, len(frames), timeout=20.0)
+                await sender
+                assert time.monotonic() - t0 < 6.0, "fell behind the stream"
+                return got
+
+    got = asyncio.run(main())
+    assert [m.payload for m in got] == frames

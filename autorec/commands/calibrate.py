@@ -246,7 +246,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
     import asyncio
 
     from autorec.calibration.drive import Driver, RpcClient, RpcError, board_cells, covered, plan_moves, rpc_url_for
-    from autorec.core.pipeline import Pipeline
+    from autorec.core.pipeline import TICK_LAG, Pipeline
     from autorec.core.streamitems import Message
     from autorec.io.mainloop import StopRequest, run_main
     from autorec.io.source import DEFAULT_URI, WebsocketSource
@@ -332,8 +332,10 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                 return
             driver = Driver(client, plan, clock=lambda: meter.time)
             state["driver"] = driver
-        pipeline = Pipeline(ruleset, rate=speed, telemetry=False, timelapse=False)
         source = WebsocketSource(ws_uri)
+        pipeline = Pipeline(
+            ruleset, rate=speed, telemetry=False, timelapse=False, tick_lag=TICK_LAG + source.read_interval
+        )
         last_item = [time.monotonic()]
 
         async def feed() -> None:

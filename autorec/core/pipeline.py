@@ -25,7 +25,8 @@ Contracts:
 - Live, a tick's stream time is the last event time plus the monotonic time
   elapsed since it arrived (times `rate`), minus `tick_lag` real seconds so
   that a message already on its way is not shut out of a segment whose
-  post-roll has just ended. Monotonic and wall times are inputs, given by the driver.
+  post-roll has just ended (a live source that reads its socket at intervals adds
+  its interval: `autorec.io.source`). Monotonic and wall times are inputs, given by the driver.
 - Every processed message gives one `Processed(time, kind, event)`, after the
   segment actions and tracks it caused. A tick gives `Ticked`; before any stream
   time is known, a tick or (dis)connection given a `wall` time gives the listeners'
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 
 DISK_FLOOR = "disk_floor"  # why segments are paused below the disk floor (and the open one's close reason)
 MAX_HELD = 10_000  # messages held while no timestamp is known yet
+TICK_LAG = 0.25  # real seconds a live tick stays behind the projected stream time (see Contracts)
 # A near-miss clip's pre-roll reaches back to the near-miss's start, up to this long before it is
 # reported (a longer one keeps its last part): bounds what the pre-roll buffer must hold for it.
 NEAR_MISS_CLIP_SPAN = 10.0
@@ -230,7 +232,7 @@ class Pipeline:
         offline: bool = False,
         rate: float = 1.0,
         telemetry: bool | None = None,
-        tick_lag: float = 0.25,
+        tick_lag: float = TICK_LAG,
         timelapse: bool = True,
         engine: Any = None,
     ) -> None:

@@ -329,9 +329,10 @@ def run_live(
     services, writer, score log and pipeline, and drive them with `live_main` until stopped.
     `live_source` is a checked `WebsocketSource` for `uri`, or None with `sim_config` (the built-in
     simulator in this process). `companions` run beside it (see `Companion`). Returns the exit code."""
-    from autorec.core.pipeline import Pipeline
+    from autorec.core.pipeline import TICK_LAG, Pipeline
     from autorec.io.recovery import recover_directory
     from autorec.io.scorelog import ScoreLog
+    from autorec.io.source import READ_INTERVAL
     from autorec.io.writer import SegmentWriter
 
     for recovered in recover_directory(out, fsync=ruleset.output.fsync):
@@ -352,7 +353,11 @@ def run_live(
     score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
     services.score_log = score_log
     core = Pipeline(
-        ruleset, rate=sim_config.speed if sim_config is not None else 1.0, telemetry=telemetry, timelapse=timelapse
+        ruleset,
+        rate=sim_config.speed if sim_config is not None else 1.0,
+        telemetry=telemetry,
+        timelapse=timelapse,
+        tick_lag=TICK_LAG + READ_INTERVAL,  # a frame may wait in the socket for one paced read
     )
     dispatcher = Dispatcher(core, writer, score_sinks=[score_log])
     services.attach(dispatcher, writer)
