@@ -12,7 +12,8 @@ it, at the same time and for the same minute:
       PYTHONPATH=CHECKOUT PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python \
           exec .venv/bin/python -m purpledrop.script.pd_record "$@"
   (its generated messages_pb2 predates protobuf 4; the pure-Python loader accepts it, and
-  pdrecord parses nothing unless -v). Measured beside it: `autorec record` costs 0.97-1.02x;
+  pdrecord parses nothing unless -v). Measured beside it: `autorec record` costs 0.61x (0.97-1.02x
+  before its socket reads were paced: `autorec/io/source.py`);
 - `autorec run --rules rules/motion.yaml` (analyses 5 fps, keeps segments); `--rules FILE`
   and `--set RULE.OPTION=VALUE` run another rule file or setting (e.g. rules/electrodes.yaml:
   the pipeline without camera analysis).
