@@ -57,7 +57,8 @@ websockets' own flow control (its frame queue) still pauses and resumes
 reading. The cost is latency: a frame is read up to `read_interval` late,
 and its `received`/`monotonic` times are those of the read. A live pipeline
 allows for it in its tick lag (`autorec.runs.live`). 0 reads as soon as
-data arrives; TLS connections (wss://) are never paced.
+data arrives; TLS connections (wss://), and transports other than asyncio's
+own (whose read size is not known), are never paced.
 """
 
 from __future__ import annotations
@@ -165,8 +166,14 @@ class PacedConnection(ClientConnection):
         super().connection_made(transport)
         if transport.get_extra_info("sslcontext") is not None:
             self.read_interval = 0.0  # TLS decrypts record by record: pausing between them gains nothing
-        # asyncio's socket transports read up to `max_size` bytes at once (256 KiB).
-        self._full_read = getattr(transport, "max_size", 256 * 1024)
+        # asyncio's socket transports read up to `max_size` bytes at once (256 KiB): a read that size
+        # says more is waiting. Another loop's transports (uvloop's, for a script's own loop) read in
+        # other sizes; without knowing what fills a read, a pause could hold a backlog: no pacing.
+        full_read = getattr(transport, "max_size", None)
+        if not isinstance(full_read, int) or full_read <= 0:
+            self.read_interval = 0.0
+        else:
+            self._full_read = full_read
         # websockets resumes reading when its frame queue drains (`Assembler.resume`); during a
         # paced pause that waits for the pause to end, or every batch above the queue's high-water
         # mark would be followed by reads as fast as the frames come.
