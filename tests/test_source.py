@@ -378,3 +378,51 @@ def test_pacing_never_falls_behind_a_small_socket_buffer() -> None:
 
     got = asyncio.run(main())
     assert [m.payload for m in got] == frames
+
+
+def test_paced_reads_of_a_sped_up_simulator_fake_no_clock_step() -> None:
+    # `autorec run --sim --speed 100`: stream time runs 100x the monotonic clock, and the timeline takes
+    # a stamp more than 5 s ahead of the last one plus 100x the monotonic time since it arrived for a
+    # clock step. A read paced 0.2 s late moves a frame's arrival by up to 20 s of stream time: two
+    # frames either side of a 12 s quiet stretch (0.12 s real) taken in one read looked like a forward
+    # clock step (and the frame after it, read 0.2 s later, refuted it as an outlier). The simulator's
+    # source is paced for its speed.
+    from autorec.core.timeline import Timeline
+    from autorec.io.source import read_interval_at
+    from tests.support.eventbuilder import hv
+
+    speed = 100.0
+    timeline: Timeline[Message] = Timeline(rate=speed)
+
+    async def main() -> None:
+        with EventServer() as server:
+            async with WebsocketSource(server.uri, read_interval=read_interval_at(speed)) as source:
+                await expect(source, Connected)
+                await until_clients(server)
+                t0 = time.monotonic()
+
+                def send() -> None:
+                    server.broadcast([hv(1_700_000_000.0 + speed * (time.monotonic() - t0), 100.0).SerializeToString()])
+
+                def stream() -> None:
+                    for _ in range(2):
+                        reads = source.stats.reads
+                        send()
+                        deadline = time.monotonic() + 5.0
+                        while source.stats.reads == reads:  # read: a paced pause begins now
+                            assert time.monotonic() < deadline, "the frame was never read"
+                            time.sleep(0.002)
+                        time.sleep(0.02)  # the stream's own pace from here on
+                        send()
+                        time.sleep(0.12)  # 12 s of stream without a frame
+                        for _ in range(3):
+                            send()
+                        time.sleep(0.3)
+
+                sender = asyncio.ensure_future(asyncio.to_thread(stream))
+                for m in await messages(source, 2 * 5):
+                    timeline.push(events.timestamp(m.event), m.monotonic, m)
+                await sender
+
+    asyncio.run(main())
+    assert (timeline.steps, timeline.outliers, timeline.holding) == (0, 0, 0), timeline.jumps

@@ -249,7 +249,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
     from autorec.core.pipeline import TICK_LAG, Pipeline
     from autorec.core.streamitems import Message
     from autorec.io.mainloop import StopRequest, run_main
-    from autorec.io.source import DEFAULT_URI, WebsocketSource
+    from autorec.io.source import DEFAULT_URI, WebsocketSource, read_interval_at
     from autorec.units import format_duration
 
     sim_config = None
@@ -332,7 +332,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                 return
             driver = Driver(client, plan, clock=lambda: meter.time)
             state["driver"] = driver
-        source = WebsocketSource(ws_uri)
+        source = WebsocketSource(ws_uri, read_interval=read_interval_at(speed))
         pipeline = Pipeline(
             ruleset, rate=speed, telemetry=False, timelapse=False, tick_lag=TICK_LAG + source.read_interval
         )

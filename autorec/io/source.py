@@ -58,7 +58,12 @@ reading. The cost is latency: a frame is read up to `read_interval` late,
 and its `received`/`monotonic` times are those of the read. A live pipeline
 allows for it in its tick lag (`autorec.runs.live`). 0 reads as soon as
 data arrives; TLS connections (wss://), and transports other than asyncio's
-own (whose read size is not known), are never paced.
+own (whose read size is not known), are never paced. A stream that runs
+faster than real time (the simulator's `--speed`) is read at
+`read_interval_at(speed)`: a pause holds a frame at most `MAX_STREAM_DELAY`
+(1 s) of its stream time, as the timeline judges a live stamp against the
+monotonic time since the last one (times the speed) and takes one more than
+5 s ahead for a clock step.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URI = "ws://localhost:7001"
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 READ_INTERVAL = 0.2  # seconds between socket reads that found little to read (see "Paced reads")
+MAX_STREAM_DELAY = 1.0  # stream seconds a paced read may hold a frame of a sped-up stream (see "Paced reads")
 
 
 @dataclass
@@ -145,6 +151,15 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
+
+
+def read_interval_at(rate: float) -> float:
+    """The read interval for a stream of `rate` stream seconds per real second: `READ_INTERVAL`, or less
+    so that a paced read holds a frame at most `MAX_STREAM_DELAY` of stream time. At --speed 100 a 0.2 s
+    pause held 20 s of stream: two frames either side of a 12 s quiet stretch taken in one read were
+    judged a forward clock step by the timeline (5 s threshold), or the later one an outlier re-stamped
+    12 s early."""
+    return min(READ_INTERVAL, MAX_STREAM_DELAY / rate) if rate > 0 else READ_INTERVAL
 
 
 class PacedConnection(ClientConnection):

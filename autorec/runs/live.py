@@ -203,7 +203,7 @@ def live_main(
     live_source=None,
     companions: Sequence[Companion] = (),
 ) -> int:
-    from autorec.io.source import WebsocketSource
+    from autorec.io.source import WebsocketSource, read_interval_at
     from autorec.units import format_size
 
     status = StatusLine(
@@ -232,7 +232,7 @@ def live_main(
 
         async with SimServer(sim_config, host="127.0.0.1", port=0) as server:
             log.info("recording the simulator (%s) into %s", server.uri, out)
-            async with WebsocketSource(server.uri) as source:
+            async with WebsocketSource(server.uri, read_interval=read_interval_at(sim_config.speed)) as source:
                 live = asyncio.ensure_future(feed_live(dispatcher, source, stop=stop, status=status))
                 finished = asyncio.ensure_future(server.wait_finished())
                 stopped = asyncio.ensure_future(stop.wait())
@@ -332,7 +332,7 @@ def run_live(
     from autorec.core.pipeline import TICK_LAG, Pipeline
     from autorec.io.recovery import recover_directory
     from autorec.io.scorelog import ScoreLog
-    from autorec.io.source import READ_INTERVAL
+    from autorec.io.source import read_interval_at
     from autorec.io.writer import SegmentWriter
 
     for recovered in recover_directory(out, fsync=ruleset.output.fsync):
@@ -352,12 +352,14 @@ def run_live(
     )
     score_log = ScoreLog(out)  # scores-YYYYMMDD.csv.gz and near-misses.jsonl beside the telemetry
     services.score_log = score_log
+    rate = sim_config.speed if sim_config is not None else 1.0
+    read_interval = live_source.read_interval if live_source is not None else read_interval_at(rate)
     core = Pipeline(
         ruleset,
-        rate=sim_config.speed if sim_config is not None else 1.0,
+        rate=rate,
         telemetry=telemetry,
         timelapse=timelapse,
-        tick_lag=TICK_LAG + READ_INTERVAL,  # a frame may wait in the socket for one paced read
+        tick_lag=TICK_LAG + read_interval,  # a frame may wait in the socket for one paced read
     )
     dispatcher = Dispatcher(core, writer, score_sinks=[score_log])
     services.attach(dispatcher, writer)
