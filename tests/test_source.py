@@ -426,3 +426,21 @@ def test_paced_reads_of_a_sped_up_simulator_fake_no_clock_step() -> None:
 
     asyncio.run(main())
     assert (timeline.steps, timeline.outliers, timeline.holding) == (0, 0, 0), timeline.jumps
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.5])
+def test_the_recorder_api_takes_read_interval(interval: float, tmp_path: Path) -> None:
+    # docs/reference/python-api.md offers EventRecorder(uri, read_interval=...): it reaches the source.
+    from autorec import EventRecorder
+    from tests.support.wsfixtures import wait_until
+
+    frames = _small_frames(20)
+    with EventServer() as server:
+        with EventRecorder(server.uri, read_interval=interval) as rec:
+            rec.start(tmp_path / "x.bin")
+            assert rec._capture is not None and rec._capture.source.read_interval == interval
+            server.wait_for_clients(1)
+            server.broadcast(frames)
+            wait_until(lambda: rec.count == len(frames), 10, "the frames")
+            assert rec.stop() == len(frames)
+    assert [r.payload for r in LogReader(tmp_path / "x.bin")] == frames

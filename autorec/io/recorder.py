@@ -182,6 +182,7 @@ def _split_options(options: dict[str, Any]) -> dict[str, Any]:
         "close_timeout",
         "ping_interval",
         "ping_timeout",
+        "read_interval",
     }
     unknown = set(options) - allowed
     if unknown:
