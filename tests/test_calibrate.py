@@ -383,3 +383,35 @@ def test_a_drop_that_does_not_follow_ends_the_moves_with_everything_off(capsys) 
     assert "WARNING: the drop did not reach pin" in err and "the moves stopped there" in err
     assert re.search(r"drove pins \[\d+\] \(1 move\(s\)\); electrodes switched off\n", err), err
     assert "no arrivals measured" in out and "1 move(s) without an arrival" in out
+
+
+def test_a_rig_on_this_computers_clock_is_measured_on_it(capsys) -> None:
+    # A rig stamping with this computer's clock, 50 messages a second: calibrate reports its offset and
+    # spread from the arrival times. Read at paced intervals (0.2 s) the frames arrived up to 0.2 s
+    # late, and it said "0.10 s behind this computer (spread 0.19 s)".
+    from tests.support.eventbuilder import hv
+    from tests.support.wsfixtures import EventServer
+
+    with EventServer() as server:
+        done = threading.Event()
+
+        def stream() -> None:
+            while not done.is_set():
+                server.broadcast([hv(time.time(), 100.0).SerializeToString()])
+                time.sleep(0.02)  # the rig's own pace
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            code, out, err = calibrate(
+                capsys, "--rules", str(REPO / "rules" / "electrodes.yaml"), "--uri", server.uri,
+                "--idle", "1s", "--activity", "1s",
+            )  # fmt: skip
+        finally:
+            done.set()
+            streamer.join()
+    assert code == 0, err
+    found = re.search(r"rig clock ([\d.]+) s (?:ahead of|behind) this computer \(spread ([\d.]+) s\)", out)
+    assert found, out
+    offset, spread = (float(x) for x in found.groups())
+    assert offset < 0.05 and spread < 0.1, found.group(0)

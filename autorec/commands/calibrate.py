@@ -249,7 +249,7 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
     from autorec.core.pipeline import TICK_LAG, Pipeline
     from autorec.core.streamitems import Message
     from autorec.io.mainloop import StopRequest, run_main
-    from autorec.io.source import DEFAULT_URI, WebsocketSource, read_interval_at
+    from autorec.io.source import DEFAULT_URI, WebsocketSource
     from autorec.units import format_duration
 
     sim_config = None
@@ -332,7 +332,9 @@ def _measure_live(args, ruleset, meter, idle: float, activity: float, allowed) -
                 return
             driver = Driver(client, plan, clock=lambda: meter.time)
             state["driver"] = driver
-        source = WebsocketSource(ws_uri, read_interval=read_interval_at(speed))
+        # Unpaced: calibrate measures arrival times too (the rig clock's offset and spread), which paced
+        # reads would make up to 0.2 s late; a session of minutes has no CPU to save.
+        source = WebsocketSource(ws_uri, read_interval=0.0)
         pipeline = Pipeline(
             ruleset, rate=speed, telemetry=False, timelapse=False, tick_lag=TICK_LAG + source.read_interval
         )
