@@ -63,7 +63,8 @@ faster than real time (the simulator's `--speed`) is read at
 `read_interval_at(speed)`: a pause holds a frame at most `MAX_STREAM_DELAY`
 (1 s) of its stream time, as the timeline judges a live stamp against the
 monotonic time since the last one (times the speed) and takes one more than
-5 s ahead for a clock step.
+5 s ahead for a clock step. `autorec calibrate`, which reports the rig
+clock's offset from arrival times, reads unpaced.
 """
 
 from __future__ import annotations
