@@ -55,7 +55,7 @@ that filled the buffer (a backlog, a fast simulator) is followed at once by
 the next, TCP flow control holds the server when the buffer is full, and
 websockets' own flow control (its frame queue) still pauses and resumes
 reading. The cost is latency: a frame is read up to `read_interval` late,
-and its `received`/`monotonic` times are those of the read. A live pipeline
+and its `received`/`monotonic` times, taken when it is handed on, are that late too. A live pipeline
 allows for it in its tick lag (`autorec.runs.live`). 0 reads as soon as
 data arrives; TLS connections (wss://), and transports other than asyncio's
 own (whose read size is not known), are never paced. A stream that runs
