@@ -264,6 +264,13 @@ def test_a_server_that_drops_before_sending_anything_still_backs_off() -> None:
 # -- paced reads ---------------------------------------------------------------------------------
 
 
+def send_spaced(server: EventServer, frames: list[bytes], gap: float) -> None:
+    """Broadcast `frames` one at a time, `gap` seconds apart: the stream's own pace, not a wait for the source."""
+    for frame in frames:
+        server.broadcast([frame])
+        time.sleep(gap)
+
+
 def _small_frames(n: int) -> list[bytes]:
     return [image(1_700_000_000.0 + i, bytes([i % 256]) * 500).SerializeToString() for i in range(n)]
 
@@ -280,12 +287,7 @@ def test_paced_reads_take_a_stream_in_a_few_reads_without_losing_or_reordering(i
                 await expect(source, Connected)
                 await until_clients(server)
 
-                def send_spaced() -> None:
-                    for frame in frames:
-                        server.broadcast([frame])
-                        time.sleep(0.01)  # the stream's own pace, not a wait for the source
-
-                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced))
+                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced, server, frames, 0.01))
                 got = await messages(source, len(frames))
                 await sender
                 # The flow control this pacing leaves to websockets is read from its frame queue.
@@ -364,13 +366,8 @@ def test_pacing_never_falls_behind_a_small_socket_buffer() -> None:
                 sock = source._ws.transport.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
 
-                def send_spaced() -> None:
-                    for frame in frames:
-                        server.broadcast([frame])
-                        time.sleep(0.05)  # 2 MB/s for 2 s: the stream's own pace
-
                 t0 = time.monotonic()
-                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced))
+                sender = asyncio.ensure_future(asyncio.to_thread(send_spaced, server, frames, 0.05))  # 2 MB/s for 2 s
                 got = await messages(source, len(frames), timeout=20.0)
                 await sender
                 assert time.monotonic() - t0 < 6.0, "fell behind the stream"
