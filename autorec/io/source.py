@@ -176,7 +176,7 @@ class PacedConnection(ClientConnection):
         self.stats = stats
         self._held = False  # reading paused by the pacing (not by websockets' flow control)
         self._full_read = 0  # bytes that fill one read of the transport: more is waiting
-        self._batch = 0  # bytes read since the last pause
+        self._batch = 0  # bytes read since the last partial read (a partial read ends a run of reads)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -211,10 +211,10 @@ class PacedConnection(ClientConnection):
         if len(data) >= self._full_read:
             return  # the read filled asyncio's buffer: more is waiting
         batch, self._batch = self._batch, 0  # a partial read: what was waiting is read
-        if self._nearly_full(batch):
-            return
         if self.protocol.state is not State.OPEN:
             return  # closing (the server's close frame came): read the end of the connection as it comes
+        if self._nearly_full(batch):
+            return
         self._held = True
         self.transport.pause_reading()
         self.loop.call_later(self.read_interval, self._read_again)
@@ -226,8 +226,8 @@ class PacedConnection(ClientConnection):
         await super().close(*args, **kwargs)
 
     def _nearly_full(self, read: int) -> bool:
-        # Reads since the last pause that took half the socket's receive buffer (the kernel's figure,
-        # which it doubles for its bookkeeping: so a quarter of it) may have left the server waiting
+        # A run of reads that took half the socket's receive buffer (the kernel's figure, which it
+        # doubles for its bookkeeping: so a quarter of it) may have left the server waiting
         # on TCP flow control: read on without a pause until reads are small again, so that a small
         # buffer (an untuned system, a backlog) never makes the pacing fall behind the stream.
         sock = self.transport.get_extra_info("socket")
